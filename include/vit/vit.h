@@ -1,0 +1,127 @@
+/* vit-infer C API.
+ *
+ * Opaque handles, statuses that carry messages, *_default_params() for every params
+ * struct. Every fallible call returns a vit_status* : NULL means success; otherwise the
+ * caller owns the status and frees it with vit_status_free(). Release functions accept
+ * NULL. Nothing in the library exits or aborts.
+ *
+ * Thread-safety: a vit_model is immutable once loaded and may be shared by any number of
+ * sessions and threads. A vit_session serialises its runs with an internal lock, so it may
+ * be called from several threads (calls queue); for parallel throughput create one session
+ * per thread. vit_session_cancel() may be called from any thread at any time.
+ */
+#ifndef VIT_VIT_H_
+#define VIT_VIT_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define VIT_API __declspec(dllexport)
+#else
+#define VIT_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VIT_API_VERSION 1
+
+typedef enum vit_status_code {
+  VIT_OK = 0,
+  VIT_ERR_INVALID_ARGUMENT = 1,
+  VIT_ERR_IO = 2,
+  VIT_ERR_FORMAT = 3,
+  VIT_ERR_UNSUPPORTED = 4,
+  VIT_ERR_OUT_OF_MEMORY = 5,
+  VIT_ERR_DEVICE = 6,
+  VIT_ERR_CANCELLED = 7,
+  VIT_ERR_INTERNAL = 8
+} vit_status_code;
+
+typedef struct vit_status vit_status;
+typedef struct vit_model vit_model;
+typedef struct vit_session vit_session;
+
+/* ---- status ---- */
+VIT_API vit_status_code vit_status_get_code(const vit_status* st); /* NULL -> VIT_OK */
+VIT_API const char* vit_status_get_message(const vit_status* st);  /* NULL -> "ok" */
+VIT_API void vit_status_free(vit_status* st);
+VIT_API const char* vit_version(void);
+
+/* ---- model ---- */
+typedef enum vit_pool { VIT_POOL_DEFAULT = 0, VIT_POOL_TOKEN = 1, VIT_POOL_AVG = 2 } vit_pool;
+
+typedef struct vit_load_params {
+  const char* architecture; /* timm architecture name, or NULL */
+  int image_size;           /* run resolution (square); 0 = the checkpoint's */
+  int num_heads;            /* 0 = from config / architecture / shapes */
+  float layer_norm_eps;     /* 0 = from config / layout default */
+  vit_pool pool;            /* VIT_POOL_DEFAULT = from config */
+  const char* labels_file;  /* one label per line, or NULL */
+} vit_load_params;
+
+VIT_API vit_load_params vit_load_default_params(void);
+/* path: a .safetensors / .npz file, or a directory holding one and its config.json. */
+VIT_API vit_status* vit_model_load(const char* path, const vit_load_params* params, vit_model** out);
+VIT_API void vit_model_free(vit_model* model);
+
+typedef struct vit_model_info {
+  int image_height, image_width, patch_size, in_chans;
+  int hidden_size, depth, num_heads, head_dim, mlp_size, num_classes;
+  int num_tokens; /* patches + cls */
+  float layer_norm_eps;
+  vit_pool pool;
+  int64_t param_count;
+  double flops_per_image;
+} vit_model_info;
+
+VIT_API vit_status* vit_model_get_info(const vit_model* model, vit_model_info* out);
+/* Class label for index i, or NULL if the model has none. Valid while the model lives. */
+VIT_API const char* vit_model_get_label(const vit_model* model, int index);
+/* Number of load warnings (NaN/Inf weights, ...), and the i-th one. */
+VIT_API int vit_model_get_warning_count(const vit_model* model);
+VIT_API const char* vit_model_get_warning(const vit_model* model, int index);
+
+/* ---- session ---- */
+typedef enum vit_device { VIT_DEVICE_CPU = 0, VIT_DEVICE_CUDA = 1 } vit_device;
+typedef enum vit_precision { VIT_PRECISION_FP32 = 0, VIT_PRECISION_FP16 = 1, VIT_PRECISION_BF16 = 2 } vit_precision;
+typedef enum vit_gemm { VIT_GEMM_AUTO = 0, VIT_GEMM_CUSTOM = 1, VIT_GEMM_CUBLASLT = 2 } vit_gemm;
+
+typedef struct vit_session_params {
+  vit_device device;       /* default CPU */
+  int device_id;           /* CUDA ordinal, default 0 */
+  vit_precision precision; /* default FP32 (CPU supports FP32 only) */
+  int max_batch;           /* largest batch a run may pass; default 64 */
+  int num_threads;         /* CPU threads; 0 = all */
+  vit_gemm gemm;           /* CUDA GEMM implementation; default AUTO */
+  int use_cuda_graphs;     /* default 1 */
+  int allow_tf32;          /* default 0: fp32 is true fp32 */
+  void* cuda_stream;       /* cudaStream_t to run on; NULL = the session's own */
+} vit_session_params;
+
+VIT_API vit_session_params vit_session_default_params(void);
+VIT_API vit_status* vit_session_create(const vit_model* model, const vit_session_params* params,
+                                       vit_session** out);
+VIT_API void vit_session_free(vit_session* session);
+
+/* Outputs of a run: caller-owned host buffers; any may be NULL to skip it. */
+typedef struct vit_outputs {
+  float* logits;     /* [batch, num_classes] */
+  float* embeddings; /* [batch, hidden_size]: the pooled features the head reads */
+  float* attention;  /* [batch, num_heads, num_tokens, num_tokens]: last block's probabilities */
+} vit_outputs;
+
+/* images: host [batch, in_chans, image_height, image_width] fp32, normalised.
+ * 1 <= batch <= max_batch. */
+VIT_API vit_status* vit_session_run(vit_session* session, const float* images, int batch,
+                                    const vit_outputs* outputs);
+/* Makes the run in progress (if any) stop with VIT_ERR_CANCELLED; the next run clears it. */
+VIT_API void vit_session_cancel(vit_session* session);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VIT_VIT_H_ */

@@ -1,0 +1,80 @@
+// vit-infer: the model configuration every loader resolves to, and where each field
+// comes from (HF config.json, timm config.json, timm architecture names, tensor shapes,
+// command-line overrides; in that order of increasing priority).
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vit {
+
+enum class GlobalPool { kToken, kAvg };
+enum class WeightLayout { kTimm, kHF, kJax };
+
+const char* global_pool_name(GlobalPool p) noexcept;
+const char* layout_name(WeightLayout l) noexcept;
+
+// How an image becomes the model input (timm pretrained_cfg / HF preprocessor_config).
+struct PreprocessConfig {
+  enum class Resize { kShortestThenCrop, kDirect };  // timm crop_pct / HF squash
+  Resize resize = Resize::kShortestThenCrop;
+  std::string interpolation = "bicubic";  // "bicubic" | "bilinear"
+  float crop_pct = 0.9f;
+  int input_h = 224, input_w = 224;
+  std::array<float, 3> mean{0.5f, 0.5f, 0.5f};
+  std::array<float, 3> std{0.5f, 0.5f, 0.5f};
+  float rescale = 1.0f / 255.0f;
+};
+
+struct ViTConfig {
+  // Architecture.
+  int image_h = 224, image_w = 224;  // the size the engine runs at
+  int patch = 16;
+  int in_chans = 3;
+  int hidden = 768;       // D
+  int depth = 12;
+  int heads = 12;
+  int mlp_hidden = 3072;  // I
+  int num_classes = 1000; // 0: no classifier (bare HF ViTModel / timm num_classes=0)
+  float ln_eps = 1e-6f;
+  GlobalPool pool = GlobalPool::kToken;
+  bool final_norm = true;  // LayerNorm over all tokens before pooling (timm `norm`)
+  bool fc_norm = false;    // LayerNorm after pooling (timm `fc_norm`, avg pooling)
+  bool qkv_bias = true;
+
+  // Provenance.
+  WeightLayout layout = WeightLayout::kTimm;
+  std::string architecture;  // e.g. "vit_base_patch16_224" when known
+  int ckpt_grid_h = 14, ckpt_grid_w = 14;  // patch grid of the stored position embeddings
+
+  std::vector<std::string> labels;  // id2label / label_names; may be empty
+  PreprocessConfig preprocess;
+
+  int head_dim() const noexcept { return hidden / heads; }
+  int grid_h() const noexcept { return image_h / patch; }
+  int grid_w() const noexcept { return image_w / patch; }
+  int num_patches() const noexcept { return grid_h() * grid_w(); }
+  int tokens() const noexcept { return num_patches() + 1; }  // + cls
+  int64_t param_count() const noexcept;
+  double flops_per_image() const noexcept;  // 2 * MACs, matmuls + attention
+
+  std::string describe() const;  // multi-line, for `vit-infer info`
+};
+
+// Command-line / API overrides; unset fields keep what the files say.
+struct ConfigOverrides {
+  std::optional<std::string> architecture;  // a timm architecture name
+  std::optional<int> image_size;            // run resolution (square); resamples pos-embed
+  std::optional<int> heads;
+  std::optional<float> ln_eps;
+  std::optional<GlobalPool> pool;
+  std::optional<std::string> labels_file;   // one label per line
+};
+
+// The standard timm ViT architecture names ("vit_base_patch16_224", ...): fills
+// hidden/depth/heads/mlp/patch/image size. Returns false if the name is not known.
+bool config_from_arch_name(const std::string& arch, ViTConfig* cfg);
+
+}  // namespace vit

@@ -1,0 +1,53 @@
+// vit-infer: the one internal model every checkpoint layout maps onto. Weights are host
+// fp32, row-major, in timm's orientation: every Linear is [out, in] (y = x W^T + b).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace vit {
+
+struct BlockWeights {
+  Tensor ln1_w, ln1_b;   // [D]
+  Tensor qkv_w;          // [3D, D]  rows: q | k | v, each head-major
+  Tensor qkv_b;          // [3D]     (zeros when the checkpoint has no qkv bias)
+  Tensor proj_w, proj_b; // [D, D], [D]
+  Tensor ln2_w, ln2_b;   // [D]
+  Tensor fc1_w, fc1_b;   // [I, D], [I]
+  Tensor fc2_w, fc2_b;   // [D, I], [D]
+};
+
+struct ViTWeights {
+  Tensor patch_w;  // [D, C*P*P]  (conv weight OIHW flattened: c, py, px)
+  Tensor patch_b;  // [D]
+  Tensor cls;      // [D]
+  Tensor pos;      // [T, D], T = grid_h*grid_w + 1, already resampled to the run size
+  std::vector<BlockWeights> blocks;
+  Tensor norm_w, norm_b;        // [D], empty unless cfg.final_norm
+  Tensor fc_norm_w, fc_norm_b;  // [D], empty unless cfg.fc_norm
+  Tensor head_w, head_b;        // [C, D], [C]; empty when num_classes == 0
+};
+
+struct Model {
+  ViTConfig cfg;
+  ViTWeights w;
+  std::string source_path;            // the weights file actually read
+  std::vector<std::string> warnings;  // e.g. NaN/Inf weights, naming the tensor
+};
+
+// Loads a model from a weights file (.safetensors / .npz) or a directory holding one
+// plus config.json (and preprocessor_config.json). Throws vit::Error naming the file and
+// the problem: missing/extra tensors, shapes that disagree with the config, unsupported
+// variants (register tokens, LayerScale, distillation, no_embed_class, ...).
+std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOverrides& ov = {});
+
+// Bilinear/bicubic resampling of the position-embedding grid exactly as timm's
+// resample_abs_pos_embed (F.interpolate bicubic, antialias=True, align_corners=False).
+// pos: [1 + gh*gw, D] (cls slot first) -> [1 + nh*nw, D].
+Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw);
+
+}  // namespace vit
