@@ -19,7 +19,7 @@ class MappedFile;
 struct SafetensorsEntry {
   std::string name;
   std::string dtype_str;  // as written in the header ("F32", "BF16", "I64", ...)
-  bool dtype_known = false;
+  bool dtype_known = false;   // one of F32/F16/BF16/F64, i.e. readable as fp32 by read()
   DType dtype = DType::F32;  // valid when dtype_known
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // relative to the data buffer
@@ -40,6 +40,7 @@ class SafetensorsFile {
   // Raw bytes of a tensor inside the mapping (unaligned in general).
   const uint8_t* raw(const std::string& name) const;
   // Tensor widened to fp32. Throws kUnsupported for dtypes other than F32/F16/BF16/F64.
+  // A 0-d tensor comes back with shape [1] (an empty Tensor shape means "absent").
   Tensor read(const std::string& name) const;
 
  private:
