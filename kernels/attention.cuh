@@ -1,0 +1,49 @@
+// vit-infer: fused multi-head self-attention O = softmax(Q K^T * scale) V, flash-style (online
+// softmax, no T x T matrix in global memory). Q, K, V element (b, h, t, d) lives at
+// base + b*stride_b + h*stride_h + t*stride_t + d, which covers both [B, H, T, hd] (the GEMM's
+// QKV epilogue) and [B, T, 3, H, hd] (a plain [B*T, 3D] GEMM output). O is [B, T, H*hd]
+// (heads concatenated head-major, ready for proj). Storage F32 / F16 / BF16, fp32 softmax.
+// F16/BF16 with hd in {32, 48, 64, 80, 96, 112, 128} use tensor cores (mma.sync); other hd
+// <= 128 and F32 use the SIMT kernel. hd > 128 is rejected (kInvalidArgument).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace vit {
+
+enum class AttentionKernel { kAuto, kSimt };
+
+struct AttentionParams {
+  DType dtype = DType::F32;
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t stride_b = 0, stride_h = 0, stride_t = 0;  // in elements, shared by q, k, v
+  void* o = nullptr;  // [B, T, H*hd]
+  int B = 0, H = 0, T = 0, head_dim = 0;
+  float scale = 0.0f;  // usually head_dim^-0.5
+  AttentionKernel kernel = AttentionKernel::kAuto;
+};
+
+// Softmax probabilities of the first `query_rows` query rows: probs [B, H, query_rows, T] fp32
+// (query_rows = 1: the cls row's attention; = T: the full last-block matrix).
+struct AttentionProbsParams {
+  DType dtype = DType::F32;
+  const void* q = nullptr;
+  const void* k = nullptr;
+  int64_t stride_b = 0, stride_h = 0, stride_t = 0;
+  float* probs = nullptr;
+  int B = 0, H = 0, T = 0, head_dim = 0, query_rows = 0;
+  float scale = 0.0f;
+};
+
+void launch_attention(const AttentionParams& p, cudaStream_t stream);
+void launch_attention_probs(const AttentionProbsParams& p, cudaStream_t stream);
+// True when launch_attention would use the tensor-core kernel.
+bool attention_uses_tensor_cores(const AttentionParams& p);
+
+}  // namespace vit

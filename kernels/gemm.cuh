@@ -1,0 +1,47 @@
+// vit-infer: GEMM y[M, N] = x[M, K] W[N, K]^T (+ bias) (+ GELU | + residual | QKV scatter),
+// the torch Linear orientation (W row-major [out, in]). Storage F32 / F16 / BF16, fp32
+// accumulation. 16-bit inputs with K, lda, ldw multiples of 8 and 16-byte aligned x/W use the
+// tensor-core kernel (mma.sync m16n8k16, ldmatrix, cp.async double buffering); everything else
+// (fp32, odd shapes) the SIMT kernel. M, N, K need not be tile multiples.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace vit {
+
+enum class GemmEpilogue {
+  kNone,      // y = xW^T (+ bias)
+  kGelu,      // y = GELU_erf(xW^T + bias)
+  kResidual,  // y = xW^T + bias + residual   (residual may alias y: in-place x += ...)
+  kQkv,       // xW^T + bias scattered to c as [3, B, heads, tokens, head_dim] (q | k | v)
+};
+
+enum class GemmKernel { kAuto, kSimt };  // kSimt forces the SIMT kernel (tests, fp32)
+
+struct GemmParams {
+  DType dtype = DType::F32;  // storage type of x, W, bias, residual and y
+  const void* a = nullptr;   // x [M, K], rows lda apart
+  int64_t lda = 0;
+  const void* w = nullptr;   // W [N, K], rows ldw apart
+  int64_t ldw = 0;
+  void* c = nullptr;         // y [M, N], rows ldc apart (kQkv: [3, B, heads, tokens, head_dim])
+  int64_t ldc = 0;
+  const void* bias = nullptr;      // [N] or null (applied first, whatever the epilogue)
+  const void* residual = nullptr;  // [M, N] rows ldr apart (kResidual only)
+  int64_t ldr = 0;
+  GemmEpilogue epilogue = GemmEpilogue::kNone;
+  int M = 0, N = 0, K = 0;
+  int tokens = 0, heads = 0, head_dim = 0;  // kQkv: M = B * tokens, N = 3 * heads * head_dim
+  GemmKernel kernel = GemmKernel::kAuto;
+};
+
+// Validates the params (throws vit::Error kInvalidArgument) and launches on `stream`.
+void launch_gemm(const GemmParams& p, cudaStream_t stream);
+// True when launch_gemm would use the tensor-core kernel for these params.
+bool gemm_uses_tensor_cores(const GemmParams& p);
+
+}  // namespace vit

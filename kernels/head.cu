@@ -1,0 +1,165 @@
+// vit-infer: head kernels (see head.cuh). pool: one thread per (b, j) column sum over tokens
+// (consecutive threads read consecutive j: coalesced). softmax_topk: one block of 256 threads
+// per row; max and sum via block reductions, then k rounds of block arg-max that skip the
+// indices already taken (k <= 32), so no C-sized shared buffer is needed for any C.
+#include "head.cuh"
+
+#include <string>
+
+#include "cuda_check.h"
+#include "device_common.cuh"
+
+namespace vit {
+namespace {
+
+using kern::from_f;
+using kern::to_f;
+
+template <typename T>
+__global__ void pool_kernel(const PoolParams p) {
+  const int64_t total = static_cast<int64_t>(p.B) * p.D;
+  const T* x = static_cast<const T*>(p.x);
+  T* out = static_cast<T*>(p.out);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = i / p.D;
+    const int j = static_cast<int>(i - b * p.D);
+    const T* base = x + b * p.T * p.D + j;
+    if (p.mode == PoolMode::kCls) {
+      out[i] = base[0];
+    } else {
+      float s = 0.0f;
+      for (int t = 1; t < p.T; ++t) s += to_f(base[static_cast<int64_t>(t) * p.D]);
+      out[i] = from_f<T>(s / static_cast<float>(p.T - 1));
+    }
+  }
+}
+
+// Block-wide (256 threads) reduction of (value, index): max value, lowest index on ties.
+__device__ void block_argmax(float& v, int& idx, float* sv, int* si) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ov > v || (ov == v && oi < idx)) { v = ov; idx = oi; }
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) { sv[warp] = v; si[warp] = idx; }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < 8; ++w) {
+      if (sv[w] > sv[0] || (sv[w] == sv[0] && si[w] < si[0])) { sv[0] = sv[w]; si[0] = si[w]; }
+    }
+  }
+  __syncthreads();
+  v = sv[0];
+  idx = si[0];
+  __syncthreads();
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) softmax_topk_kernel(const SoftmaxTopkParams p) {
+  __shared__ float sv[8];
+  __shared__ int si[8];
+  __shared__ int taken[32];
+  const int b = blockIdx.x, tid = threadIdx.x;
+  const T* x = static_cast<const T*>(p.logits) + static_cast<int64_t>(b) * p.C;
+  const int big = 0x7fffffff;
+
+  float mx = -INFINITY;
+  int mi = big;
+  for (int c = tid; c < p.C; c += 256) {
+    const float v = to_f(x[c]);
+    if (v > mx || (v == mx && c < mi)) { mx = v; mi = c; }
+  }
+  block_argmax(mx, mi, sv, si);
+  float sum = 0.0f;
+  for (int c = tid; c < p.C; c += 256) sum += expf(to_f(x[c]) - mx);
+  sum = kern::warp_sum(sum);
+  if (tid % 32 == 0) sv[tid / 32] = sum;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < 8; ++w) total += sv[w];
+  __syncthreads();
+  const float inv = 1.0f / total;
+  if (p.probs) {
+    for (int c = tid; c < p.C; c += 256) p.probs[static_cast<int64_t>(b) * p.C + c] = expf(to_f(x[c]) - mx) * inv;
+  }
+  for (int r = 0; r < p.k; ++r) {
+    float v = -INFINITY;
+    int idx = big;
+    for (int c = tid; c < p.C; c += 256) {
+      bool used = false;
+      for (int q = 0; q < r; ++q) used |= taken[q] == c;
+      if (used) continue;
+      const float xv = to_f(x[c]);
+      if (idx == big || xv > v || (xv == v && c < idx)) { v = xv; idx = c; }
+    }
+    block_argmax(v, idx, sv, si);
+    if (tid == 0) {
+      taken[r] = idx;
+      p.topk_index[static_cast<int64_t>(b) * p.k + r] = idx;
+      p.topk_prob[static_cast<int64_t>(b) * p.k + r] = expf(v - mx) * inv;
+    }
+    __syncthreads();
+  }
+}
+
+template <typename T>
+__global__ void to_f32_kernel(const ToF32Params p) {
+  const T* s = static_cast<const T*>(p.src);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    p.dst[i] = to_f(s[i]);
+}
+
+template <typename T>
+__global__ void gelu_kernel(const GeluParams p) {
+  T* x = static_cast<T*>(p.x);
+  const int64_t total = p.rows * p.cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / p.cols, c = i - r * p.cols;
+    T* e = x + r * p.ld + c;
+    *e = from_f<T>(kern::gelu_erf(to_f(*e)));
+  }
+}
+
+}  // namespace
+
+void launch_pool(const PoolParams& p, cudaStream_t stream) {
+  const char* L = "launch_pool";
+  cuda::require(p.B > 0 && p.T > 0 && p.D > 0, L, "B, T, D must be positive");
+  cuda::require(p.mode == PoolMode::kCls || p.T >= 2, L, "mean pooling needs at least one patch token");
+  cuda::require(p.x && p.out, L, "x and out must not be null");
+  const int64_t total = static_cast<int64_t>(p.B) * p.D;
+  VIT_DISPATCH_DTYPE(p.dtype, L, pool_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
+  VIT_CHECK_LAUNCH("pool_kernel");
+}
+
+void launch_softmax_topk(const SoftmaxTopkParams& p, cudaStream_t stream) {
+  const char* L = "launch_softmax_topk";
+  cuda::require(p.B > 0 && p.C > 0, L, "B and C must be positive");
+  cuda::require(p.k >= 1 && p.k <= 32 && p.k <= p.C, L, "k must be in 1..min(C, 32)");
+  cuda::require(p.logits && p.topk_index && p.topk_prob, L, "logits and top-k outputs must not be null");
+  cuda::require(p.B <= 2147483647, L, "B too large");
+  VIT_DISPATCH_DTYPE(p.dtype, L, softmax_topk_kernel<T><<<p.B, 256, 0, stream>>>(p));
+  VIT_CHECK_LAUNCH("softmax_topk_kernel");
+}
+
+void launch_to_f32(const ToF32Params& p, cudaStream_t stream) {
+  const char* L = "launch_to_f32";
+  cuda::require(p.n > 0 && p.src && p.dst, L, "n must be positive and pointers non-null");
+  VIT_DISPATCH_DTYPE(p.dtype, L, to_f32_kernel<T><<<kern::blocks_for(p.n, 256), 256, 0, stream>>>(p));
+  VIT_CHECK_LAUNCH("to_f32_kernel");
+}
+
+void launch_gelu(const GeluParams& p, cudaStream_t stream) {
+  const char* L = "launch_gelu";
+  cuda::require(p.rows > 0 && p.cols > 0 && p.ld >= p.cols && p.x, L, "bad shape or null x");
+  const int64_t total = p.rows * p.cols;
+  VIT_DISPATCH_DTYPE(p.dtype, L, gelu_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
+  VIT_CHECK_LAUNCH("gelu_kernel");
+}
+
+}  // namespace vit

@@ -1,0 +1,54 @@
+// vit-infer: the classification head's device pieces and small elementwise helpers.
+// pool: tokens [B, T, D] -> pooled [B, D] (cls row, or mean over the patch rows 1..T-1, fp32 sum).
+// The final LayerNorm on pooled rows is launch_layernorm (strided cls rows or fc_norm), the
+// classifier is launch_gemm. softmax_topk: logits [B, C] -> fp32 probabilities and the top-k
+// (index, probability) per row, on device. to_f32 / gelu: conversions and the exact-erf GELU
+// applied after a cuBLASLt bias epilogue.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace vit {
+
+enum class PoolMode { kCls, kMeanPatches };
+
+struct PoolParams {
+  DType dtype = DType::F32;
+  const void* x = nullptr;  // [B, T, D]
+  void* out = nullptr;      // [B, D]
+  int B = 0, T = 0, D = 0;
+  PoolMode mode = PoolMode::kCls;
+};
+
+struct SoftmaxTopkParams {
+  DType dtype = DType::F32;
+  const void* logits = nullptr;  // [B, C]
+  float* probs = nullptr;        // [B, C] fp32, or null
+  int* topk_index = nullptr;     // [B, k]  (descending probability; ties -> lower index)
+  float* topk_prob = nullptr;    // [B, k]
+  int B = 0, C = 0, k = 0;       // 1 <= k <= min(C, 32)
+};
+
+struct ToF32Params {
+  DType dtype = DType::F32;
+  const void* src = nullptr;  // [n]
+  float* dst = nullptr;       // [n]
+  int64_t n = 0;
+};
+
+struct GeluParams {
+  DType dtype = DType::F32;
+  void* x = nullptr;  // [rows, cols], rows ld apart; GELU_erf applied in place
+  int64_t rows = 0, cols = 0, ld = 0;
+};
+
+void launch_pool(const PoolParams& p, cudaStream_t stream);
+void launch_softmax_topk(const SoftmaxTopkParams& p, cudaStream_t stream);
+void launch_to_f32(const ToF32Params& p, cudaStream_t stream);
+void launch_gelu(const GeluParams& p, cudaStream_t stream);
+
+}  // namespace vit

@@ -1,0 +1,337 @@
+// vit-infer: GPU image preprocessing (see resize_normalize.cuh). Both kernels run the exact
+// integer arithmetic of the CPU port (image/preprocess.cpp): the same fixed-point tables
+// (built on the host by fixed_resample_coeffs and uploaded), int32 accumulators starting at
+// 1 << 21, arithmetic shift by 22, clip to uint8 between the passes, horizontal pass first.
+// One thread per output pixel (3 channels); grid-stride loops so any image size launches.
+#include "resize_normalize.cuh"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda_check.h"
+#include "device_common.cuh"
+#include "image/preprocess.h"
+
+namespace vit {
+namespace {
+
+using kern::from_f;
+
+constexpr int kPrec = 22;  // Pillow's PRECISION_BITS for 8-bit images
+static_assert(kPrec == kResamplePrecisionBits, "GPU and CPU resamplers must use the same precision");
+
+__device__ __forceinline__ uint8_t clip8(int32_t acc) {
+  const int32_t v = acc >> kPrec;  // arithmetic shift = floor, as Pillow and the CPU port
+  return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+__global__ void __launch_bounds__(256) resize_horizontal_kernel(const ResizeHorizontalParams p) {
+  const int64_t n = static_cast<int64_t>(p.tmp_rows) * p.nx;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int r = static_cast<int>(i / p.nx), j = static_cast<int>(i % p.nx);
+    const uint8_t* row = p.src + static_cast<int64_t>(p.sy0 + r) * p.src_w * 3;
+    uint8_t* d = p.tmp + i * 3;  // tmp [tmp_rows, nx, 3]
+    if (!p.resize_x) {
+      const uint8_t* s = row + static_cast<int64_t>(p.rx0 + j) * 3;
+      d[0] = s[0];
+      d[1] = s[1];
+      d[2] = s[2];
+      continue;
+    }
+    const int o = p.rx0 + j;
+    const int32_t* k = p.k + static_cast<int64_t>(o) * p.ksize;
+    const uint8_t* s = row + static_cast<int64_t>(__ldg(p.first + o)) * 3;
+    const int cnt = __ldg(p.count + o);
+    int32_t a0 = 1 << (kPrec - 1), a1 = a0, a2 = a0;
+    for (int t = 0; t < cnt; ++t) {
+      const int32_t w = __ldg(k + t);
+      a0 += static_cast<int32_t>(s[3 * t]) * w;
+      a1 += static_cast<int32_t>(s[3 * t + 1]) * w;
+      a2 += static_cast<int32_t>(s[3 * t + 2]) * w;
+    }
+    d[0] = clip8(a0);
+    d[1] = clip8(a1);
+    d[2] = clip8(a2);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) resize_vertical_normalize_kernel(const ResizeVerticalNormalizeParams p) {
+  const int64_t hw = static_cast<int64_t>(p.out_h) * p.out_w;
+  const int64_t tstride = static_cast<int64_t>(p.nx) * 3;
+  T* dst = static_cast<T*>(p.dst);  // [3, out_h, out_w]
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < hw;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int y = static_cast<int>(i / p.out_w), x = static_cast<int>(i % p.out_w);
+    int u0 = 0, u1 = 0, u2 = 0;  // zero = torchvision's CenterCrop pad fill (before Normalize)
+    if (y >= p.y0 && y < p.y1 && x >= p.x0 && x < p.x1) {
+      const int o = p.ry0 + (y - p.y0);  // resized row
+      const int64_t col = static_cast<int64_t>(x - p.x0) * 3;
+      if (!p.resize_y) {
+        const uint8_t* s = p.tmp + static_cast<int64_t>(o - p.sy0) * tstride + col;
+        u0 = s[0];
+        u1 = s[1];
+        u2 = s[2];
+      } else {
+        const int32_t* k = p.k + static_cast<int64_t>(o) * p.ksize;
+        const uint8_t* s = p.tmp + static_cast<int64_t>(__ldg(p.first + o) - p.sy0) * tstride + col;
+        const int cnt = __ldg(p.count + o);
+        int32_t a0 = 1 << (kPrec - 1), a1 = a0, a2 = a0;
+        for (int t = 0; t < cnt; ++t) {
+          const int32_t w = __ldg(k + t);
+          const uint8_t* st = s + t * tstride;
+          a0 += static_cast<int32_t>(st[0]) * w;
+          a1 += static_cast<int32_t>(st[1]) * w;
+          a2 += static_cast<int32_t>(st[2]) * w;
+        }
+        u0 = clip8(a0);
+        u1 = clip8(a1);
+        u2 = clip8(a2);
+      }
+    }
+    if (p.u8_out) {
+      uint8_t* u = p.u8_out + i * 3;  // [out_h, out_w, 3]
+      u[0] = static_cast<uint8_t>(u0);
+      u[1] = static_cast<uint8_t>(u1);
+      u[2] = static_cast<uint8_t>(u2);
+    }
+    // The host's table: the very fp32 values the CPU path produces, so fp32 output is exact.
+    dst[i] = from_f<T>(__ldg(p.lut + u0));
+    dst[hw + i] = from_f<T>(__ldg(p.lut + 256 + u1));
+    dst[2 * hw + i] = from_f<T>(__ldg(p.lut + 512 + u2));
+  }
+}
+
+std::string num(int64_t v) { return std::to_string(v); }
+
+size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+}  // namespace
+
+void launch_resize_horizontal(const ResizeHorizontalParams& p, cudaStream_t stream) {
+  const char* L = "launch_resize_horizontal";
+  using cuda::require;
+  require(p.tmp_rows >= 0 && p.nx >= 0, L, "tmp_rows and nx must be >= 0 (got " + num(p.tmp_rows) + ", " + num(p.nx) + ")");
+  if (p.tmp_rows == 0 || p.nx == 0) return;  // the crop keeps nothing of the image
+  require(p.src && p.tmp, L, "src and tmp must not be null");
+  require(p.src_w > 0 && p.src_h > 0, L, "source size must be positive (got " + num(p.src_w) + "x" + num(p.src_h) + ")");
+  require(p.sy0 >= 0 && p.sy0 + p.tmp_rows <= p.src_h, L,
+          "source rows [" + num(p.sy0) + ", " + num(p.sy0 + p.tmp_rows) + ") outside the " + num(p.src_h) + "-row source");
+  if (p.resize_x) {
+    require(p.first && p.count && p.k, L, "resize_x needs the first / count / k tables");
+    require(p.ksize > 0, L, "ksize must be positive (got " + num(p.ksize) + ")");
+    require(p.rx0 >= 0 && p.rx0 + p.nx <= p.out_size, L,
+            "columns [" + num(p.rx0) + ", " + num(p.rx0 + p.nx) + ") outside the " + num(p.out_size) + "-column table");
+  } else {
+    require(p.rx0 >= 0 && p.rx0 + p.nx <= p.src_w, L,
+            "columns [" + num(p.rx0) + ", " + num(p.rx0 + p.nx) + ") outside the " + num(p.src_w) + "-column source");
+  }
+  const int64_t n = static_cast<int64_t>(p.tmp_rows) * p.nx;
+  resize_horizontal_kernel<<<kern::blocks_for(n, 256), 256, 0, stream>>>(p);
+  VIT_CHECK_LAUNCH("resize_horizontal_kernel");
+}
+
+void launch_resize_vertical_normalize(const ResizeVerticalNormalizeParams& p, cudaStream_t stream) {
+  const char* L = "launch_resize_vertical_normalize";
+  using cuda::require;
+  require(p.dst && p.lut, L, "dst and lut must not be null");
+  require(p.out_w > 0 && p.out_h > 0, L, "output size must be positive (got " + num(p.out_w) + "x" + num(p.out_h) + ")");
+  require(0 <= p.x0 && p.x0 <= p.x1 && p.x1 <= p.out_w && 0 <= p.y0 && p.y0 <= p.y1 && p.y1 <= p.out_h, L,
+          "window [" + num(p.x0) + ", " + num(p.x1) + ") x [" + num(p.y0) + ", " + num(p.y1) + ") outside the " +
+              num(p.out_w) + "x" + num(p.out_h) + " output");
+  const int ny = p.y1 - p.y0;
+  if (p.x1 > p.x0 && ny > 0) {
+    require(p.tmp != nullptr, L, "tmp must not be null");
+    require(p.nx == p.x1 - p.x0, L, "nx (" + num(p.nx) + ") must equal the window width " + num(p.x1 - p.x0));
+    require(p.ry0 >= 0, L, "ry0 must be >= 0 (got " + num(p.ry0) + ")");
+    if (p.resize_y) {
+      require(p.first && p.count && p.k, L, "resize_y needs the first / count / k tables");
+      require(p.ksize > 0, L, "ksize must be positive (got " + num(p.ksize) + ")");
+      require(p.ry0 + ny <= p.out_size, L,
+              "rows [" + num(p.ry0) + ", " + num(p.ry0 + ny) + ") outside the " + num(p.out_size) + "-row table");
+      require(p.sy0 >= 0 && p.tmp_rows > 0, L, "sy0 must be >= 0 and tmp_rows positive");
+    } else {
+      require(p.ry0 - p.sy0 >= 0 && p.ry0 - p.sy0 + ny <= p.tmp_rows, L,
+              "rows [" + num(p.ry0) + ", " + num(p.ry0 + ny) + ") not all in tmp rows [" + num(p.sy0) + ", " +
+                  num(p.sy0 + p.tmp_rows) + ")");
+    }
+  }
+  const int64_t hw = static_cast<int64_t>(p.out_h) * p.out_w;
+  const unsigned blocks = kern::blocks_for(hw, 256);
+  VIT_DISPATCH_DTYPE(p.dtype, L, resize_vertical_normalize_kernel<T><<<blocks, 256, 0, stream>>>(p));
+  VIT_CHECK_LAUNCH("resize_vertical_normalize_kernel");
+}
+
+// --- GpuPreprocessor -------------------------------------------------------------------------
+
+GpuPreprocessor::~GpuPreprocessor() {
+  // No throwing here: wait for in-flight work on the scratch, then release (errors ignored,
+  // e.g. when the CUDA context is already being torn down at exit).
+  if (done_) (void)cudaEventSynchronize(done_);
+  if (staged_) (void)cudaEventSynchronize(staged_);
+  if (in_dev_) (void)cudaFree(in_dev_);
+  if (tmp_dev_) (void)cudaFree(tmp_dev_);
+  if (stage_host_) (void)cudaFreeHost(stage_host_);
+  if (done_) (void)cudaEventDestroy(done_);
+  if (staged_) (void)cudaEventDestroy(staged_);
+  (void)cudaGetLastError();
+}
+
+void GpuPreprocessor::ensure(size_t in_bytes, size_t tmp_bytes) {
+  if (!done_) VIT_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+  if (!staged_) VIT_CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
+  constexpr size_t kGranule = size_t(1) << 20;  // grow in whole MiB so small changes reuse
+  if (in_bytes > in_bytes_ || tmp_bytes > tmp_bytes_) {
+    // Earlier runs may still read the old buffers (any stream): let them finish first.
+    VIT_CUDA_CHECK(cudaEventSynchronize(done_));
+    VIT_CUDA_CHECK(cudaEventSynchronize(staged_));
+  }
+  if (in_bytes > in_bytes_) {
+    if (in_dev_) VIT_CUDA_CHECK(cudaFree(in_dev_));
+    if (stage_host_) VIT_CUDA_CHECK(cudaFreeHost(stage_host_));
+    in_dev_ = nullptr;
+    stage_host_ = nullptr;
+    in_bytes_ = 0;
+    const size_t n = align_up(in_bytes, kGranule);
+    VIT_CUDA_CHECK(cudaMalloc(&in_dev_, n));
+    VIT_CUDA_CHECK(cudaMallocHost(&stage_host_, n));
+    in_bytes_ = n;
+  }
+  if (tmp_bytes > tmp_bytes_) {
+    if (tmp_dev_) VIT_CUDA_CHECK(cudaFree(tmp_dev_));
+    tmp_dev_ = nullptr;
+    tmp_bytes_ = 0;
+    const size_t n = align_up(tmp_bytes, kGranule);
+    void* t = nullptr;
+    VIT_CUDA_CHECK(cudaMalloc(&t, n));
+    tmp_dev_ = static_cast<uint8_t*>(t);
+    tmp_bytes_ = n;
+  }
+}
+
+void GpuPreprocessor::run(const Image& img, const PreprocessConfig& cfg, void* dst, DType dtype, int64_t batch_index,
+                          cudaStream_t stream, uint8_t* u8_out) {
+  const char* L = "GpuPreprocessor::run";
+  using cuda::require;
+  require(dst != nullptr, L, "dst must not be null");
+  require(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16, L,
+          std::string("dst dtype must be F32, F16 or BF16 (got ") + dtype_name(dtype) + ")");
+  require(batch_index >= 0, L, "batch_index must be >= 0 (got " + num(batch_index) + ")");
+  require(img.w > 0 && img.h > 0 && img.rgb.size() == static_cast<size_t>(img.w) * static_cast<size_t>(img.h) * 3, L,
+          "image is " + num(img.w) + "x" + num(img.h) + " with " + num(static_cast<int64_t>(img.rgb.size())) +
+              " bytes (want w * h * 3 > 0)");
+
+  // Host planning: exactly the CPU path's plan, tables and lookup table.
+  const ResizeCropPlan p = plan_resize_crop(img.w, img.h, cfg);  // throws on a bad config
+  const std::vector<float> lut = normalize_lut(cfg);             // [3 * 256]
+  const int x0 = std::max(0, -p.crop_x), x1 = std::max(x0, std::min(p.out_w, p.resize_w - p.crop_x));
+  const int y0 = std::max(0, -p.crop_y), y1 = std::max(y0, std::min(p.out_h, p.resize_h - p.crop_y));
+  const int nx = x1 - x0, ny = y1 - y0;
+  const int rx0 = p.crop_x + x0, ry0 = p.crop_y + y0;
+  FixedResampleCoeffs ch, cv;
+  if (nx > 0 && ny > 0) {
+    if (p.resize_x) ch = fixed_resample_coeffs(p.src_w, p.resize_w, p.filter);
+    if (p.resize_y) cv = fixed_resample_coeffs(p.src_h, p.resize_h, p.filter);
+  }
+  // Source rows the vertical pass reads (the CPU port's sy0 / sy1).
+  int sy0 = ry0, sy1 = ry0 + ny;
+  if (nx > 0 && ny > 0 && p.resize_y) {
+    sy0 = p.src_h;
+    sy1 = 0;
+    for (int r = ry0; r < ry0 + ny; ++r) {
+      sy0 = std::min(sy0, cv.first[r]);
+      sy1 = std::max(sy1, cv.first[r] + cv.count[r]);
+    }
+  }
+  const int tmp_rows = nx > 0 && ny > 0 ? sy1 - sy0 : 0;
+
+  // One upload: [lut | h first | h count | h k | v first | v count | v k | source rows used].
+  struct Seg {
+    const void* host;
+    size_t bytes;
+    size_t off;
+  };
+  Seg seg[8];
+  int nseg = 0;
+  size_t total = 0;
+  auto add = [&](const void* h, size_t bytes) {
+    total = align_up(total, 256);
+    seg[nseg++] = Seg{h, bytes, total};
+    total += bytes;
+    return nseg - 1;
+  };
+  const int s_lut = add(lut.data(), lut.size() * sizeof(float));
+  const int s_hf = add(ch.first.data(), ch.first.size() * sizeof(int32_t));
+  const int s_hc = add(ch.count.data(), ch.count.size() * sizeof(int32_t));
+  const int s_hk = add(ch.k.data(), ch.k.size() * sizeof(int32_t));
+  const int s_vf = add(cv.first.data(), cv.first.size() * sizeof(int32_t));
+  const int s_vc = add(cv.count.data(), cv.count.size() * sizeof(int32_t));
+  const int s_vk = add(cv.k.data(), cv.k.size() * sizeof(int32_t));
+  const size_t row_bytes = static_cast<size_t>(img.w) * 3;
+  const int s_img = add(img.rgb.data() + static_cast<size_t>(tmp_rows > 0 ? sy0 : 0) * row_bytes,
+                        static_cast<size_t>(tmp_rows) * row_bytes);  // [tmp_rows, src_w, 3]
+  const size_t tmp_bytes = static_cast<size_t>(tmp_rows) * static_cast<size_t>(nx) * 3;
+
+  ensure(total, std::max<size_t>(tmp_bytes, 1));
+  // The previous run's H2D copy may still be reading the staging buffer.
+  VIT_CUDA_CHECK(cudaEventSynchronize(staged_));
+  auto* stage = static_cast<uint8_t*>(stage_host_);
+  for (int i = 0; i < nseg; ++i) {
+    if (seg[i].bytes) std::memcpy(stage + seg[i].off, seg[i].host, seg[i].bytes);
+  }
+  // A previous run on another stream may still use the device scratch.
+  VIT_CUDA_CHECK(cudaStreamWaitEvent(stream, done_, 0));
+  VIT_CUDA_CHECK(cudaMemcpyAsync(in_dev_, stage_host_, total, cudaMemcpyHostToDevice, stream));
+  VIT_CUDA_CHECK(cudaEventRecord(staged_, stream));
+
+  auto* base = static_cast<uint8_t*>(in_dev_);
+  auto dev_i32 = [&](int s) { return seg[s].bytes ? reinterpret_cast<const int32_t*>(base + seg[s].off) : nullptr; };
+
+  ResizeHorizontalParams hp;
+  hp.src = base + seg[s_img].off;
+  hp.src_w = img.w;
+  hp.src_h = tmp_rows;  // only the rows used were uploaded: row 0 is source row sy0
+  hp.tmp = tmp_dev_;
+  hp.tmp_rows = tmp_rows;
+  hp.nx = tmp_rows > 0 ? nx : 0;
+  hp.sy0 = 0;
+  hp.rx0 = rx0;
+  hp.resize_x = p.resize_x;
+  hp.out_size = p.resize_w;
+  hp.ksize = ch.ksize;
+  hp.first = dev_i32(s_hf);
+  hp.count = dev_i32(s_hc);
+  hp.k = dev_i32(s_hk);
+  launch_resize_horizontal(hp, stream);
+
+  ResizeVerticalNormalizeParams vp;
+  vp.tmp = tmp_dev_;
+  vp.tmp_rows = tmp_rows;
+  vp.nx = nx;
+  vp.sy0 = sy0;
+  vp.ry0 = ry0;
+  vp.x0 = x0;
+  vp.x1 = tmp_rows > 0 ? x1 : x0;
+  vp.y0 = y0;
+  vp.y1 = tmp_rows > 0 ? y1 : y0;
+  vp.out_w = p.out_w;
+  vp.out_h = p.out_h;
+  vp.resize_y = p.resize_y;
+  vp.out_size = p.resize_h;
+  vp.ksize = cv.ksize;
+  vp.first = dev_i32(s_vf);
+  vp.count = dev_i32(s_vc);
+  vp.k = dev_i32(s_vk);
+  vp.lut = reinterpret_cast<const float*>(base + seg[s_lut].off);
+  vp.dtype = dtype;
+  const size_t slot = static_cast<size_t>(batch_index) * 3 * static_cast<size_t>(p.out_h) * p.out_w;
+  vp.dst = static_cast<uint8_t*>(dst) + slot * dtype_size(dtype);
+  vp.u8_out = u8_out;
+  launch_resize_vertical_normalize(vp, stream);
+  VIT_CUDA_CHECK(cudaEventRecord(done_, stream));
+}
+
+}  // namespace vit

@@ -1,0 +1,890 @@
+// vit-infer: the CUDA engine (see executor.h). Layout: activations are batch-major row-major
+// in the run precision (tokens [B, T, D]); Q/K/V are [3, B, H, T, hd] when the custom GEMM's
+// QKV epilogue writes them and [B, T, 3, H, hd] when cuBLASLt does (attention reads either
+// through strides); logits and pooled features are converted to fp32 inside the graph.
+// Per run: H2D of the images into the arena (padded to the bucket), one graph launch, D2H of
+// the requested outputs; the last block's attention probabilities are recomputed on request.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "attention.cuh"
+#include "core/error.h"
+#include "cuda_check.h"
+#include "gemm.cuh"
+#include "gpu/arena.h"
+#include "gpu/executor.h"
+#include "gpu/lt_gemm.h"
+#include "head.cuh"
+#include "layernorm.cuh"
+#include "patch_embed.cuh"
+
+namespace vit {
+
+bool cuda_device_available() noexcept {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+namespace gpu {
+namespace {
+
+void log_line(const std::string& s) { std::fprintf(stderr, "[vit-gpu] %s\n", s.c_str()); }
+
+DType storage_type(Precision p) {
+  switch (p) {
+    case Precision::kFP16: return DType::F16;
+    case Precision::kBF16: return DType::BF16;
+    default: return DType::F32;
+  }
+}
+
+// --- RAII holders (the constructor may throw halfway; members clean up after themselves) ---
+struct DeviceBuffer {
+  void* p = nullptr;
+  int64_t bytes = 0;
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { reset(); }
+  void reset() {
+    if (p) cudaFree(p);
+    p = nullptr;
+    bytes = 0;
+  }
+  void alloc(int64_t n, const char* what) {
+    reset();
+    if (n <= 0) return;
+    const cudaError_t e = cudaMalloc(&p, static_cast<size_t>(n));
+    if (e != cudaSuccess) {
+      p = nullptr;
+      cuda::throw_cuda_error(e, (std::string("cudaMalloc(") + what + ", " + std::to_string(n) + " bytes)").c_str(),
+                             __FILE__, __LINE__);
+    }
+    bytes = n;
+  }
+  char* c() const { return static_cast<char*>(p); }
+};
+
+struct PinnedBuffer {
+  void* p = nullptr;
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (p) cudaFreeHost(p);
+  }
+  void alloc(int64_t n, const char* what) {
+    if (n <= 0) return;
+    const cudaError_t e = cudaMallocHost(&p, static_cast<size_t>(n));
+    if (e != cudaSuccess) {
+      p = nullptr;
+      cuda::throw_cuda_error(e, (std::string("cudaMallocHost(") + what + ")").c_str(), __FILE__, __LINE__);
+    }
+  }
+  float* f() const { return static_cast<float*>(p); }
+};
+
+struct StreamHolder {
+  cudaStream_t s = nullptr;
+  bool owned = false;
+  ~StreamHolder() {
+    if (owned && s) cudaStreamDestroy(s);
+  }
+};
+
+struct EventPair {
+  cudaEvent_t a = nullptr, b = nullptr;
+  EventPair() {
+    VIT_CUDA_CHECK(cudaEventCreate(&a));
+    const cudaError_t e = cudaEventCreate(&b);
+    if (e != cudaSuccess) {
+      cudaEventDestroy(a);
+      cuda::throw_cuda_error(e, "cudaEventCreate", __FILE__, __LINE__);
+    }
+  }
+  ~EventPair() {
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
+};
+
+// Makes device `d` current for the scope and restores the caller's device afterwards.
+struct DeviceGuard {
+  int prev = -1;
+  explicit DeviceGuard(int d) {
+    if (cudaGetDevice(&prev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      prev = -1;
+    }
+    VIT_CUDA_CHECK(cudaSetDevice(d));
+  }
+  ~DeviceGuard() {
+    if (prev >= 0) cudaSetDevice(prev);
+  }
+};
+
+// --- the forward graph --------------------------------------------------------------------
+enum class OpKind { kPatchify, kGemm, kEmbed, kLayerNorm, kAttention, kPool, kToF32 };
+
+struct TensorInfo {
+  std::string name;
+  int64_t per_image = 0;  // elements per image
+  DType dtype = DType::F32;
+  bool keep = false;      // read after the forward (outputs, last block's Q/K): alive to the end
+  int first = INT_MAX, last = -1;
+  int64_t offset = 0;     // in the arena
+  int64_t bytes(int batch) const { return per_image * batch * static_cast<int64_t>(dtype_size(dtype)); }
+};
+
+struct Node {
+  OpKind kind = OpKind::kGemm;
+  std::string name;
+  int in = -1, out = -1;  // tensor ids
+  // GEMM
+  int64_t w = -1, b = -1;  // weight-buffer byte offsets (-1: none)
+  int rows_per_image = 0, N = 0, K = 0;
+  int64_t lda = 0, ldw = 0, ldc = 0;
+  GemmEpilogue epi = GemmEpilogue::kNone;
+  bool residual = false;   // out += ... (out is read too)
+  bool qkv = false;
+  // LayerNorm
+  int64_t gamma = -1, beta = -1;
+  int64_t x_stride = 0, y_stride = 0;
+  int D = 0;
+  // Attention: the node producing Q/K/V (their layout depends on that GEMM's implementation)
+  int producer = -1;
+  // Pool
+  PoolMode pool = PoolMode::kCls;
+  // ToF32
+  int64_t elems_per_image = 0;
+};
+
+// Weights in the run precision, packed into one device buffer (256-byte aligned entries).
+class WeightStore {
+ public:
+  // Registers a [rows, cols] host tensor, zero-padding each row to cols_pad; returns its offset.
+  int64_t add(const Tensor& t, int64_t rows, int64_t cols, int64_t cols_pad, const std::string& name) {
+    if (t.numel() != rows * cols) {
+      fail(ErrorCode::kInvalidArgument, "cuda engine: weight '" + name + "' has " + std::to_string(t.numel()) +
+                                            " values, expected " + std::to_string(rows * cols));
+    }
+    Entry e{&t, rows, cols, cols_pad, total_};
+    entries_.push_back(e);
+    total_ += (rows * cols_pad * elem_ + 255) / 256 * 256;
+    return e.offset;
+  }
+  int64_t total() const { return total_; }
+  void set_elem(size_t bytes) { elem_ = static_cast<int64_t>(bytes); }
+
+  void upload(DeviceBuffer& buf, DType dt) {
+    buf.alloc(total_, "weights");
+    VIT_CUDA_CHECK(cudaMemset(buf.p, 0, static_cast<size_t>(total_)));
+    std::vector<float> f32;
+    std::vector<uint16_t> u16;
+    for (const Entry& e : entries_) {
+      const int64_t n = e.rows * e.cols_pad;
+      const float* src = e.t->ptr();
+      const void* host = nullptr;
+      if (dt == DType::F32) {
+        f32.assign(static_cast<size_t>(n), 0.0f);
+        for (int64_t r = 0; r < e.rows; ++r)
+          std::memcpy(&f32[r * e.cols_pad], src + r * e.cols, static_cast<size_t>(e.cols) * sizeof(float));
+        host = f32.data();
+      } else {
+        u16.assign(static_cast<size_t>(n), 0);
+        for (int64_t r = 0; r < e.rows; ++r)
+          for (int64_t c = 0; c < e.cols; ++c) {
+            const float v = src[r * e.cols + c];
+            u16[r * e.cols_pad + c] = dt == DType::F16 ? float_to_half(v) : float_to_bf16(v);
+          }
+        host = u16.data();
+      }
+      VIT_CUDA_CHECK(cudaMemcpy(buf.c() + e.offset, host, static_cast<size_t>(n * elem_), cudaMemcpyHostToDevice));
+    }
+  }
+
+ private:
+  struct Entry {
+    const Tensor* t;
+    int64_t rows, cols, cols_pad, offset;
+  };
+  std::vector<Entry> entries_;
+  int64_t total_ = 0;
+  int64_t elem_ = 4;
+};
+
+struct Bucket {
+  int batch = 0;
+  std::vector<char> use_lt;  // per node: the GEMM runs on cuBLASLt
+  cudaGraphExec_t exec = nullptr;
+  bool capture_tried = false;
+};
+
+class CudaEngineImpl final : public CudaEngine {
+ public:
+  CudaEngineImpl(std::shared_ptr<const Model> model, const CudaEngineOptions& opt)
+      : model_(std::move(model)), opt_(opt), dt_(storage_type(opt.precision)) {
+    if (!model_) fail(ErrorCode::kInvalidArgument, "make_cuda_engine: model is null");
+    validate();
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count <= 0) {
+      (void)cudaGetLastError();
+      fail(ErrorCode::kDevice, std::string("make_cuda_engine: no CUDA device (") +
+                                   (e != cudaSuccess ? cudaGetErrorString(e) : "device count is 0") + ")");
+    }
+    if (opt.device_id < 0 || opt.device_id >= count) {
+      fail(ErrorCode::kInvalidArgument, "make_cuda_engine: device_id " + std::to_string(opt.device_id) +
+                                            " out of range (" + std::to_string(count) + " devices)");
+    }
+    DeviceGuard guard(opt.device_id);
+    if (opt.stream) {
+      stream_.s = static_cast<cudaStream_t>(opt.stream);
+    } else {
+      VIT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_.s, cudaStreamNonBlocking));
+      stream_.owned = true;
+    }
+    weights_.set_elem(dtype_size(dt_));
+    build_graph();
+    plan_memory();
+    arena_.alloc(plan_.total, "activation arena");
+    VIT_CUDA_CHECK(cudaMemset(arena_.p, 0, static_cast<size_t>(plan_.total)));
+    weights_.upload(wbuf_, dt_);
+    const ViTConfig& c = model_->cfg;
+    const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
+    h_images_.alloc(img * opt_.max_batch * 4, "input staging");
+    if (c.num_classes > 0) h_logits_.alloc(int64_t{c.num_classes} * opt_.max_batch * 4, "logits staging");
+    h_emb_.alloc(int64_t{c.hidden} * opt_.max_batch * 4, "embeddings staging");
+    lt_ = std::make_unique<LtGemm>(opt_.allow_tf32 && dt_ == DType::F32);
+    make_buckets();
+    choose_gemms();
+    VIT_CUDA_CHECK(cudaStreamSynchronize(stream_.s));
+    if (std::getenv("VIT_GPU_VERBOSE")) log_line(report());
+  }
+
+  ~CudaEngineImpl() override {
+    for (Bucket& b : buckets_)
+      if (b.exec) cudaGraphExecDestroy(b.exec);
+  }
+
+  const char* name() const noexcept override { return "cuda"; }
+  int64_t arena_bytes() const override { return plan_.total; }
+  int64_t weight_bytes() const override { return weights_.total(); }
+  std::vector<int> buckets() const override {
+    std::vector<int> v;
+    for (const Bucket& b : buckets_) v.push_back(b.batch);
+    return v;
+  }
+  bool bucket_uses_graph(int bucket) const override {
+    for (const Bucket& b : buckets_)
+      if (b.batch == bucket) return b.exec != nullptr;
+    return false;
+  }
+
+  std::string report() const override {
+    std::ostringstream os;
+    const auto mib = [](int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+    os << "cuda engine: " << nodes_.size() << " nodes, " << tensors_.size() << " tensors, precision "
+       << dtype_name(dt_) << ", max_batch " << opt_.max_batch << "\n";
+    os << "  arena " << mib(plan_.total) << " MiB (no reuse: " << mib(plan_.naive) << " MiB), weights "
+       << mib(weights_.total()) << " MiB\n";
+    for (const Bucket& b : buckets_) {
+      int lt = 0, gem = 0;
+      for (size_t i = 0; i < nodes_.size(); ++i) {
+        if (nodes_[i].kind != OpKind::kGemm) continue;
+        ++gem;
+        lt += b.use_lt[i] ? 1 : 0;
+      }
+      os << "  bucket " << b.batch << ": " << lt << "/" << gem << " GEMMs on cuBLASLt, graph "
+         << (b.exec ? "captured" : (b.capture_tried ? "failed" : "not yet captured")) << "\n";
+    }
+    return os.str();
+  }
+
+  void run(const float* images, int batch, const RunOutputs& out, const std::atomic<bool>* cancel) override {
+    if (batch < 1) fail(ErrorCode::kInvalidArgument, "cuda engine run: batch must be >= 1, got " + std::to_string(batch));
+    if (!images) fail(ErrorCode::kInvalidArgument, "cuda engine run: images is null");
+    std::lock_guard<std::mutex> lock(mu_);
+    DeviceGuard guard(opt_.device_id);
+    const ViTConfig& c = model_->cfg;
+    const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
+    const int64_t C = c.num_classes, D = c.hidden, H = c.heads, T = c.tokens();
+    cudaStream_t s = stream_.s;
+    for (int b0 = 0; b0 < batch; b0 += opt_.max_batch) {
+      if (cancel && cancel->load(std::memory_order_relaxed)) {
+        fail(ErrorCode::kCancelled, "cuda engine run: cancelled before images " + std::to_string(b0) + ".." +
+                                        std::to_string(batch - 1));
+      }
+      const int nb = std::min(opt_.max_batch, batch - b0);
+      Bucket& bk = bucket_for(nb);
+      // Images -> pinned staging -> arena; the bucket's padding rows are zeroed (they are
+      // computed and discarded; every op is per image, so they cannot affect real rows).
+      float* d_img = reinterpret_cast<float*>(tptr(t_images_));
+      std::memcpy(h_images_.p, images + b0 * img, static_cast<size_t>(nb * img) * sizeof(float));
+      VIT_CUDA_CHECK(cudaMemcpyAsync(d_img, h_images_.p, static_cast<size_t>(nb * img) * sizeof(float),
+                                     cudaMemcpyHostToDevice, s));
+      if (bk.batch > nb) {
+        VIT_CUDA_CHECK(cudaMemsetAsync(d_img + nb * img, 0, static_cast<size_t>((bk.batch - nb) * img) * sizeof(float), s));
+      }
+      forward(bk);
+      if (out.logits && C > 0) {
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_logits_.p, tptr(t_logits_f32_), static_cast<size_t>(nb * C) * sizeof(float),
+                                       cudaMemcpyDeviceToHost, s));
+      }
+      if (out.embeddings) {
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(t_emb_f32_), static_cast<size_t>(nb * D) * sizeof(float),
+                                       cudaMemcpyDeviceToHost, s));
+      }
+      if (out.attention) {
+        const int64_t n = int64_t{nb} * H * T * T;
+        if (probs_.bytes < n * 4) probs_.alloc(n * 4, "attention probabilities");
+        AttentionProbsParams ap;
+        const AttentionParams lay = attention_layout(last_qkv_node_, bk);
+        ap.dtype = dt_;
+        ap.q = lay.q;
+        ap.k = lay.k;
+        ap.stride_b = lay.stride_b;
+        ap.stride_h = lay.stride_h;
+        ap.stride_t = lay.stride_t;
+        ap.probs = static_cast<float*>(probs_.p);
+        ap.B = nb;
+        ap.H = c.heads;
+        ap.T = c.tokens();
+        ap.head_dim = c.head_dim();
+        ap.query_rows = c.tokens();
+        ap.scale = lay.scale;
+        launch_attention_probs(ap, s);
+        VIT_CUDA_CHECK(cudaMemcpyAsync(out.attention + b0 * H * T * T, probs_.p, static_cast<size_t>(n) * sizeof(float),
+                                       cudaMemcpyDeviceToHost, s));
+      }
+      VIT_CUDA_CHECK(cudaStreamSynchronize(s));
+      if (out.logits && C > 0) {
+        std::memcpy(out.logits + b0 * C, h_logits_.p, static_cast<size_t>(nb * C) * sizeof(float));
+      }
+      if (out.embeddings) std::memcpy(out.embeddings + b0 * D, h_emb_.p, static_cast<size_t>(nb * D) * sizeof(float));
+    }
+  }
+
+ private:
+  // --- configuration checks -------------------------------------------------------------
+  void validate() const {
+    const ViTConfig& c = model_->cfg;
+    auto bad = [](const std::string& m) { fail(ErrorCode::kInvalidArgument, "make_cuda_engine: " + m); };
+    if (c.image_h <= 0 || c.image_w <= 0 || c.patch <= 0 || c.in_chans <= 0 || c.hidden <= 0 || c.heads <= 0 ||
+        c.mlp_hidden <= 0 || c.depth <= 0 || c.num_classes < 0)
+      bad("config sizes must be positive (depth >= 1, num_classes >= 0)");
+    if (c.hidden % c.heads != 0) bad("hidden " + std::to_string(c.hidden) + " not divisible by heads");
+    if (c.image_h % c.patch != 0 || c.image_w % c.patch != 0) bad("image size not a multiple of the patch size");
+    if (c.head_dim() > 128) {
+      fail(ErrorCode::kUnsupported, "make_cuda_engine: head_dim " + std::to_string(c.head_dim()) +
+                                        " > 128 is not supported by the attention kernels");
+    }
+    if (c.pool == GlobalPool::kAvg && c.tokens() < 2) bad("avg pooling needs at least one patch");
+    if (opt_.max_batch < 1) bad("max_batch must be >= 1");
+    if (static_cast<int64_t>(opt_.max_batch) * c.tokens() > INT_MAX) {
+      bad("max_batch " + std::to_string(opt_.max_batch) + " x tokens exceeds the 2^31 row limit");
+    }
+    if (static_cast<int>(model_->w.blocks.size()) != c.depth) bad("model block count differs from config depth");
+  }
+
+  // --- graph construction ---------------------------------------------------------------
+  int add_tensor(const std::string& name, int64_t per_image, DType dt, bool keep = false) {
+    TensorInfo t;
+    t.name = name;
+    t.per_image = per_image;
+    t.dtype = dt;
+    t.keep = keep;
+    tensors_.push_back(t);
+    return static_cast<int>(tensors_.size()) - 1;
+  }
+
+  Node gemm_node(const std::string& name, int in, int out, int64_t w, int64_t b, int rows, int N, int K,
+                 GemmEpilogue epi) {
+    Node n;
+    n.kind = OpKind::kGemm;
+    n.name = name;
+    n.in = in;
+    n.out = out;
+    n.w = w;
+    n.b = b;
+    n.rows_per_image = rows;
+    n.N = N;
+    n.K = K;
+    n.lda = K;
+    n.ldw = K;
+    n.ldc = N;
+    n.epi = epi;
+    n.residual = epi == GemmEpilogue::kResidual;
+    n.qkv = epi == GemmEpilogue::kQkv;
+    return n;
+  }
+
+  Node ln_node(const std::string& name, int in, int out, const Tensor& g, const Tensor& b, int rows, int64_t xs,
+               int64_t ys) {
+    const int D = model_->cfg.hidden;
+    Node n;
+    n.kind = OpKind::kLayerNorm;
+    n.name = name;
+    n.in = in;
+    n.out = out;
+    n.gamma = weights_.add(g, 1, D, D, name + ".weight");
+    n.beta = weights_.add(b, 1, D, D, name + ".bias");
+    n.rows_per_image = rows;
+    n.x_stride = xs;
+    n.y_stride = ys;
+    n.D = D;
+    return n;
+  }
+
+  void build_graph() {
+    const ViTConfig& c = model_->cfg;
+    const ViTWeights& w = model_->w;
+    const int T = c.tokens(), D = c.hidden, I = c.mlp_hidden, N = c.num_patches();
+    const int K = c.in_chans * c.patch * c.patch;
+    k_pad_ = (K + 7) / 8 * 8;  // so that the 16-bit tensor-core GEMM applies (e.g. P = 14: K = 588)
+
+    t_images_ = add_tensor("images", int64_t{c.in_chans} * c.image_h * c.image_w, DType::F32);
+    const int t_cols = add_tensor("patch_cols", int64_t{N} * k_pad_, dt_);
+    const int t_pe = add_tensor("patch_out", int64_t{N} * D, dt_);
+    const int t_x = add_tensor("x", int64_t{T} * D, dt_);
+    {
+      Node n;
+      n.kind = OpKind::kPatchify;
+      n.name = "patchify";
+      n.in = t_images_;
+      n.out = t_cols;
+      nodes_.push_back(n);
+    }
+    nodes_.push_back(gemm_node("patch_embed", t_cols, t_pe, weights_.add(w.patch_w, D, K, k_pad_, "patch_embed.proj.weight"),
+                               -1, N, D, k_pad_, GemmEpilogue::kNone));
+    {
+      Node n;
+      n.kind = OpKind::kEmbed;
+      n.name = "embed";
+      n.in = t_pe;
+      n.out = t_x;
+      n.b = weights_.add(w.patch_b, 1, D, D, "patch_embed.proj.bias");
+      n.gamma = weights_.add(w.cls, 1, D, D, "cls_token");  // reused fields: cls, pos
+      n.beta = weights_.add(w.pos, T, D, D, "pos_embed");
+      nodes_.push_back(n);
+    }
+    for (int l = 0; l < c.depth; ++l) {
+      const BlockWeights& bw = w.blocks[static_cast<size_t>(l)];
+      const std::string p = "blocks." + std::to_string(l) + ".";
+      const bool last = l + 1 == c.depth;
+      const int h1 = add_tensor(p + "norm1_out", int64_t{T} * D, dt_);
+      const int qkv = add_tensor(p + "qkv", int64_t{3} * T * D, dt_, last);
+      const int att = add_tensor(p + "attn_out", int64_t{T} * D, dt_);
+      const int h2 = add_tensor(p + "norm2_out", int64_t{T} * D, dt_);
+      const int f = add_tensor(p + "fc1_out", int64_t{T} * I, dt_);
+      nodes_.push_back(ln_node(p + "norm1", t_x, h1, bw.ln1_w, bw.ln1_b, T, D, D));
+      nodes_.push_back(gemm_node(p + "attn.qkv", h1, qkv, weights_.add(bw.qkv_w, 3 * D, D, D, p + "attn.qkv.weight"),
+                                 weights_.add(bw.qkv_b, 1, 3 * D, 3 * D, p + "attn.qkv.bias"), T, 3 * D, D,
+                                 GemmEpilogue::kQkv));
+      const int qkv_node = static_cast<int>(nodes_.size()) - 1;
+      if (last) last_qkv_node_ = qkv_node;
+      {
+        Node n;
+        n.kind = OpKind::kAttention;
+        n.name = p + "attn";
+        n.in = qkv;
+        n.out = att;
+        n.producer = qkv_node;
+        nodes_.push_back(n);
+      }
+      nodes_.push_back(gemm_node(p + "attn.proj", att, t_x, weights_.add(bw.proj_w, D, D, D, p + "attn.proj.weight"),
+                                 weights_.add(bw.proj_b, 1, D, D, p + "attn.proj.bias"), T, D, D,
+                                 GemmEpilogue::kResidual));
+      nodes_.push_back(ln_node(p + "norm2", t_x, h2, bw.ln2_w, bw.ln2_b, T, D, D));
+      nodes_.push_back(gemm_node(p + "mlp.fc1", h2, f, weights_.add(bw.fc1_w, I, D, D, p + "mlp.fc1.weight"),
+                                 weights_.add(bw.fc1_b, 1, I, I, p + "mlp.fc1.bias"), T, I, D, GemmEpilogue::kGelu));
+      nodes_.push_back(gemm_node(p + "mlp.fc2", f, t_x, weights_.add(bw.fc2_w, D, I, I, p + "mlp.fc2.weight"),
+                                 weights_.add(bw.fc2_b, 1, D, D, p + "mlp.fc2.bias"), T, D, I,
+                                 GemmEpilogue::kResidual));
+    }
+    // Head, in timm's forward_head order: final norm -> pool -> fc_norm -> classifier.
+    int pooled = add_tensor("pooled", D, dt_);
+    if (c.pool == GlobalPool::kToken) {
+      if (c.final_norm) {
+        nodes_.push_back(ln_node("norm", t_x, pooled, w.norm_w, w.norm_b, 1, int64_t{T} * D, D));  // cls rows only
+      } else {
+        Node n;
+        n.kind = OpKind::kPool;
+        n.name = "pool_cls";
+        n.in = t_x;
+        n.out = pooled;
+        n.pool = PoolMode::kCls;
+        nodes_.push_back(n);
+      }
+    } else {
+      int src = t_x;
+      if (c.final_norm) {
+        src = add_tensor("norm_out", int64_t{T} * D, dt_);
+        nodes_.push_back(ln_node("norm", t_x, src, w.norm_w, w.norm_b, T, D, D));
+      }
+      Node n;
+      n.kind = OpKind::kPool;
+      n.name = "pool_avg";
+      n.in = src;
+      n.out = pooled;
+      n.pool = PoolMode::kMeanPatches;
+      nodes_.push_back(n);
+    }
+    if (c.fc_norm) {
+      const int p2 = add_tensor("fc_norm_out", D, dt_);
+      nodes_.push_back(ln_node("fc_norm", pooled, p2, w.fc_norm_w, w.fc_norm_b, 1, D, D));
+      pooled = p2;
+    }
+    if (c.num_classes > 0) {
+      const int logits = add_tensor("logits", c.num_classes, dt_);
+      nodes_.push_back(gemm_node("head", pooled, logits, weights_.add(w.head_w, c.num_classes, D, D, "head.weight"),
+                                 weights_.add(w.head_b, 1, c.num_classes, c.num_classes, "head.bias"), 1,
+                                 c.num_classes, D, GemmEpilogue::kNone));
+      t_logits_f32_ = add_tensor("logits_f32", c.num_classes, DType::F32, true);
+      Node n;
+      n.kind = OpKind::kToF32;
+      n.name = "logits_to_f32";
+      n.in = logits;
+      n.out = t_logits_f32_;
+      n.elems_per_image = c.num_classes;
+      nodes_.push_back(n);
+    }
+    t_emb_f32_ = add_tensor("embeddings_f32", D, DType::F32, true);
+    Node n;
+    n.kind = OpKind::kToF32;
+    n.name = "embeddings_to_f32";
+    n.in = pooled;
+    n.out = t_emb_f32_;
+    n.elems_per_image = D;
+    nodes_.push_back(n);
+  }
+
+  void plan_memory() {
+    const int last_node = static_cast<int>(nodes_.size());  // "after the forward"
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      for (int t : {nodes_[i].in, nodes_[i].out}) {
+        if (t < 0) continue;
+        tensors_[t].first = std::min(tensors_[t].first, static_cast<int>(i));
+        tensors_[t].last = std::max(tensors_[t].last, static_cast<int>(i));
+      }
+    }
+    std::vector<ArenaRequest> req;
+    for (TensorInfo& t : tensors_) {
+      if (t.last < 0) fail(ErrorCode::kInternal, "cuda engine: tensor '" + t.name + "' is never used");
+      if (t.keep) t.last = last_node;
+      req.push_back({t.bytes(opt_.max_batch), t.first, t.last});
+    }
+    plan_ = plan_arena(req, 256);
+    for (size_t i = 0; i < tensors_.size(); ++i) tensors_[i].offset = plan_.offsets[i];
+  }
+
+  char* tptr(int t) const { return arena_.c() + tensors_[static_cast<size_t>(t)].offset; }
+  const void* wptr(int64_t off) const { return off < 0 ? nullptr : wbuf_.c() + off; }
+
+  // --- buckets, GEMM choice, execution ----------------------------------------------------
+  void make_buckets() {
+    for (int b = 1; b < opt_.max_batch; b *= 2) {
+      buckets_.emplace_back();
+      buckets_.back().batch = b;
+    }
+    buckets_.emplace_back();
+    buckets_.back().batch = opt_.max_batch;
+    for (Bucket& b : buckets_) b.use_lt.assign(nodes_.size(), 0);
+  }
+
+  Bucket& bucket_for(int nb) {
+    for (Bucket& b : buckets_)
+      if (b.batch >= nb) return b;
+    fail(ErrorCode::kInternal, "cuda engine: no bucket for batch " + std::to_string(nb));
+  }
+
+  GemmParams gemm_params(const Node& n, const Bucket& bk, bool lt) const {
+    GemmParams p;
+    p.dtype = dt_;
+    p.a = tptr(n.in);
+    p.lda = n.lda;
+    p.w = wptr(n.w);
+    p.ldw = n.ldw;
+    p.c = tptr(n.out);
+    p.ldc = n.ldc;
+    p.bias = wptr(n.b);
+    p.epilogue = n.epi;
+    if (n.residual) {
+      p.residual = tptr(n.out);
+      p.ldr = n.ldc;
+    }
+    p.M = bk.batch * n.rows_per_image;
+    p.N = n.N;
+    p.K = n.K;
+    if (n.qkv) {
+      const ViTConfig& c = model_->cfg;
+      if (lt) {
+        p.epilogue = GemmEpilogue::kNone;  // plain [M, 3D]: attention reads it through strides
+      } else {
+        p.tokens = c.tokens();
+        p.heads = c.heads;
+        p.head_dim = c.head_dim();
+      }
+    }
+    return p;
+  }
+
+  void run_gemm(const Node& n, const Bucket& bk, bool lt, cudaStream_t s) {
+    const GemmParams p = gemm_params(n, bk, lt);
+    if (lt) lt_->run(p, s);
+    else launch_gemm(p, s);
+  }
+
+  AttentionParams attention_layout(int qkv_node, const Bucket& bk) const {
+    const ViTConfig& c = model_->cfg;
+    const int64_t T = c.tokens(), H = c.heads, hd = c.head_dim(), D = c.hidden;
+    const Node& qn = nodes_[static_cast<size_t>(qkv_node)];
+    const char* base = tptr(qn.out);
+    const int64_t es = static_cast<int64_t>(dtype_size(dt_));
+    AttentionParams a;
+    a.dtype = dt_;
+    if (bk.use_lt[static_cast<size_t>(qkv_node)]) {  // [B, T, 3, H, hd]
+      a.q = base;
+      a.k = base + D * es;
+      a.v = base + 2 * D * es;
+      a.stride_b = T * 3 * D;
+      a.stride_h = hd;
+      a.stride_t = 3 * D;
+    } else {  // [3, B, H, T, hd]
+      const int64_t part = int64_t{bk.batch} * H * T * hd;
+      a.q = base;
+      a.k = base + part * es;
+      a.v = base + 2 * part * es;
+      a.stride_b = H * T * hd;
+      a.stride_h = T * hd;
+      a.stride_t = hd;
+    }
+    a.B = bk.batch;
+    a.H = c.heads;
+    a.T = c.tokens();
+    a.head_dim = c.head_dim();
+    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim()));
+    return a;
+  }
+
+  void execute(const Bucket& bk, cudaStream_t s) {
+    const ViTConfig& c = model_->cfg;
+    const int B = bk.batch;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& n = nodes_[i];
+      switch (n.kind) {
+        case OpKind::kPatchify: {
+          PatchifyParams p;
+          p.dtype = dt_;
+          p.images = reinterpret_cast<const float*>(tptr(n.in));
+          p.cols = tptr(n.out);
+          p.B = B;
+          p.C = c.in_chans;
+          p.H = c.image_h;
+          p.W = c.image_w;
+          p.P = c.patch;
+          p.k_pad = k_pad_;
+          launch_patchify(p, s);
+          break;
+        }
+        case OpKind::kGemm:
+          run_gemm(n, bk, bk.use_lt[i] != 0, s);
+          break;
+        case OpKind::kEmbed: {
+          EmbedParams p;
+          p.dtype = dt_;
+          p.patches = tptr(n.in);
+          p.bias = wptr(n.b);
+          p.cls = wptr(n.gamma);
+          p.pos = wptr(n.beta);
+          p.tokens = tptr(n.out);
+          p.B = B;
+          p.N = c.num_patches();
+          p.D = c.hidden;
+          launch_embed_finish(p, s);
+          break;
+        }
+        case OpKind::kLayerNorm: {
+          LayerNormParams p;
+          p.dtype = dt_;
+          p.x = tptr(n.in);
+          p.x_stride = n.x_stride;
+          p.y = tptr(n.out);
+          p.y_stride = n.y_stride;
+          p.gamma = wptr(n.gamma);
+          p.beta = wptr(n.beta);
+          p.rows = B * n.rows_per_image;
+          p.D = n.D;
+          p.eps = c.ln_eps;
+          launch_layernorm(p, s);
+          break;
+        }
+        case OpKind::kAttention: {
+          AttentionParams p = attention_layout(n.producer, bk);
+          p.o = tptr(n.out);
+          launch_attention(p, s);
+          break;
+        }
+        case OpKind::kPool: {
+          PoolParams p;
+          p.dtype = dt_;
+          p.x = tptr(n.in);
+          p.out = tptr(n.out);
+          p.B = B;
+          p.T = c.tokens();
+          p.D = c.hidden;
+          p.mode = n.pool;
+          launch_pool(p, s);
+          break;
+        }
+        case OpKind::kToF32: {
+          ToF32Params p;
+          p.dtype = dt_;
+          p.src = tptr(n.in);
+          p.dst = reinterpret_cast<float*>(tptr(n.out));
+          p.n = n.elems_per_image * B;
+          launch_to_f32(p, s);
+          break;
+        }
+      }
+    }
+  }
+
+  // Picks custom vs cuBLASLt for every GEMM node of every bucket: forced by opt.gemm, or (kAuto)
+  // by timing both on the node's own arena buffers, once per distinct shape and bucket.
+  void choose_gemms() {
+    bool warned = false;
+    for (Bucket& bk : buckets_) {
+      std::map<std::tuple<int, int, int, int>, bool> decided;  // (M, N, K, epilogue) -> use Lt
+      for (size_t i = 0; i < nodes_.size(); ++i) {
+        const Node& n = nodes_[i];
+        if (n.kind != OpKind::kGemm) continue;
+        const bool lt_ok = lt_->supports(gemm_params(n, bk, true));
+        bool use = false;
+        if (opt_.gemm == GemmChoice::kCublasLt) {
+          use = lt_ok;
+          if (!lt_ok && !warned) {
+            log_line("cuBLASLt has no algorithm for GEMM '" + n.name + "'; using the custom kernel there");
+            warned = true;
+          }
+        } else if (opt_.gemm == GemmChoice::kAuto && lt_ok) {
+          const auto key = std::make_tuple(bk.batch * n.rows_per_image, n.N, n.K, static_cast<int>(n.epi));
+          auto it = decided.find(key);
+          if (it == decided.end()) {
+            const float t_custom = time_gemm(n, bk, false);
+            const float t_lt = time_gemm(n, bk, true);
+            it = decided.emplace(key, t_lt < t_custom).first;
+          }
+          use = it->second;
+        }
+        bk.use_lt[i] = use ? 1 : 0;
+      }
+    }
+  }
+
+  float time_gemm(const Node& n, const Bucket& bk, bool lt) {
+    cudaStream_t s = stream_.s;
+    EventPair ev;
+    run_gemm(n, bk, lt, s);  // warm-up (and first-use costs)
+    constexpr int kReps = 3;
+    VIT_CUDA_CHECK(cudaEventRecord(ev.a, s));
+    for (int r = 0; r < kReps; ++r) run_gemm(n, bk, lt, s);
+    VIT_CUDA_CHECK(cudaEventRecord(ev.b, s));
+    VIT_CUDA_CHECK(cudaEventSynchronize(ev.b));
+    float ms = 0.0f;
+    VIT_CUDA_CHECK(cudaEventElapsedTime(&ms, ev.a, ev.b));
+    return ms;
+  }
+
+  void forward(Bucket& bk) {
+    cudaStream_t s = stream_.s;
+    if (opt_.cuda_graphs && !graphs_disabled_) {
+      if (!bk.exec && !bk.capture_tried) capture(bk);
+      if (bk.exec) {
+        VIT_CUDA_CHECK(cudaGraphLaunch(bk.exec, s));
+        return;
+      }
+    }
+    execute(bk, s);
+  }
+
+  void capture(Bucket& bk) {
+    bk.capture_tried = true;
+    cudaStream_t s = stream_.s;
+    auto give_up = [&](const std::string& why) {
+      (void)cudaGetLastError();
+      graphs_disabled_ = true;
+      if (!capture_warned_) {
+        log_line("CUDA graph capture failed (" + why + "); running with plain launches");
+        capture_warned_ = true;
+      }
+    };
+    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return give_up(std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e));
+    try {
+      execute(bk, s);
+    } catch (const std::exception& ex) {
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(s, &g);
+      if (g) cudaGraphDestroy(g);
+      return give_up(ex.what());
+    }
+    cudaGraph_t g = nullptr;
+    e = cudaStreamEndCapture(s, &g);
+    if (e != cudaSuccess || !g) {
+      if (g) cudaGraphDestroy(g);
+      return give_up(std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e));
+    }
+    e = cudaGraphInstantiate(&bk.exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+      bk.exec = nullptr;
+      return give_up(std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e));
+    }
+  }
+
+  std::shared_ptr<const Model> model_;
+  CudaEngineOptions opt_;
+  DType dt_;
+  int k_pad_ = 0;
+  std::vector<TensorInfo> tensors_;
+  std::vector<Node> nodes_;
+  int t_images_ = -1, t_logits_f32_ = -1, t_emb_f32_ = -1, last_qkv_node_ = -1;
+  WeightStore weights_;
+  ArenaPlan plan_;
+  StreamHolder stream_;
+  DeviceBuffer arena_, wbuf_, probs_;
+  PinnedBuffer h_images_, h_logits_, h_emb_;
+  std::unique_ptr<LtGemm> lt_;
+  std::vector<Bucket> buckets_;
+  bool graphs_disabled_ = false, capture_warned_ = false;
+  std::mutex mu_;
+};
+
+}  // namespace
+}  // namespace gpu
+
+std::unique_ptr<Engine> make_cuda_engine(std::shared_ptr<const Model> model, const CudaEngineOptions& opt) {
+  return std::make_unique<gpu::CudaEngineImpl>(std::move(model), opt);
+}
+
+}  // namespace vit

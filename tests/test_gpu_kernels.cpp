@@ -1,0 +1,651 @@
+// vit-infer GPU tests: every kernel launcher (kernels/*.cuh) against a plain double-precision
+// CPU reference computed from the same (storage-rounded) inputs, for F32 / F16 / BF16, tokens
+// 197 / 50 / 577, batch 1 / 3 / 64 and head dims 24 / 32 / 48 / 64 / 80 / 128. Outputs are
+// poisoned with NaN before every launch. Skips when no CUDA device is present.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "attention.cuh"
+#include "core/error.h"
+#include "gemm.cuh"
+#include "head.cuh"
+#include "layernorm.cuh"
+#include "patch_embed.cuh"
+#include "test_gpu_util.h"
+#include "test_util.h"
+
+namespace vit::test {
+namespace {
+
+const DType kTypes[] = {DType::F32, DType::F16, DType::BF16};
+
+double gelu_ref(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+// ---------------------------------------------------------------------------------------
+// GEMM
+struct GemmCase {
+  int M, N, K;
+};
+
+std::vector<float> gemm_ref(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>* bias,
+                            int M, int N, int K) {
+  std::vector<float> y(static_cast<size_t>(M) * N);
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      double s = bias ? (*bias)[n] : 0.0;
+      const float* xr = &x[static_cast<size_t>(m) * K];
+      const float* wr = &w[static_cast<size_t>(n) * K];
+      for (int k = 0; k < K; ++k) s += static_cast<double>(xr[k]) * wr[k];
+      y[static_cast<size_t>(m) * N + n] = static_cast<float>(s);
+    }
+  return y;
+}
+
+void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, GemmCase gc) {
+  SCOPED_TRACE(std::string(dt_label(dt)) + " M=" + std::to_string(gc.M) + " N=" + std::to_string(gc.N) +
+               " K=" + std::to_string(gc.K) + " epi=" + std::to_string(static_cast<int>(epi)) +
+               (kern == GemmKernel::kSimt ? " simt" : " auto") + (with_bias ? " bias" : ""));
+  const int M = gc.M, N = gc.N, K = gc.K;
+  const float a = 1.0f / std::sqrt(static_cast<float>(K));
+  const auto x = round_to(dt, random_vec(static_cast<size_t>(M) * K));
+  const auto w = round_to(dt, random_vec(static_cast<size_t>(N) * K, -a, a));
+  const auto b = round_to(dt, random_vec(N, -0.5f, 0.5f));
+  const auto r = round_to(dt, random_vec(static_cast<size_t>(M) * N));
+  DevMem dx(dt, x), dw(dt, w), db(dt, b), dr(dt, r), dc(dt, static_cast<size_t>(M) * N);
+  dc.poison();
+  GemmParams p;
+  p.dtype = dt;
+  p.a = dx.get();
+  p.lda = K;
+  p.w = dw.get();
+  p.ldw = K;
+  p.c = dc.get();
+  p.ldc = N;
+  p.bias = with_bias ? db.get() : nullptr;
+  p.epilogue = epi;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.kernel = kern;
+  if (epi == GemmEpilogue::kResidual) {
+    p.residual = dr.get();
+    p.ldr = N;
+  }
+  std::vector<float> want = gemm_ref(x, w, with_bias ? &b : nullptr, M, N, K);
+  if (epi == GemmEpilogue::kGelu)
+    for (float& v : want) v = static_cast<float>(gelu_ref(v));
+  if (epi == GemmEpilogue::kResidual)
+    for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
+  launch_gemm(p, nullptr);
+  sync_or_throw();
+  EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(dt)));
+}
+
+TEST(GpuGemm, AllEpiloguesShapesAndTypes) {
+  VIT_SKIP_WITHOUT_GPU();
+  const GemmCase cases[] = {{197, 768, 256}, {150, 192, 192}, {577, 200, 136}, {3200, 72, 64},
+                            {12608, 40, 32}, {37, 33, 20},    {1, 1000, 768},  {64, 3072, 64},
+                            {2048, 1152, 32}, {2053, 1157, 40}};  // the last two use 128x128 tiles
+  for (DType dt : kTypes) {
+    for (GemmKernel kern : {GemmKernel::kAuto, GemmKernel::kSimt}) {
+      if (dt == DType::F32 && kern == GemmKernel::kSimt) continue;  // F32 is always SIMT
+      for (const GemmCase& gc : cases) {
+        run_gemm_case(dt, kern, GemmEpilogue::kNone, false, gc);
+        run_gemm_case(dt, kern, GemmEpilogue::kNone, true, gc);
+        run_gemm_case(dt, kern, GemmEpilogue::kGelu, true, gc);
+        run_gemm_case(dt, kern, GemmEpilogue::kResidual, true, gc);
+      }
+    }
+  }
+}
+
+TEST(GpuGemm, TensorCoreSelection) {
+  VIT_SKIP_WITHOUT_GPU();
+  DevMem a(DType::F16, 64 * 64), w(DType::F16, 64 * 64);
+  GemmParams p;
+  p.dtype = DType::F16;
+  p.a = a.get();
+  p.w = w.get();
+  p.M = p.N = p.K = 64;
+  p.lda = p.ldw = 64;
+  EXPECT_TRUE(gemm_uses_tensor_cores(p));
+  p.K = 60;
+  EXPECT_FALSE(gemm_uses_tensor_cores(p));  // K % 8 != 0 -> SIMT
+  p.K = 64;
+  p.dtype = DType::F32;
+  EXPECT_FALSE(gemm_uses_tensor_cores(p));
+}
+
+TEST(GpuGemm, InPlaceResidual) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (DType dt : kTypes) {
+    SCOPED_TRACE(dt_label(dt));
+    const int M = 3 * 197, N = 192, K = 192;
+    const auto x = round_to(dt, random_vec(static_cast<size_t>(M) * K));
+    const auto w = round_to(dt, random_vec(static_cast<size_t>(N) * K, -0.07f, 0.07f));
+    const auto b = round_to(dt, random_vec(N));
+    const auto r = round_to(dt, random_vec(static_cast<size_t>(M) * N));
+    DevMem dx(dt, x), dw(dt, w), db(dt, b), dc(dt, r);
+    GemmParams p;
+    p.dtype = dt;
+    p.a = dx.get();
+    p.lda = K;
+    p.w = dw.get();
+    p.ldw = K;
+    p.c = dc.get();
+    p.ldc = N;
+    p.bias = db.get();
+    p.residual = dc.get();
+    p.ldr = N;
+    p.epilogue = GemmEpilogue::kResidual;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    auto want = gemm_ref(x, w, &b, M, N, K);
+    for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
+    launch_gemm(p, nullptr);
+    sync_or_throw();
+    EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(dt)));
+  }
+}
+
+TEST(GpuGemm, QkvScatterEpilogue) {
+  VIT_SKIP_WITHOUT_GPU();
+  struct QC {
+    int B, T, heads, hd, K;
+  };
+  const QC cases[] = {{1, 197, 2, 64, 128}, {3, 50, 2, 80, 160}, {64, 50, 1, 24, 48}, {1, 577, 1, 128, 64}};
+  for (DType dt : kTypes) {
+    for (GemmKernel kern : {GemmKernel::kAuto, GemmKernel::kSimt}) {
+      for (const QC& q : cases) {
+        SCOPED_TRACE(std::string(dt_label(dt)) + " B=" + std::to_string(q.B) + " T=" + std::to_string(q.T) +
+                     " hd=" + std::to_string(q.hd));
+        const int M = q.B * q.T, D = q.heads * q.hd, N = 3 * D, K = q.K;
+        const auto x = round_to(dt, random_vec(static_cast<size_t>(M) * K));
+        const auto w = round_to(dt, random_vec(static_cast<size_t>(N) * K, -0.1f, 0.1f));
+        const auto b = round_to(dt, random_vec(N));
+        DevMem dx(dt, x), dw(dt, w), db(dt, b), dc(dt, static_cast<size_t>(M) * N);
+        dc.poison();
+        GemmParams p;
+        p.dtype = dt;
+        p.a = dx.get();
+        p.lda = K;
+        p.w = dw.get();
+        p.ldw = K;
+        p.c = dc.get();
+        p.bias = db.get();
+        p.epilogue = GemmEpilogue::kQkv;
+        p.M = M;
+        p.N = N;
+        p.K = K;
+        p.tokens = q.T;
+        p.heads = q.heads;
+        p.head_dim = q.hd;
+        p.kernel = kern;
+        const auto flat = gemm_ref(x, w, &b, M, N, K);  // [B*T, 3D]
+        std::vector<float> want(flat.size());
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < N; ++n) {
+            const int which = n / D, h = (n % D) / q.hd, d = n % q.hd, bb = m / q.T, t = m % q.T;
+            want[((((static_cast<size_t>(which) * q.B + bb) * q.heads + h) * q.T + t) * q.hd) + d] =
+                flat[static_cast<size_t>(m) * N + n];
+          }
+        launch_gemm(p, nullptr);
+        sync_or_throw();
+        EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(dt)));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// LayerNorm
+std::vector<float> ln_ref(const std::vector<float>& x, int64_t stride, int rows, int D, const std::vector<float>& g,
+                          const std::vector<float>& b, float eps) {
+  std::vector<float> y(static_cast<size_t>(rows) * D);
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = &x[static_cast<size_t>(r * stride)];
+    double mean = 0.0, var = 0.0;
+    for (int i = 0; i < D; ++i) mean += xr[i];
+    mean /= D;
+    for (int i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    var /= D;
+    const double rstd = 1.0 / std::sqrt(var + eps);
+    for (int i = 0; i < D; ++i) y[static_cast<size_t>(r) * D + i] = static_cast<float>((xr[i] - mean) * rstd * g[i] + b[i]);
+  }
+  return y;
+}
+
+TEST(GpuLayerNorm, RowsResidualAndStride) {
+  VIT_SKIP_WITHOUT_GPU();
+  struct LC {
+    int rows, D;
+  };
+  const LC cases[] = {{197, 768}, {3 * 50, 192}, {577, 100}, {64 * 197, 64}, {64 * 50, 1024}};
+  for (DType dt : kTypes) {
+    for (const LC& lc : cases) {
+      SCOPED_TRACE(std::string(dt_label(dt)) + " rows=" + std::to_string(lc.rows) + " D=" + std::to_string(lc.D));
+      const size_t n = static_cast<size_t>(lc.rows) * lc.D;
+      // An offset mean (3) checks that the variance is not computed as E[x^2] - mean^2 naively.
+      const auto x = round_to(dt, random_vec(n, 2.0f, 4.0f));
+      const auto r = round_to(dt, random_vec(n));
+      const auto g = round_to(dt, random_vec(lc.D, 0.8f, 1.2f));
+      const auto b = round_to(dt, random_vec(lc.D, -0.2f, 0.2f));
+      DevMem dx(dt, x), dr(dt, r), dg(dt, g), db(dt, b), dy(dt, n), dxo(dt, n);
+      LayerNormParams p;
+      p.dtype = dt;
+      p.x = dx.get();
+      p.x_stride = lc.D;
+      p.y = dy.get();
+      p.y_stride = lc.D;
+      p.gamma = dg.get();
+      p.beta = db.get();
+      p.rows = lc.rows;
+      p.D = lc.D;
+      p.eps = 1e-6f;
+      dy.poison();
+      launch_layernorm(p, nullptr);
+      sync_or_throw();
+      EXPECT_TRUE(close_rel(dy.download(), ln_ref(x, lc.D, lc.rows, lc.D, g, b, 1e-6f), tol_rel(dt)));
+
+      // Fused residual: x_out = x + r, y = LN(x_out).
+      std::vector<float> sum(n);
+      for (size_t i = 0; i < n; ++i) sum[i] = x[i] + r[i];
+      sum = round_to(dt, sum);
+      p.residual = dr.get();
+      p.x_out = dxo.get();
+      dy.poison();
+      dxo.poison();
+      launch_layernorm(p, nullptr);
+      sync_or_throw();
+      EXPECT_TRUE(close_rel(dxo.download(), sum, dt == DType::F32 ? 1e-6f : 1e-2f));
+      EXPECT_TRUE(close_rel(dy.download(), ln_ref(sum, lc.D, lc.rows, lc.D, g, b, 1e-6f), tol_rel(dt)));
+    }
+    // Strided: only the cls rows of tokens [B, T, D].
+    const int B = 3, T = 197, D = 192;
+    const auto x = round_to(dt, random_vec(static_cast<size_t>(B) * T * D));
+    const auto g = round_to(dt, random_vec(D, 0.8f, 1.2f));
+    const auto b = round_to(dt, random_vec(D, -0.2f, 0.2f));
+    DevMem dx(dt, x), dg(dt, g), db(dt, b), dy(dt, static_cast<size_t>(B) * D);
+    dy.poison();
+    LayerNormParams p;
+    p.dtype = dt;
+    p.x = dx.get();
+    p.x_stride = static_cast<int64_t>(T) * D;
+    p.y = dy.get();
+    p.y_stride = D;
+    p.gamma = dg.get();
+    p.beta = db.get();
+    p.rows = B;
+    p.D = D;
+    p.eps = 1e-12f;
+    launch_layernorm(p, nullptr);
+    sync_or_throw();
+    EXPECT_TRUE(close_rel(dy.download(), ln_ref(x, static_cast<int64_t>(T) * D, B, D, g, b, 1e-12f), tol_rel(dt)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention
+struct AttnCase {
+  int B, H, T, hd;
+};
+
+// q, k, v in the canonical [B, H, T, hd] order; returns O [B, T, H*hd] and probs [B, H, T, T].
+void attn_ref(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v, AttnCase c,
+              std::vector<float>* o, std::vector<float>* probs) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.hd));
+  o->assign(static_cast<size_t>(c.B) * c.T * c.H * c.hd, 0.0f);
+  probs->assign(static_cast<size_t>(c.B) * c.H * c.T * c.T, 0.0f);
+  std::vector<double> s(c.T);
+  for (int b = 0; b < c.B; ++b)
+    for (int h = 0; h < c.H; ++h) {
+      const size_t base = (static_cast<size_t>(b) * c.H + h) * c.T * c.hd;
+      for (int i = 0; i < c.T; ++i) {
+        double mx = -1e300;
+        for (int j = 0; j < c.T; ++j) {
+          double d = 0.0;
+          for (int e = 0; e < c.hd; ++e) d += static_cast<double>(q[base + i * c.hd + e]) * k[base + j * c.hd + e];
+          s[j] = d * scale;
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0.0;
+        for (int j = 0; j < c.T; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        for (int j = 0; j < c.T; ++j)
+          (*probs)[((static_cast<size_t>(b) * c.H + h) * c.T + i) * c.T + j] = static_cast<float>(s[j] / sum);
+        for (int e = 0; e < c.hd; ++e) {
+          double acc = 0.0;
+          for (int j = 0; j < c.T; ++j) acc += s[j] * v[base + j * c.hd + e];
+          (*o)[((static_cast<size_t>(b) * c.T + i) * c.H + h) * c.hd + e] = static_cast<float>(acc / sum);
+        }
+      }
+    }
+}
+
+TEST(GpuAttention, FlashAndSimtBothLayouts) {
+  VIT_SKIP_WITHOUT_GPU();
+  const AttnCase cases[] = {{1, 2, 197, 64}, {3, 2, 50, 80}, {1, 1, 577, 128}, {2, 3, 197, 24},
+                            {64, 1, 50, 64}, {1, 2, 577, 80}, {3, 1, 197, 32}, {2, 1, 50, 48}};
+  for (DType dt : kTypes) {
+    for (const AttnCase& c : cases) {
+      const size_t n = static_cast<size_t>(c.B) * c.H * c.T * c.hd;
+      const auto q = round_to(dt, random_vec(n, -2.0f, 2.0f));
+      const auto k = round_to(dt, random_vec(n, -2.0f, 2.0f));
+      const auto v = round_to(dt, random_vec(n));
+      std::vector<float> want_o, want_p;
+      attn_ref(q, k, v, c, &want_o, &want_p);
+      for (int layout = 0; layout < 2; ++layout) {
+        // layout 0: [3, B, H, T, hd] (custom QKV epilogue); 1: [B, T, 3, H, hd] (plain GEMM output).
+        std::vector<float> packed(3 * n);
+        const int64_t D = static_cast<int64_t>(c.H) * c.hd;
+        int64_t sb, sh, st, off_k, off_v;
+        if (layout == 0) {
+          sb = static_cast<int64_t>(c.H) * c.T * c.hd, sh = static_cast<int64_t>(c.T) * c.hd, st = c.hd;
+          off_k = static_cast<int64_t>(n), off_v = 2 * static_cast<int64_t>(n);
+        } else {
+          sb = static_cast<int64_t>(c.T) * 3 * D, sh = c.hd, st = 3 * D;
+          off_k = D, off_v = 2 * D;
+        }
+        for (int b = 0; b < c.B; ++b)
+          for (int h = 0; h < c.H; ++h)
+            for (int t = 0; t < c.T; ++t)
+              for (int e = 0; e < c.hd; ++e) {
+                const size_t src = ((static_cast<size_t>(b) * c.H + h) * c.T + t) * c.hd + e;
+                const int64_t dst = b * sb + h * sh + t * st + e;
+                packed[static_cast<size_t>(dst)] = q[src];
+                packed[static_cast<size_t>(dst + off_k)] = k[src];
+                packed[static_cast<size_t>(dst + off_v)] = v[src];
+              }
+        DevMem dqkv(dt, packed), dout(dt, n);
+        const size_t es = dtype_size(dt);
+        const char* base = static_cast<const char*>(dqkv.get());
+        for (AttentionKernel kern : {AttentionKernel::kAuto, AttentionKernel::kSimt}) {
+          SCOPED_TRACE(std::string(dt_label(dt)) + " B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) +
+                       " T=" + std::to_string(c.T) + " hd=" + std::to_string(c.hd) + " layout=" +
+                       std::to_string(layout) + (kern == AttentionKernel::kSimt ? " simt" : " auto"));
+          AttentionParams p;
+          p.dtype = dt;
+          p.q = base;
+          p.k = base + off_k * es;
+          p.v = base + off_v * es;
+          p.stride_b = sb;
+          p.stride_h = sh;
+          p.stride_t = st;
+          p.o = dout.get();
+          p.B = c.B;
+          p.H = c.H;
+          p.T = c.T;
+          p.head_dim = c.hd;
+          p.scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+          p.kernel = kern;
+          if (kern == AttentionKernel::kAuto && dt != DType::F32 && c.hd % 16 == 0) {
+            EXPECT_TRUE(attention_uses_tensor_cores(p));
+          }
+          dout.poison();
+          launch_attention(p, nullptr);
+          sync_or_throw();
+          EXPECT_TRUE(close_rel(dout.download(), want_o, tol_rel(dt)));
+        }
+        // Probabilities: full matrix and the cls row only.
+        for (int rows : {c.T, 1}) {
+          SCOPED_TRACE("probs rows=" + std::to_string(rows));
+          DevMem dp(DType::F32, static_cast<size_t>(c.B) * c.H * rows * c.T);
+          dp.poison();
+          AttentionProbsParams pp;
+          pp.dtype = dt;
+          pp.q = base;
+          pp.k = base + off_k * es;
+          pp.stride_b = sb;
+          pp.stride_h = sh;
+          pp.stride_t = st;
+          pp.probs = static_cast<float*>(dp.get());
+          pp.B = c.B;
+          pp.H = c.H;
+          pp.T = c.T;
+          pp.head_dim = c.hd;
+          pp.query_rows = rows;
+          pp.scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+          launch_attention_probs(pp, nullptr);
+          sync_or_throw();
+          std::vector<float> want(static_cast<size_t>(c.B) * c.H * rows * c.T);
+          for (int bh = 0; bh < c.B * c.H; ++bh)
+            for (int i = 0; i < rows; ++i)
+              for (int j = 0; j < c.T; ++j)
+                want[(static_cast<size_t>(bh) * rows + i) * c.T + j] = want_p[(static_cast<size_t>(bh) * c.T + i) * c.T + j];
+          EXPECT_TRUE(close_rel(dp.download(), want, dt == DType::F32 ? 1e-4f : 1e-2f));
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuAttention, RejectsHeadDimAbove128) {
+  VIT_SKIP_WITHOUT_GPU();
+  DevMem d(DType::F16, 3 * 2 * 50 * 136);
+  AttentionParams p;
+  p.dtype = DType::F16;
+  p.q = p.k = p.v = d.get();
+  p.o = d.get();
+  p.stride_b = 50 * 136;
+  p.stride_h = 50 * 136;
+  p.stride_t = 136;
+  p.B = 1;
+  p.H = 1;
+  p.T = 50;
+  p.head_dim = 136;
+  p.scale = 0.1f;
+  try {
+    launch_attention(p, nullptr);
+    FAIL() << "expected kInvalidArgument";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Patch embedding
+TEST(GpuPatchEmbed, PatchifyMatchesIm2col) {
+  VIT_SKIP_WITHOUT_GPU();
+  struct PC {
+    int B, C, H, W, P;
+    bool norm;
+  };
+  const PC cases[] = {{3, 3, 32, 48, 16, false}, {1, 3, 28, 28, 14, true}, {64, 3, 16, 16, 8, false}};
+  for (DType dt : kTypes) {
+    for (const PC& c : cases) {
+      SCOPED_TRACE(std::string(dt_label(dt)) + " P=" + std::to_string(c.P) + " B=" + std::to_string(c.B));
+      const int K = c.C * c.P * c.P, kp = (K + 7) / 8 * 8, gh = c.H / c.P, gw = c.W / c.P, N = gh * gw;
+      const auto img = random_vec(static_cast<size_t>(c.B) * c.C * c.H * c.W, 0.0f, 255.0f);
+      DevMem dimg(DType::F32, img), dcols(dt, static_cast<size_t>(c.B) * N * kp);
+      dcols.poison();
+      PatchifyParams p;
+      p.dtype = dt;
+      p.images = static_cast<const float*>(dimg.get());
+      p.cols = dcols.get();
+      p.B = c.B;
+      p.C = c.C;
+      p.H = c.H;
+      p.W = c.W;
+      p.P = c.P;
+      p.k_pad = kp;
+      p.normalize = c.norm;
+      p.scale = 1.0f / 255.0f;
+      const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
+      for (int i = 0; i < 3; ++i) {
+        p.mean[i] = mean[i];
+        p.std[i] = sd[i];
+      }
+      std::vector<float> want(static_cast<size_t>(c.B) * N * kp, 0.0f);
+      for (int b = 0; b < c.B; ++b)
+        for (int n = 0; n < N; ++n)
+          for (int k = 0; k < K; ++k) {
+            const int ch = k / (c.P * c.P), py = (k / c.P) % c.P, px = k % c.P, gy = n / gw, gx = n % gw;
+            float v = img[((static_cast<size_t>(b) * c.C + ch) * c.H + gy * c.P + py) * c.W + gx * c.P + px];
+            if (c.norm) v = (v * p.scale - mean[ch]) / sd[ch];
+            want[(static_cast<size_t>(b) * N + n) * kp + k] = v;
+          }
+      launch_patchify(p, nullptr);
+      sync_or_throw();
+      EXPECT_TRUE(close_rel(dcols.download(), round_to(dt, want), dt == DType::F32 ? 1e-5f : 1e-2f));
+    }
+  }
+}
+
+TEST(GpuPatchEmbed, EmbedFinish) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (DType dt : kTypes) {
+    for (int B : {1, 3, 64}) {
+      const int N = 196, D = 96, T = N + 1;
+      SCOPED_TRACE(std::string(dt_label(dt)) + " B=" + std::to_string(B));
+      const auto pe = round_to(dt, random_vec(static_cast<size_t>(B) * N * D));
+      const auto bias = round_to(dt, random_vec(D)), cls = round_to(dt, random_vec(D));
+      const auto pos = round_to(dt, random_vec(static_cast<size_t>(T) * D));
+      DevMem dpe(dt, pe), db(dt, bias), dcls(dt, cls), dpos(dt, pos), dtok(dt, static_cast<size_t>(B) * T * D);
+      dtok.poison();
+      EmbedParams p;
+      p.dtype = dt;
+      p.patches = dpe.get();
+      p.bias = db.get();
+      p.cls = dcls.get();
+      p.pos = dpos.get();
+      p.tokens = dtok.get();
+      p.B = B;
+      p.N = N;
+      p.D = D;
+      std::vector<float> want(static_cast<size_t>(B) * T * D);
+      for (int b = 0; b < B; ++b)
+        for (int t = 0; t < T; ++t)
+          for (int j = 0; j < D; ++j)
+            want[(static_cast<size_t>(b) * T + t) * D + j] =
+                t == 0 ? cls[j] + pos[j] : pe[(static_cast<size_t>(b) * N + t - 1) * D + j] + bias[j] + pos[static_cast<size_t>(t) * D + j];
+      launch_embed_finish(p, nullptr);
+      sync_or_throw();
+      EXPECT_TRUE(close_rel(dtok.download(), want, dt == DType::F32 ? 1e-6f : 1e-2f));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Head
+TEST(GpuHead, PoolClsAndMean) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (DType dt : kTypes) {
+    for (int T : {197, 50, 577}) {
+      const int B = 3, D = 64;
+      SCOPED_TRACE(std::string(dt_label(dt)) + " T=" + std::to_string(T));
+      const auto x = round_to(dt, random_vec(static_cast<size_t>(B) * T * D));
+      DevMem dx(dt, x), dout(dt, static_cast<size_t>(B) * D);
+      for (PoolMode mode : {PoolMode::kCls, PoolMode::kMeanPatches}) {
+        std::vector<float> want(static_cast<size_t>(B) * D);
+        for (int b = 0; b < B; ++b)
+          for (int j = 0; j < D; ++j) {
+            double s = 0.0;
+            if (mode == PoolMode::kCls) s = x[static_cast<size_t>(b) * T * D + j];
+            else {
+              for (int t = 1; t < T; ++t) s += x[(static_cast<size_t>(b) * T + t) * D + j];
+              s /= (T - 1);
+            }
+            want[static_cast<size_t>(b) * D + j] = static_cast<float>(s);
+          }
+        PoolParams p;
+        p.dtype = dt;
+        p.x = dx.get();
+        p.out = dout.get();
+        p.B = B;
+        p.T = T;
+        p.D = D;
+        p.mode = mode;
+        dout.poison();
+        launch_pool(p, nullptr);
+        sync_or_throw();
+        EXPECT_TRUE(close_rel(dout.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));
+      }
+    }
+  }
+}
+
+TEST(GpuHead, SoftmaxTopk) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (DType dt : kTypes) {
+    for (int C : {1000, 21843, 7}) {
+      const int B = 3, k = std::min(5, C);
+      SCOPED_TRACE(std::string(dt_label(dt)) + " C=" + std::to_string(C));
+      const auto x = round_to(dt, random_vec(static_cast<size_t>(B) * C, -8.0f, 8.0f));
+      DevMem dx(dt, x), dprob(DType::F32, static_cast<size_t>(B) * C), didx(DType::F32, static_cast<size_t>(B) * k),
+          dtop(DType::F32, static_cast<size_t>(B) * k);
+      dprob.poison();
+      dtop.poison();
+      didx.poison();
+      SoftmaxTopkParams p;
+      p.dtype = dt;
+      p.logits = dx.get();
+      p.probs = static_cast<float*>(dprob.get());
+      p.topk_index = static_cast<int*>(didx.get());
+      p.topk_prob = static_cast<float*>(dtop.get());
+      p.B = B;
+      p.C = C;
+      p.k = k;
+      launch_softmax_topk(p, nullptr);
+      sync_or_throw();
+      const auto probs = dprob.download();
+      const auto topp = dtop.download();
+      std::vector<int> topi(static_cast<size_t>(B) * k);
+      ASSERT_EQ(cudaMemcpy(topi.data(), didx.get(), topi.size() * sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+      std::vector<float> want(static_cast<size_t>(B) * C);
+      for (int b = 0; b < B; ++b) {
+        const float* r = &x[static_cast<size_t>(b) * C];
+        const double mx = *std::max_element(r, r + C);
+        double s = 0.0;
+        for (int c = 0; c < C; ++c) s += std::exp(r[c] - mx);
+        for (int c = 0; c < C; ++c) want[static_cast<size_t>(b) * C + c] = static_cast<float>(std::exp(r[c] - mx) / s);
+        std::vector<int> order(C);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int a, int c2) { return r[a] > r[c2]; });
+        for (int i = 0; i < k; ++i) {
+          EXPECT_EQ(topi[static_cast<size_t>(b) * k + i], order[i]) << "row " << b << " rank " << i;
+          EXPECT_NEAR(topp[static_cast<size_t>(b) * k + i], want[static_cast<size_t>(b) * C + order[i]], 1e-5f);
+        }
+      }
+      EXPECT_TRUE(close_rel(probs, want, 1e-4f));
+    }
+  }
+}
+
+TEST(GpuHead, ToF32AndGelu) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (DType dt : kTypes) {
+    SCOPED_TRACE(dt_label(dt));
+    const int rows = 197, cols = 300, ld = 320;
+    const auto x = round_to(dt, random_vec(static_cast<size_t>(rows) * ld, -4.0f, 4.0f));
+    DevMem dx(dt, x), df(DType::F32, x.size());
+    df.poison();
+    ToF32Params tp;
+    tp.dtype = dt;
+    tp.src = dx.get();
+    tp.dst = static_cast<float*>(df.get());
+    tp.n = static_cast<int64_t>(x.size());
+    launch_to_f32(tp, nullptr);
+    sync_or_throw();
+    EXPECT_EQ(df.download(), x);  // exact: widening is lossless
+    GeluParams gp;
+    gp.dtype = dt;
+    gp.x = dx.get();
+    gp.rows = rows;
+    gp.cols = cols;
+    gp.ld = ld;
+    launch_gelu(gp, nullptr);
+    sync_or_throw();
+    std::vector<float> want = x;
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) want[static_cast<size_t>(r) * ld + c] = static_cast<float>(gelu_ref(x[static_cast<size_t>(r) * ld + c]));
+    EXPECT_TRUE(close_rel(dx.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));  // padding columns untouched too
+  }
+}
+
+}  // namespace
+}  // namespace vit::test
