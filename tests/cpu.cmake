@@ -1,0 +1,1 @@
+vit_add_test(test_cpu test_cpu_engine.cpp model_fixture.cpp LIBS vit_cpu)
