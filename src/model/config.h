@@ -1,6 +1,10 @@
 // vit-infer: the model configuration every loader resolves to, and where each field
 // comes from (HF config.json, timm config.json, timm architecture names, tensor shapes,
-// command-line overrides; in that order of increasing priority).
+// command-line overrides). Resolution (src/model/loader.cpp): the architecture name
+// (--arch, else config.json's `architecture`) only fills what config.json leaves unsaid;
+// tensor shapes then fix width/depth/mlp/patch/classes/channels; overrides win last.
+// Heads: override > config > arch name > JAX kernel shape > standard width (192..1280).
+// Image size: override > config > arch name > stored pos grid * patch.
 #pragma once
 
 #include <array>
@@ -73,8 +77,11 @@ struct ConfigOverrides {
   std::optional<std::string> labels_file;   // one label per line
 };
 
-// The standard timm ViT architecture names ("vit_base_patch16_224", ...): fills
-// hidden/depth/heads/mlp/patch/image size. Returns false if the name is not known.
+// The standard timm ViT architecture names vit_{tiny,small,base,large,huge}_patch{8,14,16,32}
+// _{224,384} (image size a multiple of the patch), optionally "timm/"-prefixed and with a
+// pretrained tag after '.': fills hidden/depth/heads/mlp/patch/image size (and the matching
+// ckpt grid and preprocess input size) and sets `architecture` to the name as given.
+// Returns false, leaving *cfg untouched, if the name is not known. cfg may be null.
 bool config_from_arch_name(const std::string& arch, ViTConfig* cfg);
 
 }  // namespace vit

@@ -1,0 +1,138 @@
+// vit-infer: ViTConfig helpers: enum names, parameter and FLOP counts, the human summary
+// printed by `vit-infer info`, and the table of standard timm ViT architecture names
+// (vit_{tiny,small,base,large,huge}_patch{8,14,16,32}_{224,384}[.tag]).
+#include "model/config.h"
+
+#include <cstdio>
+#include <regex>
+#include <sstream>
+
+namespace vit {
+
+const char* global_pool_name(GlobalPool p) noexcept {
+  switch (p) {
+    case GlobalPool::kToken: return "token";
+    case GlobalPool::kAvg: return "avg";
+  }
+  return "?";
+}
+
+const char* layout_name(WeightLayout l) noexcept {
+  switch (l) {
+    case WeightLayout::kTimm: return "timm";
+    case WeightLayout::kHF: return "hf";
+    case WeightLayout::kJax: return "jax";
+  }
+  return "?";
+}
+
+int64_t ViTConfig::param_count() const noexcept {
+  const int64_t D = hidden, I = mlp_hidden, C = num_classes;
+  const int64_t kpp = static_cast<int64_t>(in_chans) * patch * patch;
+  int64_t n = D * kpp + D;            // patch embedding
+  n += D;                             // cls token
+  n += static_cast<int64_t>(tokens()) * D;  // position table at the run size
+  int64_t block = 4 * D;              // norm1, norm2
+  block += 3 * D * D + (qkv_bias ? 3 * D : 0);
+  block += D * D + D;                 // proj
+  block += I * D + I + D * I + D;     // fc1, fc2
+  n += depth * block;
+  if (final_norm) n += 2 * D;
+  if (fc_norm) n += 2 * D;
+  if (C > 0) n += C * D + C;
+  return n;
+}
+
+double ViTConfig::flops_per_image() const noexcept {
+  // Multiply-accumulates of every matmul; FLOPs = 2 * MACs. LayerNorm, softmax, GELU and
+  // the adds are O(T*D) and left out, as the published GMAC tables do.
+  const double D = hidden, I = mlp_hidden, T = tokens(), N = num_patches();
+  const double kpp = static_cast<double>(in_chans) * patch * patch;
+  double macs = N * D * kpp;                // patch embedding
+  double block = T * D * 3.0 * D;           // qkv
+  block += 2.0 * T * T * D;                 // QK^T and PV over all heads
+  block += T * D * D;                       // proj
+  block += 2.0 * T * D * I;                 // fc1, fc2
+  macs += depth * block;
+  macs += static_cast<double>(num_classes) * D;  // head on the pooled token
+  return 2.0 * macs;
+}
+
+std::string ViTConfig::describe() const {
+  std::ostringstream s;
+  char buf[64];
+  s << "architecture : " << (architecture.empty() ? "(custom)" : architecture) << "  [" << layout_name(layout)
+    << " layout]\n";
+  s << "input        : " << in_chans << " x " << image_h << " x " << image_w << ", patch " << patch << " -> "
+    << grid_h() << "x" << grid_w() << " grid, " << tokens() << " tokens";
+  if (ckpt_grid_h != grid_h() || ckpt_grid_w != grid_w()) {
+    s << " (pos-embed resampled from " << ckpt_grid_h << "x" << ckpt_grid_w << ")";
+  }
+  s << "\n";
+  s << "encoder      : width " << hidden << ", depth " << depth << ", heads " << heads << " (head dim "
+    << (heads > 0 ? hidden / heads : 0) << "), mlp " << mlp_hidden << (qkv_bias ? "" : ", no qkv bias") << "\n";
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
+  s << "norm/pool    : LayerNorm eps " << buf << ", GELU (erf), pool " << global_pool_name(pool)
+    << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "") << "\n";
+  s << "classes      : " << num_classes;
+  if (!labels.empty()) s << " (labels: " << labels.front() << ", ...)";
+  s << "\n";
+  std::snprintf(buf, sizeof buf, "%.2fM params, %.2f GFLOP/image", param_count() / 1e6, flops_per_image() / 1e9);
+  s << "size         : " << buf << "\n";
+  const PreprocessConfig& p = preprocess;
+  s << "preprocess   : ";
+  if (p.resize == PreprocessConfig::Resize::kDirect) {
+    s << "resize to " << p.input_h << "x" << p.input_w;
+  } else {
+    std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(p.crop_pct));
+    s << "resize shorter side (crop_pct " << buf << "), center crop " << p.input_h << "x" << p.input_w;
+  }
+  std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(p.rescale));
+  s << " (" << p.interpolation << "), x*" << buf;
+  s << ", mean (" << p.mean[0] << ", " << p.mean[1] << ", " << p.mean[2] << "), std (" << p.std[0] << ", "
+    << p.std[1] << ", " << p.std[2] << ")\n";
+  return s.str();
+}
+
+bool config_from_arch_name(const std::string& arch_in, ViTConfig* cfg) {
+  std::string arch = arch_in;
+  if (arch.rfind("timm/", 0) == 0) arch = arch.substr(5);  // a hub id "timm/<name>.<tag>"
+  const size_t dot = arch.find('.');
+  if (dot != std::string::npos) {
+    if (dot + 1 == arch.size()) return false;  // "name." with an empty tag
+    arch = arch.substr(0, dot);
+  }
+  static const std::regex re("vit_(tiny|small|base|large|huge)_patch(8|14|16|32)_(224|384)");
+  std::smatch m;
+  if (!std::regex_match(arch, m, re)) return false;
+  struct Size {
+    const char* name;
+    int width, depth, heads;
+  };
+  static const Size sizes[] = {{"tiny", 192, 12, 3},
+                               {"small", 384, 12, 6},
+                               {"base", 768, 12, 12},
+                               {"large", 1024, 24, 16},
+                               {"huge", 1280, 32, 16}};
+  const int patch = std::stoi(m[2].str());
+  const int res = std::stoi(m[3].str());
+  if (res % patch != 0) return false;  // e.g. patch14 at 384: no such model
+  for (const Size& s : sizes) {
+    if (m[1].str() != s.name) continue;
+    if (cfg) {
+      cfg->hidden = s.width;
+      cfg->depth = s.depth;
+      cfg->heads = s.heads;
+      cfg->mlp_hidden = 4 * s.width;
+      cfg->patch = patch;
+      cfg->image_h = cfg->image_w = res;
+      cfg->ckpt_grid_h = cfg->ckpt_grid_w = res / patch;
+      cfg->preprocess.input_h = cfg->preprocess.input_w = res;
+      cfg->architecture = arch_in;
+    }
+    return true;
+  }
+  return false;
+}
+
+}  // namespace vit

@@ -1,0 +1,55 @@
+// vit-infer (internal): what the JSON files beside a checkpoint say about the model.
+// HF config.json / preprocessor_config.json and timm hub config.json are parsed into
+// ConfigHints, whose unset optionals mean "the file did not say". The loader layers these
+// under the tensor shapes and the ConfigOverrides (see model/config.h for the order).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/config.h"
+
+namespace vit::detail {
+
+enum class ConfigKind { kNone, kHF, kTimm };
+
+struct ConfigHints {
+  ConfigKind kind = ConfigKind::kNone;
+  std::string path;  // the config.json these came from (for messages)
+  std::optional<std::string> architecture;  // timm `architecture`
+  std::optional<int> hidden, depth, heads, mlp_hidden, patch, in_chans, num_classes;
+  std::optional<int> image_h, image_w;
+  std::optional<float> ln_eps;
+  std::optional<GlobalPool> pool;
+  std::optional<bool> fc_norm, final_norm, qkv_bias;
+  std::vector<std::string> labels;  // empty: none given
+  std::optional<PreprocessConfig> preprocess;
+  std::vector<std::string> warnings;
+};
+
+// Reads and parses a JSON file; throws vit::Error(kIo / kFormat) naming the path.
+nlohmann::json read_json_file(const std::string& path);
+
+// HF ViTConfig (model_type "vit"). Throws kUnsupported for other model types and for
+// hidden_act values other than the exact-erf GELU.
+ConfigHints parse_hf_config(const nlohmann::json& j, const std::string& path);
+
+// timm hub config.json (architecture, num_classes, global_pool, label_names,
+// pretrained_cfg, model_args). Throws kUnsupported naming variants we do not run
+// (register tokens, LayerScale, no_embed_class, no class token, pre-norm, qk-norm, ...).
+ConfigHints parse_timm_config(const nlohmann::json& j, const std::string& path);
+
+// Detects HF vs timm from the keys and dispatches; kFormat if it is neither.
+ConfigHints parse_config_json(const nlohmann::json& j, const std::string& path);
+
+// HF ViTImageProcessor preprocessor_config.json on top of `pp` (Resize::kDirect).
+void apply_hf_preprocessor(const nlohmann::json& j, const std::string& path, PreprocessConfig* pp,
+                           std::vector<std::string>* warnings);
+
+// The HF ViTImageProcessor defaults: bilinear squash to the model size, x/255, mean=std=0.5.
+PreprocessConfig hf_default_preprocess(int h, int w);
+
+}  // namespace vit::detail

@@ -1,0 +1,812 @@
+// vit-infer: load_model. Finds the weights (+ config.json / preprocessor_config.json),
+// detects the layout from the tensor names (timm, HF ViT, original JAX .npz), resolves the
+// ViTConfig (arch name < config.json < tensor shapes < overrides; heads: override > config >
+// arch name > JAX shapes > standard-width table), checks every tensor's presence and shape
+// against it, and maps the weights onto the internal timm-oriented fp32 ViTWeights
+// (HF q/k/v concatenated; JAX kernels transposed/flattened, vit-reference.md §2).
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "io/npz.h"
+#include "io/safetensors.h"
+#include "model/config_sources.h"
+#include "model/model.h"
+
+namespace vit {
+
+namespace fs = std::filesystem;
+using detail::ConfigHints;
+using detail::ConfigKind;
+using Shape = std::vector<int64_t>;
+
+namespace {
+
+std::string to_s(int64_t v) { return std::to_string(v); }
+
+// ---- tensor sources --------------------------------------------------------------------
+
+class TensorSource {
+ public:
+  virtual ~TensorSource() = default;
+  virtual std::vector<std::string> names() const = 0;  // sorted
+  virtual bool has(const std::string& n) const = 0;
+  virtual Shape shape(const std::string& n) const = 0;
+  virtual Tensor read(const std::string& n) const = 0;
+};
+
+class SafetensorsSource : public TensorSource {
+ public:
+  explicit SafetensorsSource(const std::string& path) : f_(path) {}
+  std::vector<std::string> names() const override { return f_.names(); }
+  bool has(const std::string& n) const override { return f_.has(n); }
+  Shape shape(const std::string& n) const override { return f_.entry(n).shape; }
+  Tensor read(const std::string& n) const override { return f_.read(n); }
+
+ private:
+  SafetensorsFile f_;
+};
+
+class NpzSource : public TensorSource {
+ public:
+  explicit NpzSource(const std::string& path) : path_(path), arrays_(read_npz(path)) {}
+  std::vector<std::string> names() const override {
+    std::vector<std::string> v;
+    for (auto& kv : arrays_) v.push_back(kv.first);
+    return v;
+  }
+  bool has(const std::string& n) const override { return arrays_.count(n) != 0; }
+  Shape shape(const std::string& n) const override { return at(n).shape; }
+  Tensor read(const std::string& n) const override { return at(n); }
+
+ private:
+  const Tensor& at(const std::string& n) const {
+    auto it = arrays_.find(n);
+    if (it == arrays_.end()) fail(ErrorCode::kInternal, path_ + ": no array '" + n + "'");
+    return it->second;
+  }
+  std::string path_;
+  std::map<std::string, Tensor> arrays_;
+};
+
+bool is_zip(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char m[4] = {};
+  f.read(m, 4);
+  return f.gcount() == 4 && m[0] == 'P' && m[1] == 'K' && m[2] == 3 && m[3] == 4;
+}
+
+std::string ext_of(const fs::path& p) {
+  std::string e = p.extension().string();
+  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return e;
+}
+
+struct Located {
+  std::string weights;
+  std::string dir;
+};
+
+Located locate(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) fail(ErrorCode::kIo, "model path does not exist: " + path);
+  if (!fs::is_directory(st)) return {path, fs::path(path).parent_path().string()};
+  if (fs::is_regular_file(fs::path(path) / "model.safetensors")) {
+    return {(fs::path(path) / "model.safetensors").string(), path};
+  }
+  std::vector<std::string> st_files, npz_files;
+  for (const auto& e : fs::directory_iterator(path, ec)) {
+    if (!e.is_regular_file()) continue;
+    const std::string x = ext_of(e.path());
+    if (x == ".safetensors") st_files.push_back(e.path().string());
+    if (x == ".npz") npz_files.push_back(e.path().string());
+  }
+  if (ec) fail(ErrorCode::kIo, "cannot list directory " + path + ": " + ec.message());
+  std::sort(st_files.begin(), st_files.end());
+  std::sort(npz_files.begin(), npz_files.end());
+  auto pick = [&](const std::vector<std::string>& v, const char* kind) -> Located {
+    if (v.size() > 1) {
+      std::string list;
+      for (size_t i = 0; i < v.size() && i < 5; ++i) list += (i ? ", " : "") + fs::path(v[i]).filename().string();
+      fail(ErrorCode::kInvalidArgument, path + " holds " + to_s(static_cast<int64_t>(v.size())) + " " + kind +
+                                            " files (" + list + (v.size() > 5 ? ", ..." : "") +
+                                            "); pass the weights file itself (sharded checkpoints are not supported)");
+    }
+    return {v[0], path};
+  };
+  if (!st_files.empty()) return pick(st_files, ".safetensors");
+  if (!npz_files.empty()) return pick(npz_files, ".npz");
+  fail(ErrorCode::kIo, "no model.safetensors, *.safetensors or *.npz weights in directory " + path);
+}
+
+std::unique_ptr<TensorSource> open_source(const std::string& path) {
+  const std::string x = ext_of(path);
+  if (x == ".npz" || (x != ".safetensors" && is_zip(path))) return std::make_unique<NpzSource>(path);
+  return std::make_unique<SafetensorsSource>(path);
+}
+
+// ---- layouts ---------------------------------------------------------------------------
+
+struct LayoutInfo {
+  WeightLayout layout = WeightLayout::kTimm;
+  std::string prefix;  // HF: "vit." or ""
+};
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+std::string name_list(const std::vector<std::string>& v, size_t max_n = 5) {
+  std::string s;
+  for (size_t i = 0; i < v.size() && i < max_n; ++i) s += (i ? ", " : "") + v[i];
+  if (v.size() > max_n) s += ", ... (" + to_s(static_cast<int64_t>(v.size())) + " in all)";
+  return s;
+}
+
+LayoutInfo detect_layout(const std::vector<std::string>& names, const std::string& file) {
+  bool timm = false, hf_vit = false, hf_bare = false, jax = false;
+  for (const std::string& n : names) {
+    if (n == "patch_embed.proj.weight" || starts_with(n, "blocks.") || n == "cls_token" || n == "pos_embed") timm = true;
+    if (starts_with(n, "vit.embeddings.") || starts_with(n, "vit.encoder.")) hf_vit = true;
+    if (starts_with(n, "embeddings.") || starts_with(n, "encoder.layer.")) hf_bare = true;
+    if (n == "embedding/kernel" || starts_with(n, "Transformer/")) jax = true;
+  }
+  const int kinds = timm + (hf_vit || hf_bare) + jax;
+  if (kinds != 1 || (hf_vit && hf_bare)) {
+    fail(kinds == 0 ? ErrorCode::kUnsupported : ErrorCode::kFormat,
+         file + ": cannot tell the weight layout (expected timm names such as patch_embed.proj.weight, HF "
+                "vit.embeddings.* / embeddings.*, or JAX embedding/kernel; " +
+             (kinds == 0 ? std::string("found none") : std::string("found a mix")) + "); tensors: " + name_list(names));
+  }
+  if (timm) return {WeightLayout::kTimm, ""};
+  if (jax) return {WeightLayout::kJax, ""};
+  return {WeightLayout::kHF, hf_vit ? "vit." : ""};
+}
+
+// Largest block index + 1 for names "<pre><N><post...>".
+int count_blocks(const std::vector<std::string>& names, const std::string& pre) {
+  int depth = 0;
+  for (const std::string& n : names) {
+    if (!starts_with(n, pre)) continue;
+    size_t i = pre.size(), j = i;
+    while (j < n.size() && std::isdigit(static_cast<unsigned char>(n[j]))) ++j;
+    // More than 6 digits is no block index we could hold; such a name ends up "unexpected".
+    if (j == i || j - i > 6 || j >= n.size() || (n[j] != '.' && n[j] != '/')) continue;
+    depth = std::max(depth, std::stoi(n.substr(i, j - i)) + 1);
+  }
+  return depth;
+}
+
+[[noreturn]] void unsupported_variant(const std::string& file, const std::string& what, const std::string& tensor) {
+  fail(ErrorCode::kUnsupported, file + ": " + what + " is not supported by vit-infer (tensor '" + tensor + "')");
+}
+
+void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::string& file) {
+  static const std::regex ls(R"(blocks\.\d+\.ls[12]\.gamma)");
+  static const std::regex qkn(R"(blocks\.\d+\.attn\.[qk]_norm\..*)");
+  for (const std::string& n : src.names()) {
+    if (L.layout == WeightLayout::kTimm) {
+      if (n == "reg_token") unsupported_variant(file, "register tokens (reg_tokens > 0)", n);
+      if (n == "dist_token" || starts_with(n, "head_dist.")) unsupported_variant(file, "a distillation token (DeiT distilled)", n);
+      if (std::regex_match(n, ls)) unsupported_variant(file, "LayerScale (init_values)", n);
+      if (std::regex_match(n, qkn)) unsupported_variant(file, "qk_norm", n);
+      if (starts_with(n, "norm_pre.")) unsupported_variant(file, "pre_norm (norm_pre)", n);
+      if (starts_with(n, "attn_pool.")) unsupported_variant(file, "attention pooling (global_pool 'map')", n);
+    } else if (L.layout == WeightLayout::kHF) {
+      if (n.find("distillation_token") != std::string::npos) unsupported_variant(file, "a distillation token (DeiT distilled)", n);
+    } else {
+      if (starts_with(n, "pre_logits/")) {
+        unsupported_variant(file, "the pre_logits layer of in21k-only JAX checkpoints (use a fine-tuned checkpoint)", n);
+      }
+    }
+  }
+  if (L.layout == WeightLayout::kTimm && !src.has("cls_token") && src.has("pos_embed")) {
+    fail(ErrorCode::kUnsupported, file + ": no cls_token: models without a class token (class_token=False) are not "
+                                         "supported by vit-infer");
+  }
+  if (L.layout == WeightLayout::kJax && !src.has("cls") && src.has("embedding/kernel")) {
+    fail(ErrorCode::kUnsupported, file + ": no 'cls' array: JAX models without a class token (classifier='gap') are "
+                                         "not supported by vit-infer");
+  }
+}
+
+// The tensor names of one layout, for the pieces the loader needs to look at first.
+struct Names {
+  std::string patch_w, patch_b, cls, pos, fc1_b0, head_w, head_b, qkv_bias0, norm_w;
+  std::string block_prefix;
+};
+
+Names defining_names(const LayoutInfo& L) {
+  Names n;
+  const std::string& p = L.prefix;
+  switch (L.layout) {
+    case WeightLayout::kTimm:
+      n = {"patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "blocks.0.mlp.fc1.weight",
+           "head.weight", "head.bias", "blocks.0.attn.qkv.bias", "norm.weight", "blocks."};
+      break;
+    case WeightLayout::kHF:
+      n = {p + "embeddings.patch_embeddings.projection.weight", p + "embeddings.patch_embeddings.projection.bias",
+           p + "embeddings.cls_token", p + "embeddings.position_embeddings",
+           p + "encoder.layer.0.intermediate.dense.weight", "classifier.weight", "classifier.bias",
+           p + "encoder.layer.0.attention.attention.query.bias", p + "layernorm.weight", p + "encoder.layer."};
+      break;
+    case WeightLayout::kJax:
+      n = {"embedding/kernel", "embedding/bias", "cls", "Transformer/posembed_input/pos_embedding",
+           "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel", "head/kernel", "head/bias",
+           "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/bias", "Transformer/encoder_norm/scale",
+           "Transformer/encoderblock_"};
+      break;
+  }
+  return n;
+}
+
+Shape need_shape(const TensorSource& src, const std::string& name, size_t rank, const std::string& file) {
+  if (!src.has(name)) fail(ErrorCode::kFormat, file + ": missing tensor '" + name + "'");
+  Shape s = src.shape(name);
+  if (s.size() != rank) {
+    fail(ErrorCode::kFormat, file + ": tensor '" + name + "' has shape " + shape_str(s) + ", expected rank " +
+                                 to_s(static_cast<int64_t>(rank)));
+  }
+  return s;
+}
+
+// Every tensor the resolved config implies, source name -> expected stored shape.
+std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConfig& c, int64_t pos_rows) {
+  std::map<std::string, Shape> e;
+  const int64_t D = c.hidden, I = c.mlp_hidden, C = c.num_classes, P = c.patch, Ci = c.in_chans;
+  const int64_t H = c.heads, hd = c.hidden / c.heads;
+  if (L.layout == WeightLayout::kTimm) {
+    e["cls_token"] = {1, 1, D};
+    e["pos_embed"] = {1, pos_rows, D};
+    e["patch_embed.proj.weight"] = {D, Ci, P, P};
+    e["patch_embed.proj.bias"] = {D};
+    for (int i = 0; i < c.depth; ++i) {
+      const std::string b = "blocks." + std::to_string(i) + ".";
+      e[b + "norm1.weight"] = e[b + "norm1.bias"] = {D};
+      e[b + "attn.qkv.weight"] = {3 * D, D};
+      if (c.qkv_bias) e[b + "attn.qkv.bias"] = {3 * D};
+      e[b + "attn.proj.weight"] = {D, D};
+      e[b + "attn.proj.bias"] = {D};
+      e[b + "norm2.weight"] = e[b + "norm2.bias"] = {D};
+      e[b + "mlp.fc1.weight"] = {I, D};
+      e[b + "mlp.fc1.bias"] = {I};
+      e[b + "mlp.fc2.weight"] = {D, I};
+      e[b + "mlp.fc2.bias"] = {D};
+    }
+    if (c.final_norm) e["norm.weight"] = e["norm.bias"] = {D};
+    if (c.fc_norm) e["fc_norm.weight"] = e["fc_norm.bias"] = {D};
+    if (C > 0) {
+      e["head.weight"] = {C, D};
+      e["head.bias"] = {C};
+    }
+  } else if (L.layout == WeightLayout::kHF) {
+    const std::string& p = L.prefix;
+    e[p + "embeddings.cls_token"] = {1, 1, D};
+    e[p + "embeddings.position_embeddings"] = {1, pos_rows, D};
+    e[p + "embeddings.patch_embeddings.projection.weight"] = {D, Ci, P, P};
+    e[p + "embeddings.patch_embeddings.projection.bias"] = {D};
+    for (int i = 0; i < c.depth; ++i) {
+      const std::string b = p + "encoder.layer." + std::to_string(i) + ".";
+      for (const char* q : {"query", "key", "value"}) {
+        e[b + "attention.attention." + q + ".weight"] = {D, D};
+        if (c.qkv_bias) e[b + "attention.attention." + q + ".bias"] = {D};
+      }
+      e[b + "attention.output.dense.weight"] = {D, D};
+      e[b + "attention.output.dense.bias"] = {D};
+      e[b + "layernorm_before.weight"] = e[b + "layernorm_before.bias"] = {D};
+      e[b + "layernorm_after.weight"] = e[b + "layernorm_after.bias"] = {D};
+      e[b + "intermediate.dense.weight"] = {I, D};
+      e[b + "intermediate.dense.bias"] = {I};
+      e[b + "output.dense.weight"] = {D, I};
+      e[b + "output.dense.bias"] = {D};
+    }
+    e[p + "layernorm.weight"] = e[p + "layernorm.bias"] = {D};
+    if (C > 0) {
+      e["classifier.weight"] = {C, D};
+      e["classifier.bias"] = {C};
+    }
+  } else {
+    e["embedding/kernel"] = {P, P, Ci, D};
+    e["embedding/bias"] = {D};
+    e["cls"] = {1, 1, D};
+    e["Transformer/posembed_input/pos_embedding"] = {1, pos_rows, D};
+    for (int i = 0; i < c.depth; ++i) {
+      const std::string b = "Transformer/encoderblock_" + std::to_string(i) + "/";
+      const std::string a = b + "MultiHeadDotProductAttention_1/";
+      e[b + "LayerNorm_0/scale"] = e[b + "LayerNorm_0/bias"] = {D};
+      for (const char* q : {"query", "key", "value"}) {
+        e[a + q + "/kernel"] = {D, H, hd};
+        if (c.qkv_bias) e[a + q + "/bias"] = {H, hd};
+      }
+      e[a + "out/kernel"] = {H, hd, D};
+      e[a + "out/bias"] = {D};
+      e[b + "LayerNorm_2/scale"] = e[b + "LayerNorm_2/bias"] = {D};
+      e[b + "MlpBlock_3/Dense_0/kernel"] = {D, I};
+      e[b + "MlpBlock_3/Dense_0/bias"] = {I};
+      e[b + "MlpBlock_3/Dense_1/kernel"] = {I, D};
+      e[b + "MlpBlock_3/Dense_1/bias"] = {D};
+    }
+    e["Transformer/encoder_norm/scale"] = e["Transformer/encoder_norm/bias"] = {D};
+    if (C > 0) {
+      e["head/kernel"] = {D, C};
+      e["head/bias"] = {C};
+    }
+  }
+  return e;
+}
+
+// Tensors a layout may carry that play no part in classification.
+bool ignored_tensor(const LayoutInfo& L, const std::string& n) {
+  if (L.layout != WeightLayout::kHF) return false;
+  return n == L.prefix + "pooler.dense.weight" || n == L.prefix + "pooler.dense.bias" ||
+         n == L.prefix + "embeddings.mask_token";
+}
+
+void check_tensors(const TensorSource& src, const LayoutInfo& L, const std::map<std::string, Shape>& expect,
+                   const std::string& file) {
+  std::vector<std::string> missing, extra;
+  for (const auto& [n, s] : expect) {
+    if (!src.has(n)) missing.push_back(n);
+  }
+  if (!missing.empty()) {
+    fail(ErrorCode::kFormat, file + ": missing " + to_s(static_cast<int64_t>(missing.size())) + " tensor(s) (" +
+                                 layout_name(L.layout) + " layout): " + name_list(missing));
+  }
+  for (const std::string& n : src.names()) {
+    if (!expect.count(n) && !ignored_tensor(L, n)) extra.push_back(n);
+  }
+  if (!extra.empty()) {
+    fail(ErrorCode::kFormat, file + ": unexpected " + to_s(static_cast<int64_t>(extra.size())) + " tensor(s) (" +
+                                 layout_name(L.layout) + " layout): " + name_list(extra));
+  }
+  for (const auto& [n, s] : expect) {
+    const Shape got = src.shape(n);
+    if (got != s) {
+      fail(ErrorCode::kFormat, file + ": tensor '" + n + "' has shape " + shape_str(got) + ", expected " +
+                                   shape_str(s));
+    }
+  }
+}
+
+// ---- weight mapping --------------------------------------------------------------------
+
+// [rows, cols] -> [cols, rows]
+Tensor transpose2d(const Tensor& t, int64_t rows, int64_t cols) {
+  Tensor o({cols, rows});
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) o.data[c * rows + r] = t.data[r * cols + c];
+  }
+  return o;
+}
+
+Tensor reshaped(Tensor t, Shape s) {
+  t.shape = std::move(s);
+  return t;
+}
+
+Tensor concat_rows(const std::vector<Tensor>& parts, Shape shape) {
+  Tensor o;
+  o.shape = std::move(shape);
+  for (const Tensor& p : parts) o.data.insert(o.data.end(), p.data.begin(), p.data.end());
+  return o;
+}
+
+class Reader {
+ public:
+  Reader(const TensorSource& src, std::vector<std::string>* warnings) : src_(src), warnings_(warnings) {}
+  Tensor operator()(const std::string& name) const {
+    Tensor t = src_.read(name);
+    int64_t bad = 0;
+    for (float v : t.data) bad += !std::isfinite(v);
+    if (bad) {
+      warnings_->push_back("tensor '" + name + "' holds " + to_s(bad) + " NaN/Inf value(s) of " + to_s(t.numel()));
+    }
+    return t;
+  }
+
+ private:
+  const TensorSource& src_;
+  std::vector<std::string>* warnings_;
+};
+
+void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
+  const int64_t D = c.hidden;
+  w->patch_w = reshaped(rd("patch_embed.proj.weight"), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
+  w->patch_b = rd("patch_embed.proj.bias");
+  w->cls = reshaped(rd("cls_token"), {D});
+  Tensor pos = rd("pos_embed");
+  const int64_t rows = pos.shape[1];
+  w->pos = reshaped(std::move(pos), {rows, D});
+  w->blocks.resize(c.depth);
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    BlockWeights& k = w->blocks[i];
+    k.ln1_w = rd(b + "norm1.weight");
+    k.ln1_b = rd(b + "norm1.bias");
+    k.qkv_w = rd(b + "attn.qkv.weight");
+    k.qkv_b = c.qkv_bias ? rd(b + "attn.qkv.bias") : Tensor({3 * D});
+    k.proj_w = rd(b + "attn.proj.weight");
+    k.proj_b = rd(b + "attn.proj.bias");
+    k.ln2_w = rd(b + "norm2.weight");
+    k.ln2_b = rd(b + "norm2.bias");
+    k.fc1_w = rd(b + "mlp.fc1.weight");
+    k.fc1_b = rd(b + "mlp.fc1.bias");
+    k.fc2_w = rd(b + "mlp.fc2.weight");
+    k.fc2_b = rd(b + "mlp.fc2.bias");
+  }
+  if (c.final_norm) {
+    w->norm_w = rd("norm.weight");
+    w->norm_b = rd("norm.bias");
+  }
+  if (c.fc_norm) {
+    w->fc_norm_w = rd("fc_norm.weight");
+    w->fc_norm_b = rd("fc_norm.bias");
+  }
+  if (c.num_classes > 0) {
+    w->head_w = rd("head.weight");
+    w->head_b = rd("head.bias");
+  }
+}
+
+void map_hf(const Reader& rd, const ViTConfig& c, const std::string& p, ViTWeights* w) {
+  const int64_t D = c.hidden;
+  w->patch_w = reshaped(rd(p + "embeddings.patch_embeddings.projection.weight"),
+                        {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
+  w->patch_b = rd(p + "embeddings.patch_embeddings.projection.bias");
+  w->cls = reshaped(rd(p + "embeddings.cls_token"), {D});
+  Tensor pos = rd(p + "embeddings.position_embeddings");
+  const int64_t rows = pos.shape[1];
+  w->pos = reshaped(std::move(pos), {rows, D});
+  w->blocks.resize(c.depth);
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = p + "encoder.layer." + std::to_string(i) + ".";
+    const std::string a = b + "attention.attention.";
+    BlockWeights& k = w->blocks[i];
+    k.ln1_w = rd(b + "layernorm_before.weight");
+    k.ln1_b = rd(b + "layernorm_before.bias");
+    k.qkv_w = concat_rows({rd(a + "query.weight"), rd(a + "key.weight"), rd(a + "value.weight")}, {3 * D, D});
+    k.qkv_b = c.qkv_bias ? concat_rows({rd(a + "query.bias"), rd(a + "key.bias"), rd(a + "value.bias")}, {3 * D})
+                         : Tensor({3 * D});
+    k.proj_w = rd(b + "attention.output.dense.weight");
+    k.proj_b = rd(b + "attention.output.dense.bias");
+    k.ln2_w = rd(b + "layernorm_after.weight");
+    k.ln2_b = rd(b + "layernorm_after.bias");
+    k.fc1_w = rd(b + "intermediate.dense.weight");
+    k.fc1_b = rd(b + "intermediate.dense.bias");
+    k.fc2_w = rd(b + "output.dense.weight");
+    k.fc2_b = rd(b + "output.dense.bias");
+  }
+  w->norm_w = rd(p + "layernorm.weight");
+  w->norm_b = rd(p + "layernorm.bias");
+  if (c.num_classes > 0) {
+    w->head_w = rd("classifier.weight");
+    w->head_b = rd("classifier.bias");
+  }
+}
+
+void map_jax(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
+  const int64_t D = c.hidden, I = c.mlp_hidden, P = c.patch, Ci = c.in_chans, C = c.num_classes;
+  {
+    // HWIO [P, P, C, D] -> OIHW [D, C, P, P] flattened to [D, C*P*P].
+    const Tensor k = rd("embedding/kernel");
+    w->patch_w = Tensor({D, Ci * P * P});
+    for (int64_t py = 0; py < P; ++py)
+      for (int64_t px = 0; px < P; ++px)
+        for (int64_t ci = 0; ci < Ci; ++ci)
+          for (int64_t d = 0; d < D; ++d) {
+            w->patch_w.data[d * Ci * P * P + (ci * P + py) * P + px] = k.data[((py * P + px) * Ci + ci) * D + d];
+          }
+  }
+  w->patch_b = rd("embedding/bias");
+  w->cls = reshaped(rd("cls"), {D});
+  Tensor pos = rd("Transformer/posembed_input/pos_embedding");
+  const int64_t rows = pos.shape[1];
+  w->pos = reshaped(std::move(pos), {rows, D});
+  w->blocks.resize(c.depth);
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = "Transformer/encoderblock_" + std::to_string(i) + "/";
+    const std::string a = b + "MultiHeadDotProductAttention_1/";
+    BlockWeights& k = w->blocks[i];
+    k.ln1_w = rd(b + "LayerNorm_0/scale");
+    k.ln1_b = rd(b + "LayerNorm_0/bias");
+    // q/k/v kernels (D, heads, hd): flatten(1) -> [D_in, D_out], transpose -> [D_out, D_in].
+    k.qkv_w = concat_rows({transpose2d(rd(a + "query/kernel"), D, D), transpose2d(rd(a + "key/kernel"), D, D),
+                           transpose2d(rd(a + "value/kernel"), D, D)},
+                          {3 * D, D});
+    k.qkv_b = c.qkv_bias ? concat_rows({rd(a + "query/bias"), rd(a + "key/bias"), rd(a + "value/bias")}, {3 * D})
+                         : Tensor({3 * D});
+    // out kernel (heads, hd, D) = [D_in, D_out] -> [D_out, D_in].
+    k.proj_w = transpose2d(rd(a + "out/kernel"), D, D);
+    k.proj_b = rd(a + "out/bias");
+    k.ln2_w = rd(b + "LayerNorm_2/scale");
+    k.ln2_b = rd(b + "LayerNorm_2/bias");
+    k.fc1_w = transpose2d(rd(b + "MlpBlock_3/Dense_0/kernel"), D, I);
+    k.fc1_b = rd(b + "MlpBlock_3/Dense_0/bias");
+    k.fc2_w = transpose2d(rd(b + "MlpBlock_3/Dense_1/kernel"), I, D);
+    k.fc2_b = rd(b + "MlpBlock_3/Dense_1/bias");
+  }
+  w->norm_w = rd("Transformer/encoder_norm/scale");
+  w->norm_b = rd("Transformer/encoder_norm/bias");
+  if (C > 0) {
+    w->head_w = transpose2d(rd("head/kernel"), D, C);
+    w->head_b = rd("head/bias");
+  }
+}
+
+// ---- config resolution -----------------------------------------------------------------
+
+int standard_heads(int width) {
+  switch (width) {
+    case 192: return 3;
+    case 384: return 6;
+    case 768: return 12;
+    case 1024: return 16;
+    case 1280: return 16;
+    default: return 0;
+  }
+}
+
+int isqrt_exact(int64_t n) {
+  if (n < 0) return -1;
+  const int64_t r = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+  for (int64_t c = std::max<int64_t>(0, r - 1); c <= r + 1; ++c) {
+    if (c * c == n) return static_cast<int>(c);
+  }
+  return -1;
+}
+
+std::vector<std::string> read_labels_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(ErrorCode::kIo, "cannot open labels file " + path);
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    out.push_back(line);
+  }
+  return out;
+}
+
+template <typename T>
+void note_conflict(std::vector<std::string>* warnings, const ConfigHints& h, const std::optional<T>& said,
+                   T actual, const char* what) {
+  if (said && *said != actual) {
+    warnings->push_back(h.path + " says " + what + " " + std::to_string(*said) + " but the tensors have " +
+                        std::to_string(actual) + "; using the tensors");
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOverrides& ov) {
+  const Located loc = locate(path);
+  const std::string& file = loc.weights;
+  auto model = std::make_shared<Model>();
+  model->source_path = file;
+  std::vector<std::string>& warnings = model->warnings;
+
+  // Files beside the weights.
+  ConfigHints hints;
+  const fs::path cfg_path = fs::path(loc.dir.empty() ? "." : loc.dir) / "config.json";
+  const fs::path pre_path = fs::path(loc.dir.empty() ? "." : loc.dir) / "preprocessor_config.json";
+  if (fs::is_regular_file(cfg_path)) {
+    hints = detail::parse_config_json(detail::read_json_file(cfg_path.string()), cfg_path.string());
+    warnings.insert(warnings.end(), hints.warnings.begin(), hints.warnings.end());
+  }
+
+  // Architecture name: --arch beats the config's own `architecture`.
+  ViTConfig arch;
+  bool have_arch = false;
+  std::string arch_name;
+  if (ov.architecture) {
+    arch_name = *ov.architecture;
+    if (!config_from_arch_name(arch_name, &arch)) {
+      fail(ErrorCode::kInvalidArgument,
+           "unknown architecture '" + arch_name +
+               "' (expected vit_{tiny,small,base,large,huge}_patch{8,14,16,32}_{224,384}[.tag])");
+    }
+    have_arch = true;
+  } else if (hints.architecture) {
+    arch_name = *hints.architecture;
+    have_arch = config_from_arch_name(arch_name, &arch);
+  }
+
+  std::unique_ptr<TensorSource> src = open_source(file);
+  const std::vector<std::string> names = src->names();
+  const LayoutInfo L = detect_layout(names, file);
+  reject_variants(*src, L, file);
+  const Names N = defining_names(L);
+
+  ViTConfig cfg;
+  cfg.layout = L.layout;
+  cfg.architecture = arch_name;
+
+  // Shapes of the defining tensors.
+  if (L.layout == WeightLayout::kJax) {
+    const Shape k = need_shape(*src, N.patch_w, 4, file);  // [P, P, C, D]
+    if (k[0] != k[1]) fail(ErrorCode::kUnsupported, file + ": non-square patch kernel " + shape_str(k));
+    cfg.patch = static_cast<int>(k[0]);
+    cfg.in_chans = static_cast<int>(k[2]);
+    cfg.hidden = static_cast<int>(k[3]);
+    cfg.mlp_hidden = static_cast<int>(need_shape(*src, N.fc1_b0, 2, file)[1]);
+    cfg.num_classes = src->has(N.head_w) ? static_cast<int>(need_shape(*src, N.head_w, 2, file)[1]) : 0;
+  } else {
+    const Shape k = need_shape(*src, N.patch_w, 4, file);  // [D, C, P, P]
+    if (k[2] != k[3]) fail(ErrorCode::kUnsupported, file + ": non-square patch kernel " + shape_str(k));
+    cfg.hidden = static_cast<int>(k[0]);
+    cfg.in_chans = static_cast<int>(k[1]);
+    cfg.patch = static_cast<int>(k[2]);
+    cfg.mlp_hidden = static_cast<int>(need_shape(*src, N.fc1_b0, 2, file)[0]);
+    cfg.num_classes = src->has(N.head_w) ? static_cast<int>(need_shape(*src, N.head_w, 2, file)[0]) : 0;
+  }
+  cfg.depth = count_blocks(names, N.block_prefix);
+  if (cfg.depth == 0) fail(ErrorCode::kFormat, file + ": no transformer blocks (" + N.block_prefix + "0...)");
+  if (cfg.depth > 1000) {
+    fail(ErrorCode::kFormat, file + ": block index " + to_s(cfg.depth - 1) + " (" + N.block_prefix + "...) is implausible");
+  }
+  const int64_t pos_rows = need_shape(*src, N.pos, 3, file)[1];
+  if (cfg.hidden <= 0 || cfg.patch <= 0 || cfg.mlp_hidden <= 0) {
+    fail(ErrorCode::kFormat, file + ": degenerate shapes (width " + to_s(cfg.hidden) + ", patch " + to_s(cfg.patch) +
+                                 ", mlp " + to_s(cfg.mlp_hidden) + ")");
+  }
+  note_conflict(&warnings, hints, hints.hidden, cfg.hidden, "width");
+  note_conflict(&warnings, hints, hints.depth, cfg.depth, "depth");
+  note_conflict(&warnings, hints, hints.mlp_hidden, cfg.mlp_hidden, "mlp width");
+  note_conflict(&warnings, hints, hints.patch, cfg.patch, "patch size");
+  note_conflict(&warnings, hints, hints.num_classes, cfg.num_classes, "num_classes");
+  if (have_arch && (arch.hidden != cfg.hidden || arch.depth != cfg.depth || arch.patch != cfg.patch)) {
+    warnings.push_back("architecture '" + arch_name + "' does not match the tensors (width " + to_s(cfg.hidden) +
+                       ", depth " + to_s(cfg.depth) + ", patch " + to_s(cfg.patch) + "); using the tensors");
+  }
+
+  // Heads: override > config > architecture name > JAX shapes > standard width.
+  if (ov.heads) {
+    cfg.heads = *ov.heads;
+  } else if (hints.heads) {
+    cfg.heads = *hints.heads;
+  } else if (have_arch && arch.hidden == cfg.hidden) {
+    cfg.heads = arch.heads;
+  } else if (L.layout == WeightLayout::kJax) {
+    cfg.heads = static_cast<int>(
+        need_shape(*src, "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel", 3, file)[1]);
+  } else if (standard_heads(cfg.hidden)) {
+    cfg.heads = standard_heads(cfg.hidden);
+  } else {
+    fail(ErrorCode::kInvalidArgument, file + ": cannot determine the number of attention heads for width " +
+                                          to_s(cfg.hidden) + " (not in config.json or the architecture name); pass --heads");
+  }
+  if (cfg.heads <= 0 || cfg.hidden % cfg.heads != 0) {
+    fail(ErrorCode::kInvalidArgument, "the head count " + to_s(cfg.heads) + " does not divide the width " +
+                                          to_s(cfg.hidden) + " (" + file + ")");
+  }
+
+  // LayerNorm eps: override > config (HF: 1e-12 when absent) > layout default.
+  if (ov.ln_eps) {
+    if (!(*ov.ln_eps > 0.0f)) fail(ErrorCode::kInvalidArgument, "ln_eps must be positive, got " + std::to_string(*ov.ln_eps));
+    cfg.ln_eps = *ov.ln_eps;
+  } else if (hints.ln_eps) {
+    cfg.ln_eps = *hints.ln_eps;
+  } else {
+    cfg.ln_eps = L.layout == WeightLayout::kHF ? 1e-12f : 1e-6f;
+  }
+
+  // qkv bias: the config when it says, else the tensors (then checked like any other).
+  cfg.qkv_bias = hints.qkv_bias ? *hints.qkv_bias : src->has(N.qkv_bias0);
+
+  // Pooling and the norms around it.
+  cfg.pool = ov.pool ? *ov.pool : hints.pool ? *hints.pool : GlobalPool::kToken;
+  if (L.layout == WeightLayout::kTimm) {
+    const bool has_norm = src->has("norm.weight"), has_fc = src->has("fc_norm.weight");
+    if (has_norm && has_fc) {
+      fail(ErrorCode::kFormat, file + ": holds both norm.* and fc_norm.* (timm uses one or the other)");
+    }
+    // timm: global_pool avg with fc_norm -> `norm` is Identity, fc_norm after pooling;
+    // without fc_norm tensors the final norm runs over all tokens before pooling.
+    cfg.fc_norm = has_fc;
+    cfg.final_norm = has_fc ? false : (has_norm || hints.final_norm.value_or(true));
+  } else {
+    cfg.final_norm = true;
+    cfg.fc_norm = false;
+  }
+
+  if (ov.image_size && *ov.image_size <= 0) {
+    fail(ErrorCode::kInvalidArgument, "image size must be positive, got " + to_s(*ov.image_size));
+  }
+
+  // Stored position grid. Rows = 1 (cls) + gh*gw; prefer the config's grid when it fits.
+  const int64_t n_patch_rows = pos_rows - 1;
+  int cfg_h = ov.image_size ? *ov.image_size : hints.image_h ? *hints.image_h : have_arch ? arch.image_h : 0;
+  int cfg_w = ov.image_size ? *ov.image_size : hints.image_w ? *hints.image_w : have_arch ? arch.image_w : 0;
+  const int hint_h = hints.image_h ? *hints.image_h : have_arch ? arch.image_h : 0;
+  const int hint_w = hints.image_w ? *hints.image_w : have_arch ? arch.image_w : 0;
+  if (hint_h > 0 && hint_w > 0 && static_cast<int64_t>(hint_h / cfg.patch) * (hint_w / cfg.patch) == n_patch_rows) {
+    cfg.ckpt_grid_h = hint_h / cfg.patch;
+    cfg.ckpt_grid_w = hint_w / cfg.patch;
+  } else if (const int g = isqrt_exact(n_patch_rows); g > 0) {
+    cfg.ckpt_grid_h = cfg.ckpt_grid_w = g;
+  } else if (isqrt_exact(pos_rows) > 0) {
+    fail(ErrorCode::kUnsupported, file + ": position table '" + N.pos + "' has " + to_s(pos_rows) +
+                                      " rows, a square grid without a cls slot: no_embed_class models are not supported");
+  } else {
+    fail(ErrorCode::kFormat, file + ": cannot infer the patch grid from position table '" + N.pos + "' with " +
+                                 to_s(pos_rows) + " rows (expected 1 + gh*gw)");
+  }
+  if (cfg_h <= 0 || cfg_w <= 0) {
+    cfg_h = cfg.ckpt_grid_h * cfg.patch;
+    cfg_w = cfg.ckpt_grid_w * cfg.patch;
+  }
+  if (cfg_h % cfg.patch != 0 || cfg_w % cfg.patch != 0) {
+    fail(ErrorCode::kInvalidArgument, "image size " + to_s(cfg_h) + "x" + to_s(cfg_w) +
+                                          " is not a multiple of the patch size " + to_s(cfg.patch) + " (" + file + ")");
+  }
+  cfg.image_h = cfg_h;
+  cfg.image_w = cfg_w;
+
+  // Every tensor present, none extra, every shape right.
+  const std::map<std::string, Shape> expect = expected_tensors(L, cfg, pos_rows);
+  check_tensors(*src, L, expect, file);
+
+  const Reader rd(*src, &warnings);
+  switch (L.layout) {
+    case WeightLayout::kTimm: map_timm(rd, cfg, &model->w); break;
+    case WeightLayout::kHF: map_hf(rd, cfg, L.prefix, &model->w); break;
+    case WeightLayout::kJax: map_jax(rd, cfg, &model->w); break;
+  }
+  src.reset();  // unmap before resampling: the weights are copied out
+  if (cfg.grid_h() != cfg.ckpt_grid_h || cfg.grid_w() != cfg.ckpt_grid_w) {
+    model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w());
+  }
+
+  // Labels: the config's, replaced by a labels file.
+  if (ov.labels_file) {
+    cfg.labels = read_labels_file(*ov.labels_file);
+    if (static_cast<int>(cfg.labels.size()) != cfg.num_classes) {
+      fail(ErrorCode::kInvalidArgument, "labels file " + *ov.labels_file + " has " +
+                                            to_s(static_cast<int64_t>(cfg.labels.size())) + " lines but the model has " +
+                                            to_s(cfg.num_classes) + " classes");
+    }
+  } else if (!hints.labels.empty()) {
+    if (static_cast<int>(hints.labels.size()) == cfg.num_classes) {
+      cfg.labels = hints.labels;
+    } else if (cfg.num_classes > 0) {
+      warnings.push_back(hints.path + " has " + to_s(static_cast<int64_t>(hints.labels.size())) + " labels but the model has " +
+                         to_s(cfg.num_classes) + " classes; labels ignored");
+    }
+  }
+
+  // Preprocessing: a timm pretrained_cfg, else HF preprocessor_config.json / defaults by layout.
+  bool pp_from_file = false;  // a preprocessor_config.json size that may disagree with the model
+  if (hints.kind == ConfigKind::kTimm && hints.preprocess) {
+    cfg.preprocess = *hints.preprocess;
+  } else if (fs::is_regular_file(pre_path)) {
+    cfg.preprocess = detail::hf_default_preprocess(cfg.image_h, cfg.image_w);
+    detail::apply_hf_preprocessor(detail::read_json_file(pre_path.string()), pre_path.string(), &cfg.preprocess,
+                                  &warnings);
+    pp_from_file = true;
+  } else if (L.layout == WeightLayout::kTimm) {
+    cfg.preprocess = PreprocessConfig{};  // timm ViT _cfg: bicubic, crop_pct 0.9, mean = std = 0.5
+  } else {
+    cfg.preprocess = detail::hf_default_preprocess(cfg.image_h, cfg.image_w);  // HF and JAX: bilinear squash
+  }
+  // The engine runs at the run size, so preprocessing must produce exactly that.
+  if (pp_from_file && !ov.image_size && (cfg.preprocess.input_h != cfg.image_h || cfg.preprocess.input_w != cfg.image_w)) {
+    warnings.push_back("preprocessing size " + to_s(cfg.preprocess.input_h) + "x" + to_s(cfg.preprocess.input_w) +
+                       " differs from the model input " + to_s(cfg.image_h) + "x" + to_s(cfg.image_w) +
+                       "; using the model input");
+  }
+  cfg.preprocess.input_h = cfg.image_h;
+  cfg.preprocess.input_w = cfg.image_w;
+
+  model->cfg = std::move(cfg);
+  return model;
+}
+
+}  // namespace vit

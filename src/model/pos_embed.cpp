@@ -1,0 +1,69 @@
+// vit-infer: position-embedding resampling for running at another resolution, exactly as
+// timm's resample_abs_pos_embed: the cls row is kept, the [gh, gw] grid of each channel is
+// resized with F.interpolate(mode='bicubic', antialias=True, align_corners=False), which is
+// separable with Pillow-style antialiased coefficients (core/resample.h).
+// pos layout: [1 + gh*gw, D] fp32, row 0 = cls, then patches row-major (y, x).
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/resample.h"
+#include "model/model.h"
+
+namespace vit {
+
+Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw) {
+  if (gh <= 0 || gw <= 0 || nh <= 0 || nw <= 0) {
+    fail(ErrorCode::kInvalidArgument, "resample_pos_embed: grid sizes must be positive (" + std::to_string(gh) + "x" +
+                                          std::to_string(gw) + " -> " + std::to_string(nh) + "x" +
+                                          std::to_string(nw) + ")");
+  }
+  if (pos.shape.size() != 2 || pos.shape[0] != 1 + static_cast<int64_t>(gh) * gw) {
+    fail(ErrorCode::kInvalidArgument, "resample_pos_embed: pos has shape " + shape_str(pos.shape) + ", expected [" +
+                                          std::to_string(1 + gh * gw) + ", D] for a " + std::to_string(gh) + "x" +
+                                          std::to_string(gw) + " grid plus cls");
+  }
+  const int64_t D = pos.shape[1];
+  Tensor out({1 + static_cast<int64_t>(nh) * nw, D});
+  for (int64_t d = 0; d < D; ++d) out.data[d] = pos.data[d];  // cls slot unchanged
+  if (gh == nh && gw == nw) {
+    out.data = pos.data;
+    return out;
+  }
+  const ResampleCoeffs cw = compute_resample_coeffs(gw, nw, ResampleFilter::kBicubic);
+  const ResampleCoeffs ch = compute_resample_coeffs(gh, nh, ResampleFilter::kBicubic);
+  const float* grid = pos.ptr() + D;  // [gh, gw, D]
+  // Horizontal pass first: [gh, gw, D] -> [gh, nw, D], accumulated in double.
+  std::vector<double> tmp(static_cast<size_t>(gh) * nw * D, 0.0);
+  for (int y = 0; y < gh; ++y) {
+    for (int x = 0; x < nw; ++x) {
+      double* dst = &tmp[(static_cast<size_t>(y) * nw + x) * D];
+      const double* wk = &cw.w[static_cast<size_t>(x) * cw.ksize];
+      for (int k = 0; k < cw.count[x]; ++k) {
+        const float* src = grid + (static_cast<int64_t>(y) * gw + cw.first[x] + k) * D;
+        const double w = wk[k];
+        for (int64_t d = 0; d < D; ++d) dst[d] += w * src[d];
+      }
+    }
+  }
+  // Vertical pass: [gh, nw, D] -> [nh, nw, D].
+  float* o = out.ptr() + D;
+  std::vector<double> acc(static_cast<size_t>(D));
+  for (int y = 0; y < nh; ++y) {
+    const double* wk = &ch.w[static_cast<size_t>(y) * ch.ksize];
+    for (int x = 0; x < nw; ++x) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int k = 0; k < ch.count[y]; ++k) {
+        const double* src = &tmp[(static_cast<size_t>(ch.first[y] + k) * nw + x) * D];
+        const double w = wk[k];
+        for (int64_t d = 0; d < D; ++d) acc[d] += w * src[d];
+      }
+      float* dst = o + (static_cast<int64_t>(y) * nw + x) * D;
+      for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<float>(acc[d]);
+    }
+  }
+  return out;
+}
+
+}  // namespace vit

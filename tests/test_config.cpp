@@ -1,0 +1,309 @@
+// vit-infer tests: ViTConfig helpers (parameter / FLOP counts against published numbers,
+// architecture-name table, describe) and the JSON config parsers (HF config.json,
+// preprocessor_config.json, timm hub config.json) in isolation.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/config.h"
+#include "model/config_sources.h"
+
+namespace vit {
+namespace {
+
+using nlohmann::json;
+
+template <class F>
+void expect_error(F&& f, ErrorCode code, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "no error thrown; expected " << error_code_name(code) << " containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << "expected '" << fragment << "' in: " << e.what();
+  }
+}
+
+ViTConfig arch(const std::string& name) {
+  ViTConfig c;
+  c.hidden = c.depth = c.heads = c.mlp_hidden = c.patch = -1;  // poison: the table must set them
+  EXPECT_TRUE(config_from_arch_name(name, &c)) << name;
+  return c;
+}
+
+TEST(Config, Names) {
+  EXPECT_STREQ(global_pool_name(GlobalPool::kToken), "token");
+  EXPECT_STREQ(global_pool_name(GlobalPool::kAvg), "avg");
+  EXPECT_STREQ(layout_name(WeightLayout::kTimm), "timm");
+  EXPECT_STREQ(layout_name(WeightLayout::kHF), "hf");
+  EXPECT_STREQ(layout_name(WeightLayout::kJax), "jax");
+}
+
+// Exact parameter counts: sum(p.numel() for p in timm.create_model(name).parameters()),
+// timm 1.0.31. ViT-L/16 is the published 304.33M (rounded).
+TEST(Config, ParamCountsMatchTimm) {
+  EXPECT_EQ(arch("vit_base_patch16_224").param_count(), 86567656);
+  EXPECT_EQ(arch("vit_base_patch16_384").param_count(), 86859496);
+  EXPECT_EQ(arch("vit_small_patch16_224").param_count(), 22050664);
+  EXPECT_EQ(arch("vit_base_patch32_224").param_count(), 88224232);
+  EXPECT_EQ(arch("vit_tiny_patch16_224").param_count(), 5717416);
+  EXPECT_NEAR(arch("vit_large_patch16_224").param_count() / 1e6, 304.33, 0.005);
+  ViTConfig nohead = arch("vit_base_patch16_224");
+  nohead.num_classes = 0;
+  EXPECT_EQ(nohead.param_count(), 86567656 - (1000 * 768 + 1000));
+}
+
+// FLOPs = 2 x matmul MACs. The published GMACs (vit-reference.md §7) also count small
+// non-matmul terms, so allow 1%; a missing term (e.g. attention, ~3.4% for B/16) fails.
+TEST(Config, FlopsMatchPublished) {
+  const ViTConfig b16 = arch("vit_base_patch16_224");
+  EXPECT_EQ(b16.tokens(), 197);
+  EXPECT_NEAR(b16.flops_per_image() / 35.2e9, 1.0, 0.005);
+  EXPECT_NEAR(arch("vit_base_patch16_384").flops_per_image() / 2e9 / 55.54, 1.0, 0.01);
+  EXPECT_NEAR(arch("vit_small_patch16_224").flops_per_image() / 2e9 / 4.61, 1.0, 0.01);
+  EXPECT_NEAR(arch("vit_base_patch32_224").flops_per_image() / 2e9 / 4.41, 1.0, 0.01);
+  EXPECT_NEAR(arch("vit_large_patch16_224").flops_per_image() / 2e9 / 61.6, 1.0, 0.01);
+  EXPECT_NEAR(arch("vit_large_patch16_384").flops_per_image() / 2e9 / 191.2, 1.0, 0.01);
+}
+
+TEST(Config, ArchNamesFullFamily) {
+  struct S {
+    const char* name;
+    int width, depth, heads;
+  } sizes[] = {{"tiny", 192, 12, 3}, {"small", 384, 12, 6}, {"base", 768, 12, 12}, {"large", 1024, 24, 16},
+               {"huge", 1280, 32, 16}};
+  for (const S& s : sizes) {
+    for (int p : {8, 14, 16, 32}) {
+      for (int r : {224, 384}) {
+        const std::string name = std::string("vit_") + s.name + "_patch" + std::to_string(p) + "_" + std::to_string(r);
+        if (r % p != 0) {  // patch14 @ 384 does not exist
+          EXPECT_FALSE(config_from_arch_name(name, nullptr)) << name;
+          continue;
+        }
+        const ViTConfig c = arch(name);
+        EXPECT_EQ(c.hidden, s.width) << name;
+        EXPECT_EQ(c.depth, s.depth) << name;
+        EXPECT_EQ(c.heads, s.heads) << name;
+        EXPECT_EQ(c.mlp_hidden, 4 * s.width) << name;
+        EXPECT_EQ(c.patch, p) << name;
+        EXPECT_EQ(c.image_h, r) << name;
+        EXPECT_EQ(c.image_w, r) << name;
+        EXPECT_EQ(c.preprocess.input_h, r) << name;
+      }
+    }
+  }
+  EXPECT_EQ(arch("vit_huge_patch14_224").head_dim(), 80);
+}
+
+TEST(Config, ArchNamesWithTags) {
+  const ViTConfig c = arch("vit_base_patch16_224.augreg2_in21k_ft_in1k");
+  EXPECT_EQ(c.hidden, 768);
+  EXPECT_EQ(c.architecture, "vit_base_patch16_224.augreg2_in21k_ft_in1k");
+  EXPECT_EQ(arch("timm/vit_small_patch16_384.augreg_in21k_ft_in1k").image_h, 384);
+  EXPECT_EQ(arch("vit_large_patch16_384.orig_in21k_ft_in1k").depth, 24);
+}
+
+TEST(Config, ArchNamesRejected) {
+  for (const char* bad : {"", "vit", "vit_base", "vit_base_patch16", "vit_medium_patch16_224", "vit_giant_patch14_224",
+                          "vit_base_patch16_256", "vit_base_patch15_224", "vit_base_patch16_224_miil",
+                          "vit_base_patch16_clip_224", "deit_base_patch16_224", "vit_base_patch16_224.",
+                          "vit_base_patch14_384", "vit_base_patch16_rpn_224", "VIT_BASE_PATCH16_224",
+                          " vit_base_patch16_224", "vit_base_patch16_224_in21k"}) {
+    ViTConfig c;
+    const int hidden = c.hidden = 123;
+    EXPECT_FALSE(config_from_arch_name(bad, &c)) << "'" << bad << "'";
+    EXPECT_EQ(c.hidden, hidden) << "a rejected name must leave the config alone: " << bad;
+  }
+}
+
+TEST(Config, Describe) {
+  ViTConfig c = arch("vit_base_patch16_224");
+  c.image_h = c.image_w = 384;
+  const std::string d = c.describe();
+  for (const char* frag : {"vit_base_patch16_224", "timm", "384", "24x24", "577 tokens", "resampled from 14x14",
+                           "width 768", "depth 12", "heads 12", "head dim 64", "mlp 3072", "1e-06", "token",
+                           "1000", "bicubic", "0.900"}) {
+    EXPECT_NE(d.find(frag), std::string::npos) << "'" << frag << "' not in:\n" << d;
+  }
+  EXPECT_GE(std::count(d.begin(), d.end(), '\n'), 5);
+}
+
+// ---- JSON parsers ------------------------------------------------------------------------
+
+TEST(ConfigJson, HfConfig) {
+  json j = {{"model_type", "vit"},
+            {"architectures", {"ViTForImageClassification"}},
+            {"hidden_size", 48},
+            {"num_hidden_layers", 3},
+            {"num_attention_heads", 6},
+            {"intermediate_size", 100},
+            {"hidden_act", "gelu"},
+            {"image_size", 40},
+            {"patch_size", 8},
+            {"num_channels", 3},
+            {"qkv_bias", false},
+            {"encoder_stride", 16},  // harmless unknown key
+            {"id2label", {{"1", "dog"}, {"0", "cat"}, {"2", "emu"}}}};
+  auto h = detail::parse_hf_config(j, "cfg.json");
+  EXPECT_EQ(h.kind, detail::ConfigKind::kHF);
+  EXPECT_EQ(h.hidden, 48);
+  EXPECT_EQ(h.depth, 3);
+  EXPECT_EQ(h.heads, 6);
+  EXPECT_EQ(h.mlp_hidden, 100);
+  EXPECT_EQ(h.image_h, 40);
+  EXPECT_EQ(h.image_w, 40);
+  EXPECT_EQ(h.patch, 8);
+  EXPECT_EQ(h.qkv_bias, false);
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-12f);  // transformers' default when absent
+  EXPECT_EQ(h.labels, (std::vector<std::string>{"cat", "dog", "emu"}));
+
+  j["layer_norm_eps"] = 1e-5;
+  j["hidden_act"] = "gelu_python";
+  j["image_size"] = {32, 48};
+  h = detail::parse_hf_config(j, "cfg.json");
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-5f);
+  EXPECT_EQ(h.image_h, 32);
+  EXPECT_EQ(h.image_w, 48);
+
+  j["id2label"] = {{"0", "cat"}, {"2", "emu"}};  // a gap: ignored with a warning
+  h = detail::parse_hf_config(j, "cfg.json");
+  EXPECT_TRUE(h.labels.empty());
+  ASSERT_EQ(h.warnings.size(), 1u);
+  EXPECT_NE(h.warnings[0].find("id2label"), std::string::npos);
+}
+
+TEST(ConfigJson, HfConfigRejects) {
+  for (const char* act : {"gelu_new", "gelu_pytorch_tanh", "gelu_fast", "quick_gelu", "relu"}) {
+    expect_error([&] { detail::parse_hf_config({{"model_type", "vit"}, {"hidden_act", act}}, "c.json"); },
+                 ErrorCode::kUnsupported, act);
+  }
+  expect_error([] { detail::parse_hf_config({{"model_type", "deit"}}, "c.json"); }, ErrorCode::kUnsupported, "deit");
+  expect_error([] { detail::parse_hf_config({{"hidden_size", "big"}}, "c.json"); }, ErrorCode::kFormat, "hidden_size");
+  expect_error([] { detail::parse_config_json({{"foo", 1}}, "c.json"); }, ErrorCode::kFormat, "c.json");
+}
+
+TEST(ConfigJson, HfPreprocessor) {
+  PreprocessConfig pp = detail::hf_default_preprocess(224, 224);
+  EXPECT_EQ(pp.resize, PreprocessConfig::Resize::kDirect);
+  EXPECT_EQ(pp.interpolation, "bilinear");
+  std::vector<std::string> w;
+  detail::apply_hf_preprocessor({{"do_resize", true},
+                                 {"size", {{"height", 384}, {"width", 320}}},
+                                 {"resample", 3},
+                                 {"do_rescale", true},
+                                 {"rescale_factor", 0.5},
+                                 {"do_normalize", true},
+                                 {"image_mean", {0.485, 0.456, 0.406}},
+                                 {"image_std", {0.229, 0.224, 0.225}}},
+                                "p.json", &pp, &w);
+  EXPECT_EQ(pp.input_h, 384);
+  EXPECT_EQ(pp.input_w, 320);
+  EXPECT_EQ(pp.interpolation, "bicubic");
+  EXPECT_FLOAT_EQ(pp.rescale, 0.5f);
+  EXPECT_FLOAT_EQ(pp.mean[1], 0.456f);
+  EXPECT_FLOAT_EQ(pp.std[2], 0.225f);
+  EXPECT_TRUE(w.empty());
+  // Old ViTFeatureExtractor style: size as an int; no rescale / no normalize.
+  detail::apply_hf_preprocessor({{"size", 200}, {"resample", 2}, {"do_rescale", false}, {"do_normalize", false}},
+                                "p.json", &pp, &w);
+  EXPECT_EQ(pp.input_h, 200);
+  EXPECT_EQ(pp.interpolation, "bilinear");
+  EXPECT_FLOAT_EQ(pp.rescale, 1.0f);
+  EXPECT_FLOAT_EQ(pp.mean[0], 0.0f);
+  EXPECT_FLOAT_EQ(pp.std[0], 1.0f);
+}
+
+// Verbatim output of timm 1.0.31 save_config_for_hf for
+// create_model('vit_small_patch16_224', global_pool='avg', fc_norm=True, img_size=160, num_classes=10).
+const char* kTimmConfig = R"({
+  "architecture": "vit_small_patch16_224",
+  "num_classes": 10,
+  "num_features": 384,
+  "global_pool": "avg",
+  "model_args": {"global_pool": "avg", "fc_norm": true, "img_size": [160, 160], "num_classes": 10, "in_chans": 3},
+  "pretrained_cfg": {
+    "tag": "augreg_in21k_ft_in1k", "custom_load": false, "input_size": [3, 160, 160], "fixed_input_size": true,
+    "interpolation": "bicubic", "crop_pct": 0.9, "crop_mode": "center", "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5], "num_classes": 10, "pool_size": null, "first_conv": "patch_embed.proj",
+    "classifier": "head", "license": "apache-2.0"
+  }
+})";
+
+TEST(ConfigJson, TimmConfig) {
+  auto h = detail::parse_config_json(json::parse(kTimmConfig), "t.json");
+  EXPECT_EQ(h.kind, detail::ConfigKind::kTimm);
+  EXPECT_EQ(h.architecture, "vit_small_patch16_224");
+  EXPECT_EQ(h.num_classes, 10);
+  EXPECT_EQ(h.hidden, 384);
+  EXPECT_EQ(h.pool, GlobalPool::kAvg);
+  EXPECT_EQ(h.fc_norm, true);
+  EXPECT_EQ(h.image_h, 160);
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-6f);
+  ASSERT_TRUE(h.preprocess.has_value());
+  EXPECT_EQ(h.preprocess->resize, PreprocessConfig::Resize::kShortestThenCrop);
+  EXPECT_EQ(h.preprocess->input_h, 160);
+  EXPECT_FLOAT_EQ(h.preprocess->crop_pct, 0.9f);
+  EXPECT_FALSE(h.heads.has_value());  // from the architecture name, applied by the loader
+
+  // label_names as a list, with label_descriptions; squash crop; model_args dims.
+  json j = json::parse(kTimmConfig);
+  j["label_names"] = {"n1", "n2", "n3"};
+  j["label_descriptions"] = {{"n1", "tench"}, {"n3", "goldfish"}};
+  j["pretrained_cfg"]["crop_mode"] = "squash";
+  j["pretrained_cfg"]["interpolation"] = "bilinear";
+  j["pretrained_cfg"]["mean"] = {0.485, 0.456, 0.406};
+  j["model_args"]["num_heads"] = 8;
+  j["model_args"]["embed_dim"] = 256;
+  j["model_args"]["qkv_bias"] = false;
+  h = detail::parse_config_json(j, "t.json");
+  EXPECT_EQ(h.labels, (std::vector<std::string>{"tench", "n2", "goldfish"}));
+  EXPECT_EQ(h.preprocess->resize, PreprocessConfig::Resize::kDirect);
+  EXPECT_EQ(h.preprocess->interpolation, "bilinear");
+  EXPECT_FLOAT_EQ(h.preprocess->mean[0], 0.485f);
+  EXPECT_EQ(h.heads, 8);
+  EXPECT_EQ(h.hidden, 256);
+  EXPECT_EQ(h.qkv_bias, false);
+
+  // label_names as an {id: name} dict.
+  j["label_names"] = {{"1", "b"}, {"0", "a"}, {"2", "c"}};
+  j.erase("label_descriptions");
+  EXPECT_EQ(detail::parse_config_json(j, "t.json").labels, (std::vector<std::string>{"a", "b", "c"}));
+
+  // Legacy single-dict format (no pretrained_cfg).
+  json legacy = {{"architecture", "vit_base_patch16_384"}, {"input_size", {3, 384, 384}}, {"crop_pct", 1.0},
+                 {"num_classes", 1000}, {"labels", {"x"}}};
+  h = detail::parse_config_json(legacy, "t.json");
+  EXPECT_EQ(h.image_h, 384);
+  EXPECT_FLOAT_EQ(h.preprocess->crop_pct, 1.0f);
+}
+
+TEST(ConfigJson, TimmConfigRejectsVariants) {
+  struct C {
+    json args;
+    const char* frag;
+  } cases[] = {
+      {{{"reg_tokens", 4}}, "register tokens"},
+      {{{"init_values", 1e-5}}, "LayerScale"},
+      {{{"no_embed_class", true}}, "no_embed_class"},
+      {{{"class_token", false}}, "class_token=False"},
+      {{{"pre_norm", true}}, "pre_norm"},
+      {{{"qk_norm", true}}, "qk_norm"},
+      {{{"global_pool", "map"}}, "global_pool 'map'"},
+      {{{"act_layer", "quick_gelu"}}, "quick_gelu"},
+  };
+  for (const C& c : cases) {
+    json j = json::parse(kTimmConfig);
+    j["model_args"].update(c.args);
+    expect_error([&] { detail::parse_config_json(j, "t.json"); }, ErrorCode::kUnsupported, c.frag);
+  }
+  // Harmless keys are fine: reg_tokens 0, init_values null, dynamic_img_size.
+  json j = json::parse(kTimmConfig);
+  j["model_args"].update({{"reg_tokens", 0}, {"init_values", nullptr}, {"dynamic_img_size", true}, {"foo", "bar"}});
+  EXPECT_NO_THROW(detail::parse_config_json(j, "t.json"));
+}
+
+}  // namespace
+}  // namespace vit

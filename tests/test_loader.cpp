@@ -1,0 +1,679 @@
+// vit-infer tests: load_model on synthetic checkpoints. A random timm-layout weight set is
+// converted to the HF and JAX layouts by the inverse of the documented mapping
+// (vit-reference.md §2, written out index by index here), saved with write_safetensors /
+// write_npz, loaded, and required to give bit-identical internal weights. Config precedence,
+// every loader error (code + message fragment) and the NaN warning are covered too.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/npz.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "test_util.h"
+
+namespace vit {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Shape = std::vector<int64_t>;
+using TensorMap = std::map<std::string, Tensor>;
+
+template <class F>
+void expect_error(F&& f, ErrorCode code, std::initializer_list<std::string> fragments) {
+  try {
+    f();
+    ADD_FAILURE() << "no error thrown; expected " << error_code_name(code);
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(e.code(), code) << msg;
+    for (const std::string& frag : fragments) {
+      EXPECT_NE(msg.find(frag), std::string::npos) << "expected '" << frag << "' in: " << msg;
+    }
+  }
+}
+
+// A small ViT: width D, mlp I, patch P, C classes, Ci channels, gh x gw stored pos grid.
+struct Spec {
+  int64_t D = 32, depth = 2, I = 48, P = 4, C = 5, Ci = 3, gh = 3, gw = 3;
+  bool qkv_bias = true;
+  bool fc_norm = false;  // timm avg-pool fine-tune: fc_norm.* instead of norm.*
+};
+
+TensorMap make_timm(const Spec& s) {
+  TensorMap m;
+  auto r = [&](const std::string& n, Shape sh) { m[n] = test::random_tensor(std::move(sh)); };
+  const int64_t D = s.D;
+  r("cls_token", {1, 1, D});
+  r("pos_embed", {1, 1 + s.gh * s.gw, D});
+  r("patch_embed.proj.weight", {D, s.Ci, s.P, s.P});
+  r("patch_embed.proj.bias", {D});
+  for (int64_t i = 0; i < s.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    r(b + "norm1.weight", {D});
+    r(b + "norm1.bias", {D});
+    r(b + "attn.qkv.weight", {3 * D, D});
+    if (s.qkv_bias) r(b + "attn.qkv.bias", {3 * D});
+    r(b + "attn.proj.weight", {D, D});
+    r(b + "attn.proj.bias", {D});
+    r(b + "norm2.weight", {D});
+    r(b + "norm2.bias", {D});
+    r(b + "mlp.fc1.weight", {s.I, D});
+    r(b + "mlp.fc1.bias", {s.I});
+    r(b + "mlp.fc2.weight", {D, s.I});
+    r(b + "mlp.fc2.bias", {D});
+  }
+  const std::string norm = s.fc_norm ? "fc_norm." : "norm.";
+  r(norm + "weight", {D});
+  r(norm + "bias", {D});
+  if (s.C > 0) {
+    r("head.weight", {s.C, D});
+    r("head.bias", {s.C});
+  }
+  return m;
+}
+
+Tensor rows(const Tensor& t, int64_t r0, int64_t r1, int64_t cols) {
+  Tensor o(cols > 1 ? Shape{r1 - r0, cols} : Shape{r1 - r0});
+  std::copy(t.data.begin() + r0 * cols, t.data.begin() + r1 * cols, o.data.begin());
+  return o;
+}
+
+TensorMap timm_to_hf(const TensorMap& t, const Spec& s, const std::string& p) {
+  TensorMap m;
+  const int64_t D = s.D;
+  m[p + "embeddings.cls_token"] = t.at("cls_token");
+  m[p + "embeddings.position_embeddings"] = t.at("pos_embed");
+  m[p + "embeddings.patch_embeddings.projection.weight"] = t.at("patch_embed.proj.weight");
+  m[p + "embeddings.patch_embeddings.projection.bias"] = t.at("patch_embed.proj.bias");
+  for (int64_t i = 0; i < s.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    const std::string h = p + "encoder.layer." + std::to_string(i) + ".";
+    const char* qkv[] = {"query", "key", "value"};
+    for (int k = 0; k < 3; ++k) {
+      m[h + "attention.attention." + qkv[k] + ".weight"] = rows(t.at(b + "attn.qkv.weight"), k * D, (k + 1) * D, D);
+      if (s.qkv_bias) m[h + "attention.attention." + qkv[k] + ".bias"] = rows(t.at(b + "attn.qkv.bias"), k * D, (k + 1) * D, 1);
+    }
+    m[h + "attention.output.dense.weight"] = t.at(b + "attn.proj.weight");
+    m[h + "attention.output.dense.bias"] = t.at(b + "attn.proj.bias");
+    m[h + "layernorm_before.weight"] = t.at(b + "norm1.weight");
+    m[h + "layernorm_before.bias"] = t.at(b + "norm1.bias");
+    m[h + "layernorm_after.weight"] = t.at(b + "norm2.weight");
+    m[h + "layernorm_after.bias"] = t.at(b + "norm2.bias");
+    m[h + "intermediate.dense.weight"] = t.at(b + "mlp.fc1.weight");
+    m[h + "intermediate.dense.bias"] = t.at(b + "mlp.fc1.bias");
+    m[h + "output.dense.weight"] = t.at(b + "mlp.fc2.weight");
+    m[h + "output.dense.bias"] = t.at(b + "mlp.fc2.bias");
+  }
+  m[p + "layernorm.weight"] = t.at("norm.weight");
+  m[p + "layernorm.bias"] = t.at("norm.bias");
+  if (s.C > 0) {
+    m["classifier.weight"] = t.at("head.weight");
+    m["classifier.bias"] = t.at("head.bias");
+  }
+  return m;
+}
+
+TensorMap timm_to_jax(const TensorMap& t, const Spec& s, int64_t H) {
+  TensorMap m;
+  const int64_t D = s.D, P = s.P, Ci = s.Ci, I = s.I, C = s.C, hd = D / H;
+  {
+    const Tensor& w = t.at("patch_embed.proj.weight");  // [D, Ci, P, P]
+    Tensor k({P, P, Ci, D});
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t c = 0; c < Ci; ++c)
+        for (int64_t y = 0; y < P; ++y)
+          for (int64_t x = 0; x < P; ++x) k.data[((y * P + x) * Ci + c) * D + d] = w.data[((d * Ci + c) * P + y) * P + x];
+    m["embedding/kernel"] = k;
+  }
+  m["embedding/bias"] = t.at("patch_embed.proj.bias");
+  m["cls"] = t.at("cls_token");
+  m["Transformer/posembed_input/pos_embedding"] = t.at("pos_embed");
+  auto kernT = [](const Tensor& w, int64_t out, int64_t in, Shape shape) {  // [out, in] -> [in, out]
+    Tensor k(std::move(shape));
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) k.data[i * out + o] = w.data[o * in + i];
+    return k;
+  };
+  for (int64_t i = 0; i < s.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    const std::string j = "Transformer/encoderblock_" + std::to_string(i) + "/";
+    const std::string a = j + "MultiHeadDotProductAttention_1/";
+    m[j + "LayerNorm_0/scale"] = t.at(b + "norm1.weight");
+    m[j + "LayerNorm_0/bias"] = t.at(b + "norm1.bias");
+    const char* qkv[] = {"query", "key", "value"};
+    for (int q = 0; q < 3; ++q) {
+      // kernel[i, h, j] = W_q[h*hd + j, i]
+      const Tensor wq = rows(t.at(b + "attn.qkv.weight"), q * D, (q + 1) * D, D);
+      Tensor k({D, H, hd});
+      for (int64_t in = 0; in < D; ++in)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t e = 0; e < hd; ++e) k.data[(in * H + h) * hd + e] = wq.data[(h * hd + e) * D + in];
+      m[a + qkv[q] + "/kernel"] = k;
+      Tensor bq = rows(t.at(b + "attn.qkv.bias"), q * D, (q + 1) * D, 1);
+      bq.shape = {H, hd};
+      m[a + qkv[q] + "/bias"] = bq;
+    }
+    {
+      // out kernel[h, j, o] = proj[o, h*hd + j]
+      const Tensor& w = t.at(b + "attn.proj.weight");
+      Tensor k({H, hd, D});
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t e = 0; e < hd; ++e)
+          for (int64_t o = 0; o < D; ++o) k.data[(h * hd + e) * D + o] = w.data[o * D + h * hd + e];
+      m[a + "out/kernel"] = k;
+    }
+    m[a + "out/bias"] = t.at(b + "attn.proj.bias");
+    m[j + "LayerNorm_2/scale"] = t.at(b + "norm2.weight");
+    m[j + "LayerNorm_2/bias"] = t.at(b + "norm2.bias");
+    m[j + "MlpBlock_3/Dense_0/kernel"] = kernT(t.at(b + "mlp.fc1.weight"), I, D, {D, I});
+    m[j + "MlpBlock_3/Dense_0/bias"] = t.at(b + "mlp.fc1.bias");
+    m[j + "MlpBlock_3/Dense_1/kernel"] = kernT(t.at(b + "mlp.fc2.weight"), D, I, {I, D});
+    m[j + "MlpBlock_3/Dense_1/bias"] = t.at(b + "mlp.fc2.bias");
+  }
+  m["Transformer/encoder_norm/scale"] = t.at("norm.weight");
+  m["Transformer/encoder_norm/bias"] = t.at("norm.bias");
+  if (C > 0) {
+    m["head/kernel"] = kernT(t.at("head.weight"), C, D, {D, C});
+    m["head/bias"] = t.at("head.bias");
+  }
+  return m;
+}
+
+void save_st(const std::string& path, const TensorMap& m, DType storage = DType::F32) {
+  std::vector<std::pair<std::string, const Tensor*>> v;
+  for (const auto& [n, t] : m) v.emplace_back(n, &t);
+  write_safetensors(path, v, storage);
+}
+
+void save_json(const std::string& path, const json& j) {
+  std::ofstream f(path);
+  f << j.dump(2);
+}
+
+// A fresh directory holding `file` (model.safetensors / *.npz) and an optional config.json.
+std::string make_dir(const TensorMap& m, const std::string& file = "model.safetensors", const json& cfg = nullptr) {
+  const std::string dir = test::temp_dir();
+  if (file.size() > 4 && file.substr(file.size() - 4) == ".npz") {
+    write_npz(dir + "/" + file, m);
+  } else {
+    save_st(dir + "/" + file, m);
+  }
+  if (!cfg.is_null()) save_json(dir + "/config.json", cfg);
+  return dir;
+}
+
+ConfigOverrides heads(int h) {
+  ConfigOverrides o;
+  o.heads = h;
+  return o;
+}
+
+void expect_tensor_eq(const Tensor& got, const Tensor& want, Shape shape, const std::string& what) {
+  EXPECT_EQ(got.shape, shape) << what;
+  ASSERT_EQ(got.data.size(), want.data.size()) << what;
+  EXPECT_TRUE(got.data == want.data) << what << ": values differ";
+}
+
+// The internal weights must be the timm tensors, reshaped as model.h documents.
+void expect_matches_timm(const Model& m, const TensorMap& t, const Spec& s) {
+  const int64_t D = s.D;
+  const ViTWeights& w = m.w;
+  expect_tensor_eq(w.patch_w, t.at("patch_embed.proj.weight"), {D, s.Ci * s.P * s.P}, "patch_w");
+  expect_tensor_eq(w.patch_b, t.at("patch_embed.proj.bias"), {D}, "patch_b");
+  expect_tensor_eq(w.cls, t.at("cls_token"), {D}, "cls");
+  expect_tensor_eq(w.pos, t.at("pos_embed"), {1 + s.gh * s.gw, D}, "pos");
+  ASSERT_EQ(static_cast<int64_t>(w.blocks.size()), s.depth);
+  for (int64_t i = 0; i < s.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    const BlockWeights& k = w.blocks[i];
+    expect_tensor_eq(k.ln1_w, t.at(b + "norm1.weight"), {D}, b + "ln1_w");
+    expect_tensor_eq(k.ln1_b, t.at(b + "norm1.bias"), {D}, b + "ln1_b");
+    expect_tensor_eq(k.qkv_w, t.at(b + "attn.qkv.weight"), {3 * D, D}, b + "qkv_w");
+    if (s.qkv_bias) {
+      expect_tensor_eq(k.qkv_b, t.at(b + "attn.qkv.bias"), {3 * D}, b + "qkv_b");
+    } else {
+      expect_tensor_eq(k.qkv_b, Tensor({3 * D}), {3 * D}, b + "qkv_b zeros");
+    }
+    expect_tensor_eq(k.proj_w, t.at(b + "attn.proj.weight"), {D, D}, b + "proj_w");
+    expect_tensor_eq(k.proj_b, t.at(b + "attn.proj.bias"), {D}, b + "proj_b");
+    expect_tensor_eq(k.ln2_w, t.at(b + "norm2.weight"), {D}, b + "ln2_w");
+    expect_tensor_eq(k.ln2_b, t.at(b + "norm2.bias"), {D}, b + "ln2_b");
+    expect_tensor_eq(k.fc1_w, t.at(b + "mlp.fc1.weight"), {s.I, D}, b + "fc1_w");
+    expect_tensor_eq(k.fc1_b, t.at(b + "mlp.fc1.bias"), {s.I}, b + "fc1_b");
+    expect_tensor_eq(k.fc2_w, t.at(b + "mlp.fc2.weight"), {D, s.I}, b + "fc2_w");
+    expect_tensor_eq(k.fc2_b, t.at(b + "mlp.fc2.bias"), {D}, b + "fc2_b");
+  }
+  if (s.fc_norm) {
+    EXPECT_TRUE(w.norm_w.empty());
+    expect_tensor_eq(w.fc_norm_w, t.at("fc_norm.weight"), {D}, "fc_norm_w");
+    expect_tensor_eq(w.fc_norm_b, t.at("fc_norm.bias"), {D}, "fc_norm_b");
+  } else {
+    EXPECT_TRUE(w.fc_norm_w.empty());
+    expect_tensor_eq(w.norm_w, t.at("norm.weight"), {D}, "norm_w");
+    expect_tensor_eq(w.norm_b, t.at("norm.bias"), {D}, "norm_b");
+  }
+  if (s.C > 0) {
+    expect_tensor_eq(w.head_w, t.at("head.weight"), {s.C, D}, "head_w");
+    expect_tensor_eq(w.head_b, t.at("head.bias"), {s.C}, "head_b");
+  } else {
+    EXPECT_TRUE(w.head_w.empty());
+    EXPECT_TRUE(w.head_b.empty());
+  }
+  const ViTConfig& c = m.cfg;
+  EXPECT_EQ(c.hidden, D);
+  EXPECT_EQ(c.depth, s.depth);
+  EXPECT_EQ(c.mlp_hidden, s.I);
+  EXPECT_EQ(c.patch, s.P);
+  EXPECT_EQ(c.in_chans, s.Ci);
+  EXPECT_EQ(c.num_classes, s.C);
+  EXPECT_EQ(c.ckpt_grid_h, s.gh);
+  EXPECT_EQ(c.ckpt_grid_w, s.gw);
+  EXPECT_EQ(c.image_h, s.gh * s.P);
+  EXPECT_EQ(c.image_w, s.gw * s.P);
+  EXPECT_EQ(c.qkv_bias, s.qkv_bias);
+}
+
+// ---- mapping -------------------------------------------------------------------------------
+
+TEST(Loader, TimmHfJaxGiveIdenticalWeights) {
+  Spec s;
+  s.gh = 3;
+  s.gw = 2;  // non-square grid: only accepted because config.json / image size says 12x8
+  const TensorMap timm = make_timm(s);
+  json img = {{"architecture", "my_vit"}, {"pretrained_cfg", {{"input_size", {3, 12, 8}}}}};
+  json hf = {{"model_type", "vit"}, {"num_attention_heads", 4}, {"image_size", {12, 8}}};
+
+  auto mt = load_model(make_dir(timm, "model.safetensors", img), heads(4));
+  auto mh = load_model(make_dir(timm_to_hf(timm, s, "vit."), "weights.safetensors", hf));
+  auto mj = load_model(make_dir(timm_to_jax(timm, s, 4), "ViT-X.npz", hf));
+  for (const Model* m : {mt.get(), mh.get(), mj.get()}) {
+    SCOPED_TRACE(layout_name(m->cfg.layout));
+    expect_matches_timm(*m, timm, s);
+    EXPECT_EQ(m->cfg.heads, 4);
+    EXPECT_EQ(m->cfg.pool, GlobalPool::kToken);
+    EXPECT_TRUE(m->cfg.final_norm);
+    EXPECT_FALSE(m->cfg.fc_norm);
+  }
+  EXPECT_EQ(mt->cfg.layout, WeightLayout::kTimm);
+  EXPECT_EQ(mh->cfg.layout, WeightLayout::kHF);
+  EXPECT_EQ(mj->cfg.layout, WeightLayout::kJax);
+  EXPECT_EQ(mh->source_path, fs::path(mh->source_path).parent_path().string() + "/weights.safetensors");
+}
+
+TEST(Loader, JaxHeadsFromShapesAndDefaults) {
+  Spec s;
+  const TensorMap timm = make_timm(s);
+  const std::string dir = make_dir(timm_to_jax(timm, s, 8), "ViT.npz");
+  auto m = load_model(dir + "/ViT.npz");  // a file path, no config: heads from the kernel shape
+  expect_matches_timm(*m, timm, s);
+  EXPECT_EQ(m->cfg.heads, 8);
+  EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-6f);
+  EXPECT_EQ(m->cfg.preprocess.resize, PreprocessConfig::Resize::kDirect);
+  EXPECT_EQ(m->cfg.preprocess.interpolation, "bilinear");
+  EXPECT_FLOAT_EQ(m->cfg.preprocess.mean[0], 0.5f);
+  EXPECT_EQ(m->cfg.preprocess.input_h, 12);
+  // An override that disagrees with the stored head split is a shape error on the kernel.
+  expect_error([&] { load_model(dir, heads(4)); }, ErrorCode::kFormat,
+               {"Transformer/encoderblock_0/MultiHeadDotProductAttention_1/key/bias", "[8, 4]", "expected [4, 8]"});
+}
+
+TEST(Loader, HfBareViTModelWithPooler) {
+  Spec s;
+  s.C = 0;
+  const TensorMap timm = make_timm(s);
+  TensorMap hf = timm_to_hf(timm, s, "");
+  hf["pooler.dense.weight"] = test::random_tensor({s.D, s.D});
+  hf["pooler.dense.bias"] = test::random_tensor({s.D});
+  auto m = load_model(make_dir(hf), heads(2));
+  expect_matches_timm(*m, timm, s);
+  EXPECT_EQ(m->cfg.num_classes, 0);
+  EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-12f);  // HF default without config.json
+  EXPECT_EQ(m->cfg.preprocess.interpolation, "bilinear");
+  EXPECT_TRUE(m->warnings.empty());
+}
+
+TEST(Loader, NoQkvBias) {
+  Spec s;
+  s.qkv_bias = false;
+  const TensorMap timm = make_timm(s);
+  expect_matches_timm(*load_model(make_dir(timm), heads(4)), timm, s);
+  expect_matches_timm(*load_model(make_dir(timm_to_hf(timm, s, "vit.")), heads(4)), timm, s);
+  // config.json insisting on qkv_bias=true makes the biases missing tensors
+  expect_error([&] { load_model(make_dir(timm_to_hf(timm, s, "vit."), "model.safetensors",
+                                         {{"model_type", "vit"}, {"num_attention_heads", 4}, {"qkv_bias", true}})); },
+               ErrorCode::kFormat, {"missing", "vit.encoder.layer.0.attention.attention.key.bias"});
+}
+
+TEST(Loader, HalfPrecisionStorage) {
+  Spec s;
+  const TensorMap timm = make_timm(s);
+  const std::string dir = test::temp_dir();
+  save_st(dir + "/model.safetensors", timm, DType::BF16);
+  auto m = load_model(dir, heads(4));
+  TensorMap rounded = timm;
+  for (auto& [n, t] : rounded)
+    for (float& v : t.data) v = bf16_to_float(float_to_bf16(v));
+  expect_matches_timm(*m, rounded, s);
+}
+
+TEST(Loader, TimmAvgPoolFcNorm) {
+  Spec s;
+  s.fc_norm = true;
+  const TensorMap timm = make_timm(s);
+  json cfg = {{"architecture", "vit_custom"},
+              {"num_classes", s.C},
+              {"global_pool", "avg"},
+              {"model_args", {{"global_pool", "avg"}, {"fc_norm", true}, {"num_heads", 2}}},
+              {"pretrained_cfg",
+               {{"input_size", {3, 12, 12}}, {"interpolation", "bicubic"}, {"crop_pct", 0.95}, {"crop_mode", "center"},
+                {"mean", {0.485, 0.456, 0.406}}, {"std", {0.229, 0.224, 0.225}}}},
+              {"label_names", {"a", "b", "c", "d", "e"}}};
+  auto m = load_model(make_dir(timm, "model.safetensors", cfg));
+  expect_matches_timm(*m, timm, s);
+  EXPECT_EQ(m->cfg.pool, GlobalPool::kAvg);
+  EXPECT_FALSE(m->cfg.final_norm);
+  EXPECT_TRUE(m->cfg.fc_norm);
+  EXPECT_EQ(m->cfg.heads, 2);
+  EXPECT_EQ(m->cfg.labels, (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+  EXPECT_FLOAT_EQ(m->cfg.preprocess.crop_pct, 0.95f);
+  EXPECT_FLOAT_EQ(m->cfg.preprocess.std[2], 0.225f);
+  EXPECT_EQ(m->cfg.preprocess.resize, PreprocessConfig::Resize::kShortestThenCrop);
+
+  // avg pool with the final norm but no fc_norm tensors: norm before pooling.
+  Spec s2;
+  const TensorMap t2 = make_timm(s2);
+  cfg["model_args"]["fc_norm"] = false;
+  auto m2 = load_model(make_dir(t2, "model.safetensors", cfg));
+  expect_matches_timm(*m2, t2, s2);
+  EXPECT_EQ(m2->cfg.pool, GlobalPool::kAvg);
+  EXPECT_TRUE(m2->cfg.final_norm);
+  EXPECT_FALSE(m2->cfg.fc_norm);
+}
+
+// ---- config precedence ------------------------------------------------------------------
+
+TEST(Loader, ConfigPrecedence) {
+  Spec s;
+  s.D = 192;  // ViT-Ti width, so the architecture name and the width table apply
+  s.depth = 1;
+  s.I = 16;
+  s.P = 16;
+  s.C = 3;
+  s.gh = s.gw = 2;
+  const TensorMap timm = make_timm(s);
+  const TensorMap hf = timm_to_hf(timm, s, "vit.");
+
+  // Nothing but tensors: heads from the standard-width table, size from the pos grid.
+  auto m = load_model(make_dir(timm));
+  EXPECT_EQ(m->cfg.heads, 3);
+  EXPECT_EQ(m->cfg.image_h, 32);
+  EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-6f);
+  EXPECT_EQ(m->cfg.preprocess.interpolation, "bicubic");  // timm ViT defaults
+  EXPECT_FLOAT_EQ(m->cfg.preprocess.crop_pct, 0.9f);
+
+  // Architecture name: image size 224 -> pos resampled from 2x2 to 14x14; depth/mlp from tensors.
+  ConfigOverrides ov;
+  ov.architecture = "vit_tiny_patch16_224.augreg_in21k_ft_in1k";
+  m = load_model(make_dir(timm), ov);
+  EXPECT_EQ(m->cfg.heads, 3);
+  EXPECT_EQ(m->cfg.image_h, 224);
+  EXPECT_EQ(m->cfg.grid_h(), 14);
+  EXPECT_EQ(m->cfg.ckpt_grid_h, 2);
+  EXPECT_EQ(m->cfg.depth, 1);
+  EXPECT_EQ(m->cfg.architecture, "vit_tiny_patch16_224.augreg_in21k_ft_in1k");
+  EXPECT_EQ(m->w.pos.shape, (Shape{197, 192}));
+  Tensor stored_pos = timm.at("pos_embed");
+  stored_pos.shape = {5, 192};
+  const Tensor want_pos = resample_pos_embed(stored_pos, 2, 2, 14, 14);
+  EXPECT_EQ(m->w.pos.data, want_pos.data);
+  EXPECT_FALSE(m->warnings.empty());  // arch depth 12 vs tensors 1
+
+  // HF config beats the architecture name; tensors beat the config's dimensions.
+  json hcfg = {{"model_type", "vit"}, {"hidden_size", 768}, {"num_attention_heads", 6}, {"image_size", 64},
+               {"layer_norm_eps", 1e-5}, {"id2label", {{"0", "x"}, {"1", "y"}, {"2", "z"}}}};
+  const std::string hdir = make_dir(hf, "model.safetensors", hcfg);
+  m = load_model(hdir, ov);
+  EXPECT_EQ(m->cfg.heads, 6);
+  EXPECT_EQ(m->cfg.image_h, 64);
+  EXPECT_EQ(m->cfg.hidden, 192);
+  EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-5f);
+  EXPECT_EQ(m->cfg.labels, (std::vector<std::string>{"x", "y", "z"}));
+  bool warned = false;
+  for (const std::string& w : m->warnings) warned |= w.find("width 768") != std::string::npos;
+  EXPECT_TRUE(warned) << "config/tensor width conflict not reported";
+
+  // Overrides beat everything.
+  ov.heads = 4;
+  ov.image_size = 48;
+  ov.ln_eps = 1e-3f;
+  ov.pool = GlobalPool::kAvg;
+  m = load_model(hdir, ov);
+  EXPECT_EQ(m->cfg.heads, 4);
+  EXPECT_EQ(m->cfg.image_h, 48);
+  EXPECT_EQ(m->cfg.image_w, 48);
+  EXPECT_EQ(m->cfg.preprocess.input_h, 48);
+  EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-3f);
+  EXPECT_EQ(m->cfg.pool, GlobalPool::kAvg);
+  EXPECT_TRUE(m->cfg.final_norm);  // HF: norm over all tokens, then the mean
+  EXPECT_EQ(m->w.pos.shape, (Shape{10, 192}));
+}
+
+TEST(Loader, HfPreprocessorConfig) {
+  Spec s;
+  const TensorMap timm = make_timm(s);
+  const std::string dir = make_dir(timm_to_hf(timm, s, "vit."), "model.safetensors",
+                                   {{"model_type", "vit"}, {"num_attention_heads", 4}});
+  save_json(dir + "/preprocessor_config.json", {{"do_resize", true},
+                                                {"size", {{"height", 12}, {"width", 12}}},
+                                                {"resample", 3},
+                                                {"image_mean", {0.1, 0.2, 0.3}},
+                                                {"image_std", {0.4, 0.5, 0.6}}});
+  auto m = load_model(dir);
+  const PreprocessConfig& p = m->cfg.preprocess;
+  EXPECT_EQ(p.resize, PreprocessConfig::Resize::kDirect);
+  EXPECT_EQ(p.interpolation, "bicubic");
+  EXPECT_FLOAT_EQ(p.mean[2], 0.3f);
+  EXPECT_FLOAT_EQ(p.std[0], 0.4f);
+  EXPECT_FLOAT_EQ(p.rescale, 1.0f / 255.0f);
+  EXPECT_TRUE(m->warnings.empty());
+  // A processor size that disagrees with the model: the model input wins, with a warning.
+  save_json(dir + "/preprocessor_config.json", {{"size", {{"height", 16}, {"width", 16}}}});
+  m = load_model(dir);
+  EXPECT_EQ(m->cfg.preprocess.input_h, 12);
+  ASSERT_EQ(m->warnings.size(), 1u);
+  EXPECT_NE(m->warnings[0].find("16x16"), std::string::npos) << m->warnings[0];
+}
+
+TEST(Loader, LabelsFile) {
+  Spec s;
+  const TensorMap timm = make_timm(s);
+  const std::string dir = make_dir(timm);
+  const std::string lf = dir + "/labels.txt";
+  {
+    std::ofstream f(lf, std::ios::binary);
+    f << "zero\r\none\ntwo two\nthree\nfour\n";
+  }
+  ConfigOverrides ov = heads(4);
+  ov.labels_file = lf;
+  auto m = load_model(dir, ov);
+  EXPECT_EQ(m->cfg.labels, (std::vector<std::string>{"zero", "one", "two two", "three", "four"}));
+  {
+    std::ofstream f(lf, std::ios::binary);
+    f << "a\nb\nc\n";
+  }
+  expect_error([&] { load_model(dir, ov); }, ErrorCode::kInvalidArgument, {lf, "3", "5 classes"});
+  ov.labels_file = dir + "/nope.txt";
+  expect_error([&] { load_model(dir, ov); }, ErrorCode::kIo, {"nope.txt"});
+}
+
+TEST(Loader, NanWeightWarns) {
+  Spec s;
+  TensorMap timm = make_timm(s);
+  timm["blocks.1.mlp.fc2.weight"].data[7] = NAN;
+  timm["cls_token"].data[0] = INFINITY;
+  auto m = load_model(make_dir(timm), heads(4));
+  std::string all;
+  for (const std::string& w : m->warnings) all += w + "\n";
+  ASSERT_EQ(m->warnings.size(), 2u) << all;
+  EXPECT_NE(all.find("blocks.1.mlp.fc2.weight"), std::string::npos) << all;
+  EXPECT_NE(all.find("cls_token"), std::string::npos) << all;
+  EXPECT_TRUE(std::isnan(m->w.blocks[1].fc2_w.data[7]));  // loaded as stored
+
+  // The HF name of the tensor is the one reported.
+  TensorMap clean = make_timm(s);
+  TensorMap hf = timm_to_hf(clean, s, "vit.");
+  hf["vit.encoder.layer.0.attention.attention.value.weight"].data[3] = NAN;
+  m = load_model(make_dir(hf), heads(4));
+  ASSERT_EQ(m->warnings.size(), 1u);
+  EXPECT_NE(m->warnings[0].find("vit.encoder.layer.0.attention.attention.value.weight"), std::string::npos);
+}
+
+// ---- errors --------------------------------------------------------------------------------
+
+TEST(LoaderErrors, Paths) {
+  expect_error([] { load_model("/nonexistent/vit"); }, ErrorCode::kIo, {"/nonexistent/vit"});
+  const std::string empty = test::temp_dir();
+  expect_error([&] { load_model(empty); }, ErrorCode::kIo, {empty, "no model.safetensors"});
+  Spec s;
+  const TensorMap timm = make_timm(s);
+  const std::string two = make_dir(timm, "a.safetensors");
+  save_st(two + "/b.safetensors", timm);
+  expect_error([&] { load_model(two); }, ErrorCode::kInvalidArgument, {"a.safetensors", "b.safetensors"});
+  // A lone *.safetensors in a directory is picked up.
+  EXPECT_EQ(load_model(make_dir(timm, "x.safetensors"), heads(4))->cfg.depth, 2);
+}
+
+TEST(LoaderErrors, MissingExtraWrongShape) {
+  Spec s;
+  const TensorMap good = make_timm(s);
+  TensorMap t = good;
+  t.erase("blocks.1.mlp.fc2.bias");
+  t.erase("norm.bias");
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat,
+               {"missing 2", "blocks.1.mlp.fc2.bias", "norm.bias", "model.safetensors"});
+
+  t = good;
+  t["foo.bar"] = test::random_tensor({2});
+  t["blocks.5.norm1.weight"] = test::random_tensor({s.D});  // a stray block index implies depth 6
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"missing", "blocks.2."});
+  t.erase("blocks.5.norm1.weight");
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"unexpected 1", "foo.bar"});
+
+  t = good;
+  t["blocks.1.attn.proj.weight"] = test::random_tensor({s.D, s.D + 1});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat,
+               {"blocks.1.attn.proj.weight", "[32, 33]", "expected [32, 32]"});
+
+  t = good;
+  t["blocks.1.mlp.fc1.weight"] = test::random_tensor({s.I + 2, s.D});  // disagrees with block 0
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat,
+               {"blocks.1.mlp.fc1.weight", "[50, 32]", "expected [48, 32]"});
+
+  t = good;
+  t["head.bias"] = test::random_tensor({s.C + 1});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"head.bias", "[6]", "expected [5]"});
+
+  // HF: missing key projection; extra decoder tensor (e.g. ViTForMaskedImageModeling).
+  TensorMap hf = timm_to_hf(good, s, "vit.");
+  hf.erase("vit.encoder.layer.1.attention.attention.key.weight");
+  expect_error([&] { load_model(make_dir(hf), heads(4)); }, ErrorCode::kFormat,
+               {"missing 1", "vit.encoder.layer.1.attention.attention.key.weight"});
+  hf = timm_to_hf(good, s, "vit.");
+  hf["decoder.0.weight"] = test::random_tensor({4});
+  expect_error([&] { load_model(make_dir(hf), heads(4)); }, ErrorCode::kFormat, {"unexpected", "decoder.0.weight"});
+
+  // Unknown layout.
+  expect_error([&] { load_model(make_dir({{"foo", test::random_tensor({2})}})); }, ErrorCode::kUnsupported,
+               {"layout", "foo"});
+}
+
+TEST(LoaderErrors, Heads) {
+  Spec s;  // width 32: not a standard width
+  const TensorMap t = make_timm(s);
+  const std::string dir = make_dir(t);
+  expect_error([&] { load_model(dir); }, ErrorCode::kInvalidArgument, {"heads", "32", "--heads"});
+  expect_error([&] { load_model(dir, heads(5)); }, ErrorCode::kInvalidArgument, {"5", "does not divide", "32"});
+  expect_error([&] { load_model(dir, heads(0)); }, ErrorCode::kInvalidArgument, {"0", "32"});
+  const std::string hdir =
+      make_dir(timm_to_hf(t, s, "vit."), "model.safetensors", {{"model_type", "vit"}, {"num_attention_heads", 12}});
+  expect_error([&] { load_model(hdir); }, ErrorCode::kInvalidArgument, {"12", "32"});
+}
+
+TEST(LoaderErrors, UnsupportedVariants) {
+  Spec s;
+  const TensorMap good = make_timm(s);
+  struct C {
+    std::string name;
+    Shape shape;
+    const char* frag;
+  } cases[] = {
+      {"reg_token", {1, 4, s.D}, "register tokens"},
+      {"blocks.0.ls1.gamma", {s.D}, "LayerScale"},
+      {"blocks.1.ls2.gamma", {s.D}, "LayerScale"},
+      {"dist_token", {1, 1, s.D}, "distillation"},
+      {"head_dist.weight", {s.C, s.D}, "distillation"},
+      {"norm_pre.weight", {s.D}, "pre_norm"},
+      {"blocks.0.attn.q_norm.weight", {8}, "qk_norm"},
+  };
+  for (const C& c : cases) {
+    TensorMap t = good;
+    t[c.name] = test::random_tensor(c.shape);
+    expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kUnsupported, {c.frag, c.name});
+  }
+  // no_embed_class: the pos table has no cls slot (3x3 grid -> 9 rows).
+  TensorMap t = good;
+  t["pos_embed"] = test::random_tensor({1, 9, s.D});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kUnsupported, {"no_embed_class", "pos_embed"});
+  // class_token=False
+  t = good;
+  t.erase("cls_token");
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kUnsupported, {"class_token=False"});
+  // JAX in21k pre_logits
+  TensorMap j = timm_to_jax(good, s, 4);
+  j["pre_logits/kernel"] = test::random_tensor({s.D, s.D});
+  j["pre_logits/bias"] = test::random_tensor({s.D});
+  expect_error([&] { load_model(make_dir(j, "m.npz")); }, ErrorCode::kUnsupported, {"pre_logits"});
+  // timm config.json flags
+  json cfg = {{"architecture", "vit_x"}, {"model_args", {{"reg_tokens", 4}}}, {"pretrained_cfg", json::object()}};
+  expect_error([&] { load_model(make_dir(good, "model.safetensors", cfg), heads(4)); }, ErrorCode::kUnsupported,
+               {"register tokens", "config.json"});
+  cfg["model_args"] = {{"init_values", 1e-5}};
+  expect_error([&] { load_model(make_dir(good, "model.safetensors", cfg), heads(4)); }, ErrorCode::kUnsupported,
+               {"LayerScale"});
+  // HF tanh GELU
+  expect_error([&] { load_model(make_dir(timm_to_hf(good, s, "vit."), "model.safetensors",
+                                         {{"model_type", "vit"}, {"hidden_act", "gelu_new"}}), heads(4)); },
+               ErrorCode::kUnsupported, {"gelu_new"});
+}
+
+TEST(LoaderErrors, ImageSizeAndArch) {
+  Spec s;  // patch 4
+  const std::string dir = make_dir(make_timm(s));
+  ConfigOverrides ov = heads(4);
+  ov.image_size = 14;
+  expect_error([&] { load_model(dir, ov); }, ErrorCode::kInvalidArgument, {"14x14", "multiple of the patch size 4"});
+  ov.image_size = 16;  // fine: resampled 3x3 -> 4x4
+  auto m = load_model(dir, ov);
+  EXPECT_EQ(m->w.pos.shape, (Shape{17, 32}));
+  EXPECT_EQ(m->cfg.ckpt_grid_h, 3);
+  ov.image_size.reset();
+  ov.architecture = "vit_base_patch16_999";
+  expect_error([&] { load_model(dir, ov); }, ErrorCode::kInvalidArgument, {"vit_base_patch16_999"});
+  // A config image size that is not a multiple of the patch.
+  const std::string hdir = make_dir(timm_to_hf(make_timm(s), s, "vit."), "model.safetensors",
+                                    {{"model_type", "vit"}, {"num_attention_heads", 4}, {"image_size", 30}});
+  expect_error([&] { load_model(hdir); }, ErrorCode::kInvalidArgument, {"30x30", "patch size 4"});
+}
+
+}  // namespace
+}  // namespace vit
