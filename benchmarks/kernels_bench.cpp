@@ -1,0 +1,477 @@
+// vit-kernels-bench: Google Benchmark over the SHIPPED launchers (kernels/*.cuh, and the
+// executor's cuBLASLt wrapper src/gpu/lt_gemm.h) at the ViT-B/16 shapes of batch 256
+// (M = 256 * 197 token rows, D = 768, I = 3072, 12 heads of 64), with the ceilings measured in
+// the same run: an 8192^3 cuBLASLt GEMM and a device-to-device copy. Times are CUDA events
+// (manual time), counters are TFLOP/s or GB/s at the median launch. Every activation operand
+// is 77-310 MB, above the H200's L2, so no input rotation is needed; weights (<= 5 MB) stay
+// cache-resident as they do in the engine. Without a GPU every benchmark skips with a message.
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "attention.cuh"
+#include "bench_util.h"
+#include "core/error.h"
+#include "cuda_check.h"
+#include "gemm.cuh"
+#include "gpu/lt_gemm.h"
+#include "layernorm.cuh"
+#include "softmax.h"
+
+namespace vit::bench {
+namespace {
+
+// ViT-B/16 at batch 256.
+constexpr int kBatch = 256, kTokens = 197, kD = 768, kI = 3072, kHeads = 12, kHd = 64;
+constexpr int kM = kBatch * kTokens;  // 50432 token rows
+
+bool g_gpu = false;
+std::string g_why;
+
+// Lazily created shared state: one stream, the executor's cuBLASLt wrapper, a cuBLAS handle.
+struct Ctx {
+  cudaStream_t s = nullptr;
+  std::unique_ptr<gpu::LtGemm> lt;
+  cublasHandle_t blas = nullptr;
+  Ctx() {
+    VIT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    lt = std::make_unique<gpu::LtGemm>(false);
+    VIT_CUBLAS_CHECK(cublasCreate(&blas));
+    VIT_CUBLAS_CHECK(cublasSetStream(blas, s));
+  }
+  ~Ctx() {
+    lt.reset();
+    if (blas) cublasDestroy(blas);
+    if (s) cudaStreamDestroy(s);
+  }
+};
+Ctx& ctx() {
+  static Ctx c;
+  return c;
+}
+
+const char* dname(DType d) { return d == DType::BF16 ? "bf16" : d == DType::F16 ? "fp16" : "fp32"; }
+cudaDataType_t cuda_type(DType d) {
+  return d == DType::BF16 ? CUDA_R_16BF : d == DType::F16 ? CUDA_R_16F : CUDA_R_32F;
+}
+size_t esize(DType d) { return dtype_size(d); }
+
+// Runs `launch` under Google Benchmark's loop: a warm-up, then per iteration `inner`
+// back-to-back launches between two events (inner sized so an iteration is >= ~1 ms, which
+// hides the event and launch latency); the iteration time is the per-launch mean. Sets
+// counters: ms (median per launch), and `rate_name` = work / median time.
+void time_launches(benchmark::State& state, const std::function<void()>& launch, double work,
+                   const char* rate_name, double rate_unit) {
+  cudaStream_t s = ctx().s;
+  EventPair ev;
+  for (int i = 0; i < 3; ++i) launch();
+  ev.start(s);
+  launch();
+  ev.stop(s);
+  const double one = std::max(1e-3, static_cast<double>(ev.elapsed_ms()));
+  const int inner = static_cast<int>(std::clamp(std::ceil(1.0 / one), 1.0, 200.0));
+  std::vector<double> per;
+  for (auto _ : state) {
+    ev.start(s);
+    for (int i = 0; i < inner; ++i) launch();
+    ev.stop(s);
+    const double ms = ev.elapsed_ms() / inner;
+    per.push_back(ms);
+    state.SetIterationTime(ms * 1e-3);
+  }
+  const double med = stats_of(per).median;
+  state.counters["ms"] = med;
+  state.counters["inner"] = inner;
+  if (med > 0) state.counters[rate_name] = work / (med * 1e-3) / rate_unit;
+}
+
+// Wraps a benchmark body: no GPU -> skip with the reason; vit::Error / std::exception -> skip
+// with the message (the run goes on with the other benchmarks).
+template <class F>
+void guarded(benchmark::State& state, F&& body) {
+  if (!g_gpu) {
+    state.SkipWithError(("no CUDA device: " + g_why).c_str());
+    return;
+  }
+  try {
+    body(state);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+// Host copy of a device 16-bit / fp32 buffer as float (for the one-off accuracy counters).
+std::vector<float> to_host_f32(const void* d, DType dt, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  if (dt == DType::F32) {
+    VIT_CUDA_CHECK(cudaMemcpy(out.data(), d, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost));
+    return out;
+  }
+  std::vector<uint16_t> h(static_cast<size_t>(n));
+  VIT_CUDA_CHECK(cudaMemcpy(h.data(), d, static_cast<size_t>(n) * 2, cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < h.size(); ++i) out[i] = dt == DType::F16 ? half_to_float(h[i]) : bf16_to_float(h[i]);
+  return out;
+}
+
+// ||a - b|| / ||b||; +inf when either holds a NaN/Inf.
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    const double d = static_cast<double>(a[i]) - b[i];
+    num += d * d;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : INFINITY;
+}
+
+// --- GEMMs ------------------------------------------------------------------------------------
+struct GemmShape {
+  const char* name;
+  int N, K;
+  GemmEpilogue epi;  // what the executor fuses into this GEMM
+};
+const GemmShape kShapes[] = {
+    {"qkv", 3 * kD, kD, GemmEpilogue::kQkv},         // x[M,768] -> q|k|v
+    {"proj", kD, kD, GemmEpilogue::kResidual},       // attn out -> residual stream
+    {"fc1", kI, kD, GemmEpilogue::kGelu},            // -> GELU(hidden)
+    {"fc2", kD, kI, GemmEpilogue::kResidual},        // -> residual stream
+};
+
+// y = x W^T + b with the epilogue the executor uses for the shape. cuBLASLt has no QKV
+// scatter: there it writes plain [M, 3D] (which attention reads through strides), exactly
+// the choice the executor's auto mode weighs.
+void bm_gemm(benchmark::State& state, GemmShape sh, int M, bool lt, DType dt) {
+  guarded(state, [&](benchmark::State& st) {
+    Ctx& c = ctx();
+    const int N = sh.N, K = sh.K;
+    DeviceMem a(static_cast<size_t>(M) * K * esize(dt));  // x [M, K]
+    DeviceMem w(static_cast<size_t>(N) * K * esize(dt));  // W [N, K]
+    DeviceMem b(static_cast<size_t>(N) * esize(dt));      // bias [N]
+    DeviceMem y(static_cast<size_t>(M) * N * esize(dt));  // y [M, N] (or [3, B, H, T, hd])
+    const float wa = std::sqrt(3.0f / static_cast<float>(K));
+    fill_uniform(a.p, dt, int64_t{M} * K, -1.0f, 1.0f, 11, c.s);
+    fill_uniform(w.p, dt, int64_t{N} * K, -wa, wa, 12, c.s);
+    fill_uniform(b.p, dt, N, -0.1f, 0.1f, 13, c.s);
+    fill_uniform(y.p, dt, int64_t{M} * N, -1.0f, 1.0f, 14, c.s);
+    GemmParams p;
+    p.dtype = dt;
+    p.a = a.p;
+    p.lda = K;
+    p.w = w.p;
+    p.ldw = K;
+    p.c = y.p;
+    p.ldc = N;
+    p.bias = b.p;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    p.epilogue = sh.epi;
+    if (sh.epi == GemmEpilogue::kResidual) {
+      p.residual = y.p;  // in place, as the executor does (x += proj(...))
+      p.ldr = N;
+    }
+    if (sh.epi == GemmEpilogue::kQkv) {
+      if (lt) {
+        p.epilogue = GemmEpilogue::kNone;
+      } else {
+        p.tokens = kTokens;
+        p.heads = kHeads;
+        p.head_dim = kHd;
+      }
+    }
+    if (lt && !c.lt->supports(p)) {
+      st.SkipWithError("cuBLASLt offers no algorithm for this GEMM");
+      return;
+    }
+    if (!lt) st.counters["tensor_cores"] = gemm_uses_tensor_cores(p) ? 1 : 0;
+    auto launch = [&] {
+      if (lt) {
+        c.lt->run(p, c.s);
+      } else {
+        launch_gemm(p, c.s);
+      }
+    };
+    time_launches(st, launch, 2.0 * M * N * K, "TFLOP/s", 1e12);
+    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+  });
+}
+
+// Custom vs cuBLASLt on the same plain GEMM (kNone + bias): ||custom - lt|| / ||lt||.
+void bm_gemm_check(benchmark::State& state, DType dt) {
+  guarded(state, [&](benchmark::State& st) {
+    Ctx& c = ctx();
+    const int M = 4096, N = kI, K = kD;
+    DeviceMem a(static_cast<size_t>(M) * K * esize(dt)), w(static_cast<size_t>(N) * K * esize(dt));
+    DeviceMem b(static_cast<size_t>(N) * esize(dt)), y1(static_cast<size_t>(M) * N * esize(dt)),
+        y2(static_cast<size_t>(M) * N * esize(dt));
+    fill_uniform(a.p, dt, int64_t{M} * K, -1.0f, 1.0f, 21, c.s);
+    fill_uniform(w.p, dt, int64_t{N} * K, -0.06f, 0.06f, 22, c.s);
+    fill_uniform(b.p, dt, N, -0.1f, 0.1f, 23, c.s);
+    VIT_CUDA_CHECK(cudaMemsetAsync(y1.p, 0xFF, y1.bytes, c.s));  // NaN poison
+    VIT_CUDA_CHECK(cudaMemsetAsync(y2.p, 0xFF, y2.bytes, c.s));
+    GemmParams p;
+    p.dtype = dt;
+    p.a = a.p;
+    p.lda = K;
+    p.w = w.p;
+    p.ldw = K;
+    p.bias = b.p;
+    p.ldc = N;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    p.c = y1.p;
+    launch_gemm(p, c.s);
+    p.c = y2.p;
+    if (!c.lt->supports(p)) {
+      st.SkipWithError("cuBLASLt offers no algorithm for the check GEMM");
+      return;
+    }
+    c.lt->run(p, c.s);
+    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+    const double err = rel_l2(to_host_f32(y1.p, dt, int64_t{M} * N), to_host_f32(y2.p, dt, int64_t{M} * N));
+    for (auto _ : st) st.SetIterationTime(1e-6);
+    st.counters["rel_err_custom_vs_lt"] = err;
+  });
+}
+
+// --- attention ------------------------------------------------------------------------------
+// Q, K, V: [3, B, H, T, hd] (the custom QKV epilogue's layout), random U(-1, 1).
+struct AttnBuffers {
+  DType dt;
+  int64_t per;  // elements of one of q / k / v
+  DeviceMem qkv, o, s;
+  AttnBuffers(DType d, bool unfused) : dt(d), per(int64_t{kBatch} * kHeads * kTokens * kHd) {
+    qkv = DeviceMem(static_cast<size_t>(3 * per) * esize(dt));
+    o = DeviceMem(static_cast<size_t>(per) * esize(dt));
+    if (unfused) s = DeviceMem(static_cast<size_t>(kBatch) * kHeads * kTokens * kTokens * esize(dt));
+    fill_uniform(qkv.p, dt, 3 * per, -1.0f, 1.0f, 31, ctx().s);
+  }
+  const char* q() const { return static_cast<const char*>(qkv.p); }
+  const char* k() const { return q() + per * esize(dt); }
+  const char* v() const { return q() + 2 * per * esize(dt); }
+};
+
+AttentionParams fused_params(const AttnBuffers& b) {
+  AttentionParams p;
+  p.dtype = b.dt;
+  p.q = b.q();
+  p.k = b.k();
+  p.v = b.v();
+  p.stride_b = int64_t{kHeads} * kTokens * kHd;
+  p.stride_h = int64_t{kTokens} * kHd;
+  p.stride_t = kHd;
+  p.o = b.o.p;  // [B, T, H*hd]
+  p.B = kBatch;
+  p.H = kHeads;
+  p.T = kTokens;
+  p.head_dim = kHd;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(kHd));
+  return p;
+}
+
+// The eager baseline: S = scale * Q K^T (strided-batched cuBLAS, B*H problems, 16-bit out),
+// P = softmax(S) in place, O = P V ([B, H, T, hd]). Row-major X is column-major X^T, so
+// S^T = K Q^T is gemm(T, N) and O^T = V^T P^T is gemm(N, N).
+void unfused_attention(const AttnBuffers& b, cudaStream_t s) {
+  Ctx& c = ctx();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kHd)), one = 1.0f, zero = 0.0f;
+  const cudaDataType_t t = cuda_type(b.dt);
+  const int batch = kBatch * kHeads;
+  VIT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(c.blas, CUBLAS_OP_T, CUBLAS_OP_N, kTokens, kTokens, kHd, &scale,
+                                              b.k(), t, kHd, int64_t{kTokens} * kHd, b.q(), t, kHd,
+                                              int64_t{kTokens} * kHd, &zero, b.s.p, t, kTokens,
+                                              int64_t{kTokens} * kTokens, batch, CUBLAS_COMPUTE_32F,
+                                              CUBLAS_GEMM_DEFAULT));
+  launch_softmax_rows(b.s.p, b.s.p, b.dt, int64_t{batch} * kTokens, kTokens, s);
+  VIT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(c.blas, CUBLAS_OP_N, CUBLAS_OP_N, kHd, kTokens, kTokens, &one,
+                                              b.v(), t, kHd, int64_t{kTokens} * kHd, b.s.p, t, kTokens,
+                                              int64_t{kTokens} * kTokens, &zero, b.o.p, t, kHd,
+                                              int64_t{kTokens} * kHd, batch, CUBLAS_COMPUTE_32F,
+                                              CUBLAS_GEMM_DEFAULT));
+}
+
+constexpr double kAttnFlops = 4.0 * kBatch * kHeads * kTokens * kTokens * kHd;  // QK^T + PV
+
+void bm_attention_fused(benchmark::State& state, DType dt) {
+  guarded(state, [&](benchmark::State& st) {
+    Ctx& c = ctx();
+    AttnBuffers b(dt, false);
+    const AttentionParams p = fused_params(b);
+    st.counters["tensor_cores"] = attention_uses_tensor_cores(p) ? 1 : 0;
+    time_launches(st, [&] { launch_attention(p, c.s); }, kAttnFlops, "TFLOP/s", 1e12);
+    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+  });
+}
+
+void bm_attention_unfused(benchmark::State& state, DType dt) {
+  guarded(state, [&](benchmark::State& st) {
+    Ctx& c = ctx();
+    AttnBuffers b(dt, true);
+    time_launches(st, [&] { unfused_attention(b, c.s); }, kAttnFlops, "TFLOP/s", 1e12);
+    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+  });
+}
+
+// Fused vs unfused on the same Q/K/V: ||fused - unfused|| / ||unfused|| (O layouts differ:
+// fused [B, T, H, hd], unfused [B, H, T, hd]; compared element by element after reindexing).
+void bm_attention_check(benchmark::State& state, DType dt) {
+  guarded(state, [&](benchmark::State& st) {
+    Ctx& c = ctx();
+    AttnBuffers b(dt, true);
+    DeviceMem o2(b.o.bytes);
+    VIT_CUDA_CHECK(cudaMemsetAsync(b.o.p, 0xFF, b.o.bytes, c.s));
+    VIT_CUDA_CHECK(cudaMemsetAsync(o2.p, 0xFF, o2.bytes, c.s));
+    AttentionParams p = fused_params(b);
+    p.o = o2.p;
+    launch_attention(p, c.s);
+    unfused_attention(b, c.s);
+    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+    const std::vector<float> fused = to_host_f32(o2.p, dt, b.per), ref = to_host_f32(b.o.p, dt, b.per);
+    std::vector<float> fused_bhtd(fused.size());
+    for (int64_t bb = 0; bb < kBatch; ++bb)
+      for (int64_t t = 0; t < kTokens; ++t)
+        for (int64_t h = 0; h < kHeads; ++h)
+          std::memcpy(&fused_bhtd[static_cast<size_t>(((bb * kHeads + h) * kTokens + t) * kHd)],
+                      &fused[static_cast<size_t>(((bb * kTokens + t) * kHeads + h) * kHd)], kHd * sizeof(float));
+    for (auto _ : st) st.SetIterationTime(1e-6);
+    st.counters["rel_err_fused_vs_unfused"] = rel_l2(fused_bhtd, ref);
+  });
+}
+
+// --- LayerNorm ------------------------------------------------------------------------------
+void bm_layernorm(benchmark::State& state, DType dt) {
+  guarded(state, [&](benchmark::State& st) {
+    Ctx& c = ctx();
+    DeviceMem x(static_cast<size_t>(kM) * kD * esize(dt)), y(static_cast<size_t>(kM) * kD * esize(dt));
+    DeviceMem g(kD * esize(dt)), be(kD * esize(dt));
+    fill_uniform(x.p, dt, int64_t{kM} * kD, -2.0f, 2.0f, 41, c.s);
+    fill_uniform(g.p, dt, kD, 0.8f, 1.2f, 42, c.s);
+    fill_uniform(be.p, dt, kD, -0.1f, 0.1f, 43, c.s);
+    LayerNormParams p;
+    p.dtype = dt;
+    p.x = x.p;
+    p.x_stride = kD;
+    p.y = y.p;
+    p.y_stride = kD;
+    p.gamma = g.p;
+    p.beta = be.p;
+    p.rows = kM;
+    p.D = kD;
+    p.eps = 1e-6f;
+    const double bytes = 2.0 * kM * kD * esize(dt);  // read x, write y
+    time_launches(st, [&] { launch_layernorm(p, c.s); }, bytes, "GB/s", 1e9);
+    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+  });
+}
+
+// --- ceilings -------------------------------------------------------------------------------
+void bm_ceiling_gemm(benchmark::State& state, DType dt, bool lt) {
+  guarded(state, [&](benchmark::State& st) {
+    Ctx& c = ctx();
+    const int n = 8192;
+    DeviceMem a(static_cast<size_t>(n) * n * esize(dt)), w(static_cast<size_t>(n) * n * esize(dt)),
+        y(static_cast<size_t>(n) * n * esize(dt));
+    const float wa = std::sqrt(3.0f / n);
+    fill_uniform(a.p, dt, int64_t{n} * n, -1.0f, 1.0f, 51, c.s);
+    fill_uniform(w.p, dt, int64_t{n} * n, -wa, wa, 52, c.s);
+    GemmParams p;
+    p.dtype = dt;
+    p.a = a.p;
+    p.lda = n;
+    p.w = w.p;
+    p.ldw = n;
+    p.c = y.p;
+    p.ldc = n;
+    p.M = p.N = p.K = n;
+    if (lt && !c.lt->supports(p)) {
+      st.SkipWithError("cuBLASLt offers no algorithm for 8192^3");
+      return;
+    }
+    time_launches(
+        st, [&] { lt ? c.lt->run(p, c.s) : launch_gemm(p, c.s); }, 2.0 * n * n * n, "TFLOP/s", 1e12);
+    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+  });
+}
+
+void bm_ceiling_copy(benchmark::State& state) {
+  guarded(state, [&](benchmark::State& st) {
+    Ctx& c = ctx();
+    const size_t bytes = size_t{2} << 30;  // 2 GiB each way, ~70x the L2
+    DeviceMem src(bytes), dst(bytes);
+    fill_uniform(src.p, DType::F32, static_cast<int64_t>(bytes / 4), -1.0f, 1.0f, 61, c.s);
+    time_launches(
+        st, [&] { VIT_CUDA_CHECK(cudaMemcpyAsync(dst.p, src.p, bytes, cudaMemcpyDeviceToDevice, c.s)); },
+        2.0 * static_cast<double>(bytes), "GB/s", 1e9);  // bytes read + bytes written
+    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+  });
+}
+
+void register_all() {
+  const DType dts[] = {DType::BF16, DType::F16};
+  auto reg = [](const std::string& name, auto fn) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMillisecond);
+  };
+  // Accuracy checks: one pass, the result is the counter.
+  auto check = [](const std::string& name, auto fn) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+  };
+  reg("ceiling/copy_d2d_2GiB", [](benchmark::State& s) { bm_ceiling_copy(s); });
+  for (DType dt : dts) {
+    const std::string d = dname(dt);
+    reg("ceiling/gemm_8192^3/cublaslt/" + d, [dt](benchmark::State& s) { bm_ceiling_gemm(s, dt, true); });
+    reg("ceiling/gemm_8192^3/custom/" + d, [dt](benchmark::State& s) { bm_ceiling_gemm(s, dt, false); });
+    for (const GemmShape& sh : kShapes) {
+      const std::string base = std::string("gemm/") + sh.name + "_" + std::to_string(kM) + "x" +
+                               std::to_string(sh.N) + "x" + std::to_string(sh.K);
+      reg(base + "/custom/" + d, [sh, dt](benchmark::State& s) { bm_gemm(s, sh, kM, false, dt); });
+      reg(base + "/cublaslt/" + d, [sh, dt](benchmark::State& s) { bm_gemm(s, sh, kM, true, dt); });
+    }
+    check("check/gemm_custom_vs_cublaslt/" + d, [dt](benchmark::State& s) { bm_gemm_check(s, dt); });
+    reg("attention/fused_T197_hd64_h12_b256/" + d, [dt](benchmark::State& s) { bm_attention_fused(s, dt); });
+    reg("attention/unfused_cublas_softmax/" + d, [dt](benchmark::State& s) { bm_attention_unfused(s, dt); });
+    check("check/attention_fused_vs_unfused/" + d, [dt](benchmark::State& s) { bm_attention_check(s, dt); });
+    reg("layernorm/" + std::to_string(kM) + "x768/" + d, [dt](benchmark::State& s) { bm_layernorm(s, dt); });
+  }
+}
+
+}  // namespace
+}  // namespace vit::bench
+
+int main(int argc, char** argv) {
+  using namespace vit::bench;
+  g_gpu = gpu_present(&g_why);
+  benchmark::AddCustomContext("git_hash", git_hash());
+  if (g_gpu) {
+    try {
+      const GpuInfo gi = gpu_info(0);
+      benchmark::AddCustomContext("gpu", gi.name);
+      benchmark::AddCustomContext("gpu_sm_count", std::to_string(gi.sm_count));
+      benchmark::AddCustomContext("gpu_l2_bytes", std::to_string(gi.l2_bytes));
+    } catch (const std::exception& e) {
+      g_gpu = false;
+      g_why = e.what();
+    }
+  }
+  if (!g_gpu) {
+    benchmark::AddCustomContext("gpu", "none");
+    std::fprintf(stderr, "vit-kernels-bench: no CUDA device (%s): every benchmark is skipped\n", g_why.c_str());
+  }
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
