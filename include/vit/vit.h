@@ -9,6 +9,13 @@
  * sessions and threads. A vit_session serialises its runs with an internal lock, so it may
  * be called from several threads (calls queue); for parallel throughput create one session
  * per thread. vit_session_cancel() may be called from any thread at any time.
+ *
+ * Lifetimes: a session keeps its own reference to the model's weights, so the vit_model may
+ * be freed before its sessions. Strings returned by vit_model_* stay valid while the model
+ * handle lives; a status message stays valid until vit_status_free().
+ *
+ * Only vit_* symbols are exported. The C++ wrapper include/vit/vit.hpp lives in namespace
+ * `vitpp` (the library's internal C++ code uses namespace `vit`).
  */
 #ifndef VIT_VIT_H_
 #define VIT_VIT_H_
@@ -27,6 +34,7 @@ extern "C" {
 #endif
 
 #define VIT_API_VERSION 1
+#define VIT_VERSION_STRING "0.1.0"
 
 typedef enum vit_status_code {
   VIT_OK = 0,
@@ -48,7 +56,9 @@ typedef struct vit_session vit_session;
 VIT_API vit_status_code vit_status_get_code(const vit_status* st); /* NULL -> VIT_OK */
 VIT_API const char* vit_status_get_message(const vit_status* st);  /* NULL -> "ok" */
 VIT_API void vit_status_free(vit_status* st);
-VIT_API const char* vit_version(void);
+VIT_API const char* vit_version(void); /* VIT_VERSION_STRING of the library actually loaded */
+/* Short name of a code ("ok", "invalid argument", "I/O error", ...); never NULL. */
+VIT_API const char* vit_status_code_name(vit_status_code code);
 
 /* ---- model ---- */
 typedef enum vit_pool { VIT_POOL_DEFAULT = 0, VIT_POOL_TOKEN = 1, VIT_POOL_AVG = 2 } vit_pool;
@@ -78,6 +88,28 @@ typedef struct vit_model_info {
 } vit_model_info;
 
 VIT_API vit_status* vit_model_get_info(const vit_model* model, vit_model_info* out);
+/* Multi-line human-readable description of the resolved configuration (architecture,
+ * layout, sizes, eps, pooling, preprocessing), as `vit-infer info` prints it. */
+VIT_API const char* vit_model_describe(const vit_model* model); /* NULL model -> "" */
+
+/* How images must be prepared for this model (timm pretrained_cfg / HF preprocessor_config).
+ * Pixels: x * rescale, then (x - mean[c]) / std[c], CHW order. The output size is the
+ * model's run size (vit_model_info image_height x image_width). */
+typedef enum vit_resize_mode {
+  VIT_RESIZE_SHORTEST_THEN_CROP = 0, /* shorter side to size / crop_pct, centre crop */
+  VIT_RESIZE_DIRECT = 1              /* squash straight to the size, aspect not kept */
+} vit_resize_mode;
+typedef enum vit_interpolation { VIT_INTERP_BICUBIC = 0, VIT_INTERP_BILINEAR = 1 } vit_interpolation;
+typedef struct vit_preprocess_info {
+  vit_resize_mode resize;
+  vit_interpolation interpolation;
+  float crop_pct;
+  float mean[3];
+  float std[3];
+  float rescale;
+} vit_preprocess_info;
+VIT_API vit_status* vit_model_get_preprocess(const vit_model* model, vit_preprocess_info* out);
+
 /* Class label for index i, or NULL if the model has none. Valid while the model lives. */
 VIT_API const char* vit_model_get_label(const vit_model* model, int index);
 /* Number of load warnings (NaN/Inf weights, ...), and the i-th one. */
@@ -91,11 +123,11 @@ typedef enum vit_gemm { VIT_GEMM_AUTO = 0, VIT_GEMM_CUSTOM = 1, VIT_GEMM_CUBLASL
 
 typedef struct vit_session_params {
   vit_device device;       /* default CPU */
-  int device_id;           /* CUDA ordinal, default 0 */
+  int device_id;           /* CUDA ordinal, default 0; ignored on the CPU */
   vit_precision precision; /* default FP32 (CPU supports FP32 only) */
   int max_batch;           /* largest batch a run may pass; default 64 */
   int num_threads;         /* CPU threads; 0 = all */
-  vit_gemm gemm;           /* CUDA GEMM implementation; default AUTO */
+  vit_gemm gemm;           /* CUDA GEMM implementation; default AUTO (the only CPU value) */
   int use_cuda_graphs;     /* default 1 */
   int allow_tf32;          /* default 0: fp32 is true fp32 */
   void* cuda_stream;       /* cudaStream_t to run on; NULL = the session's own */
@@ -114,10 +146,18 @@ typedef struct vit_outputs {
 } vit_outputs;
 
 /* images: host [batch, in_chans, image_height, image_width] fp32, normalised.
- * 1 <= batch <= max_batch. */
+ * 1 <= batch <= max_batch. outputs must not be NULL and must request at least one output;
+ * logits cannot be requested from a model without a classifier (num_classes == 0).
+ * On an error the contents of the output buffers are unspecified. */
 VIT_API vit_status* vit_session_run(vit_session* session, const float* images, int batch,
                                     const vit_outputs* outputs);
-/* Makes the run in progress (if any) stop with VIT_ERR_CANCELLED; the next run clears it. */
+/* Requests cancellation. The request stays pending until a run consumes it:
+ *  - a run in progress stops at its next layer boundary and returns VIT_ERR_CANCELLED
+ *    (if it finishes its work before noticing, it returns normally and the request is
+ *    still consumed);
+ *  - with no run in progress, the next run to start returns VIT_ERR_CANCELLED at once.
+ * Every run clears the request as it returns, so exactly one run is affected and a
+ * cancel issued just before a run starts is never lost. NULL session: no-op. */
 VIT_API void vit_session_cancel(vit_session* session);
 
 #ifdef __cplusplus

@@ -1,0 +1,143 @@
+// vit-infer: header-only C++17 RAII wrapper over the C API (include/vit/vit.h).
+// Everything lives in namespace `vitpp`, never `vit`: the library's internal C++ code
+// uses namespace vit (vit::Model, vit::Error, ...), and tests include both.
+// Failures throw vitpp::Error carrying the vit_status_code and the library's message.
+// Buffers are host fp32: images [B, C, H, W], logits [B, num_classes], embeddings [B, D].
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vit/vit.h"
+
+namespace vitpp {
+
+class Error : public std::runtime_error {
+ public:
+  Error(vit_status_code code, const std::string& msg) : std::runtime_error(msg), code_(code) {}
+  vit_status_code code() const noexcept { return code_; }
+
+ private:
+  vit_status_code code_;
+};
+
+namespace detail {
+// Takes ownership of st; throws if it is an error.
+inline void check(vit_status* st) {
+  if (!st) return;
+  vit_status_code code = vit_status_get_code(st);
+  std::string msg = vit_status_get_message(st);
+  vit_status_free(st);
+  throw Error(code, msg);
+}
+struct ModelDeleter {
+  void operator()(vit_model* m) const noexcept { vit_model_free(m); }
+};
+struct SessionDeleter {
+  void operator()(vit_session* s) const noexcept { vit_session_free(s); }
+};
+}  // namespace detail
+
+inline std::string version() { return vit_version(); }
+
+class Model {
+ public:
+  explicit Model(const std::string& path, const vit_load_params& params = vit_load_default_params()) {
+    vit_model* m = nullptr;
+    detail::check(vit_model_load(path.c_str(), &params, &m));
+    m_.reset(m);
+    detail::check(vit_model_get_info(m_.get(), &info_));
+  }
+
+  const vit_model_info& info() const noexcept { return info_; }
+  std::string describe() const { return vit_model_describe(m_.get()); }
+  vit_preprocess_info preprocess() const {
+    vit_preprocess_info p{};
+    detail::check(vit_model_get_preprocess(m_.get(), &p));
+    return p;
+  }
+  // Empty string when the model has no label for index i.
+  std::string label(int i) const {
+    const char* l = vit_model_get_label(m_.get(), i);
+    return l ? l : "";
+  }
+  bool has_labels() const noexcept { return vit_model_get_label(m_.get(), 0) != nullptr; }
+  std::vector<std::string> warnings() const {
+    std::vector<std::string> w;
+    int n = vit_model_get_warning_count(m_.get());
+    for (int i = 0; i < n; ++i) w.emplace_back(vit_model_get_warning(m_.get(), i));
+    return w;
+  }
+  // Floats in one input image: in_chans * image_height * image_width.
+  size_t image_numel() const noexcept {
+    return static_cast<size_t>(info_.in_chans) * info_.image_height * info_.image_width;
+  }
+  const vit_model* get() const noexcept { return m_.get(); }
+
+ private:
+  std::unique_ptr<vit_model, detail::ModelDeleter> m_;
+  vit_model_info info_{};
+};
+
+// Results of Session::run(images, batch): row-major, one row per image.
+struct Outputs {
+  int batch = 0;
+  std::vector<float> logits;      // [batch, num_classes]; empty when num_classes == 0
+  std::vector<float> embeddings;  // [batch, hidden_size]
+};
+
+class Session {
+ public:
+  explicit Session(const Model& model, const vit_session_params& params = vit_session_default_params())
+      : info_(model.info()), max_batch_(params.max_batch) {
+    vit_session* s = nullptr;
+    detail::check(vit_session_create(model.get(), &params, &s));
+    s_.reset(s);
+  }
+
+  // Raw run into caller-owned buffers (any of outputs' pointers may be null).
+  void run(const float* images, int batch, const vit_outputs& outputs) {
+    detail::check(vit_session_run(s_.get(), images, batch, &outputs));
+  }
+
+  // Convenience: logits (when the model has a head) and embeddings, freshly allocated.
+  Outputs run(const float* images, int batch, bool want_embeddings = true) {
+    Outputs r;
+    r.batch = batch;
+    vit_outputs o{};
+    if (batch > 0 && info_.num_classes > 0) {
+      r.logits.resize(static_cast<size_t>(batch) * info_.num_classes);
+      o.logits = r.logits.data();
+    }
+    if (batch > 0 && (want_embeddings || info_.num_classes == 0)) {
+      r.embeddings.resize(static_cast<size_t>(batch) * info_.hidden_size);
+      o.embeddings = r.embeddings.data();
+    }
+    run(images, batch, o);
+    return r;
+  }
+  Outputs run(const std::vector<float>& images, int batch, bool want_embeddings = true) {
+    size_t per = static_cast<size_t>(info_.in_chans) * info_.image_height * info_.image_width;
+    if (batch < 0 || images.size() != per * static_cast<size_t>(batch))
+      throw Error(VIT_ERR_INVALID_ARGUMENT, "vitpp::Session::run: images holds " + std::to_string(images.size()) +
+                                                " floats, expected batch " + std::to_string(batch) + " x " +
+                                                std::to_string(per));
+    return run(images.data(), batch, want_embeddings);
+  }
+
+  // Thread-safe; see vit_session_cancel for when the request is consumed.
+  void cancel() noexcept { vit_session_cancel(s_.get()); }
+  int max_batch() const noexcept { return max_batch_; }
+  vit_session* get() const noexcept { return s_.get(); }
+
+ private:
+  std::unique_ptr<vit_session, detail::SessionDeleter> s_;
+  vit_model_info info_;
+  int max_batch_;
+};
+
+}  // namespace vitpp

@@ -1,0 +1,383 @@
+// vit-infer: the C API (include/vit/vit.h) over the internal C++ library.
+// Every entry point is noexcept in effect: exceptions become a heap vit_status carrying the
+// code and message (vit::Error -> its code, std::bad_alloc -> OUT_OF_MEMORY, anything else
+// -> INTERNAL). Handles wrap shared_ptr<const vit::Model> and a vit::Engine; images and
+// outputs are caller-owned host fp32 buffers in the layouts documented in vit.h.
+#include "vit/vit.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "core/error.h"
+#include "cpu/engine.h"
+#include "gpu/cuda_engine.h"
+#include "model/model.h"
+
+struct vit_status {
+  vit_status_code code;
+  std::string message;
+};
+
+struct vit_model {
+  std::shared_ptr<const vit::Model> model;
+  std::string description;  // cfg.describe(), cached so the returned char* stays valid
+};
+
+struct vit_session {
+  std::shared_ptr<const vit::Model> model;  // keeps weights alive after vit_model_free
+  std::unique_ptr<vit::Engine> engine;
+  int max_batch = 1;
+  std::mutex run_mu;  // serialises runs: engines own scratch buffers sized for one run
+  // Pending cancellation request; consumed (cleared) by the run that observes it, or by the
+  // run in progress when it returns. See vit_session_cancel in vit.h.
+  std::atomic<bool> cancel{false};
+};
+
+namespace {
+
+using vit::ErrorCode;
+
+// Returned when even the status object cannot be allocated; never freed.
+vit_status g_oom_status{VIT_ERR_OUT_OF_MEMORY, "out of memory"};
+
+vit_status* make_status(vit_status_code code, std::string msg) noexcept {
+  try {
+    return new vit_status{code, std::move(msg)};
+  } catch (...) {
+    return &g_oom_status;
+  }
+}
+
+vit_status_code to_c_code(ErrorCode c) noexcept {
+  int v = static_cast<int>(c);
+  // kOk in an exception is a bug in the thrower; unknown values likewise.
+  if (v <= VIT_OK || v > VIT_ERR_INTERNAL) return VIT_ERR_INTERNAL;
+  return static_cast<vit_status_code>(v);
+}
+
+// Runs f and turns whatever it throws into a status. `fn` names the entry point so that
+// internal errors say where they surfaced.
+template <class F>
+vit_status* guarded(const char* fn, F&& f) noexcept {
+  try {
+    f();
+    return nullptr;
+  } catch (const vit::Error& e) {
+    return make_status(to_c_code(e.code()), e.what());
+  } catch (const std::bad_alloc&) {
+    return make_status(VIT_ERR_OUT_OF_MEMORY, std::string(fn) + ": out of memory");
+  } catch (const std::exception& e) {
+    return make_status(VIT_ERR_INTERNAL, std::string(fn) + ": internal error: " + e.what());
+  } catch (...) {
+    return make_status(VIT_ERR_INTERNAL, std::string(fn) + ": internal error: unknown exception");
+  }
+}
+
+[[noreturn]] void invalid(const char* fn, const std::string& what) {
+  vit::fail(ErrorCode::kInvalidArgument, std::string(fn) + ": " + what);
+}
+
+// The integer a caller stored in an enum field. C callers may store any int there; in C++
+// loading an out-of-range value through the enum type is undefined, so read the bytes.
+template <class E>
+int raw_enum(const E& e) noexcept {
+  std::underlying_type_t<E> v;
+  std::memcpy(&v, &e, sizeof v);
+  return static_cast<int>(v);
+}
+
+void require(const void* p, const char* fn, const char* param) {
+  if (!p) invalid(fn, std::string(param) + " is NULL");
+}
+
+vit_pool to_c_pool(vit::GlobalPool p) {
+  return p == vit::GlobalPool::kAvg ? VIT_POOL_AVG : VIT_POOL_TOKEN;
+}
+
+const char* precision_name(vit_precision p) {
+  switch (p) {
+    case VIT_PRECISION_FP32: return "fp32";
+    case VIT_PRECISION_FP16: return "fp16";
+    case VIT_PRECISION_BF16: return "bf16";
+  }
+  return "?";
+}
+
+#ifdef VIT_WITH_CUDA
+vit::Precision to_internal(vit_precision p) {
+  switch (p) {
+    case VIT_PRECISION_FP16: return vit::Precision::kFP16;
+    case VIT_PRECISION_BF16: return vit::Precision::kBF16;
+    default: return vit::Precision::kFP32;
+  }
+}
+vit::GemmChoice to_internal(vit_gemm g) {
+  switch (g) {
+    case VIT_GEMM_CUSTOM: return vit::GemmChoice::kCustom;
+    case VIT_GEMM_CUBLASLT: return vit::GemmChoice::kCublasLt;
+    default: return vit::GemmChoice::kAuto;
+  }
+}
+#endif
+
+}  // namespace
+
+extern "C" {
+
+// ---- status ------------------------------------------------------------------------------
+
+vit_status_code vit_status_get_code(const vit_status* st) { return st ? st->code : VIT_OK; }
+
+const char* vit_status_get_message(const vit_status* st) { return st ? st->message.c_str() : "ok"; }
+
+void vit_status_free(vit_status* st) {
+  if (st && st != &g_oom_status) delete st;
+}
+
+const char* vit_version(void) { return VIT_VERSION_STRING; }
+
+const char* vit_status_code_name(vit_status_code code) {
+  const int v = raw_enum(code);
+  if (v < VIT_OK || v > VIT_ERR_INTERNAL) return "unknown error";
+  return vit::error_code_name(static_cast<ErrorCode>(v));
+}
+
+// ---- model -------------------------------------------------------------------------------
+
+vit_load_params vit_load_default_params(void) {
+  vit_load_params p;
+  p.architecture = nullptr;
+  p.image_size = 0;
+  p.num_heads = 0;
+  p.layer_norm_eps = 0.0f;
+  p.pool = VIT_POOL_DEFAULT;
+  p.labels_file = nullptr;
+  return p;
+}
+
+vit_status* vit_model_load(const char* path, const vit_load_params* params, vit_model** out) {
+  static const char* fn = "vit_model_load";
+  if (out) *out = nullptr;
+  return guarded(fn, [&] {
+    require(out, fn, "out");
+    require(path, fn, "path");
+    if (!*path) invalid(fn, "path is empty");
+    vit_load_params p = params ? *params : vit_load_default_params();
+
+    vit::ConfigOverrides ov;
+    if (p.architecture && *p.architecture) ov.architecture = std::string(p.architecture);
+    if (p.image_size < 0) invalid(fn, "image_size " + std::to_string(p.image_size) + " is negative");
+    if (p.image_size > 0) ov.image_size = p.image_size;
+    if (p.num_heads < 0) invalid(fn, "num_heads " + std::to_string(p.num_heads) + " is negative");
+    if (p.num_heads > 0) ov.heads = p.num_heads;
+    if (!(p.layer_norm_eps >= 0.0f) || !std::isfinite(p.layer_norm_eps))
+      invalid(fn, "layer_norm_eps " + std::to_string(p.layer_norm_eps) + " is negative or not finite");
+    if (p.layer_norm_eps > 0.0f) ov.ln_eps = p.layer_norm_eps;
+    switch (raw_enum(p.pool)) {
+      case VIT_POOL_DEFAULT: break;
+      case VIT_POOL_TOKEN: ov.pool = vit::GlobalPool::kToken; break;
+      case VIT_POOL_AVG: ov.pool = vit::GlobalPool::kAvg; break;
+      default: invalid(fn, "pool " + std::to_string(raw_enum(p.pool)) + " is not a vit_pool value");
+    }
+    if (p.labels_file && *p.labels_file) ov.labels_file = std::string(p.labels_file);
+
+    auto h = std::make_unique<vit_model>();
+    h->model = vit::load_model(path, ov);
+    if (!h->model) vit::fail(ErrorCode::kInternal, std::string(fn) + ": loader returned no model for " + path);
+    h->description = h->model->cfg.describe();
+    *out = h.release();
+  });
+}
+
+void vit_model_free(vit_model* model) { delete model; }
+
+vit_status* vit_model_get_info(const vit_model* model, vit_model_info* out) {
+  static const char* fn = "vit_model_get_info";
+  return guarded(fn, [&] {
+    require(model, fn, "model");
+    require(out, fn, "out");
+    const vit::ViTConfig& c = model->model->cfg;
+    vit_model_info i{};
+    i.image_height = c.image_h;
+    i.image_width = c.image_w;
+    i.patch_size = c.patch;
+    i.in_chans = c.in_chans;
+    i.hidden_size = c.hidden;
+    i.depth = c.depth;
+    i.num_heads = c.heads;
+    i.head_dim = c.head_dim();
+    i.mlp_size = c.mlp_hidden;
+    i.num_classes = c.num_classes;
+    i.num_tokens = c.tokens();
+    i.layer_norm_eps = c.ln_eps;
+    i.pool = to_c_pool(c.pool);
+    i.param_count = c.param_count();
+    i.flops_per_image = c.flops_per_image();
+    *out = i;
+  });
+}
+
+const char* vit_model_describe(const vit_model* model) { return model ? model->description.c_str() : ""; }
+
+vit_status* vit_model_get_preprocess(const vit_model* model, vit_preprocess_info* out) {
+  static const char* fn = "vit_model_get_preprocess";
+  return guarded(fn, [&] {
+    require(model, fn, "model");
+    require(out, fn, "out");
+    const vit::PreprocessConfig& pp = model->model->cfg.preprocess;
+    vit_preprocess_info i{};
+    i.resize = pp.resize == vit::PreprocessConfig::Resize::kDirect ? VIT_RESIZE_DIRECT
+                                                                    : VIT_RESIZE_SHORTEST_THEN_CROP;
+    if (pp.interpolation == "bicubic") {
+      i.interpolation = VIT_INTERP_BICUBIC;
+    } else if (pp.interpolation == "bilinear") {
+      i.interpolation = VIT_INTERP_BILINEAR;
+    } else {
+      vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": interpolation '" + pp.interpolation +
+                                             "' has no vit_interpolation value");
+    }
+    i.crop_pct = pp.crop_pct;
+    for (int k = 0; k < 3; ++k) {
+      i.mean[k] = pp.mean[k];
+      i.std[k] = pp.std[k];
+    }
+    i.rescale = pp.rescale;
+    *out = i;
+  });
+}
+
+const char* vit_model_get_label(const vit_model* model, int index) {
+  if (!model || index < 0) return nullptr;
+  const auto& labels = model->model->cfg.labels;
+  if (static_cast<size_t>(index) >= labels.size()) return nullptr;
+  return labels[static_cast<size_t>(index)].c_str();
+}
+
+int vit_model_get_warning_count(const vit_model* model) {
+  return model ? static_cast<int>(model->model->warnings.size()) : 0;
+}
+
+const char* vit_model_get_warning(const vit_model* model, int index) {
+  if (!model || index < 0) return nullptr;
+  const auto& w = model->model->warnings;
+  if (static_cast<size_t>(index) >= w.size()) return nullptr;
+  return w[static_cast<size_t>(index)].c_str();
+}
+
+// ---- session -----------------------------------------------------------------------------
+
+vit_session_params vit_session_default_params(void) {
+  vit_session_params p;
+  p.device = VIT_DEVICE_CPU;
+  p.device_id = 0;
+  p.precision = VIT_PRECISION_FP32;
+  p.max_batch = 64;
+  p.num_threads = 0;
+  p.gemm = VIT_GEMM_AUTO;
+  p.use_cuda_graphs = 1;
+  p.allow_tf32 = 0;
+  p.cuda_stream = nullptr;
+  return p;
+}
+
+vit_status* vit_session_create(const vit_model* model, const vit_session_params* params, vit_session** out) {
+  static const char* fn = "vit_session_create";
+  if (out) *out = nullptr;
+  return guarded(fn, [&] {
+    require(out, fn, "out");
+    require(model, fn, "model");
+    vit_session_params p = params ? *params : vit_session_default_params();
+
+    if (p.max_batch < 1) invalid(fn, "max_batch " + std::to_string(p.max_batch) + " must be >= 1");
+    const int precision = raw_enum(p.precision), gemm = raw_enum(p.gemm), device = raw_enum(p.device);
+    if (precision < VIT_PRECISION_FP32 || precision > VIT_PRECISION_BF16)
+      invalid(fn, "precision " + std::to_string(precision) + " is not a vit_precision value");
+    if (gemm < VIT_GEMM_AUTO || gemm > VIT_GEMM_CUBLASLT)
+      invalid(fn, "gemm " + std::to_string(gemm) + " is not a vit_gemm value");
+    if (device != VIT_DEVICE_CPU && device != VIT_DEVICE_CUDA)
+      invalid(fn, "device " + std::to_string(device) + " is not a vit_device value");
+    if (p.num_threads < 0) invalid(fn, "num_threads " + std::to_string(p.num_threads) + " is negative");
+
+    auto s = std::make_unique<vit_session>();
+    s->model = model->model;
+    s->max_batch = p.max_batch;
+    if (p.device == VIT_DEVICE_CPU) {
+      if (p.precision != VIT_PRECISION_FP32)
+        vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": precision " + precision_name(p.precision) +
+                                               " is not supported on the CPU device (fp32 only); use "
+                                               "VIT_DEVICE_CUDA for fp16/bf16");
+      if (p.gemm != VIT_GEMM_AUTO)
+        invalid(fn, "gemm selects a CUDA GEMM implementation; the CPU device takes VIT_GEMM_AUTO only");
+      s->engine = vit::make_cpu_engine(s->model, p.num_threads);
+    } else {  // VIT_DEVICE_CUDA
+      if (p.device_id < 0) invalid(fn, "device_id " + std::to_string(p.device_id) + " is negative");
+#ifdef VIT_WITH_CUDA
+      if (!vit::cuda_device_available())
+        vit::fail(ErrorCode::kDevice, std::string(fn) + ": no CUDA device is available (device_id " +
+                                          std::to_string(p.device_id) + ")");
+      vit::CudaEngineOptions o;
+      o.device_id = p.device_id;
+      o.precision = to_internal(p.precision);
+      o.max_batch = p.max_batch;
+      o.gemm = to_internal(p.gemm);
+      o.cuda_graphs = p.use_cuda_graphs != 0;
+      o.allow_tf32 = p.allow_tf32 != 0;
+      o.stream = p.cuda_stream;
+      s->engine = vit::make_cuda_engine(s->model, o);
+#else
+      vit::fail(ErrorCode::kUnsupported, std::string(fn) +
+                                             ": VIT_DEVICE_CUDA requested but this libvit was built without "
+                                             "CUDA support");
+#endif
+    }
+    if (!s->engine) vit::fail(ErrorCode::kInternal, std::string(fn) + ": engine factory returned null");
+    *out = s.release();
+  });
+}
+
+void vit_session_free(vit_session* session) { delete session; }
+
+vit_status* vit_session_run(vit_session* session, const float* images, int batch, const vit_outputs* outputs) {
+  static const char* fn = "vit_session_run";
+  return guarded(fn, [&] {
+    require(session, fn, "session");
+    require(images, fn, "images");
+    require(outputs, fn, "outputs");
+    if (batch < 1 || batch > session->max_batch)
+      invalid(fn, "batch " + std::to_string(batch) + " out of range [1, max_batch = " +
+                      std::to_string(session->max_batch) + "]");
+    if (!outputs->logits && !outputs->embeddings && !outputs->attention)
+      invalid(fn, "outputs requests nothing (logits, embeddings and attention are all NULL)");
+    if (outputs->logits && session->model->cfg.num_classes == 0)
+      invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
+                  "request embeddings instead");
+
+    std::lock_guard<std::mutex> lock(session->run_mu);
+    // Clears the request however the run ends: the run in progress consumes it (vit.h).
+    struct ClearOnExit {
+      std::atomic<bool>& f;
+      ~ClearOnExit() { f.store(false, std::memory_order_release); }
+    } clear{session->cancel};
+    if (session->cancel.load(std::memory_order_acquire))
+      vit::fail(ErrorCode::kCancelled, std::string(fn) + ": cancelled before the run started");
+
+    vit::RunOutputs o;
+    o.logits = outputs->logits;
+    o.embeddings = outputs->embeddings;
+    o.attention = outputs->attention;
+    session->engine->run(images, batch, o, &session->cancel);
+  });
+}
+
+void vit_session_cancel(vit_session* session) {
+  if (session) session->cancel.store(true, std::memory_order_release);
+}
+
+}  // extern "C"

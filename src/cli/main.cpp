@@ -1,0 +1,80 @@
+// vit-infer: command-line front end. Subcommands `classify` (top-k over .npy arrays or
+// images) and `info` (resolved configuration); `--version`. Parsing only: the work is in
+// classify.cpp / info.cpp. Results go to stdout, logs and errors to stderr.
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <string>
+
+#include "cli/commands.h"
+
+namespace {
+
+void add_model_options(CLI::App* app, vitcli::ModelOptions& m) {
+  app->add_option("-m,--model", m.model,
+                  "weights file (.safetensors / .npz) or a directory holding one plus config.json")
+      ->required();
+  app->add_option("--arch", m.arch, "timm architecture name (e.g. vit_base_patch16_224) to fill the config");
+  app->add_option("--image-size", m.image_size, "run resolution (square); resamples the position embeddings")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--heads", m.heads, "number of attention heads (when the config does not say)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--eps", m.eps, "LayerNorm epsilon override")->check(CLI::PositiveNumber);
+  app->add_option("--pool", m.pool, "global pooling override")->check(CLI::IsMember({"token", "avg"}));
+  app->add_option("--labels", m.labels, "class names, one per line (overrides the config's labels)");
+  app->add_flag("--json", m.json, "machine-readable output (JSON Lines for classify, one object for info)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vit-infer: Vision Transformer inference (CPU reference and CUDA engines)", "vit-infer"};
+  app.set_version_flag("--version", std::string("vit-infer ") + vit_version() + " (C API " +
+                                        std::to_string(VIT_API_VERSION) + ")");
+  app.require_subcommand(1);
+
+  vitcli::ClassifyOptions c;
+  CLI::App* classify = app.add_subcommand(
+      "classify",
+      "classify inputs and print the top-k classes with softmax probabilities. An INPUT is a "
+      "preprocessed float32 .npy array [B,3,H,W] or [3,H,W], an image (when built with image "
+      "support) or a directory of those. A model without a classifier (num_classes 0) prints "
+      "the L2 norm of each embedding instead; save them with --embeddings-out.");
+  add_model_options(classify, c.m);
+  classify->add_option("--device", c.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  classify->add_option("--precision", c.precision, "fp32 | fp16 | bf16 (cpu: fp32 only)")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
+  classify->add_option("-k,--top-k", c.top_k, "classes to print per image (clamped to num_classes)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  classify->add_option("--logits-out", c.logits_out, "write float32 logits [rows, classes] (.npy), input order");
+  classify->add_option("--embeddings-out", c.embeddings_out,
+                       "write float32 pooled embeddings [rows, hidden] (.npy), input order");
+  classify->add_option("-b,--batch", c.batch, "largest batch per run")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  classify->add_option("-t,--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  classify->add_option("--gemm", c.gemm, "CUDA GEMM: auto | custom | cublaslt")
+      ->check(CLI::IsMember({"auto", "custom", "cublaslt"}))->capture_default_str();
+  classify->add_option("inputs", c.inputs, "input files or directories")->required();
+
+  vitcli::ModelOptions info_opts;
+  CLI::App* info = app.add_subcommand("info", "print the resolved model configuration, size and cost");
+  add_model_options(info, info_opts);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);  // prints help / version / the usage error
+    return rc == 0 ? vitcli::kExitOk : vitcli::kExitUsage;
+  }
+
+  try {
+    if (*classify) return vitcli::run_classify(c);
+    if (*info) return vitcli::run_info(info_opts);
+  } catch (const std::exception& e) {  // e.g. bad_alloc for a huge --batch: report, never abort
+    vitcli::log_error(e.what());
+    return vitcli::kExitFailure;
+  }
+  return vitcli::kExitUsage;
+}

@@ -1,0 +1,616 @@
+// vit-infer tests: the C API (include/vit/vit.h) and its C++ wrapper (vit.hpp, namespace
+// vitpp), through the shipped shared library libvit. Models are random timm-layout
+// checkpoints written to a temp dir; results are compared with the internal CPU engine
+// (linked statically from vit_cpu) on the same file, which must agree bit for bit: both
+// run the same code on the same weights with the same thread count.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "cpu/engine.h"
+#include "model/model.h"
+#include "model_fixture.h"
+#include "test_api_fixture.h"
+#include "test_util.h"
+#include "vit/vit.h"
+#include "vit/vit.hpp"
+
+namespace {
+
+using vit::test::random_vec;
+
+constexpr int kThreads = 2;  // same for libvit sessions and the reference engine
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Owns a status and exposes code/message; frees on scope exit.
+struct Status {
+  vit_status* st;
+  explicit Status(vit_status* s) : st(s) {}
+  ~Status() { vit_status_free(st); }
+  Status(const Status&) = delete;
+  Status& operator=(const Status&) = delete;
+  vit_status_code code() const { return vit_status_get_code(st); }
+  std::string msg() const { return vit_status_get_message(st); }
+};
+
+#define EXPECT_STATUS(expr, want_code, needle)                                       \
+  do {                                                                               \
+    Status s_(expr);                                                                 \
+    EXPECT_EQ(s_.code(), want_code) << #expr << ": " << s_.msg();                    \
+    EXPECT_NE(s_.msg().find(needle), std::string::npos)                              \
+        << #expr << ": message '" << s_.msg() << "' does not mention '" << needle << "'"; \
+  } while (0)
+
+#define ASSERT_OK(expr)                                        \
+  do {                                                         \
+    Status s_(expr);                                           \
+    ASSERT_EQ(s_.code(), VIT_OK) << #expr << ": " << s_.msg(); \
+  } while (0)
+
+struct Ckpt {
+  std::string dir;
+  std::shared_ptr<vit::Model> mem;  // the in-memory model that was written
+};
+
+Ckpt make_ckpt(const vit::ViTConfig& cfg, uint64_t seed, bool labels = true) {
+  Ckpt c;
+  c.dir = vit::test::temp_dir();
+  c.mem = vit::test::random_model(cfg, seed);
+  vit::test::write_timm_checkpoint(*c.mem, c.dir, labels);
+  return c;
+}
+
+// Tiny: 32x32 image, patch 8 -> 16 patches + cls, D 32, 4 heads, depth 2, 10 classes.
+const Ckpt& tiny() {
+  static Ckpt c = make_ckpt(vit::test::small_config(32, 32, 8, 32, 4, 2, 10), 1234);
+  return c;
+}
+
+vit_model* load_tiny() {
+  vit_model* m = nullptr;
+  vit_status* st = vit_model_load(tiny().dir.c_str(), nullptr, &m);
+  EXPECT_EQ(st, nullptr) << vit_status_get_message(st);
+  vit_status_free(st);
+  return m;
+}
+
+vit_session* cpu_session(const vit_model* m, int max_batch = 8) {
+  vit_session_params p = vit_session_default_params();
+  p.max_batch = max_batch;
+  p.num_threads = kThreads;
+  vit_session* s = nullptr;
+  vit_status* st = vit_session_create(m, &p, &s);
+  EXPECT_EQ(st, nullptr) << vit_status_get_message(st);
+  vit_status_free(st);
+  return s;
+}
+
+struct Result {
+  std::vector<float> logits, emb, attn;
+};
+
+// Reference outputs from the internal engine on the same checkpoint.
+Result reference(const std::string& dir, const std::vector<float>& x, int batch) {
+  auto model = vit::load_model(dir);
+  auto eng = vit::make_cpu_engine(model, kThreads);
+  const auto& c = model->cfg;
+  Result r;
+  r.logits.assign(static_cast<size_t>(batch) * c.num_classes, kNaN);
+  r.emb.assign(static_cast<size_t>(batch) * c.hidden, kNaN);
+  r.attn.assign(static_cast<size_t>(batch) * c.heads * c.tokens() * c.tokens(), kNaN);
+  vit::RunOutputs o;
+  o.logits = c.num_classes ? r.logits.data() : nullptr;
+  o.embeddings = r.emb.data();
+  o.attention = r.attn.data();
+  eng->run(x.data(), batch, o);
+  return r;
+}
+
+Result run_api(vit_session* s, const vit_model_info& i, const std::vector<float>& x, int batch,
+               vit_status_code* code = nullptr) {
+  Result r;
+  r.logits.assign(static_cast<size_t>(batch) * i.num_classes, kNaN);  // poisoned
+  r.emb.assign(static_cast<size_t>(batch) * i.hidden_size, kNaN);
+  r.attn.assign(static_cast<size_t>(batch) * i.num_heads * i.num_tokens * i.num_tokens, kNaN);
+  vit_outputs o{};
+  o.logits = i.num_classes ? r.logits.data() : nullptr;
+  o.embeddings = r.emb.data();
+  o.attention = r.attn.data();
+  Status st(vit_session_run(s, x.data(), batch, &o));
+  if (code) {
+    *code = st.code();
+  } else {
+    EXPECT_EQ(st.code(), VIT_OK) << st.msg();
+  }
+  return r;
+}
+
+bool all_finite(const std::vector<float>& v) {
+  for (float f : v)
+    if (!std::isfinite(f)) return false;
+  return !v.empty();
+}
+
+void expect_bitwise_equal(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+      << what << ": max |diff| " << vit::test::max_abs_diff(a.data(), b.data(), a.size());
+}
+
+// Stores an arbitrary int in an enum field the way a C caller can (a C++ cast to an
+// out-of-range enum value would itself be undefined).
+template <class E>
+void set_raw(E* field, int v) {
+  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized here");
+  std::memcpy(field, &v, sizeof v);
+}
+
+vit_model_info info_of(const vit_model* m) {
+  vit_model_info i{};
+  Status st(vit_model_get_info(m, &i));
+  EXPECT_EQ(st.code(), VIT_OK) << st.msg();
+  return i;
+}
+
+size_t image_floats(const vit_model_info& i) {
+  return static_cast<size_t>(i.in_chans) * i.image_height * i.image_width;
+}
+
+// ---------------------------------------------------------------------------------------
+
+TEST(CApi, StatusAndVersion) {
+  EXPECT_EQ(vit_status_get_code(nullptr), VIT_OK);
+  EXPECT_STREQ(vit_status_get_message(nullptr), "ok");
+  vit_status_free(nullptr);
+  EXPECT_STREQ(vit_version(), VIT_VERSION_STRING);
+  EXPECT_STREQ(vit_status_code_name(VIT_ERR_CANCELLED), "cancelled");
+  EXPECT_STREQ(vit_status_code_name(VIT_ERR_INVALID_ARGUMENT), "invalid argument");
+}
+
+TEST(CApi, NullSafety) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  vit_session* s = cpu_session(m);
+  ASSERT_NE(s, nullptr);
+  std::vector<float> x(image_floats(info_of(m)), 0.1f);
+  std::vector<float> logits(10);
+  vit_outputs o{};
+  o.logits = logits.data();
+
+  // Release functions and cancel accept NULL.
+  vit_model_free(nullptr);
+  vit_session_free(nullptr);
+  vit_session_cancel(nullptr);
+
+  vit_model* out_m = reinterpret_cast<vit_model*>(0x1);  // must be reset to NULL on failure
+  EXPECT_STATUS(vit_model_load(nullptr, nullptr, &out_m), VIT_ERR_INVALID_ARGUMENT, "path");
+  EXPECT_EQ(out_m, nullptr);
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), nullptr, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
+  EXPECT_STATUS(vit_model_load("", nullptr, &out_m), VIT_ERR_INVALID_ARGUMENT, "path");
+
+  vit_model_info info;
+  EXPECT_STATUS(vit_model_get_info(nullptr, &info), VIT_ERR_INVALID_ARGUMENT, "model");
+  EXPECT_STATUS(vit_model_get_info(m, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
+  vit_preprocess_info pp;
+  EXPECT_STATUS(vit_model_get_preprocess(nullptr, &pp), VIT_ERR_INVALID_ARGUMENT, "model");
+  EXPECT_STATUS(vit_model_get_preprocess(m, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
+  EXPECT_STREQ(vit_model_describe(nullptr), "");
+  EXPECT_EQ(vit_model_get_label(nullptr, 0), nullptr);
+  EXPECT_EQ(vit_model_get_warning_count(nullptr), 0);
+  EXPECT_EQ(vit_model_get_warning(nullptr, 0), nullptr);
+
+  vit_session* out_s = reinterpret_cast<vit_session*>(0x1);
+  EXPECT_STATUS(vit_session_create(nullptr, nullptr, &out_s), VIT_ERR_INVALID_ARGUMENT, "model");
+  EXPECT_EQ(out_s, nullptr);
+  EXPECT_STATUS(vit_session_create(m, nullptr, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
+
+  EXPECT_STATUS(vit_session_run(nullptr, x.data(), 1, &o), VIT_ERR_INVALID_ARGUMENT, "session");
+  EXPECT_STATUS(vit_session_run(s, nullptr, 1, &o), VIT_ERR_INVALID_ARGUMENT, "images");
+  EXPECT_STATUS(vit_session_run(s, x.data(), 1, nullptr), VIT_ERR_INVALID_ARGUMENT, "outputs");
+
+  // NULL params mean defaults: these succeed.
+  vit_session* s2 = nullptr;
+  ASSERT_OK(vit_session_create(m, nullptr, &s2));
+  vit_session_free(s2);
+
+  vit_session_free(s);
+  vit_model_free(m);
+}
+
+TEST(CApi, LoadErrorsNameTheProblem) {
+  vit_model* m = nullptr;
+  const std::string missing = vit::test::temp_dir() + "/no_such_model.safetensors";
+  {
+    Status st(vit_model_load(missing.c_str(), nullptr, &m));
+    EXPECT_TRUE(st.code() == VIT_ERR_IO || st.code() == VIT_ERR_INVALID_ARGUMENT) << st.msg();
+    EXPECT_NE(st.msg().find("no_such_model.safetensors"), std::string::npos) << st.msg();
+    EXPECT_EQ(m, nullptr);
+  }
+  const std::string garbage = vit::test::temp_dir() + "/garbage.safetensors";
+  vit::test::write_file(garbage, {1, 2, 3});
+  EXPECT_STATUS(vit_model_load(garbage.c_str(), nullptr, &m), VIT_ERR_FORMAT, "garbage.safetensors");
+
+  vit_load_params p = vit_load_default_params();
+  p.image_size = -32;
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &p, &m), VIT_ERR_INVALID_ARGUMENT, "image_size");
+  p = vit_load_default_params();
+  set_raw(&p.pool, 7);
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &p, &m), VIT_ERR_INVALID_ARGUMENT, "pool");
+  p = vit_load_default_params();
+  p.layer_norm_eps = -1.0f;
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &p, &m), VIT_ERR_INVALID_ARGUMENT, "layer_norm_eps");
+  p = vit_load_default_params();
+  p.architecture = "not_a_vit";
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &p, &m), VIT_ERR_INVALID_ARGUMENT, "not_a_vit");
+  p = vit_load_default_params();
+  const std::string no_labels = vit::test::temp_dir() + "/labels_missing.txt";
+  p.labels_file = no_labels.c_str();
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &p, &m), VIT_ERR_IO, "labels_missing.txt");
+  EXPECT_EQ(m, nullptr);
+}
+
+TEST(CApi, InfoLabelsAndOverrides) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  const vit::ViTConfig& c = tiny().mem->cfg;
+  vit_model_info i = info_of(m);
+  EXPECT_EQ(i.image_height, 32);
+  EXPECT_EQ(i.image_width, 32);
+  EXPECT_EQ(i.patch_size, 8);
+  EXPECT_EQ(i.in_chans, 3);
+  EXPECT_EQ(i.hidden_size, 32);
+  EXPECT_EQ(i.depth, 2);
+  EXPECT_EQ(i.num_heads, 4);
+  EXPECT_EQ(i.head_dim, 8);
+  EXPECT_EQ(i.mlp_size, 64);
+  EXPECT_EQ(i.num_classes, 10);
+  EXPECT_EQ(i.num_tokens, 17);
+  EXPECT_EQ(i.pool, VIT_POOL_TOKEN);
+  EXPECT_FLOAT_EQ(i.layer_norm_eps, 1e-6f);
+  EXPECT_EQ(i.param_count, c.param_count());
+  EXPECT_GT(i.param_count, 0);
+  EXPECT_GT(i.flops_per_image, 0.0);
+  ASSERT_NE(vit_model_get_label(m, 3), nullptr);
+  EXPECT_STREQ(vit_model_get_label(m, 3), "class_3");
+  EXPECT_EQ(vit_model_get_label(m, 10), nullptr);
+  EXPECT_EQ(vit_model_get_label(m, -1), nullptr);
+  EXPECT_GT(std::strlen(vit_model_describe(m)), 0u);
+  int nw = vit_model_get_warning_count(m);
+  EXPECT_GE(nw, 0);
+  EXPECT_EQ(vit_model_get_warning(m, nw), nullptr);
+  vit_preprocess_info pp{};
+  ASSERT_OK(vit_model_get_preprocess(m, &pp));
+  EXPECT_EQ(pp.resize, VIT_RESIZE_SHORTEST_THEN_CROP);
+  EXPECT_EQ(pp.interpolation, VIT_INTERP_BICUBIC);
+  EXPECT_FLOAT_EQ(pp.crop_pct, 0.9f);
+  EXPECT_FLOAT_EQ(pp.mean[1], 0.5f);
+  EXPECT_FLOAT_EQ(pp.std[2], 0.5f);
+  vit_model_free(m);
+
+  // Overrides reach the loader: a 48x48 run size (pos-embed resampled), avg pooling, eps,
+  // and a labels file.
+  const std::string labels = vit::test::temp_dir() + "/labels.txt";
+  {
+    std::ofstream f(labels);
+    for (int k = 0; k < 10; ++k) f << "name" << k << "\n";
+  }
+  vit_load_params p = vit_load_default_params();
+  p.image_size = 48;
+  p.layer_norm_eps = 1e-5f;
+  p.labels_file = labels.c_str();
+  ASSERT_OK(vit_model_load(tiny().dir.c_str(), &p, &m));
+  i = info_of(m);
+  EXPECT_EQ(i.image_height, 48);
+  EXPECT_EQ(i.num_tokens, 37);
+  EXPECT_FLOAT_EQ(i.layer_norm_eps, 1e-5f);
+  EXPECT_STREQ(vit_model_get_label(m, 7), "name7");
+  vit_model_free(m);
+}
+
+TEST(CApi, SessionParamErrors) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  vit_session* s = nullptr;
+  vit_session_params p = vit_session_default_params();
+  EXPECT_EQ(p.device, VIT_DEVICE_CPU);
+  EXPECT_EQ(p.precision, VIT_PRECISION_FP32);
+  EXPECT_GE(p.max_batch, 1);
+
+  p.max_batch = 0;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "max_batch");
+  p = vit_session_default_params();
+  p.precision = VIT_PRECISION_FP16;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_UNSUPPORTED, "fp16");
+  p.precision = VIT_PRECISION_BF16;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_UNSUPPORTED, "CPU");
+  p = vit_session_default_params();
+  set_raw(&p.precision, 9);
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "precision");
+  p = vit_session_default_params();
+  set_raw(&p.device, 5);
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "device");
+  p = vit_session_default_params();
+  p.num_threads = -2;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "num_threads");
+  p = vit_session_default_params();
+  p.gemm = VIT_GEMM_CUBLASLT;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "gemm");
+  p = vit_session_default_params();
+  p.device = VIT_DEVICE_CUDA;
+  p.device_id = -1;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "device_id");
+  EXPECT_EQ(s, nullptr);
+  vit_model_free(m);
+}
+
+// Without a usable GPU (this build or this machine) a CUDA session fails cleanly; with one
+// it must run and produce finite logits.
+TEST(CApi, CudaSessionFailsCleanlyOrRuns) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  vit_session_params p = vit_session_default_params();
+  p.device = VIT_DEVICE_CUDA;
+  p.max_batch = 2;
+  vit_session* s = nullptr;
+  Status st(vit_session_create(m, &p, &s));
+  if (st.code() != VIT_OK) {
+    EXPECT_TRUE(st.code() == VIT_ERR_DEVICE || st.code() == VIT_ERR_UNSUPPORTED) << st.msg();
+    EXPECT_NE(st.msg().find("CUDA"), std::string::npos) << st.msg();
+    EXPECT_EQ(s, nullptr);
+  } else {
+    ASSERT_NE(s, nullptr);
+    vit_model_info i = info_of(m);
+    std::vector<float> x = random_vec(2 * image_floats(i));
+    std::vector<float> logits(2 * i.num_classes, kNaN);
+    vit_outputs o{};
+    o.logits = logits.data();
+    ASSERT_OK(vit_session_run(s, x.data(), 2, &o));
+    EXPECT_TRUE(all_finite(logits));
+    vit_session_free(s);
+  }
+  vit_model_free(m);
+}
+
+TEST(CApi, RunArgumentErrors) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  vit_session* s = cpu_session(m, 4);
+  ASSERT_NE(s, nullptr);
+  vit_model_info i = info_of(m);
+  std::vector<float> x = random_vec(5 * image_floats(i));
+  std::vector<float> logits(5 * i.num_classes);
+  vit_outputs o{};
+  o.logits = logits.data();
+  EXPECT_STATUS(vit_session_run(s, x.data(), 0, &o), VIT_ERR_INVALID_ARGUMENT, "batch 0");
+  EXPECT_STATUS(vit_session_run(s, x.data(), -1, &o), VIT_ERR_INVALID_ARGUMENT, "batch -1");
+  EXPECT_STATUS(vit_session_run(s, x.data(), 5, &o), VIT_ERR_INVALID_ARGUMENT, "max_batch = 4");
+  vit_outputs none{};
+  EXPECT_STATUS(vit_session_run(s, x.data(), 1, &none), VIT_ERR_INVALID_ARGUMENT, "requests nothing");
+  ASSERT_OK(vit_session_run(s, x.data(), 4, &o));  // the limit itself is fine
+  vit_session_free(s);
+  vit_model_free(m);
+}
+
+TEST(CApi, RunMatchesInternalEngineExactly) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  vit_session* s = cpu_session(m);
+  ASSERT_NE(s, nullptr);
+  vit_model_info i = info_of(m);
+  for (int batch : {1, 3, 8}) {
+    std::vector<float> x = random_vec(batch * image_floats(i));
+    Result got = run_api(s, i, x, batch);
+    Result want = reference(tiny().dir, x, batch);
+    ASSERT_TRUE(all_finite(got.logits)) << "batch " << batch;
+    ASSERT_TRUE(all_finite(got.emb));
+    ASSERT_TRUE(all_finite(got.attn));
+    EXPECT_GT(vit::test::max_abs(got.logits.data(), got.logits.size()), 0.0f);  // not a zero result
+    expect_bitwise_equal(got.logits, want.logits, "logits");
+    expect_bitwise_equal(got.emb, want.emb, "embeddings");
+    expect_bitwise_equal(got.attn, want.attn, "attention");
+  }
+  vit_session_free(s);
+  vit_model_free(m);
+}
+
+TEST(CApi, SessionOutlivesModelHandle) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  vit_model_info i = info_of(m);
+  vit_session* s = cpu_session(m);
+  ASSERT_NE(s, nullptr);
+  vit_model_free(m);  // the session holds its own reference to the weights
+  std::vector<float> x = random_vec(2 * image_floats(i));
+  Result got = run_api(s, i, x, 2);
+  expect_bitwise_equal(got.logits, reference(tiny().dir, x, 2).logits, "logits");
+  vit_session_free(s);
+}
+
+TEST(CApi, HeadlessModelGivesEmbeddingsOnly) {
+  static Ckpt c = make_ckpt(vit::test::small_config(32, 32, 8, 32, 4, 1, 0), 77);
+  vit_model* m = nullptr;
+  ASSERT_OK(vit_model_load(c.dir.c_str(), nullptr, &m));
+  vit_model_info i = info_of(m);
+  EXPECT_EQ(i.num_classes, 0);
+  EXPECT_EQ(vit_model_get_label(m, 0), nullptr);
+  vit_session* s = cpu_session(m);
+  std::vector<float> x = random_vec(2 * image_floats(i));
+  std::vector<float> logits(16, kNaN);
+  vit_outputs o{};
+  o.logits = logits.data();
+  EXPECT_STATUS(vit_session_run(s, x.data(), 2, &o), VIT_ERR_INVALID_ARGUMENT, "num_classes = 0");
+  Result got = run_api(s, i, x, 2);
+  EXPECT_TRUE(all_finite(got.emb));
+  expect_bitwise_equal(got.emb, reference(c.dir, x, 2).emb, "embeddings");
+  vit_session_free(s);
+  vit_model_free(m);
+}
+
+TEST(CApi, ConcurrentRunsOnOneSessionAreSerialisedAndExact) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  vit_session* s = cpu_session(m);
+  ASSERT_NE(s, nullptr);
+  vit_model_info i = info_of(m);
+  constexpr int kWorkers = 4, kIters = 6, kBatch = 3;
+  std::vector<std::vector<float>> inputs, want;
+  for (int t = 0; t < kWorkers; ++t) {
+    inputs.push_back(random_vec(kBatch * image_floats(i)));
+    want.push_back(run_api(s, i, inputs.back(), kBatch).logits);  // single-threaded reference
+  }
+  std::atomic<int> mismatches{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kWorkers; ++t) {
+    threads.emplace_back([&, t] {
+      for (int it = 0; it < kIters; ++it) {
+        std::vector<float> logits(kBatch * i.num_classes, kNaN);
+        vit_outputs o{};
+        o.logits = logits.data();
+        vit_status* st = vit_session_run(s, inputs[t].data(), kBatch, &o);
+        if (st) ++failures;
+        vit_status_free(st);
+        if (std::memcmp(logits.data(), want[t].data(), logits.size() * sizeof(float)) != 0) ++mismatches;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0);
+  vit_session_free(s);
+  vit_model_free(m);
+}
+
+TEST(CApi, CancelBeforeRunIsNotLost) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  vit_session* s = cpu_session(m);
+  vit_model_info i = info_of(m);
+  std::vector<float> x = random_vec(image_floats(i));
+  vit_session_cancel(s);  // no run in progress: the next run takes it
+  vit_status_code code = VIT_OK;
+  run_api(s, i, x, 1, &code);
+  EXPECT_EQ(code, VIT_ERR_CANCELLED);
+  {
+    std::vector<float> logits(i.num_classes);
+    vit_outputs o{};
+    o.logits = logits.data();
+    vit_session_cancel(s);
+    EXPECT_STATUS(vit_session_run(s, x.data(), 1, &o), VIT_ERR_CANCELLED, "cancelled");
+  }
+  // Consumed: the following run succeeds and is exact.
+  Result got = run_api(s, i, x, 1);
+  expect_bitwise_equal(got.logits, reference(tiny().dir, x, 1).logits, "logits after cancel");
+  vit_session_free(s);
+  vit_model_free(m);
+}
+
+TEST(CApi, CancelFromAnotherThreadStopsARun) {
+  // ViT-Ti-sized (D 192, depth 12, 197 tokens): a batch-4 run takes long enough on the CPU
+  // for a cancel issued mid-run to land between layers.
+  static Ckpt big = make_ckpt(vit::test::small_config(224, 224, 16, 192, 3, 12, 100), 99);
+  vit_model* m = nullptr;
+  ASSERT_OK(vit_model_load(big.dir.c_str(), nullptr, &m));
+  vit_session* s = cpu_session(m, 4);
+  ASSERT_NE(s, nullptr);
+  vit_model_info i = info_of(m);
+  std::vector<float> x = random_vec(4 * image_floats(i));
+
+  int cancelled = 0, completed = 0;
+  for (int attempt = 0; attempt < 5 && cancelled == 0; ++attempt) {
+    std::atomic<bool> started{false};
+    vit_status_code code = VIT_OK;
+    std::thread runner([&] {
+      std::vector<float> logits(4 * i.num_classes, kNaN);
+      vit_outputs o{};
+      o.logits = logits.data();
+      started = true;
+      vit_status* st = vit_session_run(s, x.data(), 4, &o);
+      code = vit_status_get_code(st);
+      vit_status_free(st);
+    });
+    while (!started) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 + 10 * attempt));
+    vit_session_cancel(s);
+    runner.join();
+    ASSERT_TRUE(code == VIT_ERR_CANCELLED || code == VIT_OK) << vit_status_code_name(code);
+    if (code == VIT_ERR_CANCELLED) ++cancelled; else ++completed;
+  }
+  EXPECT_GE(cancelled, 1) << "no cancel landed in " << completed << " runs";
+
+  // A cancel that arrived after its run had returned is pending and takes the next run;
+  // at most that one run is affected, then runs succeed and match the reference.
+  vit_status_code code = VIT_OK;
+  Result got = run_api(s, i, x, 4, &code);
+  if (code == VIT_ERR_CANCELLED) got = run_api(s, i, x, 4, &code);
+  ASSERT_EQ(code, VIT_OK) << vit_status_code_name(code);
+  expect_bitwise_equal(got.logits, reference(big.dir, x, 4).logits, "logits after cancel");
+  vit_session_free(s);
+  vit_model_free(m);
+}
+
+// ---- C++ wrapper --------------------------------------------------------------------------
+
+TEST(CppApi, ModelSessionRunAndErrors) {
+  vitpp::Model model(tiny().dir);
+  EXPECT_EQ(model.info().num_classes, 10);
+  EXPECT_EQ(model.label(2), "class_2");
+  EXPECT_EQ(model.label(99), "");
+  EXPECT_TRUE(model.has_labels());
+  EXPECT_FALSE(model.describe().empty());
+  EXPECT_EQ(model.preprocess().interpolation, VIT_INTERP_BICUBIC);
+  EXPECT_EQ(model.image_numel(), 3u * 32 * 32);
+
+  vit_session_params p = vit_session_default_params();
+  p.max_batch = 4;
+  p.num_threads = kThreads;
+  vitpp::Session session(model, p);
+  EXPECT_EQ(session.max_batch(), 4);
+  std::vector<float> x = random_vec(3 * model.image_numel());
+  vitpp::Outputs out = session.run(x, 3);
+  Result want = reference(tiny().dir, x, 3);
+  EXPECT_EQ(out.batch, 3);
+  expect_bitwise_equal(out.logits, want.logits, "vitpp logits");
+  expect_bitwise_equal(out.embeddings, want.emb, "vitpp embeddings");
+
+  // Errors carry the C code and message.
+  try {
+    session.run(x.data(), 5);
+    FAIL() << "batch 5 > max_batch 4 did not throw";
+  } catch (const vitpp::Error& e) {
+    EXPECT_EQ(e.code(), VIT_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("batch 5"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(session.run(x, 2), vitpp::Error);  // 3 images' worth of floats for batch 2
+  try {
+    vitpp::Model bad("/nonexistent/dir/model.safetensors");
+    FAIL() << "loading a missing file did not throw";
+  } catch (const vitpp::Error& e) {
+    EXPECT_NE(e.code(), VIT_OK);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/dir"), std::string::npos) << e.what();
+  }
+  vit_session_params fp16 = vit_session_default_params();
+  fp16.precision = VIT_PRECISION_FP16;
+  try {
+    vitpp::Session bad(model, fp16);
+    FAIL() << "fp16 on the CPU did not throw";
+  } catch (const vitpp::Error& e) {
+    EXPECT_EQ(e.code(), VIT_ERR_UNSUPPORTED);
+  }
+  // The internal vit::Error and the public vitpp::Error coexist in one translation unit.
+  EXPECT_THROW(vit::load_model("/nonexistent/x.safetensors"), vit::Error);
+
+  session.cancel();
+  EXPECT_THROW(session.run(x, 3), vitpp::Error);
+  EXPECT_NO_THROW(session.run(x, 3));
+}
+
+}  // namespace

@@ -1,0 +1,17 @@
+# vit-infer CLI tests: a GoogleTest driver that runs the program (popen), plus plain ctest
+# checks of the program itself.
+vit_add_test(test_cli test_cli.cpp model_fixture.cpp LIBS vit_cpu)
+target_compile_definitions(test_cli PRIVATE VIT_INFER_BIN="$<TARGET_FILE:vit-infer>")
+add_dependencies(test_cli vit-infer)
+
+add_test(NAME cli_version COMMAND $<TARGET_FILE:vit-infer> --version)
+set_tests_properties(cli_version PROPERTIES PASS_REGULAR_EXPRESSION "^vit-infer [0-9]+\\.[0-9]+\\.[0-9]+")
+add_test(NAME cli_help COMMAND $<TARGET_FILE:vit-infer> classify --help)
+set_tests_properties(cli_help PROPERTIES PASS_REGULAR_EXPRESSION "--logits-out")
+add_test(NAME cli_missing_model COMMAND $<TARGET_FILE:vit-infer> info --model /nonexistent/vit-model)
+set_tests_properties(cli_missing_model PROPERTIES WILL_FAIL TRUE)
+
+# libvit exports the C API and nothing else (src/api/vit.map).
+add_test(NAME libvit_exports_only_c_api
+         COMMAND sh -c "nm -D --defined-only \"$1\" | awk '{print $3}' | grep -v '^vit_' | grep . && exit 1; nm -D --defined-only \"$1\" | grep -q ' vit_session_run$'"
+                 sh $<TARGET_FILE:vit>)

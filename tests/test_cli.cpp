@@ -1,0 +1,372 @@
+// vit-infer tests: the `vit-infer` program, run as a subprocess (popen) on random
+// timm-layout checkpoints in a temp dir. Checks the table and JSON Lines outputs, the
+// --logits-out / --embeddings-out arrays (against the internal CPU engine), per-file error
+// reporting with a non-zero exit, `info`, and usage errors. VIT_INFER_BIN is the program.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cpu/engine.h"
+#include "io/npy.h"
+#include "model/model.h"
+#include "model_fixture.h"
+#include "test_api_fixture.h"
+#include "test_util.h"
+
+namespace {
+
+using nlohmann::json;
+
+struct Proc {
+  int rc = -1;
+  std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+Proc run_cli(const std::vector<std::string>& args) {
+  static int counter = 0;
+  const std::string err_file = vit::test::temp_dir() + "/stderr" + std::to_string(counter++) + ".txt";
+  std::string cmd = quote(VIT_INFER_BIN);
+  for (const auto& a : args) cmd += " " + quote(a);
+  cmd += " 2>" + quote(err_file);
+  Proc p;
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return p;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.out.append(buf, n);
+  int status = pclose(f);
+  p.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream e(err_file);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  p.err = ss.str();
+  return p;
+}
+
+std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> v;
+  std::stringstream ss(s);
+  std::string l;
+  while (std::getline(ss, l))
+    if (!l.empty()) v.push_back(l);
+  return v;
+}
+
+// A .npy file with an arbitrary dtype string (e.g. '<i4'), for wrong-dtype inputs.
+void write_raw_npy(const std::string& path, const std::string& descr, const std::vector<int64_t>& shape,
+                   size_t elem_size) {
+  std::string shp = "(";
+  int64_t numel = 1;
+  for (int64_t d : shape) {
+    shp += std::to_string(d) + ", ";
+    numel *= d;
+  }
+  shp += ")";
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shp + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string file = "\x93NUMPY";
+  file += '\x01';
+  file += '\x00';
+  file += static_cast<char>(header.size() & 0xff);
+  file += static_cast<char>(header.size() >> 8);
+  file += header;
+  file.append(static_cast<size_t>(numel) * elem_size, '\0');
+  std::vector<uint8_t> bytes(file.begin(), file.end());
+  vit::test::write_file(path, bytes);
+}
+
+// One classifier model (10 classes) and one headless (num_classes 0), plus inputs.
+struct Fixture {
+  std::string dir, model, headless;
+  std::string good1, good2, bad_shape, bad_dtype, missing, fake_jpg;
+  std::vector<float> x1, x2;  // [2, 3, 32, 32], [3, 32, 32]
+};
+
+const Fixture& fx() {
+  static Fixture f = [] {
+    Fixture f;
+    f.dir = vit::test::temp_dir();
+    f.model = f.dir + "/model";
+    f.headless = f.dir + "/headless";
+    std::filesystem::create_directories(f.model);
+    std::filesystem::create_directories(f.headless);
+    vit::test::write_timm_checkpoint(*vit::test::random_model(vit::test::small_config(32, 32, 8, 32, 4, 2, 10), 5),
+                                     f.model);
+    vit::test::write_timm_checkpoint(*vit::test::random_model(vit::test::small_config(32, 32, 8, 32, 4, 1, 0), 6),
+                                     f.headless);
+    f.x1 = vit::test::random_vec(2 * 3 * 32 * 32);
+    f.x2 = vit::test::random_vec(3 * 32 * 32);
+    f.good1 = f.dir + "/good1.npy";
+    f.good2 = f.dir + "/good2.npy";
+    vit::write_npy(f.good1, f.x1.data(), {2, 3, 32, 32});
+    vit::write_npy(f.good2, f.x2.data(), {3, 32, 32});
+    f.bad_shape = f.dir + "/bad_shape.npy";
+    std::vector<float> small(3 * 16 * 16, 0.5f);
+    vit::write_npy(f.bad_shape, small.data(), {1, 3, 16, 16});
+    f.bad_dtype = f.dir + "/bad_dtype.npy";
+    write_raw_npy(f.bad_dtype, "<i4", {1, 3, 32, 32}, 4);
+    f.missing = f.dir + "/missing.npy";
+    f.fake_jpg = f.dir + "/fake.jpg";
+    vit::test::write_file(f.fake_jpg, {'n', 'o', 't', ' ', 'a', ' ', 'j', 'p', 'g'});
+    return f;
+  }();
+  return f;
+}
+
+// Reference logits [3, 10] for good1 ++ good2 from the internal engine, one batch of 3.
+std::vector<float> reference_logits() {
+  auto model = vit::load_model(fx().model);
+  auto eng = vit::make_cpu_engine(model, 2);
+  std::vector<float> x = fx().x1;
+  x.insert(x.end(), fx().x2.begin(), fx().x2.end());
+  std::vector<float> logits(3 * 10, NAN);
+  vit::RunOutputs o;
+  o.logits = logits.data();
+  eng->run(x.data(), 3, o);
+  return logits;
+}
+
+int argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
+
+TEST(Cli, ClassifyTablePrintsTopK) {
+  Proc p = run_cli({"classify", "--model", fx().model, "--top-k", "3", "--threads", "2", fx().good1, fx().good2});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  auto ls = lines(p.out);
+  ASSERT_EQ(ls.size(), 1u + 3 * 3) << p.out;  // header + 3 rows x top-3
+  EXPECT_NE(ls[0].find("prob"), std::string::npos);
+  std::vector<float> ref = reference_logits();
+  // Rank-1 lines: file, row, rank 1, the reference argmax, its label.
+  const std::string want[3] = {fx().good1 + "\t0\t1\t" + std::to_string(argmax(&ref[0], 10)),
+                               fx().good1 + "\t1\t1\t" + std::to_string(argmax(&ref[10], 10)),
+                               fx().good2 + "\t0\t1\t" + std::to_string(argmax(&ref[20], 10))};
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(ls[1 + 3 * r].rfind(want[r] + "\t", 0), 0u) << ls[1 + 3 * r] << " vs " << want[r];
+    EXPECT_NE(ls[1 + 3 * r].find("class_"), std::string::npos);
+  }
+  EXPECT_NE(p.err.find("loaded"), std::string::npos);  // logs go to stderr
+}
+
+TEST(Cli, JsonLinesParseAndTopKIsClamped) {
+  Proc p = run_cli({"classify", "--model", fx().model, "--json", "--top-k", "50", fx().good1, fx().good2});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  auto ls = lines(p.out);
+  ASSERT_EQ(ls.size(), 3u) << p.out;
+  std::vector<float> ref = reference_logits();
+  const std::string files[3] = {fx().good1, fx().good1, fx().good2};
+  const int rows[3] = {0, 1, 0};
+  for (int r = 0; r < 3; ++r) {
+    json j = json::parse(ls[r]);
+    EXPECT_EQ(j.at("file"), files[r]);
+    EXPECT_EQ(j.at("index"), rows[r]);
+    const json& top = j.at("topk");
+    ASSERT_EQ(top.size(), 10u);  // clamped to num_classes
+    double sum = 0.0, prev = 2.0;
+    for (const json& t : top) {
+      double pr = t.at("prob").get<double>();
+      EXPECT_LE(pr, prev);
+      prev = pr;
+      sum += pr;
+      int idx = t.at("index").get<int>();
+      EXPECT_EQ(t.at("label"), "class_" + std::to_string(idx));
+    }
+    // All classes listed: the softmax sums to 1 up to double rounding of 10 terms.
+    EXPECT_NEAR(sum, 1.0, 1e-9);
+    EXPECT_EQ(top[0].at("index").get<int>(), argmax(&ref[10 * r], 10));
+    // Probability of the top class from the reference logits (fp32 logits, softmax in double).
+    double mx = *std::max_element(&ref[10 * r], &ref[10 * r] + 10), z = 0.0;
+    for (int c = 0; c < 10; ++c) z += std::exp(static_cast<double>(ref[10 * r + c]) - mx);
+    EXPECT_NEAR(top[0].at("prob").get<double>(), 1.0 / z, 1e-12);
+  }
+}
+
+TEST(Cli, LogitsOutMatchesEngineAndBatchSplitting) {
+  const std::string out3 = vit::test::temp_dir() + "/logits.npy";
+  Proc p = run_cli({"classify", "--model", fx().model, "--threads", "2", "--batch", "8", "--logits-out", out3,
+                    fx().good1, fx().good2});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  vit::Tensor t = vit::read_npy(out3);
+  ASSERT_EQ(t.shape, (std::vector<int64_t>{3, 10}));
+  std::vector<float> ref = reference_logits();
+  // Same engine, same weights, same batch of 3 and thread count: bit-identical.
+  EXPECT_EQ(0, std::memcmp(t.ptr(), ref.data(), ref.size() * sizeof(float)))
+      << "max |diff| " << vit::test::max_abs_diff(t.ptr(), ref.data(), ref.size());
+
+  // --batch 2 splits the rows into runs of 2 + 1; rows keep input order. Different GEMM
+  // shapes may round differently: tolerance 1e-4 on O(1) logits is far below any mix-up.
+  const std::string out2 = vit::test::temp_dir() + "/logits_b2.npy";
+  p = run_cli({"classify", "--model", fx().model, "--batch", "2", "--logits-out", out2, fx().good1, fx().good2});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  vit::Tensor t2 = vit::read_npy(out2);
+  ASSERT_EQ(t2.shape, (std::vector<int64_t>{3, 10}));
+  EXPECT_LT(vit::test::max_abs_diff(t2.ptr(), ref.data(), ref.size()), 1e-4f);
+  EXPECT_GT(vit::test::max_abs(t2.ptr(), ref.size()), 0.0f);
+}
+
+TEST(Cli, BadInputsAreReportedAndTheRestClassified) {
+  const std::string logits = vit::test::temp_dir() + "/logits.npy";
+  Proc p = run_cli({"classify", "--model", fx().model, "--json", "--top-k", "2", "--logits-out", logits, fx().good1,
+                    fx().missing, fx().bad_shape, fx().bad_dtype, fx().fake_jpg, fx().good2});
+  EXPECT_NE(p.rc, 0) << p.out;
+  for (const std::string& bad : {fx().missing, fx().bad_shape, fx().bad_dtype, fx().fake_jpg})
+    EXPECT_NE(p.err.find(bad), std::string::npos) << "stderr does not name " << bad << ":\n" << p.err;
+  auto ls = lines(p.out);
+  ASSERT_EQ(ls.size(), 7u) << p.out;  // 2 rows of good1, 4 errors, 1 row of good2, in input order
+  const std::string order[7] = {fx().good1, fx().good1, fx().missing, fx().bad_shape,
+                                fx().bad_dtype, fx().fake_jpg, fx().good2};
+  for (int i = 0; i < 7; ++i) {
+    json j = json::parse(ls[i]);
+    EXPECT_EQ(j.at("file"), order[i]) << ls[i];
+    bool is_error = i >= 2 && i <= 5;
+    EXPECT_EQ(j.contains("error"), is_error) << ls[i];
+    EXPECT_EQ(j.contains("topk"), !is_error) << ls[i];
+    if (is_error) EXPECT_FALSE(j.at("error").get<std::string>().empty());
+  }
+  EXPECT_NE(json::parse(ls[3]).at("error").get<std::string>().find("shape"), std::string::npos) << ls[3];
+  // The good rows are still written, in input order.
+  vit::Tensor t = vit::read_npy(logits);
+  ASSERT_EQ(t.shape, (std::vector<int64_t>{3, 10}));
+  std::vector<float> ref = reference_logits();
+  EXPECT_LT(vit::test::max_abs_diff(t.ptr(), ref.data(), ref.size()), 1e-4f);
+}
+
+TEST(Cli, DirectoryInputExpandsSorted) {
+  const std::string d = vit::test::temp_dir();
+  std::vector<float> x(3 * 32 * 32, 0.25f);
+  vit::write_npy(d + "/b.npy", x.data(), {3, 32, 32});
+  vit::write_npy(d + "/a.npy", x.data(), {1, 3, 32, 32});
+  vit::test::write_file(d + "/notes.txt", {'x'});  // ignored
+  Proc p = run_cli({"classify", "--model", fx().model, "--json", "-k", "1", d});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  auto ls = lines(p.out);
+  ASSERT_EQ(ls.size(), 2u) << p.out;
+  EXPECT_EQ(json::parse(ls[0]).at("file"), d + "/a.npy");
+  EXPECT_EQ(json::parse(ls[1]).at("file"), d + "/b.npy");
+  // Identical inputs, same answer. Rows at different batch positions may round differently
+  // inside the GEMMs, so probabilities agree to 1e-5 (fp32 rounding, O(1) logits).
+  const json a = json::parse(ls[0]).at("topk")[0], b = json::parse(ls[1]).at("topk")[0];
+  EXPECT_EQ(a.at("index"), b.at("index"));
+  EXPECT_NEAR(a.at("prob").get<double>(), b.at("prob").get<double>(), 1e-5);
+}
+
+TEST(Cli, HeadlessModelPrintsEmbeddingNorms) {
+  const std::string emb = vit::test::temp_dir() + "/emb.npy";
+  Proc p = run_cli({"classify", "--model", fx().headless, "--json", "--embeddings-out", emb, fx().good1});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  auto ls = lines(p.out);
+  ASSERT_EQ(ls.size(), 2u) << p.out;
+  vit::Tensor t = vit::read_npy(emb);
+  ASSERT_EQ(t.shape, (std::vector<int64_t>{2, 32}));
+  for (int r = 0; r < 2; ++r) {
+    double ss = 0.0;
+    for (int d = 0; d < 32; ++d) ss += static_cast<double>(t.data[r * 32 + d]) * t.data[r * 32 + d];
+    json j = json::parse(ls[r]);
+    EXPECT_GT(j.at("embedding_norm").get<double>(), 0.0);
+    EXPECT_NEAR(j.at("embedding_norm").get<double>(), std::sqrt(ss), 1e-9 * (1 + std::sqrt(ss)));
+  }
+  p = run_cli({"classify", "--model", fx().headless, "--logits-out", emb, fx().good1});
+  EXPECT_EQ(p.rc, 2);
+  EXPECT_NE(p.err.find("num_classes 0"), std::string::npos) << p.err;
+}
+
+TEST(Cli, ModelAndUsageErrors) {
+  Proc p = run_cli({"classify", "--model", fx().dir + "/nope", fx().good1});
+  EXPECT_EQ(p.rc, 1);
+  EXPECT_NE(p.err.find(fx().dir + "/nope"), std::string::npos) << p.err;
+  EXPECT_TRUE(p.out.empty()) << p.out;
+
+  p = run_cli({"classify", "--model", fx().model, "--precision", "fp16", fx().good1});
+  EXPECT_EQ(p.rc, 1);
+  EXPECT_NE(p.err.find("fp16"), std::string::npos) << p.err;
+
+  p = run_cli({"classify", "--model", fx().model});  // no INPUT
+  EXPECT_EQ(p.rc, 2);
+  p = run_cli({"classify", "--model", fx().model, "--top-k", "0", fx().good1});
+  EXPECT_EQ(p.rc, 2);
+  p = run_cli({"classify", "--model", fx().model, "--device", "tpu", fx().good1});
+  EXPECT_EQ(p.rc, 2);
+  p = run_cli({});
+  EXPECT_EQ(p.rc, 2);
+}
+
+TEST(Cli, InfoPrintsTheConfiguration) {
+  Proc p = run_cli({"info", "--model", fx().model});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  EXPECT_NE(p.out.find("parameters:"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("GFLOPs per image"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("32"), std::string::npos) << p.out;
+
+  p = run_cli({"info", "--model", fx().model, "--json", "--image-size", "48"});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  json j = json::parse(p.out);
+  EXPECT_EQ(j.at("hidden_size"), 32);
+  EXPECT_EQ(j.at("depth"), 2);
+  EXPECT_EQ(j.at("num_heads"), 4);
+  EXPECT_EQ(j.at("num_classes"), 10);
+  EXPECT_EQ(j.at("num_tokens"), 37);  // 48/8 = 6x6 patches + cls
+  EXPECT_EQ(j.at("image_size"), json::array({48, 48}));
+  EXPECT_EQ(j.at("param_count").get<int64_t>(),
+            vit::test::small_config(48, 48, 8, 32, 4, 2, 10).param_count());  // pos table at 48x48
+  EXPECT_TRUE(j.at("has_labels").get<bool>());
+
+  p = run_cli({"info", "--model", fx().dir + "/nope"});
+  EXPECT_EQ(p.rc, 1);
+}
+
+// The shipped program on a golden fixture (tools/ reference logits computed in float64 by
+// timm / transformers): fp32 CPU logits agree to 1e-4 absolute, several times the fp32
+// accumulation error of these small models yet far below any real mistake.
+TEST(Cli, GoldenFixtureLogits) {
+  int checked = 0;
+  for (const char* name : {"timm_token", "hf_cls", "timm_avg"}) {
+    const std::string dir = vit::test::data_path(std::string("golden/") + name);
+    if (!std::filesystem::exists(dir + "/logits.npy") || !std::filesystem::exists(dir + "/case.json")) continue;
+    json c = json::parse(std::ifstream(dir + "/case.json"));
+    if (c.contains("overrides") && !c.at("overrides").empty()) continue;  // needs flags we do not pass
+    const std::string out = vit::test::temp_dir() + "/golden_logits.npy";
+    Proc p = run_cli({"classify", "--model", dir + "/" + c.value("model", std::string("model")), "--logits-out", out,
+                      dir + "/input.npy"});
+    ASSERT_EQ(p.rc, 0) << name << ": " << p.err;
+    vit::Tensor got = vit::read_npy(out), want = vit::read_npy(dir + "/logits.npy");
+    ASSERT_EQ(got.shape, want.shape) << name;
+    EXPECT_LT(vit::test::max_abs_diff(got.ptr(), want.ptr(), want.data.size()), 1e-4f) << name;
+    ++checked;
+  }
+  if (checked == 0) GTEST_SKIP() << "no golden fixtures under tests/data/golden";
+}
+
+// Image files go through src/image (decode + preprocessing) when the build has it.
+TEST(Cli, ImageInputClassifiedWhenSupported) {
+  const std::string img = vit::test::data_path("images/gray_120x80.jpg");
+  if (!std::filesystem::exists(img)) GTEST_SKIP() << "no test image " << img;
+  Proc p = run_cli({"classify", "--model", fx().model, "--json", "-k", "1", img, fx().good2});
+  if (p.err.find("image inputs not supported yet") != std::string::npos) {
+    EXPECT_NE(p.rc, 0);
+    GTEST_SKIP() << "built without image support";
+  }
+  ASSERT_EQ(p.rc, 0) << p.err;
+  auto ls = lines(p.out);
+  ASSERT_EQ(ls.size(), 2u) << p.out;
+  json j = json::parse(ls[0]);
+  EXPECT_EQ(j.at("file"), img);
+  double prob = j.at("topk")[0].at("prob").get<double>();
+  EXPECT_TRUE(prob > 0.0 && prob <= 1.0) << prob;
+}
+
+}  // namespace
