@@ -35,20 +35,34 @@ __global__ void pool_kernel(const PoolParams p) {
   }
 }
 
-// Block-wide (256 threads) reduction of (value, index): max value, lowest index on ties.
+constexpr int kNoIndex = 0x7fffffff;
+
+// Whether candidate (ov, oi) beats (v, idx): any real index beats kNoIndex, a number beats NaN,
+// then the larger value, then the lower index. A total order even with NaN logits, so that
+// every rank gets a real, distinct index (with plain `>` a NaN could make kNoIndex win and the
+// host would index logits with 2^31 - 1).
+__device__ __forceinline__ bool better(float ov, int oi, float v, int idx) {
+  if (oi == kNoIndex) return false;
+  if (idx == kNoIndex) return true;
+  const bool on = ov != ov, vn = v != v;
+  if (on != vn) return vn;
+  return ov > v || ((ov == v || on) && oi < idx);
+}
+
+// Block-wide (256 threads) reduction of (value, index) under `better`.
 __device__ void block_argmax(float& v, int& idx, float* sv, int* si) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, v, o);
     const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-    if (ov > v || (ov == v && oi < idx)) { v = ov; idx = oi; }
+    if (better(ov, oi, v, idx)) { v = ov; idx = oi; }
   }
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) { sv[warp] = v; si[warp] = idx; }
   __syncthreads();
   if (threadIdx.x == 0) {
     for (int w = 1; w < 8; ++w) {
-      if (sv[w] > sv[0] || (sv[w] == sv[0] && si[w] < si[0])) { sv[0] = sv[w]; si[0] = si[w]; }
+      if (better(sv[w], si[w], sv[0], si[0])) { sv[0] = sv[w]; si[0] = si[w]; }
     }
   }
   __syncthreads();
@@ -64,13 +78,13 @@ __global__ void __launch_bounds__(256) softmax_topk_kernel(const SoftmaxTopkPara
   __shared__ int taken[32];
   const int b = blockIdx.x, tid = threadIdx.x;
   const T* x = static_cast<const T*>(p.logits) + static_cast<int64_t>(b) * p.C;
-  const int big = 0x7fffffff;
+  const int big = kNoIndex;
 
   float mx = -INFINITY;
   int mi = big;
   for (int c = tid; c < p.C; c += 256) {
     const float v = to_f(x[c]);
-    if (v > mx || (v == mx && c < mi)) { mx = v; mi = c; }
+    if (better(v, c, mx, mi)) { mx = v; mi = c; }
   }
   block_argmax(mx, mi, sv, si);
   float sum = 0.0f;
@@ -93,7 +107,7 @@ __global__ void __launch_bounds__(256) softmax_topk_kernel(const SoftmaxTopkPara
       for (int q = 0; q < r; ++q) used |= taken[q] == c;
       if (used) continue;
       const float xv = to_f(x[c]);
-      if (idx == big || xv > v || (xv == v && c < idx)) { v = xv; idx = c; }
+      if (better(xv, c, v, idx)) { v = xv; idx = c; }
     }
     block_argmax(v, idx, sv, si);
     if (tid == 0) {

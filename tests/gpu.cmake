@@ -8,3 +8,32 @@ if(TARGET vit_gpu)
   target_include_directories(test_gpu_kernels PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
   target_include_directories(test_gpu_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 endif()
+
+# test_gpu_emu: the shipped kernels (kernels/*.cu, launch syntax rewritten by gpu_emu/transform.cmake)
+# run on the CPU by the fiber emulator in gpu_emu/, against the same test_gpu_kernels.cpp. Needs
+# neither nvcc nor a GPU, so it runs in every build; it checks indexing, fragment layouts (the
+# emulator implements mma.sync / ldmatrix from the PTX ISA tables), cp.async group ordering,
+# 16-byte alignment of every cp.async / ldmatrix address and barrier convergence. It cannot see
+# timing, real shared-memory limits, register pressure or hardware-only races.
+if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
+  set(_emu_src)
+  foreach(k gemm attention layernorm head patch_embed)
+    set(_in ${PROJECT_SOURCE_DIR}/kernels/${k}.cu)
+    set(_out ${CMAKE_CURRENT_BINARY_DIR}/gpu_emu_gen/${k}_emu.cpp)
+    add_custom_command(OUTPUT ${_out}
+                       COMMAND ${CMAKE_COMMAND} -DIN=${_in} -DOUT=${_out}
+                               -P ${CMAKE_CURRENT_SOURCE_DIR}/gpu_emu/transform.cmake
+                       DEPENDS ${_in} ${CMAKE_CURRENT_SOURCE_DIR}/gpu_emu/transform.cmake
+                       COMMENT "gpu-emu: rewriting kernels/${k}.cu")
+    list(APPEND _emu_src ${_out})
+  endforeach()
+  # Not vit_add_test: the test names equal test_gpu_kernels', so ctest gets them prefixed "emu.".
+  add_executable(test_gpu_emu test_gpu_kernels.cpp gpu_emu/emu.cpp ${_emu_src})
+  target_link_libraries(test_gpu_emu PRIVATE vit_test_util GTest::gtest_main)
+  gtest_discover_tests(test_gpu_emu TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                       PROPERTIES TIMEOUT 900)
+  # The emulator's cuda_runtime_api.h / device_common.cuh must shadow the real ones.
+  target_include_directories(test_gpu_emu BEFORE PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/gpu_emu
+                             ${PROJECT_SOURCE_DIR}/kernels ${CMAKE_CURRENT_SOURCE_DIR})
+  target_compile_definitions(test_gpu_emu PRIVATE VIT_GPU_EMU_BUILD=1)
+endif()

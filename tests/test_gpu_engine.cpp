@@ -267,6 +267,60 @@ TEST(GpuEngine, CancelAndBadArguments) {
   }
 }
 
+// The benchmark hooks: run_device must give exactly what run() gives (same graph, same arena),
+// through a padded bucket, with and without a classifier; profile_nodes must name every node.
+TEST(GpuEngine, RunDeviceMatchesRunAndProfileNodes) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (int classes : {10, 0}) {
+    ViTConfig cfg = small_config(64, 64, 16, 128, 2, 2, classes);
+    std::shared_ptr<const Model> model = random_model(cfg, 21, 1.0f);
+    for (Precision prec : {Precision::kFP32, Precision::kBF16}) {
+      SCOPED_TRACE(std::string(pname(prec)) + " classes " + std::to_string(classes));
+      cudaStream_t s = nullptr;
+      VIT_TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      {
+        CudaEngineOptions o;
+        o.precision = prec;
+        o.max_batch = 4;
+        o.stream = s;
+        auto eng = make_cuda_engine(model, o);
+        auto* ce = dynamic_cast<gpu::CudaEngine*>(eng.get());
+        ASSERT_NE(ce, nullptr);
+        const int batch = 3;  // bucket 4: one padded image
+        const auto img = images_for(cfg, batch);
+        const Outputs want = run_engine(*eng, cfg, img, batch);
+        const std::vector<float>& ref = classes > 0 ? want.logits : want.emb;
+        DevMem dimg(DType::F32, img), dout(DType::F32, ref.size());
+        dout.poison();
+        ce->run_device(static_cast<const float*>(dimg.get()), batch, static_cast<float*>(dout.get()));
+        VIT_TEST_CUDA(cudaStreamSynchronize(s));
+        // Same graph and arena: equal up to run-to-run differences of cuBLASLt reductions (if any).
+        EXPECT_TRUE(close_rel(dout.download(), ref, 1e-5f));
+        ce->run_device(static_cast<const float*>(dimg.get()), batch, nullptr);  // outputs not wanted
+        VIT_TEST_CUDA(cudaStreamSynchronize(s));
+        EXPECT_THROW(ce->run_device(static_cast<const float*>(dimg.get()), 5, nullptr), Error);  // > max_batch
+        EXPECT_THROW(ce->run_device(nullptr, 1, nullptr), Error);
+
+        const auto nodes = ce->profile_nodes(batch, 3);
+        ASSERT_FALSE(nodes.empty());
+        int gemms = 0, attn = 0;
+        for (const auto& n : nodes) {
+          EXPECT_FALSE(n.name.empty());
+          EXPECT_TRUE(std::isfinite(n.ms) && n.ms >= 0.0) << n.name << " " << n.ms;
+          gemms += n.kind == "gemm";
+          attn += n.kind == "attention";
+        }
+        EXPECT_EQ(gemms, 1 + 4 * cfg.depth + (classes > 0 ? 1 : 0));  // patch, 4 per block, head
+        EXPECT_EQ(attn, cfg.depth);
+        // The engine is still correct after profiling (profile_nodes leaves no state behind).
+        const Outputs again = run_engine(*eng, cfg, img, batch);
+        EXPECT_TRUE(close_rel(classes > 0 ? again.logits : again.emb, ref, 1e-5f));
+      }
+      VIT_TEST_CUDA(cudaStreamDestroy(s));
+    }
+  }
+}
+
 TEST(GpuEngine, OutOfMemoryThenRecovers) {
   VIT_SKIP_WITHOUT_GPU();
   ViTConfig cfg;  // ViT-B/16: ~5 MB of activations per image -> 100000 images is ~0.5 TB

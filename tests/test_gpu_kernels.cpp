@@ -2,6 +2,10 @@
 // CPU reference computed from the same (storage-rounded) inputs, for F32 / F16 / BF16, tokens
 // 197 / 50 / 577, batch 1 / 3 / 64 and head dims 24 / 32 / 48 / 64 / 80 / 128. Outputs are
 // poisoned with NaN before every launch. Skips when no CUDA device is present.
+// The same file is built as test_gpu_emu against the CPU emulator (tests/gpu_emu, which defines
+// VIT_GPU_EMU_BUILD): there the case lists are smaller (the emulator runs ~10^7 MAC/s) but
+// still take every kernel path: both GEMM tile shapes (the emulator reports 8 SMs), M / N / K
+// tails, every tensor-core head-dim family, the 32-key tiles of hd > 96 and both QKV layouts.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -88,9 +92,14 @@ void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, 
 
 TEST(GpuGemm, AllEpiloguesShapesAndTypes) {
   VIT_SKIP_WITHOUT_GPU();
+#ifdef VIT_GPU_EMU_BUILD
+  // 64x64 tiles below 8 tiles of 128x128, 128x128 from there (the emulator reports 8 SMs).
+  const GemmCase cases[] = {{197, 136, 96}, {37, 33, 20}, {1, 100, 768}, {129, 130, 592}, {260, 400, 40}};
+#else
   const GemmCase cases[] = {{197, 768, 256}, {150, 192, 192}, {577, 200, 136}, {3200, 72, 64},
                             {12608, 40, 32}, {37, 33, 20},    {1, 1000, 768},  {64, 3072, 64},
                             {2048, 1152, 32}, {2053, 1157, 40}};  // the last two use 128x128 tiles
+#endif
   for (DType dt : kTypes) {
     for (GemmKernel kern : {GemmKernel::kAuto, GemmKernel::kSimt}) {
       if (dt == DType::F32 && kern == GemmKernel::kSimt) continue;  // F32 is always SIMT
@@ -125,7 +134,11 @@ TEST(GpuGemm, InPlaceResidual) {
   VIT_SKIP_WITHOUT_GPU();
   for (DType dt : kTypes) {
     SCOPED_TRACE(dt_label(dt));
+#ifdef VIT_GPU_EMU_BUILD
+    const int M = 197, N = 72, K = 64;
+#else
     const int M = 3 * 197, N = 192, K = 192;
+#endif
     const auto x = round_to(dt, random_vec(static_cast<size_t>(M) * K));
     const auto w = round_to(dt, random_vec(static_cast<size_t>(N) * K, -0.07f, 0.07f));
     const auto b = round_to(dt, random_vec(N));
@@ -159,7 +172,11 @@ TEST(GpuGemm, QkvScatterEpilogue) {
   struct QC {
     int B, T, heads, hd, K;
   };
+#ifdef VIT_GPU_EMU_BUILD
+  const QC cases[] = {{1, 197, 1, 64, 64}, {3, 50, 2, 24, 48}};
+#else
   const QC cases[] = {{1, 197, 2, 64, 128}, {3, 50, 2, 80, 160}, {64, 50, 1, 24, 48}, {1, 577, 1, 128, 64}};
+#endif
   for (DType dt : kTypes) {
     for (GemmKernel kern : {GemmKernel::kAuto, GemmKernel::kSimt}) {
       for (const QC& q : cases) {
@@ -226,7 +243,11 @@ TEST(GpuLayerNorm, RowsResidualAndStride) {
   struct LC {
     int rows, D;
   };
+#ifdef VIT_GPU_EMU_BUILD
+  const LC cases[] = {{197, 768}, {3 * 50, 192}, {77, 100}};
+#else
   const LC cases[] = {{197, 768}, {3 * 50, 192}, {577, 100}, {64 * 197, 64}, {64 * 50, 1024}};
+#endif
   for (DType dt : kTypes) {
     for (const LC& lc : cases) {
       SCOPED_TRACE(std::string(dt_label(dt)) + " rows=" + std::to_string(lc.rows) + " D=" + std::to_string(lc.D));
@@ -329,8 +350,13 @@ void attn_ref(const std::vector<float>& q, const std::vector<float>& k, const st
 
 TEST(GpuAttention, FlashAndSimtBothLayouts) {
   VIT_SKIP_WITHOUT_GPU();
+#ifdef VIT_GPU_EMU_BUILD
+  const AttnCase cases[] = {{1, 1, 197, 64}, {2, 2, 50, 80}, {1, 1, 130, 128}, {2, 1, 70, 24},
+                            {1, 1, 70, 112}, {1, 1, 70, 96}, {2, 1, 50, 32},  {1, 1, 50, 48}};
+#else
   const AttnCase cases[] = {{1, 2, 197, 64}, {3, 2, 50, 80}, {1, 1, 577, 128}, {2, 3, 197, 24},
                             {64, 1, 50, 64}, {1, 2, 577, 80}, {3, 1, 197, 32}, {2, 1, 50, 48}};
+#endif
   for (DType dt : kTypes) {
     for (const AttnCase& c : cases) {
       const size_t n = static_cast<size_t>(c.B) * c.H * c.T * c.hd;
@@ -499,7 +525,11 @@ TEST(GpuPatchEmbed, PatchifyMatchesIm2col) {
 TEST(GpuPatchEmbed, EmbedFinish) {
   VIT_SKIP_WITHOUT_GPU();
   for (DType dt : kTypes) {
+#ifdef VIT_GPU_EMU_BUILD
+    for (int B : {1, 3}) {
+#else
     for (int B : {1, 3, 64}) {
+#endif
       const int N = 196, D = 96, T = N + 1;
       SCOPED_TRACE(std::string(dt_label(dt)) + " B=" + std::to_string(B));
       const auto pe = round_to(dt, random_vec(static_cast<size_t>(B) * N * D));
@@ -614,6 +644,49 @@ TEST(GpuHead, SoftmaxTopk) {
       EXPECT_TRUE(close_rel(probs, want, 1e-4f));
     }
   }
+}
+
+TEST(GpuHead, SoftmaxTopkNaNLogitsStillGiveRealIndices) {
+  VIT_SKIP_WITHOUT_GPU();
+  // A NaN logit (a diverged model, garbage input) must not make the arg-max return the
+  // "no index" sentinel: every rank gets a distinct index in [0, C), numbers before NaNs.
+  const int B = 2, C = 300, k = 5;
+  std::vector<float> x = random_vec(static_cast<size_t>(B) * C, -4.0f, 4.0f);
+  for (int c = 0; c < C; c += 3) x[static_cast<size_t>(c)] = NAN;  // row 0: every third logit
+  for (int c = 0; c < C; ++c) x[static_cast<size_t>(C + c)] = c < C - 2 ? NAN : static_cast<float>(c);  // row 1: 2 numbers
+  DevMem dx(DType::F32, x), didx(DType::F32, static_cast<size_t>(B) * k), dtop(DType::F32, static_cast<size_t>(B) * k);
+  didx.poison();
+  SoftmaxTopkParams p;
+  p.dtype = DType::F32;
+  p.logits = dx.get();
+  p.topk_index = static_cast<int*>(didx.get());
+  p.topk_prob = static_cast<float*>(dtop.get());
+  p.B = B;
+  p.C = C;
+  p.k = k;
+  launch_softmax_topk(p, nullptr);
+  sync_or_throw();
+  std::vector<int> topi(static_cast<size_t>(B) * k);
+  ASSERT_EQ(cudaMemcpy(topi.data(), didx.get(), topi.size() * sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+  for (int b = 0; b < B; ++b) {
+    std::vector<int> seen;
+    for (int i = 0; i < k; ++i) {
+      const int idx = topi[static_cast<size_t>(b) * k + i];
+      ASSERT_GE(idx, 0) << "row " << b << " rank " << i;
+      ASSERT_LT(idx, C) << "row " << b << " rank " << i;
+      EXPECT_EQ(std::count(seen.begin(), seen.end(), idx), 0) << "duplicate index " << idx;
+      seen.push_back(idx);
+    }
+  }
+  // Row 0: the top 5 are the 5 largest numbers (NaNs rank last).
+  std::vector<int> order;
+  for (int c = 0; c < C; ++c)
+    if (!std::isnan(x[static_cast<size_t>(c)])) order.push_back(c);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int c2) { return x[static_cast<size_t>(a)] > x[static_cast<size_t>(c2)]; });
+  for (int i = 0; i < k; ++i) EXPECT_EQ(topi[static_cast<size_t>(i)], order[static_cast<size_t>(i)]) << "rank " << i;
+  // Row 1: the two numbers (C-1 > C-2), then the lowest-index NaNs 0, 1, 2.
+  const std::vector<int> want1 = {C - 1, C - 2, 0, 1, 2};
+  for (int i = 0; i < k; ++i) EXPECT_EQ(topi[static_cast<size_t>(k + i)], want1[static_cast<size_t>(i)]) << "rank " << i;
 }
 
 TEST(GpuHead, ToF32AndGelu) {

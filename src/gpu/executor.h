@@ -5,12 +5,21 @@
 // into a CUDA graph and replayed. Exposed for tests and tools (arena size, chosen GEMMs).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "gpu/cuda_engine.h"
 
 namespace vit::gpu {
+
+// One node of the forward graph timed by profile_nodes (kind: "patchify", "gemm", "embed",
+// "layernorm", "attention", "pool", "to_f32"; cuBLASLt GEMMs are named "... [cublaslt]").
+struct NodeTiming {
+  std::string name;
+  std::string kind;
+  double ms = 0;
+};
 
 class CudaEngine : public Engine {
  public:
@@ -22,6 +31,18 @@ class CudaEngine : public Engine {
   // Bucket batch sizes (ascending) and whether each one currently replays a CUDA graph.
   virtual std::vector<int> buckets() const = 0;
   virtual bool bucket_uses_graph(int bucket) const = 0;
+
+  // Device-resident run: d_images [batch, C, H, W] fp32 on the engine's device, d_logits
+  // [batch, classes] fp32 on the device ([batch, D] pooled embeddings when num_classes == 0; may
+  // be null). 1 <= batch <= max_batch. Enqueued on the engine's stream (CudaEngineOptions::stream):
+  // a device-to-device copy of the images into the arena, the bucket's graph (or plain launches),
+  // a device-to-device copy of the outputs. No host copies, no synchronisation: the caller orders
+  // its own work after it on that stream. Neither buffer may be touched until then.
+  virtual void run_device(const float* d_images, int batch, float* d_logits) = 0;
+  // Runs the nodes of the bucket serving `batch` without the graph, `reps` times (after one
+  // warm-up pass), with an event pair around each node, on whatever the arena holds (timings
+  // only; outputs are not defined). Returns the mean ms per node in graph order. Synchronises.
+  virtual std::vector<NodeTiming> profile_nodes(int batch, int reps) = 0;
 };
 
 }  // namespace vit::gpu
