@@ -143,6 +143,12 @@ typedef struct vit_outputs {
   float* logits;     /* [batch, num_classes] */
   float* embeddings; /* [batch, hidden_size]: the pooled features the head reads */
   float* attention;  /* [batch, num_heads, num_tokens, num_tokens]: last block's probabilities */
+  /* [depth, batch, num_tokens, num_tokens]: every block's softmax probabilities averaged over
+   * the heads (layer-major; token 0 is the class token, then the patches in row-major grid
+   * order). Each row sums to 1. For attention maps / rollout. CPU device only for now: a
+   * CUDA session returns VIT_ERR_UNSUPPORTED when it is requested. Zero-initialise
+   * vit_outputs (vit_outputs o = {0};) so that this field is NULL when unused. */
+  float* attention_layers;
 } vit_outputs;
 
 /* images: host [batch, in_chans, image_height, image_width] fp32, normalised.
@@ -151,6 +157,23 @@ typedef struct vit_outputs {
  * On an error the contents of the output buffers are unspecified. */
 VIT_API vit_status* vit_session_run(vit_session* session, const float* images, int batch,
                                     const vit_outputs* outputs);
+
+/* A caller-owned decoded image: interleaved RGB8, [height, width, 3] uint8, row-major, rows
+ * packed (stride width * 3). Only read during the call. */
+typedef struct vit_image {
+  const uint8_t* rgb;
+  int width, height;
+} vit_image;
+
+/* Raw images in, answers out: each image is resized, cropped and normalised exactly as the
+ * model's preprocessing says (vit_model_get_preprocess; Pillow-exact resampling) to the run
+ * size, and the batch of `count` images runs as vit_session_run would. Images may differ in
+ * size. 1 <= count <= max_batch; the model must take 3 input channels. A CUDA session
+ * preprocesses on the device where the engine supports it, else on the host. Output rules
+ * and errors as vit_session_run, plus VIT_ERR_INVALID_ARGUMENT naming the image for a NULL
+ * or 0-sized one. */
+VIT_API vit_status* vit_session_run_images(vit_session* session, const vit_image* images, int count,
+                                           const vit_outputs* outputs);
 /* Requests cancellation. The request stays pending until a run consumes it:
  *  - a run in progress stops at its next layer boundary and returns VIT_ERR_CANCELLED
  *    (if it finishes its work before noticing, it returns normally and the request is

@@ -90,6 +90,17 @@ struct Outputs {
   std::vector<float> embeddings;  // [batch, hidden_size]
 };
 
+// Results of Session::run_attention(images, batch).
+struct AttentionOutputs {
+  int batch = 0, depth = 0, tokens = 0;  // tokens = num_tokens (cls + patches)
+  std::vector<float> logits;             // [batch, num_classes]; empty when num_classes == 0
+  std::vector<float> attention_layers;   // [depth, batch, tokens, tokens] head-mean probabilities
+  // Row-major [tokens, tokens] map of `layer` for image `b`.
+  const float* layer(int layer, int b) const noexcept {
+    return attention_layers.data() + (static_cast<size_t>(layer) * batch + b) * tokens * tokens;
+  }
+};
+
 class Session {
  public:
   explicit Session(const Model& model, const vit_session_params& params = vit_session_default_params())
@@ -102,6 +113,11 @@ class Session {
   // Raw run into caller-owned buffers (any of outputs' pointers may be null).
   void run(const float* images, int batch, const vit_outputs& outputs) {
     detail::check(vit_session_run(s_.get(), images, batch, &outputs));
+  }
+
+  // Raw RGB8 images (vit_image), preprocessed by the library as the model says.
+  void run_images(const vit_image* images, int count, const vit_outputs& outputs) {
+    detail::check(vit_session_run_images(s_.get(), images, count, &outputs));
   }
 
   // Convenience: logits (when the model has a head) and embeddings, freshly allocated.
@@ -127,6 +143,25 @@ class Session {
                                                 " floats, expected batch " + std::to_string(batch) + " x " +
                                                 std::to_string(per));
     return run(images.data(), batch, want_embeddings);
+  }
+
+  // Logits plus every block's head-mean attention (vit_outputs.attention_layers; CPU only).
+  AttentionOutputs run_attention(const float* images, int batch) {
+    AttentionOutputs r;
+    r.batch = batch;
+    r.depth = info_.depth;
+    r.tokens = info_.num_tokens;
+    vit_outputs o{};
+    if (batch > 0 && info_.num_classes > 0) {
+      r.logits.resize(static_cast<size_t>(batch) * info_.num_classes);
+      o.logits = r.logits.data();
+    }
+    if (batch > 0) {
+      r.attention_layers.resize(static_cast<size_t>(info_.depth) * batch * info_.num_tokens * info_.num_tokens);
+      o.attention_layers = r.attention_layers.data();
+    }
+    run(images, batch, o);
+    return r;
   }
 
   // Thread-safe; see vit_session_cancel for when the request is consumed.

@@ -14,6 +14,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "cpu/engine.h"
@@ -353,8 +354,12 @@ vit_status* vit_session_run(vit_session* session, const float* images, int batch
     if (batch < 1 || batch > session->max_batch)
       invalid(fn, "batch " + std::to_string(batch) + " out of range [1, max_batch = " +
                       std::to_string(session->max_batch) + "]");
-    if (!outputs->logits && !outputs->embeddings && !outputs->attention)
-      invalid(fn, "outputs requests nothing (logits, embeddings and attention are all NULL)");
+    if (!outputs->logits && !outputs->embeddings && !outputs->attention && !outputs->attention_layers)
+      invalid(fn, "outputs requests nothing (logits, embeddings, attention and attention_layers are all NULL)");
+    // Only the CPU engine fills attention_layers so far; the CUDA engine would ignore it.
+    if (outputs->attention_layers && std::strcmp(session->engine->name(), "cpu") != 0)
+      vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": attention_layers is not supported on the " +
+                                             session->engine->name() + " device yet; use a CPU session");
     if (outputs->logits && session->model->cfg.num_classes == 0)
       invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
                   "request embeddings instead");
@@ -372,7 +377,64 @@ vit_status* vit_session_run(vit_session* session, const float* images, int batch
     o.logits = outputs->logits;
     o.embeddings = outputs->embeddings;
     o.attention = outputs->attention;
+    o.attention_layers = outputs->attention_layers;
     session->engine->run(images, batch, o, &session->cancel);
+  });
+}
+
+// Raw RGB8 images: the same checks and locking as vit_session_run, then the engine's
+// run_images (host preprocessing by default; a GPU engine may preprocess on the device).
+vit_status* vit_session_run_images(vit_session* session, const vit_image* images, int count,
+                                   const vit_outputs* outputs) {
+  static const char* fn = "vit_session_run_images";
+  return guarded(fn, [&] {
+    require(session, fn, "session");
+    require(images, fn, "images");
+    require(outputs, fn, "outputs");
+    if (count < 1 || count > session->max_batch)
+      invalid(fn, "count " + std::to_string(count) + " out of range [1, max_batch = " +
+                      std::to_string(session->max_batch) + "]");
+    for (int i = 0; i < count; ++i) {
+      if (!images[i].rgb) invalid(fn, "images[" + std::to_string(i) + "].rgb is NULL");
+      if (images[i].width < 1 || images[i].height < 1)
+        invalid(fn, "images[" + std::to_string(i) + "] is " + std::to_string(images[i].width) + "x" +
+                        std::to_string(images[i].height) + " pixels; width and height must be >= 1");
+    }
+    const vit::ViTConfig& cfg = session->model->cfg;
+    if (cfg.in_chans != 3)
+      vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": the model takes " + std::to_string(cfg.in_chans) +
+                                             " input channels; RGB images have 3 (use vit_session_run)");
+    if (!outputs->logits && !outputs->embeddings && !outputs->attention && !outputs->attention_layers)
+      invalid(fn, "outputs requests nothing (logits, embeddings, attention and attention_layers are all NULL)");
+    if (outputs->attention_layers && std::strcmp(session->engine->name(), "cpu") != 0)
+      vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": attention_layers is not supported on the " +
+                                             session->engine->name() + " device yet; use a CPU session");
+    if (outputs->logits && cfg.num_classes == 0)
+      invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
+                  "request embeddings instead");
+
+    std::vector<vit::ImageView> views(static_cast<size_t>(count));
+    for (int i = 0; i < count; ++i) views[i] = vit::ImageView{images[i].rgb, images[i].width, images[i].height};
+    // The loader already sets the preprocessing size to the run size; restated so that the
+    // engine's contract (pp.input_h/w == run size) holds whatever a loader does.
+    vit::PreprocessConfig pp = cfg.preprocess;
+    pp.input_h = cfg.image_h;
+    pp.input_w = cfg.image_w;
+
+    std::lock_guard<std::mutex> lock(session->run_mu);
+    struct ClearOnExit {
+      std::atomic<bool>& f;
+      ~ClearOnExit() { f.store(false, std::memory_order_release); }
+    } clear{session->cancel};
+    if (session->cancel.load(std::memory_order_acquire))
+      vit::fail(ErrorCode::kCancelled, std::string(fn) + ": cancelled before the run started");
+
+    vit::RunOutputs o;
+    o.logits = outputs->logits;
+    o.embeddings = outputs->embeddings;
+    o.attention = outputs->attention;
+    o.attention_layers = outputs->attention_layers;
+    session->engine->run_images(views.data(), count, pp, o, &session->cancel);
   });
 }
 

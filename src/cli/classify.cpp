@@ -1,18 +1,30 @@
-// vit-infer CLI: `classify`. Inputs are expanded to items, each loaded to rows
-// [n, C, H, W]; rows are packed into batches of up to --batch and run through one session.
-// Results (and per-file errors) are printed in input order once their batch has run.
-// Accumulated outputs: logits [rows, classes], embeddings [rows, hidden], fp32, input order.
+// vit-infer CLI: `classify`, a pipeline. Inputs expand to items (files, directories, @lists);
+// a pool of decode workers loads them ahead of the consumer (image decode + CPU preprocessing
+// to [n, C, H, W] fp32 rows; with --device cuda images stay raw [h, w, 3] u8 and are
+// preprocessed on the device through vit_session_run_images). The main thread takes items in
+// input order, packs rows into batches of up to --batch, runs each batch while the workers
+// decode the next ones, and prints results (and per-file errors) in input order.
+// Optional accumulated outputs: logits [rows, classes], embeddings [rows, hidden], fp32.
 // A model without a classifier (num_classes 0) prints each row's embedding L2 norm.
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <fstream>
+#include <functional>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
+#include <thread>
+#include <unordered_map>
 
 #include "cli/commands.h"
 #include "cli/inputs.h"
@@ -22,6 +34,8 @@
 namespace vitcli {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 vit_session_params session_params(const ClassifyOptions& o) {
   vit_session_params p = vit_session_default_params();
@@ -33,19 +47,142 @@ vit_session_params session_params(const ClassifyOptions& o) {
   return p;
 }
 
+// ---- loading, ahead of the consumer ---------------------------------------------------------
+
+// One item as a worker left it: rows, raw pixels, or the error that stopped it.
+struct Loaded {
+  std::string error;  // non-empty: the item failed
+  bool raw = false;   // image holds the decoded pixels (device-side preprocessing)
+  vit::Tensor rows;   // [n, C, H, W] fp32 when !raw
+  vit::Image image;   // [h, w, 3] u8 when raw
+  size_t bytes = 0;   // memory held, for the pool's budget
+};
+
+// Decode workers over a fixed, ordered item list. Workers claim items in input order, but
+// no further than `window` items past the one the consumer is waiting for, and (beyond that
+// one) not while the finished-but-untaken results hold more than `byte_budget`: memory stays
+// bounded however fast decoding is. take(i) must be called for i = 0, 1, 2, ... in order.
+class DecodePool {
+ public:
+  using LoadFn = std::function<Loaded(size_t)>;
+  DecodePool(size_t count, int threads, size_t window, size_t byte_budget, LoadFn load)
+      : count_(count), window_(std::max<size_t>(1, window)), budget_(byte_budget), load_(std::move(load)) {
+    for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
+  }
+  ~DecodePool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_work_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  Loaded take(size_t i) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_done_.wait(lk, [&] { return ready_.count(i) != 0; });
+    Loaded r = std::move(ready_.at(i));
+    ready_.erase(i);
+    bytes_ -= r.bytes;
+    consumed_ = i + 1;
+    lk.unlock();
+    cv_work_.notify_all();
+    return r;
+  }
+
+ private:
+  void work() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_work_.wait(lk, [&] {
+        return stop_ || next_ >= count_ ||
+               (next_ < consumed_ + window_ && (bytes_ <= budget_ || next_ == consumed_));
+      });
+      if (stop_ || next_ >= count_) return;
+      const size_t i = next_++;
+      lk.unlock();
+      Loaded r = load_(i);  // never throws (load_ catches)
+      lk.lock();
+      bytes_ += r.bytes;
+      ready_.emplace(i, std::move(r));
+      cv_done_.notify_all();
+    }
+  }
+
+  const size_t count_, window_, budget_;
+  LoadFn load_;
+  std::mutex mu_;
+  std::condition_variable cv_work_, cv_done_;
+  size_t next_ = 0, consumed_ = 0, bytes_ = 0;
+  bool stop_ = false;
+  std::unordered_map<size_t, Loaded> ready_;
+  std::vector<std::thread> workers_;  // last: started after every other member exists
+};
+
+// ---- progress bar -----------------------------------------------------------------------------
+
+// One self-overwriting line on stderr, only when stderr is a terminal (so logs, pipes and
+// --json consumers never see it). Redrawn at most every 100 ms; cleared before anything else
+// is written to the terminal.
+class Progress {
+ public:
+  Progress(bool enabled, size_t total) : on_(enabled), total_(total), t0_(Clock::now()) {}
+  ~Progress() { clear(); }
+
+  void update(size_t files_done, int64_t rows_done, bool force = false) {
+    if (!on_) return;
+    auto now = Clock::now();
+    if (!force && drawn_ && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double secs = std::chrono::duration<double>(now - t0_).count();
+    int cols = 80;
+    winsize ws{};
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) cols = ws.ws_col;
+    char tail[96];
+    std::snprintf(tail, sizeof tail, " %zu/%zu files  %lld rows  %.1f rows/s", files_done, total_,
+                  static_cast<long long>(rows_done), secs > 0 ? rows_done / secs : 0.0);
+    const int bar = std::max(10, std::min(40, cols - 1 - static_cast<int>(std::strlen(tail)) - 2));
+    const int fill = total_ ? static_cast<int>(static_cast<double>(bar) * files_done / total_) : bar;
+    std::string line = "\r[";
+    for (int i = 0; i < bar; ++i) line += i < fill ? '#' : '.';
+    line += ']';
+    line += tail;
+    if (static_cast<int>(line.size()) > cols) line.resize(static_cast<size_t>(cols));
+    line += "\033[K";
+    std::fputs(line.c_str(), stderr);
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  void clear() {
+    if (!on_ || !drawn_) return;
+    std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
+    drawn_ = false;
+  }
+
+ private:
+  bool on_;
+  size_t total_;
+  Clock::time_point t0_, last_{};
+  bool drawn_ = false;
+};
+
+// ---- output -------------------------------------------------------------------------------------
+
 // One line of output, in input order: a row's result or a file's error.
 struct Event {
   bool is_error = false;
+  bool npy_row = false;  // rows of an array carry their index in the file
   std::string file;
   std::string message;   // is_error
   int64_t row_in_file = 0;
-  int64_t global_row = 0;  // index into the accumulated outputs
+  int64_t global_row = 0;  // index over every row run so far
 };
 
 class Printer {
  public:
-  Printer(const vitpp::Model& model, bool json, int top_k)
-      : model_(model), json_(json), k_(top_k), classes_(model.info().num_classes),
+  Printer(const vitpp::Model& model, const std::vector<std::string>& fallback_labels, bool json, int top_k)
+      : model_(model), fallback_(fallback_labels), json_(json), k_(top_k), classes_(model.info().num_classes),
         hidden_(model.info().hidden_size) {}
 
   void header() {
@@ -59,7 +196,7 @@ class Printer {
   void error(const Event& e) {
     if (!json_) return;  // the table goes to stdout; errors already went to stderr
     nlohmann::json j = {{"file", e.file}, {"error", e.message}};
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
 
   // logits: [classes] for the row, or null for a headless model; emb: [hidden] or null.
@@ -69,8 +206,10 @@ class Printer {
       for (int d = 0; d < hidden_; ++d) ss += static_cast<double>(emb[d]) * emb[d];
       double norm = std::sqrt(ss);
       if (json_) {
-        nlohmann::json j = {{"file", e.file}, {"index", e.row_in_file}, {"embedding_norm", norm}};
-        std::printf("%s\n", j.dump().c_str());
+        nlohmann::json j = {{"file", e.file}};
+        if (e.npy_row) j["index"] = e.row_in_file;
+        j["embedding_norm"] = norm;
+        emit(j);
       } else {
         std::printf("%s\t%lld\t%.6g\n", e.file.c_str(), static_cast<long long>(e.row_in_file), norm);
       }
@@ -95,15 +234,17 @@ class Printer {
       nlohmann::json top = nlohmann::json::array();
       for (int r = 0; r < k_; ++r) {
         nlohmann::json t = {{"index", idx[r]}, {"prob", prob[idx[r]]}};
-        const char* l = vit_model_get_label(model_.get(), idx[r]);
+        const char* l = label(idx[r]);
         t["label"] = l ? nlohmann::json(l) : nlohmann::json(nullptr);
         top.push_back(std::move(t));
       }
-      nlohmann::json j = {{"file", e.file}, {"index", e.row_in_file}, {"topk", std::move(top)}};
-      std::printf("%s\n", j.dump().c_str());
+      nlohmann::json j = {{"file", e.file}};
+      if (e.npy_row) j["index"] = e.row_in_file;
+      j["topk"] = std::move(top);
+      emit(j);
     } else {
       for (int r = 0; r < k_; ++r) {
-        const char* l = vit_model_get_label(model_.get(), idx[r]);
+        const char* l = label(idx[r]);
         std::printf("%s\t%lld\t%d\t%d\t%.6f\t%s\n", e.file.c_str(), static_cast<long long>(e.row_in_file), r + 1,
                     idx[r], prob[idx[r]], l ? l : "-");
       }
@@ -111,16 +252,54 @@ class Printer {
   }
 
  private:
+  // The model's label, else the shipped fallback (ImageNet-1k names), else none.
+  const char* label(int i) const {
+    if (const char* l = vit_model_get_label(model_.get(), i)) return l;
+    if (static_cast<size_t>(i) < fallback_.size()) return fallback_[static_cast<size_t>(i)].c_str();
+    return nullptr;
+  }
+  // File names need not be UTF-8: invalid bytes become U+FFFD rather than a throw.
+  static void emit(const nlohmann::json& j) {
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  }
+
   const vitpp::Model& model_;
+  const std::vector<std::string>& fallback_;
   bool json_;
   int k_, classes_, hidden_;
 };
 
+// ImageNet-1k class names for a 1000-class model that carries no labels (timm checkpoints
+// often do not). Empty if the model has labels, another class count, or the file is missing.
+std::vector<std::string> fallback_labels(const vitpp::Model& model) {
+  std::vector<std::string> names;
+  if (model.info().num_classes != 1000 || model.has_labels()) return names;
+  const std::string path = find_data_file("imagenet1k_labels.txt");
+  if (path.empty()) {
+    log_info("the model has 1000 classes but no labels, and imagenet1k_labels.txt was not found: printing indices");
+    return names;
+  }
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    names.push_back(line);
+  }
+  if (names.size() != 1000) {
+    log_info(path + " has " + std::to_string(names.size()) + " lines, not 1000: ignored");
+    names.clear();
+  } else {
+    log_info("the model has no labels: using the ImageNet-1k class names from " + path);
+  }
+  return names;
+}
+
 }  // namespace
 
-int run_classify(const ClassifyOptions& o) {
-  using Clock = std::chrono::steady_clock;
+int run_classify(const ClassifyOptions& o_in) {
+  ClassifyOptions o = o_in;
   auto t0 = Clock::now();
+  if (!resolve_default_model(o.m)) return kExitFailure;
   vit_load_params lp = o.m.load_params();
   std::optional<vitpp::Model> model;
   try {
@@ -143,6 +322,7 @@ int run_classify(const ClassifyOptions& o) {
   int k = std::min(o.top_k, C);
   if (C > 0 && k < o.top_k) log_info("--top-k " + std::to_string(o.top_k) + " clamped to " + std::to_string(k));
   if (C == 0) log_info("model has no classifier (num_classes 0): printing embedding L2 norms");
+  const std::vector<std::string> labels = fallback_labels(*model);
 
   std::optional<vitpp::Session> session;
   InputSpec spec;
@@ -157,26 +337,73 @@ int run_classify(const ClassifyOptions& o) {
     return kExitFailure;
   }
 
+  std::vector<std::string> notes;
+  const InputList items = expand_inputs(o.inputs, &notes);
+  for (const std::string& n : notes) log_info(n);
+
+  // With a CUDA session, images go to the library as raw RGB8 so that resizing and
+  // normalisation run on the device; on the CPU the workers preprocess them in parallel.
+  const bool raw_images = o.device == "cuda" && spec.channels == 3;
+  int threads = o.decode_threads > 0 ? o.decode_threads : static_cast<int>(std::thread::hardware_concurrency());
+  threads = std::max(1, std::min<int>(threads, static_cast<int>(std::max<size_t>(1, items.size()))));
+  const size_t window = static_cast<size_t>(2 * o.batch + 2 * threads);
+  const size_t byte_budget = size_t{1} << 30;  // decoded-ahead data beyond the next item
+  auto load = [&](size_t i) {
+    Loaded r;
+    const InputItem& it = *items[i];
+    try {
+      if (raw_images && it.is_image()) {
+        r.image = it.decode();
+        r.raw = true;
+        r.bytes = r.image.rgb.size();
+      } else {
+        r.rows = it.load(spec);
+        r.bytes = r.rows.data.size() * sizeof(float);
+      }
+    } catch (const std::exception& e) {
+      // vit::Error from the readers, or bad_alloc for an absurd array: this input only.
+      r = Loaded{};
+      r.error = e.what();
+    } catch (...) {
+      r = Loaded{};
+      r.error = it.name() + ": unknown error while loading";
+    }
+    return r;
+  };
+
   const bool want_emb = !o.embeddings_out.empty() || C == 0;
   const size_t row_elems = static_cast<size_t>(spec.channels) * spec.height * spec.width;
-  std::vector<float> batch_buf;  // [batch, C, H, W]
-  std::vector<float> logits_all;  // [rows, classes]
-  std::vector<float> emb_all;     // [rows, hidden]
+  std::vector<float> batch_buf;          // [batch, C, H, W] fp32 (array rows / CPU-preprocessed images)
+  std::vector<vit::Image> batch_images;  // raw images of the batch, when raw
+  bool batch_raw = false;
+  std::vector<float> batch_logits(static_cast<size_t>(o.batch) * C);  // [batch, classes]
+  std::vector<float> batch_emb(want_emb ? static_cast<size_t>(o.batch) * D : 0);  // [batch, hidden]
+  std::vector<float> logits_all, emb_all;  // [rows, classes], [rows, hidden]: only for --*-out
   int in_batch = 0;
   int64_t rows_total = 0, rows_done = 0;
   std::deque<Event> pending;
-  Printer printer(*model, o.m.json, k);
-  printer.header();
-  int failed_inputs = 0;
+  Printer printer(*model, labels, o.m.json, k);
+  Progress progress(!o.no_progress && isatty(STDERR_FILENO) == 1, items.size());
+  const bool stdout_tty = isatty(STDOUT_FILENO) == 1;
+  size_t failed_inputs = 0, files_done = 0;
 
+  if (stdout_tty) progress.clear();
+  printer.header();
+
+  int64_t batch_base = 0;  // global index of the last run batch's first row
+
+  // Prints every event whose result exists: errors, and rows of the batch just run (events
+  // are flushed after every run, so a printable row always lies in the batch buffers).
   auto flush = [&] {
+    if (stdout_tty) progress.clear();
     while (!pending.empty() && (pending.front().is_error || pending.front().global_row < rows_done)) {
       const Event& e = pending.front();
       if (e.is_error) {
         printer.error(e);
       } else {
-        printer.row(e, C > 0 ? logits_all.data() + e.global_row * C : nullptr,
-                    want_emb ? emb_all.data() + e.global_row * D : nullptr);
+        const int64_t slot = e.global_row - batch_base;
+        printer.row(e, C > 0 ? batch_logits.data() + slot * C : nullptr,
+                    want_emb ? batch_emb.data() + slot * D : nullptr);
       }
       pending.pop_front();
     }
@@ -185,49 +412,80 @@ int run_classify(const ClassifyOptions& o) {
   auto run_batch = [&] {
     if (in_batch == 0) return;
     vit_outputs out{};
-    out.logits = C > 0 ? logits_all.data() + rows_done * C : nullptr;
-    out.embeddings = want_emb ? emb_all.data() + rows_done * D : nullptr;
-    session->run(batch_buf.data(), in_batch, out);
+    out.logits = C > 0 ? batch_logits.data() : nullptr;
+    out.embeddings = want_emb ? batch_emb.data() : nullptr;
+    if (batch_raw) {
+      std::vector<vit_image> views(batch_images.size());
+      for (size_t i = 0; i < views.size(); ++i)
+        views[i] = vit_image{batch_images[i].rgb.data(), batch_images[i].w, batch_images[i].h};
+      session->run_images(views.data(), in_batch, out);
+      batch_images.clear();
+    } else {
+      session->run(batch_buf.data(), in_batch, out);
+    }
+    batch_base = rows_done;
     rows_done += in_batch;
+    if (!o.logits_out.empty())
+      logits_all.insert(logits_all.end(), batch_logits.begin(), batch_logits.begin() + static_cast<size_t>(in_batch) * C);
+    if (!o.embeddings_out.empty())
+      emb_all.insert(emb_all.end(), batch_emb.begin(), batch_emb.begin() + static_cast<size_t>(in_batch) * D);
     in_batch = 0;
     flush();
   };
+  auto add_error = [&](const std::string& file, const std::string& message) {
+    progress.clear();
+    log_error(message);
+    ++failed_inputs;
+    Event e;
+    e.is_error = true;
+    e.file = file;
+    e.message = message;
+    pending.push_back(std::move(e));
+    flush();
+  };
 
-  InputList items = expand_inputs(o.inputs);
   try {
-    for (const auto& item : items) {
-      vit::Tensor t;
-      try {
-        t = item->load(spec);
-      } catch (const std::exception& ex) {
-        // vit::Error from the readers, or bad_alloc for an absurd array: this input only.
-        log_error(ex.what());
-        ++failed_inputs;
+    DecodePool pool(items.size(), threads, window, byte_budget, load);
+    for (size_t i = 0; i < items.size(); ++i) {
+      Loaded l = pool.take(i);
+      const std::string& name = items[i]->name();
+      if (!l.error.empty()) {
+        add_error(name, l.error);
+      } else if (l.raw) {
+        // A batch is all raw images or all float rows: switch kinds by running what is there.
+        if (in_batch > 0 && !batch_raw) run_batch();
+        batch_raw = true;
+        batch_images.push_back(std::move(l.image));
         Event e;
-        e.is_error = true;
-        e.file = item->name();
-        e.message = ex.what();
-        pending.push_back(std::move(e));
-        flush();
-        continue;
-      }
-      const int64_t n = t.shape[0];
-      logits_all.resize(static_cast<size_t>((rows_total + n) * C));
-      if (want_emb) emb_all.resize(static_cast<size_t>((rows_total + n) * D));
-      for (int64_t r = 0; r < n; ++r) {
-        if (batch_buf.empty()) batch_buf.resize(static_cast<size_t>(o.batch) * row_elems);
-        std::memcpy(batch_buf.data() + static_cast<size_t>(in_batch) * row_elems, t.ptr() + r * row_elems,
-                    row_elems * sizeof(float));
-        Event e;
-        e.file = item->name();
-        e.row_in_file = r;
+        e.file = name;
         e.global_row = rows_total++;
         pending.push_back(std::move(e));
         if (++in_batch == o.batch) run_batch();
+      } else {
+        if (in_batch > 0 && batch_raw) run_batch();
+        batch_raw = false;
+        const int64_t n = l.rows.shape[0];
+        for (int64_t r = 0; r < n; ++r) {
+          if (batch_buf.empty()) batch_buf.resize(static_cast<size_t>(o.batch) * row_elems);
+          std::memcpy(batch_buf.data() + static_cast<size_t>(in_batch) * row_elems, l.rows.ptr() + r * row_elems,
+                      row_elems * sizeof(float));
+          Event e;
+          e.file = name;
+          e.npy_row = !items[i]->is_image();
+          e.row_in_file = r;
+          e.global_row = rows_total++;
+          pending.push_back(std::move(e));
+          if (++in_batch == o.batch) run_batch();
+        }
       }
+      ++files_done;
+      progress.update(files_done, rows_done);
     }
     run_batch();
+    progress.update(files_done, rows_done, true);
+    progress.clear();
   } catch (const vitpp::Error& e) {
+    progress.clear();
     log_error(std::string("inference failed: ") + e.what());
     // The rows still pending have no result: report their files so --json consumers see them.
     std::string last;
@@ -260,10 +518,10 @@ int run_classify(const ClassifyOptions& o) {
   }
 
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "%lld rows from %zu inputs in %.3f s (%.1f rows/s incl. load)",
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%lld rows from %zu inputs in %.3f s (%.1f rows/s incl. load; %d decode threads)",
                 static_cast<long long>(rows_done), items.size() - failed_inputs, secs,
-                secs > 0 ? rows_done / secs : 0.0);
+                secs > 0 ? rows_done / secs : 0.0, threads);
   log_info(buf);
   if (failed_inputs > 0) {
     log_error(std::to_string(failed_inputs) + " of " + std::to_string(items.size()) + " inputs failed");

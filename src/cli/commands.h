@@ -38,11 +38,22 @@ struct ClassifyOptions {
   int threads = 0;
   std::string logits_out;
   std::string embeddings_out;
+  int decode_threads = 0;    // decode + preprocess workers; 0 = hardware threads
+  bool no_progress = false;  // the stderr progress bar (drawn only when stderr is a tty)
   std::vector<std::string> inputs;
 };
 
 int run_classify(const ClassifyOptions& o);
 int run_info(const ModelOptions& o);
+
+// When --model is absent: the bundled demo model, from $VIT_INFER_MODEL, else
+// <exe dir>/../models/demo (a build tree inside the source tree), else the installed
+// <datadir>/vit-infer/models/demo. Sets m.model and returns true, or logs an error naming
+// every place looked at and returns false. A given --model is left alone.
+bool resolve_default_model(ModelOptions& m);
+// A data file shipped with the program (e.g. "imagenet1k_labels.txt"): <exe dir>/../data/NAME,
+// else <datadir>/vit-infer/NAME. Empty when neither exists.
+std::string find_data_file(const std::string& name);
 
 // "vit-infer: error: <msg>" on stderr.
 void log_error(const std::string& msg);

@@ -1,18 +1,15 @@
-// vit-infer CLI: image-file inputs (jpg/png). Decoding and preprocessing belong to
-// src/image (decode.h, preprocess.h); this file only adapts them to InputItem. When that
-// module is not part of the source tree the CLI reports image inputs as unsupported.
+// vit-infer CLI: image-file inputs (PNG / JPEG, recognised by content). Decoding and
+// preprocessing belong to src/image (decode.h, preprocess.h); this file only adapts them to
+// InputItem: load() gives the normalised [1, 3, H, W] fp32 row, decode() the raw [h, w, 3] u8
+// pixels for device-side preprocessing. Decoding refuses images over DecodeLimits' pixel cap.
 #include <algorithm>
 #include <cctype>
 
 #include "cli/inputs.h"
 #include "core/error.h"
 #include "core/tensor.h"
-
-#if __has_include("image/decode.h") && __has_include("image/preprocess.h")
-#define VIT_CLI_HAVE_IMAGE 1
 #include "image/decode.h"
 #include "image/preprocess.h"
-#endif
 
 namespace vitcli {
 
@@ -25,10 +22,6 @@ bool is_image_path(const std::string& path) {
   return ext == "jpg" || ext == "jpeg" || ext == "png";
 }
 
-#ifdef VIT_CLI_HAVE_IMAGE
-namespace {
-
-// The model's preprocessing (from the C API) at the model's run size, as src/image wants it.
 vit::PreprocessConfig to_preprocess_config(const InputSpec& spec) {
   vit::PreprocessConfig c;
   const vit_preprocess_info& p = spec.preprocess;
@@ -46,18 +39,31 @@ vit::PreprocessConfig to_preprocess_config(const InputSpec& spec) {
   return c;
 }
 
+vit::Image InputItem::decode() const {
+  vit::fail(vit::ErrorCode::kInternal, name() + ": not an image input (decode() called on a non-image item)");
+}
+
+namespace {
+
 class ImageItem final : public InputItem {
  public:
   explicit ImageItem(std::string path) : path_(std::move(path)) {}
   const std::string& name() const noexcept override { return path_; }
+  bool is_image() const noexcept override { return true; }
+
+  vit::Image decode() const override { return vit::decode_image_file(path_); }
 
   vit::Tensor load(const InputSpec& spec) const override {
     if (spec.channels != 3)
       vit::fail(vit::ErrorCode::kUnsupported, path_ + ": the model takes " + std::to_string(spec.channels) +
                                                   " input channels; images decode to RGB (3)");
-    vit::Image img = vit::decode_image_file(path_);
+    vit::Image img = decode();
     vit::Tensor t({1, 3, spec.height, spec.width});  // [1, 3, H, W] fp32
-    vit::preprocess_image(img, to_preprocess_config(spec), t.ptr());
+    try {
+      vit::preprocess_image(img, to_preprocess_config(spec), t.ptr());
+    } catch (const vit::Error& e) {
+      vit::fail(e.code(), path_ + ": " + e.what());
+    }
     return t;
   }
 
@@ -69,11 +75,5 @@ class ImageItem final : public InputItem {
 
 bool image_inputs_supported() noexcept { return true; }
 std::unique_ptr<InputItem> make_image_item(const std::string& path) { return std::make_unique<ImageItem>(path); }
-#else
-bool image_inputs_supported() noexcept { return false; }
-std::unique_ptr<InputItem> make_image_item(const std::string& path) {
-  vit::fail(vit::ErrorCode::kUnsupported, path + ": image inputs not supported yet");
-}
-#endif
 
 }  // namespace vitcli

@@ -9,7 +9,9 @@
 
 namespace vitcli {
 
-int run_info(const ModelOptions& o) {
+int run_info(const ModelOptions& o_in) {
+  ModelOptions o = o_in;
+  if (!resolve_default_model(o)) return kExitFailure;
   vit_load_params lp = o.load_params();
   std::optional<vitpp::Model> model;
   vit_preprocess_info pp{};

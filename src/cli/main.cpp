@@ -6,14 +6,15 @@
 #include <exception>
 #include <string>
 
+#include "cli/attention.h"
 #include "cli/commands.h"
 
 namespace {
 
 void add_model_options(CLI::App* app, vitcli::ModelOptions& m) {
   app->add_option("-m,--model", m.model,
-                  "weights file (.safetensors / .npz) or a directory holding one plus config.json")
-      ->required();
+                  "weights file (.safetensors / .npz) or a directory holding one plus config.json; "
+                  "default: $VIT_INFER_MODEL, else the bundled demo model (models/demo)");
   app->add_option("--arch", m.arch, "timm architecture name (e.g. vit_base_patch16_224) to fill the config");
   app->add_option("--image-size", m.image_size, "run resolution (square); resamples the position embeddings")
       ->check(CLI::PositiveNumber);
@@ -36,10 +37,13 @@ int main(int argc, char** argv) {
   vitcli::ClassifyOptions c;
   CLI::App* classify = app.add_subcommand(
       "classify",
-      "classify inputs and print the top-k classes with softmax probabilities. An INPUT is a "
-      "preprocessed float32 .npy array [B,3,H,W] or [3,H,W], an image (when built with image "
-      "support) or a directory of those. A model without a classifier (num_classes 0) prints "
-      "the L2 norm of each embedding instead; save them with --embeddings-out.");
+      "classify inputs and print the top-k classes with softmax probabilities. An INPUT is an "
+      "image (PNG / JPEG), a preprocessed float32 .npy array [B,3,H,W] or [3,H,W], a directory "
+      "(searched recursively, sorted) or @LIST, a text file with one path per line. Images are "
+      "decoded on --decode-threads workers while batches run; results print in input order. A "
+      "bad file is reported (stderr, and a JSON error line with --json) and the rest still run; "
+      "the exit status is then 1. A model without a classifier (num_classes 0) prints the L2 "
+      "norm of each embedding instead; save them with --embeddings-out.");
   add_model_options(classify, c.m);
   classify->add_option("--device", c.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
@@ -56,11 +60,24 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   classify->add_option("--gemm", c.gemm, "CUDA GEMM: auto | custom | cublaslt")
       ->check(CLI::IsMember({"auto", "custom", "cublaslt"}))->capture_default_str();
-  classify->add_option("inputs", c.inputs, "input files or directories")->required();
+  classify->add_option("--decode-threads", c.decode_threads,
+                       "image decode + preprocessing workers (0 = hardware threads)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  classify->add_flag("--no-progress", c.no_progress, "no progress bar (drawn on stderr only when it is a terminal)");
+  classify->add_option("inputs", c.inputs, "images, .npy arrays, directories or @LIST files")->required();
 
   vitcli::ModelOptions info_opts;
   CLI::App* info = app.add_subcommand("info", "print the resolved model configuration, size and cost");
   add_model_options(info, info_opts);
+
+  vitcli::AttentionOptions attn_opts;
+  CLI::App* attention = app.add_subcommand(
+      "attention",
+      "draw where the model looks: the class token's last-block attention and its attention "
+      "rollout over the patch grid, overlaid on the image the model saw (PNG), and/or print "
+      "the raw maps and the top-1 class (--json)");
+  add_model_options(attention, attn_opts.m);
+  vitcli::add_attention_options(attention, attn_opts);
 
   try {
     app.parse(argc, argv);
@@ -70,8 +87,10 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*attention && !vitcli::resolve_default_model(attn_opts.m)) return vitcli::kExitFailure;
     if (*classify) return vitcli::run_classify(c);
     if (*info) return vitcli::run_info(info_opts);
+    if (*attention) return vitcli::run_attention(attn_opts);
   } catch (const std::exception& e) {  // e.g. bad_alloc for a huge --batch: report, never abort
     vitcli::log_error(e.what());
     return vitcli::kExitFailure;

@@ -316,7 +316,10 @@ class CpuEngine final : public Engine {
       o.embeddings = out.embeddings ? out.embeddings + int64_t{b0} * c.hidden : nullptr;
       o.attention =
           out.attention ? out.attention + int64_t{b0} * c.heads * c.tokens() * c.tokens() : nullptr;
-      run_chunk(images + b0 * image_size, nb, o, cancel);
+      o.attention_layers =
+          out.attention_layers ? out.attention_layers + int64_t{b0} * c.tokens() * c.tokens() : nullptr;
+      // attention_layers is [depth, batch, T, T]: one layer spans the whole batch, not the chunk.
+      run_chunk(images + b0 * image_size, nb, o, int64_t{batch} * c.tokens() * c.tokens(), cancel);
     }
   }
 
@@ -351,6 +354,37 @@ class CpuEngine final : public Engine {
     }
   }
 
+  // probs_ holds every block's per-head probabilities only when attention_layers is requested,
+  // so the normal path never allocates it.
+  void grow_probs(int64_t n) {
+    if (static_cast<int64_t>(probs_.size()) >= n) return;
+    try {
+      probs_.resize(static_cast<size_t>(n));
+    } catch (const std::bad_alloc&) {
+      fail(ErrorCode::kOutOfMemory, "cpu engine: cannot allocate " + std::to_string(n * 4 / (1 << 20)) +
+                                        " MiB for the per-head attention of attention_layers");
+    }
+  }
+
+  // dst[b, i, j] = mean over heads of probs[b, h, i, j]; probs [nb, H, T, T], dst [nb, T, T].
+  // Summed in head order in fp32, then scaled by 1/H: every value is in [0, 1], so fp32 loses
+  // at most a few ulps.
+  static void head_mean(const float* probs, float* dst, int64_t nb, int64_t H, int64_t T, int nt) {
+    const float inv = 1.0f / static_cast<float>(H);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t bi = 0; bi < nb * T; ++bi) {
+      const int64_t b = bi / T, i = bi % T;
+      float* d = dst + bi * T;
+      const float* p0 = probs + (b * H * T + i) * T;  // head 0, row i
+      for (int64_t j = 0; j < T; ++j) d[j] = p0[j];
+      for (int64_t hh = 1; hh < H; ++hh) {
+        const float* p = p0 + hh * T * T;
+        for (int64_t j = 0; j < T; ++j) d[j] += p[j];
+      }
+      for (int64_t j = 0; j < T; ++j) d[j] *= inv;
+    }
+  }
+
   // Cuts images [nb, C, H, W] into patches_ [nb * N, C*P*P]: row-major grid, each patch
   // flattened (c, py, px), i.e. the OIHW order of the conv weight.
   void im2col(const float* images, int64_t nb) {
@@ -373,7 +407,8 @@ class CpuEngine final : public Engine {
     }
   }
 
-  void run_chunk(const float* images, int nb, const RunOutputs& out,
+  // layer_stride: floats between consecutive layers of out.attention_layers (batch * T * T).
+  void run_chunk(const float* images, int nb, const RunOutputs& out, int64_t layer_stride,
                  const std::atomic<bool>* cancel) {
     const ViTConfig& c = model_->cfg;
     const ViTWeights& w = model_->w;
@@ -418,8 +453,17 @@ class CpuEngine final : public Engine {
       // Attention half: x += proj(attn(LN1(x))); the residual add is the GEMM's accumulate.
       layer_norm(x, D, h, D, R, D, bw.ln1_w, bw.ln1_b, c.ln_eps, nt);
       linear(h, R, D, bw.qkv_w, bw.qkv_b, 3 * D, big, false, Epilogue::kBias, nt);  // [R, 3D]
-      attention(big, h, last ? out.attention : nullptr, kt_.data(), scratch_.data(), nb, T, H, hd,
-                nt);
+      // Per-head probabilities are stored only when asked for: the last block's for
+      // out.attention, every block's (in a workspace) when head means are wanted.
+      float* probs = last ? out.attention : nullptr;  // [nb, H, T, T]
+      if (out.attention_layers && !probs) {
+        grow_probs(nb * H * T * T);
+        probs = probs_.data();
+      }
+      attention(big, h, probs, kt_.data(), scratch_.data(), nb, T, H, hd, nt);
+      if (out.attention_layers) {
+        head_mean(probs, out.attention_layers + static_cast<int64_t>(li) * layer_stride, nb, H, T, nt);
+      }
       linear(h, R, D, bw.proj_w, bw.proj_b, D, x, true, Epilogue::kBias, nt);
 
       // MLP half: x += fc2(GELU(fc1(LN2(x)))).
@@ -466,6 +510,7 @@ class CpuEngine final : public Engine {
   int threads_ = 1;
   std::mutex mu_;  // one run at a time: the workspace below is shared
   std::vector<float> x_, h_, kt_, big_, patches_, pooled_, scratch_;
+  std::vector<float> probs_;  // [nb, H, T, T], only for attention_layers
 };
 
 }  // namespace

@@ -3,16 +3,27 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 
 #include "model/model.h"
 
 namespace vit {
 
+// A caller-owned interleaved RGB8 image, [h, w, 3] uint8 row-major (no padding between
+// rows); borrowed for the duration of a call. Input of Engine::run_images.
+struct ImageView {
+  const uint8_t* rgb = nullptr;
+  int w = 0, h = 0;
+};
+
 struct RunOutputs {
   float* logits = nullptr;      // [B, C]            (C = num_classes; skipped if null)
   float* embeddings = nullptr;  // [B, D]            pooled features fed to the head
   float* attention = nullptr;   // [B, heads, T, T]  last block's softmax probabilities
+  // [depth, B, T, T] head-mean probabilities of every block (layer-major so that one
+  // layer's maps for the whole batch are contiguous); attention maps / rollout read it.
+  float* attention_layers = nullptr;
 };
 
 class Engine {
@@ -22,6 +33,15 @@ class Engine {
   // `cancel` (may be null) is polled between layers; when set the run throws kCancelled.
   virtual void run(const float* images, int batch, const RunOutputs& out,
                    const std::atomic<bool>* cancel = nullptr) = 0;
+  // Raw RGB8 images in, same outputs as run(): each image is resized / cropped / normalised
+  // per `pp` (image/preprocess.h, bit-exact Pillow + timm/HF sizing) into slot i of a
+  // [n, 3, pp.input_h, pp.input_w] batch, which then runs. pp.input_h/w must equal the
+  // model's run size, the model must take 3 channels, 1 <= n <= the engine's max batch.
+  // Default (src/cpu/engine.cpp): preprocess on the host, in parallel over the images, then
+  // run(). A GPU engine overrides it to preprocess on the device (GpuPreprocessor).
+  // Throws vit::Error naming image i for a bad image (0-sized, null pixels).
+  virtual void run_images(const ImageView* images, int n, const PreprocessConfig& pp, const RunOutputs& out,
+                          const std::atomic<bool>* cancel = nullptr);
   virtual const char* name() const noexcept = 0;
 };
 
