@@ -662,7 +662,12 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   note_conflict(&warnings, hints, hints.mlp_hidden, cfg.mlp_hidden, "mlp width");
   note_conflict(&warnings, hints, hints.patch, cfg.patch, "patch size");
   note_conflict(&warnings, hints, hints.num_classes, cfg.num_classes, "num_classes");
-  if (have_arch && (arch.hidden != cfg.hidden || arch.depth != cfg.depth || arch.patch != cfg.patch)) {
+  // The architecture name only fills what config.json leaves out (timm writes e.g.
+  // `vit_tiny_patch16_224` plus model_args embed_dim 96): a difference that model_args
+  // explains is not worth a warning.
+  const bool arch_conflict = (!hints.hidden && arch.hidden != cfg.hidden) ||
+                             (!hints.depth && arch.depth != cfg.depth) || (!hints.patch && arch.patch != cfg.patch);
+  if (have_arch && arch_conflict) {
     warnings.push_back("architecture '" + arch_name + "' does not match the tensors (width " + to_s(cfg.hidden) +
                        ", depth " + to_s(cfg.depth) + ", patch " + to_s(cfg.patch) + "); using the tensors");
   }
