@@ -345,6 +345,48 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
 
 void vit_session_free(vit_session* session) { delete session; }
 
+}  // extern "C"
+
+namespace {
+
+// The output checks shared by vit_session_run and vit_session_run_images; returns the
+// engine's view of the caller's buffers.
+vit::RunOutputs checked_outputs(const char* fn, const vit_session* session, const vit_outputs* outputs) {
+  if (!outputs->logits && !outputs->embeddings && !outputs->attention && !outputs->attention_layers)
+    invalid(fn, "outputs requests nothing (logits, embeddings, attention and attention_layers are all NULL)");
+  // Only the CPU engine fills attention_layers so far; the CUDA engine would ignore it.
+  if (outputs->attention_layers && std::strcmp(session->engine->name(), "cpu") != 0)
+    vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": attention_layers is not supported on the " +
+                                           session->engine->name() + " device yet; use a CPU session");
+  if (outputs->logits && session->model->cfg.num_classes == 0)
+    invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
+                "request embeddings instead");
+  vit::RunOutputs o;
+  o.logits = outputs->logits;
+  o.embeddings = outputs->embeddings;
+  o.attention = outputs->attention;
+  o.attention_layers = outputs->attention_layers;
+  return o;
+}
+
+// Runs `body` under the session's run lock, honouring and then clearing a pending cancel:
+// the run in progress (or the next to start) consumes a cancel request (vit.h).
+template <typename F>
+void run_locked(const char* fn, vit_session* session, F&& body) {
+  std::lock_guard<std::mutex> lock(session->run_mu);
+  struct ClearOnExit {
+    std::atomic<bool>& f;
+    ~ClearOnExit() { f.store(false, std::memory_order_release); }
+  } clear{session->cancel};
+  if (session->cancel.load(std::memory_order_acquire))
+    vit::fail(ErrorCode::kCancelled, std::string(fn) + ": cancelled before the run started");
+  body();
+}
+
+}  // namespace
+
+extern "C" {
+
 vit_status* vit_session_run(vit_session* session, const float* images, int batch, const vit_outputs* outputs) {
   static const char* fn = "vit_session_run";
   return guarded(fn, [&] {
@@ -354,31 +396,8 @@ vit_status* vit_session_run(vit_session* session, const float* images, int batch
     if (batch < 1 || batch > session->max_batch)
       invalid(fn, "batch " + std::to_string(batch) + " out of range [1, max_batch = " +
                       std::to_string(session->max_batch) + "]");
-    if (!outputs->logits && !outputs->embeddings && !outputs->attention && !outputs->attention_layers)
-      invalid(fn, "outputs requests nothing (logits, embeddings, attention and attention_layers are all NULL)");
-    // Only the CPU engine fills attention_layers so far; the CUDA engine would ignore it.
-    if (outputs->attention_layers && std::strcmp(session->engine->name(), "cpu") != 0)
-      vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": attention_layers is not supported on the " +
-                                             session->engine->name() + " device yet; use a CPU session");
-    if (outputs->logits && session->model->cfg.num_classes == 0)
-      invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
-                  "request embeddings instead");
-
-    std::lock_guard<std::mutex> lock(session->run_mu);
-    // Clears the request however the run ends: the run in progress consumes it (vit.h).
-    struct ClearOnExit {
-      std::atomic<bool>& f;
-      ~ClearOnExit() { f.store(false, std::memory_order_release); }
-    } clear{session->cancel};
-    if (session->cancel.load(std::memory_order_acquire))
-      vit::fail(ErrorCode::kCancelled, std::string(fn) + ": cancelled before the run started");
-
-    vit::RunOutputs o;
-    o.logits = outputs->logits;
-    o.embeddings = outputs->embeddings;
-    o.attention = outputs->attention;
-    o.attention_layers = outputs->attention_layers;
-    session->engine->run(images, batch, o, &session->cancel);
+    const vit::RunOutputs o = checked_outputs(fn, session, outputs);
+    run_locked(fn, session, [&] { session->engine->run(images, batch, o, &session->cancel); });
   });
 }
 
@@ -404,14 +423,7 @@ vit_status* vit_session_run_images(vit_session* session, const vit_image* images
     if (cfg.in_chans != 3)
       vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": the model takes " + std::to_string(cfg.in_chans) +
                                              " input channels; RGB images have 3 (use vit_session_run)");
-    if (!outputs->logits && !outputs->embeddings && !outputs->attention && !outputs->attention_layers)
-      invalid(fn, "outputs requests nothing (logits, embeddings, attention and attention_layers are all NULL)");
-    if (outputs->attention_layers && std::strcmp(session->engine->name(), "cpu") != 0)
-      vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": attention_layers is not supported on the " +
-                                             session->engine->name() + " device yet; use a CPU session");
-    if (outputs->logits && cfg.num_classes == 0)
-      invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
-                  "request embeddings instead");
+    const vit::RunOutputs o = checked_outputs(fn, session, outputs);
 
     std::vector<vit::ImageView> views(static_cast<size_t>(count));
     for (int i = 0; i < count; ++i) views[i] = vit::ImageView{images[i].rgb, images[i].width, images[i].height};
@@ -420,21 +432,7 @@ vit_status* vit_session_run_images(vit_session* session, const vit_image* images
     vit::PreprocessConfig pp = cfg.preprocess;
     pp.input_h = cfg.image_h;
     pp.input_w = cfg.image_w;
-
-    std::lock_guard<std::mutex> lock(session->run_mu);
-    struct ClearOnExit {
-      std::atomic<bool>& f;
-      ~ClearOnExit() { f.store(false, std::memory_order_release); }
-    } clear{session->cancel};
-    if (session->cancel.load(std::memory_order_acquire))
-      vit::fail(ErrorCode::kCancelled, std::string(fn) + ": cancelled before the run started");
-
-    vit::RunOutputs o;
-    o.logits = outputs->logits;
-    o.embeddings = outputs->embeddings;
-    o.attention = outputs->attention;
-    o.attention_layers = outputs->attention_layers;
-    session->engine->run_images(views.data(), count, pp, o, &session->cancel);
+    run_locked(fn, session, [&] { session->engine->run_images(views.data(), count, pp, o, &session->cancel); });
   });
 }
 
