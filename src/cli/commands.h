@@ -45,6 +45,8 @@ struct ClassifyOptions {
 
 int run_classify(const ClassifyOptions& o);
 int run_info(const ModelOptions& o);
+// `vit-infer bench ARGS...`: exec the vit-bench harness with ARGS (see src/cli/bench.cpp).
+int run_bench(const std::vector<std::string>& args);
 
 // When --model is absent: the bundled demo model, from $VIT_INFER_MODEL, else
 // <exe dir>/../models/demo (a build tree inside the source tree), else the installed

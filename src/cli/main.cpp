@@ -79,6 +79,14 @@ int main(int argc, char** argv) {
   add_model_options(attention, attn_opts.m);
   vitcli::add_attention_options(attention, attn_opts);
 
+  CLI::App* bench = app.add_subcommand(
+      "bench",
+      "benchmark the CUDA engine: every argument goes to the vit-bench harness (batches, "
+      "precision, warm-up, iterations, CUDA graphs, latency percentiles, memory, --json); "
+      "`vit-infer bench --help` lists them");
+  bench->prefix_command();  // pass everything after `bench` through untouched
+  bench->set_help_flag();   // so that --help reaches vit-bench too
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -91,6 +99,7 @@ int main(int argc, char** argv) {
     if (*classify) return vitcli::run_classify(c);
     if (*info) return vitcli::run_info(info_opts);
     if (*attention) return vitcli::run_attention(attn_opts);
+    if (*bench) return vitcli::run_bench(bench->remaining());
   } catch (const std::exception& e) {  // e.g. bad_alloc for a huge --batch: report, never abort
     vitcli::log_error(e.what());
     return vitcli::kExitFailure;
