@@ -1,9 +1,8 @@
-// vit-infer tests: the `vit-infer` program, run as a subprocess (popen) on random
+// vit-infer tests: the `vit-infer` program, run as a subprocess (cli_runner.h) on random
 // timm-layout checkpoints in a temp dir. Checks the table and JSON Lines outputs, the
 // --logits-out / --embeddings-out arrays (against the internal CPU engine), per-file error
 // reporting with a non-zero exit, `info`, and usage errors. VIT_INFER_BIN is the program.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_runner.h"
 #include "cpu/engine.h"
 #include "io/npy.h"
 #include "model/model.h"
@@ -27,46 +27,11 @@ namespace {
 
 using nlohmann::json;
 
-struct Proc {
-  int rc = -1;
-  std::string out, err;
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Proc run_cli(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const std::string err_file = vit::test::temp_dir() + "/stderr" + std::to_string(counter++) + ".txt";
-  std::string cmd = quote(VIT_INFER_BIN);
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " 2>" + quote(err_file);
-  Proc p;
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return p;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.out.append(buf, n);
-  int status = pclose(f);
-  p.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_file);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  p.err = ss.str();
-  return p;
-}
-
-std::vector<std::string> lines(const std::string& s) {
-  std::vector<std::string> v;
-  std::stringstream ss(s);
-  std::string l;
-  while (std::getline(ss, l))
-    if (!l.empty()) v.push_back(l);
-  return v;
-}
+// The program runs through the shared child-process runner (cli_runner.h): a 60 s limit
+// per run, stdout and stderr captured separately, rc = the exit status (-1 on a signal).
+using vit::test::lines;
+using vit::test::Proc;
+using vit::test::run_cli;
 
 // A .npy file with an arbitrary dtype string (e.g. '<i4'), for wrong-dtype inputs.
 void write_raw_npy(const std::string& path, const std::string& descr, const std::vector<int64_t>& shape,

@@ -1,5 +1,6 @@
 // vit-infer CLI: `info` prints the configuration the loader resolved (after overrides),
-// the parameter count, the cost per image and any load warnings; --json prints one object.
+// the parameter count, the cost per image and any load warnings (also logged to stderr);
+// --json prints one object.
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -24,6 +25,9 @@ int run_info(const ModelOptions& o_in) {
   }
   const vit_model_info& i = model->info();
   std::vector<std::string> warnings = model->warnings();
+  // Also on stderr, as classify logs them: a NaN weight or a config conflict is seen even
+  // when stdout goes to a file or a JSON consumer.
+  for (const auto& w : warnings) log_info("warning: " + w);
 
   if (o.json) {
     nlohmann::json j;

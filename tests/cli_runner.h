@@ -1,0 +1,37 @@
+// vit-infer tests: runs the shipped `vit-infer` program as a child process (posix_spawn, no
+// shell) with a wall-clock limit, capturing stdout and stderr separately (both pipes drained
+// with poll so a chatty child never blocks), and reports how it ended: exit status, killing
+// signal, timeout, wall time and peak resident memory. Shared by the CLI test drivers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace vit::test {
+
+struct Proc {
+  int rc = -1;             // exit status when the child exited normally, else -1
+  bool signaled = false;   // killed by a signal (a crash: SIGSEGV, SIGABRT, ...; or our timeout kill)
+  int signal = 0;          // that signal
+  bool timed_out = false;  // ran past the limit and was killed (SIGKILL)
+  double seconds = 0.0;    // wall time from spawn to exit
+  long max_rss_kb = 0;     // peak resident set size of the child (getrusage / wait4)
+  std::string out, err;    // stdout, stderr
+  // One line for failure messages: how it ended plus the stderr text.
+  std::string describe() const;
+};
+
+// Runs `bin args...` (bin defaults to VIT_INFER_BIN when the including target defines it).
+// Never throws for a child that fails; a spawn failure gives rc -1 and the reason in err.
+Proc run_program(const std::string& bin, const std::vector<std::string>& args, double timeout_s = 60.0);
+
+#ifdef VIT_INFER_BIN
+inline Proc run_cli(const std::vector<std::string>& args, double timeout_s = 60.0) {
+  return run_program(VIT_INFER_BIN, args, timeout_s);
+}
+#endif
+
+// Non-empty lines of s.
+std::vector<std::string> lines(const std::string& s);
+
+}  // namespace vit::test
