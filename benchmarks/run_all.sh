@@ -6,7 +6,8 @@
 # commit hash and nvidia-smi. Target: under 8 minutes on an H200 (build time not counted).
 # Binaries: $VIT_BENCH_BIN (a directory holding vit-bench, vit-kernels-bench and lib/, as made
 # by benchmarks/bundle.sh) when set; otherwise configured and built into $VIT_BENCH_BUILD
-# (default build-run-all). Environment knobs: PYTHON, PEERS_COMPILE_BUDGET (s), VIT_GIT_HASH.
+# (default build-run-all). Environment knobs: PYTHON, PEERS_COMPILE_BUDGET (s), VIT_GIT_HASH,
+# VIT_SOAK_MINUTES (vit-soak minutes, default 0 = skipped).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,7 +37,7 @@ else
   log "building vit-bench and vit-kernels-bench in $BUILD"
   if ! { cmake -S "$ROOT" -B "$BUILD" -G Ninja -DVIT_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
            -DVIT_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release &&
-         cmake --build "$BUILD" --target vit-bench vit-kernels-bench -j"$(nproc)"; } > "$OUTDIR/build.log" 2>&1; then
+         cmake --build "$BUILD" --target vit-bench vit-kernels-bench vit-soak -j"$(nproc)"; } > "$OUTDIR/build.log" 2>&1; then
     log "build failed: tail of build.log:"; tail -30 "$OUTDIR/build.log" >&2
     status=1
   fi
@@ -72,6 +73,17 @@ if [ -x "$BIN/vit-kernels-bench" ]; then
     --benchmark_counters_tabular=true --benchmark_out="$OUTDIR/vit-kernels-bench.json" --benchmark_out_format=json
 else
   log "no vit-kernels-bench binary in $BIN"; status=1
+fi
+
+# Optional: vit-soak (mixed batch sizes through one session, determinism and flat memory) for
+# VIT_SOAK_MINUTES minutes (default 0 = skipped); results in soak.json.
+SOAK_MIN=${VIT_SOAK_MINUTES:-0}
+if [ "$SOAK_MIN" != "0" ]; then
+  if [ -x "$BIN/vit-soak" ]; then
+    run_step vit-soak $(( ${SOAK_MIN%.*} * 60 + 120 )) "$BIN/vit-soak" --minutes "$SOAK_MIN" --json "$OUTDIR/soak.json"
+  else
+    log "no vit-soak binary in $BIN"; status=1
+  fi
 fi
 
 VB_ARG=()

@@ -296,6 +296,21 @@ __global__ void __launch_bounds__(128) attn_probs_kernel(const AttentionProbsPar
   for (int j = tid; j < p.T; j += 128) out[j] = sc[j] * inv;
 }
 
+// One thread per output element; the heads are summed in order, then scaled by 1/H.
+__global__ void __launch_bounds__(256) attn_head_mean_kernel(const AttentionHeadMeanParams p) {
+  const int64_t per = static_cast<int64_t>(p.R) * p.T;
+  const int64_t total = per * p.B;
+  const float inv = 1.0f / static_cast<float>(p.H);
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = i / per, e = i % per;
+    const float* src = p.probs + b * p.H * per + e;
+    float s = src[0];
+    for (int h = 1; h < p.H; ++h) s += src[h * per];
+    p.out[b * p.out_stride_b + e] = s * inv;
+  }
+}
+
 bool tc_head_dim(int hd) { return hd % 16 == 0 && hd >= 32 && hd <= 128; }
 
 template <typename T, int HD>
@@ -363,6 +378,17 @@ void launch_attention_probs(const AttentionProbsParams& p, cudaStream_t stream) 
   const dim3 grid(p.query_rows, p.H, p.B);
   VIT_DISPATCH_DTYPE(p.dtype, L, attn_probs_kernel<T><<<grid, 128, smem, stream>>>(p));
   VIT_CHECK_LAUNCH("attn_probs_kernel");
+}
+
+void launch_attention_head_mean(const AttentionHeadMeanParams& p, cudaStream_t stream) {
+  const char* L = "launch_attention_head_mean";
+  using cuda::require;
+  require(p.probs && p.out, L, "probs and out must not be null");
+  require(p.B > 0 && p.H > 0 && p.R > 0 && p.T > 0, L, "B, H, R, T must be positive");
+  require(p.out_stride_b >= static_cast<int64_t>(p.R) * p.T, L, "out_stride_b must be >= R * T");
+  const int64_t total = static_cast<int64_t>(p.B) * p.R * p.T;
+  attn_head_mean_kernel<<<kern::blocks_for(total, 256), 256, 0, stream>>>(p);
+  VIT_CHECK_LAUNCH("attn_head_mean_kernel");
 }
 
 }  // namespace vit

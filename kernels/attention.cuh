@@ -41,7 +41,19 @@ struct AttentionProbsParams {
   float scale = 0.0f;
 };
 
+// Head mean of attention probabilities: out[b, r, j] = (1/H) * sum_h probs[b, h, r, j], summed in
+// head order (as the CPU engine does). probs [B, H, R, T] fp32 -> out [B, R, T] fp32; out may be
+// strided per image (out_stride_b floats between images, >= R * T) so that one layer of a
+// [depth, batch, T, T] result is written in place.
+struct AttentionHeadMeanParams {
+  const float* probs = nullptr;
+  float* out = nullptr;
+  int64_t out_stride_b = 0;
+  int B = 0, H = 0, R = 0, T = 0;
+};
+
 void launch_attention(const AttentionParams& p, cudaStream_t stream);
+void launch_attention_head_mean(const AttentionHeadMeanParams& p, cudaStream_t stream);
 void launch_attention_probs(const AttentionProbsParams& p, cudaStream_t stream);
 // True when launch_attention would use the tensor-core kernel.
 bool attention_uses_tensor_cores(const AttentionParams& p);

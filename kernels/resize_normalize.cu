@@ -214,15 +214,25 @@ void GpuPreprocessor::ensure(size_t in_bytes, size_t tmp_bytes) {
 
 void GpuPreprocessor::run(const Image& img, const PreprocessConfig& cfg, void* dst, DType dtype, int64_t batch_index,
                           cudaStream_t stream, uint8_t* u8_out) {
+  cuda::require(img.w > 0 && img.h > 0 && img.rgb.size() == static_cast<size_t>(img.w) * static_cast<size_t>(img.h) * 3,
+                "GpuPreprocessor::run", "image is " + num(img.w) + "x" + num(img.h) + " with " +
+                    num(static_cast<int64_t>(img.rgb.size())) + " bytes (want w * h * 3 > 0)");
+  run(img.rgb.data(), img.w, img.h, cfg, dst, dtype, batch_index, stream, u8_out);
+}
+
+void GpuPreprocessor::run(const uint8_t* rgb, int w, int h, const PreprocessConfig& cfg, void* dst, DType dtype,
+                          int64_t batch_index, cudaStream_t stream, uint8_t* u8_out) {
   const char* L = "GpuPreprocessor::run";
   using cuda::require;
   require(dst != nullptr, L, "dst must not be null");
   require(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16, L,
           std::string("dst dtype must be F32, F16 or BF16 (got ") + dtype_name(dtype) + ")");
   require(batch_index >= 0, L, "batch_index must be >= 0 (got " + num(batch_index) + ")");
-  require(img.w > 0 && img.h > 0 && img.rgb.size() == static_cast<size_t>(img.w) * static_cast<size_t>(img.h) * 3, L,
-          "image is " + num(img.w) + "x" + num(img.h) + " with " + num(static_cast<int64_t>(img.rgb.size())) +
-              " bytes (want w * h * 3 > 0)");
+  require(rgb != nullptr && w > 0 && h > 0, L,
+          "image is " + num(w) + "x" + num(h) + (rgb ? "" : " with null pixels") + " (want w, h > 0)");
+  struct {
+    int w, h;
+  } img{w, h};
 
   // Host planning: exactly the CPU path's plan, tables and lookup table.
   const ResizeCropPlan p = plan_resize_crop(img.w, img.h, cfg);  // throws on a bad config
@@ -271,7 +281,7 @@ void GpuPreprocessor::run(const Image& img, const PreprocessConfig& cfg, void* d
   const int s_vc = add(cv.count.data(), cv.count.size() * sizeof(int32_t));
   const int s_vk = add(cv.k.data(), cv.k.size() * sizeof(int32_t));
   const size_t row_bytes = static_cast<size_t>(img.w) * 3;
-  const int s_img = add(img.rgb.data() + static_cast<size_t>(tmp_rows > 0 ? sy0 : 0) * row_bytes,
+  const int s_img = add(rgb + static_cast<size_t>(tmp_rows > 0 ? sy0 : 0) * row_bytes,
                         static_cast<size_t>(tmp_rows) * row_bytes);  // [tmp_rows, src_w, 3]
   const size_t tmp_bytes = static_cast<size_t>(tmp_rows) * static_cast<size_t>(nx) * 3;
 

@@ -83,6 +83,9 @@ class GpuPreprocessor {
   // (before any device work), kDevice / kOutOfMemory for CUDA failures.
   void run(const Image& img, const PreprocessConfig& cfg, void* dst, DType dtype, int64_t batch_index,
            cudaStream_t stream, uint8_t* u8_out = nullptr);
+  // The same for a borrowed image: rgb [h, w, 3] u8 row-major (read before run() returns).
+  void run(const uint8_t* rgb, int w, int h, const PreprocessConfig& cfg, void* dst, DType dtype,
+           int64_t batch_index, cudaStream_t stream, uint8_t* u8_out = nullptr);
 
   // Bytes of device scratch currently held (for logging / tests of the growth policy).
   size_t device_bytes() const noexcept { return in_bytes_ + tmp_bytes_; }

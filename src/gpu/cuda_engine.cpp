@@ -2,8 +2,13 @@
 // in the run precision (tokens [B, T, D]); Q/K/V are [3, B, H, T, hd] when the custom GEMM's
 // QKV epilogue writes them and [B, T, 3, H, hd] when cuBLASLt does (attention reads either
 // through strides); logits and pooled features are converted to fp32 inside the graph.
-// Per run: H2D of the images into the arena (padded to the bucket), one graph launch, D2H of
-// the requested outputs; the last block's attention probabilities are recomputed on request.
+// Per run: H2D of the images into the arena (padded to the bucket; run_images preprocesses raw
+// RGB8 straight into it on the device), one graph launch, D2H of the requested outputs. The last
+// block's attention probabilities are recomputed on request; per-block head-mean maps
+// (attention_layers) take an un-graphed pass that computes each block's probabilities right
+// after its attention node, while that block's Q/K are still in the arena.
+// Memory: the arena is allocated at the first run of a bucket that does not fit the current one
+// (planned per bucket, so small batches never pay for max_batch); moving it re-records graphs.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -13,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +37,7 @@
 #include "head.cuh"
 #include "layernorm.cuh"
 #include "patch_embed.cuh"
+#include "resize_normalize.cuh"
 
 namespace vit {
 
@@ -84,21 +91,30 @@ struct DeviceBuffer {
   char* c() const { return static_cast<char*>(p); }
 };
 
+// Pinned host staging, grown on demand (never shrunk). Callers grow it only when no copy out of
+// or into it is in flight (run() synchronises its stream before returning).
 struct PinnedBuffer {
   void* p = nullptr;
+  int64_t bytes = 0;
   PinnedBuffer() = default;
   PinnedBuffer(const PinnedBuffer&) = delete;
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  ~PinnedBuffer() {
+  ~PinnedBuffer() { reset(); }
+  void reset() {
     if (p) cudaFreeHost(p);
+    p = nullptr;
+    bytes = 0;
   }
-  void alloc(int64_t n, const char* what) {
-    if (n <= 0) return;
+  void grow(int64_t n, const char* what) {
+    if (n <= bytes) return;
+    reset();
     const cudaError_t e = cudaMallocHost(&p, static_cast<size_t>(n));
     if (e != cudaSuccess) {
       p = nullptr;
-      cuda::throw_cuda_error(e, (std::string("cudaMallocHost(") + what + ")").c_str(), __FILE__, __LINE__);
+      cuda::throw_cuda_error(e, (std::string("cudaMallocHost(") + what + ", " + std::to_string(n) + " bytes)").c_str(),
+                             __FILE__, __LINE__);
     }
+    bytes = n;
   }
   float* f() const { return static_cast<float*>(p); }
 };
@@ -151,7 +167,6 @@ struct TensorInfo {
   DType dtype = DType::F32;
   bool keep = false;      // read after the forward (outputs, last block's Q/K): alive to the end
   int first = INT_MAX, last = -1;
-  int64_t offset = 0;     // in the arena
   int64_t bytes(int batch) const { return per_image * batch * static_cast<int64_t>(dtype_size(dtype)); }
 };
 
@@ -234,8 +249,10 @@ class WeightStore {
 
 struct Bucket {
   int batch = 0;
+  ArenaPlan plan;            // tensor offsets for this batch (tensor id -> byte offset)
+  bool gemms_chosen = false; // use_lt is decided (lazily: kAuto times GEMMs on the arena)
   std::vector<char> use_lt;  // per node: the GEMM runs on cuBLASLt
-  cudaGraphExec_t exec = nullptr;
+  cudaGraphExec_t exec = nullptr;  // valid for the current arena only (dropped when it moves)
   bool capture_tried = false;
 };
 
@@ -263,23 +280,17 @@ class CudaEngineImpl final : public CudaEngine {
       VIT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_.s, cudaStreamNonBlocking));
       stream_.owned = true;
     }
+    const char* fail_env = std::getenv("VIT_TEST_FAIL_GRAPH_CAPTURE");
+    fail_capture_ = opt.fail_graph_capture || (fail_env && *fail_env && std::strcmp(fail_env, "0") != 0);
     weights_.set_elem(dtype_size(dt_));
     build_graph();
-    plan_memory();
-    arena_.alloc(plan_.total, "activation arena");
-    VIT_CUDA_CHECK(cudaMemset(arena_.p, 0, static_cast<size_t>(plan_.total)));
+    compute_lifetimes();
+    make_buckets();  // plans every bucket's arena (host only); nothing is allocated for it yet
     weights_.upload(wbuf_, dt_);
     // cudaMemset and pageable cudaMemcpy run on the legacy default stream and may still be in
     // flight when they return; the engine's stream is non-blocking and does not wait for them.
     VIT_CUDA_CHECK(cudaDeviceSynchronize());
-    const ViTConfig& c = model_->cfg;
-    const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
-    h_images_.alloc(img * opt_.max_batch * 4, "input staging");
-    if (c.num_classes > 0) h_logits_.alloc(int64_t{c.num_classes} * opt_.max_batch * 4, "logits staging");
-    h_emb_.alloc(int64_t{c.hidden} * opt_.max_batch * 4, "embeddings staging");
     lt_ = std::make_unique<LtGemm>(opt_.allow_tf32 && dt_ == DType::F32);
-    make_buckets();
-    choose_gemms();
     VIT_CUDA_CHECK(cudaStreamSynchronize(stream_.s));
     if (std::getenv("VIT_GPU_VERBOSE")) log_line(report());
   }
@@ -297,7 +308,16 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   const char* name() const noexcept override { return "cuda"; }
-  int64_t arena_bytes() const override { return plan_.total; }
+  int64_t arena_bytes() const override { return arena_.bytes; }
+  int64_t arena_bytes_for(int batch) const override {
+    if (batch < 1 || batch > opt_.max_batch) {
+      fail(ErrorCode::kInvalidArgument, "cuda engine arena_bytes_for: batch must be in 1.." +
+                                            std::to_string(opt_.max_batch) + ", got " + std::to_string(batch));
+    }
+    for (const Bucket& b : buckets_)
+      if (b.batch >= batch) return b.plan.total;
+    return 0;
+  }
   int64_t weight_bytes() const override { return weights_.total(); }
   std::vector<int> buckets() const override {
     std::vector<int> v;
@@ -315,8 +335,8 @@ class CudaEngineImpl final : public CudaEngine {
     const auto mib = [](int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
     os << "cuda engine: " << nodes_.size() << " nodes, " << tensors_.size() << " tensors, precision "
        << dtype_name(dt_) << ", max_batch " << opt_.max_batch << "\n";
-    os << "  arena " << mib(plan_.total) << " MiB (no reuse: " << mib(plan_.naive) << " MiB), weights "
-       << mib(weights_.total()) << " MiB\n";
+    os << "  arena allocated " << mib(arena_.bytes) << " MiB, weights " << mib(weights_.total()) << " MiB"
+       << (graphs_disabled_ ? ", CUDA graphs disabled after a failed capture" : "") << "\n";
     for (const Bucket& b : buckets_) {
       int lt = 0, gem = 0;
       for (size_t i = 0; i < nodes_.size(); ++i) {
@@ -324,8 +344,11 @@ class CudaEngineImpl final : public CudaEngine {
         ++gem;
         lt += b.use_lt[i] ? 1 : 0;
       }
-      os << "  bucket " << b.batch << ": " << lt << "/" << gem << " GEMMs on cuBLASLt, graph "
-         << (b.exec ? "captured" : (b.capture_tried ? "failed" : "not yet captured")) << "\n";
+      os << "  bucket " << b.batch << ": arena " << mib(b.plan.total) << " MiB (no reuse: " << mib(b.plan.naive)
+         << " MiB), ";
+      if (b.gemms_chosen) os << lt << "/" << gem << " GEMMs on cuBLASLt";
+      else os << "GEMMs not chosen yet";
+      os << ", graph " << (b.exec ? "captured" : (b.capture_tried ? "failed" : "not yet captured")) << "\n";
     }
     return os.str();
   }
@@ -333,65 +356,57 @@ class CudaEngineImpl final : public CudaEngine {
   void run(const float* images, int batch, const RunOutputs& out, const std::atomic<bool>* cancel) override {
     if (batch < 1) fail(ErrorCode::kInvalidArgument, "cuda engine run: batch must be >= 1, got " + std::to_string(batch));
     if (!images) fail(ErrorCode::kInvalidArgument, "cuda engine run: images is null");
-    std::lock_guard<std::mutex> lock(mu_);
-    DeviceGuard guard(opt_.device_id);
     const ViTConfig& c = model_->cfg;
     const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
-    const int64_t C = c.num_classes, D = c.hidden, H = c.heads, T = c.tokens();
-    cudaStream_t s = stream_.s;
-    for (int b0 = 0; b0 < batch; b0 += opt_.max_batch) {
-      if (cancel && cancel->load(std::memory_order_relaxed)) {
-        fail(ErrorCode::kCancelled, "cuda engine run: cancelled before images " + std::to_string(b0) + ".." +
-                                        std::to_string(batch - 1));
-      }
-      const int nb = std::min(opt_.max_batch, batch - b0);
-      Bucket& bk = bucket_for(nb);
-      // Images -> pinned staging -> arena; the bucket's padding rows are zeroed (they are
-      // computed and discarded; every op is per image, so they cannot affect real rows).
-      float* d_img = reinterpret_cast<float*>(tptr(t_images_));
+    std::lock_guard<std::mutex> lock(mu_);
+    DeviceGuard guard(opt_.device_id);
+    run_chunks("run", batch, out, cancel, [&](int b0, int nb, const Bucket& bk, float* d_img) {
+      // Images -> pinned staging -> arena.
+      h_images_.grow(int64_t{bk.batch} * img * 4, "input staging");
       std::memcpy(h_images_.p, images + b0 * img, static_cast<size_t>(nb * img) * sizeof(float));
       VIT_CUDA_CHECK(cudaMemcpyAsync(d_img, h_images_.p, static_cast<size_t>(nb * img) * sizeof(float),
-                                     cudaMemcpyHostToDevice, s));
-      if (bk.batch > nb) {
-        VIT_CUDA_CHECK(cudaMemsetAsync(d_img + nb * img, 0, static_cast<size_t>((bk.batch - nb) * img) * sizeof(float), s));
-      }
-      forward(bk);
-      if (out.logits && C > 0) {
-        VIT_CUDA_CHECK(cudaMemcpyAsync(h_logits_.p, tptr(t_logits_f32_), static_cast<size_t>(nb * C) * sizeof(float),
-                                       cudaMemcpyDeviceToHost, s));
-      }
-      if (out.embeddings) {
-        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(t_emb_f32_), static_cast<size_t>(nb * D) * sizeof(float),
-                                       cudaMemcpyDeviceToHost, s));
-      }
-      if (out.attention) {
-        const int64_t n = int64_t{nb} * H * T * T;
-        if (probs_.bytes < n * 4) probs_.alloc(n * 4, "attention probabilities");
-        AttentionProbsParams ap;
-        const AttentionParams lay = attention_layout(last_qkv_node_, bk);
-        ap.dtype = dt_;
-        ap.q = lay.q;
-        ap.k = lay.k;
-        ap.stride_b = lay.stride_b;
-        ap.stride_h = lay.stride_h;
-        ap.stride_t = lay.stride_t;
-        ap.probs = static_cast<float*>(probs_.p);
-        ap.B = nb;
-        ap.H = c.heads;
-        ap.T = c.tokens();
-        ap.head_dim = c.head_dim();
-        ap.query_rows = c.tokens();
-        ap.scale = lay.scale;
-        launch_attention_probs(ap, s);
-        VIT_CUDA_CHECK(cudaMemcpyAsync(out.attention + b0 * H * T * T, probs_.p, static_cast<size_t>(n) * sizeof(float),
-                                       cudaMemcpyDeviceToHost, s));
-      }
-      VIT_CUDA_CHECK(cudaStreamSynchronize(s));
-      if (out.logits && C > 0) {
-        std::memcpy(out.logits + b0 * C, h_logits_.p, static_cast<size_t>(nb * C) * sizeof(float));
-      }
-      if (out.embeddings) std::memcpy(out.embeddings + b0 * D, h_emb_.p, static_cast<size_t>(nb * D) * sizeof(float));
+                                     cudaMemcpyHostToDevice, stream_.s));
+    });
+  }
+
+  // Raw RGB8 images preprocessed on the device (GpuPreprocessor: the CPU path's Pillow-exact
+  // tables and plan) straight into the arena's input tensor, then the same forward as run().
+  void run_images(const ImageView* images, int n, const PreprocessConfig& pp, const RunOutputs& out,
+                  const std::atomic<bool>* cancel) override {
+    const ViTConfig& c = model_->cfg;
+    if (n < 1) fail(ErrorCode::kInvalidArgument, "cuda engine run_images: image count " + std::to_string(n) + " must be >= 1");
+    if (!images) fail(ErrorCode::kInvalidArgument, "cuda engine run_images: images is null");
+    if (pp.input_h != c.image_h || pp.input_w != c.image_w) {
+      fail(ErrorCode::kInvalidArgument, "cuda engine run_images: preprocessing size " + std::to_string(pp.input_h) + "x" +
+                                            std::to_string(pp.input_w) + " differs from the model's input size " +
+                                            std::to_string(c.image_h) + "x" + std::to_string(c.image_w));
     }
+    if (c.in_chans != 3) {
+      fail(ErrorCode::kInvalidArgument, "cuda engine run_images: the model takes " + std::to_string(c.in_chans) +
+                                            " channels; RGB images need 3");
+    }
+    // Every image is checked before any work so that a bad one fails the call cheaply.
+    for (int i = 0; i < n; ++i) {
+      const ImageView& v = images[i];
+      if (!v.rgb || v.w <= 0 || v.h <= 0)
+        fail(ErrorCode::kInvalidArgument, "cuda engine run_images: image " + std::to_string(i) + " is empty (" +
+                                              std::to_string(v.w) + "x" + std::to_string(v.h) +
+                                              (v.rgb ? "" : ", pixels NULL") + ")");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    DeviceGuard guard(opt_.device_id);
+    if (!pre_) pre_ = std::make_unique<GpuPreprocessor>();
+    run_chunks("run_images", n, out, cancel, [&](int b0, int nb, const Bucket&, float* d_img) {
+      for (int i = 0; i < nb; ++i) {
+        const ImageView& v = images[b0 + i];
+        try {
+          // The input tensor is fp32 (patchify converts to the run precision while it gathers).
+          pre_->run(v.rgb, v.w, v.h, pp, d_img, DType::F32, i, stream_.s);
+        } catch (const Error& e) {
+          fail(e.code(), "cuda engine run_images: image " + std::to_string(b0 + i) + ": " + e.what());
+        }
+      }
+    });
   }
 
   void run_device(const float* d_images, int batch, float* d_logits) override {
@@ -406,9 +421,10 @@ class CudaEngineImpl final : public CudaEngine {
     const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
     cudaStream_t s = stream_.s;
     Bucket& bk = bucket_for(batch);
+    prepare(bk, batch);
     // The graph reads the images from the arena (its pointers are fixed at capture), so the
     // caller's buffer is copied in: 0.6 MB per 224x224 image, a few us at HBM speed.
-    float* d_img = reinterpret_cast<float*>(tptr(t_images_));
+    float* d_img = reinterpret_cast<float*>(tptr(bk, t_images_));
     VIT_CUDA_CHECK(cudaMemcpyAsync(d_img, d_images, static_cast<size_t>(batch * img) * sizeof(float),
                                    cudaMemcpyDeviceToDevice, s));
     if (bk.batch > batch) {
@@ -418,7 +434,7 @@ class CudaEngineImpl final : public CudaEngine {
     if (d_logits) {
       const bool logits = c.num_classes > 0;
       const int64_t per = logits ? c.num_classes : c.hidden;
-      VIT_CUDA_CHECK(cudaMemcpyAsync(d_logits, tptr(logits ? t_logits_f32_ : t_emb_f32_),
+      VIT_CUDA_CHECK(cudaMemcpyAsync(d_logits, tptr(bk, logits ? t_logits_f32_ : t_emb_f32_),
                                      static_cast<size_t>(batch * per) * sizeof(float), cudaMemcpyDeviceToDevice, s));
     }
   }
@@ -432,7 +448,8 @@ class CudaEngineImpl final : public CudaEngine {
     std::lock_guard<std::mutex> lock(mu_);
     DeviceGuard guard(opt_.device_id);
     cudaStream_t s = stream_.s;
-    const Bucket& bk = bucket_for(batch);
+    Bucket& bk = bucket_for(batch);
+    prepare(bk, batch);
     const size_t n = nodes_.size();
     std::vector<cudaEvent_t> ev(n + 1, nullptr);
     struct Events {
@@ -469,6 +486,178 @@ class CudaEngineImpl final : public CudaEngine {
       out.push_back(std::move(t));
     }
     return out;
+  }
+
+  // --- runs -----------------------------------------------------------------------------------
+  // The chunk loop of run() and run_images(): per chunk of at most max_batch images, `load`
+  // enqueues the images into d_img [nb, C, H, W] fp32 on the engine's stream; the bucket's
+  // padding rows are zeroed (they are computed and discarded; every op is per image, so they
+  // cannot affect real rows), then the forward and the D2H copies of the requested outputs.
+  void run_chunks(const char* what, int batch, const RunOutputs& out, const std::atomic<bool>* cancel,
+                  const std::function<void(int, int, const Bucket&, float*)>& load) {
+    const ViTConfig& c = model_->cfg;
+    const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
+    const int64_t C = c.num_classes, D = c.hidden, H = c.heads, T = c.tokens();
+    cudaStream_t s = stream_.s;
+    for (int b0 = 0; b0 < batch; b0 += opt_.max_batch) {
+      if (cancel && cancel->load(std::memory_order_relaxed)) {
+        fail(ErrorCode::kCancelled, std::string("cuda engine ") + what + ": cancelled before images " +
+                                        std::to_string(b0) + ".." + std::to_string(batch - 1));
+      }
+      const int nb = std::min(opt_.max_batch, batch - b0);
+      Bucket& bk = bucket_for(nb);
+      prepare(bk, nb);  // may throw kOutOfMemory; nothing of this chunk is enqueued yet
+      // Staging grows only here: the previous chunk's copies finished at its synchronisation.
+      if (out.logits && C > 0) h_logits_.grow(int64_t{bk.batch} * C * 4, "logits staging");
+      if (out.embeddings) h_emb_.grow(int64_t{bk.batch} * D * 4, "embeddings staging");
+      float* d_img = reinterpret_cast<float*>(tptr(bk, t_images_));
+      load(b0, nb, bk, d_img);
+      if (bk.batch > nb) {
+        VIT_CUDA_CHECK(cudaMemsetAsync(d_img + nb * img, 0, static_cast<size_t>((bk.batch - nb) * img) * sizeof(float), s));
+      }
+      if (out.attention_layers) {
+        // [depth, batch, T, T]: one layer spans the whole batch, this chunk starts at row b0.
+        forward_with_layers(bk, nb, out.attention_layers + int64_t{b0} * T * T, int64_t{batch} * T * T);
+      } else {
+        forward(bk);
+      }
+      if (out.logits && C > 0) {
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_logits_.p, tptr(bk, t_logits_f32_), static_cast<size_t>(nb * C) * sizeof(float),
+                                       cudaMemcpyDeviceToHost, s));
+      }
+      if (out.embeddings) {
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(bk, t_emb_f32_), static_cast<size_t>(nb * D) * sizeof(float),
+                                       cudaMemcpyDeviceToHost, s));
+      }
+      if (out.attention) {
+        launch_probs(last_qkv_node_, bk, nb);  // the last block's Q/K are kept alive to the end
+        VIT_CUDA_CHECK(cudaMemcpyAsync(out.attention + b0 * H * T * T, probs_.p,
+                                       static_cast<size_t>(int64_t{nb} * H * T * T) * sizeof(float),
+                                       cudaMemcpyDeviceToHost, s));
+      }
+      VIT_CUDA_CHECK(cudaStreamSynchronize(s));
+      if (out.logits && C > 0) {
+        std::memcpy(out.logits + b0 * C, h_logits_.p, static_cast<size_t>(nb * C) * sizeof(float));
+      }
+      if (out.embeddings) std::memcpy(out.embeddings + b0 * D, h_emb_.p, static_cast<size_t>(nb * D) * sizeof(float));
+    }
+  }
+
+  // Softmax probabilities of the block whose QKV GEMM is node `qkv_node`, for the first nb
+  // images of the bucket: probs_ [nb, H, T, T] fp32. Enqueued on the engine's stream.
+  void launch_probs(int qkv_node, const Bucket& bk, int nb) {
+    const ViTConfig& c = model_->cfg;
+    const int64_t n = int64_t{nb} * c.heads * c.tokens() * c.tokens();
+    if (probs_.bytes < n * 4) probs_.alloc(n * 4, "attention probabilities");
+    const AttentionParams lay = attention_layout(qkv_node, bk);
+    AttentionProbsParams ap;
+    ap.dtype = dt_;
+    ap.q = lay.q;
+    ap.k = lay.k;
+    ap.stride_b = lay.stride_b;
+    ap.stride_h = lay.stride_h;
+    ap.stride_t = lay.stride_t;
+    ap.probs = static_cast<float*>(probs_.p);
+    ap.B = nb;
+    ap.H = c.heads;
+    ap.T = c.tokens();
+    ap.head_dim = c.head_dim();
+    ap.query_rows = c.tokens();
+    ap.scale = lay.scale;
+    launch_attention_probs(ap, stream_.s);
+  }
+
+  // The forward without the graph, plus every block's head-mean attention: right after block
+  // l's attention node (its Q/K are alive until then) its probabilities are computed and
+  // averaged over heads into layers_ [depth, nb, T, T]; then D2H, layer l of this chunk to
+  // dst + l * layer_stride (host fp32). Synchronised by the caller.
+  void forward_with_layers(const Bucket& bk, int nb, float* dst, int64_t layer_stride) {
+    const ViTConfig& c = model_->cfg;
+    const int64_t T = c.tokens(), per_layer = int64_t{nb} * T * T;
+    cudaStream_t s = stream_.s;
+    if (layers_.bytes < c.depth * per_layer * 4) layers_.alloc(c.depth * per_layer * 4, "per-block attention maps");
+    int layer = 0;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      execute_node(i, bk, s);
+      if (nodes_[i].kind != OpKind::kAttention) continue;
+      launch_probs(nodes_[i].producer, bk, nb);
+      AttentionHeadMeanParams hm;
+      hm.probs = static_cast<const float*>(probs_.p);
+      hm.out = static_cast<float*>(layers_.p) + layer * per_layer;
+      hm.out_stride_b = T * T;
+      hm.B = nb;
+      hm.H = c.heads;
+      hm.R = c.tokens();
+      hm.T = c.tokens();
+      launch_attention_head_mean(hm, s);
+      ++layer;
+    }
+    for (int l = 0; l < layer; ++l) {
+      VIT_CUDA_CHECK(cudaMemcpyAsync(dst + l * layer_stride, static_cast<const float*>(layers_.p) + l * per_layer,
+                                     static_cast<size_t>(per_layer) * sizeof(float), cudaMemcpyDeviceToHost, s));
+    }
+  }
+
+  // Everything a bucket needs before its inputs are loaded: an arena large enough, GEMM choices
+  // and its graph. All three run the bucket's nodes on whatever the arena holds (timing passes,
+  // the warm-up pass before capture), and the images tensor shares memory with later tensors,
+  // so this must happen before the caller writes the images, never between that and forward().
+  void prepare(Bucket& bk, int nb) {
+    ensure_arena(bk, nb);
+    if (!bk.gemms_chosen) {
+      choose_gemms(bk);
+      bk.gemms_chosen = true;
+    }
+    if (opt_.cuda_graphs && !graphs_disabled_ && !bk.exec && !bk.capture_tried) capture(bk);
+  }
+
+  // Grows the arena to the bucket's plan. On failure: kOutOfMemory naming the batch and the
+  // bytes, the CUDA error cleared, and the engine still valid (a later, smaller batch allocates
+  // what it needs). A move invalidates every captured graph (their pointers are baked in): they
+  // are destroyed and re-captured at their next use.
+  void ensure_arena(const Bucket& bk, int nb) {
+    const int64_t need = bk.plan.total;
+    if (need <= arena_.bytes) return;
+    cudaStream_t s = stream_.s;
+    // Work in flight (run_device returns early) may still use the old arena and its graphs.
+    VIT_CUDA_CHECK(cudaStreamSynchronize(s));
+    drop_graphs();
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, static_cast<size_t>(need));
+    if (e == cudaErrorMemoryAllocation && arena_.p) {
+      // Old and new together may not fit where the new one alone does.
+      (void)cudaGetLastError();
+      arena_.reset();
+      e = cudaMalloc(&p, static_cast<size_t>(need));
+    }
+    if (e != cudaSuccess) {
+      // cudaErrorMemoryAllocation is not sticky, but it stays the "last error" until read: clear
+      // it so that the next launch check of a smaller batch does not report it.
+      (void)cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      const bool info = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess;
+      (void)cudaGetLastError();
+      std::ostringstream os;
+      os << "cuda engine: batch " << nb << " (bucket " << bk.batch << ") needs an activation arena of " << need
+         << " bytes (" << static_cast<double>(need) / (1024.0 * 1024.0) << " MiB); cudaMalloc failed: "
+         << cudaGetErrorString(e);
+      if (info) os << " (" << free_b << " of " << total_b << " device bytes free)";
+      os << "; the engine stays usable for smaller batches";
+      fail(e == cudaErrorMemoryAllocation ? ErrorCode::kOutOfMemory : ErrorCode::kDevice, os.str());
+    }
+    arena_.reset();
+    arena_.p = p;
+    arena_.bytes = need;
+    // Zeroed once so that nothing ever reads uninitialised device memory.
+    VIT_CUDA_CHECK(cudaMemsetAsync(p, 0, static_cast<size_t>(need), s));
+  }
+
+  void drop_graphs() {
+    for (Bucket& b : buckets_) {
+      if (b.exec) cudaGraphExecDestroy(b.exec);
+      b.exec = nullptr;
+      b.capture_tried = false;
+    }
   }
 
  private:
@@ -665,7 +854,7 @@ class CudaEngineImpl final : public CudaEngine {
     nodes_.push_back(n);
   }
 
-  void plan_memory() {
+  void compute_lifetimes() {
     const int last_node = static_cast<int>(nodes_.size());  // "after the forward"
     for (size_t i = 0; i < nodes_.size(); ++i) {
       for (int t : {nodes_[i].in, nodes_[i].out}) {
@@ -674,17 +863,20 @@ class CudaEngineImpl final : public CudaEngine {
         tensors_[t].last = std::max(tensors_[t].last, static_cast<int>(i));
       }
     }
-    std::vector<ArenaRequest> req;
     for (TensorInfo& t : tensors_) {
       if (t.last < 0) fail(ErrorCode::kInternal, "cuda engine: tensor '" + t.name + "' is never used");
       if (t.keep) t.last = last_node;
-      req.push_back({t.bytes(opt_.max_batch), t.first, t.last});
     }
-    plan_ = plan_arena(req, 256);
-    for (size_t i = 0; i < tensors_.size(); ++i) tensors_[i].offset = plan_.offsets[i];
   }
 
-  char* tptr(int t) const { return arena_.c() + tensors_[static_cast<size_t>(t)].offset; }
+  // The arena of one bucket: every tensor at `batch` images, packed by lifetime.
+  ArenaPlan plan_for(int batch) const {
+    std::vector<ArenaRequest> req;
+    for (const TensorInfo& t : tensors_) req.push_back({t.bytes(batch), t.first, t.last});
+    return plan_arena(req, 256);
+  }
+
+  char* tptr(const Bucket& bk, int t) const { return arena_.c() + bk.plan.offsets[static_cast<size_t>(t)]; }
   const void* wptr(int64_t off) const { return off < 0 ? nullptr : wbuf_.c() + off; }
 
   // --- buckets, GEMM choice, execution ----------------------------------------------------
@@ -695,7 +887,10 @@ class CudaEngineImpl final : public CudaEngine {
     }
     buckets_.emplace_back();
     buckets_.back().batch = opt_.max_batch;
-    for (Bucket& b : buckets_) b.use_lt.assign(nodes_.size(), 0);
+    for (Bucket& b : buckets_) {
+      b.use_lt.assign(nodes_.size(), 0);
+      b.plan = plan_for(b.batch);
+    }
   }
 
   Bucket& bucket_for(int nb) {
@@ -707,16 +902,16 @@ class CudaEngineImpl final : public CudaEngine {
   GemmParams gemm_params(const Node& n, const Bucket& bk, bool lt) const {
     GemmParams p;
     p.dtype = dt_;
-    p.a = tptr(n.in);
+    p.a = tptr(bk, n.in);
     p.lda = n.lda;
     p.w = wptr(n.w);
     p.ldw = n.ldw;
-    p.c = tptr(n.out);
+    p.c = tptr(bk, n.out);
     p.ldc = n.ldc;
     p.bias = wptr(n.b);
     p.epilogue = n.epi;
     if (n.residual) {
-      p.residual = tptr(n.out);
+      p.residual = tptr(bk, n.out);
       p.ldr = n.ldc;
     }
     p.M = bk.batch * n.rows_per_image;
@@ -745,7 +940,7 @@ class CudaEngineImpl final : public CudaEngine {
     const ViTConfig& c = model_->cfg;
     const int64_t T = c.tokens(), H = c.heads, hd = c.head_dim(), D = c.hidden;
     const Node& qn = nodes_[static_cast<size_t>(qkv_node)];
-    const char* base = tptr(qn.out);
+    const char* base = tptr(bk, qn.out);
     const int64_t es = static_cast<int64_t>(dtype_size(dt_));
     AttentionParams a;
     a.dtype = dt_;
@@ -786,8 +981,8 @@ class CudaEngineImpl final : public CudaEngine {
         case OpKind::kPatchify: {
           PatchifyParams p;
           p.dtype = dt_;
-          p.images = reinterpret_cast<const float*>(tptr(n.in));
-          p.cols = tptr(n.out);
+          p.images = reinterpret_cast<const float*>(tptr(bk, n.in));
+          p.cols = tptr(bk, n.out);
           p.B = B;
           p.C = c.in_chans;
           p.H = c.image_h;
@@ -803,11 +998,11 @@ class CudaEngineImpl final : public CudaEngine {
         case OpKind::kEmbed: {
           EmbedParams p;
           p.dtype = dt_;
-          p.patches = tptr(n.in);
+          p.patches = tptr(bk, n.in);
           p.bias = wptr(n.b);
           p.cls = wptr(n.gamma);
           p.pos = wptr(n.beta);
-          p.tokens = tptr(n.out);
+          p.tokens = tptr(bk, n.out);
           p.B = B;
           p.N = c.num_patches();
           p.D = c.hidden;
@@ -817,9 +1012,9 @@ class CudaEngineImpl final : public CudaEngine {
         case OpKind::kLayerNorm: {
           LayerNormParams p;
           p.dtype = dt_;
-          p.x = tptr(n.in);
+          p.x = tptr(bk, n.in);
           p.x_stride = n.x_stride;
-          p.y = tptr(n.out);
+          p.y = tptr(bk, n.out);
           p.y_stride = n.y_stride;
           p.gamma = wptr(n.gamma);
           p.beta = wptr(n.beta);
@@ -831,15 +1026,15 @@ class CudaEngineImpl final : public CudaEngine {
         }
         case OpKind::kAttention: {
           AttentionParams p = attention_layout(n.producer, bk);
-          p.o = tptr(n.out);
+          p.o = tptr(bk, n.out);
           launch_attention(p, s);
           break;
         }
         case OpKind::kPool: {
           PoolParams p;
           p.dtype = dt_;
-          p.x = tptr(n.in);
-          p.out = tptr(n.out);
+          p.x = tptr(bk, n.in);
+          p.out = tptr(bk, n.out);
           p.B = B;
           p.T = c.tokens();
           p.D = c.hidden;
@@ -850,8 +1045,8 @@ class CudaEngineImpl final : public CudaEngine {
         case OpKind::kToF32: {
           ToF32Params p;
           p.dtype = dt_;
-          p.src = tptr(n.in);
-          p.dst = reinterpret_cast<float*>(tptr(n.out));
+          p.src = tptr(bk, n.in);
+          p.dst = reinterpret_cast<float*>(tptr(bk, n.out));
           p.n = n.elems_per_image * B;
           launch_to_f32(p, s);
           break;
@@ -860,11 +1055,11 @@ class CudaEngineImpl final : public CudaEngine {
     }
   }
 
-  // Picks custom vs cuBLASLt for every GEMM node of every bucket: forced by opt.gemm, or (kAuto)
-  // by timing both on the node's own arena buffers, once per distinct shape and bucket.
-  void choose_gemms() {
-    bool warned = false;
-    for (Bucket& bk : buckets_) {
+  // Picks custom vs cuBLASLt for every GEMM node of a bucket: forced by opt.gemm, or (kAuto)
+  // by timing both on the node's own arena buffers, once per distinct shape. At the bucket's
+  // first use (its arena must exist).
+  void choose_gemms(Bucket& bk) {
+    {
       std::map<std::tuple<int, int, int, int>, bool> decided;  // (M, N, K, epilogue) -> use Lt
       for (size_t i = 0; i < nodes_.size(); ++i) {
         const Node& n = nodes_[i];
@@ -873,9 +1068,9 @@ class CudaEngineImpl final : public CudaEngine {
         bool use = false;
         if (opt_.gemm == GemmChoice::kCublasLt) {
           use = lt_ok;
-          if (!lt_ok && !warned) {
+          if (!lt_ok && !lt_warned_) {
             log_line("cuBLASLt has no algorithm for GEMM '" + n.name + "'; using the custom kernel there");
-            warned = true;
+            lt_warned_ = true;
           }
         } else if (opt_.gemm == GemmChoice::kAuto && lt_ok) {
           const auto key = std::make_tuple(bk.batch * n.rows_per_image, n.N, n.K, static_cast<int>(n.epi));
@@ -906,14 +1101,12 @@ class CudaEngineImpl final : public CudaEngine {
     return ms;
   }
 
-  void forward(Bucket& bk) {
+  // The bucket's graph (captured by prepare()) or, without one, plain launches.
+  void forward(const Bucket& bk) {
     cudaStream_t s = stream_.s;
-    if (opt_.cuda_graphs && !graphs_disabled_) {
-      if (!bk.exec && !bk.capture_tried) capture(bk);
-      if (bk.exec) {
-        VIT_CUDA_CHECK(cudaGraphLaunch(bk.exec, s));
-        return;
-      }
+    if (bk.exec && !graphs_disabled_) {
+      VIT_CUDA_CHECK(cudaGraphLaunch(bk.exec, s));
+      return;
     }
     execute(bk, s);
   }
@@ -923,7 +1116,7 @@ class CudaEngineImpl final : public CudaEngine {
     cudaStream_t s = stream_.s;
     // One plain pass first: lazy module loading and any one-time library setup (cuBLASLt
     // kernels, cudaFuncSetAttribute) happen outside the capture, where they are always legal.
-    // Its results are recomputed by the graph launch that follows.
+    // It overwrites the arena (the images included): prepare() runs it before the inputs load.
     execute(bk, s);
     auto give_up = [&](const std::string& why) {
       (void)cudaGetLastError();
@@ -943,11 +1136,17 @@ class CudaEngineImpl final : public CudaEngine {
       if (g) cudaGraphDestroy(g);
       return give_up(ex.what());
     }
+    if (fail_capture_) {
+      // Testing (VIT_TEST_FAIL_GRAPH_CAPTURE): a call that is illegal during capture invalidates
+      // it, exactly as a library doing a hidden synchronisation would.
+      (void)cudaStreamSynchronize(s);
+    }
     cudaGraph_t g = nullptr;
     e = cudaStreamEndCapture(s, &g);
-    if (e != cudaSuccess || !g) {
+    if (e != cudaSuccess || !g || fail_capture_) {
       if (g) cudaGraphDestroy(g);
-      return give_up(std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e));
+      return give_up(std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e) +
+                     (fail_capture_ ? " (forced by VIT_TEST_FAIL_GRAPH_CAPTURE)" : ""));
     }
     e = cudaGraphInstantiate(&bk.exec, g, 0);
     cudaGraphDestroy(g);
@@ -965,13 +1164,15 @@ class CudaEngineImpl final : public CudaEngine {
   std::vector<Node> nodes_;
   int t_images_ = -1, t_logits_f32_ = -1, t_emb_f32_ = -1, last_qkv_node_ = -1;
   WeightStore weights_;
-  ArenaPlan plan_;
   StreamHolder stream_;
-  DeviceBuffer arena_, wbuf_, probs_;
+  DeviceBuffer arena_, wbuf_;
+  DeviceBuffer probs_;   // [nb, H, T, T] fp32, on request
+  DeviceBuffer layers_;  // [depth, nb, T, T] fp32, on request (attention_layers)
   PinnedBuffer h_images_, h_logits_, h_emb_;
   std::unique_ptr<LtGemm> lt_;
+  std::unique_ptr<GpuPreprocessor> pre_;  // run_images, created at its first use
   std::vector<Bucket> buckets_;
-  bool graphs_disabled_ = false, capture_warned_ = false;
+  bool graphs_disabled_ = false, capture_warned_ = false, lt_warned_ = false, fail_capture_ = false;
   std::mutex mu_;
 };
 

@@ -20,14 +20,19 @@ struct CudaEngineOptions {
   bool cuda_graphs = true;
   bool allow_tf32 = false;  // fp32 is true fp32 unless asked
   void* stream = nullptr;   // cudaStream_t of the caller; null = the engine's own stream
+  // Testing: make every CUDA graph capture fail (as an illegal call inside the capture would), so
+  // that the fallback to plain launches runs. Also set by env VIT_TEST_FAIL_GRAPH_CAPTURE=1.
+  bool fail_graph_capture = false;
 };
 
 // True when the CUDA runtime reports at least one usable device (never throws).
 bool cuda_device_available() noexcept;
 
-// Uploads weights once (converted to the run precision), plans the arena for max_batch,
-// and returns an engine whose run() serves any 1 <= batch <= max_batch.
-// Throws vit::Error(kDevice / kOutOfMemory / kUnsupported) with the CUDA error text.
+// Uploads weights once (converted to the run precision) and returns an engine whose run() serves
+// any batch (chunks of at most max_batch). The activation arena is allocated lazily, sized for the
+// largest batch bucket actually run: a run whose bucket does not fit in device memory throws
+// kOutOfMemory (naming the batch and the bytes asked) and leaves the engine usable for smaller
+// batches. Throws vit::Error(kDevice / kOutOfMemory / kUnsupported) with the CUDA error text.
 std::unique_ptr<Engine> make_cuda_engine(std::shared_ptr<const Model> model, const CudaEngineOptions& opt);
 
 }  // namespace vit

@@ -1,8 +1,9 @@
 // vit-infer: the CUDA executor behind make_cuda_engine. A forward graph of ops is built from the
 // ViTConfig (patchify, GEMMs, LayerNorms, attention, pooling, head), its intermediate tensors
-// are packed into one device arena planned for max_batch (arena.h), weights are uploaded once
-// in the run precision, and each batch bucket (powers of two up to max_batch) is recorded once
-// into a CUDA graph and replayed. Exposed for tests and tools (arena size, chosen GEMMs).
+// are packed into one device arena (arena.h, planned per batch bucket: powers of two up to
+// max_batch) that grows lazily to the largest bucket run, weights are uploaded once in the run
+// precision, and each bucket is recorded once into a CUDA graph and replayed (re-recorded when
+// the arena moves). Exposed for tests and tools (arena size, chosen GEMMs).
 #pragma once
 
 #include <cstdint>
@@ -23,8 +24,11 @@ struct NodeTiming {
 
 class CudaEngine : public Engine {
  public:
-  // Device bytes of the activation arena (planned for max_batch) and of the weights.
+  // Device bytes of the activation arena allocated now (0 before the first run; it grows to the
+  // largest bucket run) and of the weights.
   virtual int64_t arena_bytes() const = 0;
+  // Planned arena bytes of the bucket that serves `batch` (1..max_batch); no allocation.
+  virtual int64_t arena_bytes_for(int batch) const = 0;
   virtual int64_t weight_bytes() const = 0;
   // Multi-line description: nodes, arena plan, the GEMM implementation chosen per bucket.
   virtual std::string report() const = 0;
@@ -37,7 +41,9 @@ class CudaEngine : public Engine {
   // be null). 1 <= batch <= max_batch. Enqueued on the engine's stream (CudaEngineOptions::stream):
   // a device-to-device copy of the images into the arena, the bucket's graph (or plain launches),
   // a device-to-device copy of the outputs. No host copies, no synchronisation: the caller orders
-  // its own work after it on that stream. Neither buffer may be touched until then.
+  // its own work after it on that stream. Neither buffer may be touched until then. The first
+  // run of a bucket may grow the arena (synchronising the stream first; kOutOfMemory when it
+  // does not fit) and capture the bucket's graph.
   virtual void run_device(const float* d_images, int batch, float* d_logits) = 0;
   // Runs the nodes of the bucket serving `batch` without the graph, `reps` times (after one
   // warm-up pass), with an event pair around each node, on whatever the arena holds (timings

@@ -184,3 +184,6 @@ inline unsigned blocks_for(int64_t n, int threads, int64_t cap = 65535LL * 16) {
       throw ::vit::Error(::vit::ErrorCode::kInvalidArgument,                                    \
                          std::string(launcher) + ": dtype must be F32, F16 or BF16");           \
   }
+
+// Read-only cache loads are plain loads on the host.
+template <typename T> inline T __ldg(const T* p) { return *p; }

@@ -9,15 +9,21 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 EmuIdx threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
 namespace vit {
-bool cuda_device_available() noexcept { return true; }
+// Weak: the emulated-engine test links src/gpu/cuda_engine.cpp, which has the real definition
+// (it asks the mock runtime, which reports one device).
+__attribute__((weak)) bool cuda_device_available() noexcept { return true; }
 }  // namespace vit
 
 namespace emu {
@@ -225,18 +231,116 @@ void cp_async_wait(int n) {
 }  // namespace emu
 
 // --- mock runtime -------------------------------------------------------------------------
+struct CUstream_st {
+  bool capturing = false;
+  bool invalidated = false;  // an illegal call happened during the capture
+  std::vector<std::function<void()>> ops;
+};
+struct CUevent_st {
+  std::chrono::steady_clock::time_point t{};
+  bool recorded = false;
+};
+struct CUgraph_st {
+  std::vector<std::function<void()>> ops;
+};
+struct CUgraphExec_st {
+  std::vector<std::function<void()>> ops;
+};
+
+namespace emu {
+namespace {
+
+// One lock for the runtime's bookkeeping. Kernels themselves run single-threaded per launch (the
+// fiber scheduler is global state), so launches from different host threads are serialised too.
+std::recursive_mutex& rt_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
+struct MemState {
+  size_t limit = 0, used = 0;
+  std::map<void*, size_t> live;
+  std::deque<std::pair<void*, size_t>> quarantine;
+  size_t quarantined = 0;
+  MemState() {
+    limit = size_t{80} << 30;
+    if (const char* e = std::getenv("VIT_EMU_DEVICE_MEMORY")) limit = static_cast<size_t>(std::strtoull(e, nullptr, 10));
+  }
+};
+MemState& mem() {
+  static MemState m;
+  return m;
+}
+uint64_t g_launches = 0;
+
+}  // namespace
+
+void set_device_memory_limit(size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lk(rt_mutex());
+  mem().limit = bytes;
+}
+size_t device_memory_used() {
+  std::lock_guard<std::recursive_mutex> lk(rt_mutex());
+  return mem().used;
+}
+uint64_t launches_run() { return g_launches; }
+
+void submit(cudaStream_t s, std::function<void()> op) {
+  std::lock_guard<std::recursive_mutex> lk(rt_mutex());
+  if (s && s->capturing) {
+    s->ops.push_back(std::move(op));
+    return;
+  }
+  ++g_launches;
+  op();
+}
+
+}  // namespace emu
+
+namespace {
+std::vector<CUstream_st*> g_capture_streams;
+void invalidate_captures() {
+  for (CUstream_st* s : g_capture_streams) s->invalidated = true;
+}
+// Sets the last error like the runtime does for a failing call, and returns it.
+cudaError_t fail_call(cudaError_t e) {
+  if (emu::g_err == cudaSuccess) emu::g_err = e;
+  return e;
+}
+// A call that may not happen while a stream is captured (synchronisation, allocation, blocking
+// copies) invalidates the capture and fails, as the driver does for ThreadLocal captures.
+cudaError_t capture_guard() {
+  if (!g_capture_streams.empty()) {
+    invalidate_captures();
+    return fail_call(cudaErrorStreamCaptureUnsupported);
+  }
+  return cudaSuccess;
+}
+}  // namespace
+
+#define EMU_LOCK std::lock_guard<std::recursive_mutex> emu_lock_(emu::rt_mutex())
+
 cudaError_t cudaGetLastError() {
   const cudaError_t e = emu::g_err;
   emu::g_err = cudaSuccess;
   return e;
 }
+cudaError_t cudaPeekAtLastError() { return emu::g_err; }
 const char* cudaGetErrorString(cudaError_t e) {
-  return e == cudaSuccess ? "no error" : e == cudaErrorMemoryAllocation ? "out of memory" : "emulated launch failure";
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    default: return "emulated launch failure";
+  }
 }
 cudaError_t cudaGetDevice(int* d) {
   *d = 0;
   return cudaSuccess;
 }
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail_call(cudaErrorInvalidValue); }
 cudaError_t cudaGetDeviceCount(int* n) {
   *n = 1;
   return cudaSuccess;
@@ -245,20 +349,173 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) {
   *v = 8;  // small, so that modest test shapes already take the 128x128 GEMM tiles
   return cudaSuccess;
 }
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  EMU_LOCK;
+  const auto& m = emu::mem();
+  *total_bytes = m.limit;
+  *free_bytes = m.limit > m.used ? m.limit - m.used : 0;
+  return cudaSuccess;
+}
 cudaError_t cudaMalloc(void** p, size_t n) {
-  *p = std::aligned_alloc(256, (n + 255) / 256 * 256);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  EMU_LOCK;
+  *p = nullptr;
+  if (cudaError_t e = capture_guard()) return e;
+  auto& m = emu::mem();
+  const size_t sz = (std::max<size_t>(n, 1) + 255) / 256 * 256;
+  if (m.used + sz > m.limit) return fail_call(cudaErrorMemoryAllocation);
+  *p = std::aligned_alloc(256, sz);
+  if (!*p) return fail_call(cudaErrorMemoryAllocation);
+  m.used += sz;
+  m.live[*p] = sz;
+  return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+  EMU_LOCK;
+  if (!p) return cudaSuccess;
+  if (cudaError_t e = capture_guard()) return e;
+  auto& m = emu::mem();
+  auto it = m.live.find(p);
+  if (it == m.live.end()) return fail_call(cudaErrorInvalidValue);
+  const size_t sz = it->second;
+  m.live.erase(it);
+  m.used -= sz;
+  // Poisoned and kept out of reuse for a while: a graph or kernel still holding the pointer
+  // reads NaN (and a later allocation cannot land at the same address and hide the bug).
+  std::memset(p, 0xFF, sz);
+  m.quarantine.emplace_back(p, sz);
+  m.quarantined += sz;
+  while (m.quarantined > (size_t{256} << 20) && !m.quarantine.empty()) {
+    std::free(m.quarantine.front().first);
+    m.quarantined -= m.quarantine.front().second;
+    m.quarantine.pop_front();
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t n) {
+  EMU_LOCK;
+  if (cudaError_t e = capture_guard()) return e;
+  *p = std::aligned_alloc(256, (std::max<size_t>(n, 1) + 255) / 256 * 256);
+  return *p ? cudaSuccess : fail_call(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFreeHost(void* p) {
+  EMU_LOCK;
+  if (cudaError_t e = capture_guard()) return e;
   std::free(p);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
+  EMU_LOCK;
+  if (cudaError_t e = capture_guard()) return e;
   std::memcpy(dst, src, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int v, size_t n) {
+  EMU_LOCK;
+  if (cudaError_t e = capture_guard()) return e;
   std::memset(p, v, n);
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaGetLastError(); }
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind, cudaStream_t s) {
+  emu::submit(s, [=] { std::memcpy(dst, src, n); });
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t s) {
+  emu::submit(s, [=] { std::memset(p, v, n); });
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  EMU_LOCK;
+  if (cudaError_t e = capture_guard()) return e;
+  return cudaGetLastError();
+}
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  *s = new CUstream_st;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  EMU_LOCK;
+  if (!s || s->capturing) return fail_call(cudaErrorInvalidResourceHandle);
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  EMU_LOCK;
+  if (cudaError_t e = capture_guard()) return e;
+  // Asynchronous faults surface at the next synchronisation, as on the device.
+  return cudaGetLastError();
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned) {
+  return e ? cudaSuccess : fail_call(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  *e = new CUevent_st;
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (!e) return fail_call(cudaErrorInvalidResourceHandle);
+  emu::submit(s, [e] {
+    e->t = std::chrono::steady_clock::now();
+    e->recorded = true;
+  });
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  EMU_LOCK;
+  if (!e) return fail_call(cudaErrorInvalidResourceHandle);
+  if (cudaError_t err = capture_guard()) return err;
+  return cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  if (!a || !b || !a->recorded || !b->recorded) return fail_call(cudaErrorInvalidResourceHandle);
+  *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  EMU_LOCK;
+  if (!s) return fail_call(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot be captured
+  if (s->capturing) return fail_call(cudaErrorInvalidValue);
+  s->capturing = true;
+  s->invalidated = false;
+  s->ops.clear();
+  g_capture_streams.push_back(s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
+  EMU_LOCK;
+  *g = nullptr;
+  if (!s || !s->capturing) return fail_call(cudaErrorInvalidValue);
+  s->capturing = false;
+  for (size_t i = 0; i < g_capture_streams.size(); ++i)
+    if (g_capture_streams[i] == s) g_capture_streams.erase(g_capture_streams.begin() + static_cast<long>(i));
+  if (s->invalidated) {
+    s->ops.clear();
+    return fail_call(cudaErrorStreamCaptureInvalidated);
+  }
+  *g = new CUgraph_st{std::move(s->ops)};
+  s->ops.clear();
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t g, unsigned long long) {
+  if (!g) return fail_call(cudaErrorInvalidValue);
+  *exec = new CUgraphExec_st{g->ops};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  delete g;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+  if (!e) return fail_call(cudaErrorInvalidResourceHandle);
+  for (const auto& op : e->ops) emu::submit(s, op);
+  return cudaSuccess;
+}

@@ -41,16 +41,32 @@ void cp_async16(void* dst, const void* src, bool valid);
 void cp_async_commit();
 void cp_async_wait(int n);
 
+// Stream work: runs `op` now, or records it into the graph when `s` is being captured.
+void submit(cudaStream_t s, std::function<void()> op);
+// Device-memory budget of the mock cudaMalloc (bytes; default 80 GiB or $VIT_EMU_DEVICE_MEMORY).
+void set_device_memory_limit(size_t bytes);
+size_t device_memory_used();
+// Number of kernel launches actually executed (graph replays included), for tests.
+uint64_t launches_run();
+
 template <class... A>
 struct Launcher {
   void (*f)(A...);
   dim3 grid, block;
   size_t smem;
-  Launcher(void (*fn)(A...), dim3 g, dim3 b, size_t s, cudaStream_t) : f(fn), grid(g), block(b), smem(s) {}
+  cudaStream_t stream;
+  Launcher(void (*fn)(A...), dim3 g, dim3 b, size_t s, cudaStream_t st)
+      : f(fn), grid(g), block(b), smem(s), stream(st) {}
+  Launcher(void (*fn)(A...), dim3 g, dim3 b, size_t s) : Launcher(fn, g, b, s, nullptr) {}
+  Launcher(void (*fn)(A...), dim3 g, dim3 b) : Launcher(fn, g, b, 0, nullptr) {}
   void operator()(A... args) const {
-    auto tup = std::make_tuple(args...);
+    // The arguments are copied (as the driver copies kernel parameters at launch / capture).
     auto fn = f;
-    run_grid(grid, block, smem, [&] { std::apply(fn, tup); });
+    const dim3 g = grid, b = block;
+    const size_t sm = smem;
+    submit(stream, [fn, g, b, sm, tup = std::make_tuple(args...)] {
+      run_grid(g, b, sm, [&] { std::apply(fn, tup); });
+    });
   }
 };
 
