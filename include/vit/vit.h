@@ -145,8 +145,8 @@ typedef struct vit_outputs {
   float* attention;  /* [batch, num_heads, num_tokens, num_tokens]: last block's probabilities */
   /* [depth, batch, num_tokens, num_tokens]: every block's softmax probabilities averaged over
    * the heads (layer-major; token 0 is the class token, then the patches in row-major grid
-   * order). Each row sums to 1. For attention maps / rollout. CPU device only for now: a
-   * CUDA session returns VIT_ERR_UNSUPPORTED when it is requested. Zero-initialise
+   * order). Each row sums to 1. For attention maps / rollout. On CUDA, a run that asks for it
+   * is not replayed from a CUDA graph (the per-block maps are extra work). Zero-initialise
    * vit_outputs (vit_outputs o = {0};) so that this field is NULL when unused. */
   float* attention_layers;
 } vit_outputs;

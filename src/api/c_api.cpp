@@ -354,10 +354,6 @@ namespace {
 vit::RunOutputs checked_outputs(const char* fn, const vit_session* session, const vit_outputs* outputs) {
   if (!outputs->logits && !outputs->embeddings && !outputs->attention && !outputs->attention_layers)
     invalid(fn, "outputs requests nothing (logits, embeddings, attention and attention_layers are all NULL)");
-  // Only the CPU engine fills attention_layers so far; the CUDA engine would ignore it.
-  if (outputs->attention_layers && std::strcmp(session->engine->name(), "cpu") != 0)
-    vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": attention_layers is not supported on the " +
-                                           session->engine->name() + " device yet; use a CPU session");
   if (outputs->logits && session->model->cfg.num_classes == 0)
     invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
                 "request embeddings instead");
