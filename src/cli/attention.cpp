@@ -57,7 +57,7 @@ void add_attention_options(CLI::App* cmd, AttentionOptions& o) {
                   "last: the class token's attention in the last block; rollout: attention rollout "
                   "(Abnar & Zuidema 2020) through all blocks; both")
       ->check(CLI::IsMember({"last", "rollout", "both"}))->capture_default_str();
-  cmd->add_option("--device", o.device, "cpu | cuda (attention_layers: cpu only for now)")
+  cmd->add_option("--device", o.device, "cpu | cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("-t,--threads", o.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)
       ->capture_default_str();
