@@ -317,12 +317,15 @@ Tensor read_npy(const std::string& path) {
 }
 
 std::vector<uint8_t> encode_npy(const float* data, const std::vector<int64_t>& shape) {
+  // The byte-size bound applies to the final count only: a zero-element shape such as
+  // (4283333, 1342, 32342, 32331, 0, 3) is valid (parse_npy reads it) and must round-trip.
   int64_t count = 1;
   for (int64_t d : shape) {
-    if (d < 0 || __builtin_mul_overflow(count, d, &count) ||
-        count > std::numeric_limits<int64_t>::max() / 4)
+    if (d < 0 || __builtin_mul_overflow(count, d, &count))
       fail(ErrorCode::kInvalidArgument, "encode_npy: invalid shape " + shape_str(shape));
   }
+  if (count > std::numeric_limits<int64_t>::max() / 4)
+    fail(ErrorCode::kInvalidArgument, "encode_npy: shape " + shape_str(shape) + " is too large");
   if (count > 0 && data == nullptr)
     fail(ErrorCode::kInvalidArgument, "encode_npy: null data for shape " + shape_str(shape));
   // Byte-identical to np.save of a C-contiguous float32 array: sorted keys, growth-axis

@@ -246,9 +246,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     pos = e.end;
     // Element count and size with overflow checks, folded left to right like the
     // official reader (so [2^40, 2^40, 0] is an overflow, not an empty tensor).
+    // The running product must also fit int64 (Tensor::numel folds the same way in int64):
+    // [2^62, 2, 0] passes a u64 fold but its numel() would overflow.
     uint64_t count = 1;
     for (int64_t d : e.shape) {
-      if (__builtin_mul_overflow(count, static_cast<uint64_t>(d), &count))
+      if (__builtin_mul_overflow(count, static_cast<uint64_t>(d), &count) ||
+          count > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         bad_t(e.name, "element count of shape " + dims_str(e.shape) + " overflows");
     }
     const unsigned bits = find_dtype(e.dtype_str)->bits;
