@@ -2,11 +2,12 @@
 """Train the vit-infer demo model: a small timm ViT on a synthetic "coloured shapes" data set.
 
 Needs torch + timm + pillow + safetensors (+ huggingface_hub, which timm's save_for_hf asserts);
-run with /work/venv-tools/bin/python tools/train_demo.py [--out models/demo]. CPU only, 1 thread by
-default (on a busy 2-core box 2 torch threads ran 7x slower than 1: spin-waiting against the other
-jobs), about 10-15 minutes on a loaded machine. Everything is seeded: each image comes from
-np.random.default_rng([split_seed, index]), independent of generation order; training uses fixed
-torch seeds. --verify reloads the saved model and rechecks every stored logit.
+run with /work/venv-tools/bin/python tools/train_demo.py [--out models/demo]. CPU only, 1 torch
+thread by default (on a busy 2-core box 2 threads ran 3.5-7x slower than 1: spin-waiting against the
+other jobs) plus 1 generator process that renders the next epoch's FRESH images while the current
+epoch trains; about 20-25 minutes on a loaded 2-core machine. Everything is seeded: each image comes
+from np.random.default_rng([split_seed, index]), independent of generation order and worker count;
+training uses fixed torch seeds. --verify reloads the saved model and rechecks every stored logit.
 
 Writes (under --out, default models/demo):
   model.safetensors, config.json     timm.models.save_for_hf layout (architecture, model_args,
@@ -123,16 +124,17 @@ def render(seed, index, label):
     layer = Image.new('RGBA', (w * SS, h * SS), (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
 
-    # Distractors: thin lines and small outlined shapes in any colour (including class colours),
-    # always much smaller / thinner than the main object.
+    # Distractors: 1-px lines and small 1-px outlined shapes in any colour (including class
+    # colours), always much smaller / thinner than the main object (at most 0.10 x the shorter
+    # side vs >= 0.25 for the main shape), so the class object is unambiguous to a human.
     for _ in range(int(rng.integers(0, 4))):
         col = tuple(int(v) for v in rng.integers(0, 256, 3)) + (int(rng.integers(120, 230)),)
         if rng.random() < 0.5:
             xa, ya = rng.uniform(0, w * SS, 2), rng.uniform(0, h * SS, 2)
-            d.line([(xa[0], ya[0]), (xa[1], ya[1])], fill=col, width=int(rng.integers(1, 3)) * SS)
+            d.line([(xa[0], ya[0]), (xa[1], ya[1])], fill=col, width=SS)
         else:
             sh = SHAPES[int(rng.integers(len(SHAPES)))]
-            r = rng.uniform(0.06, 0.13) * m * SS
+            r = rng.uniform(0.05, 0.10) * m * SS
             cx, cy = rng.uniform(0, w * SS), rng.uniform(0, h * SS)
             draw_shape(d, sh, cx, cy, r, rng.uniform(0, 2 * math.pi), outline=col, width=SS)
 
@@ -141,11 +143,14 @@ def render(seed, index, label):
     colour, shape = CLASSES[label]
     col = jitter_colour(rng, COLOURS[colour], 18) + (255,)
     half_window = 0.5 * DATA_CFG['crop_pct'] * m
-    r = rng.uniform(0.20, 0.32) * m
+    # Circumradius >= 0.25 x the shorter side (>= 18 px after the resize to 73): smaller circles
+    # and rotated squares became ambiguous on the 8x8 patch grid (v1 used 0.20-0.32 and plateaued
+    # at ~90 % on red circle vs red square / green triangle vs green square).
+    r = rng.uniform(0.25, 0.34) * m
     slack = max(half_window - r - 0.03 * m, 0.0)
     cx = (w / 2 + rng.uniform(-slack, slack)) * SS
     cy = (h / 2 + rng.uniform(-slack, slack)) * SS
-    draw_shape(d, shape, cx, cy, r * SS, rng.uniform(0, 2 * math.pi), fill=col, ell=rng.uniform(0.9, 1.0))
+    draw_shape(d, shape, cx, cy, r * SS, rng.uniform(0, 2 * math.pi), fill=col, ell=rng.uniform(0.94, 1.0))
 
     layer = layer.resize((w, h), Image.BOX)
     img = Image.alpha_composite(img.convert('RGBA'), layer).convert('RGB')
@@ -161,6 +166,43 @@ def balanced_labels(seed, n):
     """n labels, as balanced as possible over the classes, in a seeded random order."""
     rng = np.random.default_rng([seed, 999_999_999])
     return rng.permutation(np.arange(n) % len(CLASSES)).tolist()
+
+
+def epoch_labels(seed, epoch, n):
+    """Balanced labels of training epoch `epoch` (its images are indices epoch*n .. epoch*n+n-1)."""
+    rng = np.random.default_rng([seed, 999_999_999, epoch])
+    return rng.permutation(np.arange(n) % len(CLASSES)).tolist()
+
+
+# Image generation runs in a worker process (overlapping with training) and returns the images
+# AFTER the PIL half of timm's eval transform (bicubic resize + center crop) as uint8
+# [N, 64, 64, 3]; ToTensor + Normalize on those bytes, (u8 / 255 - 0.5) / 0.5, reproduces
+# tf(image) bit for bit, and uint8 is 4x smaller than fp32 to ship between processes.
+_WORKER_PIL_TF = None
+
+
+def _worker_init(data_cfg):
+    global _WORKER_PIL_TF
+    import timm.data
+    tf = timm.data.create_transform(**data_cfg, is_training=False)
+    _WORKER_PIL_TF = tf.transforms[:2]  # Resize(73, bicubic), CenterCrop(64)
+
+
+def _pil_crop(tfs, im):
+    for t in tfs:
+        im = t(im)
+    return np.asarray(im, np.uint8)
+
+
+def gen_chunk(seed, start, labels):
+    """uint8 [len(labels), 64, 64, 3] crops of render(seed, start + i, labels[i])."""
+    return np.stack([_pil_crop(_WORKER_PIL_TF, render(seed, start + i, lab)) for i, lab in enumerate(labels)])
+
+
+def crops_to_input(u8):
+    """uint8 [N, 64, 64, 3] -> fp32 [N, 3, 64, 64] exactly as MaybeToTensor + Normalize(0.5, 0.5)."""
+    import torch
+    return torch.from_numpy(u8).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,10 +282,12 @@ def verify(out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', default=str(Path(__file__).resolve().parent.parent / 'models' / 'demo'))
-    ap.add_argument('--train-size', type=int, default=12000)
+    ap.add_argument('--train-size', type=int, default=12000, help='FRESH training images per epoch')
     ap.add_argument('--val-size', type=int, default=1000)
     ap.add_argument('--heldout-size', type=int, default=300)
-    ap.add_argument('--epochs', type=int, default=9)
+    ap.add_argument('--epochs', type=int, default=16)
+    ap.add_argument('--warmup-epochs', type=float, default=1.0)
+    ap.add_argument('--workers', type=int, default=1, help='image generator processes (results do not depend on it)')
     ap.add_argument('--batch-size', type=int, default=64)
     ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
@@ -279,22 +323,34 @@ def main():
 
     t_start = time.time()
     if not args.skip_train:
-        # Training inputs go through the same timm eval transform (resize + center crop + normalize);
-        # variety comes from the generator, plus random h-flips / small shifts in tensor space.
+        # Training inputs go through the same timm eval transform (resize + center crop + normalize)
+        # as evaluation. Every epoch sees FRESH images (epoch e uses generator indices
+        # e*train_size ..), so the data-hungry ViT never revisits an image; the only augmentation
+        # is a random horizontal flip. A worker renders epoch e+1 while epoch e trains.
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        pool = ProcessPoolExecutor(args.workers, mp_context=mp.get_context('spawn'),
+                                   initializer=_worker_init, initargs=(data_cfg,))
+        chunk = 1000
+
+        def submit_epoch(ep):
+            labels = epoch_labels(SEED_TRAIN, ep, args.train_size)
+            futs = [pool.submit(gen_chunk, SEED_TRAIN, ep * args.train_size + c, labels[c:c + chunk])
+                    for c in range(0, args.train_size, chunk)]
+            return futs, torch.tensor(labels)
+
         t0 = time.time()
-        train_labels = balanced_labels(SEED_TRAIN, args.train_size)
-        xs = torch.empty(args.train_size, 3, 64, 64, dtype=torch.float16)  # [N, 3, 64, 64] fp16 storage
-        for i, lab in enumerate(train_labels):
-            xs[i] = tf(render(SEED_TRAIN, i, lab)).half()
-        ys = torch.tensor(train_labels)
         val_labels = balanced_labels(SEED_VAL, args.val_size)
-        xv = to_tensor_batch([render(SEED_VAL, i, lab) for i, lab in enumerate(val_labels)], tf)
+        val_fut = pool.submit(gen_chunk, SEED_VAL, 0, val_labels)
+        pending = submit_epoch(0)
+        xv = crops_to_input(val_fut.result())
         yv = torch.tensor(val_labels)
-        print(f'generated {args.train_size} train + {args.val_size} val images in {time.time() - t0:.1f}s')
+        assert torch.equal(xv[0], tf(render(SEED_VAL, 0, val_labels[0]))), 'uint8 crop path != timm transform'
+        print(f'generated {args.val_size} val images in {time.time() - t0:.1f}s', flush=True)
 
         steps_per_epoch = args.train_size // args.batch_size
         total = steps_per_epoch * args.epochs
-        warmup = steps_per_epoch // 2
+        warmup = max(1, int(steps_per_epoch * args.warmup_epochs))
         decay, no_decay = [], []
         for name, p in model.named_parameters():
             (no_decay if p.ndim <= 1 or name in ('pos_embed', 'cls_token') else decay).append(p)
@@ -314,17 +370,21 @@ def main():
 
         t0 = time.time()
         model.train()
+        t_wait = 0.0
         for ep in range(args.epochs):
+            tw = time.time()
+            futs, ys = pending
+            xs = np.concatenate([f.result() for f in futs])  # [N, 64, 64, 3] uint8
+            t_wait += time.time() - tw
+            if ep + 1 < args.epochs:
+                pending = submit_epoch(ep + 1)
             perm = torch.randperm(args.train_size, generator=g)
             tot_loss = 0.0
             for s in range(steps_per_epoch):
                 idx = perm[s * args.batch_size:(s + 1) * args.batch_size]
-                x = xs[idx].float()
+                x = crops_to_input(xs[idx.numpy()])
                 flip = torch.rand(len(idx), generator=g) < 0.5
                 x[flip] = x[flip].flip(-1)
-                # small random translation (same for the whole batch: cheap, still useful)
-                dx, dy = torch.randint(-4, 5, (2,), generator=g).tolist()
-                x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
                 loss = F.cross_entropy(model(x), ys[idx], label_smoothing=args.smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -333,8 +393,9 @@ def main():
                 sched.step()
                 tot_loss += loss.item()
             print(f'epoch {ep + 1}/{args.epochs} loss {tot_loss / steps_per_epoch:.4f} '
-                  f'val acc {evaluate(xv, yv) * 100:.2f}% ({time.time() - t0:.0f}s)', flush=True)
+                  f'val acc {evaluate(xv, yv) * 100:.2f}% ({time.time() - t0:.0f}s, waited {t_wait:.0f}s for data)', flush=True)
         train_time = time.time() - t0
+        pool.shutdown()
         model.eval()
         save_for_hf(model, str(out), model_config=dict(label_names=LABEL_NAMES, pretrained_cfg=dict(tag='vitinfer_demo_shapes')),
                     safe_serialization=True, data_config=dict(DATA_CFG))
