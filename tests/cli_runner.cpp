@@ -1,7 +1,9 @@
 // vit-infer tests: child-process runner (see cli_runner.h). posix_spawn with stdin from
 // /dev/null and stdout / stderr on two O_CLOEXEC pipes, drained by poll until both close;
 // the child is reaped with wait4 for its status and rusage. Past the deadline it gets
-// SIGKILL, so a hung program fails its test instead of hanging the suite.
+// SIGKILL, so a hung program fails its test instead of hanging the suite. RunOptions: the
+// working directory via posix_spawn_file_actions_addchdir_np (glibc >= 2.29) and an envp
+// built from environ, so no shell (`cd X &&`, `env -u`) is ever involved.
 #include "cli_runner.h"
 
 #include <fcntl.h>
@@ -9,6 +11,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <thread>
@@ -36,7 +40,32 @@ std::string Proc::describe() const {
   return s + "; stderr:\n" + err;
 }
 
+namespace {
+
+// "NAME=value" strings: environ without the removed / replaced names, then set_env.
+std::vector<std::string> child_env(const RunOptions& opt) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    const std::string name = kv.substr(0, kv.find('='));
+    const bool drop = opt.set_env.count(name) != 0 ||
+                      std::find(opt.unset_env.begin(), opt.unset_env.end(), name) != opt.unset_env.end();
+    if (!drop) env.push_back(kv);
+  }
+  for (const auto& [name, value] : opt.set_env) env.push_back(name + "=" + value);
+  return env;
+}
+
+}  // namespace
+
 Proc run_program(const std::string& bin, const std::vector<std::string>& args, double timeout_s) {
+  RunOptions opt;
+  opt.timeout_s = timeout_s;
+  return run_program(bin, args, opt);
+}
+
+Proc run_program(const std::string& bin, const std::vector<std::string>& args, const RunOptions& opt) {
+  const double timeout_s = opt.timeout_s;
   using Clock = std::chrono::steady_clock;
   Proc p;
   int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
@@ -51,6 +80,7 @@ Proc run_program(const std::string& bin, const std::vector<std::string>& args, d
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);  // dup2 clears O_CLOEXEC on 1 and 2
   posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  if (!opt.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, opt.cwd.c_str());
 
   std::vector<std::string> argv_s;
   argv_s.push_back(bin);
@@ -58,17 +88,21 @@ Proc run_program(const std::string& bin, const std::vector<std::string>& args, d
   std::vector<char*> argv;
   for (std::string& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_s = child_env(opt);
+  std::vector<char*> envp;
+  for (std::string& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   const auto t0 = Clock::now();
   pid_t pid = -1;
-  const int se = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
+  const int se = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   close(out_pipe[1]);
   close(err_pipe[1]);
   if (se != 0) {
     close(out_pipe[0]);
     close(err_pipe[0]);
-    p.err = "run_program: cannot spawn " + bin + ": " + std::strerror(se);
+    p.err = "run_program: cannot spawn " + bin + (opt.cwd.empty() ? "" : " in " + opt.cwd) + ": " + std::strerror(se);
     return p;
   }
 
@@ -127,6 +161,18 @@ Proc run_program(const std::string& bin, const std::vector<std::string>& args, d
     p.signal = WTERMSIG(status);
   }
   return p;
+}
+
+std::string find_in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path ? path : "");
+  for (std::string dir; std::getline(ss, dir, ':');) {
+    const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    struct stat st {};
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+  }
+  return "";
 }
 
 std::vector<std::string> lines(const std::string& s) {

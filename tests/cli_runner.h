@@ -1,9 +1,11 @@
 // vit-infer tests: runs the shipped `vit-infer` program as a child process (posix_spawn, no
 // shell) with a wall-clock limit, capturing stdout and stderr separately (both pipes drained
 // with poll so a chatty child never blocks), and reports how it ended: exit status, killing
-// signal, timeout, wall time and peak resident memory. Shared by the CLI test drivers.
+// signal, timeout, wall time and peak resident memory. RunOptions sets the child's working
+// directory and adds / removes environment variables. Shared by the CLI test drivers.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,15 +23,32 @@ struct Proc {
   std::string describe() const;
 };
 
+// How to start the child. The environment is this process's, minus `unset_env`, with
+// `set_env` added (set_env wins over unset_env for the same name).
+struct RunOptions {
+  std::string cwd;                            // working directory; empty: this process's
+  std::map<std::string, std::string> set_env;  // NAME -> value
+  std::vector<std::string> unset_env;          // NAMEs removed
+  double timeout_s = 60.0;                     // wall-clock limit, then SIGKILL
+};
+
 // Runs `bin args...` (bin defaults to VIT_INFER_BIN when the including target defines it).
-// Never throws for a child that fails; a spawn failure gives rc -1 and the reason in err.
+// bin is a path (not searched in $PATH; see find_in_path). Never throws for a child that
+// fails; a spawn failure (missing program, bad cwd) gives rc -1 and the reason in err.
+Proc run_program(const std::string& bin, const std::vector<std::string>& args, const RunOptions& opt);
 Proc run_program(const std::string& bin, const std::vector<std::string>& args, double timeout_s = 60.0);
 
 #ifdef VIT_INFER_BIN
 inline Proc run_cli(const std::vector<std::string>& args, double timeout_s = 60.0) {
   return run_program(VIT_INFER_BIN, args, timeout_s);
 }
+inline Proc run_cli(const std::vector<std::string>& args, const RunOptions& opt) {
+  return run_program(VIT_INFER_BIN, args, opt);
+}
 #endif
+
+// The first executable `name` in $PATH, or "" when there is none.
+std::string find_in_path(const std::string& name);
 
 // Non-empty lines of s.
 std::vector<std::string> lines(const std::string& s);

@@ -2,16 +2,22 @@
 // hub checkpoint looks: model.safetensors (timm tensor names, F32) + config.json
 // (architecture, num_classes, model_args, pretrained_cfg, label_names). Shared by the C API
 // and CLI tests. Tensor layouts: patch [D, C, P, P], cls [1, 1, D], pos [1, T, D].
+// Also the CLI tests' common setup: such a checkpoint plus two good .npy inputs.
 #pragma once
 
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "io/npy.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "model_fixture.h"
+#include "test_util.h"
 
 namespace vit::test {
 
@@ -83,6 +89,35 @@ inline void write_timm_checkpoint(const Model& m, const std::string& dir, bool w
     j["label_names"] = labels;
   }
   std::ofstream(dir + "/config.json") << j.dump(2);
+}
+
+// A fresh directory holding a random model (model_fixture.h) written as above.
+inline std::string write_random_checkpoint(const ViTConfig& cfg, uint64_t seed, bool with_labels = true) {
+  const std::string dir = temp_dir();
+  write_timm_checkpoint(*random_model(cfg, seed), dir, with_labels);
+  return dir;
+}
+
+// A random checkpoint in <dir>/model (32x32 input, patch 8, width 32, 4 heads, depth 2,
+// 10 classes, labelled) and good inputs: good1 = x1 [2, 3, 32, 32], good2 = x2 [3, 32, 32].
+struct CliModelAndInputs {
+  std::string dir, model, weights, good1, good2;
+  std::vector<float> x1, x2;
+};
+inline CliModelAndInputs make_cli_model_and_inputs(uint64_t seed) {
+  CliModelAndInputs f;
+  f.dir = temp_dir();
+  f.model = f.dir + "/model";
+  std::filesystem::create_directories(f.model);
+  write_timm_checkpoint(*random_model(small_config(32, 32, 8, 32, 4, 2, 10), seed), f.model);
+  f.weights = f.model + "/model.safetensors";
+  f.x1 = random_vec(2 * 3 * 32 * 32);
+  f.x2 = random_vec(3 * 32 * 32);
+  f.good1 = f.dir + "/good1.npy";
+  f.good2 = f.dir + "/good2.npy";
+  write_npy(f.good1, f.x1.data(), {2, 3, 32, 32});
+  write_npy(f.good2, f.x2.data(), {3, 32, 32});
+  return f;
 }
 
 }  // namespace vit::test

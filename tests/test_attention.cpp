@@ -3,21 +3,20 @@
 // upsampling, normalisation, the colormap and compositing; PNG encode -> our decoder
 // round-trips; the CPU engine's attention_layers [depth, B, T, T] (rows sum to 1, last block
 // = head mean of `attention`, normal outputs unchanged) directly and through the C API; and
-// `vit-infer attention` run as a subprocess on the demo model (or a golden fixture).
+// `vit-infer attention` run as a child process (tests/cli_runner) on the demo model (or a
+// golden fixture).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli_runner.h"
 #include "core/error.h"
 #include "cpu/engine.h"
 #include "image/attention_map.h"
@@ -233,15 +232,8 @@ TEST(Drawing, InfernoTable) {
   EXPECT_EQ(rgb[2], 4);
 }
 
-Image random_image(int w, int h) {
-  Image img;
-  img.w = w;
-  img.h = h;
-  std::vector<float> r = vit::test::random_vec(static_cast<size_t>(w) * h * 3, 0.0f, 256.0f);
-  img.rgb.resize(r.size());
-  for (size_t i = 0; i < r.size(); ++i) img.rgb[i] = static_cast<uint8_t>(std::min(255.0f, r[i]));
-  return img;
-}
+// Random RGB8 pixels [h, w, 3].
+Image random_image(int w, int h) { return Image{w, h, vit::test::random_bytes(static_cast<size_t>(w) * h * 3)}; }
 
 TEST(Drawing, OverlayScaleAndStack) {
   const Image img = random_image(5, 3);
@@ -378,21 +370,27 @@ TEST(EngineAttentionLayers, RowsSumToOneAndLastBlockIsHeadMean) {
       ASSERT_NEAR(one[l * T * T + k], layers[(static_cast<size_t>(l) * B + 17) * T * T + k], 1e-6) << l << "," << k;
 }
 
+// attention_layers [depth, B, T, T] of the model in `dir` for images x [B, 3, H, W] from the
+// CPU engine (1 thread), NaN-poisoned before the run: the reference for the C API runs.
+std::vector<float> cpu_attention_layers(const std::string& dir, const std::vector<float>& x, int B) {
+  auto model = vit::load_model(dir);
+  const int T = model->cfg.tokens();
+  std::vector<float> layers(static_cast<size_t>(model->cfg.depth) * B * T * T, kNaN);
+  vit::RunOutputs o;
+  o.attention_layers = layers.data();
+  vit::make_cpu_engine(model, 1)->run(x.data(), B, o);
+  return layers;
+}
+
 // Through the C API (and the vitpp wrapper): the same numbers as the engine; attention_layers
 // alone is a valid request.
 TEST(EngineAttentionLayers, CApiAndWrapper) {
   const vit::ViTConfig cfg = vit::test::small_config(16, 16, 8, 24, 3, 2, 5);  // T = 5
-  auto model = vit::test::random_model(cfg, 3);
-  const std::string dir = vit::test::temp_dir() + "/capi_model";
-  fs::create_directories(dir);
-  vit::test::write_timm_checkpoint(*model, dir);
+  const std::string dir = vit::test::write_random_checkpoint(cfg, 3);
   const int B = 2, T = cfg.tokens();
   const std::vector<float> x = vit::test::random_vec(static_cast<size_t>(B) * 3 * 16 * 16);
 
-  std::vector<float> want(static_cast<size_t>(cfg.depth) * B * T * T, kNaN);
-  vit::RunOutputs o;
-  o.attention_layers = want.data();
-  vit::make_cpu_engine(vit::load_model(dir), 1)->run(x.data(), B, o);
+  const std::vector<float> want = cpu_attention_layers(dir, x, B);
 
   vitpp::Model m(dir);
   vitpp::Session s(m);
@@ -416,9 +414,7 @@ TEST(EngineAttentionLayers, CApiAndWrapper) {
 // Skips where no CUDA session can be created.
 TEST(EngineAttentionLayers, CudaSessionMatchesCpu) {
   const vit::ViTConfig cfg = vit::test::small_config(16, 16, 8, 24, 3, 2, 5);
-  const std::string dir = vit::test::temp_dir() + "/cuda_model";
-  fs::create_directories(dir);
-  vit::test::write_timm_checkpoint(*vit::test::random_model(cfg, 4), dir);
+  const std::string dir = vit::test::write_random_checkpoint(cfg, 4);
   vitpp::Model m(dir);
   vit_session_params sp = vit_session_default_params();
   sp.device = VIT_DEVICE_CUDA;
@@ -429,12 +425,9 @@ TEST(EngineAttentionLayers, CudaSessionMatchesCpu) {
     vit_status_free(st);
     GTEST_SKIP() << "no CUDA session: " << msg;
   }
-  const int B = 3, T = cfg.tokens();
+  const int B = 3;
   const std::vector<float> x = vit::test::random_vec(static_cast<size_t>(B) * 3 * 16 * 16);
-  std::vector<float> want(static_cast<size_t>(cfg.depth) * B * T * T, kNaN);
-  vit::RunOutputs ro;
-  ro.attention_layers = want.data();
-  vit::make_cpu_engine(vit::load_model(dir), 1)->run(x.data(), B, ro);
+  const std::vector<float> want = cpu_attention_layers(dir, x, B);
 
   std::vector<float> got(want.size(), kNaN);
   vit_outputs o{};
@@ -448,37 +441,10 @@ TEST(EngineAttentionLayers, CudaSessionMatchesCpu) {
 
 // ---- the CLI ---------------------------------------------------------------------------------
 
-struct Proc {
-  int rc = -1;
-  std::string out, err;
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Proc run_cli(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const std::string err_file = vit::test::temp_dir() + "/attn_stderr" + std::to_string(counter++) + ".txt";
-  std::string cmd = quote(VIT_INFER_BIN);
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " 2>" + quote(err_file);
-  Proc p;
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return p;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.out.append(buf, n);
-  const int status = pclose(f);
-  p.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_file);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  p.err = ss.str();
-  return p;
-}
+// The program runs through the shared child-process runner (cli_runner.h): no shell, a 60 s
+// limit per run, stdout and stderr captured separately, rc = the exit status (-1 on a signal).
+using vit::test::Proc;
+using vit::test::run_cli;
 
 // The demo model with one of its samples when it has been trained, else the timm golden
 // fixture with a fixture photo.
@@ -594,7 +560,9 @@ TEST(CliAttention, DefaultModelIsTheDemo) {
   const std::string demo = std::string(VIT_SOURCE_DIR) + "/models/demo";
   if (!fs::exists(demo + "/model.safetensors")) GTEST_SKIP() << "models/demo has no weights yet";
   const CliCase c = cli_case();
-  Proc p = run_cli({"attention", "--image", c.image, "--json"});
+  vit::test::RunOptions no_env_model;  // $VIT_INFER_MODEL would take the place of the demo
+  no_env_model.unset_env = {"VIT_INFER_MODEL"};
+  Proc p = run_cli({"attention", "--image", c.image, "--json"}, no_env_model);
   ASSERT_EQ(p.rc, 0) << p.err;
   const nlohmann::json j = nlohmann::json::parse(p.out);
   const vit::ViTConfig cfg = vit::load_model(demo)->cfg;

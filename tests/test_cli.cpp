@@ -33,60 +33,22 @@ using vit::test::lines;
 using vit::test::Proc;
 using vit::test::run_cli;
 
-// A .npy file with an arbitrary dtype string (e.g. '<i4'), for wrong-dtype inputs.
-void write_raw_npy(const std::string& path, const std::string& descr, const std::vector<int64_t>& shape,
-                   size_t elem_size) {
-  std::string shp = "(";
-  int64_t numel = 1;
-  for (int64_t d : shape) {
-    shp += std::to_string(d) + ", ";
-    numel *= d;
-  }
-  shp += ")";
-  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shp + ", }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::string file = "\x93NUMPY";
-  file += '\x01';
-  file += '\x00';
-  file += static_cast<char>(header.size() & 0xff);
-  file += static_cast<char>(header.size() >> 8);
-  file += header;
-  file.append(static_cast<size_t>(numel) * elem_size, '\0');
-  std::vector<uint8_t> bytes(file.begin(), file.end());
-  vit::test::write_file(path, bytes);
-}
-
-// One classifier model (10 classes) and one headless (num_classes 0), plus inputs.
-struct Fixture {
-  std::string dir, model, headless;
-  std::string good1, good2, bad_shape, bad_dtype, missing, fake_jpg;
-  std::vector<float> x1, x2;  // [2, 3, 32, 32], [3, 32, 32]
+// One classifier model (10 classes, vit::test::make_cli_model_and_inputs with good1 / good2)
+// and one headless (num_classes 0), plus bad inputs.
+struct Fixture : vit::test::CliModelAndInputs {
+  std::string headless, bad_shape, bad_dtype, missing, fake_jpg;
 };
 
 const Fixture& fx() {
   static Fixture f = [] {
     Fixture f;
-    f.dir = vit::test::temp_dir();
-    f.model = f.dir + "/model";
-    f.headless = f.dir + "/headless";
-    std::filesystem::create_directories(f.model);
-    std::filesystem::create_directories(f.headless);
-    vit::test::write_timm_checkpoint(*vit::test::random_model(vit::test::small_config(32, 32, 8, 32, 4, 2, 10), 5),
-                                     f.model);
-    vit::test::write_timm_checkpoint(*vit::test::random_model(vit::test::small_config(32, 32, 8, 32, 4, 1, 0), 6),
-                                     f.headless);
-    f.x1 = vit::test::random_vec(2 * 3 * 32 * 32);
-    f.x2 = vit::test::random_vec(3 * 32 * 32);
-    f.good1 = f.dir + "/good1.npy";
-    f.good2 = f.dir + "/good2.npy";
-    vit::write_npy(f.good1, f.x1.data(), {2, 3, 32, 32});
-    vit::write_npy(f.good2, f.x2.data(), {3, 32, 32});
+    static_cast<vit::test::CliModelAndInputs&>(f) = vit::test::make_cli_model_and_inputs(5);
+    f.headless = vit::test::write_random_checkpoint(vit::test::small_config(32, 32, 8, 32, 4, 1, 0), 6);
     f.bad_shape = f.dir + "/bad_shape.npy";
     std::vector<float> small(3 * 16 * 16, 0.5f);
     vit::write_npy(f.bad_shape, small.data(), {1, 3, 16, 16});
     f.bad_dtype = f.dir + "/bad_dtype.npy";
-    write_raw_npy(f.bad_dtype, "<i4", {1, 3, 32, 32}, 4);
+    vit::test::write_npy_raw(f.bad_dtype, "<i4", false, {1, 3, 32, 32}, std::vector<uint8_t>(3 * 32 * 32 * 4));
     f.missing = f.dir + "/missing.npy";
     f.fake_jpg = f.dir + "/fake.jpg";
     vit::test::write_file(f.fake_jpg, {'n', 'o', 't', ' ', 'a', ' ', 'j', 'p', 'g'});

@@ -1,14 +1,13 @@
-// vit-infer tests: `vit-infer classify` on image files, run as a subprocess (popen).
+// vit-infer tests: `vit-infer classify` on image files, run as a subprocess.
 // Directories of mixed good and bad files (recursive, sorted, bad files reported as JSON
 // error lines, non-zero exit), @list inputs, the default model (bundled demo model,
 // $VIT_INFER_MODEL, a clear error when none is found), ImageNet-1k labels for a 1000-class
 // model without labels, the progress bar only on a terminal, and the README's demo command.
+// The program runs as a child process through tests/cli_runner (posix_spawn, no shell).
 // Tests that need the demo model (models/demo, made by tools/train_demo.py) skip without it.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "cli_runner.h"
 #include "io/npy.h"
 #include "model/model.h"
 #include "model_fixture.h"
@@ -32,47 +32,18 @@ using nlohmann::json;
 const std::string kSrc = VIT_SOURCE_DIR;
 const std::string kDemo = kSrc + "/models/demo";
 
-struct Proc {
-  int rc = -1;
-  std::string out, err;
-};
+// The program runs through the shared child-process runner (cli_runner.h): no shell, a 60 s
+// limit per run, stdout and stderr captured separately, rc = the exit status (-1 on a signal).
+using vit::test::lines;
+using vit::test::Proc;
+using vit::test::run_cli;
+using vit::test::RunOptions;
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs `prefix BIN args...` through the shell; prefix may set env / cwd ("cd X &&", "env ...").
-Proc run_cli(const std::vector<std::string>& args, const std::string& prefix = "",
-             const std::string& bin = VIT_INFER_BIN) {
-  static int counter = 0;
-  const std::string err_file = vit::test::temp_dir() + "/stderr" + std::to_string(counter++) + ".txt";
-  std::string cmd = prefix + " " + quote(bin);
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " 2>" + quote(err_file);
-  Proc p;
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return p;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.out.append(buf, n);
-  int status = pclose(f);
-  p.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_file);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  p.err = ss.str();
-  return p;
-}
-
-std::vector<std::string> lines(const std::string& s) {
-  std::vector<std::string> v;
-  std::stringstream ss(s);
-  std::string l;
-  while (std::getline(ss, l))
-    if (!l.empty()) v.push_back(l);
-  return v;
+// The environment of the test minus VIT_INFER_MODEL, so the default-model search is what runs.
+RunOptions without_model_env() {
+  RunOptions o;
+  o.unset_env = {"VIT_INFER_MODEL"};
+  return o;
 }
 
 bool demo_present() {
@@ -99,12 +70,8 @@ void copy(const std::string& from, const std::string& to) {
 
 // A random 10-class model with labels class_<i> (for tests that need no demo).
 const std::string& random_model_dir() {
-  static std::string dir = [] {
-    std::string d = vit::test::temp_dir() + "/model";
-    fs::create_directories(d);
-    vit::test::write_timm_checkpoint(*vit::test::random_model(vit::test::small_config(32, 32, 8, 32, 4, 1, 10), 21), d);
-    return d;
-  }();
+  static const std::string dir =
+      vit::test::write_random_checkpoint(vit::test::small_config(32, 32, 8, 32, 4, 1, 10), 21);
   return dir;
 }
 
@@ -134,7 +101,7 @@ TEST(CliImages, MixedDirectoryWithDefaultModel) {
   copy(kDemo + "/samples/" + s1, d + "/.cache/e_" + s1);            // skipped: hidden directory
 
   Proc p = run_cli({"classify", "--json", "-k", "3", "--batch", "2", "--decode-threads", "3", d},
-                   "env -u VIT_INFER_MODEL");
+                   without_model_env());
   EXPECT_EQ(p.rc, 1) << p.err;
   EXPECT_NE(p.err.find("bundled demo model"), std::string::npos) << p.err;
   EXPECT_EQ(p.err.find('\r'), std::string::npos) << "progress bar drawn on a non-terminal";
@@ -220,7 +187,9 @@ TEST(CliImages, ListFileInputs) {
 // model beside it and none installed says so, naming where it looked.
 TEST(CliImages, DefaultModelFromEnvironmentAndMissing) {
   const std::string img = vit::test::data_path("images/photo_300x200.jpg");
-  Proc p = run_cli({"classify", "--json", "-k", "2", img}, "env VIT_INFER_MODEL=" + quote(random_model_dir()));
+  RunOptions with_env;
+  with_env.set_env["VIT_INFER_MODEL"] = random_model_dir();
+  Proc p = run_cli({"classify", "--json", "-k", "2", img}, with_env);
   ASSERT_EQ(p.rc, 0) << p.err;
   auto ls = lines(p.out);
   ASSERT_EQ(ls.size(), 1u) << p.out;
@@ -234,23 +203,22 @@ TEST(CliImages, DefaultModelFromEnvironmentAndMissing) {
   fs::permissions(root + "/bin/vit-infer", fs::perms::owner_all);
   if (fs::exists(std::string(VIT_INSTALL_DATADIR) + "/models/demo/model.safetensors"))
     GTEST_SKIP() << "a demo model is installed at " << VIT_INSTALL_DATADIR;
-  p = run_cli({"classify", img}, "env -u VIT_INFER_MODEL", root + "/bin/vit-infer");
+  const std::string copy_bin = root + "/bin/vit-infer";
+  p = vit::test::run_program(copy_bin, {"classify", img}, without_model_env());
   EXPECT_EQ(p.rc, 1) << p.err;
   EXPECT_NE(p.err.find("no default model found"), std::string::npos) << p.err;
   EXPECT_NE(p.err.find(root + "/models/demo"), std::string::npos) << p.err;
   EXPECT_NE(p.err.find("--model"), std::string::npos) << p.err;
   EXPECT_TRUE(p.out.empty()) << p.out;
-  p = run_cli({"info"}, "env -u VIT_INFER_MODEL", root + "/bin/vit-infer");
+  p = vit::test::run_program(copy_bin, {"info"}, without_model_env());
   EXPECT_EQ(p.rc, 1) << p.err;
 }
 
 // A 1000-class model without labels prints the ImageNet-1k names shipped in data/; --labels
 // still wins.
 TEST(CliImages, ImageNetLabelsForUnlabelled1000ClassModel) {
-  const std::string d = vit::test::temp_dir() + "/in1k";
-  fs::create_directories(d);
-  vit::test::write_timm_checkpoint(*vit::test::random_model(vit::test::small_config(32, 32, 8, 32, 4, 1, 1000), 3),
-                                   d, /*with_labels=*/false);
+  const std::string d =
+      vit::test::write_random_checkpoint(vit::test::small_config(32, 32, 8, 32, 4, 1, 1000), 3, /*with_labels=*/false);
   std::vector<std::string> names;
   {
     std::ifstream f(kSrc + "/data/imagenet1k_labels.txt");
@@ -278,6 +246,13 @@ TEST(CliImages, ImageNetLabelsForUnlabelled1000ClassModel) {
   EXPECT_EQ(j.at("topk")[0].at("label"), "mine_" + std::to_string(j.at("topk")[0].at("index").get<int>()));
 }
 
+// Single-quotes s for a POSIX shell command line.
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 // The bar appears on a terminal (util-linux `script` provides one) and never otherwise.
 TEST(CliImages, ProgressBarOnlyOnATerminal) {
   const std::string img = vit::test::data_path("images/photo_300x200.jpg");
@@ -286,14 +261,16 @@ TEST(CliImages, ProgressBarOnlyOnATerminal) {
   EXPECT_EQ(p.err.find('\r'), std::string::npos) << p.err;
   EXPECT_EQ(p.out.find('\r'), std::string::npos) << p.out;
   EXPECT_EQ(lines(p.out).size(), 3u);
-  if (std::system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "no `script` to provide a terminal";
-  std::string cmd = quote(VIT_INFER_BIN) + " classify --model " + quote(random_model_dir()) + " " + quote(img) + " " +
-                    quote(img);
-  Proc t = run_cli({"-qec", cmd, "/dev/null"}, "", "script");
+  const std::string script = vit::test::find_in_path("script");
+  if (script.empty()) GTEST_SKIP() << "no `script` to provide a terminal";
+  // `script -c` takes one command line and hands it to $SHELL: the only shell in this file.
+  std::string cmd = shell_quote(VIT_INFER_BIN) + " classify --model " + shell_quote(random_model_dir()) + " " +
+                    shell_quote(img) + " " + shell_quote(img);
+  Proc t = vit::test::run_program(script, {"-qec", cmd, "/dev/null"});
   ASSERT_EQ(t.rc, 0) << t.out << t.err;
   EXPECT_NE(t.out.find("\r["), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("2/2 files"), std::string::npos) << t.out;
-  Proc q = run_cli({"-qec", cmd + " --no-progress", "/dev/null"}, "", "script");
+  Proc q = vit::test::run_program(script, {"-qec", cmd + " --no-progress", "/dev/null"});
   ASSERT_EQ(q.rc, 0) << q.out << q.err;
   EXPECT_EQ(q.out.find("files "), std::string::npos) << q.out;
 }
@@ -303,7 +280,9 @@ TEST(CliImages, ProgressBarOnlyOnATerminal) {
 // that agree to ~1e-5, hence 1e-4).
 TEST(CliImages, ReadmeDemoCommand) {
   if (!demo_present()) GTEST_SKIP() << "no demo model at " << kDemo;
-  Proc p = run_cli({"classify", "--top-k", "5", "models/demo/samples"}, "cd " + quote(kSrc) + " && env -u VIT_INFER_MODEL");
+  RunOptions at_root = without_model_env();
+  at_root.cwd = kSrc;
+  Proc p = run_cli({"classify", "--top-k", "5", "models/demo/samples"}, at_root);
   ASSERT_EQ(p.rc, 0) << p.err;
   const auto exp = expected_samples();
   auto ls = lines(p.out);
@@ -326,7 +305,7 @@ TEST(CliImages, ReadmeDemoCommand) {
 // --device cuda sends raw RGB8 through vit_session_run_images; same answers as timm.
 TEST(CliImages, CudaDeviceRawImages) {
   if (!demo_present()) GTEST_SKIP() << "no demo model at " << kDemo;
-  Proc p = run_cli({"classify", "--device", "cuda", "--json", "-k", "1", kDemo + "/samples"});
+  Proc p = run_cli({"classify", "--device", "cuda", "--json", "-k", "1", kDemo + "/samples"}, without_model_env());
   if (p.rc != 0 && (p.err.find("no CUDA device") != std::string::npos ||
                     p.err.find("without CUDA") != std::string::npos))
     GTEST_SKIP() << "no CUDA device";

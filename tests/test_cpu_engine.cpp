@@ -215,6 +215,26 @@ size_t image_numel(const ViTConfig& c) {
   return static_cast<size_t>(c.in_chans) * c.image_h * c.image_w;
 }
 
+// B fresh random images through `engine` in one batch; each image's logits (when the model
+// has a head), embeddings and attention [H, T, T] are checked against the double reference.
+// Returns the engine's outputs (NaN-poisoned before the run) for further checks.
+Outputs run_against_reference(Engine& engine, const Model& model, int B) {
+  const ViTConfig& cfg = model.cfg;
+  const int C = cfg.num_classes, D = cfg.hidden;
+  const size_t A = static_cast<size_t>(cfg.heads) * cfg.tokens() * cfg.tokens();
+  const std::vector<float> images = test::random_vec(B * image_numel(cfg));
+  Outputs out(cfg, B);
+  engine.run(images.data(), B, out.ptrs());
+  for (int b = 0; b < B; ++b) {
+    SCOPED_TRACE("image " + std::to_string(b));
+    const RefOut ref = reference_forward(model, images.data() + b * image_numel(cfg));
+    if (C > 0) expect_close(out.logits.data() + b * C, ref.logits.data(), C, "logits");
+    expect_close(out.emb.data() + b * D, ref.emb.data(), D, "embeddings");
+    expect_close(out.attn.data() + b * A, ref.attn.data(), A, "attention");
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------
 // Engine vs reference on awkward shapes.
 
@@ -250,19 +270,11 @@ TEST_P(CpuVsReference, MatchesDoubleReference) {
   SCOPED_TRACE("model seed " + std::to_string(seed));
   auto model = test::random_model(cfg, seed);
   auto engine = make_cpu_engine(model, 2);
-  const int B = k.batch, T = cfg.tokens(), D = cfg.hidden, C = cfg.num_classes, H = cfg.heads;
-
-  std::vector<float> images = test::random_vec(B * image_numel(cfg));
-  Outputs out(cfg, B);
-  engine->run(images.data(), B, out.ptrs());
-
+  const int B = k.batch, T = cfg.tokens(), H = cfg.heads;
+  const Outputs out = run_against_reference(*engine, *model, B);
   for (int b = 0; b < B; ++b) {
     SCOPED_TRACE("image " + std::to_string(b));
-    const RefOut ref = reference_forward(*model, images.data() + b * image_numel(cfg));
-    if (C > 0) expect_close(out.logits.data() + b * C, ref.logits.data(), C, "logits");
-    expect_close(out.emb.data() + b * D, ref.emb.data(), D, "embeddings");
     const float* attn = out.attn.data() + static_cast<size_t>(b) * H * T * T;
-    expect_close(attn, ref.attn.data(), static_cast<size_t>(H) * T * T, "attention");
     // Each probability row sums to 1 up to the rounding of T fp32 terms.
     const double row_tol = T * std::numeric_limits<float>::epsilon();
     for (int r = 0; r < H * T; ++r) {
@@ -345,18 +357,7 @@ TEST(CpuEngine, LargeBatchMatchesReference) {
   ViTConfig cfg = test::small_config(16, 24, 8, 32, 2, 2, 5);  // 7 tokens, hd 16
   auto model = test::random_model(cfg, fresh_seed());
   auto engine = make_cpu_engine(model, 2);
-  const int B = 37, T = cfg.tokens(), C = cfg.num_classes, D = cfg.hidden;
-  const size_t A = static_cast<size_t>(cfg.heads) * T * T;
-  std::vector<float> images = test::random_vec(B * image_numel(cfg));
-  Outputs out(cfg, B);
-  engine->run(images.data(), B, out.ptrs());
-  for (int b = 0; b < B; ++b) {
-    SCOPED_TRACE("image " + std::to_string(b));
-    const RefOut ref = reference_forward(*model, images.data() + b * image_numel(cfg));
-    expect_close(out.logits.data() + b * C, ref.logits.data(), C, "logits");
-    expect_close(out.emb.data() + b * D, ref.emb.data(), D, "embeddings");
-    expect_close(out.attn.data() + b * A, ref.attn.data(), A, "attention");
-  }
+  run_against_reference(*engine, *model, 37);
 }
 
 TEST(CpuEngine, ThreadCountDoesNotChangeResults) {

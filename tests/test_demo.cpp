@@ -189,14 +189,22 @@ TEST(Demo, HeldoutAgreesWithTimmCuda) {
 
 // ---- vit_session_run_images on a random model --------------------------------------------------
 
+// A random 10-class model (32x32, patch 8, width 32) loaded through the C API, and a CPU
+// session on it of `max_batch` images with 2 threads. Check sh.s before use.
 struct RandomModel {
   std::string dir;
   ModelHandle mh;
-  RandomModel() {
-    dir = vit::test::temp_dir();
-    vit::ViTConfig cfg = vit::test::small_config(32, 32, 8, 32, 4, 2, 10);
-    vit::test::write_timm_checkpoint(*vit::test::random_model(cfg, 11), dir);
+  SessionHandle sh;
+  explicit RandomModel(int max_batch) {
+    dir = vit::test::write_random_checkpoint(vit::test::small_config(32, 32, 8, 32, 4, 2, 10), 11);
     vit_status* st = vit_model_load(dir.c_str(), nullptr, &mh.m);
+    EXPECT_EQ(st, nullptr) << vit_status_get_message(st);
+    vit_status_free(st);
+    if (!mh.m) return;
+    vit_session_params p = vit_session_default_params();
+    p.max_batch = max_batch;
+    p.num_threads = 2;
+    st = vit_session_create(mh.m, &p, &sh.s);
     EXPECT_EQ(st, nullptr) << vit_status_get_message(st);
     vit_status_free(st);
   }
@@ -204,25 +212,14 @@ struct RandomModel {
 
 // Random RGB8 pixels [h, w, 3].
 vit::Image random_image(int w, int h) {
-  vit::Image img;
-  img.w = w;
-  img.h = h;
-  std::vector<float> v = vit::test::random_vec(static_cast<size_t>(w) * h * 3, 0.0f, 256.0f);
-  img.rgb.resize(v.size());
-  for (size_t i = 0; i < v.size(); ++i) img.rgb[i] = static_cast<uint8_t>(std::min(255.0f, v[i]));
-  return img;
+  return vit::Image{w, h, vit::test::random_bytes(static_cast<size_t>(w) * h * 3)};
 }
 
 // run_images == host preprocessing (image/preprocess.h) + vit_session_run: same engine, same
 // batch, same fp32 inputs, so the logits must be bit-identical.
 TEST(RunImages, MatchesHostPreprocessingPlusRun) {
-  RandomModel rm;
-  ASSERT_NE(rm.mh.m, nullptr);
-  SessionHandle sh;
-  vit_session_params p = vit_session_default_params();
-  p.max_batch = 4;
-  p.num_threads = 2;
-  ASSERT_VIT_OK(vit_session_create(rm.mh.m, &p, &sh.s));
+  RandomModel rm(4);
+  ASSERT_NE(rm.sh.s, nullptr);
   // Sizes: landscape, portrait, smaller than the 32x32 run size, and exactly the crop size.
   std::vector<vit::Image> imgs = {random_image(97, 41), random_image(23, 70), random_image(9, 13),
                                   random_image(32, 32)};
@@ -232,7 +229,7 @@ TEST(RunImages, MatchesHostPreprocessingPlusRun) {
   vit_outputs out{};
   out.logits = got.data();
   out.embeddings = emb.data();
-  ASSERT_VIT_OK(vit_session_run_images(sh.s, views.data(), 4, &out));
+  ASSERT_VIT_OK(vit_session_run_images(rm.sh.s, views.data(), 4, &out));
 
   vit_preprocess_info pi{};
   ASSERT_VIT_OK(vit_model_get_preprocess(rm.mh.m, &pi));
@@ -252,7 +249,7 @@ TEST(RunImages, MatchesHostPreprocessingPlusRun) {
   std::vector<float> want(4 * 10, NAN);
   vit_outputs o2{};
   o2.logits = want.data();
-  ASSERT_VIT_OK(vit_session_run(sh.s, x.data(), 4, &o2));
+  ASSERT_VIT_OK(vit_session_run(rm.sh.s, x.data(), 4, &o2));
   EXPECT_GT(vit::test::max_abs(want.data(), want.size()), 0.0f);
   EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)))
       << "max |diff| " << vit::test::max_abs_diff(got.data(), want.data(), want.size());
@@ -262,12 +259,8 @@ TEST(RunImages, MatchesHostPreprocessingPlusRun) {
 }
 
 TEST(RunImages, ArgumentErrorsNameTheProblem) {
-  RandomModel rm;
-  ASSERT_NE(rm.mh.m, nullptr);
-  SessionHandle sh;
-  vit_session_params p = vit_session_default_params();
-  p.max_batch = 2;
-  ASSERT_VIT_OK(vit_session_create(rm.mh.m, &p, &sh.s));
+  RandomModel rm(2);
+  ASSERT_NE(rm.sh.s, nullptr);
   vit::Image img = random_image(40, 30);
   float logits[3 * 10];
   vit_outputs out{};
@@ -283,24 +276,24 @@ TEST(RunImages, ArgumentErrorsNameTheProblem) {
   vit_image good{img.rgb.data(), img.w, img.h};
   vit_image three[3] = {good, good, good};
   expect_err(nullptr, &good, 1, &out, VIT_ERR_INVALID_ARGUMENT, "session");
-  expect_err(sh.s, nullptr, 1, &out, VIT_ERR_INVALID_ARGUMENT, "images");
-  expect_err(sh.s, &good, 1, nullptr, VIT_ERR_INVALID_ARGUMENT, "outputs");
-  expect_err(sh.s, &good, 0, &out, VIT_ERR_INVALID_ARGUMENT, "count 0");
-  expect_err(sh.s, three, 3, &out, VIT_ERR_INVALID_ARGUMENT, "max_batch = 2");
+  expect_err(rm.sh.s, nullptr, 1, &out, VIT_ERR_INVALID_ARGUMENT, "images");
+  expect_err(rm.sh.s, &good, 1, nullptr, VIT_ERR_INVALID_ARGUMENT, "outputs");
+  expect_err(rm.sh.s, &good, 0, &out, VIT_ERR_INVALID_ARGUMENT, "count 0");
+  expect_err(rm.sh.s, three, 3, &out, VIT_ERR_INVALID_ARGUMENT, "max_batch = 2");
   vit_image bad[2] = {good, {nullptr, 4, 4}};
-  expect_err(sh.s, bad, 2, &out, VIT_ERR_INVALID_ARGUMENT, "images[1].rgb is NULL");
+  expect_err(rm.sh.s, bad, 2, &out, VIT_ERR_INVALID_ARGUMENT, "images[1].rgb is NULL");
   bad[1] = vit_image{img.rgb.data(), 0, 5};
-  expect_err(sh.s, bad, 2, &out, VIT_ERR_INVALID_ARGUMENT, "images[1] is 0x5");
+  expect_err(rm.sh.s, bad, 2, &out, VIT_ERR_INVALID_ARGUMENT, "images[1] is 0x5");
   vit_outputs none{};
-  expect_err(sh.s, &good, 1, &none, VIT_ERR_INVALID_ARGUMENT, "requests nothing");
+  expect_err(rm.sh.s, &good, 1, &none, VIT_ERR_INVALID_ARGUMENT, "requests nothing");
   // A pending cancel is consumed by the next run, which reports it.
-  vit_session_cancel(sh.s);
-  expect_err(sh.s, &good, 1, &out, VIT_ERR_CANCELLED, "cancelled");
-  ASSERT_VIT_OK(vit_session_run_images(sh.s, &good, 1, &out));
+  vit_session_cancel(rm.sh.s);
+  expect_err(rm.sh.s, &good, 1, &out, VIT_ERR_CANCELLED, "cancelled");
+  ASSERT_VIT_OK(vit_session_run_images(rm.sh.s, &good, 1, &out));
   // One pixel is a valid image (upscaled by the resampler).
   std::vector<uint8_t> px = {200, 10, 90};
   vit_image one{px.data(), 1, 1};
-  ASSERT_VIT_OK(vit_session_run_images(sh.s, &one, 1, &out));
+  ASSERT_VIT_OK(vit_session_run_images(rm.sh.s, &one, 1, &out));
   for (int c = 0; c < 10; ++c) EXPECT_TRUE(std::isfinite(logits[c]));
 }
 

@@ -15,6 +15,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -40,6 +41,7 @@ using nlohmann::json;
 using vit::test::lines;
 using vit::test::Proc;
 using vit::test::run_cli;
+using vit::test::write_npy_raw;
 
 // ---- expectations -----------------------------------------------------------------------
 
@@ -64,6 +66,22 @@ void expect_clean_failure(const Proc& p, const std::string& file, const std::vec
   std::string want;
   for (const std::string& ph : phrases) want += (want.empty() ? "'" : " | '") + ph + "'";
   EXPECT_TRUE(found) << "no stderr line names " << file << " with " << want << ":\n" << p.err;
+}
+
+// `classify --json` output: one line per input, in the order of `want` (file, is an error):
+// the line names the file and carries "error" for a refused input, "topk" for a classified one.
+// The parsed lines go to *rows. Call through ASSERT_NO_FATAL_FAILURE: a count mismatch is fatal.
+void expect_result_lines(const Proc& p, const std::vector<std::pair<std::string, bool>>& want,
+                         std::vector<json>* rows = nullptr) {
+  const auto ls = lines(p.out);
+  ASSERT_EQ(ls.size(), want.size()) << p.out << "\n" << p.err;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const json j = json::parse(ls[i]);
+    EXPECT_EQ(j.at("file"), want[i].first) << ls[i];
+    EXPECT_EQ(j.contains("error"), want[i].second) << ls[i];
+    EXPECT_EQ(j.contains("topk"), !want[i].second) << ls[i];
+    if (rows) rows->push_back(j);
+  }
 }
 
 // ---- safetensors editing ----------------------------------------------------------------
@@ -117,28 +135,8 @@ void write_st(const std::string& path, const StMap& m, const std::function<void(
 
 // A good random timm model (width 32, 4 heads, depth 2, 10 classes, 32x32 input, patch 8)
 // and good inputs: good1 [2, 3, 32, 32], good2 [3, 32, 32].
-struct Fixture {
-  std::string dir, model, weights, good1, good2;
-  std::vector<float> x1, x2;
-};
-
-const Fixture& fx() {
-  static Fixture f = [] {
-    Fixture f;
-    f.dir = vit::test::temp_dir();
-    f.model = f.dir + "/model";
-    fs::create_directories(f.model);
-    vit::test::write_timm_checkpoint(*vit::test::random_model(vit::test::small_config(32, 32, 8, 32, 4, 2, 10), 77),
-                                     f.model);
-    f.weights = f.model + "/model.safetensors";
-    f.x1 = vit::test::random_vec(2 * 3 * 32 * 32);
-    f.x2 = vit::test::random_vec(3 * 32 * 32);
-    f.good1 = f.dir + "/good1.npy";
-    f.good2 = f.dir + "/good2.npy";
-    vit::write_npy(f.good1, f.x1.data(), {2, 3, 32, 32});
-    vit::write_npy(f.good2, f.x2.data(), {3, 32, 32});
-    return f;
-  }();
+const vit::test::CliModelAndInputs& fx() {
+  static const vit::test::CliModelAndInputs f = vit::test::make_cli_model_and_inputs(77);
   return f;
 }
 
@@ -152,6 +150,19 @@ std::string bad_model_dir(const std::string& tag, const std::string& from = fx()
 }
 
 std::string dir_of(const std::string& weights) { return fs::path(weights).parent_path().string(); }
+
+// `vit-infer info` on a fresh bad model `tag` whose weights are `m` (header edited by `tweak`).
+struct BadRun {
+  std::string w;  // the weights path, which the error messages must name
+  Proc p;
+};
+BadRun info_on_bad_model(const std::string& tag, const StMap& m, const std::function<void(json&)>& tweak = {}) {
+  BadRun r;
+  r.w = bad_model_dir(tag);
+  write_st(r.w, m, tweak);
+  r.p = run_cli({"info", "--model", dir_of(r.w)});
+  return r;
+}
 
 // The runner itself: what the tests below rely on to tell a crash or a hang from a clean
 // failure. A shell stands in for the program.
@@ -173,6 +184,46 @@ TEST(CliRunner, ReportsExitSignalTimeoutAndDrainsBothStreams) {
   EXPECT_EQ(p.rc, 0) << p.describe();
   EXPECT_EQ(p.out.size(), 1000000u);
   EXPECT_EQ(p.err.size(), 1000000u);
+}
+
+// RunOptions reach the child (coreutils `env` and `pwd`, run directly) and leave the parent's
+// environment alone; a working directory that does not exist is a spawn failure naming it.
+TEST(CliRunner, OptionsReachTheChild) {
+  const std::string env_bin = vit::test::find_in_path("env"), pwd_bin = vit::test::find_in_path("pwd");
+  if (env_bin.empty() || pwd_bin.empty()) GTEST_SKIP() << "no coreutils env / pwd";
+  ASSERT_EQ(setenv("VIT_RUNNER_PROBE", "parent", 1), 0);
+  auto has_line = [](const Proc& p, const std::string& l) {
+    const auto ls = lines(p.out);
+    return std::find(ls.begin(), ls.end(), l) != ls.end();
+  };
+  Proc p = vit::test::run_program(env_bin, {});
+  ASSERT_EQ(p.rc, 0) << p.describe();
+  EXPECT_TRUE(has_line(p, "VIT_RUNNER_PROBE=parent")) << p.out;  // inherited by default
+
+  vit::test::RunOptions o;
+  o.unset_env = {"VIT_RUNNER_PROBE"};
+  o.set_env["VIT_RUNNER_OTHER"] = "x y=z";
+  p = vit::test::run_program(env_bin, {}, o);
+  ASSERT_EQ(p.rc, 0) << p.describe();
+  EXPECT_EQ(p.out.find("VIT_RUNNER_PROBE"), std::string::npos) << p.out;
+  EXPECT_TRUE(has_line(p, "VIT_RUNNER_OTHER=x y=z")) << p.out;
+  o.set_env["VIT_RUNNER_PROBE"] = "child";  // set wins over unset
+  p = vit::test::run_program(env_bin, {}, o);
+  EXPECT_TRUE(has_line(p, "VIT_RUNNER_PROBE=child")) << p.out;
+  EXPECT_FALSE(has_line(p, "VIT_RUNNER_PROBE=parent")) << p.out;
+  EXPECT_STREQ(std::getenv("VIT_RUNNER_PROBE"), "parent");
+
+  const std::string dir = vit::test::temp_dir();
+  vit::test::RunOptions in_dir;
+  in_dir.cwd = dir;
+  p = vit::test::run_program(pwd_bin, {"-P"}, in_dir);
+  ASSERT_EQ(p.rc, 0) << p.describe();
+  EXPECT_EQ(p.out, std::filesystem::canonical(dir).string() + "\n");
+  in_dir.cwd = dir + "/missing";
+  p = vit::test::run_program(pwd_bin, {}, in_dir);
+  EXPECT_EQ(p.rc, -1);
+  EXPECT_NE(p.err.find(dir + "/missing"), std::string::npos) << p.err;
+  unsetenv("VIT_RUNNER_PROBE");
 }
 
 // The good model loads: every bad variant below differs from it only in what the test changed.
@@ -266,24 +317,19 @@ TEST(HostileModel, OverlappingAndGappedOffsets) {
       h[t]["data_offsets"] = {b + by, e + by};
     };
   };
-  std::string w = bad_model_dir("overlap");
-  write_st(w, m, shift(-4));
-  Proc p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"overlaps"}, "overlap");
-  EXPECT_NE(p.err.find(t), std::string::npos) << p.err;
+  BadRun b = info_on_bad_model("overlap", m, shift(-4));
+  expect_clean_failure(b.p, b.w, {"overlaps"}, "overlap");
+  EXPECT_NE(b.p.err.find(t), std::string::npos) << b.p.err;
 
-  w = bad_model_dir("gap");
-  write_st(w, m, shift(+4));
-  p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"gap"}, "gap");
-  EXPECT_NE(p.err.find(t), std::string::npos) << p.err;
+  b = info_on_bad_model("gap", m, shift(+4));
+  expect_clean_failure(b.p, b.w, {"gap"}, "gap");
+  EXPECT_NE(b.p.err.find(t), std::string::npos) << b.p.err;
 
   // Two tensors claiming the same bytes (one region, two names). The hole this leaves where
   // the tensor used to be is the first thing the offset walk meets, so either is reported.
-  w = bad_model_dir("alias");
-  write_st(w, m, [&](json& h) { h[t]["data_offsets"] = h["blocks.0.attn.qkv.weight"]["data_offsets"]; });
-  p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"overlaps", "gap"}, "aliased offsets");
+  b = info_on_bad_model("alias", m,
+                        [&](json& h) { h[t]["data_offsets"] = h["blocks.0.attn.qkv.weight"]["data_offsets"]; });
+  expect_clean_failure(b.p, b.w, {"overlaps", "gap"}, "aliased offsets");
 }
 
 TEST(HostileModel, WrongDtype) {
@@ -292,24 +338,18 @@ TEST(HostileModel, WrongDtype) {
   ASSERT_TRUE(m.count(t));
   // I32 has F32's size, so the header is self-consistent: only the loader can object.
   m[t].dtype = "I32";
-  std::string w = bad_model_dir("dtype_i32");
-  write_st(w, m);
-  Proc p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"dtype I32"}, "I32 tensor");
-  EXPECT_NE(p.err.find(t), std::string::npos) << p.err;
+  BadRun b = info_on_bad_model("dtype_i32", m);
+  expect_clean_failure(b.p, b.w, {"dtype I32"}, "I32 tensor");
+  EXPECT_NE(b.p.err.find(t), std::string::npos) << b.p.err;
 
   m[t].dtype = "Q4_K";  // not a safetensors dtype at all
-  w = bad_model_dir("dtype_unknown");
-  write_st(w, m);
-  p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"unknown dtype"}, "unknown dtype");
-  EXPECT_NE(p.err.find(t), std::string::npos) << p.err;
+  b = info_on_bad_model("dtype_unknown", m);
+  expect_clean_failure(b.p, b.w, {"unknown dtype"}, "unknown dtype");
+  EXPECT_NE(b.p.err.find(t), std::string::npos) << b.p.err;
 
   m[t].dtype = "F16";  // half the bytes the offsets span
-  w = bad_model_dir("dtype_f16_size");
-  write_st(w, m);
-  p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"dtype F16 needs"}, "F16 with F32-sized data");
+  b = info_on_bad_model("dtype_f16_size", m);
+  expect_clean_failure(b.p, b.w, {"dtype F16 needs"}, "F16 with F32-sized data");
 }
 
 // A tensor whose shape disagrees with the configuration resolved from the checkpoint
@@ -333,11 +373,9 @@ TEST(HostileModel, ShapesThatDisagreeWithTheConfig) {
     StMap m = good;
     ASSERT_TRUE(m.count(c.tensor)) << c.tensor;
     m[c.tensor].shape = c.shape;
-    const std::string w = bad_model_dir(c.tag);
-    write_st(w, m);
-    Proc p = run_cli({"info", "--model", dir_of(w)});
-    expect_clean_failure(p, w, c.phrases, c.tag);
-    EXPECT_NE(p.err.find(c.tensor), std::string::npos) << p.err;
+    BadRun b = info_on_bad_model(c.tag, m);
+    expect_clean_failure(b.p, b.w, c.phrases, c.tag);
+    EXPECT_NE(b.p.err.find(c.tensor), std::string::npos) << b.p.err;
   }
 }
 
@@ -345,37 +383,29 @@ TEST(HostileModel, MissingAndUnexpectedTensors) {
   const StMap good = read_st(fx().weights);
   StMap m = good;
   ASSERT_EQ(m.erase("blocks.1.norm2.bias"), 1u);
-  std::string w = bad_model_dir("missing");
-  write_st(w, m);
-  Proc p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"missing 1 tensor(s) (timm layout): blocks.1.norm2.bias"}, "missing block tensor");
+  BadRun b = info_on_bad_model("missing", m);
+  expect_clean_failure(b.p, b.w, {"missing 1 tensor(s) (timm layout): blocks.1.norm2.bias"}, "missing block tensor");
   // classify: the model does not load, so nothing is classified and nothing printed.
-  p = run_cli({"classify", "--model", dir_of(w), fx().good1});
-  expect_clean_failure(p, w, {"missing"}, "classify, missing tensor");
-  EXPECT_TRUE(p.out.empty()) << p.out;
+  b.p = run_cli({"classify", "--model", dir_of(b.w), fx().good1});
+  expect_clean_failure(b.p, b.w, {"missing"}, "classify, missing tensor");
+  EXPECT_TRUE(b.p.out.empty()) << b.p.out;
 
   m = good;
   ASSERT_EQ(m.erase("patch_embed.proj.weight"), 1u);  // a tensor the config is read from
-  w = bad_model_dir("missing_patch");
-  write_st(w, m);
-  p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"missing tensor 'patch_embed.proj.weight'"}, "missing defining tensor");
+  b = info_on_bad_model("missing_patch", m);
+  expect_clean_failure(b.p, b.w, {"missing tensor 'patch_embed.proj.weight'"}, "missing defining tensor");
 
   m = good;
   m["blocks.0.attn.extra.weight"] = good.at("blocks.0.attn.proj.bias");
-  w = bad_model_dir("extra");
-  write_st(w, m);
-  p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"unexpected 1 tensor(s) (timm layout): blocks.0.attn.extra.weight"}, "extra tensor");
+  b = info_on_bad_model("extra", m);
+  expect_clean_failure(b.p, b.w, {"unexpected 1 tensor(s) (timm layout): blocks.0.attn.extra.weight"}, "extra tensor");
 
   // A third block's worth of one tensor: the depth becomes 3 and block 2 is incomplete.
   m = good;
   m["blocks.2.norm1.weight"] = good.at("blocks.0.norm1.weight");
-  w = bad_model_dir("partial_block");
-  write_st(w, m);
-  p = run_cli({"info", "--model", dir_of(w)});
-  expect_clean_failure(p, w, {"missing"}, "partial extra block");
-  EXPECT_NE(p.err.find("blocks.2."), std::string::npos) << p.err;
+  b = info_on_bad_model("partial_block", m);
+  expect_clean_failure(b.p, b.w, {"missing"}, "partial extra block");
+  EXPECT_NE(b.p.err.find("blocks.2."), std::string::npos) << b.p.err;
 }
 
 TEST(HostileModel, HeadCountThatDoesNotDivideTheWidth) {
@@ -436,26 +466,6 @@ TEST(HostileModel, NanAndInfWeightsWarnNamingTheTensor) {
 
 // ---- .npy inputs ------------------------------------------------------------------------
 
-// A .npy with any descr / fortran flag / shape and the given payload.
-void write_npy_raw(const std::string& path, const std::string& descr, bool fortran, const std::vector<int64_t>& shape,
-                   const std::vector<uint8_t>& payload) {
-  std::string shp = "(";
-  for (int64_t d : shape) shp += std::to_string(d) + ", ";
-  shp += ")";
-  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
-                       ", 'shape': " + shp + ", }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::string f = "\x93NUMPY";
-  f += '\x01';
-  f += '\x00';
-  f += static_cast<char>(header.size() & 0xff);
-  f += static_cast<char>(header.size() >> 8);
-  f += header;
-  f.append(reinterpret_cast<const char*>(payload.data()), payload.size());
-  vit::test::write_file(path, std::vector<uint8_t>(f.begin(), f.end()));
-}
-
 std::vector<uint8_t> f32_bytes(const std::vector<float>& v, bool big_endian) {
   std::vector<uint8_t> b(v.size() * 4);
   std::memcpy(b.data(), v.data(), b.size());
@@ -501,14 +511,7 @@ TEST(HostileNpy, BadArraysReportedAndGoodOnesClassified) {
   std::vector<std::pair<std::string, bool>> want = {{fx().good1, false}, {fx().good1, false}};
   for (const Bad& b : bad) want.emplace_back(b.file, true);
   want.emplace_back(fx().good2, false);
-  const auto ls = lines(p.out);
-  ASSERT_EQ(ls.size(), want.size()) << p.out << "\n" << p.err;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const json j = json::parse(ls[i]);
-    EXPECT_EQ(j.at("file"), want[i].first) << ls[i];
-    EXPECT_EQ(j.contains("error"), want[i].second) << ls[i];
-    EXPECT_EQ(j.contains("topk"), !want[i].second) << ls[i];
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_result_lines(p, want));
   // Nothing is lost: the good rows' logits equal a run on the good files alone. Same rows,
   // same batch of 3, same engine: identical up to fp32 reduction order, far below 1e-5 on
   // O(1) logits (bit-identical in practice).
@@ -625,16 +628,12 @@ TEST(HostileImage, EmptyHugeAndTruncatedImages) {
   std::vector<std::pair<std::string, bool>> want = {{good_png, false}};
   for (const Bad& b : bad) want.emplace_back(b.file, true);
   want.emplace_back(fx().good2, false);
-  const auto ls = lines(p.out);
-  ASSERT_EQ(ls.size(), want.size()) << p.out << "\n" << p.err;
+  std::vector<json> rows;
+  ASSERT_NO_FATAL_FAILURE(expect_result_lines(p, want, &rows));
   for (size_t i = 0; i < want.size(); ++i) {
-    const json j = json::parse(ls[i]);
-    EXPECT_EQ(j.at("file"), want[i].first) << ls[i];
-    EXPECT_EQ(j.contains("error"), want[i].second) << ls[i];
-    if (!want[i].second) {
-      const double prob = j.at("topk")[0].at("prob").get<double>();
-      EXPECT_TRUE(prob > 0.0 && prob <= 1.0) << ls[i];
-    }
+    if (want[i].second) continue;
+    const double prob = rows[i].at("topk")[0].at("prob").get<double>();
+    EXPECT_TRUE(prob > 0.0 && prob <= 1.0) << rows[i];
   }
 
   // The bomb alone is refused quickly: a header check, not a decode.

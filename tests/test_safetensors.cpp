@@ -38,12 +38,16 @@ std::string write_tmp(const std::vector<uint8_t>& bytes, const std::string& name
   return p;
 }
 
+// Opening the file at `p` must fail with `code`, a message containing `fragment` and naming p.
+void expect_bad_file(const std::string& p, const std::string& fragment, ErrorCode code = ErrorCode::kFormat) {
+  expect_error([&] { SafetensorsFile f(p); }, code, fragment, p);
+}
+
 // Opens `header` + `data_bytes` of data and expects a kFormat error with `fragment`.
 void expect_bad(const std::string& header, size_t data_bytes, const std::string& fragment,
                 ErrorCode code = ErrorCode::kFormat) {
   SCOPED_TRACE(header);
-  const std::string p = write_tmp(st_bytes(header, data_bytes));
-  expect_error([&] { SafetensorsFile f(p); }, code, fragment, p);
+  expect_bad_file(write_tmp(st_bytes(header, data_bytes)), fragment, code);
 }
 
 // ---- MappedFile ---------------------------------------------------------------------------
@@ -219,22 +223,17 @@ TEST(Safetensors, AllSafetensorsDtypesParse) {
 // ---- one broken file per check ------------------------------------------------------------
 
 TEST(SafetensorsErrors, ShortFileAndHeaderLength) {
-  for (size_t n = 0; n < 8; ++n) {
-    const std::string p = write_tmp(std::vector<uint8_t>(n, 0));
-    expect_error([&] { SafetensorsFile f(p); }, ErrorCode::kFormat, "shorter than 8 bytes", p);
-  }
-  for (uint64_t n : {uint64_t{100000001}, ~uint64_t{0}, uint64_t{1} << 63}) {
+  for (size_t n = 0; n < 8; ++n) expect_bad_file(write_tmp(std::vector<uint8_t>(n, 0)), "shorter than 8 bytes");
+  // A header length field followed by only "{}": too large to accept at all, or past the end.
+  auto length_then_braces = [](uint64_t n) {
     std::vector<uint8_t> v;
     test::put_u64le(v, n);
     v.insert(v.end(), {'{', '}'});
-    const std::string p = write_tmp(v);
-    expect_error([&] { SafetensorsFile f(p); }, ErrorCode::kFormat, "header too large", p);
-  }
-  std::vector<uint8_t> v;
-  test::put_u64le(v, 100);
-  v.insert(v.end(), {'{', '}'});
-  const std::string p = write_tmp(v);
-  expect_error([&] { SafetensorsFile f(p); }, ErrorCode::kFormat, "runs past end of file", p);
+    return write_tmp(v);
+  };
+  for (uint64_t n : {uint64_t{100000001}, ~uint64_t{0}, uint64_t{1} << 63})
+    expect_bad_file(length_then_braces(n), "header too large");
+  expect_bad_file(length_then_braces(100), "runs past end of file");
 }
 
 TEST(SafetensorsErrors, HeaderText) {
@@ -378,13 +377,13 @@ TEST(SafetensorsErrors, TruncatedAtEveryOffset) {
     const char* frag = n < 8              ? "shorter than 8 bytes"
                        : n < 8 + hlen ? "runs past end of file"
                                       : "file truncated";
-    expect_error([&] { SafetensorsFile f(p); }, ErrorCode::kFormat, frag, p);
+    expect_bad_file(p, frag);
   }
   std::vector<uint8_t> longer = bytes;
   longer.push_back(0);
   const std::string p = dir + "/long.safetensors";
   test::write_file(p, longer);
-  expect_error([&] { SafetensorsFile f(p); }, ErrorCode::kFormat, "1 trailing bytes", p);
+  expect_bad_file(p, "1 trailing bytes");
 }
 
 // Random single-byte corruption of the header: any outcome but a crash or a non-vit error.

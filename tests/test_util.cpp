@@ -55,13 +55,31 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
-std::vector<float> random_vec(size_t n, float lo, float hi) {
+namespace {
+// One generator for the process, seeded fresh each run; callers hold rng_mutex().
+std::mutex& rng_mutex() {
   static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  std::lock_guard<std::mutex> lock(mu);
+  return mu;
+}
+std::mt19937_64& rng() {
+  static std::mt19937_64 r(std::random_device{}());
+  return r;
+}
+}  // namespace
+
+std::vector<float> random_vec(size_t n, float lo, float hi) {
+  std::lock_guard<std::mutex> lock(rng_mutex());
   std::uniform_real_distribution<float> dist(lo, hi);
   std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
+  for (auto& x : v) x = dist(rng());
+  return v;
+}
+
+std::vector<uint8_t> random_bytes(size_t n) {
+  std::lock_guard<std::mutex> lock(rng_mutex());
+  std::uniform_int_distribution<int> dist(0, 255);
+  std::vector<uint8_t> v(n);
+  for (auto& x : v) x = static_cast<uint8_t>(dist(rng()));
   return v;
 }
 
@@ -69,6 +87,25 @@ Tensor random_tensor(std::vector<int64_t> shape, float lo, float hi) {
   Tensor t(std::move(shape));
   t.data = random_vec(t.data.size(), lo, hi);
   return t;
+}
+
+void write_npy_raw(const std::string& path, const std::string& descr, bool fortran,
+                   const std::vector<int64_t>& shape, const std::vector<uint8_t>& payload) {
+  std::string shp = "(";
+  for (int64_t d : shape) shp += std::to_string(d) + ", ";
+  shp += ")";
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
+                       ", 'shape': " + shp + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';  // magic 6 + version 2 + length 2
+  header += '\n';
+  std::string f = "\x93NUMPY";
+  f += '\x01';
+  f += '\x00';
+  f += static_cast<char>(header.size() & 0xff);
+  f += static_cast<char>(header.size() >> 8);
+  f += header;
+  f.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+  write_file(path, std::vector<uint8_t>(f.begin(), f.end()));
 }
 
 float max_abs(const float* a, size_t n) {
