@@ -194,7 +194,7 @@ if want soak; then
   else
     secs=$(( m * 60 )) avail=$(( $(left) - 120 ))
     (( secs > avail )) && { echo "soak shortened to ${avail}s to fit the budget"; secs=$avail; }
-    run_timed soak $(( secs + 90 )) "$BIN/vit-soak" --minutes "$(awk "BEGIN{print $secs / 60}")" --json "$RES/soak.json"
+    run_timed soak $(( secs + 90 )) "$BIN/vit-soak" --device cuda --arch vit_base_patch16_224 --precision bf16 --max-batch 64 --minutes "$(awk "BEGIN{print $secs / 60}")" --json "$RES/soak.json"
   fi
 fi
 
