@@ -10,6 +10,8 @@
 
 #include "cuda_check.h"
 #include "device_common.cuh"
+#include "gemm_epilogue.cuh"
+#include "gemm_sm90.cuh"
 
 namespace vit {
 namespace {
@@ -17,32 +19,7 @@ namespace {
 using kern::from_f;
 using kern::to_f;
 
-// Applies bias / GELU / residual / QKV scatter to one output element and stores it.
-template <typename T>
-__device__ __forceinline__ void gemm_store(const GemmParams& p, int row, int col, float v) {
-  if (p.bias) v += to_f(static_cast<const T*>(p.bias)[col]);
-  switch (p.epilogue) {
-    case GemmEpilogue::kGelu:
-      v = kern::gelu_erf(v);
-      break;
-    case GemmEpilogue::kResidual:
-      v += to_f(static_cast<const T*>(p.residual)[static_cast<int64_t>(row) * p.ldr + col]);
-      break;
-    case GemmEpilogue::kQkv: {
-      const int D = p.heads * p.head_dim;
-      const int which = col / D, rem = col - which * D;
-      const int h = rem / p.head_dim, d = rem - h * p.head_dim;
-      const int b = row / p.tokens, t = row - b * p.tokens;
-      const int64_t B = p.M / p.tokens;
-      const int64_t idx = (((static_cast<int64_t>(which) * B + b) * p.heads + h) * p.tokens + t) * p.head_dim + d;
-      static_cast<T*>(p.c)[idx] = from_f<T>(v);
-      return;
-    }
-    default:
-      break;
-  }
-  static_cast<T*>(p.c)[static_cast<int64_t>(row) * p.ldc + col] = from_f<T>(v);
-}
+using kern::gemm_store;
 
 template <typename T, int BM, int BN, int WM, int WN>
 __global__ void __launch_bounds__(WM* WN * 32) gemm_tc_kernel(const GemmParams p) {
@@ -203,8 +180,7 @@ bool gemm_uses_tensor_cores(const GemmParams& p) {
          p.K % 8 == 0 && p.lda % 8 == 0 && p.ldw % 8 == 0 && cuda::aligned16(p.a) && cuda::aligned16(p.w);
 }
 
-void launch_gemm(const GemmParams& p, cudaStream_t stream) {
-  const char* L = "launch_gemm";
+void validate_gemm_params(const GemmParams& p, const char* L) {
   using cuda::require;
   require(p.M > 0 && p.N > 0 && p.K > 0, L,
           "M, N, K must be positive (got " + std::to_string(p.M) + ", " + std::to_string(p.N) + ", " +
@@ -225,6 +201,15 @@ void launch_gemm(const GemmParams& p, cudaStream_t stream) {
   }
   if (p.epilogue == GemmEpilogue::kGelu) require(p.bias != nullptr, L, "kGelu expects a bias");
 
+}
+
+void launch_gemm(const GemmParams& p, cudaStream_t stream) {
+  const char* L = "launch_gemm";
+  validate_gemm_params(p, L);
+  if (p.kernel == GemmKernel::kSm90) {
+    launch_gemm_sm90(p, stream);
+    return;
+  }
   if (gemm_uses_tensor_cores(p)) {
     // 128 x 128 tiles when they fill the GPU; 64 x 64 otherwise (small batches).
     const int64_t big_tiles = static_cast<int64_t>((p.M + 127) / 128) * ((p.N + 127) / 128);

@@ -20,7 +20,9 @@ enum class GemmEpilogue {
   kQkv,       // xW^T + bias scattered to c as [3, B, heads, tokens, head_dim] (q | k | v)
 };
 
-enum class GemmKernel { kAuto, kSimt };  // kSimt forces the SIMT kernel (tests, fp32)
+// kSimt forces the SIMT kernel (tests, fp32); kSm90 the Hopper wgmma kernel (gemm_sm90.cuh:
+// throws kUnsupported where it cannot run), e.g. for benchmarks.
+enum class GemmKernel { kAuto, kSimt, kSm90 };
 
 struct GemmParams {
   DType dtype = DType::F32;  // storage type of x, W, bias, residual and y
@@ -41,6 +43,9 @@ struct GemmParams {
 
 // Validates the params (throws vit::Error kInvalidArgument) and launches on `stream`.
 void launch_gemm(const GemmParams& p, cudaStream_t stream);
+// The checks launch_gemm makes (shapes, pointers, leading dimensions, epilogue inputs); throws
+// vit::Error(kInvalidArgument) naming `launcher`. Shared with launch_gemm_sm90 (gemm_sm90.cuh).
+void validate_gemm_params(const GemmParams& p, const char* launcher);
 // True when launch_gemm would use the tensor-core kernel for these params.
 bool gemm_uses_tensor_cores(const GemmParams& p);
 

@@ -15,17 +15,20 @@ endif()
 # gpu_emu/transform.cmake) run on the CPU by a fiber emulator. Needs neither nvcc nor a GPU, so
 # it runs in every build; ctest names are prefixed "emu.". It checks indexing, fragment layouts
 # (mma.sync / ldmatrix from the PTX ISA tables), cp.async group ordering, 16-byte alignment of
-# every cp.async / ldmatrix address and barrier convergence; it cannot see timing, real
-# shared-memory limits, register pressure or hardware-only races.
+# every cp.async / ldmatrix address and barrier convergence, and the Hopper GEMM's sm_90 machinery
+# (kernels/gemm_sm90.cu: wgmma descriptors / 128B swizzle / accumulator fragment, TMA tile loads,
+# mbarrier phases; the emulator reports compute capability 9.0, VIT_EMU_CC=80 hides it); it
+# cannot see timing, register pressure or hardware-only races.
 #   test_gpu_emu         test_gpu_kernels.cpp against the emulated kernels
 #   test_gpu_emu_engine  test_gpu_engine_small.cpp against the whole CudaEngine
 #                        (src/gpu/cuda_engine.cpp) on the emulated runtime: graph capture and
 #                        replay, arena growth, a device-memory budget for out-of-memory, run_images
 #                        through GpuPreprocessor, attention maps. cuBLASLt is not emulated
-#                        (gpu_emu/lt_gemm_stub.cpp: every GEMM takes the custom kernels).
+#                        (gpu_emu/lt_gemm_stub.cpp: every GEMM takes the custom kernels) unless
+#                        VIT_EMU_CUBLASLT=1 (a host reference GEMM, for the agreement-check test).
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   set(_emu_src)
-  foreach(k gemm attention layernorm head patch_embed resize_normalize)
+  foreach(k gemm gemm_sm90 attention layernorm head patch_embed resize_normalize)
     set(_in ${PROJECT_SOURCE_DIR}/kernels/${k}.cu)
     set(_out ${CMAKE_CURRENT_BINARY_DIR}/gpu_emu_gen/${k}_emu.cpp)
     add_custom_command(OUTPUT ${_out}

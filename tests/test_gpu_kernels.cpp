@@ -17,6 +17,7 @@
 #include "attention.cuh"
 #include "core/error.h"
 #include "gemm.cuh"
+#include "gemm_sm90.cuh"
 #include "head.cuh"
 #include "layernorm.cuh"
 #include "patch_embed.cuh"
@@ -218,6 +219,172 @@ TEST(GpuGemm, QkvScatterEpilogue) {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hopper GEMM (wgmma + TMA, gemm_sm90.cu). On a GPU it runs only on compute capability 9.0 with
+// the sm_90a image; in the emulator (which reports 9.0) wgmma, its descriptors and fragment
+// layout, TMA with the 128-byte swizzle and the mbarrier pipeline are emulated from the PTX ISA.
+// The four ViT-B GEMMs with M = 211 (odd: a partial second 128-row tile) and each one's
+// executor epilogue, plus M / N / K tails inside a tile and fp16.
+struct Sm90Case {
+  int M, N, K;
+  GemmEpilogue epi;
+  bool bias;
+  bool in_place;  // kResidual: residual aliases y (x += ...)
+  DType dt;
+};
+
+void run_sm90_case(const Sm90Case& c) {
+  const int M = c.M, N = c.N, K = c.K;
+  SCOPED_TRACE(std::string(dt_label(c.dt)) + " M=" + std::to_string(M) + " N=" + std::to_string(N) +
+               " K=" + std::to_string(K) + " epi=" + std::to_string(static_cast<int>(c.epi)));
+  const float a = 1.0f / std::sqrt(static_cast<float>(K));
+  const auto x = round_to(c.dt, random_vec(static_cast<size_t>(M) * K));
+  const auto w = round_to(c.dt, random_vec(static_cast<size_t>(N) * K, -a, a));
+  const auto b = round_to(c.dt, random_vec(N));
+  const auto r = round_to(c.dt, random_vec(static_cast<size_t>(M) * N));
+  DevMem dx(c.dt, x), dw(c.dt, w), db(c.dt, b), dr(c.dt, r), dc(c.dt, static_cast<size_t>(M) * N);
+  GemmParams p;
+  p.dtype = c.dt;
+  p.a = dx.get();
+  p.lda = K;
+  p.w = dw.get();
+  p.ldw = K;
+  p.c = dc.get();
+  p.ldc = N;
+  p.bias = c.bias ? db.get() : nullptr;
+  p.epilogue = c.epi;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  std::vector<float> want = gemm_ref(x, w, c.bias ? &b : nullptr, M, N, K);
+  if (c.epi == GemmEpilogue::kGelu)
+    for (float& v : want) v = static_cast<float>(gelu_ref(v));
+  if (c.epi == GemmEpilogue::kResidual) {
+    for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
+    if (c.in_place) {
+      dc.upload(c.dt, r);  // y holds the residual and is overwritten
+      p.c = dc.get();
+      p.residual = dc.get();
+    } else {
+      dc.poison();
+      p.residual = dr.get();
+    }
+    p.ldr = N;
+  } else {
+    dc.poison();
+  }
+  if (c.epi == GemmEpilogue::kQkv) {  // one image of M tokens, heads of 64
+    p.tokens = M;
+    p.head_dim = 64;
+    p.heads = N / 3 / 64;
+    const int D = N / 3;
+    std::vector<float> sc(want.size());
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n) {
+        const int which = n / D, h = (n % D) / 64, d = n % 64;
+        sc[((static_cast<size_t>(which) * p.heads + h) * M + m) * 64 + d] = want[static_cast<size_t>(m) * N + n];
+      }
+    want.swap(sc);
+  }
+  ASSERT_TRUE(gemm_sm90_supports(p));
+  launch_gemm_sm90(p, nullptr);
+  sync_or_throw();
+  EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(c.dt)));
+}
+
+TEST(GpuGemmSm90, VitBaseShapesAndTails) {
+  VIT_SKIP_WITHOUT_GPU();
+  if (!gemm_sm90_available()) GTEST_SKIP() << "no sm_90 device or no sm_90a code in this build";
+  const DType B = DType::BF16, H = DType::F16;
+  const Sm90Case cases[] = {
+      {211, 2304, 768, GemmEpilogue::kQkv, true, false, B},        // attn.qkv
+      {211, 768, 768, GemmEpilogue::kResidual, true, false, B},    // attn.proj (separate residual)
+      {211, 3072, 768, GemmEpilogue::kGelu, true, false, B},       // mlp.fc1
+      {211, 768, 3072, GemmEpilogue::kResidual, true, true, B},    // mlp.fc2 (in place, as the executor)
+      {133, 200, 136, GemmEpilogue::kNone, false, false, B},       // tails in M, N and K
+      {70, 264, 72, GemmEpilogue::kNone, true, false, H},          // fp16, N tail past one 256 tile
+      {211, 768, 768, GemmEpilogue::kResidual, true, false, H},    // fp16 proj
+  };
+  for (const Sm90Case& c : cases) run_sm90_case(c);
+}
+
+// Same inputs through the mma.sync kernel and the wgmma kernel: both accumulate in fp32 and share
+// the epilogue, so on a GPU they agree to fp32 summation order (the test tolerance); in the
+// emulator, whose wgmma and mma.sync both sum k in order, bit for bit (a tighter check of every
+// fragment position than a tolerance). Shapes of the tiny engine test model.
+TEST(GpuGemmSm90, MatchesTheMmaSyncKernel) {
+  VIT_SKIP_WITHOUT_GPU();
+  if (!gemm_sm90_available()) GTEST_SKIP() << "no sm_90 device or no sm_90a code in this build";
+  struct C {
+    int M, N, K;
+    GemmEpilogue epi;
+  };
+  const C cases[] = {{68, 64, 192, GemmEpilogue::kNone}, {68, 256, 64, GemmEpilogue::kGelu},
+                     {68, 64, 256, GemmEpilogue::kResidual}, {4, 10, 64, GemmEpilogue::kNone}};
+  for (DType dt : {DType::BF16, DType::F16}) {
+    for (const C& c : cases) {
+      SCOPED_TRACE(std::string(dt_label(dt)) + " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
+                   " K=" + std::to_string(c.K));
+      const auto x = round_to(dt, random_vec(static_cast<size_t>(c.M) * c.K));
+      const auto w = round_to(dt, random_vec(static_cast<size_t>(c.N) * c.K, -0.2f, 0.2f));
+      const auto b = round_to(dt, random_vec(c.N));
+      const auto r = round_to(dt, random_vec(static_cast<size_t>(c.M) * c.N));
+      DevMem dx(dt, x), dw(dt, w), db(dt, b), dr(dt, r), y1(dt, static_cast<size_t>(c.M) * c.N),
+          y2(dt, static_cast<size_t>(c.M) * c.N);
+      y1.poison();
+      y2.poison();
+      GemmParams p;
+      p.dtype = dt;
+      p.a = dx.get();
+      p.lda = c.K;
+      p.w = dw.get();
+      p.ldw = c.K;
+      p.ldc = c.N;
+      p.bias = db.get();
+      p.epilogue = c.epi;
+      p.residual = c.epi == GemmEpilogue::kResidual ? dr.get() : nullptr;
+      p.ldr = c.N;
+      p.M = c.M;
+      p.N = c.N;
+      p.K = c.K;
+      p.c = y1.get();
+      launch_gemm(p, nullptr);
+      p.c = y2.get();
+      p.kernel = GemmKernel::kSm90;  // through launch_gemm's dispatch
+      launch_gemm(p, nullptr);
+      sync_or_throw();
+      const auto a1 = y1.download(), a2 = y2.download();
+#ifdef VIT_GPU_EMU_BUILD
+      size_t differ = 0;
+      for (size_t i = 0; i < a1.size(); ++i) differ += !(a1[i] == a2[i]);
+      EXPECT_EQ(differ, 0u) << "elements that differ between mma.sync and wgmma";
+#endif
+      EXPECT_TRUE(close_rel(a2, a1, tol_rel(dt)));
+    }
+  }
+}
+
+TEST(GpuGemmSm90, SupportChecks) {
+  GemmParams p;
+  p.dtype = DType::BF16;
+  p.M = 64;
+  p.N = 64;
+  p.K = 64;
+  p.lda = p.ldw = p.ldc = 64;
+  alignas(16) static uint16_t buf[64];
+  p.a = p.w = buf;
+  p.c = buf;
+  EXPECT_TRUE(gemm_sm90_supports(p));
+  p.lda = 66;  // 132-byte rows: not a multiple of 16 bytes (TMA stride rule)
+  EXPECT_FALSE(gemm_sm90_supports(p));
+  p.lda = 64;
+  p.dtype = DType::F32;
+  EXPECT_FALSE(gemm_sm90_supports(p));
+  p.dtype = DType::BF16;
+  p.a = buf + 1;  // not 16-byte aligned
+  EXPECT_FALSE(gemm_sm90_supports(p));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -31,6 +33,7 @@
 #include "core/error.h"
 #include "cuda_check.h"
 #include "gemm.cuh"
+#include "gemm_sm90.cuh"
 #include "gpu/arena.h"
 #include "gpu/executor.h"
 #include "gpu/lt_gemm.h"
@@ -247,11 +250,52 @@ class WeightStore {
   int64_t elem_ = 4;
 };
 
+// The implementations a GEMM node can run on. kMmaSync: kernels/gemm.cu (mma.sync, or SIMT for
+// fp32 / odd shapes); kWgmma: kernels/gemm_sm90.cu (sm_90 only); kCublasLt: src/gpu/lt_gemm.
+enum class GemmImpl : char { kMmaSync = 0, kCublasLt = 1, kWgmma = 2 };
+
+const char* impl_name(GemmImpl g) {
+  switch (g) {
+    case GemmImpl::kCublasLt: return "cublaslt";
+    case GemmImpl::kWgmma: return "wgmma";
+    default: return "mma_sync";
+  }
+}
+
+// Agreement check of the GEMM candidates (choose_gemms): max |candidate - reference| must stay
+// within tol x max |reference|, all values finite. The reference is cuBLASLt where it supports
+// the shape, else the mma.sync kernel. Why these numbers: outputs are rounded to the storage
+// type (bf16 2^-8, fp16 2^-11 relative), cuBLASLt's GELU nodes round once more before the GELU
+// (launch_gelu), and fp32 accumulation order differs (K <= 3072: ~1e-6). TF32 (allow_tf32) has a
+// 10-bit mantissa against the custom kernels' true fp32. A wrong fragment layout, tail or race
+// is off by O(1) x max |reference|.
+float agreement_tol(DType t, bool tf32) {
+  switch (t) {
+    case DType::BF16: return 4e-2f;
+    case DType::F16: return 1e-2f;
+    default: return tf32 ? 2e-2f : 1e-3f;
+  }
+}
+
+// Comma-separated implementation names (test hooks) -> membership.
+bool named_in(const std::string& list, GemmImpl g) {
+  const std::string name = impl_name(g);
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    const size_t end = list.find(',', pos);
+    const std::string item = list.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    if (item == name) return true;
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return false;
+}
+
 struct Bucket {
   int batch = 0;
   ArenaPlan plan;            // tensor offsets for this batch (tensor id -> byte offset)
-  bool gemms_chosen = false; // use_lt is decided (lazily: kAuto times GEMMs on the arena)
-  std::vector<char> use_lt;  // per node: the GEMM runs on cuBLASLt
+  bool gemms_chosen = false; // gemm_impl is decided (lazily: kAuto checks and times GEMMs)
+  std::vector<GemmImpl> gemm_impl;  // per node: where the GEMM runs
   cudaGraphExec_t exec = nullptr;  // valid for the current arena only (dropped when it moves)
   bool capture_tried = false;
 };
@@ -282,6 +326,10 @@ class CudaEngineImpl final : public CudaEngine {
     }
     const char* fail_env = std::getenv("VIT_TEST_FAIL_GRAPH_CAPTURE");
     fail_capture_ = opt.fail_graph_capture || (fail_env && *fail_env && std::strcmp(fail_env, "0") != 0);
+    test_corrupt_ = opt.test_corrupt_gemm;
+    if (const char* e = std::getenv("VIT_TEST_GEMM_CORRUPT")) test_corrupt_ = e;
+    test_prefer_ = opt.test_prefer_gemm;
+    if (const char* e = std::getenv("VIT_TEST_GEMM_PREFER")) test_prefer_ = e;
     weights_.set_elem(dtype_size(dt_));
     build_graph();
     compute_lifetimes();
@@ -291,6 +339,8 @@ class CudaEngineImpl final : public CudaEngine {
     // flight when they return; the engine's stream is non-blocking and does not wait for them.
     VIT_CUDA_CHECK(cudaDeviceSynchronize());
     lt_ = std::make_unique<LtGemm>(opt_.allow_tf32 && dt_ == DType::F32);
+    // The Hopper kernel is a candidate only on compute capability 9.0 with its sm_90a image.
+    wgmma_ok_ = dt_ != DType::F32 && gemm_sm90_available();
     VIT_CUDA_CHECK(cudaStreamSynchronize(stream_.s));
     if (std::getenv("VIT_GPU_VERBOSE")) log_line(report());
   }
@@ -330,6 +380,16 @@ class CudaEngineImpl final : public CudaEngine {
     return false;
   }
 
+  std::vector<std::pair<std::string, std::string>> gemm_choices(int bucket) const override {
+    std::vector<std::pair<std::string, std::string>> v;
+    for (const Bucket& b : buckets_) {
+      if (b.batch != bucket || !b.gemms_chosen) continue;
+      for (size_t i = 0; i < nodes_.size(); ++i)
+        if (nodes_[i].kind == OpKind::kGemm) v.emplace_back(nodes_[i].name, impl_name(b.gemm_impl[i]));
+    }
+    return v;
+  }
+
   std::string report() const override {
     std::ostringstream os;
     const auto mib = [](int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
@@ -338,15 +398,17 @@ class CudaEngineImpl final : public CudaEngine {
     os << "  arena allocated " << mib(arena_.bytes) << " MiB, weights " << mib(weights_.total()) << " MiB"
        << (graphs_disabled_ ? ", CUDA graphs disabled after a failed capture" : "") << "\n";
     for (const Bucket& b : buckets_) {
-      int lt = 0, gem = 0;
+      int lt = 0, gem = 0, wg = 0;
       for (size_t i = 0; i < nodes_.size(); ++i) {
         if (nodes_[i].kind != OpKind::kGemm) continue;
         ++gem;
-        lt += b.use_lt[i] ? 1 : 0;
+        lt += b.gemm_impl[i] == GemmImpl::kCublasLt ? 1 : 0;
+        wg += b.gemm_impl[i] == GemmImpl::kWgmma ? 1 : 0;
       }
       os << "  bucket " << b.batch << ": arena " << mib(b.plan.total) << " MiB (no reuse: " << mib(b.plan.naive)
          << " MiB), ";
-      if (b.gemms_chosen) os << lt << "/" << gem << " GEMMs on cuBLASLt";
+      if (b.gemms_chosen)
+        os << lt << "/" << gem << " GEMMs on cuBLASLt, " << wg << " on wgmma, " << gem - lt - wg << " on mma.sync";
       else os << "GEMMs not chosen yet";
       os << ", graph " << (b.exec ? "captured" : (b.capture_tried ? "failed" : "not yet captured")) << "\n";
     }
@@ -480,7 +542,9 @@ class CudaEngineImpl final : public CudaEngine {
     out.reserve(n);
     for (size_t i = 0; i < n; ++i) {
       NodeTiming t;
-      t.name = nodes_[i].name + (nodes_[i].kind == OpKind::kGemm && bk.use_lt[i] ? " [cublaslt]" : "");
+      t.name = nodes_[i].name;
+      if (nodes_[i].kind == OpKind::kGemm && bk.gemm_impl[i] != GemmImpl::kMmaSync)
+        t.name += std::string(" [") + impl_name(bk.gemm_impl[i]) + "]";
       t.kind = kKind[static_cast<int>(nodes_[i].kind)];
       t.ms = sum[i] / reps;
       out.push_back(std::move(t));
@@ -888,7 +952,7 @@ class CudaEngineImpl final : public CudaEngine {
     buckets_.emplace_back();
     buckets_.back().batch = opt_.max_batch;
     for (Bucket& b : buckets_) {
-      b.use_lt.assign(nodes_.size(), 0);
+      b.gemm_impl.assign(nodes_.size(), GemmImpl::kMmaSync);
       b.plan = plan_for(b.batch);
     }
   }
@@ -930,10 +994,16 @@ class CudaEngineImpl final : public CudaEngine {
     return p;
   }
 
-  void run_gemm(const Node& n, const Bucket& bk, bool lt, cudaStream_t s) {
-    const GemmParams p = gemm_params(n, bk, lt);
-    if (lt) lt_->run(p, s);
-    else launch_gemm(p, s);
+  void run_gemm(const Node& n, const Bucket& bk, GemmImpl impl, cudaStream_t s) {
+    launch_impl(gemm_params(n, bk, impl == GemmImpl::kCublasLt), impl, s);
+  }
+
+  void launch_impl(const GemmParams& p, GemmImpl impl, cudaStream_t s) {
+    switch (impl) {
+      case GemmImpl::kCublasLt: lt_->run(p, s); break;
+      case GemmImpl::kWgmma: launch_gemm_sm90(p, s); break;
+      default: launch_gemm(p, s); break;
+    }
   }
 
   AttentionParams attention_layout(int qkv_node, const Bucket& bk) const {
@@ -944,7 +1014,7 @@ class CudaEngineImpl final : public CudaEngine {
     const int64_t es = static_cast<int64_t>(dtype_size(dt_));
     AttentionParams a;
     a.dtype = dt_;
-    if (bk.use_lt[static_cast<size_t>(qkv_node)]) {  // [B, T, 3, H, hd]
+    if (bk.gemm_impl[static_cast<size_t>(qkv_node)] == GemmImpl::kCublasLt) {  // [B, T, 3, H, hd]
       a.q = base;
       a.k = base + D * es;
       a.v = base + 2 * D * es;
@@ -993,7 +1063,7 @@ class CudaEngineImpl final : public CudaEngine {
           break;
         }
         case OpKind::kGemm:
-          run_gemm(n, bk, bk.use_lt[i] != 0, s);
+          run_gemm(n, bk, bk.gemm_impl[i], s);
           break;
         case OpKind::kEmbed: {
           EmbedParams p;
@@ -1055,45 +1125,231 @@ class CudaEngineImpl final : public CudaEngine {
     }
   }
 
-  // Picks custom vs cuBLASLt for every GEMM node of a bucket: forced by opt.gemm, or (kAuto)
-  // by timing both on the node's own arena buffers, once per distinct shape. At the bucket's
-  // first use (its arena must exist).
+  // Picks the implementation of every GEMM node of a bucket, once per distinct shape (M, N, K,
+  // epilogue), at the bucket's first use (its arena must exist; nothing is captured yet).
+  //  - kCublasLt: cuBLASLt wherever it has an algorithm, else the mma.sync kernel.
+  //  - kCustom: the wgmma kernel where it runs (sm_90), else mma.sync; each is checked against
+  //    cuBLASLt and a disagreeing one is passed over for the next custom one, but when no custom
+  //    kernel agrees the preferred one is still used (forced): only a warning.
+  //  - kAuto: every candidate (cuBLASLt, mma.sync, wgmma on sm_90) that agrees with the reference
+  //    (check_gemm) is timed on the node's own arena buffers; the fastest wins. A candidate that
+  //    disagrees is never selected (logged once per shape).
   void choose_gemms(Bucket& bk) {
-    {
-      std::map<std::tuple<int, int, int, int>, bool> decided;  // (M, N, K, epilogue) -> use Lt
-      for (size_t i = 0; i < nodes_.size(); ++i) {
-        const Node& n = nodes_[i];
-        if (n.kind != OpKind::kGemm) continue;
-        const bool lt_ok = lt_->supports(gemm_params(n, bk, true));
-        bool use = false;
-        if (opt_.gemm == GemmChoice::kCublasLt) {
-          use = lt_ok;
-          if (!lt_ok && !lt_warned_) {
-            log_line("cuBLASLt has no algorithm for GEMM '" + n.name + "'; using the custom kernel there");
-            lt_warned_ = true;
-          }
-        } else if (opt_.gemm == GemmChoice::kAuto && lt_ok) {
-          const auto key = std::make_tuple(bk.batch * n.rows_per_image, n.N, n.K, static_cast<int>(n.epi));
-          auto it = decided.find(key);
-          if (it == decided.end()) {
-            const float t_custom = time_gemm(n, bk, false);
-            const float t_lt = time_gemm(n, bk, true);
-            it = decided.emplace(key, t_lt < t_custom).first;
-          }
-          use = it->second;
-        }
-        bk.use_lt[i] = use ? 1 : 0;
-      }
+    std::map<std::tuple<int, int, int, int>, GemmImpl> decided;  // (M, N, K, epilogue) -> impl
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& n = nodes_[i];
+      if (n.kind != OpKind::kGemm) continue;
+      const auto key = std::make_tuple(bk.batch * n.rows_per_image, n.N, n.K, static_cast<int>(n.epi));
+      auto it = decided.find(key);
+      if (it == decided.end()) it = decided.emplace(key, choose_gemm(n, bk)).first;
+      bk.gemm_impl[i] = it->second;
     }
   }
 
-  float time_gemm(const Node& n, const Bucket& bk, bool lt) {
+  GemmImpl choose_gemm(const Node& n, const Bucket& bk) {
+    const bool lt_ok = lt_->supports(gemm_params(n, bk, true));
+    const bool wg_ok = wgmma_ok_ && gemm_sm90_supports(gemm_params(n, bk, false));
+    const GemmImpl ref = lt_ok ? GemmImpl::kCublasLt : GemmImpl::kMmaSync;
+    if (opt_.gemm == GemmChoice::kCublasLt) {
+      if (!lt_ok && !lt_warned_) {
+        log_line("cuBLASLt has no algorithm for GEMM '" + n.name + "'; using the custom kernel there");
+        lt_warned_ = true;
+      }
+      return ref;
+    }
+    std::vector<GemmImpl> custom;
+    if (wg_ok) custom.push_back(GemmImpl::kWgmma);
+    custom.push_back(GemmImpl::kMmaSync);
+    if (opt_.gemm == GemmChoice::kCustom) {
+      for (GemmImpl c : custom)
+        if (c == ref || check_gemm(n, bk, c, ref, false)) return c;
+      log_line("warning: GEMM '" + n.name + "' " + shape_text(n, bk) +
+               ": no custom kernel agrees with the reference; using " + impl_name(custom.front()) +
+               " anyway because --gemm custom is forced");
+      return custom.front();
+    }
+    // kAuto
+    std::vector<GemmImpl> ok;
+    if (lt_ok) ok.push_back(GemmImpl::kCublasLt);
+    for (GemmImpl c : custom)
+      if (c == ref || check_gemm(n, bk, c, ref, true)) ok.push_back(c);
+    if (ok.size() == 1) return ok.front();
+    GemmImpl best = ok.front();
+    float best_ms = 0.0f;
+    for (size_t j = 0; j < ok.size(); ++j) {
+      float ms = time_gemm(n, bk, ok[j]);
+      if (named_in(test_prefer_, ok[j])) ms = -1.0f;  // test hook: this one wins when it is acceptable
+      if (j == 0 || ms < best_ms) {
+        best = ok[j];
+        best_ms = ms;
+      }
+    }
+    return best;
+  }
+
+  std::string shape_text(const Node& n, const Bucket& bk) const {
+    static const char* const kEpi[] = {"none", "gelu", "residual", "qkv"};
+    return "(M=" + std::to_string(bk.batch * n.rows_per_image) + " N=" + std::to_string(n.N) + " K=" +
+           std::to_string(n.K) + ", epilogue " + kEpi[static_cast<int>(n.epi)] + ", " + dtype_name(dt_) + ")";
+  }
+
+  // Runs `cand` and `ref` on the node's weights, bias and epilogue with the same fresh random
+  // input x (and residual) of M' = whole images up to ~8k rows (M' = M for small buckets; the
+  // tile tails of M' differ from M's only in which rows they cut), into NaN-poisoned outputs, and
+  // compares (agreement_tol). cuBLASLt's plain [M, 3D] QKV output is compared with the custom
+  // kernels' [3, B, H, T, hd] scatter through the index map. Returns whether they agree; logs
+  // once per (shape, candidate) when not. `reject`: the log says the candidate is not used.
+  bool check_gemm(const Node& n, const Bucket& bk, GemmImpl cand, GemmImpl ref, bool reject) {
+    const ViTConfig& c = model_->cfg;
+    const int per = n.rows_per_image;
+    const int nb = std::min(bk.batch, std::max(1, 8192 / per + 1));
+    const int M = nb * per, N = n.N, K = n.K;
+    const int64_t es = static_cast<int64_t>(dtype_size(dt_));
+    const int64_t x_elems = int64_t{M} * n.lda, y_elems = int64_t{M} * N;
+    auto up = [](int64_t b) { return (b + 255) / 256 * 256; };
+    DeviceBuffer buf;
+    try {
+      buf.alloc(up(x_elems * es) + 3 * up(y_elems * es), "GEMM agreement check");
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kOutOfMemory) throw;
+      // Unchecked is treated as disagreeing: kAuto then keeps the reference.
+      if (rejected_logged_.insert(shape_text(n, bk) + impl_name(cand) + "oom").second)
+        log_line("GEMM '" + n.name + "' " + shape_text(n, bk) + ": no device memory to check " + impl_name(cand) +
+                 " against " + impl_name(ref) + (reject ? "; not selecting it" : ""));
+      return false;
+    }
+    char* d_x = buf.c();
+    char* d_res = d_x + up(x_elems * es);
+    char* d_ref = d_res + up(y_elems * es);
+    char* d_cand = d_ref + up(y_elems * es);
+    {
+      // Fresh inputs per check: U(-1, 1) for x and the residual.
+      std::mt19937 rng(static_cast<uint32_t>(0x9e3779b9u ^ (M * 131u) ^ (N * 7919u) ^ (K * 104729u) ^ check_seq_++));
+      std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+      std::vector<uint8_t> h(static_cast<size_t>(std::max(x_elems, y_elems) * es));
+      auto fill = [&](char* dst, int64_t count) {
+        for (int64_t i = 0; i < count; ++i) {
+          const float v = u(rng);
+          if (dt_ == DType::F32) std::memcpy(&h[static_cast<size_t>(i * 4)], &v, 4);
+          else {
+            const uint16_t b = dt_ == DType::F16 ? float_to_half(v) : float_to_bf16(v);
+            std::memcpy(&h[static_cast<size_t>(i * 2)], &b, 2);
+          }
+        }
+        VIT_CUDA_CHECK(cudaMemcpy(dst, h.data(), static_cast<size_t>(count * es), cudaMemcpyHostToDevice));
+      };
+      fill(d_x, x_elems);
+      fill(d_res, y_elems);
+    }
+    auto params = [&](GemmImpl g, char* out) {
+      GemmParams p;
+      p.dtype = dt_;
+      p.a = d_x;
+      p.lda = n.lda;
+      p.w = wptr(n.w);
+      p.ldw = n.ldw;
+      p.c = out;
+      p.ldc = N;
+      p.bias = wptr(n.b);
+      p.epilogue = n.epi;
+      p.M = M;
+      p.N = N;
+      p.K = K;
+      if (n.residual) {
+        p.residual = d_res;
+        p.ldr = N;
+      }
+      if (n.qkv) {
+        if (g == GemmImpl::kCublasLt) {
+          p.epilogue = GemmEpilogue::kNone;
+        } else {
+          p.tokens = c.tokens();
+          p.heads = c.heads;
+          p.head_dim = c.head_dim();
+        }
+      }
+      return p;
+    };
+    cudaStream_t s = stream_.s;
+    VIT_CUDA_CHECK(cudaMemsetAsync(d_ref, 0xFF, static_cast<size_t>(y_elems * es), s));
+    VIT_CUDA_CHECK(cudaMemsetAsync(d_cand, 0xFF, static_cast<size_t>(y_elems * es), s));
+    launch_impl(params(ref, d_ref), ref, s);
+    launch_impl(params(cand, d_cand), cand, s);
+    VIT_CUDA_CHECK(cudaStreamSynchronize(s));
+    const std::vector<float> r = download(d_ref, y_elems), g = download(d_cand, y_elems);
+    std::vector<float> got = g;
+    if (n.qkv && (ref == GemmImpl::kCublasLt) != (cand == GemmImpl::kCublasLt)) {
+      // Bring the scattered [3, B, H, T, hd] result into the plain [M, 3D] order of the other.
+      const int T = c.tokens(), H = c.heads, hd = c.head_dim(), D = c.hidden;
+      const bool cand_scattered = cand != GemmImpl::kCublasLt;
+      const std::vector<float>& sc = cand_scattered ? g : r;
+      std::vector<float> plain(sc.size());
+      for (int m = 0; m < M; ++m)
+        for (int col = 0; col < N; ++col) {
+          const int which = col / D, h = (col % D) / hd, d = col % hd, b = m / T, t = m % T;
+          plain[static_cast<size_t>(m) * N + col] =
+              sc[static_cast<size_t>((((int64_t{which} * nb + b) * H + h) * T + t) * hd + d)];
+        }
+      if (cand_scattered) got = std::move(plain);
+      else return compare(n, bk, cand, ref, plain, got, reject);
+    }
+    return compare(n, bk, cand, ref, r, got, reject);
+  }
+
+  std::vector<float> download(const char* d, int64_t count) const {
+    const int64_t es = static_cast<int64_t>(dtype_size(dt_));
+    std::vector<uint8_t> h(static_cast<size_t>(count * es));
+    VIT_CUDA_CHECK(cudaMemcpy(h.data(), d, h.size(), cudaMemcpyDeviceToHost));
+    std::vector<float> out(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      if (dt_ == DType::F32) {
+        std::memcpy(&out[static_cast<size_t>(i)], &h[static_cast<size_t>(i * 4)], 4);
+      } else {
+        uint16_t b;
+        std::memcpy(&b, &h[static_cast<size_t>(i * 2)], 2);
+        out[static_cast<size_t>(i)] = dt_ == DType::F16 ? half_to_float(b) : bf16_to_float(b);
+      }
+    }
+    return out;
+  }
+
+  bool compare(const Node& n, const Bucket& bk, GemmImpl cand, GemmImpl ref, const std::vector<float>& want,
+               std::vector<float>& got, bool reject) {
+    double mx = 0.0, err = 0.0;
+    bool finite = true;
+    for (float v : want) {
+      if (!std::isfinite(v)) finite = false;
+      else mx = std::max(mx, static_cast<double>(std::fabs(v)));
+    }
+    if (named_in(test_corrupt_, cand) && !got.empty()) got[got.size() / 2] += static_cast<float>(10.0 * mx + 1.0);
+    for (size_t i = 0; i < got.size() && finite; ++i) {
+      if (!std::isfinite(got[i])) finite = false;
+      else err = std::max(err, std::fabs(static_cast<double>(got[i]) - want[i]));
+    }
+    const double tol = agreement_tol(dt_, opt_.allow_tf32);
+    const bool ok = finite && mx > 0.0 && err <= tol * mx;
+    if (!ok) {
+      const std::string key = shape_text(n, bk) + impl_name(cand);
+      if (rejected_logged_.insert(key).second) {
+        std::ostringstream os;
+        os << (reject ? "" : "warning: ") << "GEMM '" << n.name << "' " << shape_text(n, bk) << ": " << impl_name(cand)
+           << " disagrees with " << impl_name(ref) << " (";
+        if (!finite) os << "non-finite values";
+        else os << "max |diff| " << err << " > " << tol << " x max |ref| " << mx;
+        os << ")" << (reject ? "; not selecting it" : "");
+        log_line(os.str());
+      }
+    }
+    return ok;
+  }
+
+  float time_gemm(const Node& n, const Bucket& bk, GemmImpl impl) {
     cudaStream_t s = stream_.s;
     EventPair ev;
-    run_gemm(n, bk, lt, s);  // warm-up (and first-use costs)
+    run_gemm(n, bk, impl, s);  // warm-up (and first-use costs)
     constexpr int kReps = 3;
     VIT_CUDA_CHECK(cudaEventRecord(ev.a, s));
-    for (int r = 0; r < kReps; ++r) run_gemm(n, bk, lt, s);
+    for (int r = 0; r < kReps; ++r) run_gemm(n, bk, impl, s);
     VIT_CUDA_CHECK(cudaEventRecord(ev.b, s));
     VIT_CUDA_CHECK(cudaEventSynchronize(ev.b));
     float ms = 0.0f;
@@ -1173,6 +1429,10 @@ class CudaEngineImpl final : public CudaEngine {
   std::unique_ptr<GpuPreprocessor> pre_;  // run_images, created at its first use
   std::vector<Bucket> buckets_;
   bool graphs_disabled_ = false, capture_warned_ = false, lt_warned_ = false, fail_capture_ = false;
+  bool wgmma_ok_ = false;
+  std::string test_corrupt_, test_prefer_;  // test hooks (CudaEngineOptions / VIT_TEST_GEMM_*)
+  std::set<std::string> rejected_logged_;
+  uint32_t check_seq_ = 0;
   std::mutex mu_;
 };
 

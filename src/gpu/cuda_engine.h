@@ -4,12 +4,15 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "cpu/engine.h"
 
 namespace vit {
 
 enum class Precision { kFP32, kFP16, kBF16 };
+// kAuto: per GEMM shape, the fastest of cuBLASLt and the custom kernels that agree with cuBLASLt
+// on a random input; kCustom: the hand-written kernels (the wgmma one on sm_90); kCublasLt.
 enum class GemmChoice { kAuto, kCustom, kCublasLt };
 
 struct CudaEngineOptions {
@@ -23,6 +26,11 @@ struct CudaEngineOptions {
   // Testing: make every CUDA graph capture fail (as an illegal call inside the capture would), so
   // that the fallback to plain launches runs. Also set by env VIT_TEST_FAIL_GRAPH_CAPTURE=1.
   bool fail_graph_capture = false;
+  // Testing the GEMM agreement check (executor.h): implementations ("mma_sync", "wgmma",
+  // "cublaslt", comma-separated) whose check result is perturbed so that the check must reject
+  // them, and ones that kAuto selects whenever they pass the check (instead of timing).
+  // Also set by env VIT_TEST_GEMM_CORRUPT / VIT_TEST_GEMM_PREFER.
+  std::string test_corrupt_gemm, test_prefer_gemm;
 };
 
 // True when the CUDA runtime reports at least one usable device (never throws).

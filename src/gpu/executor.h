@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu/cuda_engine.h"
@@ -35,6 +36,11 @@ class CudaEngine : public Engine {
   // Bucket batch sizes (ascending) and whether each one currently replays a CUDA graph.
   virtual std::vector<int> buckets() const = 0;
   virtual bool bucket_uses_graph(int bucket) const = 0;
+  // Per GEMM node of the bucket, in graph order: (node name, "cublaslt" | "wgmma" | "mma_sync").
+  // Empty until the bucket's first run chose them. The choice (GemmChoice) only ever selects an
+  // implementation whose result agreed with the reference (cuBLASLt, else mma.sync) on a random
+  // input of the node's shape, except under a forced --gemm custom, where it warns.
+  virtual std::vector<std::pair<std::string, std::string>> gemm_choices(int bucket) const = 0;
 
   // Device-resident run: d_images [batch, C, H, W] fp32 on the engine's device, d_logits
   // [batch, classes] fp32 on the device ([batch, D] pooled embeddings when num_classes == 0; may

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -24,6 +25,11 @@
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
+#define __grid_constant__
+
+// Shared-space address of a pointer into the block's dynamic shared memory (the emulated shared
+// window; static __shared__ arrays are host statics and have no shared address here).
+inline size_t __cvta_generic_to_shared(const void* p) { return emu::smem_addr(p); }
 
 struct __half {
   uint16_t x;

@@ -4,6 +4,9 @@
 // their scope has arrived.
 #include "emu.h"
 
+#include "core/tensor.h"
+#include "cuda.h"
+
 #include <ucontext.h>
 
 #include <cstdio>
@@ -11,6 +14,8 @@
 #include <cstring>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <deque>
 #include <map>
 #include <memory>
@@ -37,6 +42,15 @@ struct Copy {
 
 enum class St { kRun, kBlockWait, kWarpWait, kDone };
 
+// One wgmma.mma_async of the calling thread: its accumulator registers (d, n / 2 floats) and
+// the two matrix descriptors.
+struct WgOp {
+  float* d;
+  int n;
+  uint64_t da, db;
+  bool bf16;
+};
+
 struct Fiber {
   ucontext_t ctx{};
   std::unique_ptr<char[]> stack;
@@ -44,6 +58,43 @@ struct Fiber {
   St st = St::kRun;
   std::vector<Copy> open;
   std::deque<std::vector<Copy>> groups;
+  // wgmma: issued but uncommitted ops, committed groups, whether a wgmma.fence came after the
+  // last wait (i.e. after the thread could have touched its accumulators), and per accumulator
+  // array the number of ops in flight and the value being accumulated (the registers themselves
+  // read NaN until the wait that completes their last op).
+  std::vector<WgOp> wg_open;
+  std::deque<std::vector<WgOp>> wg_groups;
+  bool wg_fenced = false;
+  std::map<float*, std::pair<int, std::vector<float>>> wg_shadow;
+};
+
+// An mbarrier object (PTX ISA 9.7.13.15.1): expected arrival count, pending arrivals of the
+// current phase, transaction count, and the number of completed phases.
+struct Bar {
+  int expected = 0, pending = 0;
+  int64_t tx = 0;
+  uint32_t phases = 0;
+  bool fenced = false;
+};
+
+// Tensor map as the emulated cuTensorMapEncodeTiled stores it in CUtensorMap's opaque bytes.
+struct EmuMap {
+  uint64_t magic;
+  int elem;
+  const char* base;
+  uint64_t dim[2];
+  uint64_t stride1;
+  uint32_t box[2];
+  int swizzle;  // CUtensorMapSwizzle
+};
+constexpr uint64_t kMapMagic = 0x766974746d6170ULL;
+static_assert(sizeof(EmuMap) <= sizeof(CUtensorMap), "EmuMap must fit in CUtensorMap");
+
+struct PendingTma {
+  uint32_t dst;
+  EmuMap map;
+  int c0, c1;
+  uint32_t bar;
 };
 
 constexpr size_t kStack = 256 * 1024;
@@ -53,6 +104,15 @@ Fiber* g_cur = nullptr;
 const std::function<void()>* g_body = nullptr;
 std::vector<uint32_t> g_slots;  // [warps][32][16]
 std::vector<char> g_dyn;
+char* g_window = nullptr;    // shared address 0 (1024-aligned host address)
+char* g_dyn_base = nullptr;  // dynamic shared memory = shared address 16
+size_t g_dyn_size = 0;
+std::map<uint32_t, Bar> g_bars;       // per block
+std::deque<PendingTma> g_tma;         // per block: issued, not yet landed
+uint64_t g_spins = 0;                 // failed mbarrier polls since the last phase completion
+bool g_abort_waits = false;           // after a deadlock report: let the fibers run out
+int g_cc_major = 9, g_cc_minor = 0;
+std::map<const void*, int> g_max_dyn;  // cudaFuncSetAttribute(MaxDynamicSharedMemorySize)
 cudaError_t g_err = cudaSuccess;
 std::string g_msg;
 uint64_t g_rng = 0x9e3779b97f4a7c15ULL;  // fixed seed: runs are reproducible
@@ -73,6 +133,8 @@ void trampoline() {
       for (auto& c : grp) land(c);
     for (auto& c : g_cur->open) land(c);
   }
+  if (!g_cur->wg_open.empty() || !g_cur->wg_groups.empty())
+    error("thread exited with wgmma.mma_async operations it never waited for (wgmma.wait_group)");
   g_cur->st = St::kDone;
   swapcontext(&g_cur->ctx, &g_sched);
 }
@@ -83,6 +145,10 @@ void yield(St st) {
 }
 
 void run_block(int nthreads) {
+  g_bars.clear();
+  g_tma.clear();
+  g_spins = 0;
+  g_abort_waits = false;
   for (int i = 0; i < nthreads; ++i) {
     Fiber& f = g_fibers[static_cast<size_t>(i)];
     if (!f.stack) f.stack.reset(new char[kStack]);
@@ -90,6 +156,10 @@ void run_block(int nthreads) {
     f.st = St::kRun;
     f.open.clear();
     f.groups.clear();
+    f.wg_open.clear();
+    f.wg_groups.clear();
+    f.wg_fenced = false;
+    f.wg_shadow.clear();
     getcontext(&f.ctx);
     f.ctx.uc_stack.ss_sp = f.stack.get();
     f.ctx.uc_stack.ss_size = kStack;
@@ -152,7 +222,10 @@ void run_block(int nthreads) {
       any_block_wait |= st == St::kBlockWait;
       block_complete &= st == St::kBlockWait || st == St::kDone;
     }
-    if (all_done) return;
+    if (all_done) {
+      if (!g_tma.empty()) error("block finished with TMA copies whose mbarrier nobody waited on");
+      return;
+    }
     if (any_block_wait && block_complete) {
       for (int i = 0; i < nthreads; ++i)
         if (g_fibers[static_cast<size_t>(i)].st == St::kBlockWait) g_fibers[static_cast<size_t>(i)].st = St::kRun;
@@ -174,20 +247,29 @@ void error(const std::string& what) {
   }
 }
 
-void run_grid(dim3 grid, dim3 block, size_t dyn_smem, const std::function<void()>& body) {
+void run_grid(dim3 grid, dim3 block, size_t dyn_smem, const std::function<void()>& body, const void* kernel) {
   const int64_t nthreads = int64_t{block.x} * block.y * block.z;
   if (nthreads <= 0 || nthreads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 ||
       grid.z > 65535) {
     error("invalid launch configuration");
     return;
   }
-  if (dyn_smem > 48 * 1024) {
-    error("dynamic shared memory above 48 KB without cudaFuncSetAttribute");
-    return;
+  {
+    size_t limit = 48 * 1024;
+    auto it = kernel ? g_max_dyn.find(kernel) : g_max_dyn.end();
+    if (it != g_max_dyn.end()) limit = static_cast<size_t>(it->second);
+    if (dyn_smem > limit) {
+      error(dyn_smem > 48 * 1024 ? "dynamic shared memory above the kernel's cudaFuncSetAttribute limit (48 KB unless raised)"
+                                 : "dynamic shared memory above 48 KB");
+      return;
+    }
   }
   if (g_fibers.size() < static_cast<size_t>(nthreads)) g_fibers.resize(static_cast<size_t>(nthreads));
   g_slots.assign(static_cast<size_t>((nthreads + 31) / 32) * 32 * 16, 0);
-  g_dyn.assign(dyn_smem + 16, static_cast<char>(0xFF));
+  g_dyn.assign(dyn_smem + 2048, static_cast<char>(0xFF));
+  g_window = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(g_dyn.data()) + 1023) & ~uintptr_t{1023});
+  g_dyn_base = g_window + 16;
+  g_dyn_size = dyn_smem;
   g_body = &body;
   blockDim = block;
   gridDim = grid;
@@ -206,10 +288,7 @@ void syncthreads() { yield(St::kBlockWait); }
 void warp_barrier() { yield(St::kWarpWait); }
 int lane() { return g_cur->tid % 32; }
 uint32_t* warp_slot(int l) { return &g_slots[(static_cast<size_t>(g_cur->tid / 32) * 32 + static_cast<size_t>(l)) * 16]; }
-void* dyn_smem_ptr() {
-  const uintptr_t p = reinterpret_cast<uintptr_t>(g_dyn.data());
-  return reinterpret_cast<void*>((p + 15) & ~uintptr_t{15});
-}
+void* dyn_smem_ptr() { return g_dyn_base; }
 
 void cp_async16(void* dst, const void* src, bool valid) {
   if ((reinterpret_cast<uintptr_t>(dst) & 15u) != 0) error("cp.async: shared destination not 16-byte aligned");
@@ -226,6 +305,229 @@ void cp_async_wait(int n) {
     for (const Copy& c : g_cur->groups.front()) land(c);
     g_cur->groups.pop_front();
   }
+}
+
+// --- shared window -----------------------------------------------------------------------------
+uint32_t smem_addr(const void* p) {
+  const char* c = static_cast<const char*>(p);
+  if (!g_dyn_base || c < g_dyn_base || c > g_dyn_base + g_dyn_size) {
+    error("shared address of a pointer outside the block's dynamic shared memory");
+    return 0;
+  }
+  return static_cast<uint32_t>(c - g_window);
+}
+void* smem_ptr(uint32_t a, size_t n) {
+  if (!g_window || a < 16 || a + n > 16 + g_dyn_size) {
+    error("shared address " + std::to_string(a) + " (+" + std::to_string(n) + " bytes) outside the dynamic shared memory");
+    static std::vector<char> dummy(1 << 18, 0);
+    return dummy.data();
+  }
+  return g_window + a;
+}
+void set_compute_capability(int major, int minor) {
+  g_cc_major = major;
+  g_cc_minor = minor;
+}
+
+// --- mbarrier (PTX ISA 9.7.13.15) ------------------------------------------------------------
+// State: expected count, pending arrivals of the current phase, tx-count. A phase completes when
+// the pending arrivals reach 0 and the tx-count is 0; then the pending count is reset to the
+// expected count. try_wait.parity(P) is true when the phase with parity P has completed: the
+// current (incomplete) phase has parity phases % 2, so P == the other parity means "done" (for a
+// fresh barrier, waiting on parity 1 returns at once).
+namespace {
+Bar* bar_at(uint32_t a, const char* what) {
+  auto it = g_bars.find(a);
+  if (it == g_bars.end()) {
+    error(std::string(what) + ": mbarrier at shared address " + std::to_string(a) + " was never initialised");
+    return nullptr;
+  }
+  return &it->second;
+}
+void bar_check(Bar& b) {
+  if (b.pending < 0) {
+    error("mbarrier: more arrivals than its expected count in one phase");
+    b.pending = 0;
+  }
+  if (b.pending == 0 && b.tx == 0) {
+    ++b.phases;
+    b.pending = b.expected;
+    g_spins = 0;
+  }
+}
+void land_tma(const PendingTma& t) {
+  const EmuMap& m = t.map;
+  const uint32_t row_bytes = m.box[0] * static_cast<uint32_t>(m.elem);
+  const uint32_t total = row_bytes * m.box[1];
+  char* base = static_cast<char*>(smem_ptr(t.dst, total)) - t.dst;  // host address of shared 0
+  for (uint32_t i1 = 0; i1 < m.box[1]; ++i1) {
+    for (uint32_t i0 = 0; i0 < m.box[0]; ++i0) {
+      const int64_t g0 = int64_t{t.c0} + i0, g1 = int64_t{t.c1} + i1;
+      uint32_t a = t.dst + (i1 * m.box[0] + i0) * static_cast<uint32_t>(m.elem);
+      // CU_TENSOR_MAP_SWIZZLE_128B: 16-byte chunk index (address bits 4-6) XOR the 128-byte row
+      // index within the 1024-byte pattern (bits 7-9) (cuda.h: "Swizzle 16B chunks within 128B
+      // span"; the PTX ISA's tensor swizzle modes; Swizzle<3,4,3>).
+      if (m.swizzle == CU_TENSOR_MAP_SWIZZLE_128B) a ^= ((a >> 7) & 7u) << 4;
+      char* dst = base + a;
+      if (g0 >= 0 && g1 >= 0 && static_cast<uint64_t>(g0) < m.dim[0] && static_cast<uint64_t>(g1) < m.dim[1])
+        std::memcpy(dst, m.base + static_cast<uint64_t>(g1) * m.stride1 + static_cast<uint64_t>(g0) * m.elem,
+                    static_cast<size_t>(m.elem));
+      else
+        std::memset(dst, 0, static_cast<size_t>(m.elem));  // out of bounds: zero fill
+    }
+  }
+  if (Bar* b = bar_at(t.bar, "cp.async.bulk.tensor")) {
+    b->tx -= total;  // mbarrier::complete_tx::bytes: the whole box, out-of-bounds part included
+    bar_check(*b);
+  }
+}
+}  // namespace
+
+void mbar_init(uint32_t a, uint32_t count) {
+  if (a % 8 != 0) error("mbarrier.init: object not 8-byte aligned");
+  if (count == 0 || count > (1u << 20) - 1) error("mbarrier.init: count out of range");
+  Bar b;
+  b.expected = b.pending = static_cast<int>(count);
+  g_bars[a] = b;
+}
+void mbar_fence_init() {
+  for (auto& kv : g_bars) kv.second.fenced = true;
+}
+void mbar_arrive(uint32_t a, uint32_t expect_tx) {
+  Bar* b = bar_at(a, "mbarrier.arrive");
+  if (!b) return;
+  b->tx += expect_tx;  // .expect_tx happens before the arrive
+  b->pending -= 1;
+  bar_check(*b);
+}
+bool mbar_try_wait(uint32_t a, uint32_t parity) {
+  if (g_abort_waits) return true;
+  // Copies complete at the latest when someone waits for them (the destination was poisoned at
+  // issue, so a reader that does not wait sees NaN).
+  for (size_t i = 0; i < g_tma.size();) {
+    if (g_tma[i].bar == a) {
+      const PendingTma t = g_tma[i];
+      g_tma.erase(g_tma.begin() + static_cast<long>(i));
+      land_tma(t);
+    } else {
+      ++i;
+    }
+  }
+  Bar* b = bar_at(a, "mbarrier.try_wait");
+  if (!b) return true;
+  if ((b->phases & 1u) != (parity & 1u)) return true;
+  if (++g_spins > 20000000ULL) {
+    error("deadlock: an mbarrier wait never completes");
+    g_abort_waits = true;
+    return true;
+  }
+  yield(St::kRun);  // spin: let the other warps run
+  return false;
+}
+
+// --- TMA (cp.async.bulk.tensor.2d ... .tile.mbarrier::complete_tx::bytes) ----------------------
+void tma_load_2d(uint32_t dst, const void* tensor_map, int c0, int c1, uint32_t bar) {
+  EmuMap m;
+  std::memcpy(&m, tensor_map, sizeof(m));
+  if (m.magic != kMapMagic) {
+    error("cp.async.bulk.tensor: the tensor map was not made by cuTensorMapEncodeTiled");
+    return;
+  }
+  Bar* b = bar_at(bar, "cp.async.bulk.tensor");
+  if (!b) return;
+  if (!b->fenced) error("cp.async.bulk.tensor: mbarrier used before fence.mbarrier_init / fence.proxy.async");
+  const uint32_t align = m.swizzle == CU_TENSOR_MAP_SWIZZLE_128B ? 1024u : 128u;
+  if (dst % align != 0) {
+    error("cp.async.bulk.tensor: shared destination not " + std::to_string(align) + "-byte aligned");
+    return;
+  }
+  const uint32_t total = m.box[0] * m.box[1] * static_cast<uint32_t>(m.elem);
+  std::memset(smem_ptr(dst, total), 0xFF, total);  // in flight: undefined until the barrier says so
+  g_tma.push_back({dst, m, c0, c1, bar});
+}
+
+// --- wgmma (PTX ISA 9.7.15) ------------------------------------------------------------------
+namespace {
+// Shared address of element (row, k) of a K-major operand described by `desc` (9.7.15.5.1.2):
+// descriptor bits 0-13 start >> 4, 16-29 LBO >> 4, 32-45 SBO >> 4, 49-51 base offset,
+// 62-63 swizzle (1 = 128B). Canonical K-major 128B layout ((8,m),(T,2k)):((8T,SBO),(1,T)) with
+// T = 8 16-bit elements per 16 bytes: rows r % 8 are 8T elements = 128 bytes apart, groups of 8
+// rows SBO bytes apart, k contiguous; then Swizzle<3,4,3> on the byte address (base offset 0:
+// the pattern starts on a 1024-byte boundary). LBO is not used by swizzled K-major layouts.
+uint32_t desc_elem_addr(uint64_t desc, int row, int k) {
+  const uint32_t start = static_cast<uint32_t>(desc & 0x3FFFu) << 4;
+  const uint32_t sbo = static_cast<uint32_t>((desc >> 32) & 0x3FFFu) << 4;
+  const int base_off = static_cast<int>((desc >> 49) & 7u);
+  const int mode = static_cast<int>((desc >> 62) & 3u);
+  if (mode != 1 || base_off != 0) {
+    error("wgmma: only K-major operands with the 128-byte swizzle and base offset 0 are emulated");
+    return 16;
+  }
+  uint32_t a = start + static_cast<uint32_t>(row % 8) * 128u + static_cast<uint32_t>(row / 8) * sbo +
+               static_cast<uint32_t>(k) * 2u;
+  a ^= ((a >> 7) & 7u) << 4;
+  return a;
+}
+float load16(uint32_t a, bool bf16) {
+  uint16_t h;
+  std::memcpy(&h, smem_ptr(a, 2), 2);
+  return bf16 ? vit::bf16_to_float(h) : vit::half_to_float(h);
+}
+// Runs one op for the calling thread: its part of D (m64nNk16 fragment, 9.7.15.5.1.1.1 Figure
+// 149: register i of lane l in warp w of the warpgroup is row 16w + 8*((i % 4) / 2) + l / 4,
+// column 8*(i / 4) + 2*(l % 4) + i % 2) += A[64 x 16] B[n x 16]^T, reading shared memory now.
+void wgmma_exec(Fiber& f, const WgOp& op) {
+  auto& sh = f.wg_shadow[op.d];
+  float* acc = sh.second.data();
+  const int lt = f.tid % 128, w = lt / 32, l = lt % 32;
+  float a[2][16];
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 16; ++k) a[h][k] = load16(desc_elem_addr(op.da, 16 * w + 8 * h + l / 4, k), op.bf16);
+  for (int i = 0; i < op.n / 2; ++i) {
+    if (i % 4 >= 2) continue;  // done with its column partner below
+    const int col = 8 * (i / 4) + 2 * (l % 4) + i % 2;
+    float b[16];
+    for (int k = 0; k < 16; ++k) b[k] = load16(desc_elem_addr(op.db, col, k), op.bf16);
+    for (int h = 0; h < 2; ++h) {  // register i + 2h: same column, row + 8h
+      float s = acc[i + 2 * h];
+      for (int k = 0; k < 16; ++k) s = std::fma(a[h][k], b[k], s);
+      acc[i + 2 * h] = s;
+    }
+  }
+  if (--sh.first == 0) {
+    std::memcpy(op.d, acc, sizeof(float) * static_cast<size_t>(op.n / 2));
+    f.wg_shadow.erase(op.d);
+  }
+}
+}  // namespace
+
+void wgmma_fence() { g_cur->wg_fenced = true; }
+void wgmma_issue(float* d, int n, uint64_t da, uint64_t db, bool bf16) {
+  Fiber& f = *g_cur;
+  if (blockDim.x * blockDim.y * blockDim.z % 128 != 0) error("wgmma: the block is not made of whole warpgroups");
+  if (!f.wg_fenced) error("wgmma.mma_async without a wgmma.fence after the accumulators were last accessed");
+  auto& sh = f.wg_shadow[d];
+  if (sh.first == 0) {
+    sh.second.assign(d, d + n / 2);
+    std::fill(d, d + n / 2, std::numeric_limits<float>::quiet_NaN());  // undefined until the wait
+  }
+  ++sh.first;
+  f.wg_open.push_back({d, n, da, db, bf16});
+}
+void wgmma_commit() {
+  g_cur->wg_groups.push_back(std::move(g_cur->wg_open));
+  g_cur->wg_open.clear();
+}
+void wgmma_wait(int pending) {
+  Fiber& f = *g_cur;
+  while (static_cast<int>(f.wg_groups.size()) > pending) {
+    for (const WgOp& op : f.wg_groups.front()) wgmma_exec(f, op);
+    f.wg_groups.pop_front();
+  }
+  f.wg_fenced = false;  // the thread may now touch its accumulators: the next wgmma needs a fence
+}
+void setmaxnreg(int regs) {
+  if (regs < 24 || regs > 256 || regs % 8 != 0) error("setmaxnreg: count must be a multiple of 8 in 24..256");
 }
 
 }  // namespace emu
@@ -345,8 +647,18 @@ cudaError_t cudaGetDeviceCount(int* n) {
   *n = 1;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) {
-  *v = 8;  // small, so that modest test shapes already take the 128x128 GEMM tiles
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  switch (a) {
+    case cudaDevAttrComputeCapabilityMajor:
+      if (const char* e = std::getenv("VIT_EMU_CC")) {  // e.g. 80: run the suite as a non-Hopper device
+        const int cc = std::atoi(e);
+        emu::set_compute_capability(cc / 10, cc % 10);
+      }
+      *v = emu::g_cc_major;
+      break;
+    case cudaDevAttrComputeCapabilityMinor: *v = emu::g_cc_minor; break;
+    default: *v = 8;  // SMs: small, so that modest test shapes already take the 128x128 GEMM tiles
+  }
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
@@ -517,5 +829,68 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
 cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
   if (!e) return fail_call(cudaErrorInvalidResourceHandle);
   for (const auto& op : e->ops) emu::submit(s, op);
+  return cudaSuccess;
+}
+
+// --- driver entry points and kernel attributes ------------------------------------------------
+namespace {
+size_t elem_size(CUtensorMapDataType t) {
+  switch (t) {
+    case CU_TENSOR_MAP_DATA_TYPE_UINT8: return 1;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT16:
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT16:
+    case CU_TENSOR_MAP_DATA_TYPE_BFLOAT16: return 2;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT32:
+    case CU_TENSOR_MAP_DATA_TYPE_INT32:
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT32: return 4;
+    default: return 8;
+  }
+}
+// cuTensorMapEncodeTiled, rank 2, with the requirements cuda.h states for it (alignment of the
+// map and the address, strides multiple of 16, box <= 256 and a multiple of 16 bytes inner,
+// inner box <= the swizzle span). Element strides other than 1 and interleave are not emulated.
+CUresult emu_encode_tiled(CUtensorMap* map, CUtensorMapDataType dt, cuuint32_t rank, void* addr,
+                          const cuuint64_t* dims, const cuuint64_t* strides, const cuuint32_t* box,
+                          const cuuint32_t* estr, CUtensorMapInterleave il, CUtensorMapSwizzle sw,
+                          CUtensorMapL2promotion, CUtensorMapFloatOOBfill oob) {
+  const size_t e = elem_size(dt);
+  const uint32_t span = sw == CU_TENSOR_MAP_SWIZZLE_128B ? 128 : sw == CU_TENSOR_MAP_SWIZZLE_64B ? 64 : sw == CU_TENSOR_MAP_SWIZZLE_32B ? 32 : 0;
+  const bool ok = map && reinterpret_cast<uintptr_t>(map) % 64 == 0 && rank == 2 && addr &&
+                  reinterpret_cast<uintptr_t>(addr) % 16 == 0 && dims[0] >= 1 && dims[1] >= 1 &&
+                  dims[0] <= (1ULL << 32) && dims[1] <= (1ULL << 32) && strides[0] % 16 == 0 &&
+                  strides[0] < (1ULL << 40) && strides[0] >= dims[0] * e && box[0] >= 1 && box[0] <= 256 &&
+                  box[1] >= 1 && box[1] <= 256 && (box[0] * e) % 16 == 0 && estr[0] == 1 && estr[1] == 1 &&
+                  il == CU_TENSOR_MAP_INTERLEAVE_NONE && (span == 0 || box[0] * e <= span) &&
+                  oob == CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE;
+  if (!ok) return CUDA_ERROR_INVALID_VALUE;
+  if (sw != CU_TENSOR_MAP_SWIZZLE_NONE && sw != CU_TENSOR_MAP_SWIZZLE_128B) return CUDA_ERROR_INVALID_VALUE;  // not emulated
+  emu::EmuMap m{};
+  m.magic = emu::kMapMagic;
+  m.elem = static_cast<int>(e);
+  m.base = static_cast<const char*>(addr);
+  m.dim[0] = dims[0];
+  m.dim[1] = dims[1];
+  m.stride1 = strides[0];
+  m.box[0] = box[0];
+  m.box[1] = box[1];
+  m.swizzle = sw;
+  std::memset(map, 0, sizeof(*map));
+  std::memcpy(map, &m, sizeof(m));
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
+cudaError_t cudaGetDriverEntryPointByVersion(const char* symbol, void** fn, unsigned int, unsigned long long,
+                                             cudaDriverEntryPointQueryResult* status) {
+  const bool found = symbol && std::strcmp(symbol, "cuTensorMapEncodeTiled") == 0;
+  *fn = found ? reinterpret_cast<void*>(&emu_encode_tiled) : nullptr;
+  if (status) *status = found ? cudaDriverEntryPointSuccess : cudaDriverEntryPointSymbolNotFound;
+  return cudaSuccess;
+}
+
+cudaError_t emuFuncSetMaxDynamicSharedMemory(const void* kernel, int bytes) {
+  EMU_LOCK;
+  if (bytes < 0 || bytes > 232448) return fail_call(cudaErrorInvalidValue);  // sm_90: 227 KB per block
+  emu::g_max_dyn[kernel] = bytes;
   return cudaSuccess;
 }

@@ -25,8 +25,10 @@ namespace emu {
 
 // Records a launch error (first one wins; reported by cudaGetLastError / cudaDeviceSynchronize).
 void error(const std::string& what);
-// Runs `body` as every thread of every block of the grid.
-void run_grid(dim3 grid, dim3 block, size_t dyn_smem, const std::function<void()>& body);
+// Runs `body` as every thread of every block of the grid. `kernel` identifies the kernel for its
+// dynamic shared-memory limit (48 KB unless raised by cudaFuncSetAttribute; at most 227 KB).
+void run_grid(dim3 grid, dim3 block, size_t dyn_smem, const std::function<void()>& body,
+              const void* kernel = nullptr);
 
 void syncthreads();
 void warp_barrier();
@@ -40,6 +42,27 @@ template <typename T> T* dyn_smem() { return static_cast<T*>(dyn_smem_ptr()); }
 void cp_async16(void* dst, const void* src, bool valid);
 void cp_async_commit();
 void cp_async_wait(int n);
+
+// Shared window: the running block's dynamic shared memory has shared-space addresses
+// 16 .. 16 + size (so a 1024-byte aligned shared address is 1024-aligned on the host too);
+// smem_addr of any other pointer is a launch error.
+uint32_t smem_addr(const void* p);
+void* smem_ptr(uint32_t addr, size_t bytes);
+// Compute capability that cudaDeviceGetAttribute reports (default 9.0, as the H200).
+void set_compute_capability(int major, int minor);
+
+// sm_90 asynchronous operations (semantics from the PTX ISA, see emu.cpp). Addresses are
+// shared-space addresses.
+void mbar_init(uint32_t bar, uint32_t count);
+void mbar_fence_init();
+void mbar_arrive(uint32_t bar, uint32_t expect_tx_bytes);  // arrive (.expect_tx when bytes > 0)
+bool mbar_try_wait(uint32_t bar, uint32_t parity);         // a scheduling point when false
+void tma_load_2d(uint32_t dst, const void* tensor_map, int c0, int c1, uint32_t bar);
+void wgmma_fence();
+void wgmma_issue(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool bf16);
+void wgmma_commit();
+void wgmma_wait(int pending);
+void setmaxnreg(int regs);
 
 // Stream work: runs `op` now, or records it into the graph when `s` is being captured.
 void submit(cudaStream_t s, std::function<void()> op);
@@ -65,7 +88,7 @@ struct Launcher {
     const dim3 g = grid, b = block;
     const size_t sm = smem;
     submit(stream, [fn, g, b, sm, tup = std::make_tuple(args...)] {
-      run_grid(g, b, sm, [&] { std::apply(fn, tup); });
+      run_grid(g, b, sm, [&] { std::apply(fn, tup); }, reinterpret_cast<const void*>(fn));
     });
   }
 };
