@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "cuda_check.h"
 #include "gemm.cuh"
+#include "gemm_sm90.cuh"
 #include "gpu/lt_gemm.h"
 #include "layernorm.cuh"
 #include "softmax.h"
@@ -151,7 +152,8 @@ const GemmShape kShapes[] = {
 // y = x W^T + b with the epilogue the executor uses for the shape. cuBLASLt has no QKV
 // scatter: there it writes plain [M, 3D] (which attention reads through strides), exactly
 // the choice the executor's auto mode weighs.
-void bm_gemm(benchmark::State& state, GemmShape sh, int M, bool lt, DType dt) {
+// kernel: which hand-written GEMM (kAuto = the launcher's own choice, kSm90 = the wgmma path).
+void bm_gemm(benchmark::State& state, GemmShape sh, int M, bool lt, DType dt, GemmKernel kernel = GemmKernel::kAuto) {
   guarded(state, [&](benchmark::State& st) {
     Ctx& c = ctx();
     const int N = sh.N, K = sh.K;
@@ -192,6 +194,11 @@ void bm_gemm(benchmark::State& state, GemmShape sh, int M, bool lt, DType dt) {
     }
     if (lt && !c.lt->supports(p)) {
       st.SkipWithError("cuBLASLt offers no algorithm for this GEMM");
+      return;
+    }
+    p.kernel = kernel;
+    if (!lt && kernel == GemmKernel::kSm90 && !(gemm_sm90_available() && gemm_sm90_supports(p))) {
+      st.SkipWithError("the wgmma GEMM is not available on this device / for this shape");
       return;
     }
     if (!lt) st.counters["tensor_cores"] = gemm_uses_tensor_cores(p) ? 1 : 0;
@@ -436,6 +443,8 @@ void register_all() {
       const std::string base = std::string("gemm/") + sh.name + "_" + std::to_string(kM) + "x" +
                                std::to_string(sh.N) + "x" + std::to_string(sh.K);
       reg(base + "/custom/" + d, [sh, dt](benchmark::State& s) { bm_gemm(s, sh, kM, false, dt); });
+      reg(base + "/custom_wgmma/" + d,
+          [sh, dt](benchmark::State& s) { bm_gemm(s, sh, kM, false, dt, GemmKernel::kSm90); });
       reg(base + "/cublaslt/" + d, [sh, dt](benchmark::State& s) { bm_gemm(s, sh, kM, true, dt); });
     }
     check("check/gemm_custom_vs_cublaslt/" + d, [dt](benchmark::State& s) { bm_gemm_check(s, dt); });
