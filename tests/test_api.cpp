@@ -7,12 +7,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -165,6 +167,30 @@ size_t image_floats(const vit_model_info& i) {
   return static_cast<size_t>(i.in_chans) * i.image_height * i.image_width;
 }
 
+// A loaded model, a CPU session on it and the model's info; both handles are freed on scope
+// exit, also when an ASSERT ends the test early.
+struct Open {
+  vit_model* m = nullptr;
+  vit_session* s = nullptr;
+  vit_model_info i{};
+  Open() = default;
+  Open(const Open&) = delete;
+  Open& operator=(const Open&) = delete;
+  ~Open() {
+    vit_session_free(s);
+    vit_model_free(m);
+  }
+};
+
+// Loads `dir` and opens a CPU session of `max_batch` images with kThreads threads.
+// Call as ASSERT_NO_FATAL_FAILURE(open_session(h, dir)) so a failure stops the test.
+void open_session(Open& h, const std::string& dir, int max_batch = 8) {
+  ASSERT_OK(vit_model_load(dir.c_str(), nullptr, &h.m));
+  h.s = cpu_session(h.m, max_batch);
+  ASSERT_NE(h.s, nullptr);
+  h.i = info_of(h.m);
+}
+
 // ---------------------------------------------------------------------------------------
 
 TEST(CApi, StatusAndVersion) {
@@ -177,11 +203,9 @@ TEST(CApi, StatusAndVersion) {
 }
 
 TEST(CApi, NullSafety) {
-  vit_model* m = load_tiny();
-  ASSERT_NE(m, nullptr);
-  vit_session* s = cpu_session(m);
-  ASSERT_NE(s, nullptr);
-  std::vector<float> x(image_floats(info_of(m)), 0.1f);
+  Open h;
+  ASSERT_NO_FATAL_FAILURE(open_session(h, tiny().dir));
+  std::vector<float> x(image_floats(h.i), 0.1f);
   std::vector<float> logits(10);
   vit_outputs o{};
   o.logits = logits.data();
@@ -199,10 +223,10 @@ TEST(CApi, NullSafety) {
 
   vit_model_info info;
   EXPECT_STATUS(vit_model_get_info(nullptr, &info), VIT_ERR_INVALID_ARGUMENT, "model");
-  EXPECT_STATUS(vit_model_get_info(m, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
+  EXPECT_STATUS(vit_model_get_info(h.m, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
   vit_preprocess_info pp;
   EXPECT_STATUS(vit_model_get_preprocess(nullptr, &pp), VIT_ERR_INVALID_ARGUMENT, "model");
-  EXPECT_STATUS(vit_model_get_preprocess(m, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
+  EXPECT_STATUS(vit_model_get_preprocess(h.m, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
   EXPECT_STREQ(vit_model_describe(nullptr), "");
   EXPECT_EQ(vit_model_get_label(nullptr, 0), nullptr);
   EXPECT_EQ(vit_model_get_warning_count(nullptr), 0);
@@ -211,19 +235,16 @@ TEST(CApi, NullSafety) {
   vit_session* out_s = reinterpret_cast<vit_session*>(0x1);
   EXPECT_STATUS(vit_session_create(nullptr, nullptr, &out_s), VIT_ERR_INVALID_ARGUMENT, "model");
   EXPECT_EQ(out_s, nullptr);
-  EXPECT_STATUS(vit_session_create(m, nullptr, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
+  EXPECT_STATUS(vit_session_create(h.m, nullptr, nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
 
   EXPECT_STATUS(vit_session_run(nullptr, x.data(), 1, &o), VIT_ERR_INVALID_ARGUMENT, "session");
-  EXPECT_STATUS(vit_session_run(s, nullptr, 1, &o), VIT_ERR_INVALID_ARGUMENT, "images");
-  EXPECT_STATUS(vit_session_run(s, x.data(), 1, nullptr), VIT_ERR_INVALID_ARGUMENT, "outputs");
+  EXPECT_STATUS(vit_session_run(h.s, nullptr, 1, &o), VIT_ERR_INVALID_ARGUMENT, "images");
+  EXPECT_STATUS(vit_session_run(h.s, x.data(), 1, nullptr), VIT_ERR_INVALID_ARGUMENT, "outputs");
 
   // NULL params mean defaults: these succeed.
   vit_session* s2 = nullptr;
-  ASSERT_OK(vit_session_create(m, nullptr, &s2));
+  ASSERT_OK(vit_session_create(h.m, nullptr, &s2));
   vit_session_free(s2);
-
-  vit_session_free(s);
-  vit_model_free(m);
 }
 
 TEST(CApi, LoadErrorsNameTheProblem) {
@@ -352,6 +373,55 @@ TEST(CApi, SessionParamErrors) {
   vit_model_free(m);
 }
 
+// Every int is a valid value of the C enums (vit.h VIT_ENUM_INT / *_FORCE_INT), so a C++
+// caller may cast any int to them; the library must reject the unknown ones by name. Run in
+// the sanitizer build, this also proves no out-of-range enum load happens (UBSan -fsanitize=enum).
+TEST(CApi, OutOfRangeEnumValuesAreRejected) {
+  static_assert(sizeof(vit_pool) == sizeof(int) && sizeof(vit_device) == sizeof(int) &&
+                    sizeof(vit_precision) == sizeof(int) && sizeof(vit_gemm) == sizeof(int) &&
+                    sizeof(vit_status_code) == sizeof(int),
+                "the C API enums are int-sized");
+  static_assert(std::is_same_v<std::underlying_type_t<vit_pool>, int>, "fixed underlying type int in C++");
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  for (int v : {-1, 3, 7, 1000, INT_MIN, INT_MAX}) {
+    SCOPED_TRACE(v);
+    vit_load_params lp = vit_load_default_params();
+    lp.pool = static_cast<vit_pool>(v);
+    vit_model* m2 = nullptr;
+    EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &lp, &m2), VIT_ERR_INVALID_ARGUMENT,
+                  "pool " + std::to_string(v) + " is not a vit_pool value");
+    EXPECT_EQ(m2, nullptr);
+    vit_session* s = nullptr;
+    vit_session_params p = vit_session_default_params();
+    p.precision = static_cast<vit_precision>(v);
+    EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT,
+                  "precision " + std::to_string(v) + " is not a vit_precision value");
+    p = vit_session_default_params();
+    p.gemm = static_cast<vit_gemm>(v);
+    EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT,
+                  "gemm " + std::to_string(v) + " is not a vit_gemm value");
+    p = vit_session_default_params();
+    p.device = static_cast<vit_device>(v);
+    EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT,
+                  "device " + std::to_string(v) + " is not a vit_device value");
+    EXPECT_EQ(s, nullptr);
+  }
+  EXPECT_STREQ(vit_status_code_name(static_cast<vit_status_code>(-1)), "unknown error");
+  EXPECT_STREQ(vit_status_code_name(VIT_STATUS_CODE_FORCE_INT), "unknown error");
+  vit_model_free(m);
+}
+
+// The run-size limits (src/model/limits.h) reach C callers as INVALID_ARGUMENT naming the value.
+TEST(CApi, ImageSizeBeyondTheLimitIsRejected) {
+  vit_load_params p = vit_load_default_params();
+  p.image_size = 40000;  // once a 3 GB position-table resample
+  vit_model* m = nullptr;
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &p, &m), VIT_ERR_INVALID_ARGUMENT, "image size 40000");
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &p, &m), VIT_ERR_INVALID_ARGUMENT, "8192");
+  EXPECT_EQ(m, nullptr);
+}
+
 // Without a usable GPU (this build or this machine) a CUDA session fails cleanly; with one
 // it must run and produce finite logits.
 TEST(CApi, CudaSessionFailsCleanlyOrRuns) {
@@ -381,34 +451,26 @@ TEST(CApi, CudaSessionFailsCleanlyOrRuns) {
 }
 
 TEST(CApi, RunArgumentErrors) {
-  vit_model* m = load_tiny();
-  ASSERT_NE(m, nullptr);
-  vit_session* s = cpu_session(m, 4);
-  ASSERT_NE(s, nullptr);
-  vit_model_info i = info_of(m);
-  std::vector<float> x = random_vec(5 * image_floats(i));
-  std::vector<float> logits(5 * i.num_classes);
+  Open h;
+  ASSERT_NO_FATAL_FAILURE(open_session(h, tiny().dir, 4));
+  std::vector<float> x = random_vec(5 * image_floats(h.i));
+  std::vector<float> logits(5 * h.i.num_classes);
   vit_outputs o{};
   o.logits = logits.data();
-  EXPECT_STATUS(vit_session_run(s, x.data(), 0, &o), VIT_ERR_INVALID_ARGUMENT, "batch 0");
-  EXPECT_STATUS(vit_session_run(s, x.data(), -1, &o), VIT_ERR_INVALID_ARGUMENT, "batch -1");
-  EXPECT_STATUS(vit_session_run(s, x.data(), 5, &o), VIT_ERR_INVALID_ARGUMENT, "max_batch = 4");
+  EXPECT_STATUS(vit_session_run(h.s, x.data(), 0, &o), VIT_ERR_INVALID_ARGUMENT, "batch 0");
+  EXPECT_STATUS(vit_session_run(h.s, x.data(), -1, &o), VIT_ERR_INVALID_ARGUMENT, "batch -1");
+  EXPECT_STATUS(vit_session_run(h.s, x.data(), 5, &o), VIT_ERR_INVALID_ARGUMENT, "max_batch = 4");
   vit_outputs none{};
-  EXPECT_STATUS(vit_session_run(s, x.data(), 1, &none), VIT_ERR_INVALID_ARGUMENT, "requests nothing");
-  ASSERT_OK(vit_session_run(s, x.data(), 4, &o));  // the limit itself is fine
-  vit_session_free(s);
-  vit_model_free(m);
+  EXPECT_STATUS(vit_session_run(h.s, x.data(), 1, &none), VIT_ERR_INVALID_ARGUMENT, "requests nothing");
+  ASSERT_OK(vit_session_run(h.s, x.data(), 4, &o));  // the limit itself is fine
 }
 
 TEST(CApi, RunMatchesInternalEngineExactly) {
-  vit_model* m = load_tiny();
-  ASSERT_NE(m, nullptr);
-  vit_session* s = cpu_session(m);
-  ASSERT_NE(s, nullptr);
-  vit_model_info i = info_of(m);
+  Open h;
+  ASSERT_NO_FATAL_FAILURE(open_session(h, tiny().dir));
   for (int batch : {1, 3, 8}) {
-    std::vector<float> x = random_vec(batch * image_floats(i));
-    Result got = run_api(s, i, x, batch);
+    std::vector<float> x = random_vec(batch * image_floats(h.i));
+    Result got = run_api(h.s, h.i, x, batch);
     Result want = reference(tiny().dir, x, batch);
     ASSERT_TRUE(all_finite(got.logits)) << "batch " << batch;
     ASSERT_TRUE(all_finite(got.emb));
@@ -418,64 +480,52 @@ TEST(CApi, RunMatchesInternalEngineExactly) {
     expect_bitwise_equal(got.emb, want.emb, "embeddings");
     expect_bitwise_equal(got.attn, want.attn, "attention");
   }
-  vit_session_free(s);
-  vit_model_free(m);
 }
 
 TEST(CApi, SessionOutlivesModelHandle) {
-  vit_model* m = load_tiny();
-  ASSERT_NE(m, nullptr);
-  vit_model_info i = info_of(m);
-  vit_session* s = cpu_session(m);
-  ASSERT_NE(s, nullptr);
-  vit_model_free(m);  // the session holds its own reference to the weights
-  std::vector<float> x = random_vec(2 * image_floats(i));
-  Result got = run_api(s, i, x, 2);
+  Open h;
+  ASSERT_NO_FATAL_FAILURE(open_session(h, tiny().dir));
+  vit_model_free(h.m);  // the session holds its own reference to the weights
+  h.m = nullptr;
+  std::vector<float> x = random_vec(2 * image_floats(h.i));
+  Result got = run_api(h.s, h.i, x, 2);
   expect_bitwise_equal(got.logits, reference(tiny().dir, x, 2).logits, "logits");
-  vit_session_free(s);
 }
 
 TEST(CApi, HeadlessModelGivesEmbeddingsOnly) {
   static Ckpt c = make_ckpt(vit::test::small_config(32, 32, 8, 32, 4, 1, 0), 77);
-  vit_model* m = nullptr;
-  ASSERT_OK(vit_model_load(c.dir.c_str(), nullptr, &m));
-  vit_model_info i = info_of(m);
-  EXPECT_EQ(i.num_classes, 0);
-  EXPECT_EQ(vit_model_get_label(m, 0), nullptr);
-  vit_session* s = cpu_session(m);
-  std::vector<float> x = random_vec(2 * image_floats(i));
+  Open h;
+  ASSERT_NO_FATAL_FAILURE(open_session(h, c.dir));
+  EXPECT_EQ(h.i.num_classes, 0);
+  EXPECT_EQ(vit_model_get_label(h.m, 0), nullptr);
+  std::vector<float> x = random_vec(2 * image_floats(h.i));
   std::vector<float> logits(16, kNaN);
   vit_outputs o{};
   o.logits = logits.data();
-  EXPECT_STATUS(vit_session_run(s, x.data(), 2, &o), VIT_ERR_INVALID_ARGUMENT, "num_classes = 0");
-  Result got = run_api(s, i, x, 2);
+  EXPECT_STATUS(vit_session_run(h.s, x.data(), 2, &o), VIT_ERR_INVALID_ARGUMENT, "num_classes = 0");
+  Result got = run_api(h.s, h.i, x, 2);
   EXPECT_TRUE(all_finite(got.emb));
   expect_bitwise_equal(got.emb, reference(c.dir, x, 2).emb, "embeddings");
-  vit_session_free(s);
-  vit_model_free(m);
 }
 
 TEST(CApi, ConcurrentRunsOnOneSessionAreSerialisedAndExact) {
-  vit_model* m = load_tiny();
-  ASSERT_NE(m, nullptr);
-  vit_session* s = cpu_session(m);
-  ASSERT_NE(s, nullptr);
-  vit_model_info i = info_of(m);
+  Open h;
+  ASSERT_NO_FATAL_FAILURE(open_session(h, tiny().dir));
   constexpr int kWorkers = 4, kIters = 6, kBatch = 3;
   std::vector<std::vector<float>> inputs, want;
   for (int t = 0; t < kWorkers; ++t) {
-    inputs.push_back(random_vec(kBatch * image_floats(i)));
-    want.push_back(run_api(s, i, inputs.back(), kBatch).logits);  // single-threaded reference
+    inputs.push_back(random_vec(kBatch * image_floats(h.i)));
+    want.push_back(run_api(h.s, h.i, inputs.back(), kBatch).logits);  // single-threaded reference
   }
   std::atomic<int> mismatches{0}, failures{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kWorkers; ++t) {
     threads.emplace_back([&, t] {
       for (int it = 0; it < kIters; ++it) {
-        std::vector<float> logits(kBatch * i.num_classes, kNaN);
+        std::vector<float> logits(kBatch * h.i.num_classes, kNaN);
         vit_outputs o{};
         o.logits = logits.data();
-        vit_status* st = vit_session_run(s, inputs[t].data(), kBatch, &o);
+        vit_status* st = vit_session_run(h.s, inputs[t].data(), kBatch, &o);
         if (st) ++failures;
         vit_status_free(st);
         if (std::memcmp(logits.data(), want[t].data(), logits.size() * sizeof(float)) != 0) ++mismatches;
@@ -485,61 +535,52 @@ TEST(CApi, ConcurrentRunsOnOneSessionAreSerialisedAndExact) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(mismatches.load(), 0);
-  vit_session_free(s);
-  vit_model_free(m);
 }
 
 TEST(CApi, CancelBeforeRunIsNotLost) {
-  vit_model* m = load_tiny();
-  ASSERT_NE(m, nullptr);
-  vit_session* s = cpu_session(m);
-  vit_model_info i = info_of(m);
-  std::vector<float> x = random_vec(image_floats(i));
-  vit_session_cancel(s);  // no run in progress: the next run takes it
+  Open h;
+  ASSERT_NO_FATAL_FAILURE(open_session(h, tiny().dir));
+  std::vector<float> x = random_vec(image_floats(h.i));
+  vit_session_cancel(h.s);  // no run in progress: the next run takes it
   vit_status_code code = VIT_OK;
-  run_api(s, i, x, 1, &code);
+  run_api(h.s, h.i, x, 1, &code);
   EXPECT_EQ(code, VIT_ERR_CANCELLED);
   {
-    std::vector<float> logits(i.num_classes);
+    std::vector<float> logits(h.i.num_classes);
     vit_outputs o{};
     o.logits = logits.data();
-    vit_session_cancel(s);
-    EXPECT_STATUS(vit_session_run(s, x.data(), 1, &o), VIT_ERR_CANCELLED, "cancelled");
+    vit_session_cancel(h.s);
+    EXPECT_STATUS(vit_session_run(h.s, x.data(), 1, &o), VIT_ERR_CANCELLED, "cancelled");
   }
   // Consumed: the following run succeeds and is exact.
-  Result got = run_api(s, i, x, 1);
+  Result got = run_api(h.s, h.i, x, 1);
   expect_bitwise_equal(got.logits, reference(tiny().dir, x, 1).logits, "logits after cancel");
-  vit_session_free(s);
-  vit_model_free(m);
 }
 
 TEST(CApi, CancelFromAnotherThreadStopsARun) {
   // ViT-Ti-sized (D 192, depth 12, 197 tokens): a batch-4 run takes long enough on the CPU
   // for a cancel issued mid-run to land between layers.
   static Ckpt big = make_ckpt(vit::test::small_config(224, 224, 16, 192, 3, 12, 100), 99);
-  vit_model* m = nullptr;
-  ASSERT_OK(vit_model_load(big.dir.c_str(), nullptr, &m));
-  vit_session* s = cpu_session(m, 4);
-  ASSERT_NE(s, nullptr);
-  vit_model_info i = info_of(m);
-  std::vector<float> x = random_vec(4 * image_floats(i));
+  Open h;
+  ASSERT_NO_FATAL_FAILURE(open_session(h, big.dir, 4));
+  std::vector<float> x = random_vec(4 * image_floats(h.i));
 
   int cancelled = 0, completed = 0;
   for (int attempt = 0; attempt < 5 && cancelled == 0; ++attempt) {
     std::atomic<bool> started{false};
     vit_status_code code = VIT_OK;
     std::thread runner([&] {
-      std::vector<float> logits(4 * i.num_classes, kNaN);
+      std::vector<float> logits(4 * h.i.num_classes, kNaN);
       vit_outputs o{};
       o.logits = logits.data();
       started = true;
-      vit_status* st = vit_session_run(s, x.data(), 4, &o);
+      vit_status* st = vit_session_run(h.s, x.data(), 4, &o);
       code = vit_status_get_code(st);
       vit_status_free(st);
     });
     while (!started) std::this_thread::yield();
     std::this_thread::sleep_for(std::chrono::milliseconds(5 + 10 * attempt));
-    vit_session_cancel(s);
+    vit_session_cancel(h.s);
     runner.join();
     ASSERT_TRUE(code == VIT_ERR_CANCELLED || code == VIT_OK) << vit_status_code_name(code);
     if (code == VIT_ERR_CANCELLED) ++cancelled; else ++completed;
@@ -549,12 +590,10 @@ TEST(CApi, CancelFromAnotherThreadStopsARun) {
   // A cancel that arrived after its run had returned is pending and takes the next run;
   // at most that one run is affected, then runs succeed and match the reference.
   vit_status_code code = VIT_OK;
-  Result got = run_api(s, i, x, 4, &code);
-  if (code == VIT_ERR_CANCELLED) got = run_api(s, i, x, 4, &code);
+  Result got = run_api(h.s, h.i, x, 4, &code);
+  if (code == VIT_ERR_CANCELLED) got = run_api(h.s, h.i, x, 4, &code);
   ASSERT_EQ(code, VIT_OK) << vit_status_code_name(code);
   expect_bitwise_equal(got.logits, reference(big.dir, x, 4).logits, "logits after cancel");
-  vit_session_free(s);
-  vit_model_free(m);
 }
 
 // ---- C++ wrapper --------------------------------------------------------------------------

@@ -150,7 +150,7 @@ TEST(CliImages, ListFileInputs) {
   const std::string d = vit::test::temp_dir();
   const std::string a = vit::test::data_path("images/photo_300x200.jpg");
   const std::string b = vit::test::data_path("images/rgb_37x53.png");
-  std::vector<float> x(3 * 32 * 32, 0.1f);
+  std::vector<float> x(2 * 3 * 32 * 32, 0.1f);  // [2, 3, 32, 32]
   vit::write_npy(d + "/arr.npy", x.data(), {2, 3, 32, 32});
   fs::create_directories(d + "/dir");
   copy(b, d + "/dir/z.png");

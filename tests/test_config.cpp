@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "model/config.h"
 #include "model/config_sources.h"
+#include "test_util.h"
 
 namespace vit {
 namespace {
@@ -303,6 +306,130 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
   json j = json::parse(kTimmConfig);
   j["model_args"].update({{"reg_tokens", 0}, {"init_values", nullptr}, {"dynamic_img_size", true}, {"foo", "bar"}});
   EXPECT_NO_THROW(detail::parse_config_json(j, "t.json"));
+}
+
+// ---- hostile config files (fuzz/regressions/fuzz_config_json) ------------------------------
+
+std::string write_text(const std::string& text) {
+  const std::string path = test::temp_dir() + "/config.json";
+  test::write_file(path, std::vector<uint8_t>(text.begin(), text.end()));
+  return path;
+}
+
+std::string nested(int depth) {
+  return R"({"model_type": "vit", "hidden_size": )" + std::string(depth, '[') + std::string(depth, ']') + "}";
+}
+
+TEST(ConfigJson, DeepNestingIsRefusedWhileParsing) {
+  // Once a stack overflow: 100k levels, then dump() of the value in the error message.
+  const std::string deep = write_text(nested(100000));
+  expect_error([&] { detail::read_json_file(deep); }, ErrorCode::kFormat, "nested deeper than 128 levels");
+  expect_error([&] { detail::read_json_file(deep); }, ErrorCode::kFormat, deep);
+  // Within the limit the file parses, and the value quoted in the type error is clipped.
+  const json j = detail::read_json_file(write_text(nested(120)));
+  try {
+    detail::parse_config_json(j, "c.json");
+    ADD_FAILURE() << "a nested hidden_size was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFormat);
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("'hidden_size' must be an integer, got [[[[[[[["), std::string::npos) << msg;
+    EXPECT_LT(msg.size(), 200u) << msg;
+  }
+}
+
+TEST(ConfigJson, QuotedValuesAreClipped) {
+  const std::string big(1 << 20, 'x');
+  for (const json& j : {json{{"model_type", big}}, json{{"model_type", "vit"}, {"hidden_size", big}},
+                        json{{"model_type", "vit"}, {"hidden_act", big}},
+                        json{{"model_type", "vit"}, {"hidden_size", json::array({big, big, big})}}}) {
+    try {
+      detail::parse_config_json(j, "c.json");
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("xxxxxxxx"), std::string::npos) << e.what();
+      EXPECT_LT(std::string(e.what()).size(), 300u);
+    }
+  }
+}
+
+TEST(ConfigJson, SizesAreRangeChecked) {
+  struct C {
+    json j;
+    const char* frag;
+  } hf[] = {
+      {{{"hidden_size", 1LL << 40}}, "'hidden_size' is out of range: 1099511627776 (expected 0..16384)"},
+      {{{"num_hidden_layers", 5000}}, "'num_hidden_layers' is out of range: 5000 (expected 0..1000)"},
+      {{{"num_attention_heads", -1}}, "'num_attention_heads' is out of range: -1"},
+      {{{"intermediate_size", 1e12}}, "'intermediate_size' is out of range"},
+      {{{"image_size", 40000}}, "'image_size' is out of range: 40000 (expected 1..8192)"},
+      {{{"image_size", {224, 1LL << 33}}}, "'image_size' is out of range: 8589934592"},
+      {{{"image_size", 0}}, "'image_size' is out of range: 0 (expected 1..8192)"},
+      {{{"patch_size", 4096}}, "'patch_size' is out of range: 4096 (expected 1..1024)"},
+      {{{"num_channels", 100000}}, "'num_channels' is out of range"},
+      {{{"layer_norm_eps", -1e-6}}, "'layer_norm_eps' is out of range"},
+      {{{"layer_norm_eps", 0}}, "'layer_norm_eps' must be positive"},
+  };
+  for (const C& c : hf) {
+    json j = c.j;
+    j["model_type"] = "vit";
+    expect_error([&] { detail::parse_config_json(j, "h.json"); }, ErrorCode::kFormat, c.frag);
+    expect_error([&] { detail::parse_config_json(j, "h.json"); }, ErrorCode::kFormat, "h.json");
+  }
+  struct T {
+    const char* where;
+    json args;
+    const char* frag;
+  } timm[] = {
+      {"pretrained_cfg", {{"input_size", {3, 1000000000, 1000000000}}},
+       "'pretrained_cfg.input_size H' is out of range: 1000000000 (expected 1..8192)"},
+      {"pretrained_cfg", {{"input_size", {3, 224, 40000}}}, "'pretrained_cfg.input_size W' is out of range: 40000"},
+      {"pretrained_cfg", {{"input_size", {0, 224, 224}}}, "'pretrained_cfg.input_size C' is out of range: 0"},
+      {"pretrained_cfg", {{"crop_pct", 1e-9}}, "'crop_pct' is out of range"},
+      {"pretrained_cfg", {{"crop_pct", 100}}, "'crop_pct' is out of range"},
+      {"pretrained_cfg", {{"std", {0.5, 0, 0.5}}}, "'std' must be non-zero"},
+      {"pretrained_cfg", {{"mean", {0.5, 1e300, 0.5}}}, "'mean' holds an implausible value"},
+      {"", {{"num_classes", 1LL << 31}}, "'num_classes' is out of range: 2147483648 (expected 0..1048576)"},
+      {"", {{"num_features", 100000}}, "'num_features' is out of range"},
+      {"model_args", {{"embed_dim", 1000000}}, "'embed_dim' is out of range: 1000000 (expected 0..16384)"},
+      {"model_args", {{"depth", 100000}}, "'depth' is out of range"},
+      {"model_args", {{"num_heads", 4096}}, "'num_heads' is out of range"},
+      {"model_args", {{"patch_size", {16, 1LL << 40}}}, "'patch_size' is out of range"},
+      {"model_args", {{"img_size", 1000000}}, "'img_size' is out of range: 1000000 (expected 1..8192)"},
+      {"model_args", {{"num_classes", 1e10}}, "'num_classes' is out of range"},
+  };
+  for (const T& c : timm) {
+    json j = json::parse(kTimmConfig);
+    (*c.where ? j[c.where] : j).update(c.args);
+    if (c.args.contains("img_size")) j["pretrained_cfg"].erase("input_size");  // input_size wins otherwise
+    expect_error([&] { detail::parse_config_json(j, "t.json"); }, ErrorCode::kFormat, c.frag);
+  }
+  // The bounds themselves are accepted.
+  json j = json::parse(kTimmConfig);
+  j["pretrained_cfg"]["input_size"] = {3, 8192, 8192};
+  j["model_args"]["embed_dim"] = 16384;
+  EXPECT_EQ(detail::parse_config_json(j, "t.json").image_h, 8192);
+  // HF preprocessor sizes.
+  PreprocessConfig pp = detail::hf_default_preprocess(224, 224);
+  std::vector<std::string> w;
+  for (const json& size : {json(40000), json{{"height", 224}, {"width", 1LL << 33}}, json{{"shortest_edge", -5}}}) {
+    expect_error([&] { detail::apply_hf_preprocessor({{"size", size}}, "p.json", &pp, &w); }, ErrorCode::kFormat,
+                 "is out of range");
+  }
+  expect_error([&] { detail::apply_hf_preprocessor({{"image_std", 0}}, "p.json", &pp, &w); }, ErrorCode::kFormat,
+               "'image_std' must be non-zero");
+  expect_error([&] { detail::apply_hf_preprocessor({{"rescale_factor", 1e300}}, "p.json", &pp, &w); },
+               ErrorCode::kFormat, "'rescale_factor' is out of range");
+}
+
+TEST(Config, ArchNameParserOnHostileNames) {
+  // Matched by plain comparison, so any length is cheap and nothing matches by accident.
+  EXPECT_FALSE(config_from_arch_name(std::string(1 << 20, 'v'), nullptr));
+  EXPECT_FALSE(config_from_arch_name("vit_base_patch16_224" + std::string(100000, '4'), nullptr));
+  EXPECT_FALSE(config_from_arch_name("vit_base_patch" + std::string(100000, '1') + "_224", nullptr));
+  EXPECT_TRUE(config_from_arch_name("vit_base_patch16_224." + std::string(100000, 'x'), nullptr));
+  EXPECT_TRUE(config_from_arch_name("vit_huge_patch14_224", nullptr));
+  EXPECT_FALSE(config_from_arch_name("vit_huge_patch14_384", nullptr));
 }
 
 }  // namespace

@@ -675,5 +675,117 @@ TEST(LoaderErrors, ImageSizeAndArch) {
   expect_error([&] { load_model(hdir); }, ErrorCode::kInvalidArgument, {"30x30", "patch size 4"});
 }
 
+// ---- hostile inputs (fuzz/regressions/fuzz_load_model, fuzz_config_json) ------------------
+
+// A .safetensors file written byte by byte, so that shapes can be anything (zero-sized
+// tensors with absurd dimensions cost no data). Data: zeros, numel * 4 bytes (F32).
+std::string raw_st(const std::vector<std::pair<std::string, Shape>>& entries) {
+  json h = json::object();
+  uint64_t off = 0;
+  for (const auto& [n, sh] : entries) {
+    uint64_t numel = 1;
+    for (int64_t d : sh) numel *= static_cast<uint64_t>(d);
+    h[n] = {{"dtype", "F32"}, {"shape", sh}, {"data_offsets", {off, off + 4 * numel}}};
+    off += 4 * numel;
+  }
+  const std::string hdr = h.dump();
+  std::vector<uint8_t> bytes(8 + hdr.size() + off, 0);
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<uint8_t>(static_cast<uint64_t>(hdr.size()) >> (8 * i));
+  std::copy(hdr.begin(), hdr.end(), bytes.begin() + 8);
+  const std::string dir = test::temp_dir();
+  test::write_file(dir + "/model.safetensors", bytes);
+  return dir;
+}
+
+// The minimal timm tensors that get the loader as far as the position table.
+std::vector<std::pair<std::string, Shape>> timm_base(Shape patch = {8, 3, 4, 4}) {
+  return {{"patch_embed.proj.weight", patch}, {"blocks.0.mlp.fc1.weight", {16, 8}}, {"cls_token", {1, 1, 8}}};
+}
+
+TEST(LoaderErrors, HugeTensorNamesAndBlockIndices) {
+  Spec s;
+  const TensorMap good = make_timm(s);
+  // Once a stack overflow: std::regex recursed once per digit of a 100k-digit block index.
+  TensorMap t = good;
+  const std::string huge = "blocks." + std::string(100000, '1') + ".ls1.gamma";
+  t[huge] = test::random_tensor({s.D});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat,
+               {"model.safetensors", "tensor name of 100017 characters", "'blocks.111", "limit of 1024"});
+  // Below the name limit the plain parser still recognises variants with long indices.
+  t = good;
+  const std::string ls = "blocks." + std::string(1000, '7') + ".ls2.gamma";
+  t[ls] = test::random_tensor({s.D});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kUnsupported, {"LayerScale", ls});
+  t = good;
+  t["blocks.0000000000000000000001.attn.k_norm.bias"] = test::random_tensor({8});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kUnsupported,
+               {"qk_norm", "blocks.0000000000000000000001.attn.k_norm.bias"});
+  // Not of the form blocks.<digits>.<rest>: ordinary unexpected tensors, not variants.
+  for (const char* n : {"blocks..ls1.gamma", "blocks.x1.ls1.gamma", "blocks.1ls1.gamma", "blocks.1.ls3.gamma"}) {
+    t = good;
+    t[n] = test::random_tensor({s.D});
+    expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"unexpected", n});
+  }
+  // A block index no int holds is no block (and no std::stoi out_of_range).
+  t = good;
+  t["blocks.99999999999.norm1.weight"] = test::random_tensor({s.D});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"unexpected 1", "blocks.99999999999"});
+  t = good;
+  t["blocks.999999.norm1.weight"] = test::random_tensor({s.D});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"block index 999999", "implausible"});
+}
+
+TEST(LoaderErrors, AbsurdShapesAreFormatErrors) {
+  // Once UBSan: isqrt_exact squared ~3e9 in int64 for a [1, 2^63 - 1, 0] position table.
+  auto e = timm_base();
+  e.push_back({"pos_embed", {1, INT64_MAX, 0}});
+  expect_error([&] { load_model(raw_st(e), heads(2)); }, ErrorCode::kFormat,
+               {"model.safetensors", "'pos_embed'", "position rows 9223372036854775807 is outside 1..65537"});
+  // A width beyond int (2^32 + 8) once truncated to 8.
+  e = timm_base({(int64_t{1} << 32) + 8, 0, 4, 4});
+  e.push_back({"pos_embed", {1, 5, 0}});
+  expect_error([&] { load_model(raw_st(e), heads(2)); }, ErrorCode::kFormat,
+               {"'patch_embed.proj.weight'", "width 4294967304 is outside 1..16384"});
+  e = timm_base({8, 0, 4, 4});
+  e.push_back({"pos_embed", {1, 5, 0}});
+  expect_error([&] { load_model(raw_st(e), heads(2)); }, ErrorCode::kFormat, {"input channels 0 is outside 1..256"});
+  // Once UBSan: ckpt_grid_h * patch in int. Now a 256x256 stored grid at patch 1024 is a
+  // 262144-pixel input, refused before any size is multiplied in int.
+  e = {{"patch_embed.proj.weight", {1, 1, 1024, 1024}}, {"blocks.0.mlp.fc1.weight", {4, 1}}, {"cls_token", {1, 1, 1}},
+       {"pos_embed", {1, 1 + 256 * 256, 0}}};
+  expect_error([&] { load_model(raw_st(e), heads(1)); }, ErrorCode::kFormat,
+               {"'pos_embed'", "256x256 grid", "patch size 1024", "262144x262144", "limit of 8192"});
+}
+
+TEST(LoaderErrors, RunSizeLimits) {
+  Spec s;  // patch 4, 3x3 stored grid
+  const TensorMap t = make_timm(s);
+  const std::string dir = make_dir(t);
+  ConfigOverrides ov = heads(4);
+  ov.image_size = 40000;  // once a 3 GB position table
+  expect_error([&] { load_model(dir, ov); }, ErrorCode::kInvalidArgument,
+               {"image size 40000", "limit of 8192 pixels a side", "model.safetensors"});
+  ov.image_size = 8192;  // within the side limit, but 2048^2 patches at patch 4
+  expect_error([&] { load_model(dir, ov); }, ErrorCode::kInvalidArgument,
+               {"8192x8192", "the image size override", "4194304 patches", "65536 patches"});
+  ov.image_size = 1024;  // 256^2 = 65536 patches: the largest accepted
+  const auto m = load_model(dir, ov);
+  EXPECT_EQ(m->cfg.tokens(), 65537);
+  EXPECT_EQ(m->w.pos.shape, (Shape{65537, s.D}));
+  // From config.json: the parser refuses sides beyond the limit, the loader patch counts.
+  json cfg = {{"architecture", "x"}, {"pretrained_cfg", {{"input_size", {3, 1000000000, 1000000000}}}}};
+  std::string cdir = make_dir(t, "model.safetensors", cfg);
+  expect_error([&] { load_model(cdir, heads(4)); }, ErrorCode::kFormat,
+               {"config.json", "pretrained_cfg.input_size H", "1000000000", "1..8192"});
+  cfg["pretrained_cfg"]["input_size"] = {3, 4096, 4096};
+  cdir = make_dir(t, "model.safetensors", cfg);
+  expect_error([&] { load_model(cdir, heads(4)); }, ErrorCode::kFormat,
+               {"4096x4096", "config.json", "1048576 patches"});
+  // HF image_size, too.
+  const std::string hdir = make_dir(timm_to_hf(t, s, "vit."), "model.safetensors",
+                                    {{"model_type", "vit"}, {"num_attention_heads", 4}, {"image_size", 40000}});
+  expect_error([&] { load_model(hdir); }, ErrorCode::kFormat, {"config.json", "'image_size'", "40000", "1..8192"});
+}
+
 }  // namespace
 }  // namespace vit

@@ -36,7 +36,17 @@ extern "C" {
 #define VIT_API_VERSION 1
 #define VIT_VERSION_STRING "0.1.0"
 
-typedef enum vit_status_code {
+/* Every enum has a VIT_<NAME>_FORCE_INT = 0x7fffffff member, so that it is int-sized in every
+ * C ABI (also with -fshort-enums), and in C++ the fixed underlying type int, so that any int
+ * a caller stores in an enum field is a valid value of the type; the library checks the
+ * value and rejects an unknown one with VIT_ERR_INVALID_ARGUMENT naming the field. */
+#ifdef __cplusplus
+#define VIT_ENUM_INT : int
+#else
+#define VIT_ENUM_INT
+#endif
+
+typedef enum vit_status_code VIT_ENUM_INT {
   VIT_OK = 0,
   VIT_ERR_INVALID_ARGUMENT = 1,
   VIT_ERR_IO = 2,
@@ -45,7 +55,8 @@ typedef enum vit_status_code {
   VIT_ERR_OUT_OF_MEMORY = 5,
   VIT_ERR_DEVICE = 6,
   VIT_ERR_CANCELLED = 7,
-  VIT_ERR_INTERNAL = 8
+  VIT_ERR_INTERNAL = 8,
+  VIT_STATUS_CODE_FORCE_INT = 0x7fffffff
 } vit_status_code;
 
 typedef struct vit_status vit_status;
@@ -61,7 +72,12 @@ VIT_API const char* vit_version(void); /* VIT_VERSION_STRING of the library actu
 VIT_API const char* vit_status_code_name(vit_status_code code);
 
 /* ---- model ---- */
-typedef enum vit_pool { VIT_POOL_DEFAULT = 0, VIT_POOL_TOKEN = 1, VIT_POOL_AVG = 2 } vit_pool;
+typedef enum vit_pool VIT_ENUM_INT {
+  VIT_POOL_DEFAULT = 0,
+  VIT_POOL_TOKEN = 1,
+  VIT_POOL_AVG = 2,
+  VIT_POOL_FORCE_INT = 0x7fffffff
+} vit_pool;
 
 typedef struct vit_load_params {
   const char* architecture; /* timm architecture name, or NULL */
@@ -95,11 +111,16 @@ VIT_API const char* vit_model_describe(const vit_model* model); /* NULL model ->
 /* How images must be prepared for this model (timm pretrained_cfg / HF preprocessor_config).
  * Pixels: x * rescale, then (x - mean[c]) / std[c], CHW order. The output size is the
  * model's run size (vit_model_info image_height x image_width). */
-typedef enum vit_resize_mode {
+typedef enum vit_resize_mode VIT_ENUM_INT {
   VIT_RESIZE_SHORTEST_THEN_CROP = 0, /* shorter side to size / crop_pct, centre crop */
-  VIT_RESIZE_DIRECT = 1              /* squash straight to the size, aspect not kept */
+  VIT_RESIZE_DIRECT = 1,             /* squash straight to the size, aspect not kept */
+  VIT_RESIZE_MODE_FORCE_INT = 0x7fffffff
 } vit_resize_mode;
-typedef enum vit_interpolation { VIT_INTERP_BICUBIC = 0, VIT_INTERP_BILINEAR = 1 } vit_interpolation;
+typedef enum vit_interpolation VIT_ENUM_INT {
+  VIT_INTERP_BICUBIC = 0,
+  VIT_INTERP_BILINEAR = 1,
+  VIT_INTERPOLATION_FORCE_INT = 0x7fffffff
+} vit_interpolation;
 typedef struct vit_preprocess_info {
   vit_resize_mode resize;
   vit_interpolation interpolation;
@@ -117,9 +138,19 @@ VIT_API int vit_model_get_warning_count(const vit_model* model);
 VIT_API const char* vit_model_get_warning(const vit_model* model, int index);
 
 /* ---- session ---- */
-typedef enum vit_device { VIT_DEVICE_CPU = 0, VIT_DEVICE_CUDA = 1 } vit_device;
-typedef enum vit_precision { VIT_PRECISION_FP32 = 0, VIT_PRECISION_FP16 = 1, VIT_PRECISION_BF16 = 2 } vit_precision;
-typedef enum vit_gemm { VIT_GEMM_AUTO = 0, VIT_GEMM_CUSTOM = 1, VIT_GEMM_CUBLASLT = 2 } vit_gemm;
+typedef enum vit_device VIT_ENUM_INT { VIT_DEVICE_CPU = 0, VIT_DEVICE_CUDA = 1, VIT_DEVICE_FORCE_INT = 0x7fffffff } vit_device;
+typedef enum vit_precision VIT_ENUM_INT {
+  VIT_PRECISION_FP32 = 0,
+  VIT_PRECISION_FP16 = 1,
+  VIT_PRECISION_BF16 = 2,
+  VIT_PRECISION_FORCE_INT = 0x7fffffff
+} vit_precision;
+typedef enum vit_gemm VIT_ENUM_INT {
+  VIT_GEMM_AUTO = 0,
+  VIT_GEMM_CUSTOM = 1,
+  VIT_GEMM_CUBLASLT = 2,
+  VIT_GEMM_FORCE_INT = 0x7fffffff
+} vit_gemm;
 
 typedef struct vit_session_params {
   vit_device device;       /* default CPU */

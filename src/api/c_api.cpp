@@ -85,8 +85,9 @@ vit_status* guarded(const char* fn, F&& f) noexcept {
   vit::fail(ErrorCode::kInvalidArgument, std::string(fn) + ": " + what);
 }
 
-// The integer a caller stored in an enum field. C callers may store any int there; in C++
-// loading an out-of-range value through the enum type is undefined, so read the bytes.
+// The integer a caller stored in an enum field. The enums have the fixed underlying type int
+// in C++ (vit.h VIT_ENUM_INT), so any value is valid; the bytes are still read as an int so
+// that the check does not depend on that.
 template <class E>
 int raw_enum(const E& e) noexcept {
   std::underlying_type_t<E> v;
@@ -107,8 +108,8 @@ const char* precision_name(vit_precision p) {
     case VIT_PRECISION_FP32: return "fp32";
     case VIT_PRECISION_FP16: return "fp16";
     case VIT_PRECISION_BF16: return "bf16";
+    default: return "?";
   }
-  return "?";
 }
 
 #ifdef VIT_WITH_CUDA

@@ -4,7 +4,6 @@
 #include "model/config.h"
 
 #include <cstdio>
-#include <regex>
 #include <sstream>
 
 namespace vit {
@@ -102,9 +101,8 @@ bool config_from_arch_name(const std::string& arch_in, ViTConfig* cfg) {
     if (dot + 1 == arch.size()) return false;  // "name." with an empty tag
     arch = arch.substr(0, dot);
   }
-  static const std::regex re("vit_(tiny|small|base|large|huge)_patch(8|14|16|32)_(224|384)");
-  std::smatch m;
-  if (!std::regex_match(arch, m, re)) return false;
+  // "vit_<size>_patch<P>_<res>", matched against the finite table by plain comparison (the
+  // name comes from config.json; no regex runs on untrusted text).
   struct Size {
     const char* name;
     int width, depth, heads;
@@ -114,25 +112,33 @@ bool config_from_arch_name(const std::string& arch_in, ViTConfig* cfg) {
                                {"base", 768, 12, 12},
                                {"large", 1024, 24, 16},
                                {"huge", 1280, 32, 16}};
-  const int patch = std::stoi(m[2].str());
-  const int res = std::stoi(m[3].str());
-  if (res % patch != 0) return false;  // e.g. patch14 at 384: no such model
+  const Size* size = nullptr;
+  int patch = 0, res = 0;
   for (const Size& s : sizes) {
-    if (m[1].str() != s.name) continue;
-    if (cfg) {
-      cfg->hidden = s.width;
-      cfg->depth = s.depth;
-      cfg->heads = s.heads;
-      cfg->mlp_hidden = 4 * s.width;
-      cfg->patch = patch;
-      cfg->image_h = cfg->image_w = res;
-      cfg->ckpt_grid_h = cfg->ckpt_grid_w = res / patch;
-      cfg->preprocess.input_h = cfg->preprocess.input_w = res;
-      cfg->architecture = arch_in;
+    for (int p : {8, 14, 16, 32}) {
+      for (int r : {224, 384}) {
+        if (arch == "vit_" + std::string(s.name) + "_patch" + std::to_string(p) + "_" + std::to_string(r)) {
+          size = &s;
+          patch = p;
+          res = r;
+        }
+      }
     }
-    return true;
   }
-  return false;
+  if (size == nullptr) return false;
+  if (res % patch != 0) return false;  // e.g. patch14 at 384: no such model
+  if (cfg) {
+    cfg->hidden = size->width;
+    cfg->depth = size->depth;
+    cfg->heads = size->heads;
+    cfg->mlp_hidden = 4 * size->width;
+    cfg->patch = patch;
+    cfg->image_h = cfg->image_w = res;
+    cfg->ckpt_grid_h = cfg->ckpt_grid_w = res / patch;
+    cfg->preprocess.input_h = cfg->preprocess.input_w = res;
+    cfg->architecture = arch_in;
+  }
+  return true;
 }
 
 }  // namespace vit

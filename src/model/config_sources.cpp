@@ -2,14 +2,22 @@
 // HF ViTConfig config.json, HF ViTImageProcessor preprocessor_config.json, and the timm
 // hub config.json written by timm.models._hub.save_config_for_hf
 // ({architecture, num_classes, num_features, global_pool, label_names, model_args, pretrained_cfg}).
-// Unknown keys are ignored; keys that select a variant we do not run are rejected.
+// Unknown keys are ignored; keys that select a variant we do not run are rejected. Every
+// number used as a size is range-checked against model/limits.h before it is converted, and
+// values quoted in messages are clipped (brief()), so a hostile file cannot make a message
+// (or a recursive dump()) unbounded.
 #include "model/config_sources.h"
 
+#include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <map>
 
 #include "core/error.h"
+#include "model/limits.h"
 
 namespace vit::detail {
 
@@ -17,76 +25,164 @@ using nlohmann::json;
 
 namespace {
 
+constexpr size_t kMaxQuoted = 100;  // characters of a value quoted in a message
+
+// A user string for a message: at most kMaxQuoted characters.
+std::string clip(const std::string& s) {
+  if (s.size() <= kMaxQuoted) return s;
+  return s.substr(0, kMaxQuoted - 3) + "...";
+}
+
+// Bounded JSON rendering: stops descending after a few levels and once the text is long, so
+// its recursion and output are bounded whatever the value (json::dump() recurses once per
+// nesting level and prints everything).
+void brief_into(const json& v, std::string* out, int depth) {
+  if (out->size() > kMaxQuoted) return;
+  if (v.is_array() || v.is_object()) {
+    const bool obj = v.is_object();
+    *out += obj ? '{' : '[';
+    if (depth >= 8 && !v.empty()) {
+      *out += "...";
+    } else {
+      bool first = true;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (out->size() > kMaxQuoted) break;
+        if (!first) *out += ", ";
+        first = false;
+        if (obj) *out += json(clip(it.key())).dump() + ": ";
+        brief_into(it.value(), out, depth + 1);
+      }
+    }
+    *out += obj ? '}' : ']';
+  } else if (v.is_string()) {
+    *out += json(clip(v.get_ref<const std::string&>())).dump();
+  } else {
+    *out += v.dump();
+  }
+}
+
+std::string brief(const json& v) {
+  std::string s;
+  brief_into(v, &s, 0);
+  return clip(s);
+}
+
 [[noreturn]] void bad(const std::string& path, const std::string& key, const std::string& what) {
   fail(ErrorCode::kFormat, path + ": '" + key + "' " + what);
 }
 
-int get_int(const json& j, const std::string& key, const std::string& path) {
-  const json& v = j.at(key);
+// An integer (or an integral float such as 224.0) in [lo, hi], checked before conversion.
+int int_value(const json& v, const std::string& key, const std::string& path, int lo, int hi) {
   if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())) {
-    bad(path, key, "must be an integer, got " + v.dump());
+    bad(path, key, "must be an integer, got " + brief(v));
   }
-  const double d = v.get<double>();
-  if (d < 0 || d > 1e9) bad(path, key, "is out of range: " + v.dump());
-  return static_cast<int>(d);
+  bool ok = false;
+  if (v.is_number_unsigned()) {
+    ok = v.get<uint64_t>() >= static_cast<uint64_t>(std::max(lo, 0)) && v.get<uint64_t>() <= static_cast<uint64_t>(hi);
+  } else if (v.is_number_integer()) {
+    ok = v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  } else {
+    ok = v.get<double>() >= lo && v.get<double>() <= hi;
+  }
+  if (!ok) {
+    bad(path, key, "is out of range: " + brief(v) + " (expected " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+  }
+  return static_cast<int>(v.get<double>());
+}
+
+constexpr int kAnyInt = 1000000000;  // a count with no size meaning (e.g. reg_tokens, resample)
+
+int get_int(const json& j, const std::string& key, const std::string& path, int hi = kAnyInt) {
+  return int_value(j.at(key), key, path, 0, hi);
 }
 
 double get_num(const json& j, const std::string& key, const std::string& path) {
   const json& v = j.at(key);
-  if (!v.is_number()) bad(path, key, "must be a number, got " + v.dump());
-  return v.get<double>();
+  if (!v.is_number()) bad(path, key, "must be a number, got " + brief(v));
+  const double d = v.get<double>();
+  if (!std::isfinite(d)) bad(path, key, "must be finite, got " + brief(v));
+  return d;
+}
+
+// A number that must fit a float (and lie in [lo, hi]).
+float get_float(const json& j, const std::string& key, const std::string& path, double lo = -FLT_MAX,
+                double hi = FLT_MAX) {
+  const double d = get_num(j, key, path);
+  if (!(d >= lo && d <= hi)) {
+    char range[64];
+    std::snprintf(range, sizeof range, "%g..%g", lo, hi);
+    bad(path, key, "is out of range: " + brief(j.at(key)) + " (expected " + range + ")");
+  }
+  return static_cast<float>(d);
 }
 
 bool get_bool(const json& j, const std::string& key, const std::string& path) {
   const json& v = j.at(key);
-  if (!v.is_boolean()) bad(path, key, "must be true/false, got " + v.dump());
+  if (!v.is_boolean()) bad(path, key, "must be true/false, got " + brief(v));
   return v.get<bool>();
 }
 
 std::string get_str(const json& j, const std::string& key, const std::string& path) {
   const json& v = j.at(key);
-  if (!v.is_string()) bad(path, key, "must be a string, got " + v.dump());
+  if (!v.is_string()) bad(path, key, "must be a string, got " + brief(v));
   return v.get<std::string>();
 }
 
 bool has(const json& j, const char* key) { return j.is_object() && j.contains(key) && !j.at(key).is_null(); }
 
-// An int or a [h, w] pair (timm img_size, HF image_size).
-void get_hw(const json& j, const std::string& key, const std::string& path, int* h, int* w) {
+// An int or a [h, w] pair (timm img_size, HF image_size), each in 1..hi.
+void get_hw(const json& j, const std::string& key, const std::string& path, int hi, int* h, int* w) {
   const json& v = j.at(key);
   if (v.is_array()) {
     if (v.size() != 2 || !v[0].is_number_integer() || !v[1].is_number_integer()) {
-      bad(path, key, "must be an integer or [h, w], got " + v.dump());
+      bad(path, key, "must be an integer or [h, w], got " + brief(v));
     }
-    *h = v[0].get<int>();
-    *w = v[1].get<int>();
+    *h = int_value(v[0], key, path, 1, hi);
+    *w = int_value(v[1], key, path, 1, hi);
   } else {
-    *h = *w = get_int(j, key, path);
+    *h = *w = int_value(v, key, path, 1, hi);
   }
-  if (*h <= 0 || *w <= 0) bad(path, key, "must be positive, got " + v.dump());
 }
 
-int get_square(const json& j, const std::string& key, const std::string& path) {
+int get_square(const json& j, const std::string& key, const std::string& path, int hi) {
   int h = 0, w = 0;
-  get_hw(j, key, path, &h, &w);
-  if (h != w) fail(ErrorCode::kUnsupported, path + ": non-square " + key + " " + j.at(key).dump() + " is not supported");
+  get_hw(j, key, path, hi, &h, &w);
+  if (h != w) fail(ErrorCode::kUnsupported, path + ": non-square " + key + " " + brief(j.at(key)) + " is not supported");
   return h;
 }
 
 std::array<float, 3> get_rgb(const json& j, const std::string& key, const std::string& path) {
   const json& v = j.at(key);
+  auto one = [&](const json& e) {
+    if (!e.is_number()) bad(path, key, "must be a list of 3 numbers, got " + brief(v));
+    const double d = e.get<double>();
+    if (!(std::fabs(d) <= 1e6)) bad(path, key, "holds an implausible value: " + brief(v));
+    return static_cast<float>(d);
+  };
   std::array<float, 3> out{};
   if (v.is_number()) {
-    out.fill(v.get<float>());
+    out.fill(one(v));
     return out;
   }
-  if (!v.is_array() || (v.size() != 3 && v.size() != 1)) bad(path, key, "must be a list of 3 numbers, got " + v.dump());
-  for (size_t i = 0; i < 3; ++i) {
-    const json& e = v[v.size() == 1 ? 0 : i];
-    if (!e.is_number()) bad(path, key, "must be a list of 3 numbers, got " + v.dump());
-    out[i] = e.get<float>();
-  }
+  if (!v.is_array() || (v.size() != 3 && v.size() != 1)) bad(path, key, "must be a list of 3 numbers, got " + brief(v));
+  for (size_t i = 0; i < 3; ++i) out[i] = one(v[v.size() == 1 ? 0 : i]);
   return out;
+}
+
+// Normalisation std: divided by, so zero is no std.
+std::array<float, 3> get_std(const json& j, const std::string& key, const std::string& path) {
+  const std::array<float, 3> s = get_rgb(j, key, path);
+  for (float x : s) {
+    if (x == 0.0f) bad(path, key, "must be non-zero, got " + brief(j.at(key)));
+  }
+  return s;
+}
+
+// LayerNorm eps: added to a variance; 0, negative or >= 1 is no eps.
+float get_eps(const json& j, const std::string& key, const std::string& path) {
+  const float e = get_float(j, key, path, 0.0, 1.0);
+  if (!(e > 0.0f)) bad(path, key, "must be positive, got " + brief(j.at(key)));
+  return e;
 }
 
 [[noreturn]] void unsupported(const std::string& path, const std::string& what) {
@@ -96,7 +192,7 @@ std::array<float, 3> get_rgb(const json& j, const std::string& key, const std::s
 std::optional<GlobalPool> parse_pool(const std::string& s, const std::string& path) {
   if (s == "token") return GlobalPool::kToken;
   if (s == "avg") return GlobalPool::kAvg;
-  unsupported(path, "global_pool '" + s + "' (only 'token' and 'avg')");
+  unsupported(path, "global_pool '" + clip(s) + "' (only 'token' and 'avg')");
 }
 
 // timm label_names: a list, or a dict {"<id>": name} when ids have gaps.
@@ -114,7 +210,7 @@ std::vector<std::string> parse_label_names(const json& v, const std::string& pat
       try {
         m[std::stol(it.key())] = it.value().get<std::string>();
       } catch (const std::exception&) {
-        bad(path, "label_names", "has a non-integer key '" + it.key() + "'");
+        bad(path, "label_names", "has a non-integer key '" + clip(it.key()) + "'");
       }
     }
     long expect = 0;
@@ -136,8 +232,18 @@ std::vector<std::string> parse_label_names(const json& v, const std::string& pat
 json read_json_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(ErrorCode::kIo, "cannot open " + path);
+  // The depth check runs inside the parser (as the safetensors header parser does): a value
+  // nested 100k deep must be refused before it is built, since dump() and parts of nlohmann
+  // recurse once per level.
+  const auto depth_limit = [&](int depth, json::parse_event_t, json&) -> bool {
+    if (depth > limits::kMaxJsonDepth) {
+      fail(ErrorCode::kFormat, path + ": invalid JSON: nested deeper than " + std::to_string(limits::kMaxJsonDepth) +
+                                   " levels");
+    }
+    return true;
+  };
   try {
-    return json::parse(f);
+    return json::parse(f, depth_limit);
   } catch (const json::exception& e) {
     fail(ErrorCode::kFormat, path + ": invalid JSON: " + e.what());
   }
@@ -151,30 +257,30 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
   try {
     if (has(j, "model_type")) {
       const std::string mt = get_str(j, "model_type", path);
-      if (mt != "vit") unsupported(path, "model_type '" + mt + "' (only 'vit')");
+      if (mt != "vit") unsupported(path, "model_type '" + clip(mt) + "' (only 'vit')");
     }
     if (has(j, "hidden_act")) {
       const std::string act = get_str(j, "hidden_act", path);
       // HF ACT2FN: "gelu" and "gelu_python" are the exact erf form; "gelu_new",
       // "gelu_pytorch_tanh", "gelu_fast" are tanh approximations; others are not GELU.
       if (act != "gelu" && act != "gelu_python") {
-        unsupported(path, "hidden_act '" + act + "' (only the exact-erf GELU 'gelu' / 'gelu_python')");
+        unsupported(path, "hidden_act '" + clip(act) + "' (only the exact-erf GELU 'gelu' / 'gelu_python')");
       }
     }
-    if (has(j, "hidden_size")) h.hidden = get_int(j, "hidden_size", path);
-    if (has(j, "num_hidden_layers")) h.depth = get_int(j, "num_hidden_layers", path);
-    if (has(j, "num_attention_heads")) h.heads = get_int(j, "num_attention_heads", path);
-    if (has(j, "intermediate_size")) h.mlp_hidden = get_int(j, "intermediate_size", path);
+    if (has(j, "hidden_size")) h.hidden = get_int(j, "hidden_size", path, limits::kMaxHidden);
+    if (has(j, "num_hidden_layers")) h.depth = get_int(j, "num_hidden_layers", path, limits::kMaxDepth);
+    if (has(j, "num_attention_heads")) h.heads = get_int(j, "num_attention_heads", path, limits::kMaxHeads);
+    if (has(j, "intermediate_size")) h.mlp_hidden = get_int(j, "intermediate_size", path, limits::kMaxMlp);
     // transformers' ViTConfig default; the eps is what makes HF logits differ from timm's.
-    h.ln_eps = has(j, "layer_norm_eps") ? static_cast<float>(get_num(j, "layer_norm_eps", path)) : 1e-12f;
+    h.ln_eps = has(j, "layer_norm_eps") ? get_eps(j, "layer_norm_eps", path) : 1e-12f;
     if (has(j, "image_size")) {
       int ih = 0, iw = 0;
-      get_hw(j, "image_size", path, &ih, &iw);
+      get_hw(j, "image_size", path, limits::kMaxImageSide, &ih, &iw);
       h.image_h = ih;
       h.image_w = iw;
     }
-    if (has(j, "patch_size")) h.patch = get_square(j, "patch_size", path);
-    if (has(j, "num_channels")) h.in_chans = get_int(j, "num_channels", path);
+    if (has(j, "patch_size")) h.patch = get_square(j, "patch_size", path, limits::kMaxPatch);
+    if (has(j, "num_channels")) h.in_chans = get_int(j, "num_channels", path, limits::kMaxInChans);
     if (has(j, "qkv_bias")) h.qkv_bias = get_bool(j, "qkv_bias", path);
     h.pool = GlobalPool::kToken;  // ViTForImageClassification reads layernorm(x)[:, 0]
     h.final_norm = true;
@@ -228,11 +334,11 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
     if (!pc.is_object()) bad(path, "pretrained_cfg", "must be an object");
 
     if (has(j, "num_classes")) {
-      h.num_classes = get_int(j, "num_classes", path);
+      h.num_classes = get_int(j, "num_classes", path, limits::kMaxClasses);
     } else if (has(pc, "num_classes")) {
-      h.num_classes = get_int(pc, "num_classes", path);
+      h.num_classes = get_int(pc, "num_classes", path, limits::kMaxClasses);
     }
-    if (has(j, "num_features") && !h.hidden) h.hidden = get_int(j, "num_features", path);
+    if (has(j, "num_features") && !h.hidden) h.hidden = get_int(j, "num_features", path, limits::kMaxHidden);
     if (has(j, "global_pool")) h.pool = parse_pool(get_str(j, "global_pool", path), path);
 
     // Labels: label_names (ids -> names, e.g. synsets), label_descriptions (name -> text).
@@ -254,32 +360,35 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
     PreprocessConfig pp;
     if (has(pc, "input_size")) {
       const json& v = pc.at("input_size");
+      const std::string key = "pretrained_cfg.input_size";
       if (!v.is_array() || v.size() != 3 || !v[1].is_number_integer() || !v[2].is_number_integer()) {
-        bad(path, "pretrained_cfg.input_size", "must be [C, H, W], got " + v.dump());
+        bad(path, key, "must be [C, H, W], got " + brief(v));
       }
-      h.image_h = v[1].get<int>();
-      h.image_w = v[2].get<int>();
-      if (v[0].is_number_integer()) h.in_chans = v[0].get<int>();
+      h.image_h = int_value(v[1], key + " H", path, 1, limits::kMaxImageSide);
+      h.image_w = int_value(v[2], key + " W", path, 1, limits::kMaxImageSide);
+      if (v[0].is_number_integer()) h.in_chans = int_value(v[0], key + " C", path, 1, limits::kMaxInChans);
     }
     if (has(pc, "interpolation")) {
       const std::string in = get_str(pc, "interpolation", path);
       if (in == "bicubic" || in == "bilinear") {
         pp.interpolation = in;
       } else {
-        h.warnings.push_back(path + ": interpolation '" + in + "' is not supported; using bicubic");
+        h.warnings.push_back(path + ": interpolation '" + clip(in) + "' is not supported; using bicubic");
       }
     }
-    if (has(pc, "crop_pct")) pp.crop_pct = static_cast<float>(get_num(pc, "crop_pct", path));
+    // The resize before the centre crop is size / crop_pct: published values are 0.75..1.0;
+    // outside [0.5, 2] the resized image would be absurd (crop_pct 1e-9: 2e11 pixels a side).
+    if (has(pc, "crop_pct")) pp.crop_pct = get_float(pc, "crop_pct", path, 0.5, 2.0);
     if (has(pc, "crop_mode")) {
       const std::string cm = get_str(pc, "crop_mode", path);
       if (cm == "squash") {
         pp.resize = PreprocessConfig::Resize::kDirect;
       } else if (cm != "center") {
-        h.warnings.push_back(path + ": crop_mode '" + cm + "' is not supported; using center");
+        h.warnings.push_back(path + ": crop_mode '" + clip(cm) + "' is not supported; using center");
       }
     }
     if (has(pc, "mean")) pp.mean = get_rgb(pc, "mean", path);
-    if (has(pc, "std")) pp.std = get_rgb(pc, "std", path);
+    if (has(pc, "std")) pp.std = get_std(pc, "std", path);
     h.preprocess = pp;
 
     // model_args: the non-default constructor arguments; they describe the saved weights.
@@ -289,9 +398,9 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       const std::string mp = path + " model_args";
       auto truthy = [&](const char* k) { return has(ma, k) && ma.at(k).is_boolean() && ma.at(k).get<bool>(); };
       if (has(ma, "reg_tokens") && get_int(ma, "reg_tokens", mp) > 0) {
-        unsupported(path, "register tokens (reg_tokens=" + ma.at("reg_tokens").dump() + ")");
+        unsupported(path, "register tokens (reg_tokens=" + brief(ma.at("reg_tokens")) + ")");
       }
-      if (has(ma, "init_values")) unsupported(path, "LayerScale (init_values=" + ma.at("init_values").dump() + ")");
+      if (has(ma, "init_values")) unsupported(path, "LayerScale (init_values=" + brief(ma.at("init_values")) + ")");
       if (truthy("no_embed_class")) unsupported(path, "no_embed_class=True");
       if (has(ma, "class_token") && !get_bool(ma, "class_token", mp)) unsupported(path, "class_token=False");
       if (truthy("pre_norm")) unsupported(path, "pre_norm=True (norm_pre)");
@@ -300,34 +409,34 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       if (truthy("scale_mlp_norm")) unsupported(path, "scale_mlp_norm=True");
       if (truthy("pool_include_prefix")) unsupported(path, "pool_include_prefix=True");
       if (has(ma, "proj_bias") && !get_bool(ma, "proj_bias", mp)) unsupported(path, "proj_bias=False");
-      if (has(ma, "embed_norm_layer")) unsupported(path, "embed_norm_layer=" + ma.at("embed_norm_layer").dump());
+      if (has(ma, "embed_norm_layer")) unsupported(path, "embed_norm_layer=" + brief(ma.at("embed_norm_layer")));
       if (has(ma, "pos_embed")) {
         const std::string pe = get_str(ma, "pos_embed", mp);
-        if (pe != "learn") unsupported(path, "pos_embed='" + pe + "'");
+        if (pe != "learn") unsupported(path, "pos_embed='" + clip(pe) + "'");
       }
       if (has(ma, "act_layer")) {
         const json& a = ma.at("act_layer");
-        if (!a.is_string() || a.get<std::string>() != "gelu") unsupported(path, "act_layer=" + a.dump() + " (only gelu)");
+        if (!a.is_string() || a.get<std::string>() != "gelu") unsupported(path, "act_layer=" + brief(a) + " (only gelu)");
       }
       if (has(ma, "norm_layer")) {
         const json& a = ma.at("norm_layer");
         if (!a.is_string() || (a.get<std::string>() != "layernorm" && a.get<std::string>() != "LayerNorm")) {
-          unsupported(path, "norm_layer=" + a.dump() + " (only LayerNorm)");
+          unsupported(path, "norm_layer=" + brief(a) + " (only LayerNorm)");
         }
       }
       if (has(ma, "global_pool")) h.pool = parse_pool(get_str(ma, "global_pool", mp), path);
-      if (has(ma, "embed_dim")) h.hidden = get_int(ma, "embed_dim", mp);
-      if (has(ma, "depth")) h.depth = get_int(ma, "depth", mp);
-      if (has(ma, "num_heads")) h.heads = get_int(ma, "num_heads", mp);
-      if (has(ma, "patch_size")) h.patch = get_square(ma, "patch_size", mp);
-      if (has(ma, "in_chans")) h.in_chans = get_int(ma, "in_chans", mp);
-      if (has(ma, "num_classes")) h.num_classes = get_int(ma, "num_classes", mp);
+      if (has(ma, "embed_dim")) h.hidden = get_int(ma, "embed_dim", mp, limits::kMaxHidden);
+      if (has(ma, "depth")) h.depth = get_int(ma, "depth", mp, limits::kMaxDepth);
+      if (has(ma, "num_heads")) h.heads = get_int(ma, "num_heads", mp, limits::kMaxHeads);
+      if (has(ma, "patch_size")) h.patch = get_square(ma, "patch_size", mp, limits::kMaxPatch);
+      if (has(ma, "in_chans")) h.in_chans = get_int(ma, "in_chans", mp, limits::kMaxInChans);
+      if (has(ma, "num_classes")) h.num_classes = get_int(ma, "num_classes", mp, limits::kMaxClasses);
       if (has(ma, "qkv_bias")) h.qkv_bias = get_bool(ma, "qkv_bias", mp);
       if (has(ma, "final_norm")) h.final_norm = get_bool(ma, "final_norm", mp);
       if (has(ma, "fc_norm")) h.fc_norm = get_bool(ma, "fc_norm", mp);
       if (has(ma, "img_size") && !has(pc, "input_size")) {
         int ih = 0, iw = 0;
-        get_hw(ma, "img_size", mp, &ih, &iw);
+        get_hw(ma, "img_size", mp, limits::kMaxImageSide, &ih, &iw);
         h.image_h = ih;
         h.image_w = iw;
       }
@@ -378,15 +487,16 @@ void apply_hf_preprocessor(const json& j, const std::string& path, PreprocessCon
     if (has(j, "size")) {
       const json& s = j.at("size");
       if (s.is_number_integer()) {
-        pp->input_h = pp->input_w = s.get<int>();
+        pp->input_h = pp->input_w = int_value(s, "size", path, 1, limits::kMaxImageSide);
       } else if (s.is_object() && has(s, "height") && has(s, "width")) {
-        pp->input_h = get_int(s, "height", path);
-        pp->input_w = get_int(s, "width", path);
+        pp->input_h = int_value(s.at("height"), "size.height", path, 1, limits::kMaxImageSide);
+        pp->input_w = int_value(s.at("width"), "size.width", path, 1, limits::kMaxImageSide);
       } else if (s.is_object() && has(s, "shortest_edge")) {
-        pp->input_h = pp->input_w = get_int(s, "shortest_edge", path);
+        pp->input_h = pp->input_w =
+            int_value(s.at("shortest_edge"), "size.shortest_edge", path, 1, limits::kMaxImageSide);
         warnings->push_back(path + ": size {shortest_edge} treated as a square resize");
       } else {
-        bad(path, "size", "must be an integer or {height, width}, got " + s.dump());
+        bad(path, "size", "must be an integer or {height, width}, got " + brief(s));
       }
     }
     if (has(j, "resample")) {
@@ -402,12 +512,12 @@ void apply_hf_preprocessor(const json& j, const std::string& path, PreprocessCon
       }
     }
     const bool do_rescale = has(j, "do_rescale") ? get_bool(j, "do_rescale", path) : true;
-    const double factor = has(j, "rescale_factor") ? get_num(j, "rescale_factor", path) : 1.0 / 255.0;
+    const double factor = has(j, "rescale_factor") ? get_float(j, "rescale_factor", path) : 1.0 / 255.0;
     pp->rescale = do_rescale ? static_cast<float>(factor) : 1.0f;
     const bool do_normalize = has(j, "do_normalize") ? get_bool(j, "do_normalize", path) : true;
     if (do_normalize) {
       if (has(j, "image_mean")) pp->mean = get_rgb(j, "image_mean", path);
-      if (has(j, "image_std")) pp->std = get_rgb(j, "image_std", path);
+      if (has(j, "image_std")) pp->std = get_std(j, "image_std", path);
     } else {
       pp->mean = {0.0f, 0.0f, 0.0f};
       pp->std = {1.0f, 1.0f, 1.0f};

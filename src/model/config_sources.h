@@ -30,7 +30,8 @@ struct ConfigHints {
   std::vector<std::string> warnings;
 };
 
-// Reads and parses a JSON file; throws vit::Error(kIo / kFormat) naming the path.
+// Reads and parses a JSON file; throws vit::Error(kIo / kFormat) naming the path, also for
+// nesting deeper than limits::kMaxJsonDepth (model/limits.h).
 nlohmann::json read_json_file(const std::string& path);
 
 // HF ViTConfig (model_type "vit"). Throws kUnsupported for other model types and for

@@ -6,12 +6,12 @@
 // (HF q/k/v concatenated; JAX kernels transposed/flattened, vit-reference.md §2).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +20,7 @@
 #include "io/npz.h"
 #include "io/safetensors.h"
 #include "model/config_sources.h"
+#include "model/limits.h"
 #include "model/model.h"
 
 namespace vit {
@@ -189,15 +190,29 @@ int count_blocks(const std::vector<std::string>& names, const std::string& pre) 
   fail(ErrorCode::kUnsupported, file + ": " + what + " is not supported by vit-infer (tensor '" + tensor + "')");
 }
 
+// For a timm block tensor "blocks.<digits>.<rest>" sets *rest and returns true. A plain scan:
+// names are untrusted, and std::regex recurses once per character (a 100k-digit index
+// overflowed the stack).
+bool timm_block_rest(const std::string& n, std::string* rest) {
+  static const std::string pre = "blocks.";
+  if (!starts_with(n, pre)) return false;
+  size_t j = pre.size();
+  while (j < n.size() && std::isdigit(static_cast<unsigned char>(n[j]))) ++j;
+  if (j == pre.size() || j >= n.size() || n[j] != '.') return false;
+  *rest = n.substr(j + 1);
+  return true;
+}
+
 void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::string& file) {
-  static const std::regex ls(R"(blocks\.\d+\.ls[12]\.gamma)");
-  static const std::regex qkn(R"(blocks\.\d+\.attn\.[qk]_norm\..*)");
   for (const std::string& n : src.names()) {
     if (L.layout == WeightLayout::kTimm) {
       if (n == "reg_token") unsupported_variant(file, "register tokens (reg_tokens > 0)", n);
       if (n == "dist_token" || starts_with(n, "head_dist.")) unsupported_variant(file, "a distillation token (DeiT distilled)", n);
-      if (std::regex_match(n, ls)) unsupported_variant(file, "LayerScale (init_values)", n);
-      if (std::regex_match(n, qkn)) unsupported_variant(file, "qk_norm", n);
+      std::string rest;
+      if (timm_block_rest(n, &rest)) {
+        if (rest == "ls1.gamma" || rest == "ls2.gamma") unsupported_variant(file, "LayerScale (init_values)", n);
+        if (starts_with(rest, "attn.q_norm.") || starts_with(rest, "attn.k_norm.")) unsupported_variant(file, "qk_norm", n);
+      }
       if (starts_with(n, "norm_pre.")) unsupported_variant(file, "pre_norm (norm_pre)", n);
       if (starts_with(n, "attn_pool.")) unsupported_variant(file, "attention pooling (global_pool 'map')", n);
     } else if (L.layout == WeightLayout::kHF) {
@@ -256,6 +271,18 @@ Shape need_shape(const TensorSource& src, const std::string& name, size_t rank, 
                                  to_s(static_cast<int64_t>(rank)));
   }
   return s;
+}
+
+// A tensor dimension that becomes a model size (width, patch, ...): checked against its
+// limit (model/limits.h) before the cast to int, so that e.g. 2^32 + 8 is not read as 8.
+int model_dim(const Shape& s, size_t i, int64_t lo, int64_t hi, const char* what, const std::string& tensor,
+              const std::string& file) {
+  const int64_t v = s[i];
+  if (v < lo || v > hi) {
+    fail(ErrorCode::kFormat, file + ": tensor '" + tensor + "' has shape " + shape_str(s) + ": " + what + " " +
+                                 to_s(v) + " is outside " + to_s(lo) + ".." + to_s(hi));
+  }
+  return static_cast<int>(v);
 }
 
 // Every tensor the resolved config implies, source name -> expected stored shape.
@@ -554,11 +581,13 @@ int standard_heads(int width) {
   }
 }
 
+// sqrt(n) when n is a perfect square of at most 2^31 - 1, else -1.
 int isqrt_exact(int64_t n) {
-  if (n < 0) return -1;
+  // Bounded so that c * c below cannot overflow (a pos table of 2^63 - 1 rows did).
+  if (n < 0 || n > (int64_t{1} << 62)) return -1;
   const int64_t r = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
   for (int64_t c = std::max<int64_t>(0, r - 1); c <= r + 1; ++c) {
-    if (c * c == n) return static_cast<int>(c);
+    if (c * c == n && c <= INT32_MAX) return static_cast<int>(c);
   }
   return -1;
 }
@@ -621,6 +650,13 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
 
   std::unique_ptr<TensorSource> src = open_source(file);
   const std::vector<std::string> names = src->names();
+  for (const std::string& n : names) {
+    if (n.size() > limits::kMaxTensorName) {
+      fail(ErrorCode::kFormat, file + ": tensor name of " + to_s(static_cast<int64_t>(n.size())) +
+                                   " characters ('" + n.substr(0, 40) + "...') is longer than the limit of " +
+                                   to_s(static_cast<int64_t>(limits::kMaxTensorName)));
+    }
+  }
   const LayoutInfo L = detect_layout(names, file);
   reject_variants(*src, L, file);
   const Names N = defining_names(L);
@@ -633,30 +669,32 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   if (L.layout == WeightLayout::kJax) {
     const Shape k = need_shape(*src, N.patch_w, 4, file);  // [P, P, C, D]
     if (k[0] != k[1]) fail(ErrorCode::kUnsupported, file + ": non-square patch kernel " + shape_str(k));
-    cfg.patch = static_cast<int>(k[0]);
-    cfg.in_chans = static_cast<int>(k[2]);
-    cfg.hidden = static_cast<int>(k[3]);
-    cfg.mlp_hidden = static_cast<int>(need_shape(*src, N.fc1_b0, 2, file)[1]);
-    cfg.num_classes = src->has(N.head_w) ? static_cast<int>(need_shape(*src, N.head_w, 2, file)[1]) : 0;
+    cfg.patch = model_dim(k, 0, 1, limits::kMaxPatch, "patch size", N.patch_w, file);
+    cfg.in_chans = model_dim(k, 2, 1, limits::kMaxInChans, "input channels", N.patch_w, file);
+    cfg.hidden = model_dim(k, 3, 1, limits::kMaxHidden, "width", N.patch_w, file);
+    cfg.mlp_hidden = model_dim(need_shape(*src, N.fc1_b0, 2, file), 1, 1, limits::kMaxMlp, "mlp width", N.fc1_b0, file);
+    cfg.num_classes = src->has(N.head_w)
+                          ? model_dim(need_shape(*src, N.head_w, 2, file), 1, 0, limits::kMaxClasses, "classes", N.head_w, file)
+                          : 0;
   } else {
     const Shape k = need_shape(*src, N.patch_w, 4, file);  // [D, C, P, P]
     if (k[2] != k[3]) fail(ErrorCode::kUnsupported, file + ": non-square patch kernel " + shape_str(k));
-    cfg.hidden = static_cast<int>(k[0]);
-    cfg.in_chans = static_cast<int>(k[1]);
-    cfg.patch = static_cast<int>(k[2]);
-    cfg.mlp_hidden = static_cast<int>(need_shape(*src, N.fc1_b0, 2, file)[0]);
-    cfg.num_classes = src->has(N.head_w) ? static_cast<int>(need_shape(*src, N.head_w, 2, file)[0]) : 0;
+    cfg.hidden = model_dim(k, 0, 1, limits::kMaxHidden, "width", N.patch_w, file);
+    cfg.in_chans = model_dim(k, 1, 1, limits::kMaxInChans, "input channels", N.patch_w, file);
+    cfg.patch = model_dim(k, 2, 1, limits::kMaxPatch, "patch size", N.patch_w, file);
+    cfg.mlp_hidden = model_dim(need_shape(*src, N.fc1_b0, 2, file), 0, 1, limits::kMaxMlp, "mlp width", N.fc1_b0, file);
+    cfg.num_classes = src->has(N.head_w)
+                          ? model_dim(need_shape(*src, N.head_w, 2, file), 0, 0, limits::kMaxClasses, "classes", N.head_w, file)
+                          : 0;
   }
   cfg.depth = count_blocks(names, N.block_prefix);
   if (cfg.depth == 0) fail(ErrorCode::kFormat, file + ": no transformer blocks (" + N.block_prefix + "0...)");
-  if (cfg.depth > 1000) {
+  if (cfg.depth > limits::kMaxDepth) {
     fail(ErrorCode::kFormat, file + ": block index " + to_s(cfg.depth - 1) + " (" + N.block_prefix + "...) is implausible");
   }
-  const int64_t pos_rows = need_shape(*src, N.pos, 3, file)[1];
-  if (cfg.hidden <= 0 || cfg.patch <= 0 || cfg.mlp_hidden <= 0) {
-    fail(ErrorCode::kFormat, file + ": degenerate shapes (width " + to_s(cfg.hidden) + ", patch " + to_s(cfg.patch) +
-                                 ", mlp " + to_s(cfg.mlp_hidden) + ")");
-  }
+  // The stored table: 1 (cls) + gh*gw rows, at most limits::kMaxPatches + 1.
+  const int64_t pos_rows =
+      model_dim(need_shape(*src, N.pos, 3, file), 1, 1, limits::kMaxPatches + 1, "position rows", N.pos, file);
   note_conflict(&warnings, hints, hints.hidden, cfg.hidden, "width");
   note_conflict(&warnings, hints, hints.depth, cfg.depth, "depth");
   note_conflict(&warnings, hints, hints.mlp_hidden, cfg.mlp_hidden, "mlp width");
@@ -680,8 +718,8 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   } else if (have_arch && arch.hidden == cfg.hidden) {
     cfg.heads = arch.heads;
   } else if (L.layout == WeightLayout::kJax) {
-    cfg.heads = static_cast<int>(
-        need_shape(*src, "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel", 3, file)[1]);
+    const std::string q = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel";  // [D, H, hd]
+    cfg.heads = model_dim(need_shape(*src, q, 3, file), 1, 1, limits::kMaxHeads, "heads", q, file);
   } else if (standard_heads(cfg.hidden)) {
     cfg.heads = standard_heads(cfg.hidden);
   } else {
@@ -725,6 +763,10 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   if (ov.image_size && *ov.image_size <= 0) {
     fail(ErrorCode::kInvalidArgument, "image size must be positive, got " + to_s(*ov.image_size));
   }
+  if (ov.image_size && *ov.image_size > limits::kMaxImageSide) {
+    fail(ErrorCode::kInvalidArgument, "image size " + to_s(*ov.image_size) + " is larger than the limit of " +
+                                          to_s(limits::kMaxImageSide) + " pixels a side (" + file + ")");
+  }
 
   // Stored position grid. Rows = 1 (cls) + gh*gw; prefer the config's grid when it fits.
   const int64_t n_patch_rows = pos_rows - 1;
@@ -744,13 +786,36 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     fail(ErrorCode::kFormat, file + ": cannot infer the patch grid from position table '" + N.pos + "' with " +
                                  to_s(pos_rows) + " rows (expected 1 + gh*gw)");
   }
+  // Where the run size comes from, for the messages below.
+  std::string size_from = ov.image_size ? std::string("the image size override")
+                          : hints.image_h ? hints.path
+                          : have_arch     ? "architecture '" + arch_name + "'"
+                                          : std::string();
   if (cfg_h <= 0 || cfg_w <= 0) {
-    cfg_h = cfg.ckpt_grid_h * cfg.patch;
-    cfg_w = cfg.ckpt_grid_w * cfg.patch;
+    // The stored grid at the patch size (int64: both factors come from tensor shapes).
+    const int64_t h = static_cast<int64_t>(cfg.ckpt_grid_h) * cfg.patch, w = static_cast<int64_t>(cfg.ckpt_grid_w) * cfg.patch;
+    if (h > limits::kMaxImageSide || w > limits::kMaxImageSide) {
+      fail(ErrorCode::kFormat, file + ": position table '" + N.pos + "' (" + to_s(cfg.ckpt_grid_h) + "x" +
+                                   to_s(cfg.ckpt_grid_w) + " grid) at patch size " + to_s(cfg.patch) + " implies a " +
+                                   to_s(h) + "x" + to_s(w) + " input, larger than the limit of " +
+                                   to_s(limits::kMaxImageSide) + " pixels a side");
+    }
+    cfg_h = static_cast<int>(h);
+    cfg_w = static_cast<int>(w);
+    size_from = "position table '" + N.pos + "'";
   }
   if (cfg_h % cfg.patch != 0 || cfg_w % cfg.patch != 0) {
     fail(ErrorCode::kInvalidArgument, "image size " + to_s(cfg_h) + "x" + to_s(cfg_w) +
                                           " is not a multiple of the patch size " + to_s(cfg.patch) + " (" + file + ")");
+  }
+  // Run-size limits (model/limits.h): a caller's override is an invalid argument, a file's
+  // size a format error naming the file.
+  const int64_t run_patches = static_cast<int64_t>(cfg_h / cfg.patch) * (cfg_w / cfg.patch);
+  if (cfg_h > limits::kMaxImageSide || cfg_w > limits::kMaxImageSide || run_patches > limits::kMaxPatches) {
+    fail(ov.image_size ? ErrorCode::kInvalidArgument : ErrorCode::kFormat,
+         "image size " + to_s(cfg_h) + "x" + to_s(cfg_w) + " (from " + size_from + ") at patch size " +
+             to_s(cfg.patch) + " gives " + to_s(run_patches) + " patches; the limits are " +
+             to_s(limits::kMaxImageSide) + " pixels a side and " + to_s(limits::kMaxPatches) + " patches (" + file + ")");
   }
   cfg.image_h = cfg_h;
   cfg.image_w = cfg_w;
