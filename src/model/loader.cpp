@@ -665,28 +665,19 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   cfg.layout = L.layout;
   cfg.architecture = arch_name;
 
-  // Shapes of the defining tensors.
-  if (L.layout == WeightLayout::kJax) {
-    const Shape k = need_shape(*src, N.patch_w, 4, file);  // [P, P, C, D]
-    if (k[0] != k[1]) fail(ErrorCode::kUnsupported, file + ": non-square patch kernel " + shape_str(k));
-    cfg.patch = model_dim(k, 0, 1, limits::kMaxPatch, "patch size", N.patch_w, file);
-    cfg.in_chans = model_dim(k, 2, 1, limits::kMaxInChans, "input channels", N.patch_w, file);
-    cfg.hidden = model_dim(k, 3, 1, limits::kMaxHidden, "width", N.patch_w, file);
-    cfg.mlp_hidden = model_dim(need_shape(*src, N.fc1_b0, 2, file), 1, 1, limits::kMaxMlp, "mlp width", N.fc1_b0, file);
-    cfg.num_classes = src->has(N.head_w)
-                          ? model_dim(need_shape(*src, N.head_w, 2, file), 1, 0, limits::kMaxClasses, "classes", N.head_w, file)
-                          : 0;
-  } else {
-    const Shape k = need_shape(*src, N.patch_w, 4, file);  // [D, C, P, P]
-    if (k[2] != k[3]) fail(ErrorCode::kUnsupported, file + ": non-square patch kernel " + shape_str(k));
-    cfg.hidden = model_dim(k, 0, 1, limits::kMaxHidden, "width", N.patch_w, file);
-    cfg.in_chans = model_dim(k, 1, 1, limits::kMaxInChans, "input channels", N.patch_w, file);
-    cfg.patch = model_dim(k, 2, 1, limits::kMaxPatch, "patch size", N.patch_w, file);
-    cfg.mlp_hidden = model_dim(need_shape(*src, N.fc1_b0, 2, file), 0, 1, limits::kMaxMlp, "mlp width", N.fc1_b0, file);
-    cfg.num_classes = src->has(N.head_w)
-                          ? model_dim(need_shape(*src, N.head_w, 2, file), 0, 0, limits::kMaxClasses, "classes", N.head_w, file)
-                          : 0;
-  }
+  // Shapes of the defining tensors. The layouts differ only in which axis holds what:
+  // JAX patch kernel [P, P, C, D] and Dense kernels [in, out]; timm/HF [D, C, P, P] and [out, in].
+  const bool jax = L.layout == WeightLayout::kJax;
+  const int ax_patch = jax ? 0 : 2, ax_in = jax ? 2 : 1, ax_hidden = jax ? 3 : 0, ax_out = jax ? 1 : 0;
+  const Shape k = need_shape(*src, N.patch_w, 4, file);
+  if (k[ax_patch] != k[ax_patch + 1]) fail(ErrorCode::kUnsupported, file + ": non-square patch kernel " + shape_str(k));
+  cfg.hidden = model_dim(k, ax_hidden, 1, limits::kMaxHidden, "width", N.patch_w, file);
+  cfg.in_chans = model_dim(k, ax_in, 1, limits::kMaxInChans, "input channels", N.patch_w, file);
+  cfg.patch = model_dim(k, ax_patch, 1, limits::kMaxPatch, "patch size", N.patch_w, file);
+  cfg.mlp_hidden = model_dim(need_shape(*src, N.fc1_b0, 2, file), ax_out, 1, limits::kMaxMlp, "mlp width", N.fc1_b0, file);
+  cfg.num_classes = src->has(N.head_w) ? model_dim(need_shape(*src, N.head_w, 2, file), ax_out, 0, limits::kMaxClasses,
+                                                   "classes", N.head_w, file)
+                                       : 0;
   cfg.depth = count_blocks(names, N.block_prefix);
   if (cfg.depth == 0) fail(ErrorCode::kFormat, file + ": no transformer blocks (" + N.block_prefix + "0...)");
   if (cfg.depth > limits::kMaxDepth) {
