@@ -149,6 +149,23 @@ const GemmShape kShapes[] = {
     {"fc2", kD, kI, GemmEpilogue::kResidual},        // -> residual stream
 };
 
+// A dense row-major GEMM y[M, N] = x[M, K] W[N, K]^T + bias[N] on the given buffers.
+GemmParams dense_gemm(DType dt, const void* x, const void* w, const void* bias, void* y, int M, int N, int K) {
+  GemmParams p;
+  p.dtype = dt;
+  p.a = x;
+  p.lda = K;
+  p.w = w;
+  p.ldw = K;
+  p.c = y;
+  p.ldc = N;
+  p.bias = bias;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  return p;
+}
+
 // y = x W^T + b with the epilogue the executor uses for the shape. cuBLASLt has no QKV
 // scatter: there it writes plain [M, 3D] (which attention reads through strides), exactly
 // the choice the executor's auto mode weighs.
@@ -166,18 +183,7 @@ void bm_gemm(benchmark::State& state, GemmShape sh, int M, bool lt, DType dt, Ge
     fill_uniform(w.p, dt, int64_t{N} * K, -wa, wa, 12, c.s);
     fill_uniform(b.p, dt, N, -0.1f, 0.1f, 13, c.s);
     fill_uniform(y.p, dt, int64_t{M} * N, -1.0f, 1.0f, 14, c.s);
-    GemmParams p;
-    p.dtype = dt;
-    p.a = a.p;
-    p.lda = K;
-    p.w = w.p;
-    p.ldw = K;
-    p.c = y.p;
-    p.ldc = N;
-    p.bias = b.p;
-    p.M = M;
-    p.N = N;
-    p.K = K;
+    GemmParams p = dense_gemm(dt, a.p, w.p, b.p, y.p, M, N, K);
     p.epilogue = sh.epi;
     if (sh.epi == GemmEpilogue::kResidual) {
       p.residual = y.p;  // in place, as the executor does (x += proj(...))
@@ -227,18 +233,7 @@ void bm_gemm_check(benchmark::State& state, DType dt) {
     fill_uniform(b.p, dt, N, -0.1f, 0.1f, 23, c.s);
     VIT_CUDA_CHECK(cudaMemsetAsync(y1.p, 0xFF, y1.bytes, c.s));  // NaN poison
     VIT_CUDA_CHECK(cudaMemsetAsync(y2.p, 0xFF, y2.bytes, c.s));
-    GemmParams p;
-    p.dtype = dt;
-    p.a = a.p;
-    p.lda = K;
-    p.w = w.p;
-    p.ldw = K;
-    p.bias = b.p;
-    p.ldc = N;
-    p.M = M;
-    p.N = N;
-    p.K = K;
-    p.c = y1.p;
+    GemmParams p = dense_gemm(dt, a.p, w.p, b.p, y1.p, M, N, K);
     launch_gemm(p, c.s);
     p.c = y2.p;
     if (!c.lt->supports(p)) {
@@ -393,15 +388,7 @@ void bm_ceiling_gemm(benchmark::State& state, DType dt, bool lt) {
     const float wa = std::sqrt(3.0f / n);
     fill_uniform(a.p, dt, int64_t{n} * n, -1.0f, 1.0f, 51, c.s);
     fill_uniform(w.p, dt, int64_t{n} * n, -wa, wa, 52, c.s);
-    GemmParams p;
-    p.dtype = dt;
-    p.a = a.p;
-    p.lda = n;
-    p.w = w.p;
-    p.ldw = n;
-    p.c = y.p;
-    p.ldc = n;
-    p.M = p.N = p.K = n;
+    const GemmParams p = dense_gemm(dt, a.p, w.p, nullptr, y.p, n, n, n);  // no bias: the plain ceiling
     if (lt && !c.lt->supports(p)) {
       st.SkipWithError("cuBLASLt offers no algorithm for 8192^3");
       return;
