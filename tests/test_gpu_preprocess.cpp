@@ -27,50 +27,20 @@
 #include "image/preprocess.h"
 #include "resize_normalize.cuh"
 #include "test_gpu_util.h"
+#include "image_fixtures.h"
 #include "test_util.h"
 
 namespace vit {
 namespace {
 
 using nlohmann::json;
+using test::config_from;
+using test::img_path;
+using test::manifest;
+using test::source_image;
 
-std::string img_path(const std::string& name) { return test::data_path("images/" + name); }
 
-const json& manifest() {
-  static const json m = [] {
-    const auto bytes = test::read_file(img_path("manifest.json"));
-    if (bytes.empty()) throw std::runtime_error("missing tests/data/images/manifest.json");
-    return json::parse(bytes.begin(), bytes.end());
-  }();
-  return m;
-}
 
-// Pillow-decoded pixels of a fixture where stored, else our decoder (tested in test_image).
-Image source_image(const std::string& file) {
-  for (const auto& e : manifest()["decode"]) {
-    if (e["file"] != file) continue;
-    if (e.contains("ref")) {
-      Image img;
-      img.w = e["w"];
-      img.h = e["h"];
-      img.rgb = test::read_file(img_path(e["ref"]));
-      if (img.rgb.size() != size_t(img.w) * img.h * 3) throw std::runtime_error("bad fixture " + file);
-      return img;
-    }
-    return decode_image_file(img_path(file));
-  }
-  throw std::runtime_error("no decode entry for " + file);
-}
-
-PreprocessConfig config_from(const json& e) {
-  PreprocessConfig c;
-  for (int i = 0; i < 3; ++i) {
-    c.mean[i] = e["mean"][i].get<float>();
-    c.std[i] = e["std"][i].get<float>();
-  }
-  c.interpolation = e["interpolation"];
-  return c;
-}
 
 // Fresh uniform random RGB8 image (noise overshoots bicubic taps, so clip8 is exercised).
 Image random_image(int w, int h) {

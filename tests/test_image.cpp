@@ -16,23 +16,18 @@
 #include "core/error.h"
 #include "image/decode.h"
 #include "image/preprocess.h"
+#include "image_fixtures.h"
 #include "test_util.h"
 
 namespace vit {
 namespace {
 
 using nlohmann::json;
+using test::config_from;
+using test::img_path;
+using test::manifest;
+using test::source_image;
 
-std::string img_path(const std::string& name) { return test::data_path("images/" + name); }
-
-const json& manifest() {
-  static const json m = [] {
-    const auto bytes = test::read_file(img_path("manifest.json"));
-    if (bytes.empty()) throw std::runtime_error("missing tests/data/images/manifest.json");
-    return json::parse(bytes.begin(), bytes.end());
-  }();
-  return m;
-}
 
 std::vector<uint8_t> read_u8(const std::string& name, size_t expect) {
   auto b = test::read_file(img_path(name));
@@ -70,32 +65,7 @@ U8Diff diff_u8(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
   return d;
 }
 
-// Pillow-decoded pixels of a fixture (the reference, so preprocessing tests do not depend
-// on our decoder), or our decode where the fixture keeps only a hash (checked separately).
-Image source_image(const std::string& file) {
-  for (const auto& e : manifest()["decode"]) {
-    if (e["file"] != file) continue;
-    if (e.contains("ref")) {
-      Image img;
-      img.w = e["w"];
-      img.h = e["h"];
-      img.rgb = read_u8(e["ref"], size_t(img.w) * img.h * 3);
-      return img;
-    }
-    return decode_image_file(img_path(file));
-  }
-  throw std::runtime_error("no decode entry for " + file);
-}
 
-PreprocessConfig config_from(const json& e) {
-  PreprocessConfig c;
-  for (int i = 0; i < 3; ++i) {
-    c.mean[i] = e["mean"][i].get<float>();
-    c.std[i] = e["std"][i].get<float>();
-  }
-  c.interpolation = e["interpolation"];
-  return c;
-}
 
 // ---- decoding -------------------------------------------------------------------------------
 
