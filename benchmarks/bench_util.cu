@@ -98,11 +98,13 @@ void fill_uniform(void* p, DType dt, int64_t n, float lo, float hi, uint64_t see
   if (n <= 0) return;
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 65536));
+  // Explicit template arguments: one kernel per storage type (and the emulator's launch rewrite,
+  // tests/gpu_emu/transform.cmake, needs a kernel it can name without deduction).
   switch (dt) {
-    case DType::F32: fill_uniform_kernel<<<blocks, threads, 0, s>>>(static_cast<float*>(p), n, lo, hi, seed); break;
-    case DType::F16: fill_uniform_kernel<<<blocks, threads, 0, s>>>(static_cast<__half*>(p), n, lo, hi, seed); break;
+    case DType::F32: fill_uniform_kernel<float><<<blocks, threads, 0, s>>>(static_cast<float*>(p), n, lo, hi, seed); break;
+    case DType::F16: fill_uniform_kernel<__half><<<blocks, threads, 0, s>>>(static_cast<__half*>(p), n, lo, hi, seed); break;
     case DType::BF16:
-      fill_uniform_kernel<<<blocks, threads, 0, s>>>(static_cast<__nv_bfloat16*>(p), n, lo, hi, seed);
+      fill_uniform_kernel<__nv_bfloat16><<<blocks, threads, 0, s>>>(static_cast<__nv_bfloat16*>(p), n, lo, hi, seed);
       break;
     default: fail(ErrorCode::kInvalidArgument, std::string("fill_uniform: unsupported dtype ") + dtype_name(dt));
   }

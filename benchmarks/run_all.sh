@@ -75,12 +75,12 @@ else
   log "no vit-kernels-bench binary in $BIN"; status=1
 fi
 
-# Optional: vit-soak (mixed batch sizes through one session, determinism and flat memory) for
-# VIT_SOAK_MINUTES minutes (default 0 = skipped); results in soak.json.
+# Optional: vit-soak (mixed batch sizes through one CUDA session, determinism and flat host and
+# device memory) for VIT_SOAK_MINUTES minutes (default 0 = skipped); results in soak.json.
 SOAK_MIN=${VIT_SOAK_MINUTES:-0}
 if [ "$SOAK_MIN" != "0" ]; then
   if [ -x "$BIN/vit-soak" ]; then
-    run_step vit-soak $(( ${SOAK_MIN%.*} * 60 + 120 )) "$BIN/vit-soak" --minutes "$SOAK_MIN" --json "$OUTDIR/soak.json"
+    run_step vit-soak $(( ${SOAK_MIN%.*} * 60 + 120 )) "$BIN/vit-soak" --device cuda --minutes "$SOAK_MIN" --json "$OUTDIR/soak.json"
   else
     log "no vit-soak binary in $BIN"; status=1
   fi

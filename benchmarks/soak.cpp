@@ -741,7 +741,13 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of the inputs (and of --arch weights)")->capture_default_str();
   app.add_option("--json", o.json_path, "write the results as JSON here");
   app.add_flag("--quiet", o.quiet, "no progress lines");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11's own codes (105, 109, ...) would read as neither a pass, a fail nor "could not
+    // start": a bad option is the last (2); --help exits 0.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (o.min_side > o.max_side) {
     std::fprintf(stderr, "vit-soak: --min-side %d is larger than --max-side %d\n", o.min_side, o.max_side);
     return 2;

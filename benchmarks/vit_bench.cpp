@@ -4,6 +4,7 @@
 // when the executor offers one. Inputs are host fp32 [B, C, H, W], random, rotated among
 // enough buffers that their total is at least twice the GPU's L2 (no run re-reads a warm input).
 #include <cuda_runtime_api.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -430,7 +432,9 @@ int run(const Options& o) {
       engine->run(in.sets[static_cast<size_t>(i) % in.sets.size()].data(), batch, ro, nullptr);
       ev.stop(stream);
       const double ms = ev.elapsed_ms();
-      wall.push_back(std::chrono::duration<double, std::milli>(Clock::now() - w0).count());
+      // Timed runs only (timed_loop numbers them from o.warmup): the warm-up includes the
+      // bucket's first run (arena, GEMM selection, graph capture).
+      if (i >= o.warmup) wall.push_back(std::chrono::duration<double, std::milli>(Clock::now() - w0).count());
       return ms;
     });
     (void)t0;
@@ -523,10 +527,11 @@ int run(const Options& o) {
   std::printf("model %s (%s), %.1f GFLOP/image, precision %s, gemm %s, graphs %s\n", c.architecture.c_str(),
               model->source_path.c_str(), c.flops_per_image() / 1e9, o.precision.c_str(), o.gemm.c_str(),
               o.graphs ? "on" : "off");
-  std::printf("memory: session %.1f MiB (arena %.1f MiB, weights %.1f MiB), peak %.1f MiB over the free memory "
-              "before creation; engine created in %.2f s\n",
-              mib(mem["session_bytes"].get<double>()), ce ? mib(static_cast<double>(ce->arena_bytes())) : 0.0,
-              ce ? mib(static_cast<double>(ce->weight_bytes())) : 0.0, mib(mem["peak_bytes"].get<double>()),
+  // session_bytes is read right after creation, before the first run allocates the arena.
+  std::printf("memory: session %.1f MiB after creation (weights %.1f MiB), arena %.1f MiB (allocated at the first "
+              "run), peak %.1f MiB over the free memory before creation; engine created in %.2f s\n",
+              mib(mem["session_bytes"].get<double>()), ce ? mib(static_cast<double>(ce->weight_bytes())) : 0.0,
+              ce ? mib(static_cast<double>(ce->arena_bytes())) : 0.0, mib(mem["peak_bytes"].get<double>()),
               create_s);
   std::printf("latencies: host-input runs (copy in, run, copy out, sync), CUDA events, ms\n");
   print_table(results, any_device);
@@ -554,6 +559,7 @@ int run(const Options& o) {
 
 // Entry point, callable from another program (e.g. `vit-infer bench`) with its own argv.
 int vit_bench_main(int argc, char** argv) {
+  namespace fs = std::filesystem;
   using vit::bench::Options;
   Options o;
   CLI::App app{"vit-bench: end-to-end timing of the vit-infer CUDA engine (trtexec-style)"};
@@ -580,19 +586,30 @@ int vit_bench_main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // app.exit prints the message (or the help) and returns CLI11's own code (105, 109, ...);
+    // every parse error is a bad argument, which exits 2 like the checks below (docs/PERF.md).
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     o.nodes = !no_nodes;
     o.graphs = graphs == "on";
     o.batches = vit::bench::parse_batches(batches);
+    if (!o.json_path.empty()) {
+      // Checked now, not after minutes of runs whose results would then be lost.
+      const fs::path dir = fs::absolute(o.json_path).parent_path();
+      std::error_code ec;
+      if (!fs::is_directory(dir, ec) || access(dir.c_str(), W_OK) != 0) {
+        vit::fail(vit::ErrorCode::kIo, "--json: directory '" + dir.string() + "' does not exist or is not writable");
+      }
+    }
     if (o.model.empty() && o.arch.empty()) o.arch = "vit_base_patch16_224";
     (void)vit::bench::parse_precision(o.precision);
     (void)vit::bench::parse_gemm(o.gemm);
     return vit::bench::run(o);
   } catch (const vit::Error& e) {
     std::fprintf(stderr, "vit-bench: error (%s): %s\n", vit::error_code_name(e.code()), e.what());
-    return e.code() == vit::ErrorCode::kDevice ? 3 : 2;
+    // Device failures, out-of-memory included, are CUDA failures (3), not bad arguments (2).
+    return e.code() == vit::ErrorCode::kDevice || e.code() == vit::ErrorCode::kOutOfMemory ? 3 : 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vit-bench: error: %s\n", e.what());
     return 2;

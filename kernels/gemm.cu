@@ -198,6 +198,9 @@ void validate_gemm_params(const GemmParams& p, const char* L) {
   }
   if (p.epilogue == GemmEpilogue::kResidual) {
     require(p.residual != nullptr && p.ldr >= p.N, L, "kResidual needs a residual with ldr >= N");
+    require(p.residual_period >= 0, L, "residual_period must be >= 0");
+    require(p.residual_period == 0 || p.residual != p.c, L,
+            "a periodic residual (residual_period > 0) must not alias y");
   }
   if (p.epilogue == GemmEpilogue::kGelu) require(p.bias != nullptr, L, "kGelu expects a bias");
 

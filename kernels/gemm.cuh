@@ -16,7 +16,8 @@ namespace vit {
 enum class GemmEpilogue {
   kNone,      // y = xW^T (+ bias)
   kGelu,      // y = GELU_erf(xW^T + bias)
-  kResidual,  // y = xW^T + bias + residual   (residual may alias y: in-place x += ...)
+  kResidual,  // y = xW^T + bias + residual   (residual may alias y: in-place x += ...;
+              //   residual_period > 0: residual row r % period, a per-image table)
   kQkv,       // xW^T + bias scattered to c as [3, B, heads, tokens, head_dim] (q | k | v)
 };
 
@@ -35,6 +36,10 @@ struct GemmParams {
   const void* bias = nullptr;      // [N] or null (applied first, whatever the epilogue)
   const void* residual = nullptr;  // [M, N] rows ldr apart (kResidual only)
   int64_t ldr = 0;
+  // kResidual: when > 0, output row r adds residual row r % residual_period (a table repeated
+  // per image, e.g. the position embeddings added in the patch-embedding GEMM); the residual is
+  // then read-only and must not alias y. cuBLASLt has no such epilogue (LtGemm::supports).
+  int residual_period = 0;
   GemmEpilogue epilogue = GemmEpilogue::kNone;
   int M = 0, N = 0, K = 0;
   int tokens = 0, heads = 0, head_dim = 0;  // kQkv: M = B * tokens, N = 3 * heads * head_dim

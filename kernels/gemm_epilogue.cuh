@@ -31,8 +31,10 @@ template <typename T>
 __device__ __forceinline__ float gemm_value(const GemmParams& p, int row, int col, float v) {
   if (p.bias) v += to_f(static_cast<const T*>(p.bias)[col]);
   if (p.epilogue == GemmEpilogue::kGelu) v = gelu_erf(v);
-  else if (p.epilogue == GemmEpilogue::kResidual)
-    v += to_f(static_cast<const T*>(p.residual)[static_cast<int64_t>(row) * p.ldr + col]);
+  else if (p.epilogue == GemmEpilogue::kResidual) {
+    const int rr = p.residual_period > 0 ? row % p.residual_period : row;
+    v += to_f(static_cast<const T*>(p.residual)[static_cast<int64_t>(rr) * p.ldr + col]);
+  }
   return v;
 }
 

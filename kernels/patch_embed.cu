@@ -53,6 +53,9 @@ __global__ void embed_finish_kernel(const EmbedParams p) {
     float v;
     if (t == 0) {
       v = to_f(cls[j]) + to_f(pos[j]);
+    } else if (p.patches_final) {
+      tokens[i] = patches[(b * p.N + t - 1) * p.D + j];  // a copy: no second rounding
+      continue;
     } else {
       v = (to_f(patches[(b * p.N + t - 1) * p.D + j]) + to_f(bias[j])) + to_f(pos[static_cast<int64_t>(t) * p.D + j]);
     }
@@ -81,7 +84,8 @@ void launch_embed_finish(const EmbedParams& p, cudaStream_t stream) {
   const char* L = "launch_embed_finish";
   using cuda::require;
   require(p.B > 0 && p.N > 0 && p.D > 0, L, "B, N, D must be positive");
-  require(p.patches && p.bias && p.cls && p.pos && p.tokens, L, "all pointers must be non-null");
+  require(p.patches && (p.bias || p.patches_final) && p.cls && p.pos && p.tokens, L,
+          "patches, cls, pos, tokens (and bias unless patches_final) must be non-null");
   const int64_t total = static_cast<int64_t>(p.B) * (p.N + 1) * p.D;
   VIT_DISPATCH_DTYPE(p.dtype, L, embed_finish_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
   VIT_CHECK_LAUNCH("embed_finish_kernel");

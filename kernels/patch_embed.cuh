@@ -3,7 +3,8 @@
 //   patches in row-major grid order, each flattened (c, py, px) like the OIHW conv weight;
 //   columns K = C*P*P .. k_pad-1 are zero (k_pad rounds K up so the tensor-core GEMM applies);
 //   optionally fused input normalisation v = (v * scale - mean[c]) / std[c].
-// embed_finish: tokens[b, 0] = cls + pos[0]; tokens[b, 1+n] = patches[b*N+n] + bias + pos[1+n].
+// embed_finish: tokens[b, 0] = cls + pos[0]; tokens[b, 1+n] = patches[b*N+n] + bias + pos[1+n]
+// (or patches[b*N+n] as is, when the GEMM epilogue added bias and pos: patches_final).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -29,6 +30,10 @@ struct PatchifyParams {
 struct EmbedParams {
   DType dtype = DType::F32;        // storage type of every tensor below
   const void* patches = nullptr;   // [B*N, D] patch GEMM output (no bias), rows D apart
+  // The patch GEMM's epilogue already added bias and pos[1+n] (kResidual with residual_period N:
+  // one rounding to the storage type instead of two): patch rows are copied as they are, only
+  // the cls rows are computed, and bias may be null.
+  bool patches_final = false;
   const void* bias = nullptr;      // [D]
   const void* cls = nullptr;       // [D]
   const void* pos = nullptr;       // [N+1, D]

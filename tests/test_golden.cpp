@@ -1,82 +1,31 @@
-// Golden tests: every fixture under tests/data/golden/<case>/ (made by tools/make_golden.py
-// with timm / transformers' own code and savers) is loaded with vit::load_model, run on the
-// CPU engine, and compared with the framework's logits [B, C] and pooled embeddings [B, D].
-// case.json names the model path (relative to the case dir) and the config overrides to apply.
+// Golden tests: every fixture under tests/data/golden/<case>/ (golden_cases.h; made by
+// tools/make_golden.py with timm / transformers' own code and savers) is loaded with
+// vit::load_model, run on the CPU engine, and compared with the framework's logits [B, C] and
+// pooled embeddings [B, D].
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "core/error.h"
 #include "cpu/engine.h"
 #include "io/npy.h"
+#include "golden_cases.h"
 #include "model/model.h"
 #include "test_util.h"
 
 namespace {
-
-namespace fs = std::filesystem;
-using nlohmann::json;
 
 // The references are float64 forward passes of the frameworks; the engine runs fp32 with
 // different summation orders. Over 1-2 blocks that costs ~1e-6 relative; 1e-4 leaves room
 // for that while still failing on semantic slips (tanh-GELU instead of erf alone moves these
 // logits by ~1.8e-4 relative, a wrong pos-embed resampling kernel by ~1e-1).
 constexpr float kRelTol = 1e-4f;
-
-std::string golden_root() { return vit::test::data_path("golden"); }
-
-// Every subdirectory of tests/data/golden holding a case.json, sorted for stable test names.
-std::vector<std::string> list_cases() {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (fs::directory_iterator it(golden_root(), ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory() && fs::exists(it->path() / "case.json")) {
-      out.push_back(it->path().filename().string());
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-json read_json(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot open " + path);
-  return json::parse(f);
-}
-
-// case.json "overrides" -> ConfigOverrides. Unknown keys fail the test rather than being
-// silently dropped, so a fixture cannot quietly test less than it claims.
-vit::ConfigOverrides parse_overrides(const json& j, const std::string& what) {
-  vit::ConfigOverrides ov;
-  for (const auto& [key, val] : j.items()) {
-    if (key == "image_size") {
-      ov.image_size = val.get<int>();
-    } else if (key == "heads") {
-      ov.heads = val.get<int>();
-    } else if (key == "ln_eps") {
-      ov.ln_eps = val.get<float>();
-    } else if (key == "architecture") {
-      ov.architecture = val.get<std::string>();
-    } else if (key == "pool") {
-      const std::string p = val.get<std::string>();
-      if (p != "token" && p != "avg") throw std::runtime_error(what + ": bad pool " + p);
-      ov.pool = p == "avg" ? vit::GlobalPool::kAvg : vit::GlobalPool::kToken;
-    } else {
-      throw std::runtime_error(what + ": unknown override '" + key + "'");
-    }
-  }
-  return ov;
-}
 
 // Compares ours vs the framework's [rows, cols] output: bound = kRelTol * max|ref|.
 void expect_close(const std::string& case_name, const char* what, const std::vector<float>& ours,
@@ -108,28 +57,23 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenTest, MatchesFramework) {
   const std::string name = GetParam();
-  const std::string dir = golden_root() + "/" + name;
-  const json meta = read_json(dir + "/case.json");
-  const std::string model_path = dir + "/" + meta.at("model").get<std::string>();
-  const vit::ConfigOverrides ov = parse_overrides(meta.value("overrides", json::object()), name);
-  SCOPED_TRACE(name + " (" + meta.value("framework", std::string("?")) + ", " + model_path + ")");
+  const vit::test::GoldenCase gc = vit::test::load_golden_case(name);
+  SCOPED_TRACE(name + " (" + gc.framework + ", " + gc.model_path + ")");
 
   std::shared_ptr<const vit::Model> model;
   try {
-    model = vit::load_model(model_path, ov);
+    model = vit::load_model(gc.model_path, gc.overrides);
   } catch (const vit::Error& e) {
     FAIL() << name << ": load_model failed: [" << vit::error_code_name(e.code()) << "] " << e.what();
   }
   const vit::ViTConfig& cfg = model->cfg;
 
-  const vit::Tensor input = vit::read_npy(dir + "/input.npy");  // [B, 3, H, W]
-  const vit::Tensor ref_emb = vit::read_npy(dir + "/embeddings.npy");  // [B, D]
-  const bool has_logits = fs::exists(dir + "/logits.npy");
-  vit::Tensor ref_logits;  // [B, C]
-  if (has_logits) ref_logits = vit::read_npy(dir + "/logits.npy");
+  const vit::Tensor& input = gc.input;          // [B, 3, H, W]
+  const vit::Tensor& ref_emb = gc.embeddings;   // [B, D]
+  const bool has_logits = gc.has_logits;
+  const vit::Tensor& ref_logits = gc.logits;    // [B, C]
 
-  ASSERT_EQ(input.shape.size(), 4u);
-  const int batch = static_cast<int>(input.shape[0]);
+  const int batch = gc.batch();
   ASSERT_EQ(input.shape[1], cfg.in_chans) << name;
   ASSERT_EQ(input.shape[2], cfg.image_h) << name << ": engine runs at a different size";
   ASSERT_EQ(input.shape[3], cfg.image_w) << name;
@@ -159,9 +103,7 @@ TEST_P(GoldenTest, MatchesFramework) {
     expect_close(name, "logits", logits, ref_logits);
     const int C = cfg.num_classes;
     for (int b = 0; b < batch; ++b) {
-      const float* o = logits.data() + static_cast<size_t>(b) * C;
-      const float* r = ref_logits.ptr() + static_cast<size_t>(b) * C;
-      EXPECT_EQ(std::max_element(o, o + C) - o, std::max_element(r, r + C) - r)
+      EXPECT_EQ(vit::test::argmax_row(logits.data(), C, b), vit::test::argmax_row(ref_logits.ptr(), C, b))
           << name << ": top-1 differs for image " << b;
     }
   }
@@ -169,12 +111,12 @@ TEST_P(GoldenTest, MatchesFramework) {
 
 std::string case_test_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
-INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(list_cases()), case_test_name);
+INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(vit::test::list_golden_cases()), case_test_name);
 
 // A missing or emptied tests/data/golden must fail loudly, not pass with zero cases.
 TEST(GoldenData, AllCasesPresent) {
-  const std::vector<std::string> cases = list_cases();
-  EXPECT_GE(cases.size(), 9u) << "expected >= 9 golden cases under " << golden_root()
+  const std::vector<std::string> cases = vit::test::list_golden_cases();
+  EXPECT_GE(cases.size(), 9u) << "expected >= 9 golden cases under " << vit::test::data_path("golden")
                               << "; regenerate with tools/make_golden.py";
   for (const char* must : {"timm_token", "timm_avg", "hf_cls", "hf_bare", "jax_npz", "resample",
                            "f16", "bf16", "timm_197"}) {

@@ -47,7 +47,9 @@ std::vector<float> images_for(const ViTConfig& c, int batch) {
   return random_vec(static_cast<size_t>(batch) * c.in_chans * c.image_h * c.image_w, -1.0f, 1.0f);
 }
 
-float tol_for(Precision p) { return p == Precision::kFP32 ? 1e-4f : 2e-2f; }
+float tol_for(Precision p) {
+  return tol_rel(p == Precision::kFP32 ? DType::F32 : p == Precision::kFP16 ? DType::F16 : DType::BF16);
+}
 const char* pname(Precision p) { return p == Precision::kFP32 ? "fp32" : p == Precision::kFP16 ? "fp16" : "bf16"; }
 
 // Top-1 agreement over rows whose reference top-2 gap exceeds `margin` (closer calls are
@@ -81,7 +83,7 @@ void expect_matches_cpu(Engine& gpu, Engine& cpu, const ViTConfig& c, int batch,
     EXPECT_GE(top1_agreement(got.logits, want.logits, batch, c.num_classes, tol * mx), 0.99);
   }
   EXPECT_TRUE(close_rel(got.emb, want.emb, tol)) << "embeddings";
-  if (attention) EXPECT_TRUE(close_rel(got.attn, want.attn, prec == Precision::kFP32 ? 1e-4f : 2e-2f)) << "attention";
+  if (attention) EXPECT_TRUE(close_rel(got.attn, want.attn, tol_for(prec))) << "attention";
 }
 
 TEST(GpuEngine, VitB16MatchesCpuAllPrecisions) {
@@ -102,7 +104,7 @@ TEST(GpuEngine, VitB16MatchesCpuAllPrecisions) {
     const float tol = tol_for(prec);
     EXPECT_TRUE(close_rel(got.logits, want.logits, tol));
     EXPECT_TRUE(close_rel(got.emb, want.emb, tol));
-    EXPECT_TRUE(close_rel(got.attn, want.attn, prec == Precision::kFP32 ? 1e-4f : 2e-2f));
+    EXPECT_TRUE(close_rel(got.attn, want.attn, tol_for(prec)));
     float mx = 0.0f;
     for (float v : want.logits) mx = std::max(mx, std::fabs(v));
     EXPECT_GE(top1_agreement(got.logits, want.logits, batch, cfg.num_classes, tol * mx), 0.99);

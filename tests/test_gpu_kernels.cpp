@@ -51,6 +51,22 @@ std::vector<float> gemm_ref(const std::vector<float>& x, const std::vector<float
   return y;
 }
 
+// Dense y[M, N] = x[M, K] W[N, K]^T on device buffers (packed rows); epilogue fields left default.
+GemmParams dense_params(DType dt, const DevMem& x, const DevMem& w, const DevMem& y, int M, int N, int K) {
+  GemmParams p;
+  p.dtype = dt;
+  p.a = x.get();
+  p.lda = K;
+  p.w = w.get();
+  p.ldw = K;
+  p.c = y.get();
+  p.ldc = N;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  return p;
+}
+
 void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, GemmCase gc) {
   SCOPED_TRACE(std::string(dt_label(dt)) + " M=" + std::to_string(gc.M) + " N=" + std::to_string(gc.N) +
                " K=" + std::to_string(gc.K) + " epi=" + std::to_string(static_cast<int>(epi)) +
@@ -63,19 +79,9 @@ void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, 
   const auto r = round_to(dt, random_vec(static_cast<size_t>(M) * N));
   DevMem dx(dt, x), dw(dt, w), db(dt, b), dr(dt, r), dc(dt, static_cast<size_t>(M) * N);
   dc.poison();
-  GemmParams p;
-  p.dtype = dt;
-  p.a = dx.get();
-  p.lda = K;
-  p.w = dw.get();
-  p.ldw = K;
-  p.c = dc.get();
-  p.ldc = N;
+  GemmParams p = dense_params(dt, dx, dw, dc, M, N, K);
   p.bias = with_bias ? db.get() : nullptr;
   p.epilogue = epi;
-  p.M = M;
-  p.N = N;
-  p.K = K;
   p.kernel = kern;
   if (epi == GemmEpilogue::kResidual) {
     p.residual = dr.get();
@@ -114,6 +120,63 @@ TEST(GpuGemm, AllEpiloguesShapesAndTypes) {
   }
 }
 
+// kResidual with residual_period: output row r adds row r % period of a read-only table (the
+// patch-embedding GEMM adds pos[1 + n] this way), on the SIMT, mma.sync and (where it runs) the
+// Hopper kernels; images of 49 and 197 rows (periods that cut tiles anywhere).
+TEST(GpuGemm, PeriodicResidualTable) {
+  VIT_SKIP_WITHOUT_GPU();
+  struct Case {
+    int images, period, N, K;
+  };
+#ifdef VIT_GPU_EMU_BUILD
+  const Case cases[] = {{3, 49, 96, 200}, {1, 197, 64, 48}};
+#else
+  const Case cases[] = {{3, 49, 96, 200}, {1, 197, 64, 48}, {64, 196, 768, 768}, {7, 197, 192, 592}};
+#endif
+  for (DType dt : kTypes) {
+    for (GemmKernel kern : {GemmKernel::kAuto, GemmKernel::kSimt, GemmKernel::kSm90}) {
+      if (kern == GemmKernel::kSm90 && (dt == DType::F32 || !gemm_sm90_available())) continue;
+      for (const Case& c : cases) {
+        const int M = c.images * c.period, N = c.N, K = c.K;
+        SCOPED_TRACE(std::string(dt_label(dt)) + " kernel " + std::to_string(static_cast<int>(kern)) + " M=" +
+                     std::to_string(M) + " period " + std::to_string(c.period));
+        const float a = 1.0f / std::sqrt(static_cast<float>(K));
+        const auto x = round_to(dt, random_vec(static_cast<size_t>(M) * K));
+        const auto w = round_to(dt, random_vec(static_cast<size_t>(N) * K, -a, a));
+        const auto b = round_to(dt, random_vec(N, -0.5f, 0.5f));
+        const auto table = round_to(dt, random_vec(static_cast<size_t>(c.period) * N));
+        DevMem dx(dt, x), dw(dt, w), db(dt, b), dtab(dt, table), dc(dt, static_cast<size_t>(M) * N);
+        dc.poison();
+        GemmParams p = dense_params(dt, dx, dw, dc, M, N, K);
+        p.bias = db.get();
+        p.epilogue = GemmEpilogue::kResidual;
+        p.residual = dtab.get();
+        p.ldr = N;
+        p.residual_period = c.period;
+        p.kernel = kern;
+        std::vector<float> want = gemm_ref(x, w, &b, M, N, K);
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < N; ++n) want[static_cast<size_t>(m) * N + n] += table[static_cast<size_t>(m % c.period) * N + n];
+        launch_gemm(p, nullptr);
+        sync_or_throw();
+        EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(dt)));
+      }
+    }
+  }
+  // A periodic residual is a read-only table: aliasing y is refused.
+  DevMem d(DType::F16, 64 * 64);
+  GemmParams p;
+  p.dtype = DType::F16;
+  p.a = p.w = d.get();
+  p.c = d.get();
+  p.M = p.N = p.K = 64;
+  p.lda = p.ldw = p.ldc = p.ldr = 64;
+  p.epilogue = GemmEpilogue::kResidual;
+  p.residual = d.get();
+  p.residual_period = 8;
+  EXPECT_THROW(launch_gemm(p, nullptr), Error);
+}
+
 TEST(GpuGemm, TensorCoreSelection) {
   VIT_SKIP_WITHOUT_GPU();
   DevMem a(DType::F16, 64 * 64), w(DType::F16, 64 * 64);
@@ -145,21 +208,11 @@ TEST(GpuGemm, InPlaceResidual) {
     const auto b = round_to(dt, random_vec(N));
     const auto r = round_to(dt, random_vec(static_cast<size_t>(M) * N));
     DevMem dx(dt, x), dw(dt, w), db(dt, b), dc(dt, r);
-    GemmParams p;
-    p.dtype = dt;
-    p.a = dx.get();
-    p.lda = K;
-    p.w = dw.get();
-    p.ldw = K;
-    p.c = dc.get();
-    p.ldc = N;
+    GemmParams p = dense_params(dt, dx, dw, dc, M, N, K);
     p.bias = db.get();
     p.residual = dc.get();
     p.ldr = N;
     p.epilogue = GemmEpilogue::kResidual;
-    p.M = M;
-    p.N = N;
-    p.K = K;
     auto want = gemm_ref(x, w, &b, M, N, K);
     for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
     launch_gemm(p, nullptr);
@@ -189,18 +242,9 @@ TEST(GpuGemm, QkvScatterEpilogue) {
         const auto b = round_to(dt, random_vec(N));
         DevMem dx(dt, x), dw(dt, w), db(dt, b), dc(dt, static_cast<size_t>(M) * N);
         dc.poison();
-        GemmParams p;
-        p.dtype = dt;
-        p.a = dx.get();
-        p.lda = K;
-        p.w = dw.get();
-        p.ldw = K;
-        p.c = dc.get();
+        GemmParams p = dense_params(dt, dx, dw, dc, M, N, K);  // ldc unused by the kQkv scatter
         p.bias = db.get();
         p.epilogue = GemmEpilogue::kQkv;
-        p.M = M;
-        p.N = N;
-        p.K = K;
         p.tokens = q.T;
         p.heads = q.heads;
         p.head_dim = q.hd;
@@ -245,19 +289,9 @@ void run_sm90_case(const Sm90Case& c) {
   const auto b = round_to(c.dt, random_vec(N));
   const auto r = round_to(c.dt, random_vec(static_cast<size_t>(M) * N));
   DevMem dx(c.dt, x), dw(c.dt, w), db(c.dt, b), dr(c.dt, r), dc(c.dt, static_cast<size_t>(M) * N);
-  GemmParams p;
-  p.dtype = c.dt;
-  p.a = dx.get();
-  p.lda = K;
-  p.w = dw.get();
-  p.ldw = K;
-  p.c = dc.get();
-  p.ldc = N;
+  GemmParams p = dense_params(c.dt, dx, dw, dc, M, N, K);
   p.bias = c.bias ? db.get() : nullptr;
   p.epilogue = c.epi;
-  p.M = M;
-  p.N = N;
-  p.K = K;
   std::vector<float> want = gemm_ref(x, w, c.bias ? &b : nullptr, M, N, K);
   if (c.epi == GemmEpilogue::kGelu)
     for (float& v : want) v = static_cast<float>(gelu_ref(v));
@@ -723,6 +757,26 @@ TEST(GpuPatchEmbed, EmbedFinish) {
       launch_embed_finish(p, nullptr);
       sync_or_throw();
       EXPECT_TRUE(close_rel(dtok.download(), want, dt == DType::F32 ? 1e-6f : 1e-2f));
+
+      // patches_final: the patch rows already hold + bias + pos (the GEMM epilogue added them)
+      // and are copied bit for bit; only the cls rows are computed; bias may be null.
+      dtok.poison();
+      p.patches_final = true;
+      p.bias = nullptr;
+      for (int b = 0; b < B; ++b)
+        for (int t = 1; t < T; ++t)
+          for (int j = 0; j < D; ++j)
+            want[(static_cast<size_t>(b) * T + t) * D + j] = pe[(static_cast<size_t>(b) * N + t - 1) * D + j];
+      launch_embed_finish(p, nullptr);
+      sync_or_throw();
+      const std::vector<float> got = dtok.download();
+      EXPECT_TRUE(close_rel(got, want, dt == DType::F32 ? 1e-6f : 1e-2f));
+      for (int b = 0; b < B; ++b)
+        for (int t = 1; t < T; ++t)
+          for (int j = 0; j < D; ++j) {
+            const size_t i = (static_cast<size_t>(b) * T + t) * D + j;
+            ASSERT_EQ(got[i], want[i]) << "patch row not copied exactly at b " << b << " t " << t << " j " << j;
+          }
     }
   }
 }

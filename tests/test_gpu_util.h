@@ -1,6 +1,6 @@
 // vit-infer GPU tests: shared helpers. Device buffers holding a host fp32 vector converted to
 // the storage dtype, poisoned outputs (0xFF bytes = NaN in fp32 / fp16 / bf16), and the one
-// statement of the tolerances every GPU test uses.
+// statement of the tolerances (tolerances.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -14,14 +14,9 @@
 
 #include "core/tensor.h"
 #include "gpu/cuda_engine.h"
+#include "tolerances.h"
 
 namespace vit::test {
-
-// Tolerances, relative to max |reference|:
-//  fp32: 1e-4 — different summation orders of fp32 accumulators (K up to 3072) stay ~1e-6..1e-5;
-//  fp16 / bf16: 2e-2 — the inputs are rounded to 16 bits before the reference sees them, so the
-//  remaining error is the rounding of outputs / intermediates (bf16: 2^-8 = 3.9e-3 relative).
-inline float tol_rel(DType t) { return t == DType::F32 ? 1e-4f : 2e-2f; }
 
 #define VIT_SKIP_WITHOUT_GPU()                                             \
   do {                                                                     \

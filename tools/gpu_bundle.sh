@@ -15,7 +15,8 @@ STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 LIMIT_MIB=${VIT_BUNDLE_LIMIT_MIB:-40}  # the whole carried tree is limited to 64 MiB
 
-TESTS=(test_gpu_plan test_gpu_kernels test_gpu_engine test_gpu_engine_small test_gpu_preprocess)
+TESTS=(test_gpu_plan test_gpu_kernels test_gpu_engine test_gpu_engine_small test_gpu_preprocess test_gpu_golden
+       test_cli_cuda vit-infer)
 BENCH=(vit-bench vit-kernels-bench vit-soak)
 
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVIT_ENABLE_CUDA=ON \
@@ -30,7 +31,7 @@ cmake --build "$BUILD" --target "${want[@]}" -j "${VIT_JOBS:-2}"
 
 mkdir -p "$STAGE/bin" "$STAGE/lib"
 for t in "${want[@]}"; do
-  src=$(find "$BUILD/tests" "$BUILD/benchmarks" -maxdepth 1 -type f -name "$t" 2>/dev/null | head -1)
+  src=$(find "$BUILD" "$BUILD/tests" "$BUILD/benchmarks" -maxdepth 1 -type f -name "$t" 2>/dev/null | head -1)
   [ -n "$src" ] || { echo "gpu_bundle: $t was not built" >&2; exit 1; }
   # Host symbols only: the device code (and its -lineinfo for compute-sanitizer) is in .nv_fatbin.
   strip --strip-unneeded -o "$STAGE/bin/$t" "$src"

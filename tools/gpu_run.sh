@@ -141,16 +141,20 @@ if [[ -z "$BIN" ]]; then
     fi
   fi
   run_timed build 300 cmake --build "$BUILD" -j "${VIT_JOBS:-$(nproc)}" --target test_gpu_plan test_gpu_kernels \
-    test_gpu_engine test_gpu_engine_small test_gpu_preprocess vit-bench vit-soak || { STATUS=1; finish; }
+    test_gpu_engine test_gpu_engine_small test_gpu_preprocess test_gpu_golden test_cli_cuda vit-infer vit-bench \
+    vit-soak || { STATUS=1; finish; }
   cmake --build "$BUILD" -j "${VIT_JOBS:-$(nproc)}" --target vit-kernels-bench > "$RES/build_kbench.log" 2>&1 || true
   BIN="$RES/bin"
   mkdir -p "$BIN"
-  for f in "$BUILD"/tests/test_gpu_* "$BUILD"/benchmarks/vit-*; do [[ -x "$f" && -f "$f" ]] && ln -sf "$f" "$BIN/"; done
+  for f in "$BUILD"/tests/test_gpu_* "$BUILD"/tests/test_cli_cuda "$BUILD"/vit-infer "$BUILD"/benchmarks/vit-*; do [[ -x "$f" && -f "$f" ]] && ln -sf "$f" "$BIN/"; done
 fi
 
 if want tests; then
   step "GPU tests"
-  for t in test_gpu_plan:30 test_gpu_kernels:90 test_gpu_engine_small:90 test_gpu_preprocess:60 test_gpu_engine:180; do
+  # test_cli_cuda runs the carried vit-infer (`classify --device cuda` on every golden fixture).
+  [[ -x "$BIN/vit-infer" ]] && export VIT_INFER_BIN="$BIN/vit-infer"
+  for t in test_gpu_plan:30 test_gpu_kernels:90 test_gpu_engine_small:90 test_gpu_preprocess:60 test_gpu_engine:180 \
+           test_gpu_golden:60 test_cli_cuda:90; do
     name=${t%%:*} cap=${t##*:}
     [[ -x "$BIN/$name" ]] || { record "$name" SKIP "not built"; continue; }
     run_timed "$name" "$cap" "$BIN/$name" --gtest_output="xml:$RES/$name.xml"

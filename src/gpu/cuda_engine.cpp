@@ -184,6 +184,9 @@ struct Node {
   GemmEpilogue epi = GemmEpilogue::kNone;
   bool residual = false;   // out += ... (out is read too)
   bool qkv = false;
+  // kResidual from a weight table instead of `out`: row r adds row r % rows_per_image of the
+  // table at this weight-buffer offset (the position embeddings, in the patch-embedding GEMM).
+  int64_t res_w = -1;
   // LayerNorm
   int64_t gamma = -1, beta = -1;
   int64_t x_stride = 0, y_stride = 0;
@@ -814,17 +817,26 @@ class CudaEngineImpl final : public CudaEngine {
       n.out = t_cols;
       nodes_.push_back(n);
     }
-    nodes_.push_back(gemm_node("patch_embed", t_cols, t_pe, weights_.add(w.patch_w, D, K, k_pad_, "patch_embed.proj.weight"),
-                               -1, N, D, k_pad_, GemmEpilogue::kNone));
+    // The patch GEMM adds the bias and pos[1 + n] in its epilogue (a periodic residual), so each
+    // patch token is rounded to the run precision once, as timm's conv + pos add in fp32 would
+    // be, not twice; embed then copies the rows behind each image's cls token.
+    const int64_t pos_off = weights_.add(w.pos, T, D, D, "pos_embed");
+    {
+      Node g = gemm_node("patch_embed", t_cols, t_pe, weights_.add(w.patch_w, D, K, k_pad_, "patch_embed.proj.weight"),
+                         weights_.add(w.patch_b, 1, D, D, "patch_embed.proj.bias"), N, D, k_pad_,
+                         GemmEpilogue::kResidual);
+      g.residual = false;                                   // not out += ...
+      g.res_w = pos_off + int64_t{D} * static_cast<int64_t>(dtype_size(dt_));  // pos rows 1..N
+      nodes_.push_back(g);
+    }
     {
       Node n;
       n.kind = OpKind::kEmbed;
       n.name = "embed";
       n.in = t_pe;
       n.out = t_x;
-      n.b = weights_.add(w.patch_b, 1, D, D, "patch_embed.proj.bias");
       n.gamma = weights_.add(w.cls, 1, D, D, "cls_token");  // reused fields: cls, pos
-      n.beta = weights_.add(w.pos, T, D, D, "pos_embed");
+      n.beta = pos_off;
       nodes_.push_back(n);
     }
     for (int l = 0; l < c.depth; ++l) {
@@ -978,6 +990,7 @@ class CudaEngineImpl final : public CudaEngine {
       p.residual = tptr(bk, n.out);
       p.ldr = n.ldc;
     }
+    set_table_residual(n, p);
     p.M = bk.batch * n.rows_per_image;
     p.N = n.N;
     p.K = n.K;
@@ -992,6 +1005,14 @@ class CudaEngineImpl final : public CudaEngine {
       }
     }
     return p;
+  }
+
+  // A kResidual node whose residual is a per-image weight table (Node::res_w).
+  void set_table_residual(const Node& n, GemmParams& p) const {
+    if (n.res_w < 0) return;
+    p.residual = wptr(n.res_w);
+    p.ldr = n.N;
+    p.residual_period = n.rows_per_image;
   }
 
   void run_gemm(const Node& n, const Bucket& bk, GemmImpl impl, cudaStream_t s) {
@@ -1069,7 +1090,7 @@ class CudaEngineImpl final : public CudaEngine {
           EmbedParams p;
           p.dtype = dt_;
           p.patches = tptr(bk, n.in);
-          p.bias = wptr(n.b);
+          p.patches_final = true;  // bias and pos added by the patch GEMM's epilogue
           p.cls = wptr(n.gamma);
           p.pos = wptr(n.beta);
           p.tokens = tptr(bk, n.out);
@@ -1139,7 +1160,9 @@ class CudaEngineImpl final : public CudaEngine {
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const Node& n = nodes_[i];
       if (n.kind != OpKind::kGemm) continue;
-      const auto key = std::make_tuple(bk.batch * n.rows_per_image, n.N, n.K, static_cast<int>(n.epi));
+      // The epilogue in the key, a table residual apart (cuBLASLt cannot take that one).
+      const auto key = std::make_tuple(bk.batch * n.rows_per_image, n.N, n.K,
+                                       static_cast<int>(n.epi) * 2 + (n.res_w >= 0 ? 1 : 0));
       auto it = decided.find(key);
       if (it == decided.end()) it = decided.emplace(key, choose_gemm(n, bk)).first;
       bk.gemm_impl[i] = it->second;
@@ -1259,6 +1282,7 @@ class CudaEngineImpl final : public CudaEngine {
         p.residual = d_res;
         p.ldr = N;
       }
+      set_table_residual(n, p);
       if (n.qkv) {
         if (g == GemmImpl::kCublasLt) {
           p.epilogue = GemmEpilogue::kNone;

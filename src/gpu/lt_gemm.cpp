@@ -124,7 +124,8 @@ LtGemm::Plan& LtGemm::plan(const GemmParams& p) {
 }
 
 bool LtGemm::supports(const GemmParams& p) {
-  if (p.epilogue == GemmEpilogue::kQkv || p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
+  // No QKV scatter and no periodic residual (C = residual needs one row per output row).
+  if (p.epilogue == GemmEpilogue::kQkv || p.residual_period > 0 || p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
   return plan(p).ok;
 }
 

@@ -20,6 +20,7 @@ enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
   cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
@@ -96,6 +97,20 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
 // Driver entry points: only cuTensorMapEncodeTiled (emulated, see emu.cpp).
 cudaError_t cudaGetDriverEntryPointByVersion(const char* symbol, void** fn, unsigned int version,
                                              unsigned long long flags, cudaDriverEntryPointQueryResult* status);
+// Device description: only the fields the benchmark programs read (vit-bench's gpu_info,
+// vit-soak's machine description). The emulated device: compute capability as
+// cudaDeviceGetAttribute reports it, 8 SMs, a 1 MiB L2 (small, so that vit-bench's input
+// rotation of 2 x L2 stays cheap on the CPU), totalGlobalMem = the device-memory budget.
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major, minor;
+  int multiProcessorCount;
+  int l2CacheSize;
+};
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+cudaError_t cudaDriverGetVersion(int* version);   // 13000 (CUDA 13.0)
+cudaError_t cudaRuntimeGetVersion(int* version);  // 13000
 // Per-kernel opt-in above 48 KB of dynamic shared memory (the emulated launch checks it).
 cudaError_t emuFuncSetMaxDynamicSharedMemory(const void* kernel, int bytes);
 template <class... A>

@@ -638,6 +638,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaSuccess: return "no error";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     default: return "emulated launch failure";
@@ -664,6 +665,29 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
     case cudaDevAttrComputeCapabilityMinor: *v = emu::g_cc_minor; break;
     default: *v = 8;  // SMs: small, so that modest test shapes already take the 128x128 GEMM tiles
   }
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  EMU_LOCK;
+  if (!prop) return fail_call(cudaErrorInvalidValue);
+  if (device != 0) return fail_call(cudaErrorInvalidDevice);
+  *prop = cudaDeviceProp{};
+  std::snprintf(prop->name, sizeof prop->name, "%s", "vit-infer GPU emulator (CPU)");
+  prop->totalGlobalMem = emu::mem().limit;
+  cudaDeviceGetAttribute(&prop->major, cudaDevAttrComputeCapabilityMajor, device);  // honours VIT_EMU_CC
+  cudaDeviceGetAttribute(&prop->minor, cudaDevAttrComputeCapabilityMinor, device);
+  cudaDeviceGetAttribute(&prop->multiProcessorCount, cudaDevAttrMultiProcessorCount, device);
+  prop->l2CacheSize = 1 << 20;
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* version) {
+  if (!version) return fail_call(cudaErrorInvalidValue);
+  *version = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* version) {
+  if (!version) return fail_call(cudaErrorInvalidValue);
+  *version = 13000;
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {

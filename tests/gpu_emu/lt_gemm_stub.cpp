@@ -49,7 +49,8 @@ LtGemm::LtGemm(bool allow_tf32) : tf32_(allow_tf32) { workspace_bytes_ = emulate
 LtGemm::~LtGemm() = default;
 
 bool LtGemm::supports(const GemmParams& p) {
-  return workspace_bytes_ != 0 && p.epilogue != GemmEpilogue::kQkv && p.M > 0 && p.N > 0 && p.K > 0;
+  return workspace_bytes_ != 0 && p.epilogue != GemmEpilogue::kQkv && p.residual_period == 0 && p.M > 0 &&
+         p.N > 0 && p.K > 0;
 }
 
 void LtGemm::run(const GemmParams& p, cudaStream_t stream) {

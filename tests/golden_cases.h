@@ -1,0 +1,46 @@
+// vit-infer tests: the golden fixtures under tests/data/golden/<case>/ (made by
+// tools/make_golden.py with timm / transformers' own code and savers), read once for every test
+// that compares with the frameworks: the CPU engine (test_golden), the CUDA engine
+// (test_gpu_golden) and `vit-infer classify` on either device (test_cli_cuda).
+// Each case: case.json (model path relative to the case dir, config overrides), input.npy
+// [B, 3, H, W] fp32 (already normalised), embeddings.npy [B, D], logits.npy [B, C] (absent
+// for models without a classifier); the references are float64 forward passes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace vit::test {
+
+struct GoldenCase {
+  std::string name;        // directory name, e.g. "timm_token"
+  std::string dir;         // absolute path of the case directory
+  std::string model_path;  // the file / directory to load
+  std::string framework;   // "timm 1.0.31", ...
+  ConfigOverrides overrides;
+  std::vector<std::string> cli_overrides;  // the same overrides as vit-infer flags
+  Tensor input;                            // [B, C, H, W] fp32
+  Tensor embeddings;                       // [B, D] fp32 (framework, computed in fp64)
+  Tensor logits;                           // [B, C] fp32, empty when !has_logits
+  bool has_logits = false;
+  int batch() const { return static_cast<int>(input.shape.at(0)); }
+};
+
+// Every subdirectory of tests/data/golden holding a case.json, sorted (stable test names).
+std::vector<std::string> list_golden_cases();
+
+// Reads one case. Unknown override keys throw rather than being dropped, so a fixture cannot
+// quietly test less than it claims. Throws std::exception with the case name on any problem.
+GoldenCase load_golden_case(const std::string& name);
+
+// Index of the largest value of row r of a [rows, cols] matrix.
+int argmax_row(const float* m, int cols, int r);
+
+// For each row: the gap between the largest and second-largest value (how far the row's top-1 is
+// from a tie; precision tests compare top-1 only where this gap exceeds their error bound).
+std::vector<float> top2_gaps(const float* m, int rows, int cols);
+
+}  // namespace vit::test
