@@ -1,7 +1,7 @@
 // vit-infer: device helpers shared by the kernels (included by .cu files only): storage-type
 // conversions (float / __half / __nv_bfloat16, all arithmetic in fp32), warp reductions,
-// exact GELU, the inline-PTX wrappers for cp.async, ldmatrix and mma.sync m16n8k16, and the
-// dtype dispatch macro the launchers use.
+// exact GELU, the inline-PTX wrappers for cp.async, ldmatrix and mma.sync m16n8k16; with the
+// launchers' host helpers (launch_common.h: blocks_for, the dtype dispatch macro).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "launch_common.h"
 
 namespace vit::kern {
 
@@ -92,21 +93,5 @@ template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-inline unsigned blocks_for(int64_t n, int threads, int64_t cap = 65535LL * 16) {
-  int64_t b = (n + threads - 1) / threads;
-  if (b < 1) b = 1;
-  return static_cast<unsigned>(b < cap ? b : cap);
-}
-
 }  // namespace vit::kern
 
-// Runs the statement with `T` bound to the storage type of `dt` (a vit::DType).
-#define VIT_DISPATCH_DTYPE(dt, launcher, ...)                                                   \
-  switch (dt) {                                                                                 \
-    case ::vit::DType::F32: { using T = float; __VA_ARGS__; break; }                            \
-    case ::vit::DType::F16: { using T = __half; __VA_ARGS__; break; }                           \
-    case ::vit::DType::BF16: { using T = __nv_bfloat16; __VA_ARGS__; break; }                   \
-    default:                                                                                    \
-      throw ::vit::Error(::vit::ErrorCode::kInvalidArgument,                                    \
-                         std::string(launcher) + ": dtype must be F32, F16 or BF16");           \
-  }

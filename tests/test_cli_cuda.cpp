@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -63,20 +64,6 @@ bool no_cuda_device(const Proc& p) {
   return ::testing::AssertionSuccess();
 }
 
-// Every value finite and max |got - want| <= tol * max |want|.
-::testing::AssertionResult close(const Tensor& got, const Tensor& want, float tol) {
-  if (got.shape != want.shape) return ::testing::AssertionFailure() << "shape differs";
-  double mx = 0.0, err = 0.0;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    if (!std::isfinite(got.ptr()[i])) return ::testing::AssertionFailure() << "non-finite value at " << i;
-    mx = std::max(mx, std::fabs(static_cast<double>(want.ptr()[i])));
-    err = std::max(err, std::fabs(static_cast<double>(got.ptr()[i]) - want.ptr()[i]));
-  }
-  if (!(mx > 0.0)) return ::testing::AssertionFailure() << "reference is all zero";
-  if (err > tol * mx) return ::testing::AssertionFailure() << "max error " << err << " > " << tol << " x " << mx;
-  return ::testing::AssertionSuccess() << "max relative error " << err / mx;
-}
-
 class CliCuda : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CliCuda, SameTop1AsCpuEveryPrecision) {
@@ -87,7 +74,7 @@ TEST_P(CliCuda, SameTop1AsCpuEveryPrecision) {
   Classified cpu;
   ASSERT_TRUE(classify(gc, {"--device", "cpu"}, cpu));
   const Tensor& ref = gc.has_logits ? gc.logits : gc.embeddings;
-  EXPECT_TRUE(close(cpu.values, ref, tol_golden_rel(DType::F32))) << "cpu vs " << gc.framework;
+  EXPECT_TRUE(close_rel(cpu.values.data, ref.data, tol_golden_rel(DType::F32))) << "cpu vs " << gc.framework;
   if (gc.has_logits) {
     ASSERT_EQ(cpu.top1.size(), static_cast<size_t>(batch));
     for (int b = 0; b < batch; ++b)
@@ -95,15 +82,15 @@ TEST_P(CliCuda, SameTop1AsCpuEveryPrecision) {
   }
 
   const float logit_scale = gc.has_logits ? max_abs(gc.logits.ptr(), static_cast<size_t>(gc.logits.numel())) : 0.0f;
-  for (const char* prec : {"fp32", "fp16", "bf16"}) {
+  const std::pair<const char*, DType> precisions[] = {{"fp32", DType::F32}, {"fp16", DType::F16}, {"bf16", DType::BF16}};
+  for (const auto& [prec, dt] : precisions) {
     SCOPED_TRACE(prec);
-    const DType dt = std::string(prec) == "fp32" ? DType::F32 : std::string(prec) == "fp16" ? DType::F16 : DType::BF16;
     Classified gpu;
     bool skipped = false;
     const auto r = classify(gc, {"--precision", prec, "--device", "cuda"}, gpu, &skipped);
     if (skipped) GTEST_SKIP() << "no CUDA device";
     ASSERT_TRUE(r);
-    EXPECT_TRUE(close(gpu.values, ref, tol_golden_rel(dt))) << "cuda vs " << gc.framework;
+    EXPECT_TRUE(close_rel(gpu.values.data, ref.data, tol_golden_rel(dt))) << "cuda vs " << gc.framework;
     if (!gc.has_logits) continue;
     ASSERT_EQ(gpu.top1.size(), static_cast<size_t>(batch));
     for (int b = 0; b < batch; ++b) {

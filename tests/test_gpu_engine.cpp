@@ -47,10 +47,7 @@ std::vector<float> images_for(const ViTConfig& c, int batch) {
   return random_vec(static_cast<size_t>(batch) * c.in_chans * c.image_h * c.image_w, -1.0f, 1.0f);
 }
 
-float tol_for(Precision p) {
-  return tol_rel(p == Precision::kFP32 ? DType::F32 : p == Precision::kFP16 ? DType::F16 : DType::BF16);
-}
-const char* pname(Precision p) { return p == Precision::kFP32 ? "fp32" : p == Precision::kFP16 ? "fp16" : "bf16"; }
+float tol_for(Precision p) { return tol_rel(storage_type(p)); }
 
 // Top-1 agreement over rows whose reference top-2 gap exceeds `margin` (closer calls are
 // within the stated tolerance and not meaningful); returns the agreeing fraction.
@@ -95,7 +92,7 @@ TEST(GpuEngine, VitB16MatchesCpuAllPrecisions) {
   const auto img = images_for(cfg, batch);
   const Outputs want = run_engine(*cpu, cfg, img, batch, true);
   for (Precision prec : {Precision::kFP32, Precision::kFP16, Precision::kBF16}) {
-    SCOPED_TRACE(pname(prec));
+    SCOPED_TRACE(precision_name(prec));
     CudaEngineOptions o;
     o.precision = prec;
     o.max_batch = batch;
@@ -123,7 +120,7 @@ TEST(GpuEngine, ForcedGemmImplementations) {
   auto cpu = make_cpu_engine(model);
   for (Precision prec : {Precision::kFP32, Precision::kFP16, Precision::kBF16}) {
     for (GemmChoice g : {GemmChoice::kCustom, GemmChoice::kCublasLt}) {
-      SCOPED_TRACE(std::string(pname(prec)) + (g == GemmChoice::kCustom ? " custom" : " cublaslt"));
+      SCOPED_TRACE(std::string(precision_name(prec)) + (g == GemmChoice::kCustom ? " custom" : " cublaslt"));
       CudaEngineOptions o;
       o.precision = prec;
       o.max_batch = 3;
@@ -148,7 +145,7 @@ TEST(GpuEngine, EveryBatchSizeThroughBuckets) {
     ASSERT_NE(ce, nullptr);
     EXPECT_EQ(ce->buckets(), (std::vector<int>{1, 2, 4, 8}));
     for (int b = 1; b <= 8; ++b) {
-      SCOPED_TRACE(std::string(pname(prec)) + " batch " + std::to_string(b));
+      SCOPED_TRACE(std::string(precision_name(prec)) + " batch " + std::to_string(b));
       expect_matches_cpu(*gpu, *cpu, cfg, b, prec);
     }
     SCOPED_TRACE("batch 19 > max_batch: three bucket runs");
@@ -196,7 +193,7 @@ TEST(GpuEngine, PoolingVariantsAndHeadDims) {
     std::shared_ptr<const Model> model = random_model(cfg, 11, 1.0f);
     auto cpu = make_cpu_engine(model);
     for (Precision prec : {Precision::kFP32, Precision::kFP16}) {
-      SCOPED_TRACE(std::string(pname(prec)) + " hidden " + std::to_string(v.hidden) + " heads " +
+      SCOPED_TRACE(std::string(precision_name(prec)) + " hidden " + std::to_string(v.hidden) + " heads " +
                    std::to_string(v.heads));
       CudaEngineOptions o;
       o.precision = prec;
@@ -277,7 +274,7 @@ TEST(GpuEngine, RunDeviceMatchesRunAndProfileNodes) {
     ViTConfig cfg = small_config(64, 64, 16, 128, 2, 2, classes);
     std::shared_ptr<const Model> model = random_model(cfg, 21, 1.0f);
     for (Precision prec : {Precision::kFP32, Precision::kBF16}) {
-      SCOPED_TRACE(std::string(pname(prec)) + " classes " + std::to_string(classes));
+      SCOPED_TRACE(std::string(precision_name(prec)) + " classes " + std::to_string(classes));
       cudaStream_t s = nullptr;
       VIT_TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
       {

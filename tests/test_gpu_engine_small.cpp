@@ -34,14 +34,8 @@
 namespace vit::test {
 namespace {
 
-// Tolerances relative to max |reference|: fp32 1e-4 (summation order); bf16 4e-2: activations
-// and weights are stored in bf16 (2^-8 relative per rounding) at ~15 points of the 2-block
-// forward (LN, QKV, attention, proj, LN, fc1, fc2 per block, patch, head), and the roundings add
-// up like a random walk amplified by LN / softmax; 2e-2 failed about 1 run in 7 on fresh random
-// models (seen in the emulator with the unchanged kernels, max error 0.037 x max|ref| 1.65).
-// Probabilities use the same numbers.
-float tol_for(Precision p) { return p == Precision::kFP32 ? 1e-4f : 4e-2f; }
-const char* pname(Precision p) { return p == Precision::kFP32 ? "fp32" : p == Precision::kFP16 ? "fp16" : "bf16"; }
+// Tolerances: tol_small_model_rel (tolerances.h); probabilities use the same numbers.
+float tol_for(Precision p) { return tol_small_model_rel(storage_type(p)); }
 
 // 32x32 images, patch 8: 17 tokens, hidden 64, 2 heads (head dim 32: the tensor-core attention
 // in bf16), depth 2, 10 classes. Small enough for the emulator, real enough for every node kind.
@@ -189,7 +183,7 @@ TEST(GpuEngineSmall, MatchesCpuThroughBucketsAndChunks) {
     EXPECT_EQ(ce->buckets(), (std::vector<int>{1, 2, 4}));
     EXPECT_EQ(ce->arena_bytes(), 0) << "the arena is allocated lazily, at the first run";
     for (int b : {3, 1, 6}) {  // 3: padded bucket 4; 6: two chunks (4 + 2)
-      SCOPED_TRACE(std::string(pname(prec)) + " batch " + std::to_string(b));
+      SCOPED_TRACE(std::string(precision_name(prec)) + " batch " + std::to_string(b));
       const auto img = images_for(cfg, b);
       expect_close(run_engine(*gpu, cfg, img, b), run_engine(*cpu, cfg, img, b), prec);
     }
@@ -404,7 +398,7 @@ TEST(GpuEngineSmall, AttentionAndPerLayerMapsMatchCpu) {
   const auto img = images_for(cfg, batch);
   const Outputs want = run_engine(*cpu, cfg, img, batch, true, true);
   for (Precision prec : {Precision::kFP32, Precision::kBF16}) {
-    SCOPED_TRACE(pname(prec));
+    SCOPED_TRACE(precision_name(prec));
     CudaEngineOptions o;
     o.max_batch = 2;  // two chunks: layer l of chunk 2 starts at row 2 of layer l
     o.precision = prec;

@@ -67,6 +67,13 @@ GemmParams dense_params(DType dt, const DevMem& x, const DevMem& w, const DevMem
   return p;
 }
 
+// Launches p (launch_gemm) and expects y within tol_rel of want.
+void expect_gemm(const GemmParams& p, const DevMem& y, const std::vector<float>& want) {
+  launch_gemm(p, nullptr);
+  sync_or_throw();
+  EXPECT_TRUE(close_rel(y.download(), want, tol_rel(p.dtype)));
+}
+
 void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, GemmCase gc) {
   SCOPED_TRACE(std::string(dt_label(dt)) + " M=" + std::to_string(gc.M) + " N=" + std::to_string(gc.N) +
                " K=" + std::to_string(gc.K) + " epi=" + std::to_string(static_cast<int>(epi)) +
@@ -92,9 +99,7 @@ void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, 
     for (float& v : want) v = static_cast<float>(gelu_ref(v));
   if (epi == GemmEpilogue::kResidual)
     for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
-  launch_gemm(p, nullptr);
-  sync_or_throw();
-  EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(dt)));
+  expect_gemm(p, dc, want);
 }
 
 TEST(GpuGemm, AllEpiloguesShapesAndTypes) {
@@ -157,9 +162,7 @@ TEST(GpuGemm, PeriodicResidualTable) {
         std::vector<float> want = gemm_ref(x, w, &b, M, N, K);
         for (int m = 0; m < M; ++m)
           for (int n = 0; n < N; ++n) want[static_cast<size_t>(m) * N + n] += table[static_cast<size_t>(m % c.period) * N + n];
-        launch_gemm(p, nullptr);
-        sync_or_throw();
-        EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(dt)));
+        expect_gemm(p, dc, want);
       }
     }
   }
@@ -215,9 +218,7 @@ TEST(GpuGemm, InPlaceResidual) {
     p.epilogue = GemmEpilogue::kResidual;
     auto want = gemm_ref(x, w, &b, M, N, K);
     for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
-    launch_gemm(p, nullptr);
-    sync_or_throw();
-    EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(dt)));
+    expect_gemm(p, dc, want);
   }
 }
 
@@ -257,9 +258,7 @@ TEST(GpuGemm, QkvScatterEpilogue) {
             want[((((static_cast<size_t>(which) * q.B + bb) * q.heads + h) * q.T + t) * q.hd) + d] =
                 flat[static_cast<size_t>(m) * N + n];
           }
-        launch_gemm(p, nullptr);
-        sync_or_throw();
-        EXPECT_TRUE(close_rel(dc.download(), want, tol_rel(dt)));
+        expect_gemm(p, dc, want);
       }
     }
   }

@@ -92,30 +92,6 @@ class DevMem {
   size_t n_ = 0;
 };
 
-// Every value finite, and max |got - want| <= tol * max |want| (max |want| must be > 0 so that
-// an all-zero result cannot pass).
-inline ::testing::AssertionResult close_rel(const std::vector<float>& got, const std::vector<float>& want, float tol) {
-  if (got.size() != want.size()) return ::testing::AssertionFailure() << "size " << got.size() << " vs " << want.size();
-  double mx = 0.0, err = 0.0;
-  size_t worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i]))
-      return ::testing::AssertionFailure() << "non-finite value " << got[i] << " at " << i << " (want " << want[i] << ")";
-    mx = std::max(mx, static_cast<double>(std::fabs(want[i])));
-    const double e = std::fabs(static_cast<double>(got[i]) - want[i]);
-    if (e > err) {
-      err = e;
-      worst = i;
-    }
-  }
-  if (!(mx > 0.0)) return ::testing::AssertionFailure() << "reference is all zero";
-  if (err > tol * mx) {
-    return ::testing::AssertionFailure() << "max error " << err << " at " << worst << " (got " << got[worst] << ", want "
-                                         << want[worst] << ") > " << tol << " x max|ref| " << mx;
-  }
-  return ::testing::AssertionSuccess();
-}
-
 inline void sync_or_throw() {
   const cudaError_t e = cudaDeviceSynchronize();
   if (e != cudaSuccess) throw std::runtime_error(std::string("cudaDeviceSynchronize: ") + cudaGetErrorString(e));

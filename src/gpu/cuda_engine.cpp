@@ -59,14 +59,6 @@ namespace {
 
 void log_line(const std::string& s) { std::fprintf(stderr, "[vit-gpu] %s\n", s.c_str()); }
 
-DType storage_type(Precision p) {
-  switch (p) {
-    case Precision::kFP16: return DType::F16;
-    case Precision::kBF16: return DType::BF16;
-    default: return DType::F32;
-  }
-}
-
 // --- RAII holders (the constructor may throw halfway; members clean up after themselves) ---
 struct DeviceBuffer {
   void* p = nullptr;
@@ -760,8 +752,9 @@ class CudaEngineImpl final : public CudaEngine {
     return static_cast<int>(tensors_.size()) - 1;
   }
 
+  // res_w >= 0: a kResidual whose residual is that weight table (Node::res_w), not `out`.
   Node gemm_node(const std::string& name, int in, int out, int64_t w, int64_t b, int rows, int N, int K,
-                 GemmEpilogue epi) {
+                 GemmEpilogue epi, int64_t res_w = -1) {
     Node n;
     n.kind = OpKind::kGemm;
     n.name = name;
@@ -776,7 +769,8 @@ class CudaEngineImpl final : public CudaEngine {
     n.ldw = K;
     n.ldc = N;
     n.epi = epi;
-    n.residual = epi == GemmEpilogue::kResidual;
+    n.residual = epi == GemmEpilogue::kResidual && res_w < 0;
+    n.res_w = res_w;
     n.qkv = epi == GemmEpilogue::kQkv;
     return n;
   }
@@ -821,14 +815,11 @@ class CudaEngineImpl final : public CudaEngine {
     // patch token is rounded to the run precision once, as timm's conv + pos add in fp32 would
     // be, not twice; embed then copies the rows behind each image's cls token.
     const int64_t pos_off = weights_.add(w.pos, T, D, D, "pos_embed");
-    {
-      Node g = gemm_node("patch_embed", t_cols, t_pe, weights_.add(w.patch_w, D, K, k_pad_, "patch_embed.proj.weight"),
-                         weights_.add(w.patch_b, 1, D, D, "patch_embed.proj.bias"), N, D, k_pad_,
-                         GemmEpilogue::kResidual);
-      g.residual = false;                                   // not out += ...
-      g.res_w = pos_off + int64_t{D} * static_cast<int64_t>(dtype_size(dt_));  // pos rows 1..N
-      nodes_.push_back(g);
-    }
+    nodes_.push_back(gemm_node("patch_embed", t_cols, t_pe,
+                               weights_.add(w.patch_w, D, K, k_pad_, "patch_embed.proj.weight"),
+                               weights_.add(w.patch_b, 1, D, D, "patch_embed.proj.bias"), N, D, k_pad_,
+                               GemmEpilogue::kResidual,
+                               pos_off + int64_t{D} * static_cast<int64_t>(dtype_size(dt_))));  // pos rows 1..N
     {
       Node n;
       n.kind = OpKind::kEmbed;

@@ -11,6 +11,13 @@
 namespace vit {
 
 enum class Precision { kFP32, kFP16, kBF16 };
+// The storage type of activations and weights in a precision (accumulation is always fp32).
+inline DType storage_type(Precision p) {
+  return p == Precision::kFP16 ? DType::F16 : p == Precision::kBF16 ? DType::BF16 : DType::F32;
+}
+inline const char* precision_name(Precision p) {
+  return p == Precision::kFP16 ? "fp16" : p == Precision::kBF16 ? "bf16" : "fp32";
+}
 // kAuto: per GEMM shape, the fastest of cuBLASLt and the custom kernels that agree with cuBLASLt
 // on a random input; kCustom: the hand-written kernels (the wgmma one on sm_90); kCublasLt.
 enum class GemmChoice { kAuto, kCustom, kCublasLt };

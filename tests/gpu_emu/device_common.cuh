@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include <launch_common.h>  // kernels/: blocks_for, VIT_DISPATCH_DTYPE
 #include "emu.h"
 
 #define __global__
@@ -173,23 +174,7 @@ inline void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_
   for (int e = 0; e < 4; ++e) d[e] = out[e];
 }
 
-inline unsigned blocks_for(int64_t n, int threads, int64_t cap = 65535LL * 16) {
-  int64_t b = (n + threads - 1) / threads;
-  if (b < 1) b = 1;
-  return static_cast<unsigned>(b < cap ? b : cap);
-}
-
 }  // namespace vit::kern
-
-#define VIT_DISPATCH_DTYPE(dt, launcher, ...)                                                   \
-  switch (dt) {                                                                                 \
-    case ::vit::DType::F32: { using T = float; __VA_ARGS__; break; }                            \
-    case ::vit::DType::F16: { using T = __half; __VA_ARGS__; break; }                           \
-    case ::vit::DType::BF16: { using T = __nv_bfloat16; __VA_ARGS__; break; }                   \
-    default:                                                                                    \
-      throw ::vit::Error(::vit::ErrorCode::kInvalidArgument,                                    \
-                         std::string(launcher) + ": dtype must be F32, F16 or BF16");           \
-  }
 
 // Read-only cache loads are plain loads on the host.
 template <typename T> inline T __ldg(const T* p) { return *p; }
