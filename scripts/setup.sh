@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libopenblas-dev libzip-dev
       libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
+      libdnnl-dev  # oneDNN: the fast CPU engine's GEMMs (src/cpu/dnnl_linear.h)
       clang libclang-rt-14-dev libomp-14-dev)  # clang: the libFuzzer targets of scripts/fuzz.sh
 if [ "${VIT_SKIP_APT:-0}" != 1 ]; then
   missing=()

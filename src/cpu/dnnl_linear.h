@@ -1,0 +1,52 @@
+// vit-infer: a Linear layer of the fast CPU engine on oneDNN's matmul: y[M, N] = x[M, K] W^T + b,
+// with the epilogue (GELU erf, or "+= into y" for the residual) fused as oneDNN post-ops. The
+// weights are reordered once, at construction, from torch's [N, K] fp32 into the blocked layout
+// oneDNN's kernel wants (bf16 VNNI tiles for AMX / AVX512-BF16, fp32 panels otherwise); the bias
+// stays fp32, accumulation is fp32. x and y are row-major; x is bf16 (uint16) when the weights
+// are, y is fp32 or bf16. One primitive per distinct M (batch size), created on first use.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "core/tensor.h"
+#include "cpu/cpu_isa.h"
+
+namespace vit::fastcpu {
+
+enum class LinearEpilogue { kBias, kBiasGelu, kBiasAccumulate };
+
+struct LinearSpec {
+  int64_t N = 0, K = 0;
+  bool bf16 = false;      // weights and x in bf16 (else fp32)
+  bool y_bf16 = false;    // y stored as bf16 (else fp32)
+  LinearEpilogue epi = LinearEpilogue::kBias;
+  int64_t hint_m = 197;   // the M whose preferred weight layout is packed
+};
+
+// Sets oneDNN's ISA ceiling to `isa` (once per process, before any primitive exists) and returns
+// the ceiling in force; later calls with another value keep the first. Thread-safe.
+CpuIsa dnnl_set_isa(CpuIsa isa);
+
+class DnnlLinear {
+ public:
+  DnnlLinear(const Tensor& w, const Tensor& bias, const LinearSpec& spec);
+  ~DnnlLinear();
+  DnnlLinear(const DnnlLinear&) = delete;
+  DnnlLinear& operator=(const DnnlLinear&) = delete;
+
+  // x [M, K], y [M, N] (for kBiasAccumulate y holds the addend on entry). Runs on the calling
+  // thread's OpenMP team of `threads`.
+  void run(const void* x, int64_t M, void* y, int threads);
+  // oneDNN's name for the kernel it picked for M (e.g. "brg:avx512_core_amx"); for the tests.
+  std::string impl_name(int64_t M);
+  int64_t packed_bytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vit::fastcpu

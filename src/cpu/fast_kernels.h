@@ -1,0 +1,48 @@
+// vit-infer: the non-GEMM kernels of the fast CPU engine (fast_engine.cpp): LayerNorm, fused
+// flash-style attention and fp32 -> bf16 conversion. All activations are row-major; bf16 is
+// stored as uint16_t (the upper half of an fp32, rounded to nearest even). Statistics (LayerNorm
+// mean / variance, softmax max / sum) are always fp32. The same source (fast_kernels.inc) is
+// compiled once per ISA level (baseline, AVX2+FMA, AVX-512) and picked at run time by CpuIsa, so
+// the AVX2 path runs (and is tested) on an AVX-512 machine when VIT_CPU_ISA forces it.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/cpu_isa.h"
+
+namespace vit::fastcpu {
+
+// Rounds to nearest even; NaN stays NaN (quiet), inf stays inf.
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+struct Kernels {
+  // y[r, :] = LN(x[r, :]) * g + b for rows r < rows; x [rows, ldx] fp32, y [rows, ldy] fp32 or bf16.
+  void (*layer_norm)(const float* x, int64_t ldx, void* y, int64_t ldy, bool y_bf16, int64_t rows, int64_t D,
+                     const float* g, const float* b, float eps, int nt);
+  // Multi-head self-attention without a T x T matrix: per (image, head, block of query rows),
+  // key blocks stream through an online softmax (running max m and sum l in fp32), so only a
+  // [query block, key block] score tile exists at a time.
+  //   qkv: [B, T, 3D] fp32, per token q | k | v, each head-major (head h = columns h*hd .. +hd-1)
+  //   out: [B, T, D] fp32 or bf16, heads concatenated head-major
+  void (*attention)(const float* qkv, void* out, bool out_bf16, int64_t B, int64_t T, int64_t H, int64_t hd, int nt);
+  // dst[i] = bf16(src[i]), i < n.
+  void (*to_bf16)(const float* src, uint16_t* dst, int64_t n, int nt);
+};
+
+// The kernel set compiled for `isa` (AMX and AVX512-BF16 share the AVX-512 one: their matrix
+// units are used by the GEMMs, not here).
+const Kernels& kernels_for(CpuIsa isa);
+
+}  // namespace vit::fastcpu

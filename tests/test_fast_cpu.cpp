@@ -1,0 +1,273 @@
+// vit-infer tests: the fast CPU engine (src/cpu/fast_engine.cpp) and its kernels against the
+// reference ops (src/cpu/reference_ops.h, the oracle), on the awkward shapes of the brief: 197 /
+// 50 / 577 tokens, head dims 24 / 64 / 80, batch 1 and 3; fresh random inputs every run; outputs
+// poisoned with NaN first so that an unwritten element fails. Tolerances from tolerances.h: fp32
+// 1e-4 relative to max|ref|; bf16 tol_rel(BF16) per op (inputs rounded to bf16 before the
+// reference sees them) and tol_small_model_rel(BF16) for whole models. Every kernel level the CPU
+// has (base, AVX2, AVX-512) is run in-process; the GEMM ISA (oneDNN's ceiling, once per process)
+// is forced by VIT_CPU_ISA in the extra ctest entries of fast_cpu.cmake.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "cpu/cpu_isa.h"
+#include "cpu/dnnl_linear.h"
+#include "cpu/engine.h"
+#include "cpu/fast_kernels.h"
+#include "cpu/reference_ops.h"
+#include "model_fixture.h"
+#include "test_util.h"
+#include "tolerances.h"
+
+namespace {
+
+using vit::CpuIsa;
+using vit::DType;
+using vit::test::close_rel;
+using vit::test::random_vec;
+using vit::test::tol_rel;
+namespace fc = vit::fastcpu;
+
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+std::vector<float> bf16_round(const std::vector<float>& v) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = fc::from_bf16(fc::to_bf16(v[i]));
+  return r;
+}
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<uint16_t> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = fc::to_bf16(v[i]);
+  return r;
+}
+std::vector<float> from_bf16(const std::vector<uint16_t>& v) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = fc::from_bf16(v[i]);
+  return r;
+}
+
+// The kernel levels this CPU can run, all tested in one process.
+std::vector<CpuIsa> kernel_levels() {
+  std::vector<CpuIsa> v;
+  for (CpuIsa i : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512})
+    if (static_cast<int>(i) <= static_cast<int>(vit::detect_cpu_isa())) v.push_back(i);
+  return v;
+}
+
+vit::Tensor tensor_of(std::vector<float> v, std::vector<int64_t> shape) {
+  vit::Tensor t;
+  t.shape = std::move(shape);
+  t.data = std::move(v);
+  return t;
+}
+
+TEST(FastCpuBf16, RoundsToNearestEven) {
+  EXPECT_EQ(fc::to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(fc::to_bf16(1.00390625f), 0x3f80);   // exactly half an ulp above 1: ties to even (down)
+  EXPECT_EQ(fc::to_bf16(1.01171875f), 0x3f82);   // 1 + 3/256: half-way, rounds up to even
+  EXPECT_EQ(fc::to_bf16(-2.0f), 0xc000);
+  EXPECT_EQ(fc::to_bf16(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_TRUE(std::isnan(fc::from_bf16(fc::to_bf16(kNaN))));
+}
+
+TEST(FastCpuKernels, LayerNormMatchesReference) {
+  for (CpuIsa isa : kernel_levels()) {
+    const fc::Kernels& k = fc::kernels_for(isa);
+    for (int64_t rows : {197 * 3, 50, 577}) {
+      for (int64_t D : {96, 768, 320}) {
+        SCOPED_TRACE(std::string(vit::cpu_isa_name(isa)) + " rows " + std::to_string(rows) + " D " + std::to_string(D));
+        std::vector<float> x = random_vec(rows * D, -3.0f, 5.0f);  // non-zero mean
+        vit::Tensor g = tensor_of(random_vec(D, 0.5f, 1.5f), {D}), b = tensor_of(random_vec(D), {D});
+        std::vector<float> want(rows * D, kNaN), got(rows * D, kNaN);
+        vit::ref::layer_norm(x.data(), D, want.data(), D, rows, D, g, b, 1e-6f, 2);
+        k.layer_norm(x.data(), D, got.data(), D, false, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        EXPECT_TRUE(close_rel(got, want, tol_rel(DType::F32)));
+        std::vector<uint16_t> got16(rows * D, 0xffff);  // 0xffff: a bf16 NaN
+        k.layer_norm(x.data(), D, got16.data(), D, true, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        EXPECT_TRUE(close_rel(from_bf16(got16), want, tol_rel(DType::BF16)));
+      }
+    }
+  }
+}
+
+struct AttnShape {
+  int64_t B, T, H, hd;
+};
+
+TEST(FastCpuKernels, FlashAttentionMatchesReference) {
+  const AttnShape shapes[] = {{1, 197, 3, 64}, {3, 197, 2, 24}, {1, 50, 4, 80}, {3, 50, 2, 64},
+                              {1, 577, 2, 80}, {3, 577, 1, 24}};
+  for (CpuIsa isa : kernel_levels()) {
+    const fc::Kernels& k = fc::kernels_for(isa);
+    for (const AttnShape& s : shapes) {
+      SCOPED_TRACE(std::string(vit::cpu_isa_name(isa)) + " B " + std::to_string(s.B) + " T " + std::to_string(s.T) +
+                   " H " + std::to_string(s.H) + " hd " + std::to_string(s.hd));
+      const int64_t D = s.H * s.hd, R = s.B * s.T;
+      // Spread 3: scores of several units, so softmax rows are peaked and the max matters.
+      std::vector<float> qkv = random_vec(R * 3 * D, -3.0f, 3.0f);
+      std::vector<float> want(R * D, kNaN), kt(R * D), scratch(2 * s.T);
+      vit::ref::attention(qkv.data(), want.data(), nullptr, kt.data(), scratch.data(), s.B, s.T, s.H, s.hd, 2);
+      std::vector<float> got(R * D, kNaN);
+      k.attention(qkv.data(), got.data(), false, s.B, s.T, s.H, s.hd, 2);
+      EXPECT_TRUE(close_rel(got, want, tol_rel(DType::F32)));
+      std::vector<uint16_t> got16(R * D, 0xffff);
+      k.attention(qkv.data(), got16.data(), true, s.B, s.T, s.H, s.hd, 2);
+      EXPECT_TRUE(close_rel(from_bf16(got16), want, tol_rel(DType::BF16)));
+    }
+  }
+}
+
+// The oneDNN ISA the GEMMs run on must be the one asked for (a forced path cannot fall back to
+// AMX, or to oneDNN's slow reference kernels, unnoticed).
+std::string expected_impl_isa(bool bf16) {
+  switch (vit::effective_cpu_isa()) {
+    case CpuIsa::kAmx: return bf16 ? "avx512_core_amx" : "avx512_core";
+    case CpuIsa::kAvx512Bf16: return bf16 ? "avx512_core_bf16" : "avx512_core";
+    case CpuIsa::kAvx512: return "avx512_core";
+    case CpuIsa::kAvx2:
+    case CpuIsa::kScalar: return "gemm:jit";  // oneDNN's jit sgemm, which obeys the ceiling itself
+  }
+  return "?";
+}
+
+TEST(FastCpuLinear, MatchesReference) {
+  fc::dnnl_set_isa(vit::effective_cpu_isa());
+  const bool have_bf16 = static_cast<int>(vit::effective_cpu_isa()) >= static_cast<int>(CpuIsa::kAvx512Bf16);
+  struct Shape {
+    int64_t N, K;
+  };
+  const Shape shapes[] = {{2304, 768}, {240, 80}, {96, 384}};
+  for (bool bf16 : {false, true}) {
+    if (bf16 && !have_bf16) continue;
+    for (const Shape& sh : shapes) {
+      for (fc::LinearEpilogue epi :
+           {fc::LinearEpilogue::kBias, fc::LinearEpilogue::kBiasGelu, fc::LinearEpilogue::kBiasAccumulate}) {
+        fc::LinearSpec spec;
+        spec.N = sh.N;
+        spec.K = sh.K;
+        spec.bf16 = bf16;
+        spec.y_bf16 = bf16 && epi == fc::LinearEpilogue::kBiasGelu;
+        spec.epi = epi;
+        spec.hint_m = 197;
+        std::vector<float> w = random_vec(sh.N * sh.K), bias = random_vec(sh.N);
+        vit::Tensor wt = tensor_of(w, {sh.N, sh.K}), bt = tensor_of(bias, {sh.N});
+        fc::DnnlLinear lin(wt, bt, spec);
+        // The reference sees the bf16-rounded operands, so only accumulation / output rounding differ.
+        vit::Tensor wref = tensor_of(bf16 ? bf16_round(w) : w, {sh.N, sh.K});
+        for (int64_t M : {int64_t{197}, int64_t{3 * 197}, int64_t{50}, int64_t{577}, int64_t{1}}) {
+          SCOPED_TRACE(std::string(bf16 ? "bf16" : "fp32") + " M " + std::to_string(M) + " N " + std::to_string(sh.N) +
+                       " K " + std::to_string(sh.K) + " epi " + std::to_string(static_cast<int>(epi)));
+          const std::string impl = lin.impl_name(M);
+          EXPECT_NE(impl.find(expected_impl_isa(bf16)), std::string::npos) << impl;
+          EXPECT_EQ(impl.find("ref"), std::string::npos) << impl;
+          std::vector<float> x = random_vec(M * sh.K);
+          const bool acc = epi == fc::LinearEpilogue::kBiasAccumulate;
+          std::vector<float> base = acc ? random_vec(M * sh.N) : std::vector<float>(M * sh.N, kNaN);
+          std::vector<float> want = base;
+          vit::ref::linear(bf16 ? bf16_round(x).data() : x.data(), M, sh.K, wref, bt, sh.N, want.data(), acc,
+                           epi == fc::LinearEpilogue::kBiasGelu ? vit::ref::Epilogue::kBiasGelu : vit::ref::Epilogue::kBias, 2);
+          std::vector<float> got = base;
+          std::vector<uint16_t> x16 = to_bf16(x), y16(M * sh.N, 0xffff);
+          const void* xin = bf16 ? static_cast<const void*>(x16.data()) : x.data();
+          if (spec.y_bf16) {
+            lin.run(xin, M, y16.data(), 2);
+            got = from_bf16(y16);
+          } else {
+            lin.run(xin, M, got.data(), 2);
+          }
+          EXPECT_TRUE(close_rel(got, want, spec.y_bf16 ? tol_rel(DType::BF16) : tol_rel(DType::F32)));
+        }
+      }
+    }
+  }
+}
+
+// Whole random models: token counts 197 / 50 / 577 with head dims 24 / 64 / 80.
+struct ModelShape {
+  int image, patch, hidden, heads;
+  vit::GlobalPool pool;
+};
+
+void expect_engine_matches_reference(DType prec) {
+  const ModelShape shapes[] = {{224, 16, 96, 4, vit::GlobalPool::kToken},   // T 197, hd 24
+                               {112, 16, 128, 2, vit::GlobalPool::kAvg},    // T 50, hd 64
+                               {384, 16, 160, 2, vit::GlobalPool::kToken}};  // T 577, hd 80
+  std::random_device rd;
+  for (const ModelShape& s : shapes) {
+    const uint64_t seed = rd();
+    vit::ViTConfig cfg = vit::test::small_config(s.image, s.image, s.patch, s.hidden, s.heads, 2, 10);
+    cfg.pool = s.pool;
+    cfg.fc_norm = s.pool == vit::GlobalPool::kAvg;
+    cfg.final_norm = !cfg.fc_norm;
+    auto model = vit::test::random_model(cfg, seed);
+    auto ref = vit::make_cpu_engine(model, 2);
+    auto fast = vit::make_fast_cpu_engine(model, prec, 2);
+    const bool bf16_runs = prec == DType::BF16 &&
+                           static_cast<int>(vit::effective_cpu_isa()) >= static_cast<int>(CpuIsa::kAvx512Bf16);
+    EXPECT_NE(std::string(fast->name()).find(bf16_runs ? "bf16" : "fp32"), std::string::npos) << fast->name();
+    EXPECT_NE(std::string(fast->name()).find(vit::cpu_isa_name(vit::effective_cpu_isa())), std::string::npos);
+    const float tol = bf16_runs ? vit::test::tol_small_model_rel(DType::BF16) : tol_rel(DType::F32);
+    const int64_t T = cfg.tokens(), D = cfg.hidden, C = cfg.num_classes, H = cfg.heads;
+    for (int batch : {1, 3}) {
+      SCOPED_TRACE("T " + std::to_string(T) + " hd " + std::to_string(cfg.head_dim()) + " batch " +
+                   std::to_string(batch) + " seed " + std::to_string(seed) + " " + fast->name());
+      const std::vector<float> images = random_vec(size_t(batch) * 3 * s.image * s.image);
+      // Plain run (flash attention), then one asking for the maps (the probabilities path).
+      std::vector<float> lr(batch * C, kNaN), er(batch * D, kNaN), ar(batch * H * T * T, kNaN),
+          alr(cfg.depth * batch * T * T, kNaN);
+      vit::RunOutputs o;
+      o.logits = lr.data();
+      o.embeddings = er.data();
+      o.attention = ar.data();
+      o.attention_layers = alr.data();
+      ref->run(images.data(), batch, o);
+      std::vector<float> lf(batch * C, kNaN), ef(batch * D, kNaN);
+      vit::RunOutputs of;
+      of.logits = lf.data();
+      of.embeddings = ef.data();
+      fast->run(images.data(), batch, of);
+      EXPECT_TRUE(close_rel(lf, lr, tol)) << "logits";
+      EXPECT_TRUE(close_rel(ef, er, tol)) << "embeddings";
+      std::vector<float> lm(batch * C, kNaN), am(batch * H * T * T, kNaN), alm(cfg.depth * batch * T * T, kNaN);
+      vit::RunOutputs om;
+      om.logits = lm.data();
+      om.attention = am.data();
+      om.attention_layers = alm.data();
+      fast->run(images.data(), batch, om);
+      EXPECT_TRUE(close_rel(lm, lr, tol)) << "logits (attention-map run)";
+      EXPECT_TRUE(close_rel(am, ar, tol)) << "attention";
+      EXPECT_TRUE(close_rel(alm, alr, tol)) << "attention_layers";
+    }
+  }
+}
+
+TEST(FastCpuEngine, Fp32MatchesReference) { expect_engine_matches_reference(DType::F32); }
+TEST(FastCpuEngine, Bf16MatchesReference) { expect_engine_matches_reference(DType::BF16); }
+
+TEST(FastCpuEngine, RejectsBadArguments) {
+  auto model = vit::test::random_model(vit::test::small_config(32, 32, 16, 32, 2, 1, 4), 7);
+  EXPECT_THROW(vit::make_fast_cpu_engine(model, DType::F16, 1), vit::Error);
+  EXPECT_THROW(vit::make_fast_cpu_engine(nullptr, DType::F32, 1), vit::Error);
+  auto e = vit::make_fast_cpu_engine(model, DType::F32, 1);
+  std::vector<float> img(3 * 32 * 32), logits(4);
+  vit::RunOutputs o;
+  o.logits = logits.data();
+  EXPECT_THROW(e->run(img.data(), 0, o), vit::Error);
+  EXPECT_THROW(e->run(nullptr, 1, o), vit::Error);
+  std::atomic<bool> cancel{true};
+  try {
+    e->run(img.data(), 1, o, &cancel);
+    ADD_FAILURE() << "a cancelled run returned";
+  } catch (const vit::Error& err) {
+    EXPECT_EQ(err.code(), vit::ErrorCode::kCancelled);
+  }
+}
+
+}  // namespace
