@@ -23,6 +23,7 @@
 #include "model_fixture.h"
 #include "test_api_fixture.h"
 #include "test_util.h"
+#include "tolerances.h"
 #include "vit/vit.h"
 #include "vit/vit.hpp"
 
@@ -100,10 +101,12 @@ struct Result {
   std::vector<float> logits, emb, attn;
 };
 
-// Reference outputs from the internal engine on the same checkpoint.
-Result reference(const std::string& dir, const std::vector<float>& x, int batch) {
+// Outputs of the internal engine behind a CPU session on the same checkpoint: the fast fp32
+// engine (the default, VIT_GEMM_AUTO) or, with `reference_engine`, the fp32 reference.
+Result reference(const std::string& dir, const std::vector<float>& x, int batch, bool reference_engine = false) {
   auto model = vit::load_model(dir);
-  auto eng = vit::make_cpu_engine(model, kThreads);
+  auto eng = reference_engine ? vit::make_cpu_engine(model, kThreads)
+                              : vit::make_fast_cpu_engine(model, vit::DType::F32, kThreads);
   const auto& c = model->cfg;
   Result r;
   r.logits.assign(static_cast<size_t>(batch) * c.num_classes, kNaN);
@@ -352,7 +355,12 @@ TEST(CApi, SessionParamErrors) {
   p.precision = VIT_PRECISION_FP16;
   EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_UNSUPPORTED, "fp16");
   p.precision = VIT_PRECISION_BF16;
-  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_UNSUPPORTED, "CPU");
+  p.gemm = VIT_GEMM_REFERENCE;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_UNSUPPORTED, "reference");
+  p = vit_session_default_params();
+  p.device = VIT_DEVICE_CUDA;
+  p.gemm = VIT_GEMM_REFERENCE;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "REFERENCE");
   p = vit_session_default_params();
   set_raw(&p.precision, 9);
   EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "precision");
@@ -384,7 +392,7 @@ TEST(CApi, OutOfRangeEnumValuesAreRejected) {
   static_assert(std::is_same_v<std::underlying_type_t<vit_pool>, int>, "fixed underlying type int in C++");
   vit_model* m = load_tiny();
   ASSERT_NE(m, nullptr);
-  for (int v : {-1, 3, 7, 1000, INT_MIN, INT_MAX}) {
+  for (int v : {-1, 4, 7, 1000, INT_MIN, INT_MAX}) {  // 4: one past the largest value of any of them
     SCOPED_TRACE(v);
     vit_load_params lp = vit_load_default_params();
     lp.pool = static_cast<vit_pool>(v);
@@ -480,6 +488,43 @@ TEST(CApi, RunMatchesInternalEngineExactly) {
     expect_bitwise_equal(got.emb, want.emb, "embeddings");
     expect_bitwise_equal(got.attn, want.attn, "attention");
   }
+}
+
+// The CPU engines behind the API: REFERENCE is the reference engine bit for bit; the default
+// (fast fp32) is within the fp32 tolerance of it and bf16 within the whole-model bf16 bound.
+TEST(CApi, CpuEnginesReferenceFastAndBf16) {
+  vit_model* m = load_tiny();
+  ASSERT_NE(m, nullptr);
+  const vit_model_info i = info_of(m);
+  for (vit_precision prec : {VIT_PRECISION_FP32, VIT_PRECISION_BF16}) {
+    for (vit_gemm g : {VIT_GEMM_AUTO, VIT_GEMM_REFERENCE}) {
+      if (prec == VIT_PRECISION_BF16 && g == VIT_GEMM_REFERENCE) continue;
+      SCOPED_TRACE(std::string(prec == VIT_PRECISION_BF16 ? "bf16" : "fp32") + (g == VIT_GEMM_REFERENCE ? " reference" : " auto"));
+      vit_session_params p = vit_session_default_params();
+      p.precision = prec;
+      p.gemm = g;
+      p.num_threads = kThreads;
+      vit_session* s = nullptr;
+      ASSERT_OK(vit_session_create(m, &p, &s));
+      for (int batch : {1, 3}) {
+        std::vector<float> x = random_vec(batch * image_floats(i));
+        Result got = run_api(s, i, x, batch);
+        Result want = reference(tiny().dir, x, batch, /*reference_engine=*/true);
+        if (g == VIT_GEMM_REFERENCE) {
+          expect_bitwise_equal(got.logits, want.logits, "logits");
+          expect_bitwise_equal(got.attn, want.attn, "attention");
+          continue;
+        }
+        const float tol = prec == VIT_PRECISION_BF16 ? vit::test::tol_small_model_rel(vit::DType::BF16)
+                                                     : vit::test::tol_rel(vit::DType::F32);
+        EXPECT_TRUE(vit::test::close_rel(got.logits, want.logits, tol)) << "logits";
+        EXPECT_TRUE(vit::test::close_rel(got.emb, want.emb, tol)) << "embeddings";
+        EXPECT_TRUE(vit::test::close_rel(got.attn, want.attn, tol)) << "attention";
+      }
+      vit_session_free(s);
+    }
+  }
+  vit_model_free(m);
 }
 
 TEST(CApi, SessionOutlivesModelHandle) {

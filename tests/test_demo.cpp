@@ -15,12 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "golden_cases.h"
 #include "image/decode.h"
 #include "image/preprocess.h"
 #include "model/model.h"
 #include "model_fixture.h"
 #include "test_api_fixture.h"
 #include "test_util.h"
+#include "tolerances.h"
 #include "vit/vit.h"
 
 namespace {
@@ -53,10 +55,13 @@ struct SessionHandle {
 };
 
 // Creates a session on `device`; returns false (and sets *skip) when the device is absent.
-bool make_session(const vit_model* m, vit_device device, int max_batch, vit_session** out, std::string* skip) {
+bool make_session(const vit_model* m, vit_device device, int max_batch, vit_session** out, std::string* skip,
+                  vit_precision precision = VIT_PRECISION_FP32, vit_gemm gemm = VIT_GEMM_AUTO) {
   vit_session_params p = vit_session_default_params();
   p.device = device;
   p.max_batch = max_batch;
+  p.precision = precision;
+  p.gemm = gemm;
   vit_status* st = vit_session_create(m, &p, out);
   if (!st) return true;
   const vit_status_code code = vit_status_get_code(st);
@@ -71,11 +76,13 @@ struct Agreement {
   int images = 0, same_top1 = 0, same_top5 = 0;
   double max_diff = 0.0, max_logit = 0.0;
   std::vector<std::string> unexplained;  // disagreements that are not near-ties in timm's logits
+  std::vector<float> logits;             // [images, C], ours, in held-out order
 };
 
 // The held-out set through vit_session_run_images in batches of `batch` (images of mixed
 // sizes in one batch), compared with timm's stored logits.
-Agreement run_heldout(vit_device device, int batch, double rel_tol, std::string* skip) {
+Agreement run_heldout(vit_device device, int batch, double rel_tol, std::string* skip,
+                      vit_precision precision = VIT_PRECISION_FP32, vit_gemm gemm = VIT_GEMM_AUTO) {
   Agreement a;
   const json doc = json::parse(std::ifstream(kDemo + "/heldout/timm_predictions.json"));
   const json& entries = doc.at("entries");
@@ -94,7 +101,7 @@ Agreement run_heldout(vit_device device, int batch, double rel_tol, std::string*
   for (int i = 0; i < vit_model_get_warning_count(mh.m); ++i)
     ADD_FAILURE() << "unexpected load warning: " << vit_model_get_warning(mh.m, i);
   SessionHandle sh;
-  if (!make_session(mh.m, device, batch, &sh.s, skip)) return a;
+  if (!make_session(mh.m, device, batch, &sh.s, skip, precision, gemm)) return a;
 
   std::vector<double> timm_margin;  // top-1 minus top-2 timm logit, per image
   for (size_t b0 = 0; b0 < entries.size(); b0 += static_cast<size_t>(batch)) {
@@ -114,6 +121,7 @@ Agreement run_heldout(vit_device device, int batch, double rel_tol, std::string*
       vit_status_free(rs);
       return a;
     }
+    a.logits.insert(a.logits.end(), logits.begin(), logits.end());
     for (size_t i = 0; i < n; ++i) {
       const json& e = entries[b0 + i];
       const std::vector<double> ref = e.at("logits").get<std::vector<double>>();
@@ -177,6 +185,33 @@ TEST(Demo, HeldoutAgreesWithTimmCpu) {
   std::string skip;
   Agreement a = run_heldout(VIT_DEVICE_CPU, 32, 1e-4, &skip);
   check_agreement(a, "cpu", 1e-4);
+}
+
+TEST(Demo, HeldoutAgreesWithTimmCpuReference) {
+  if (!demo_present()) GTEST_SKIP() << "no demo model at " << kDemo << " (tools/train_demo.py)";
+  std::string skip;
+  Agreement a = run_heldout(VIT_DEVICE_CPU, 32, 1e-4, &skip, VIT_PRECISION_FP32, VIT_GEMM_REFERENCE);
+  check_agreement(a, "cpu reference", 1e-4);
+}
+
+// bf16 on the CPU (AMX / AVX512-BF16 GEMMs): the reference engine's top-1 on every one of the
+// 300 images (not just timm's 99.5%), logits within tol_rel(BF16) of the reference's.
+TEST(Demo, HeldoutCpuBf16MatchesTheReferenceTop1) {
+  if (!demo_present()) GTEST_SKIP() << "no demo model at " << kDemo << " (tools/train_demo.py)";
+  std::string skip;
+  Agreement ref = run_heldout(VIT_DEVICE_CPU, 32, 1e-4, &skip, VIT_PRECISION_FP32, VIT_GEMM_REFERENCE);
+  Agreement bf = run_heldout(VIT_DEVICE_CPU, 32, vit::test::tol_rel(vit::DType::BF16), &skip, VIT_PRECISION_BF16);
+  ASSERT_EQ(ref.images, 300);
+  ASSERT_EQ(bf.logits.size(), ref.logits.size());
+  const int C = static_cast<int>(ref.logits.size() / 300);
+  int same = 0;
+  for (int i = 0; i < 300; ++i) {
+    const int want = vit::test::argmax_row(ref.logits.data(), C, i), got = vit::test::argmax_row(bf.logits.data(), C, i);
+    same += want == got;
+    EXPECT_EQ(got, want) << "held-out image " << i;
+  }
+  std::printf("[ demo ] cpu bf16: %d/300 top-1 equal to the fp32 reference, %d/300 equal to timm\n", same, bf.same_top1);
+  EXPECT_TRUE(vit::test::close_rel(bf.logits, ref.logits, vit::test::tol_rel(vit::DType::BF16)));
 }
 
 TEST(Demo, HeldoutAgreesWithTimmCuda) {

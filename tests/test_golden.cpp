@@ -1,13 +1,15 @@
 // Golden tests: every fixture under tests/data/golden/<case>/ (golden_cases.h; made by
 // tools/make_golden.py with timm / transformers' own code and savers) is loaded with
 // vit::load_model, run on the CPU engine, and compared with the framework's logits [B, C] and
-// pooled embeddings [B, D].
+// pooled embeddings [B, D]; then the fast CPU engine in fp32 (same bound) and bf16
+// (tol_golden_rel(BF16), and the reference engine's top-1 on every row).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "golden_cases.h"
 #include "model/model.h"
 #include "test_util.h"
+#include "tolerances.h"
 
 namespace {
 
@@ -27,15 +30,15 @@ namespace {
 // logits by ~1.8e-4 relative, a wrong pos-embed resampling kernel by ~1e-1).
 constexpr float kRelTol = 1e-4f;
 
-// Compares ours vs the framework's [rows, cols] output: bound = kRelTol * max|ref|.
+// Compares ours vs the framework's [rows, cols] output: bound = rel_tol * max|ref|.
 void expect_close(const std::string& case_name, const char* what, const std::vector<float>& ours,
-                  const vit::Tensor& ref) {
+                  const vit::Tensor& ref, float rel_tol = kRelTol) {
   ASSERT_EQ(ref.shape.size(), 2u) << case_name << " " << what;
   ASSERT_EQ(ours.size(), static_cast<size_t>(ref.numel())) << case_name << " " << what;
   const int64_t cols = ref.shape[1];
   const float scale = vit::test::max_abs(ref.ptr(), ref.data.size());
   ASSERT_GT(scale, 0.0f) << case_name << ": reference " << what << " are all zero";
-  const float tol = kRelTol * scale;
+  const float tol = rel_tol * scale;
   float worst = -1.0f;
   size_t wi = 0;
   for (size_t i = 0; i < ours.size(); ++i) {
@@ -48,7 +51,7 @@ void expect_close(const std::string& case_name, const char* what, const std::vec
   rel << std::scientific << std::setprecision(2) << worst / scale;
   ::testing::Test::RecordProperty(std::string(what) + "_rel_err", rel.str());
   EXPECT_LE(worst, tol) << case_name << " " << what << ": max |ours - framework| = " << worst
-                        << " > " << tol << " (= " << kRelTol << " x max|ref| " << scale
+                        << " > " << tol << " (= " << rel_tol << " x max|ref| " << scale
                         << ") at [" << wi / cols << ", " << wi % cols << "]: ours " << ours[wi]
                         << ", framework " << ref.data[wi];
 }
@@ -85,26 +88,39 @@ TEST_P(GoldenTest, MatchesFramework) {
   }
 
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  std::vector<float> logits(static_cast<size_t>(batch) * std::max(cfg.num_classes, 0), nan);
-  std::vector<float> emb(static_cast<size_t>(batch) * cfg.hidden, nan);
-  vit::RunOutputs out;
-  out.logits = has_logits ? logits.data() : nullptr;
-  out.embeddings = emb.data();
-
-  auto engine = vit::make_cpu_engine(model, 2);
-  try {
-    engine->run(input.ptr(), batch, out);
-  } catch (const vit::Error& e) {
-    FAIL() << name << ": run failed: [" << vit::error_code_name(e.code()) << "] " << e.what();
-  }
-
-  expect_close(name, "embeddings", emb, ref_emb);
-  if (has_logits) {
-    expect_close(name, "logits", logits, ref_logits);
-    const int C = cfg.num_classes;
+  const int C = cfg.num_classes;
+  std::vector<float> ref_engine_logits;  // the reference engine's, for the bf16 top-1 check
+  struct Kind {
+    const char* label;
+    vit::DType precision;
+    bool reference;
+  };
+  for (const Kind& k : {Kind{"reference", vit::DType::F32, true}, Kind{"fast fp32", vit::DType::F32, false},
+                        Kind{"fast bf16", vit::DType::BF16, false}}) {
+    std::vector<float> logits(static_cast<size_t>(batch) * std::max(C, 0), nan);
+    std::vector<float> emb(static_cast<size_t>(batch) * cfg.hidden, nan);
+    vit::RunOutputs out;
+    out.logits = has_logits ? logits.data() : nullptr;
+    out.embeddings = emb.data();
+    std::unique_ptr<vit::Engine> engine;
+    try {
+      engine = k.reference ? vit::make_cpu_engine(model, 2) : vit::make_fast_cpu_engine(model, k.precision, 2);
+      engine->run(input.ptr(), batch, out);
+    } catch (const vit::Error& e) {
+      FAIL() << name << " " << k.label << ": run failed: [" << vit::error_code_name(e.code()) << "] " << e.what();
+    }
+    SCOPED_TRACE(engine->name());
+    const bool bf16 = std::string(engine->name()).find("bf16") != std::string::npos;
+    const float tol = bf16 ? vit::test::tol_golden_rel(vit::DType::BF16) : kRelTol;
+    expect_close(name, "embeddings", emb, ref_emb, tol);
+    if (!has_logits) continue;
+    expect_close(name, "logits", logits, ref_logits, tol);
+    if (k.reference) ref_engine_logits = logits;
     for (int b = 0; b < batch; ++b) {
       EXPECT_EQ(vit::test::argmax_row(logits.data(), C, b), vit::test::argmax_row(ref_logits.ptr(), C, b))
-          << name << ": top-1 differs for image " << b;
+          << name << ": top-1 differs from the framework for image " << b;
+      EXPECT_EQ(vit::test::argmax_row(logits.data(), C, b), vit::test::argmax_row(ref_engine_logits.data(), C, b))
+          << name << ": top-1 differs from the reference engine for image " << b;
     }
   }
 }

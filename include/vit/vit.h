@@ -149,16 +149,21 @@ typedef enum vit_gemm VIT_ENUM_INT {
   VIT_GEMM_AUTO = 0,
   VIT_GEMM_CUSTOM = 1,
   VIT_GEMM_CUBLASLT = 2,
+  /* CPU only: the fp32 reference engine (OpenBLAS, the oracle of the tests) instead of the fast
+   * CPU engine (oneDNN: AMX / AVX512-BF16 / AVX-512 / AVX2, chosen at run time). */
+  VIT_GEMM_REFERENCE = 3,
   VIT_GEMM_FORCE_INT = 0x7fffffff
 } vit_gemm;
 
 typedef struct vit_session_params {
   vit_device device;       /* default CPU */
   int device_id;           /* CUDA ordinal, default 0; ignored on the CPU */
-  vit_precision precision; /* default FP32 (CPU supports FP32 only) */
+  vit_precision precision; /* default FP32; the CPU runs FP32 and BF16 (bf16 GEMMs need AMX or
+                            * AVX512-BF16, else they run in fp32), CUDA all three */
   int max_batch;           /* largest batch a run may pass; default 64 */
   int num_threads;         /* CPU threads; 0 = all */
-  vit_gemm gemm;           /* CUDA GEMM implementation; default AUTO (the only CPU value) */
+  vit_gemm gemm;           /* GEMM implementation; default AUTO. CPU: AUTO (fast engine) or
+                            * REFERENCE (fp32 reference engine); CUDA: AUTO, CUSTOM, CUBLASLT */
   int use_cuda_graphs;     /* default 1 */
   int allow_tf32;          /* default 0: fp32 is true fp32 */
   void* cuda_stream;       /* cudaStream_t to run on; NULL = the session's own */

@@ -301,7 +301,7 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
     const int precision = raw_enum(p.precision), gemm = raw_enum(p.gemm), device = raw_enum(p.device);
     if (precision < VIT_PRECISION_FP32 || precision > VIT_PRECISION_BF16)
       invalid(fn, "precision " + std::to_string(precision) + " is not a vit_precision value");
-    if (gemm < VIT_GEMM_AUTO || gemm > VIT_GEMM_CUBLASLT)
+    if (gemm < VIT_GEMM_AUTO || gemm > VIT_GEMM_REFERENCE)
       invalid(fn, "gemm " + std::to_string(gemm) + " is not a vit_gemm value");
     if (device != VIT_DEVICE_CPU && device != VIT_DEVICE_CUDA)
       invalid(fn, "device " + std::to_string(device) + " is not a vit_device value");
@@ -311,15 +311,23 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
     s->model = model->model;
     s->max_batch = p.max_batch;
     if (p.device == VIT_DEVICE_CPU) {
-      if (p.precision != VIT_PRECISION_FP32)
-        vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": precision " + precision_name(p.precision) +
-                                               " is not supported on the CPU device (fp32 only); use "
-                                               "VIT_DEVICE_CUDA for fp16/bf16");
-      if (p.gemm != VIT_GEMM_AUTO)
-        invalid(fn, "gemm selects a CUDA GEMM implementation; the CPU device takes VIT_GEMM_AUTO only");
-      s->engine = vit::make_cpu_engine(s->model, p.num_threads);
+      if (p.precision == VIT_PRECISION_FP16)
+        vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": precision fp16 is not supported on the CPU device "
+                                               "(fp32 and bf16 are); use VIT_DEVICE_CUDA for fp16");
+      if (p.gemm == VIT_GEMM_CUSTOM || p.gemm == VIT_GEMM_CUBLASLT)
+        invalid(fn, "gemm CUSTOM / CUBLASLT select a CUDA GEMM; the CPU device takes AUTO or REFERENCE");
+      if (p.gemm == VIT_GEMM_REFERENCE) {
+        if (p.precision != VIT_PRECISION_FP32)
+          vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": the CPU reference engine (VIT_GEMM_REFERENCE) is "
+                                                 "fp32 only, precision " + precision_name(p.precision) + " requested");
+        s->engine = vit::make_cpu_engine(s->model, p.num_threads);
+      } else {
+        s->engine = vit::make_fast_cpu_engine(
+            s->model, p.precision == VIT_PRECISION_BF16 ? vit::DType::BF16 : vit::DType::F32, p.num_threads);
+      }
     } else {  // VIT_DEVICE_CUDA
       if (p.device_id < 0) invalid(fn, "device_id " + std::to_string(p.device_id) + " is negative");
+      if (p.gemm == VIT_GEMM_REFERENCE) invalid(fn, "gemm REFERENCE selects the CPU reference engine (VIT_DEVICE_CPU only)");
 #ifdef VIT_WITH_CUDA
       if (!vit::cuda_device_available())
         vit::fail(ErrorCode::kDevice, std::string(fn) + ": no CUDA device is available (device_id " +

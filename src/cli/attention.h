@@ -20,6 +20,8 @@ struct AttentionOptions {
   std::string out;            // PNG path; optional when --json is given
   std::string mode = "both";  // last | rollout | both
   std::string device = "cpu";
+  std::string precision = "fp32";  // fp32 | fp16 | bf16 (cpu: fp32 | bf16)
+  bool reference = false;          // cpu: the fp32 reference engine
   int threads = 0;
   float alpha = 0.6f;  // weight of the colormap in the blend
   int min_height = 224;  // the picture is scaled up (nearest) to at least this many rows

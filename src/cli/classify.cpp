@@ -42,6 +42,7 @@ vit_session_params session_params(const ClassifyOptions& o) {
   p.device = o.device == "cuda" ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
   p.precision = o.precision == "fp16" ? VIT_PRECISION_FP16 : o.precision == "bf16" ? VIT_PRECISION_BF16 : VIT_PRECISION_FP32;
   p.gemm = o.gemm == "custom" ? VIT_GEMM_CUSTOM : o.gemm == "cublaslt" ? VIT_GEMM_CUBLASLT : VIT_GEMM_AUTO;
+  if (o.reference || o.gemm == "reference") p.gemm = VIT_GEMM_REFERENCE;
   p.max_batch = o.batch;
   p.num_threads = o.threads;
   return p;

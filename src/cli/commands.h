@@ -33,6 +33,7 @@ struct ClassifyOptions {
   std::string device = "cpu";
   std::string precision = "fp32";
   std::string gemm = "auto";
+  bool reference = false;  // --reference: the fp32 CPU reference engine (= --gemm reference)
   int top_k = 5;
   int batch = 8;
   int threads = 0;

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   add_model_options(classify, c.m);
   classify->add_option("--device", c.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  classify->add_option("--precision", c.precision, "fp32 | fp16 | bf16 (cpu: fp32 only)")
+  classify->add_option("--precision", c.precision, "fp32 | fp16 | bf16 (cpu: fp32 | bf16)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
   classify->add_option("-k,--top-k", c.top_k, "classes to print per image (clamped to num_classes)")
       ->check(CLI::PositiveNumber)->capture_default_str();
@@ -58,8 +58,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   classify->add_option("-t,--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  classify->add_option("--gemm", c.gemm, "CUDA GEMM: auto | custom | cublaslt")
-      ->check(CLI::IsMember({"auto", "custom", "cublaslt"}))->capture_default_str();
+  classify->add_option("--gemm", c.gemm, "GEMM: auto | custom | cublaslt (CUDA) | reference (CPU)")
+      ->check(CLI::IsMember({"auto", "custom", "cublaslt", "reference"}))->capture_default_str();
+  classify->add_flag("--reference", c.reference,
+                     "cpu: run the fp32 reference engine (OpenBLAS, the tests' oracle) instead of the fast one");
   classify->add_option("--decode-threads", c.decode_threads,
                        "image decode + preprocessing workers (0 = hardware threads)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();

@@ -191,17 +191,13 @@ class FastCpuEngine final : public Engine {
         probs = probs_.data();
       }
       if (probs) {
-        // The maps are wanted: the reference attention writes them (fp32 throughout).
+        // The maps are wanted: the reference attention writes them (its output is dropped, so
+        // that asking for maps never changes the logits: those always come from the kernel below).
         ref::attention(qkv, attn32_.f32(), probs, kt_.f32(), scratch_.f32(), nb, T, H, hd, nt);
-        if (bf16_) {
-          kernels_->to_bf16(attn32_.f32(), static_cast<uint16_t*>(a), R * D, nt);
-        } else {
-          std::memcpy(a, attn32_.f32(), static_cast<size_t>(R * D) * 4);
-        }
-        if (out.attention_layers) ref::head_mean(probs, out.attention_layers + static_cast<int64_t>(li) * layer_stride, nb, H, T, nt);
-      } else {
-        kernels_->attention(qkv, a, bf16_, nb, T, H, hd, nt);
+        if (out.attention_layers)
+          ref::head_mean(probs, out.attention_layers + static_cast<int64_t>(li) * layer_stride, nb, H, T, nt);
       }
+      kernels_->attention(qkv, a, bf16_, nb, T, H, hd, nt);
       L.proj->run(a, R, x, nt);  // x += proj(attn)
       kernels_->layer_norm(x, D, a, D, bf16_, R, D, bw.ln2_w.ptr(), bw.ln2_b.ptr(), c.ln_eps, nt);
       L.fc1->run(a, R, mid, nt);  // GELU(fc1)

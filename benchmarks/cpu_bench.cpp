@@ -1,0 +1,343 @@
+// vit-infer: vit-cpu-bench, the CPU side of the benchmarks. Three parts, in one process so that
+// they see the same machine state:
+//   engines  the reference (OpenBLAS fp32) and the fast engine (fp32 / bf16) on a model file or
+//            random weights, batches interleaved with engines run by run; median / min / max ms
+//   gemm     the ViT GEMMs (M = 197 * B x N x K) on each candidate GEMM engine: oneDNN fp32 and
+//            bf16 (as DnnlLinear runs them: packed weights, fused bias), OpenBLAS fp32 (as the
+//            reference runs it), MKL sgemm / gemm_bf16bf16f32 when --mkl names libmkl_rt.so
+//   ceiling  measured peak of the vector units: AVX-512 fp32 FMA and AVX512-BF16 dot-product
+//            loops on every thread (register-only, no memory), so results read as a fraction
+//            of what the cores can do. AMX is measured by oneDNN's AMX GEMM when the CPU has it.
+// Writes --json (schema in docs/PERF.md, CPU section) and prints a short table.
+#include <dlfcn.h>
+#include <immintrin.h>
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "cpu/cpu_isa.h"
+#include "cpu/dnnl_linear.h"
+#include "cpu/engine.h"
+#include "cpu/fast_kernels.h"
+#include "cpu/reference_ops.h"
+#include "model/model.h"
+#include "random_model.h"
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string model, arch = "vit_base_patch16_224", json_out, mkl;
+  std::string engines = "reference,fp32,bf16", batches = "1,8,32";
+  int runs = 5, warmup = 2, threads = 2;
+  bool gemm = false, ceiling = false, no_engines = false;
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> v;
+  size_t p = 0;
+  while (p <= s.size()) {
+    const size_t q = std::min(s.find(',', p), s.size());
+    if (q > p) v.push_back(s.substr(p, q - p));
+    p = q + 1;
+  }
+  return v;
+}
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+json stats(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const double med = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  return {{"median", med}, {"min", v.front()}, {"max", v.back()}, {"all", v}};
+}
+
+long rss_kib() {
+  std::ifstream f("/proc/self/status");
+  std::string k;
+  while (f >> k) {
+    if (k == "VmRSS:") {
+      long v = 0;
+      f >> v;
+      return v;
+    }
+  }
+  return -1;
+}
+
+std::shared_ptr<const vit::Model> make_model(const Options& o) {
+  if (!o.model.empty()) return vit::load_model(o.model, {});
+  vit::ViTConfig cfg;
+  if (!vit::config_from_arch_name(o.arch, &cfg)) vit::fail(vit::ErrorCode::kInvalidArgument, "unknown --arch " + o.arch);
+  cfg.ckpt_grid_h = cfg.grid_h();
+  cfg.ckpt_grid_w = cfg.grid_w();
+  if (cfg.architecture.empty()) cfg.architecture = o.arch;
+  return vit::bench::random_vit(cfg, 1234);
+}
+
+// ---- engines ---------------------------------------------------------------------------------
+
+json bench_engines(const Options& o, std::shared_ptr<const vit::Model> model) {
+  const vit::ViTConfig& c = model->cfg;
+  struct E {
+    std::string key;
+    std::unique_ptr<vit::Engine> e;
+    long rss_create_kib = 0;
+  };
+  std::vector<E> engines;
+  for (const std::string& k : split(o.engines)) {
+    const long before = rss_kib();
+    E e{k, nullptr};
+    if (k == "reference") e.e = vit::make_cpu_engine(model, o.threads);
+    else if (k == "fp32") e.e = vit::make_fast_cpu_engine(model, vit::DType::F32, o.threads);
+    else if (k == "bf16") e.e = vit::make_fast_cpu_engine(model, vit::DType::BF16, o.threads);
+    else vit::fail(vit::ErrorCode::kInvalidArgument, "unknown engine " + k);
+    e.rss_create_kib = rss_kib() - before;
+    engines.push_back(std::move(e));
+  }
+  const std::vector<std::string> bs = split(o.batches);
+  const int64_t isz = int64_t{c.in_chans} * c.image_h * c.image_w;
+  int maxb = 1;
+  for (auto& b : bs) maxb = std::max(maxb, std::stoi(b));
+  std::vector<float> images(static_cast<size_t>(maxb * isz));
+  for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  std::vector<float> logits(static_cast<size_t>(maxb) * std::max(1, c.num_classes));
+  vit::RunOutputs out;
+  out.logits = c.num_classes > 0 ? logits.data() : nullptr;
+  std::vector<float> emb(static_cast<size_t>(maxb) * c.hidden);
+  if (!out.logits) out.embeddings = emb.data();
+  // times[engine][batch]
+  std::vector<std::vector<std::vector<double>>> times(engines.size(), std::vector<std::vector<double>>(bs.size()));
+  std::vector<long> rss_run(engines.size(), 0);
+  for (size_t e = 0; e < engines.size(); ++e) {
+    const long before = rss_kib();
+    for (size_t b = 0; b < bs.size(); ++b)
+      for (int w = 0; w < o.warmup; ++w) engines[e].e->run(images.data(), std::stoi(bs[b]), out);
+    rss_run[e] = rss_kib() - before;
+  }
+  for (int r = 0; r < o.runs; ++r) {
+    for (size_t b = 0; b < bs.size(); ++b) {
+      for (size_t e = 0; e < engines.size(); ++e) {
+        const auto t0 = Clock::now();
+        engines[e].e->run(images.data(), std::stoi(bs[b]), out);
+        times[e][b].push_back(ms_since(t0));
+      }
+    }
+  }
+  json rows = json::array();
+  for (size_t e = 0; e < engines.size(); ++e) {
+    for (size_t b = 0; b < bs.size(); ++b) {
+      const int batch = std::stoi(bs[b]);
+      json s = stats(times[e][b]);
+      const double med = s["median"];
+      rows.push_back({{"engine", engines[e].key}, {"name", engines[e].e->name()}, {"batch", batch}, {"ms", s},
+                      {"img_s", 1000.0 * batch / med},
+                      {"gflop_s", c.flops_per_image() * batch / (med * 1e6)},
+                      {"rss_create_mib", engines[e].rss_create_kib / 1024.0},
+                      {"rss_first_runs_mib", rss_run[e] / 1024.0}});
+      std::printf("%-10s %-28s batch %3d  median %8.2f ms  [%8.2f .. %8.2f]  %7.1f img/s\n", engines[e].key.c_str(),
+                  engines[e].e->name(), batch, med, s["min"].get<double>(), s["max"].get<double>(), 1000.0 * batch / med);
+    }
+  }
+  return rows;
+}
+
+// ---- GEMMs -----------------------------------------------------------------------------------
+
+using sgemm_t = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+using bgemm_t = void (*)(int, int, int, int, int, int, float, const uint16_t*, int, const uint16_t*, int, float,
+                         float*, int);
+using setnt_t = void (*)(int);
+
+// Median ms of `runs` calls of f after 2 warm-ups.
+template <class F>
+json time_it(int runs, F&& f) {
+  f();
+  f();
+  std::vector<double> t;
+  for (int r = 0; r < runs; ++r) {
+    const auto t0 = Clock::now();
+    f();
+    t.push_back(ms_since(t0));
+  }
+  return stats(t);
+}
+
+json bench_gemms(const Options& o) {
+  struct Shape {
+    const char* name;
+    int64_t N, K;
+  };
+  const Shape shapes[] = {{"qkv", 2304, 768}, {"proj", 768, 768}, {"fc1", 3072, 768}, {"fc2", 768, 3072}};
+  void* mkl = o.mkl.empty() ? nullptr : dlopen(o.mkl.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!o.mkl.empty() && !mkl) std::fprintf(stderr, "cpu-bench: cannot dlopen %s: %s\n", o.mkl.c_str(), dlerror());
+  auto mkl_sgemm = mkl ? reinterpret_cast<sgemm_t>(dlsym(mkl, "cblas_sgemm")) : nullptr;
+  auto mkl_bgemm = mkl ? reinterpret_cast<bgemm_t>(dlsym(mkl, "cblas_gemm_bf16bf16f32")) : nullptr;
+  auto mkl_threads = mkl ? reinterpret_cast<setnt_t>(dlsym(mkl, "MKL_Set_Num_Threads")) : nullptr;
+  if (mkl_threads) mkl_threads(o.threads);
+  json rows = json::array();
+  for (int64_t B : {1, 8}) {
+    const int64_t M = 197 * B;
+    for (const Shape& s : shapes) {
+      const double flop = 2.0 * M * s.N * s.K;
+      vit::Tensor w, bias;
+      w.shape = {s.N, s.K};
+      w.data.resize(static_cast<size_t>(s.N * s.K));
+      bias.shape = {s.N};
+      bias.data.assign(static_cast<size_t>(s.N), 0.01f);
+      for (size_t i = 0; i < w.data.size(); ++i) w.data[i] = static_cast<float>((i * 7919) % 200) / 1000.0f - 0.1f;
+      std::vector<float> x(static_cast<size_t>(M * s.K), 0.5f), y(static_cast<size_t>(M * s.N));
+      std::vector<uint16_t> x16(x.size(), vit::fastcpu::to_bf16(0.5f)), w16(w.data.size());
+      for (size_t i = 0; i < w16.size(); ++i) w16[i] = vit::fastcpu::to_bf16(w.data[i]);
+      auto add = [&](const std::string& impl, json t) {
+        const double med = t["median"];
+        rows.push_back({{"impl", impl}, {"gemm", s.name}, {"M", M}, {"N", s.N}, {"K", s.K}, {"ms", t},
+                        {"gflop_s", flop / (med * 1e6)}});
+        std::printf("gemm %-5s M %5lld  %-22s %8.3f ms  %7.1f GFLOP/s\n", s.name, static_cast<long long>(M),
+                    impl.c_str(), med, flop / (med * 1e6));
+      };
+      for (bool bf16 : {false, true}) {
+        if (bf16 && static_cast<int>(vit::effective_cpu_isa()) < static_cast<int>(vit::CpuIsa::kAvx512Bf16)) continue;
+        vit::fastcpu::LinearSpec spec;
+        spec.N = s.N;
+        spec.K = s.K;
+        spec.bf16 = bf16;
+        spec.hint_m = 197;
+        vit::fastcpu::DnnlLinear lin(w, bias, spec);
+        const void* xin = bf16 ? static_cast<const void*>(x16.data()) : x.data();
+        add(std::string("onednn ") + (bf16 ? "bf16 " : "fp32 ") + lin.impl_name(M),
+            time_it(o.runs * 4, [&] { lin.run(xin, M, y.data(), o.threads); }));
+      }
+      {
+        vit::ref::BlasSingleThreaded guard;
+        add("openblas fp32 (reference split)", time_it(o.runs * 4, [&] {
+              vit::ref::linear(x.data(), M, s.K, w, bias, s.N, y.data(), false, vit::ref::Epilogue::kBias, o.threads);
+            }));
+      }
+      // CBLAS enums: RowMajor 101, NoTrans 111, Trans 112.
+      if (mkl_sgemm) {
+        add("mkl sgemm", time_it(o.runs * 4, [&] {
+              mkl_sgemm(101, 111, 112, M, s.N, s.K, 1.0f, x.data(), s.K, w.ptr(), s.K, 0.0f, y.data(), s.N);
+            }));
+      }
+      if (mkl_bgemm && static_cast<int>(vit::effective_cpu_isa()) >= static_cast<int>(vit::CpuIsa::kAvx512Bf16)) {
+        add("mkl gemm_bf16bf16f32", time_it(o.runs * 4, [&] {
+              mkl_bgemm(101, 111, 112, M, s.N, s.K, 1.0f, x16.data(), s.K, w16.data(), s.K, 0.0f, y.data(), s.N);
+            }));
+      }
+    }
+  }
+  return rows;
+}
+
+// ---- ceilings --------------------------------------------------------------------------------
+
+constexpr long kIters = 20'000'000;
+
+// 16 independent FMA chains (latency 4 x 2 ports = 8 in flight needed) per thread, registers only.
+__attribute__((target("avx512f"))) float fma_loop(long iters) {
+  __m512 a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  __m512 s = a[0];
+  for (int i = 1; i < 16; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+// vdpbf16ps: 32 bf16 products summed pairwise into 16 fp32 lanes = 64 FLOP per instruction.
+__attribute__((target("avx512f,avx512bf16"))) float dpbf16_loop(long iters) {
+  __m512 a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_setzero_ps();
+  const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_dpbf16_ps(a[i], x, y);
+  __m512 s = a[0];
+  for (int i = 1; i < 16; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+template <class F>
+double gflops_all_threads(int nt, double flop_per_iter, F&& loop) {
+  volatile float sink = 0.0f;
+  double best = 0.0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+#pragma omp parallel num_threads(nt)
+    {
+      const float v = loop(kIters / 10);
+#pragma omp critical
+      sink = sink + v;
+    }
+    const double s = ms_since(t0) / 1000.0;
+    best = std::max(best, nt * flop_per_iter * (kIters / 10) / s / 1e9);
+  }
+  (void)sink;
+  return best;
+}
+
+json bench_ceiling(const Options& o) {
+  json j;
+  const vit::CpuIsa isa = vit::detect_cpu_isa();
+  if (static_cast<int>(isa) >= static_cast<int>(vit::CpuIsa::kAvx512)) {
+    j["avx512_fp32_fma_gflop_s"] = gflops_all_threads(o.threads, 16 * 32.0, fma_loop);
+    j["avx512_fp32_fma_gflop_s_1thread"] = gflops_all_threads(1, 16 * 32.0, fma_loop);
+  }
+  if (static_cast<int>(isa) >= static_cast<int>(vit::CpuIsa::kAvx512Bf16)) {
+    j["avx512_bf16_dp_gflop_s"] = gflops_all_threads(o.threads, 16 * 64.0, dpbf16_loop);
+    j["avx512_bf16_dp_gflop_s_1thread"] = gflops_all_threads(1, 16 * 64.0, dpbf16_loop);
+  }
+  j["amx"] = isa == vit::CpuIsa::kAmx;
+  for (auto& [k, v] : j.items()) std::printf("ceiling %-34s %s\n", k.c_str(), v.dump().c_str());
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"vit-cpu-bench: CPU engines, GEMM candidates and vector-unit ceilings"};
+  app.add_option("--model", o.model, "checkpoint (else random weights for --arch)");
+  app.add_option("--arch", o.arch, "timm architecture for random weights")->capture_default_str();
+  app.add_option("--engines", o.engines, "reference,fp32,bf16")->capture_default_str();
+  app.add_option("--batches", o.batches)->capture_default_str();
+  app.add_option("--runs", o.runs, "timed runs per (engine, batch)")->capture_default_str();
+  app.add_option("--warmup", o.warmup)->capture_default_str();
+  app.add_option("-t,--threads", o.threads)->capture_default_str();
+  app.add_flag("--gemm", o.gemm, "time the GEMM candidates at the ViT-B shapes");
+  app.add_flag("--ceiling", o.ceiling, "measure the vector-unit peaks");
+  app.add_flag("--no-engines", o.no_engines, "skip the whole-model timings");
+  app.add_option("--mkl", o.mkl, "path of libmkl_rt.so to time MKL too (e.g. from pip mkl)");
+  app.add_option("--json", o.json_out, "write the results here");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    json j;
+    j["git"] = VIT_GIT_HASH;
+    j["isa"] = vit::cpu_isa_name(vit::effective_cpu_isa());
+    j["threads"] = o.threads;
+    if (o.ceiling) j["ceiling"] = bench_ceiling(o);
+    if (o.gemm) j["gemm"] = bench_gemms(o);
+    if (!o.no_engines) {
+      auto model = make_model(o);
+      j["model"] = model->cfg.architecture;
+      j["gflop_per_image"] = model->cfg.flops_per_image() / 1e9;
+      j["engines"] = bench_engines(o, model);
+    }
+    if (!o.json_out.empty()) std::ofstream(o.json_out) << j.dump(1) << "\n";
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vit-cpu-bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
