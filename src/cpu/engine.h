@@ -45,7 +45,8 @@ class Engine {
   virtual const char* name() const noexcept = 0;
 };
 
-// The fp32 CPU reference. threads <= 0: all hardware threads.
-std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads = 0);
+// The fp32 CPU reference. threads <= 0: all hardware threads. fusion: run the fused graph
+// (graph::fuse) unless false or VIT_DISABLE_FUSION=1; both compute the same function.
+std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads = 0, bool fusion = true);
 
 }  // namespace vit
