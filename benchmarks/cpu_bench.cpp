@@ -27,7 +27,7 @@
 #include "cpu/dnnl_linear.h"
 #include "cpu/engine.h"
 #include "cpu/fast_kernels.h"
-#include "cpu/reference_ops.h"
+#include "cpu/ref_ops.h"
 #include "model/model.h"
 #include "random_model.h"
 
@@ -76,7 +76,11 @@ long rss_kib() {
 }
 
 std::shared_ptr<const vit::Model> make_model(const Options& o) {
-  if (!o.model.empty()) return vit::load_model(o.model, {});
+  if (!o.model.empty()) {
+    vit::ConfigOverrides ov;  // a bare model.safetensors needs the architecture named
+    ov.architecture = o.arch;
+    return vit::load_model(o.model, ov);
+  }
   vit::ViTConfig cfg;
   if (!vit::config_from_arch_name(o.arch, &cfg)) vit::fail(vit::ErrorCode::kInvalidArgument, "unknown --arch " + o.arch);
   cfg.ckpt_grid_h = cfg.grid_h();
@@ -213,7 +217,7 @@ json bench_gemms(const Options& o) {
         spec.K = s.K;
         spec.bf16 = bf16;
         spec.hint_m = 197;
-        vit::fastcpu::DnnlLinear lin(w, bias, spec);
+        vit::fastcpu::DnnlLinear lin(w.ptr(), bias.ptr(), spec);
         const void* xin = bf16 ? static_cast<const void*>(x16.data()) : x.data();
         add(std::string("onednn ") + (bf16 ? "bf16 " : "fp32 ") + lin.impl_name(M),
             time_it(o.runs * 4, [&] { lin.run(xin, M, y.data(), o.threads); }));
@@ -221,7 +225,8 @@ json bench_gemms(const Options& o) {
       {
         vit::ref::BlasSingleThreaded guard;
         add("openblas fp32 (reference split)", time_it(o.runs * 4, [&] {
-              vit::ref::linear(x.data(), M, s.K, w, bias, s.N, y.data(), false, vit::ref::Epilogue::kBias, o.threads);
+              vit::ref::linear(x.data(), M, s.K, w.ptr(), bias.ptr(), s.N, y.data(), false, vit::ref::Epilogue::kBias,
+                               o.threads);
             }));
       }
       // CBLAS enums: RowMajor 101, NoTrans 111, Trans 112.
@@ -309,7 +314,8 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"vit-cpu-bench: CPU engines, GEMM candidates and vector-unit ceilings"};
   app.add_option("--model", o.model, "checkpoint (else random weights for --arch)");
-  app.add_option("--arch", o.arch, "timm architecture for random weights")->capture_default_str();
+  app.add_option("--arch", o.arch, "timm architecture (random weights, or the config of a bare --model file)")
+      ->capture_default_str();
   app.add_option("--engines", o.engines, "reference,fp32,bf16")->capture_default_str();
   app.add_option("--batches", o.batches)->capture_default_str();
   app.add_option("--runs", o.runs, "timed runs per (engine, batch)")->capture_default_str();

@@ -714,7 +714,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--num-classes", o.num_classes, "with --arch: classes of the head")->capture_default_str()->check(
       CLI::Range(1, 100000));
-  app.add_option("--precision", o.precision, "fp32 | fp16 | bf16 (the CPU runs fp32 only)")->capture_default_str();
+  app.add_option("--precision", o.precision, "fp32 | fp16 | bf16 (the CPU runs fp32 and bf16)")->capture_default_str();
   app.add_option("--max-batch", o.max_batch, "session max batch; batch sizes are uniform in 1..max")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));

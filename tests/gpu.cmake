@@ -45,7 +45,7 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   # emulator's headers (they must shadow the real cuda_runtime_api.h / cublasLt.h /
   # device_common.cuh, hence BEFORE), shared by every emulated target below.
   add_library(vit_gpu_emu STATIC gpu_emu/emu.cpp gpu_emu/lt_gemm_stub.cpp
-              ${PROJECT_SOURCE_DIR}/src/gpu/cuda_engine.cpp ${PROJECT_SOURCE_DIR}/src/gpu/arena.cpp
+              ${PROJECT_SOURCE_DIR}/src/gpu/cuda_engine.cpp
               ${_emu_src})
   target_include_directories(vit_gpu_emu BEFORE PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/gpu_emu
                              ${PROJECT_SOURCE_DIR}/kernels ${CMAKE_CURRENT_SOURCE_DIR})

@@ -1,6 +1,6 @@
 # vit-infer CLI tests: a GoogleTest driver that runs the program (cli_runner), plus plain ctest
 # checks of the program itself.
-vit_add_test(test_cli test_cli.cpp cli_runner.cpp model_fixture.cpp LIBS vit_cpu)
+vit_add_test(test_cli test_cli.cpp cli_runner.cpp model_fixture.cpp LIBS vit_cpu vit_golden_cases)
 target_compile_definitions(test_cli PRIVATE VIT_INFER_BIN="$<TARGET_FILE:vit-infer>")
 add_dependencies(test_cli vit-infer)
 

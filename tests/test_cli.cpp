@@ -17,11 +17,13 @@
 
 #include "cli_runner.h"
 #include "cpu/engine.h"
+#include "golden_cases.h"
 #include "io/npy.h"
 #include "model/model.h"
 #include "model_fixture.h"
 #include "test_api_fixture.h"
 #include "test_util.h"
+#include "tolerances.h"
 
 namespace {
 
@@ -57,10 +59,11 @@ const Fixture& fx() {
   return f;
 }
 
-// Reference logits [3, 10] for good1 ++ good2 from the internal engine, one batch of 3.
+// Reference logits [3, 10] for good1 ++ good2 from the internal engine behind `--device cpu`
+// (the fast fp32 engine), one batch of 3.
 std::vector<float> reference_logits() {
   auto model = vit::load_model(fx().model);
-  auto eng = vit::make_cpu_engine(model, 2);
+  auto eng = vit::make_fast_cpu_engine(model, vit::DType::F32, 2);
   std::vector<float> x = fx().x1;
   x.insert(x.end(), fx().x2.begin(), fx().x2.end());
   std::vector<float> logits(3 * 10, NAN);
@@ -259,6 +262,8 @@ TEST(Cli, InfoPrintsTheConfiguration) {
 // The shipped program on a golden fixture (tools/ reference logits computed in float64 by
 // timm / transformers): fp32 CPU logits agree to 1e-4 absolute, several times the fp32
 // accumulation error of these small models yet far below any real mistake.
+// classify on golden fixtures through each CPU path: the fast engine (default) and --reference in
+// fp32 (1e-4 x max|logit|), the fast engine in bf16 (tol_golden_rel(BF16), same top-1).
 TEST(Cli, GoldenFixtureLogits) {
   int checked = 0;
   for (const char* name : {"timm_token", "hf_cls", "timm_avg"}) {
@@ -266,13 +271,24 @@ TEST(Cli, GoldenFixtureLogits) {
     if (!std::filesystem::exists(dir + "/logits.npy") || !std::filesystem::exists(dir + "/case.json")) continue;
     json c = json::parse(std::ifstream(dir + "/case.json"));
     if (c.contains("overrides") && !c.at("overrides").empty()) continue;  // needs flags we do not pass
-    const std::string out = vit::test::temp_dir() + "/golden_logits.npy";
-    Proc p = run_cli({"classify", "--model", dir + "/" + c.value("model", std::string("model")), "--logits-out", out,
-                      dir + "/input.npy"});
-    ASSERT_EQ(p.rc, 0) << name << ": " << p.err;
-    vit::Tensor got = vit::read_npy(out), want = vit::read_npy(dir + "/logits.npy");
-    ASSERT_EQ(got.shape, want.shape) << name;
-    EXPECT_LT(vit::test::max_abs_diff(got.ptr(), want.ptr(), want.data.size()), 1e-4f) << name;
+    const std::vector<std::pair<std::vector<std::string>, float>> paths = {
+        {{}, 1e-4f}, {{"--reference"}, 1e-4f}, {{"--precision", "bf16"}, vit::test::tol_golden_rel(vit::DType::BF16)}};
+    for (const auto& [flags, tol] : paths) {
+      SCOPED_TRACE(std::string(name) + (flags.empty() ? "" : " " + flags.back()));
+      const std::string out = vit::test::temp_dir() + "/golden_logits.npy";
+      std::vector<std::string> args = {"classify", "--model", dir + "/" + c.value("model", std::string("model")),
+                                       "--logits-out", out};
+      args.insert(args.end(), flags.begin(), flags.end());
+      args.push_back(dir + "/input.npy");
+      Proc p = run_cli(args);
+      ASSERT_EQ(p.rc, 0) << name << ": " << p.err;
+      vit::Tensor got = vit::read_npy(out), want = vit::read_npy(dir + "/logits.npy");
+      ASSERT_EQ(got.shape, want.shape) << name;
+      EXPECT_TRUE(vit::test::close_rel(got.data, want.data, tol));
+      const int C = static_cast<int>(want.shape[1]);
+      for (int b = 0; b < static_cast<int>(want.shape[0]); ++b)
+        EXPECT_EQ(vit::test::argmax_row(got.ptr(), C, b), vit::test::argmax_row(want.ptr(), C, b)) << "row " << b;
+    }
     ++checked;
   }
   if (checked == 0) GTEST_SKIP() << "no golden fixtures under tests/data/golden";

@@ -1,5 +1,5 @@
 // vit-infer tests: the fast CPU engine (src/cpu/fast_engine.cpp) and its kernels against the
-// reference ops (src/cpu/reference_ops.h, the oracle), on the awkward shapes of the brief: 197 /
+// reference ops (src/cpu/ref_ops.h, the oracle), on the awkward shapes of the brief: 197 /
 // 50 / 577 tokens, head dims 24 / 64 / 80, batch 1 and 3; fresh random inputs every run; outputs
 // poisoned with NaN first so that an unwritten element fails. Tolerances from tolerances.h: fp32
 // 1e-4 relative to max|ref|; bf16 tol_rel(BF16) per op (inputs rounded to bf16 before the
@@ -22,7 +22,7 @@
 #include "cpu/dnnl_linear.h"
 #include "cpu/engine.h"
 #include "cpu/fast_kernels.h"
-#include "cpu/reference_ops.h"
+#include "cpu/ref_ops.h"
 #include "model_fixture.h"
 #include "test_util.h"
 #include "tolerances.h"
@@ -87,12 +87,21 @@ TEST(FastCpuKernels, LayerNormMatchesReference) {
         std::vector<float> x = random_vec(rows * D, -3.0f, 5.0f);  // non-zero mean
         vit::Tensor g = tensor_of(random_vec(D, 0.5f, 1.5f), {D}), b = tensor_of(random_vec(D), {D});
         std::vector<float> want(rows * D, kNaN), got(rows * D, kNaN);
-        vit::ref::layer_norm(x.data(), D, want.data(), D, rows, D, g, b, 1e-6f, 2);
-        k.layer_norm(x.data(), D, got.data(), D, false, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        vit::ref::layer_norm(x.data(), D, want.data(), D, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        k.layer_norm(x.data(), nullptr, nullptr, got.data(), false, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
         EXPECT_TRUE(close_rel(got, want, tol_rel(DType::F32)));
         std::vector<uint16_t> got16(rows * D, 0xffff);  // 0xffff: a bf16 NaN
-        k.layer_norm(x.data(), D, got16.data(), D, true, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        k.layer_norm(x.data(), nullptr, nullptr, got16.data(), true, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
         EXPECT_TRUE(close_rel(from_bf16(got16), want, tol_rel(DType::BF16)));
+        // With the fused residual add: sum = x + r, y = LN(sum).
+        const std::vector<float> r = random_vec(rows * D);
+        std::vector<float> want_sum(rows * D), sum(rows * D, kNaN);
+        for (size_t i = 0; i < want_sum.size(); ++i) want_sum[i] = x[i] + r[i];
+        vit::ref::layer_norm(want_sum.data(), D, want.data(), D, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        std::fill(got.begin(), got.end(), kNaN);
+        k.layer_norm(x.data(), r.data(), sum.data(), got.data(), false, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        EXPECT_EQ(sum, want_sum);
+        EXPECT_TRUE(close_rel(got, want, tol_rel(DType::F32)));
       }
     }
   }
@@ -159,7 +168,7 @@ TEST(FastCpuLinear, MatchesReference) {
         spec.hint_m = 197;
         std::vector<float> w = random_vec(sh.N * sh.K), bias = random_vec(sh.N);
         vit::Tensor wt = tensor_of(w, {sh.N, sh.K}), bt = tensor_of(bias, {sh.N});
-        fc::DnnlLinear lin(wt, bt, spec);
+        fc::DnnlLinear lin(wt.ptr(), bt.ptr(), spec);
         // The reference sees the bf16-rounded operands, so only accumulation / output rounding differ.
         vit::Tensor wref = tensor_of(bf16 ? bf16_round(w) : w, {sh.N, sh.K});
         for (int64_t M : {int64_t{197}, int64_t{3 * 197}, int64_t{50}, int64_t{577}, int64_t{1}}) {
@@ -172,7 +181,7 @@ TEST(FastCpuLinear, MatchesReference) {
           const bool acc = epi == fc::LinearEpilogue::kBiasAccumulate;
           std::vector<float> base = acc ? random_vec(M * sh.N) : std::vector<float>(M * sh.N, kNaN);
           std::vector<float> want = base;
-          vit::ref::linear(bf16 ? bf16_round(x).data() : x.data(), M, sh.K, wref, bt, sh.N, want.data(), acc,
+          vit::ref::linear(bf16 ? bf16_round(x).data() : x.data(), M, sh.K, wref.ptr(), bt.ptr(), sh.N, want.data(), acc,
                            epi == fc::LinearEpilogue::kBiasGelu ? vit::ref::Epilogue::kBiasGelu : vit::ref::Epilogue::kBias, 2);
           std::vector<float> got = base;
           std::vector<uint16_t> x16 = to_bf16(x), y16(M * sh.N, 0xffff);
@@ -196,7 +205,7 @@ struct ModelShape {
   vit::GlobalPool pool;
 };
 
-void expect_engine_matches_reference(DType prec) {
+void expect_engine_matches_reference(DType prec, bool fusion) {
   const ModelShape shapes[] = {{224, 16, 96, 4, vit::GlobalPool::kToken},   // T 197, hd 24
                                {112, 16, 128, 2, vit::GlobalPool::kAvg},    // T 50, hd 64
                                {384, 16, 160, 2, vit::GlobalPool::kToken}};  // T 577, hd 80
@@ -209,7 +218,7 @@ void expect_engine_matches_reference(DType prec) {
     cfg.final_norm = !cfg.fc_norm;
     auto model = vit::test::random_model(cfg, seed);
     auto ref = vit::make_cpu_engine(model, 2);
-    auto fast = vit::make_fast_cpu_engine(model, prec, 2);
+    auto fast = vit::make_fast_cpu_engine(model, prec, 2, fusion);
     const bool bf16_runs = prec == DType::BF16 &&
                            static_cast<int>(vit::effective_cpu_isa()) >= static_cast<int>(CpuIsa::kAvx512Bf16);
     EXPECT_NE(std::string(fast->name()).find(bf16_runs ? "bf16" : "fp32"), std::string::npos) << fast->name();
@@ -218,7 +227,8 @@ void expect_engine_matches_reference(DType prec) {
     const int64_t T = cfg.tokens(), D = cfg.hidden, C = cfg.num_classes, H = cfg.heads;
     for (int batch : {1, 3}) {
       SCOPED_TRACE("T " + std::to_string(T) + " hd " + std::to_string(cfg.head_dim()) + " batch " +
-                   std::to_string(batch) + " seed " + std::to_string(seed) + " " + fast->name());
+                   std::to_string(batch) + " seed " + std::to_string(seed) + " " + fast->name() +
+                   (fusion ? " fused" : " unfused"));
       const std::vector<float> images = random_vec(size_t(batch) * 3 * s.image * s.image);
       // Plain run (flash attention), then one asking for the maps (the probabilities path).
       std::vector<float> lr(batch * C, kNaN), er(batch * D, kNaN), ar(batch * H * T * T, kNaN),
@@ -249,8 +259,14 @@ void expect_engine_matches_reference(DType prec) {
   }
 }
 
-TEST(FastCpuEngine, Fp32MatchesReference) { expect_engine_matches_reference(DType::F32); }
-TEST(FastCpuEngine, Bf16MatchesReference) { expect_engine_matches_reference(DType::BF16); }
+TEST(FastCpuEngine, Fp32MatchesReference) { expect_engine_matches_reference(DType::F32, true); }
+TEST(FastCpuEngine, Bf16MatchesReference) { expect_engine_matches_reference(DType::BF16, true); }
+// The unfused graph (VIT_DISABLE_FUSION's form) through the same backend: separate add / GELU
+// nodes run by the reference rows, GEMMs without epilogues.
+TEST(FastCpuEngine, UnfusedGraphMatchesReference) {
+  expect_engine_matches_reference(DType::F32, false);
+  expect_engine_matches_reference(DType::BF16, false);
+}
 
 TEST(FastCpuEngine, RejectsBadArguments) {
   auto model = vit::test::random_model(vit::test::small_config(32, 32, 16, 32, 2, 1, 4), 7);

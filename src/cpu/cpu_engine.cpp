@@ -1,14 +1,14 @@
-// vit-infer: the fp32 CPU reference engine, the oracle of every GPU test and `--device cpu`.
-// Activations are batch-major, row-major fp32: tokens [B, T, D] with the cls token at row 0 of
-// each image. One OpenMP team of `threads` does all the work: GEMMs are split into single-threaded
-// OpenBLAS calls (OpenBLAS's own pool is held at 1 thread during a run, so the two pools never
-// nest or compete); LayerNorm, GELU and attention are plain loops. The ops live in
-// reference_ops.cpp (shared with the fast CPU engine and the tests); this file is the layer order.
+// vit-infer: the CPU graph executor (cpu_backend.h) and the fp32 reference backend, the oracle of
+// every test and `--device cpu --reference`. It executes the shared graph (graph/graph.h; fused
+// unless switched off) through op tables, one row per graph op {op, name, supports, prepare,
+// run}: a backend's own rows first (fast_engine.cpp), then the reference rows below, whose
+// kernels are the reference ops (cpu/ref_ops.h).
+// Activations are batch-major, row-major fp32 ([B, T, D], cls token at row 0 of each image),
+// packed per chunk of images into one host arena by lifetime (graph/arena.h). One OpenMP team of
+// `threads` does all the work (OpenBLAS held at 1 thread during a run: ref::BlasSingleThreaded).
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -16,31 +16,189 @@
 #include <vector>
 
 #include "core/error.h"
+#include "cpu/cpu_backend.h"
 #include "cpu/engine.h"
-#include "cpu/reference_ops.h"
+#include "cpu/ref_ops.h"
+#include "graph/arena.h"
+#include "graph/graph.h"
 
 namespace vit {
-namespace {
+namespace cpu {
+
+using graph::Graph;
+using graph::Node;
+using graph::Op;
 
 // Images processed per pass. Bounds the workspace (about T*(4D + max(3D, I)) floats per image,
 // ~4 MB for ViT-B/16) while keeping GEMMs tall enough (16*197 rows) to run at full speed.
 constexpr int kChunk = 16;
 
+namespace {
+
+void grow(std::vector<float>& v, int64_t n, const char* what) {
+  if (static_cast<int64_t>(v.size()) >= n) return;
+  try {
+    v.resize(static_cast<size_t>(n));
+  } catch (const std::bad_alloc&) {
+    fail(ErrorCode::kOutOfMemory, std::string("cpu engine: cannot allocate ") + std::to_string(n * 4 / (1 << 20)) +
+                                      " MiB for " + what);
+  }
+}
+
+}  // namespace
+
+// --- the op table -----------------------------------------------------------------------------
+bool all_f32(const Graph& g, const Node& n) {
+  for (int t : n.in)
+    if (t >= 0 && g.t(t).dtype != DType::F32) return false;
+  for (int t : n.out)
+    if (g.t(t).dtype != DType::F32) return false;
+  return true;
+}
+
+void fill_residual(const CpuCtx& c, const Node& n, float* y, int64_t M, int64_t N) {
+  const auto& p = n.p<graph::LinearParams>();
+  const float* src = c.p(n.in[3]);
+  if (p.table_residual) {
+    const int64_t per = c.g.t(n.in[0]).rows();
+    for (int64_t m = 0; m < M; ++m)
+      std::memcpy(y + m * N, src + (p.table_row0 + m % per) * N, static_cast<size_t>(N) * sizeof(float));
+  } else {
+    std::memcpy(y, src, static_cast<size_t>(M * N) * sizeof(float));
+  }
+}
+
+bool wants_maps(const CpuCtx& c, const Node& n) {
+  return c.out.attention_layers || (c.out.attention && n.p<graph::AttentionParams>().layer + 1 == c.g.depth);
+}
+
+void reference_attention(CpuCtx& c, const Node& n, float* out) {
+  const auto& ap = n.p<graph::AttentionParams>();
+  const int64_t T = c.g.t(n.in[0]).rows(), D = c.g.t(n.out[0]).cols(), H = ap.heads, hd = D / H;
+  grow(c.kt, c.nb * T * D, "the attention workspace");
+  grow(c.scratch, int64_t{c.nt} * T, "the attention workspace");
+  // Per-head probabilities are stored only when asked for: the last block's for out.attention,
+  // every block's (in a workspace) when head means are wanted.
+  float* probs = ap.layer + 1 == c.g.depth ? c.out.attention : nullptr;  // [nb, H, T, T]
+  if (c.out.attention_layers && !probs) {
+    grow(c.probs, c.nb * H * T * T, "the per-head attention of attention_layers");
+    probs = c.probs.data();
+  }
+  ref::attention(c.p(n.in[0]), out, probs, c.kt.data(), c.scratch.data(), c.nb, T, H, hd, c.nt);
+  if (c.out.attention_layers)
+    ref::head_mean(probs, c.out.attention_layers + int64_t{ap.layer} * c.layer_stride, c.nb, H, T, c.nt);
+}
+
+namespace {
+
+void run_patchify(CpuCtx& c, const Node& n, void*) {
+  const graph::TensorDesc& img = c.g.t(n.in[0]);
+  const int64_t C = img.shape[0], H = img.shape[1], W = img.shape[2];
+  const int64_t K = c.g.t(n.out[0]).cols();
+  int64_t P = 1;
+  while (C * P * P < K) ++P;  // K = C * P * P
+  ref::im2col(c.p(n.in[0]), c.p(n.out[0]), c.nb, C, H, W, P, c.nt);
+}
+
+bool supports_linear(const Graph& g, const Node& n) {
+  const auto& p = n.p<graph::LinearParams>();
+  return all_f32(g, n) && !(p.act != graph::Act::kNone && n.input(3) >= 0);
+}
+
+void run_linear(CpuCtx& c, const Node& n, void*) {
+  const auto& p = n.p<graph::LinearParams>();
+  const graph::TensorDesc& w = c.g.t(n.in[1]);
+  const int64_t M = c.rows(n.in[0]), K = w.cols(), N = w.shape[0];
+  float* y = c.p(n.out[0]);
+  const int r = n.input(3);
+  if (r >= 0) fill_residual(c, n, y, M, N);  // the GEMM accumulates onto it (BLAS beta = 1)
+  ref::linear(c.p(n.in[0]), M, K, c.p(n.in[1]), c.p(n.input(2)), N, y, r >= 0,
+              p.act == graph::Act::kGelu ? ref::Epilogue::kBiasGelu : ref::Epilogue::kBias, c.nt);
+}
+
+void run_embed(CpuCtx& c, const Node& n, void*) {
+  const graph::TensorDesc& pe = c.g.t(n.in[0]);
+  ref::embed(c.p(n.in[0]), c.p(n.in[1]), c.p(n.in[2]), c.p(n.input(3)), c.p(n.out[0]), c.nb, pe.rows(), pe.cols(),
+             n.p<graph::EmbedParams>().patches_final, c.nt);
+}
+
+void run_layernorm(CpuCtx& c, const Node& n, void*) {
+  const int64_t D = c.g.t(n.in[0]).cols(), R = c.rows(n.in[0]);
+  const float* x = c.p(n.in[0]);
+  if (n.input(3) >= 0) {  // fused residual add: out[1] = x + residual, out[0] = LN(out[1])
+    ref::add(x, c.p(n.in[3]), c.p(n.out[1]), R * D, c.nt);
+    x = c.p(n.out[1]);
+  }
+  ref::layer_norm(x, D, c.p(n.out[0]), D, R, D, c.p(n.in[1]), c.p(n.in[2]), n.p<graph::LayerNormParams>().eps, c.nt);
+}
+
+void run_attention(CpuCtx& c, const Node& n, void*) { reference_attention(c, n, c.p(n.out[0])); }
+
+void run_add(CpuCtx& c, const Node& n, void*) {
+  ref::add(c.p(n.in[0]), c.p(n.in[1]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
+}
+
+void run_gelu(CpuCtx& c, const Node& n, void*) {
+  ref::gelu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
+}
+
+void run_scale(CpuCtx& c, const Node& n, void*) {
+  ref::scale_cols(c.p(n.in[0]), c.p(n.in[1]), c.p(n.out[0]), c.rows(n.in[0]), c.g.t(n.in[0]).cols(), c.nt);
+}
+
+void run_pool(CpuCtx& c, const Node& n, void*) {
+  const graph::TensorDesc& x = c.g.t(n.in[0]);
+  ref::pool(c.p(n.in[0]), c.p(n.out[0]), c.nb, x.rows(), x.cols(),
+            n.p<graph::PoolParams>().kind == graph::PoolKind::kMeanPatches, c.nt);
+}
+
+void run_cast(CpuCtx& c, const Node& n, void*) {
+  std::memcpy(c.p(n.out[0]), c.p(n.in[0]), static_cast<size_t>(c.rows(n.in[0]) * c.g.t(n.in[0]).cols()) * sizeof(float));
+}
+
+const CpuOpRow kCpuOps[] = {
+    {Op::kPatchify, "im2col", all_f32, nullptr, run_patchify},
+    {Op::kLinear, "linear_openblas", supports_linear, nullptr, run_linear},
+    {Op::kEmbed, "embed", all_f32, nullptr, run_embed},
+    {Op::kLayerNorm, "layernorm", all_f32, nullptr, run_layernorm},
+    {Op::kAttention, "attention", all_f32, nullptr, run_attention},
+    {Op::kAdd, "add", all_f32, nullptr, run_add},
+    {Op::kGelu, "gelu", all_f32, nullptr, run_gelu},
+    {Op::kScale, "scale", all_f32, nullptr, run_scale},
+    {Op::kPool, "pool", all_f32, nullptr, run_pool},
+    {Op::kCast, "cast", all_f32, nullptr, run_cast},
+};
+
+const CpuOpRow& row_for(const CpuBackend& be, const Graph& g, const Node& n) {
+  for (const CpuOpRow& r : be.rows)
+    if (r.op == n.op && r.supports(g, n)) return r;
+  for (const CpuOpRow& r : kCpuOps)
+    if (r.op == n.op && r.supports(g, n)) return r;
+  fail(ErrorCode::kUnsupported, be.name + " engine: no CPU kernel for " + graph::op_name(n.op) + " node '" + n.name +
+                                    "' (" + dtype_name(g.t(n.out[0]).dtype) + " out)");
+}
+
 class CpuEngine final : public Engine {
  public:
-  CpuEngine(std::shared_ptr<const Model> model, int threads) : model_(std::move(model)) {
-    if (!model_) fail(ErrorCode::kInvalidArgument, "make_cpu_engine: model is null");
-    ref::validate_model(*model_);
+  CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend)
+      : model_(std::move(model)), backend_(std::move(backend)) {
+    if (!model_) fail(ErrorCode::kInvalidArgument, "make_" + backend_.name + "_engine: model is null");
+    graph_ = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str());
+    if (graph::fusion_enabled(fusion)) graph::fuse(graph_);
+    if (backend_.annotate) backend_.annotate(graph_);
+    for (const Node& n : graph_.nodes) {
+      rows_.push_back(&row_for(backend_, graph_, n));
+      state_.push_back(rows_.back()->prepare ? rows_.back()->prepare(graph_, n) : nullptr);
+    }
+    graph_.lifetimes(first_, last_);
     threads_ = threads > 0 ? threads : std::max(1, omp_get_num_procs());
   }
 
-  const char* name() const noexcept override { return "cpu"; }
+  const char* name() const noexcept override { return backend_.name.c_str(); }
 
-  void run(const float* images, int batch, const RunOutputs& out,
-           const std::atomic<bool>* cancel) override {
+  void run(const float* images, int batch, const RunOutputs& out, const std::atomic<bool>* cancel) override {
     if (batch < 1) {
-      fail(ErrorCode::kInvalidArgument,
-           "cpu engine run: batch must be >= 1, got " + std::to_string(batch));
+      fail(ErrorCode::kInvalidArgument, "cpu engine run: batch must be >= 1, got " + std::to_string(batch));
     }
     if (!images) fail(ErrorCode::kInvalidArgument, "cpu engine run: images is null");
 
@@ -48,128 +206,84 @@ class CpuEngine final : public Engine {
     ref::BlasSingleThreaded blas_guard;
     const ViTConfig& c = model_->cfg;
     const int64_t image_size = int64_t{c.in_chans} * c.image_h * c.image_w;
+    const int64_t T = c.tokens();
     for (int b0 = 0; b0 < batch; b0 += kChunk) {
       const int nb = std::min(kChunk, batch - b0);
       RunOutputs o;
       o.logits = out.logits ? out.logits + int64_t{b0} * c.num_classes : nullptr;
       o.embeddings = out.embeddings ? out.embeddings + int64_t{b0} * c.hidden : nullptr;
-      o.attention =
-          out.attention ? out.attention + int64_t{b0} * c.heads * c.tokens() * c.tokens() : nullptr;
-      o.attention_layers =
-          out.attention_layers ? out.attention_layers + int64_t{b0} * c.tokens() * c.tokens() : nullptr;
+      o.attention = out.attention ? out.attention + int64_t{b0} * c.heads * T * T : nullptr;
+      o.attention_layers = out.attention_layers ? out.attention_layers + int64_t{b0} * T * T : nullptr;
       // attention_layers is [depth, batch, T, T]: one layer spans the whole batch, not the chunk.
-      run_chunk(images + b0 * image_size, nb, o, int64_t{batch} * c.tokens() * c.tokens(), cancel);
+      run_chunk(images + b0 * image_size, nb, o, int64_t{batch} * T * T, cancel);
     }
   }
 
  private:
-  static void check_cancel(const std::atomic<bool>* cancel, const char* where) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) {
-      fail(ErrorCode::kCancelled, std::string("cpu engine run: cancelled ") + where);
+  // Packs this chunk's activations (planned for `nb` images) into arena_, points every tensor
+  // at its storage (weights at the model's host data, the input at the caller's images).
+  void bind(const float* images, int64_t nb) {
+    std::vector<ArenaRequest> req;
+    for (size_t t = 0; t < graph_.tensors.size(); ++t) {
+      const graph::TensorDesc& d = graph_.tensors[t];
+      const bool planned = d.kind == graph::TensorKind::kActivation && first_[t] >= 0;
+      const int64_t bytes = d.numel() * nb * static_cast<int64_t>(dtype_size(d.dtype));
+      req.push_back({planned ? bytes : 0, std::max(0, first_[t]), std::max(0, last_[t])});
     }
-  }
-
-  // Grows the workspace to hold a chunk of `nb` images (never shrinks).
-  void reserve(int64_t nb) {
-    const ViTConfig& c = model_->cfg;
-    const int64_t T = c.tokens(), D = c.hidden, I = c.mlp_hidden, N = c.num_patches();
-    const int64_t K = int64_t{c.in_chans} * c.patch * c.patch;
-    auto grow = [](std::vector<float>& v, int64_t n) {
-      if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-    };
-    try {
-      grow(x_, nb * T * D);
-      grow(h_, nb * T * D);
-      grow(kt_, nb * T * D);
-      grow(big_, nb * T * std::max(3 * D, I));
-      grow(patches_, nb * N * K);
-      grow(pooled_, nb * D);
-      grow(scratch_, int64_t{threads_} * T);
-    } catch (const std::bad_alloc&) {
-      const int64_t floats = nb * (T * (3 * D + std::max(3 * D, I)) + N * K + D);
-      fail(ErrorCode::kOutOfMemory, "cpu engine: cannot allocate the workspace for " +
-                                        std::to_string(nb) + " images (" +
-                                        std::to_string(floats * 4 / (1 << 20)) + " MiB)");
-    }
-  }
-
-  // probs_ holds every block's per-head probabilities only when attention_layers is requested,
-  // so the normal path never allocates it.
-  void grow_probs(int64_t n) {
-    if (static_cast<int64_t>(probs_.size()) >= n) return;
-    try {
-      probs_.resize(static_cast<size_t>(n));
-    } catch (const std::bad_alloc&) {
-      fail(ErrorCode::kOutOfMemory, "cpu engine: cannot allocate " + std::to_string(n * 4 / (1 << 20)) +
-                                        " MiB for the per-head attention of attention_layers");
+    const ArenaPlan plan = plan_arena(req, 64);
+    grow(arena_, plan.total / 4 + 1, "the activations of a chunk of images");
+    ptr_.assign(graph_.tensors.size(), nullptr);
+    for (size_t t = 0; t < graph_.tensors.size(); ++t) {
+      const graph::TensorDesc& d = graph_.tensors[t];
+      if (d.kind == graph::TensorKind::kWeight) ptr_[t] = const_cast<float*>(d.host->ptr());
+      else if (d.kind == graph::TensorKind::kInput) ptr_[t] = const_cast<float*>(images);  // read only
+      else ptr_[t] = arena_.data() + plan.offsets[t] / 4;
     }
   }
 
   // layer_stride: floats between consecutive layers of out.attention_layers (batch * T * T).
   void run_chunk(const float* images, int nb, const RunOutputs& out, int64_t layer_stride,
                  const std::atomic<bool>* cancel) {
-    const ViTConfig& c = model_->cfg;
-    const ViTWeights& w = model_->w;
-    const int64_t T = c.tokens(), D = c.hidden, I = c.mlp_hidden, N = c.num_patches();
-    const int64_t H = c.heads, hd = c.head_dim();
-    const int64_t K = int64_t{c.in_chans} * c.patch * c.patch;
-    const int64_t R = nb * T;  // token rows in this chunk
-    const int nt = threads_;
-    reserve(nb);
-    float* x = x_.data();      // [nb, T, D]  residual stream
-    float* h = h_.data();      // [nb, T, D]  LayerNorm output / attention output
-    float* big = big_.data();  // [nb, T, 3D] qkv, or [nb, T, I] MLP hidden
-
-    check_cancel(cancel, "before the patch embedding");
-
-    // Patch embedding (the stride-P conv as a GEMM): [nb*N, K] x patch_w[D, K]^T -> h [nb*N, D].
-    ref::im2col(c, images, nb, patches_.data(), nt);
-    ref::linear(patches_.data(), nb * N, K, w.patch_w, w.patch_b, D, h, false, ref::Epilogue::kBias, nt);
-    ref::assemble_tokens(c, w, h, x, nb, nt);
-
-    for (size_t li = 0; li < w.blocks.size(); ++li) {
-      check_cancel(cancel, "between blocks");
-      const BlockWeights& bw = w.blocks[li];
-      const bool last = li + 1 == w.blocks.size();
-
-      // Attention half: x += proj(attn(LN1(x))); the residual add is the GEMM's accumulate.
-      ref::layer_norm(x, D, h, D, R, D, bw.ln1_w, bw.ln1_b, c.ln_eps, nt);
-      ref::linear(h, R, D, bw.qkv_w, bw.qkv_b, 3 * D, big, false, ref::Epilogue::kBias, nt);  // [R, 3D]
-      // Per-head probabilities are stored only when asked for: the last block's for
-      // out.attention, every block's (in a workspace) when head means are wanted.
-      float* probs = last ? out.attention : nullptr;  // [nb, H, T, T]
-      if (out.attention_layers && !probs) {
-        grow_probs(nb * H * T * T);
-        probs = probs_.data();
+    bind(images, nb);
+    CpuCtx ctx{graph_, ptr_, nb, threads_, kt_, scratch_, probs_, out, layer_stride};
+    for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+      if (cancel && cancel->load(std::memory_order_relaxed)) {
+        fail(ErrorCode::kCancelled, "cpu engine run: cancelled before node '" + graph_.nodes[i].name + "'");
       }
-      ref::attention(big, h, probs, kt_.data(), scratch_.data(), nb, T, H, hd, nt);
-      if (out.attention_layers) {
-        ref::head_mean(probs, out.attention_layers + static_cast<int64_t>(li) * layer_stride, nb, H, T, nt);
-      }
-      ref::linear(h, R, D, bw.proj_w, bw.proj_b, D, x, true, ref::Epilogue::kBias, nt);
-
-      // MLP half: x += fc2(GELU(fc1(LN2(x)))).
-      ref::layer_norm(x, D, h, D, R, D, bw.ln2_w, bw.ln2_b, c.ln_eps, nt);
-      ref::linear(h, R, D, bw.fc1_w, bw.fc1_b, I, big, false, ref::Epilogue::kBiasGelu, nt);  // [R, I]
-      ref::linear(big, R, I, bw.fc2_w, bw.fc2_b, D, x, true, ref::Epilogue::kBias, nt);
+      rows_[i]->run(ctx, graph_.nodes[i], state_[i].get());
     }
-    check_cancel(cancel, "before pooling");
-
-    float* pooled = out.embeddings ? out.embeddings : pooled_.data();  // [nb, D]
-    ref::pool_and_head(c, w, x, h, pooled, out.logits, nb, nt);
+    const ViTConfig& c = model_->cfg;
+    if (out.embeddings)
+      std::memcpy(out.embeddings, ctx.p(graph_.embeddings), static_cast<size_t>(nb) * c.hidden * sizeof(float));
+    if (out.logits && graph_.logits >= 0)
+      std::memcpy(out.logits, ctx.p(graph_.logits), static_cast<size_t>(nb) * c.num_classes * sizeof(float));
   }
 
   std::shared_ptr<const Model> model_;
+  Graph graph_;
+  CpuBackend backend_;
+  std::vector<const CpuOpRow*> rows_;        // per node: the op-table row that runs it
+  std::vector<std::shared_ptr<void>> state_;  // per node: what its row's prepare made
+  std::vector<int> first_, last_;      // tensor lifetimes (node indices)
   int threads_ = 1;
   std::mutex mu_;  // one run at a time: the workspace below is shared
-  std::vector<float> x_, h_, kt_, big_, patches_, pooled_, scratch_;
-  std::vector<float> probs_;  // [nb, H, T, T], only for attention_layers
+  std::vector<float> arena_, kt_, scratch_, probs_;
+  std::vector<void*> ptr_;
 };
 
 }  // namespace
 
-std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads) {
-  return std::make_unique<CpuEngine>(std::move(model), threads);
+std::unique_ptr<Engine> make_graph_engine(std::shared_ptr<const Model> model, int threads, bool fusion,
+                                          CpuBackend backend) {
+  return std::make_unique<CpuEngine>(std::move(model), threads, fusion, std::move(backend));
+}
+
+}  // namespace cpu
+
+std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads, bool fusion) {
+  cpu::CpuBackend reference;
+  reference.name = "cpu";
+  return cpu::make_graph_engine(std::move(model), threads, fusion, std::move(reference));
 }
 
 }  // namespace vit

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <unordered_map>
 
 #include "core/error.h"
 
@@ -77,7 +78,7 @@ struct DnnlLinear::Impl {
     const dt xt = spec.bf16 ? dt::bf16 : dt::f32;
     dnnl::memory::desc src({M, spec.K}, xt, tag::ab);
     dnnl::memory::desc dst({M, spec.N}, spec.y_bf16 ? dt::bf16 : dt::f32, tag::ab);
-    dnnl::memory::desc b_md({1, spec.N}, dt::f32, tag::ab);
+    dnnl::memory::desc b_md = spec.has_bias ? dnnl::memory::desc({1, spec.N}, dt::f32, tag::ab) : dnnl::memory::desc();
     dnnl::post_ops po;
     if (spec.epi == LinearEpilogue::kBiasGelu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
     if (spec.epi == LinearEpilogue::kBiasAccumulate) po.append_sum(1.0f);
@@ -94,11 +95,10 @@ struct DnnlLinear::Impl {
   }
 };
 
-DnnlLinear::DnnlLinear(const Tensor& w, const Tensor& bias, const LinearSpec& spec) : impl_(std::make_unique<Impl>()) {
+DnnlLinear::DnnlLinear(const float* w, const float* bias, const LinearSpec& spec) : impl_(std::make_unique<Impl>()) {
   impl_->spec = spec;
   const int64_t N = spec.N, K = spec.K;
-  if (w.numel() != N * K || bias.numel() != N)
-    fail(ErrorCode::kInvalidArgument, "DnnlLinear: weight / bias sizes do not match N x K");
+  if (!w || (spec.has_bias && !bias)) fail(ErrorCode::kInvalidArgument, "DnnlLinear: weight / bias missing");
   dnnl_call("packing weights", [&] {
     Context& ctx = context();
     const dt wt = spec.bf16 ? dt::bf16 : dt::f32;
@@ -106,12 +106,14 @@ DnnlLinear::DnnlLinear(const Tensor& w, const Tensor& bias, const LinearSpec& sp
     impl_->wei_md = impl_->make_pd(spec.hint_m, any).weights_desc();
     // torch's [N, K] row-major is the [K, N] matrix with strides {1, K}: oneDNN's "ba".
     dnnl::memory::desc user({K, N}, dt::f32, tag::ba);
-    dnnl::memory src(user, ctx.eng, const_cast<float*>(w.ptr()));
+    dnnl::memory src(user, ctx.eng, const_cast<float*>(w));
     impl_->wei = dnnl::memory(impl_->wei_md, ctx.eng);
     dnnl::reorder(src, impl_->wei).execute(ctx.strm, src, impl_->wei);
-    dnnl::memory::desc b_md({1, N}, dt::f32, tag::ab);
-    impl_->bias = dnnl::memory(b_md, ctx.eng);
-    std::copy(bias.ptr(), bias.ptr() + N, static_cast<float*>(impl_->bias.get_data_handle()));
+    if (spec.has_bias) {
+      dnnl::memory::desc b_md({1, N}, dt::f32, tag::ab);
+      impl_->bias = dnnl::memory(b_md, ctx.eng);
+      std::copy(bias, bias + N, static_cast<float*>(impl_->bias.get_data_handle()));
+    }
     ctx.strm.wait();
   });
 }
@@ -128,8 +130,9 @@ void DnnlLinear::run(const void* x, int64_t M, void* y, int threads) {
     // oneDNN (OpenMP build) runs on omp_get_max_threads() of the calling thread.
     const int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
-    p.execute(ctx.strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, impl_->wei}, {DNNL_ARG_BIAS, impl_->bias},
-                         {DNNL_ARG_DST, dst}});
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, impl_->wei}, {DNNL_ARG_DST, dst}};
+    if (s.has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
+    p.execute(ctx.strm, args);
     ctx.strm.wait();
     omp_set_num_threads(saved);
   });

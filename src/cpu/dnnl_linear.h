@@ -23,6 +23,7 @@ struct LinearSpec {
   bool bf16 = false;      // weights and x in bf16 (else fp32)
   bool y_bf16 = false;    // y stored as bf16 (else fp32)
   LinearEpilogue epi = LinearEpilogue::kBias;
+  bool has_bias = true;   // false: no bias (the bias tensor is ignored)
   int64_t hint_m = 197;   // the M whose preferred weight layout is packed
 };
 
@@ -32,7 +33,8 @@ CpuIsa dnnl_set_isa(CpuIsa isa);
 
 class DnnlLinear {
  public:
-  DnnlLinear(const Tensor& w, const Tensor& bias, const LinearSpec& spec);
+  // w [N, K] fp32 (torch orientation), bias [N] fp32 (null when !spec.has_bias).
+  DnnlLinear(const float* w, const float* bias, const LinearSpec& spec);
   ~DnnlLinear();
   DnnlLinear(const DnnlLinear&) = delete;
   DnnlLinear& operator=(const DnnlLinear&) = delete;

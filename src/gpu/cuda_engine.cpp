@@ -34,7 +34,7 @@
 #include "cuda_check.h"
 #include "gemm.cuh"
 #include "gemm_sm90.cuh"
-#include "gpu/arena.h"
+#include "graph/arena.h"
 #include "gpu/executor.h"
 #include "gpu/lt_gemm.h"
 #include "head.cuh"

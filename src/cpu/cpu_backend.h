@@ -1,0 +1,70 @@
+// vit-infer: the CPU graph executor and the op-table interface of the CPU backends. A backend is
+// a table of rows {op, name, supports, prepare, run}; the executor (cpu_engine.cpp) picks, per
+// graph node, the first row of the backend's table that supports it, else the reference row
+// (so a backend lists only the ops it does differently). prepare runs once per node at session
+// creation (e.g. packed weights) and its state is handed to every run. Activations live in one
+// host arena per chunk of images, packed by lifetime; a tensor's bytes follow its dtype (bf16 is
+// stored as uint16). Backends: the fp32 reference (cpu_engine.cpp, the oracle) and the fast one
+// (fast_engine.cpp: oneDNN GEMMs, flash attention, bf16 where the graph is annotated so).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/engine.h"
+#include "graph/graph.h"
+
+namespace vit::cpu {
+
+// What an op's run function sees: the graph, a pointer per tensor for this chunk, the chunk's
+// image count, the team size, the workspaces and the requested attention outputs.
+struct CpuCtx {
+  const graph::Graph& g;
+  std::vector<void*>& ptr;
+  int64_t nb = 0;
+  int nt = 1;
+  std::vector<float>& kt;       // [nb, H, hd, T]
+  std::vector<float>& scratch;  // [nt, T], or any fp32 workspace a row needs (grown by it)
+  std::vector<float>& probs;    // [nb, H, T, T], only for attention_layers
+  const RunOutputs& out;        // this chunk's slices of the caller's outputs
+  int64_t layer_stride = 0;     // floats between layers of out.attention_layers
+  float* p(int t) const { return t < 0 ? nullptr : static_cast<float*>(ptr[static_cast<size_t>(t)]); }
+  void* v(int t) const { return t < 0 ? nullptr : ptr[static_cast<size_t>(t)]; }
+  int64_t rows(int t) const { return nb * g.t(t).rows(); }  // activation rows in this chunk
+};
+
+struct CpuOpRow {
+  graph::Op op;
+  const char* name;
+  bool (*supports)(const graph::Graph&, const graph::Node&);
+  std::shared_ptr<void> (*prepare)(const graph::Graph&, const graph::Node&);  // may be null
+  void (*run)(CpuCtx&, const graph::Node&, void* state);
+};
+
+struct CpuBackend {
+  std::string name;              // Engine::name()
+  std::vector<CpuOpRow> rows;    // searched before the reference rows
+  DType precision = DType::F32;  // the activation dtype the graph is built in (annotate may refine)
+  std::function<void(graph::Graph&)> annotate;  // after fusion: e.g. bf16 GEMM inputs; may be empty
+};
+
+// The engine that executes `backend` on the (fused unless `fusion` is false or
+// VIT_DISABLE_FUSION=1) graph of `model`. threads <= 0: all hardware threads.
+std::unique_ptr<Engine> make_graph_engine(std::shared_ptr<const Model> model, int threads, bool fusion,
+                                          CpuBackend backend);
+
+// Helpers the backends' rows share with the reference rows.
+bool all_f32(const graph::Graph& g, const graph::Node& n);
+// Copies a Linear node's residual (in[3]: an activation, or a per-image weight table) into y
+// [M, N] so that the GEMM accumulates onto it.
+void fill_residual(const CpuCtx& c, const graph::Node& n, float* y, int64_t M, int64_t N);
+// The reference attention with its maps: writes out (fp32), and the per-head probabilities into
+// out.attention / the head means into out.attention_layers when the caller asked for them.
+void reference_attention(CpuCtx& c, const graph::Node& n, float* out);
+// Whether this run wants the attention maps of node n's layer.
+bool wants_maps(const CpuCtx& c, const graph::Node& n);
+
+}  // namespace vit::cpu
