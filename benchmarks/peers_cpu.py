@@ -60,6 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=str(ROOT / "benchmarks/results"))
     p.add_argument("--note", default="", help="free text stored in the report (e.g. 'shared machine')")
+    p.add_argument("--replot", default=None, metavar="JSON", help="rewrite the .md / .png of an earlier run's JSON")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one peer engine
     p.add_argument("--weights", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -194,6 +195,14 @@ def main(argv=None) -> int:
     if not venv_python().exists():
         log(f"no venv at {VENV}: run with --setup first")
         return 1
+    if Path(sys.prefix).resolve() != VENV.resolve():  # the driver too runs in the venv (matplotlib)
+        os.execv(str(venv_python()), [str(venv_python()), __file__, *(sys.argv[1:] if argv is None else argv)])
+    if args.replot:
+        report = json.loads(Path(args.replot).read_text())
+        old = report["args"]
+        args.out_dir, args.threads, args.rounds, args.runs = str(Path(args.replot).parent), old["threads"], old["rounds"], old["runs"]
+        write_outputs(args, report, [e for e in old["engines"].split(",") if e], [int(b) for b in old["batches"].split(",")])
+        return 0
     engines = [e for e in args.engines.split(",") if e]
     ours = [e for e in engines if e in OURS]
     peers = [e for e in engines if e in PEERS]
