@@ -182,7 +182,7 @@ class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend)
       : model_(std::move(model)), backend_(std::move(backend)) {
-    if (!model_) fail(ErrorCode::kInvalidArgument, "make_" + backend_.name + "_engine: model is null");
+    if (!model_) fail(ErrorCode::kInvalidArgument, backend_.name + " engine: model is null");
     graph_ = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str());
     if (graph::fusion_enabled(fusion)) graph::fuse(graph_);
     if (backend_.annotate) backend_.annotate(graph_);
