@@ -11,7 +11,7 @@ endif()
 foreach(isa avx512_bf16 avx2)
   if(_vit_cpuinfo MATCHES " ${isa}( |\n)")
     add_test(NAME fast_cpu_forced_${isa}
-             COMMAND test_fast_cpu --gtest_filter=FastCpuLinear.*:FastCpuEngine.*)
+             COMMAND test_fast_cpu --gtest_filter=FastCpuLinear.*:FastCpuEngine.Fp32*:FastCpuEngine.Bf16*)
     set_tests_properties(fast_cpu_forced_${isa} PROPERTIES ENVIRONMENT VIT_CPU_ISA=${isa} TIMEOUT 600)
   endif()
 endforeach()
