@@ -354,6 +354,30 @@ TEST(Loader, NoQkvBias) {
                ErrorCode::kFormat, {"missing", "vit.encoder.layer.0.attention.attention.key.bias"});
 }
 
+// LayerScale (timm init_values): blocks.N.ls1.gamma / ls2.gamma are read into the block's
+// ls1 / ls2 and flag the config; a block missing one of them is a missing tensor.
+TEST(Loader, TimmLayerScale) {
+  Spec s;
+  TensorMap timm = make_timm(s);
+  for (int64_t i = 0; i < s.depth; ++i)
+    for (const char* g : {"ls1.gamma", "ls2.gamma"})
+      timm["blocks." + std::to_string(i) + "." + g] = test::random_tensor({s.D});
+  json cfg = {{"architecture", "vit_ls"}, {"model_args", {{"init_values", 1e-5}, {"num_heads", 4}}},
+              {"pretrained_cfg", {{"input_size", {3, 12, 12}}}}};
+  auto m = load_model(make_dir(timm, "model.safetensors", cfg));
+  expect_matches_timm(*m, timm, s);
+  EXPECT_TRUE(m->cfg.layer_scale);
+  for (int64_t i = 0; i < s.depth; ++i) {
+    const BlockWeights& b = m->w.blocks[static_cast<size_t>(i)];
+    EXPECT_EQ(b.ls1.data, timm.at("blocks." + std::to_string(i) + ".ls1.gamma").data);
+    EXPECT_EQ(b.ls2.data, timm.at("blocks." + std::to_string(i) + ".ls2.gamma").data);
+  }
+  EXPECT_NE(m->cfg.describe().find("LayerScale"), std::string::npos) << m->cfg.describe();
+  EXPECT_FALSE(load_model(make_dir(make_timm(s)), heads(4))->cfg.layer_scale);
+  timm.erase("blocks.1.ls2.gamma");
+  expect_error([&] { load_model(make_dir(timm), heads(4)); }, ErrorCode::kFormat, {"missing", "blocks.1.ls2.gamma"});
+}
+
 TEST(Loader, HalfPrecisionStorage) {
   Spec s;
   const TensorMap timm = make_timm(s);
