@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "model/model.h"
 #include "model_fixture.h"
 #include "test_api_fixture.h"

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "io/npy.h"
 #include "golden_cases.h"
 #include "model/model.h"

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "cpu/ref_ops.h"
 #include "graph/arena.h"
 #include "graph/graph.h"
