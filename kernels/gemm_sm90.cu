@@ -21,10 +21,11 @@
 #include "device_common.cuh"
 #include "gemm_epilogue.cuh"
 
-// The kernel body needs sm_90a (wgmma, setmaxnreg). nvcc compiles this file once per target:
-// only the sm_90a pass (which defines __CUDA_ARCH_FEAT_SM90_ALL) gets the body; every other
-// device pass compiles an empty kernel that gemm_sm90_available() never launches (its probe
-// reports which image the driver loaded). The host pass and the CPU emulator see the body.
+// The kernel body needs sm_90a (wgmma, setmaxnreg). Where sm_90 is built, CMakeLists.txt
+// compiles this file for sm_90a alone (its own object library: no sm_90 image or PTX that a 9.0
+// device could load instead; tools/check_sass.sh checks it). In builds without sm_90 the device
+// passes (no __CUDA_ARCH_FEAT_SM90_ALL) compile an empty kernel that gemm_sm90_available()
+// never launches (its probe reports what ran). The host pass and the CPU emulator see the body.
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define VIT_SM90A_BODY 0
 #else

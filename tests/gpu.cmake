@@ -31,8 +31,10 @@ endif()
 #                        VIT_EMU_CUBLASLT=1 (a host reference GEMM, for the agreement-check test).
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   set(_emu_src)
-  foreach(k gemm gemm_sm90 attention layernorm head patch_embed resize_normalize)
-    set(_in ${PROJECT_SOURCE_DIR}/kernels/${k}.cu)
+  # The product's own lists (CMakeLists.txt: VIT_KERNEL_SRC, VIT_GPU_HOST_SRC): a kernel added
+  # there is emulated without touching this file.
+  foreach(_in ${VIT_KERNEL_SRC})
+    get_filename_component(k ${_in} NAME_WE)
     set(_out ${CMAKE_CURRENT_BINARY_DIR}/gpu_emu_gen/${k}_emu.cpp)
     add_custom_command(OUTPUT ${_out}
                        COMMAND ${CMAKE_COMMAND} -DIN=${_in} -DOUT=${_out}
@@ -44,12 +46,13 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   # vit_gpu_emu: the CUDA engine (src/gpu) and the shipped kernels compiled once against the
   # emulator's headers (they must shadow the real cuda_runtime_api.h / cublasLt.h /
   # device_common.cuh, hence BEFORE), shared by every emulated target below.
-  add_library(vit_gpu_emu STATIC gpu_emu/emu.cpp gpu_emu/lt_gemm_stub.cpp
-              ${PROJECT_SOURCE_DIR}/src/gpu/cuda_engine.cpp
-              ${_emu_src})
+  set(_emu_host ${VIT_GPU_HOST_SRC})
+  list(FILTER _emu_host EXCLUDE REGEX "/lt_gemm\\.cpp$")  # cuBLASLt: gpu_emu/lt_gemm_stub.cpp
+  add_library(vit_gpu_emu STATIC gpu_emu/emu.cpp gpu_emu/lt_gemm_stub.cpp ${_emu_host} ${_emu_src})
   target_include_directories(vit_gpu_emu BEFORE PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/gpu_emu
                              ${PROJECT_SOURCE_DIR}/kernels ${CMAKE_CURRENT_SOURCE_DIR})
-  target_compile_definitions(vit_gpu_emu PUBLIC VIT_GPU_EMU_BUILD=1 VIT_WITH_CUDA=1)
+  # The emulator runs the Hopper kernel's body (VIT_HAVE_SM90A: a 9.0 emulated device must run it).
+  target_compile_definitions(vit_gpu_emu PUBLIC VIT_GPU_EMU_BUILD=1 VIT_WITH_CUDA=1 VIT_HAVE_SM90A=1)
   target_link_libraries(vit_gpu_emu PUBLIC vit_cpu)
 
   # Not vit_add_test: the test names equal test_gpu_kernels', so ctest gets them prefixed "emu.".
@@ -102,3 +105,14 @@ if(TARGET vit-infer-emu)
   gtest_discover_tests(test_cli_cuda_emu TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES TIMEOUT 900)
 endif()
+
+# sass.*: the shipped library (libvit) carries a Hopper GEMM that can run: an sm_90a cubin with
+# HGMMA in every wgmma kernel, and no sm_90 cubin / PTX of it beside (tools/check_sass.sh). No
+# GPU needed; cuobjdump + nvdisasm from the toolkit or from scripts/setup.sh's .venv-tools. It
+# skips (with the reason) only in a build without CUDA.
+if(TARGET vit_gpu)
+  add_test(NAME sass.ShippedLibraryHasHgmma COMMAND bash ${PROJECT_SOURCE_DIR}/tools/check_sass.sh $<TARGET_FILE:vit>)
+else()
+  add_test(NAME sass.ShippedLibraryHasHgmma COMMAND bash ${PROJECT_SOURCE_DIR}/tools/check_sass.sh --no-cuda)
+endif()
+set_tests_properties(sass.ShippedLibraryHasHgmma PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)

@@ -20,7 +20,7 @@
 #include "core/error.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/dnnl_linear.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "cpu/fast_kernels.h"
 #include "cpu/ref_ops.h"
 #include "model_fixture.h"

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "gpu/cuda_engine.h"
 #include "gpu/executor.h"
 #include "image/decode.h"
@@ -79,6 +79,15 @@ void expect_close(const Outputs& got, const Outputs& want, Precision p) {
   if (!want.layers.empty()) EXPECT_TRUE(close_rel(got.layers, want.layers, tol)) << "attention_layers";
 }
 
+// In the emulator, turns on the host stand-in for cuBLASLt (gpu_emu/lt_gemm_stub.cpp) for its
+// scope, so that the engine has a reference to check the custom kernels against. On a GPU: nothing.
+struct EmulatedCublasLt {
+#ifdef VIT_GPU_EMU
+  EmulatedCublasLt() { setenv("VIT_EMU_CUBLASLT", "1", 1); }
+  ~EmulatedCublasLt() { unsetenv("VIT_EMU_CUBLASLT"); }
+#endif
+};
+
 gpu::CudaEngine* as_cuda(const std::unique_ptr<Engine>& e) {
   auto* ce = dynamic_cast<gpu::CudaEngine*>(e.get());
   if (!ce) throw std::runtime_error("not a CudaEngine");
@@ -94,9 +103,7 @@ gpu::CudaEngine* as_cuda(const std::unique_ptr<Engine>& e) {
 // gpu_emu/lt_gemm_stub.cpp (VIT_EMU_CUBLASLT=1) and the wgmma kernel runs (compute capability 9.0).
 TEST(GpuEngineSmall, GemmAgreementCheckNeverSelectsADisagreeingKernel) {
   VIT_SKIP_WITHOUT_GPU();
-#ifdef VIT_GPU_EMU
-  setenv("VIT_EMU_CUBLASLT", "1", 1);
-#endif
+  [[maybe_unused]] const EmulatedCublasLt lt_stand_in;  // the emulator's cuBLASLt stand-in, for the test's scope
   const ViTConfig cfg = tiny_config();
   std::shared_ptr<const Model> model = random_model(cfg, 43, 1.0f);
   auto cpu = make_cpu_engine(model, 2);
@@ -164,9 +171,43 @@ TEST(GpuEngineSmall, GemmAgreementCheckNeverSelectsADisagreeingKernel) {
     EXPECT_NE(r.log.find("warning: "), std::string::npos) << r.log;
     EXPECT_NE(r.log.find("anyway because --gemm custom is forced"), std::string::npos) << r.log;
   }
-#ifdef VIT_GPU_EMU
-  unsetenv("VIT_EMU_CUBLASLT");
-#endif
+}
+
+// The agreement checks are cached by what they run (N, K, epilogue, check rows, candidate,
+// reference). With test_check_rows = 1 every check input is one image, except the head's (one
+// row per image: min(batch, 2) images), so bucket 4 needs exactly the checks that bucket 2 ran
+// and bucket 1 needs new ones (its head check has one row). kAuto times after warming the GPU.
+TEST(GpuEngineSmall, GemmChecksCachedAcrossBucketsAndTimedWarm) {
+  VIT_SKIP_WITHOUT_GPU();
+  [[maybe_unused]] const EmulatedCublasLt lt_stand_in;  // the emulator's cuBLASLt stand-in, for the test's scope
+  CudaEngineOptions o;
+  o.precision = Precision::kBF16;
+  o.max_batch = 8;
+  o.gemm = GemmChoice::kAuto;
+  o.test_check_rows = 1;
+  const ViTConfig cfg = tiny_config();
+  std::shared_ptr<const Model> model = random_model(cfg, 44, 1.0f);
+  auto gpu = make_cuda_engine(model, o);
+  auto cpu = make_cpu_engine(model, 2);
+  gpu::CudaEngine* ce = as_cuda(gpu);
+  EXPECT_EQ(ce->gemm_pick_stats().agreement_checks, 0);
+  EXPECT_FALSE(ce->gemm_pick_stats().warmed);
+  auto run_batch = [&](int batch) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    const auto img = images_for(cfg, batch);
+    expect_close(run_engine(*gpu, cfg, img, batch), run_engine(*cpu, cfg, img, batch), Precision::kBF16);
+    EXPECT_FALSE(ce->gemm_choices(batch).empty());
+    return ce->gemm_pick_stats();
+  };
+  const gpu::GemmPickStats s2 = run_batch(2);
+  EXPECT_GT(s2.agreement_checks, 0);
+  EXPECT_GT(s2.timings, 0);  // cuBLASLt and the custom kernels agree: timed
+  EXPECT_TRUE(s2.warmed);
+  const gpu::GemmPickStats s4 = run_batch(4);
+  EXPECT_EQ(s4.agreement_checks, s2.agreement_checks) << "bucket 4 runs the checks of bucket 2";
+  EXPECT_GT(s4.timings, s2.timings);  // the timing is per bucket: its own M
+  const gpu::GemmPickStats s1 = run_batch(1);
+  EXPECT_GT(s1.agreement_checks, s4.agreement_checks) << "bucket 1's head check has one row: new";
 }
 
 TEST(GpuEngineSmall, MatchesCpuThroughBucketsAndChunks) {
@@ -189,6 +230,37 @@ TEST(GpuEngineSmall, MatchesCpuThroughBucketsAndChunks) {
     }
     EXPECT_EQ(ce->arena_bytes(), ce->arena_bytes_for(4)) << ce->report();
     for (int b : {1, 2, 4}) EXPECT_TRUE(ce->bucket_uses_graph(b)) << ce->report();
+  }
+}
+
+// The same graph fused (the default) and unfused (CudaEngineOptions::fusion = false: separate
+// add / GELU nodes, bias + pos in the embed, plain QKV layout), with and without LayerScale
+// (scale nodes; the residual adds then fold into the next LayerNorm), every precision, against
+// the CPU reference; 25 tokens, head dim 24, odd batch (padded bucket).
+TEST(GpuEngineSmall, FusedAndUnfusedGraphsMatchCpuWithLayerScale) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (bool layer_scale : {false, true}) {
+    ViTConfig cfg = small_config(40, 40, 8, 48, 2, 2, 7);
+    cfg.layer_scale = layer_scale;
+    std::shared_ptr<const Model> model = random_model(cfg, 47 + layer_scale, 1.0f);
+    auto cpu = make_cpu_engine(model, 2);
+    const auto img = images_for(cfg, 3);
+    const Outputs want = run_engine(*cpu, cfg, img, 3, true);
+    for (Precision prec : {Precision::kFP32, Precision::kFP16, Precision::kBF16}) {
+      for (bool fusion : {true, false}) {
+        SCOPED_TRACE(std::string(precision_name(prec)) + (fusion ? " fused" : " unfused") +
+                     (layer_scale ? ", LayerScale" : ""));
+        CudaEngineOptions o;
+        o.precision = prec;
+        o.max_batch = 4;
+        o.fusion = fusion;
+        o.gemm = GemmChoice::kCustom;  // no tuner timing: the emulator runs every timed GEMM too
+        auto gpu = make_cuda_engine(model, o);
+        const std::string rep = as_cuda(gpu)->report();
+        EXPECT_NE(rep.find(fusion ? "(fused)" : "(unfused)"), std::string::npos) << rep;
+        expect_close(run_engine(*gpu, cfg, img, 3, true), want, prec);
+      }
+    }
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -24,10 +25,31 @@
 #include "test_gpu_util.h"
 #include "test_util.h"
 
+#ifdef VIT_GPU_EMU_BUILD
+#include "emu.h"
+#endif
+
 namespace vit::test {
 namespace {
 
 const DType kTypes[] = {DType::F32, DType::F16, DType::BF16};
+
+// Whether the wgmma kernel runs here. On a compute capability 9.0 device a build that holds its
+// sm_90a image (VIT_HAVE_SM90A, CMakeLists.txt) must run it: unavailable there is a failure of
+// the calling test, never a silent skip.
+bool sm90_runs() {
+  if (gemm_sm90_available()) return true;
+#ifdef VIT_HAVE_SM90A
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess &&
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+      minor == 0)
+    ADD_FAILURE() << "compute capability 9.0 and a build with sm_90a code, but gemm_sm90_available() is false: "
+                     "the sm_90a image did not load or its probe kernel did not run";
+#endif
+  return false;
+}
 
 double gelu_ref(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 
@@ -140,7 +162,7 @@ TEST(GpuGemm, PeriodicResidualTable) {
 #endif
   for (DType dt : kTypes) {
     for (GemmKernel kern : {GemmKernel::kAuto, GemmKernel::kSimt, GemmKernel::kSm90}) {
-      if (kern == GemmKernel::kSm90 && (dt == DType::F32 || !gemm_sm90_available())) continue;
+      if (kern == GemmKernel::kSm90 && (dt == DType::F32 || !sm90_runs())) continue;
       for (const Case& c : cases) {
         const int M = c.images * c.period, N = c.N, K = c.K;
         SCOPED_TRACE(std::string(dt_label(dt)) + " kernel " + std::to_string(static_cast<int>(kern)) + " M=" +
@@ -329,7 +351,7 @@ void run_sm90_case(const Sm90Case& c) {
 
 TEST(GpuGemmSm90, VitBaseShapesAndTails) {
   VIT_SKIP_WITHOUT_GPU();
-  if (!gemm_sm90_available()) GTEST_SKIP() << "no sm_90 device or no sm_90a code in this build";
+  if (!sm90_runs()) GTEST_SKIP() << "no sm_90 device or no sm_90a code in this build";
   const DType B = DType::BF16, H = DType::F16;
   const Sm90Case cases[] = {
       {211, 2304, 768, GemmEpilogue::kQkv, true, false, B},        // attn.qkv
@@ -349,7 +371,7 @@ TEST(GpuGemmSm90, VitBaseShapesAndTails) {
 // fragment position than a tolerance). Shapes of the tiny engine test model.
 TEST(GpuGemmSm90, MatchesTheMmaSyncKernel) {
   VIT_SKIP_WITHOUT_GPU();
-  if (!gemm_sm90_available()) GTEST_SKIP() << "no sm_90 device or no sm_90a code in this build";
+  if (!sm90_runs()) GTEST_SKIP() << "no sm_90 device or no sm_90a code in this build";
   struct C {
     int M, N, K;
     GemmEpilogue epi;
@@ -939,6 +961,90 @@ TEST(GpuHead, ToF32AndGelu) {
     EXPECT_TRUE(close_rel(dx.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));  // padding columns untouched too
   }
 }
+
+#ifdef VIT_GPU_EMU_BUILD
+// The emulator's race check (gpu_emu/emu.cpp): a pageable cudaMemcpy or a cudaMemset on the legacy
+// stream may still be in flight when it returns, and a cudaStreamNonBlocking stream is not
+// ordered after it. Work on such a stream that reaches the written allocation before anything
+// ordered the two is reported as a launch failure; ordered or unrelated work is not.
+TEST(GpuEmuRuntime, FlagsLegacyWritesRacingANonBlockingStream) {
+  const int n = 1000;
+  const std::vector<float> x = random_vec(n, -1.0f, 1.0f);
+  cudaStream_t s = nullptr, blocking = nullptr;
+  VIT_TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  VIT_TEST_CUDA(cudaStreamCreate(&blocking));
+  struct Case {
+    const char* name;
+    bool race;
+    std::function<void(DevMem& src, DevMem& dst, cudaStream_t& st)> prepare;
+  };
+  DevMem unrelated;
+  float* pinned = nullptr;
+  VIT_TEST_CUDA(cudaMallocHost(reinterpret_cast<void**>(&pinned), n * sizeof(float)));
+  std::copy(x.begin(), x.end(), pinned);
+  const Case cases[] = {
+      {"pageable upload, then the stream", true, [&](DevMem& a, DevMem&, cudaStream_t&) { a.upload(DType::F32, x); }},
+      {"cudaMemset of the output, then the stream", true, [&](DevMem& a, DevMem& d, cudaStream_t&) {
+         a.upload(DType::F32, x);
+         VIT_TEST_CUDA(cudaDeviceSynchronize());
+         d.poison();
+       }},
+      {"pageable upload, cudaDeviceSynchronize", false, [&](DevMem& a, DevMem&, cudaStream_t&) {
+         a.upload(DType::F32, x);
+         VIT_TEST_CUDA(cudaDeviceSynchronize());
+       }},
+      {"pageable upload, legacy-stream sync", false, [&](DevMem& a, DevMem&, cudaStream_t&) {
+         a.upload(DType::F32, x);
+         VIT_TEST_CUDA(cudaStreamSynchronize(nullptr));
+       }},
+      {"cudaMemcpyAsync on the stream itself", false, [&](DevMem& a, DevMem&, cudaStream_t& st) {
+         a.alloc(DType::F32, x.size());
+         VIT_TEST_CUDA(cudaMemcpyAsync(a.get(), x.data(), n * sizeof(float), cudaMemcpyHostToDevice, st));
+       }},
+      {"cudaMemcpy from pinned memory (synchronous)", false, [&](DevMem& a, DevMem&, cudaStream_t&) {
+         a.alloc(DType::F32, x.size());
+         VIT_TEST_CUDA(cudaMemcpy(a.get(), pinned, n * sizeof(float), cudaMemcpyHostToDevice));
+       }},
+      {"pageable upload, then a blocking stream", false, [&](DevMem& a, DevMem&, cudaStream_t& st) {
+         a.upload(DType::F32, x);
+         st = blocking;
+       }},
+      {"pageable upload of another buffer", false, [&](DevMem& a, DevMem&, cudaStream_t&) {
+         a.upload(DType::F32, x);
+         VIT_TEST_CUDA(cudaDeviceSynchronize());
+         unrelated.upload(DType::F32, x);  // in flight while the kernel runs, but not its memory
+       }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    DevMem src, dst(DType::F32, x.size());
+    VIT_TEST_CUDA(cudaDeviceSynchronize());
+    cudaStream_t st = s;
+    c.prepare(src, dst, st);
+    const uint64_t before = emu::races_found();
+    ToF32Params tp;
+    tp.dtype = DType::F32;
+    tp.src = src.get();
+    tp.dst = static_cast<float*>(dst.get());
+    tp.n = n;
+    // The launch wrapper checks cudaGetLastError: a race surfaces as its Error (kDevice).
+    bool failed = false;
+    try {
+      launch_to_f32(tp, st);
+      failed = cudaStreamSynchronize(st) != cudaSuccess;
+    } catch (const Error& e) {
+      failed = e.code() == ErrorCode::kDevice;
+    }
+    (void)cudaGetLastError();
+    EXPECT_EQ(emu::races_found() - before, c.race ? 1u : 0u);
+    EXPECT_EQ(failed, c.race);
+    if (!c.race) EXPECT_EQ(dst.download(), x);
+  }
+  VIT_TEST_CUDA(cudaFreeHost(pinned));
+  VIT_TEST_CUDA(cudaStreamDestroy(blocking));
+  VIT_TEST_CUDA(cudaStreamDestroy(s));
+}
+#endif
 
 }  // namespace
 }  // namespace vit::test

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "graph/graph.h"
 
 namespace vit::cpu {

@@ -17,7 +17,7 @@
 
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "cpu/ref_ops.h"
 #include "graph/arena.h"
 #include "graph/graph.h"

@@ -18,7 +18,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/dnnl_linear.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "cpu/fast_kernels.h"
 #include "cpu/ref_ops.h"
 

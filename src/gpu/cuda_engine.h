@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "cpu/engine.h"
+#include "engine/engine.h"
 
 namespace vit {
 
@@ -29,6 +29,9 @@ struct CudaEngineOptions {
   GemmChoice gemm = GemmChoice::kAuto;
   bool cuda_graphs = true;
   bool allow_tf32 = false;  // fp32 is true fp32 unless asked
+  // Run the fused graph (graph::fuse); false (or env VIT_DISABLE_FUSION=1) runs the unfused one,
+  // which computes the same function with more nodes (tests compare the two).
+  bool fusion = true;
   void* stream = nullptr;   // cudaStream_t of the caller; null = the engine's own stream
   // Testing: make every CUDA graph capture fail (as an illegal call inside the capture would), so
   // that the fallback to plain launches runs. Also set by env VIT_TEST_FAIL_GRAPH_CAPTURE=1.
@@ -38,6 +41,9 @@ struct CudaEngineOptions {
   // them, and ones that kAuto selects whenever they pass the check (instead of timing).
   // Also set by env VIT_TEST_GEMM_CORRUPT / VIT_TEST_GEMM_PREFER.
   std::string test_corrupt_gemm, test_prefer_gemm;
+  // Testing: rows of the agreement check's input, whole images up to this many (0: 8192), so
+  // that small emulated models reach the size from which buckets share their checks.
+  int test_check_rows = 0;
 };
 
 // True when the CUDA runtime reports at least one usable device (never throws).
