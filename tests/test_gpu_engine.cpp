@@ -291,6 +291,8 @@ TEST(GpuEngine, RunDeviceMatchesRunAndProfileNodes) {
         const std::vector<float>& ref = classes > 0 ? want.logits : want.emb;
         DevMem dimg(DType::F32, img), dout(DType::F32, ref.size());
         dout.poison();
+        // The upload and the poison ran on the legacy stream; `s` is non-blocking: order them.
+        sync_or_throw();
         ce->run_device(static_cast<const float*>(dimg.get()), batch, static_cast<float*>(dout.get()));
         VIT_TEST_CUDA(cudaStreamSynchronize(s));
         // Same graph and arena: equal up to run-to-run differences of cuBLASLt reductions (if any).

@@ -79,6 +79,15 @@ void expect_close(const Outputs& got, const Outputs& want, Precision p) {
   if (!want.layers.empty()) EXPECT_TRUE(close_rel(got.layers, want.layers, tol)) << "attention_layers";
 }
 
+// In the emulator, turns on the host stand-in for cuBLASLt (gpu_emu/lt_gemm_stub.cpp) for its
+// scope, so that the engine has a reference to check the custom kernels against. On a GPU: nothing.
+struct EmulatedCublasLt {
+#ifdef VIT_GPU_EMU
+  EmulatedCublasLt() { setenv("VIT_EMU_CUBLASLT", "1", 1); }
+  ~EmulatedCublasLt() { unsetenv("VIT_EMU_CUBLASLT"); }
+#endif
+};
+
 gpu::CudaEngine* as_cuda(const std::unique_ptr<Engine>& e) {
   auto* ce = dynamic_cast<gpu::CudaEngine*>(e.get());
   if (!ce) throw std::runtime_error("not a CudaEngine");
@@ -94,9 +103,7 @@ gpu::CudaEngine* as_cuda(const std::unique_ptr<Engine>& e) {
 // gpu_emu/lt_gemm_stub.cpp (VIT_EMU_CUBLASLT=1) and the wgmma kernel runs (compute capability 9.0).
 TEST(GpuEngineSmall, GemmAgreementCheckNeverSelectsADisagreeingKernel) {
   VIT_SKIP_WITHOUT_GPU();
-#ifdef VIT_GPU_EMU
-  setenv("VIT_EMU_CUBLASLT", "1", 1);
-#endif
+  [[maybe_unused]] const EmulatedCublasLt lt_stand_in;  // the emulator's cuBLASLt stand-in, for the test's scope
   const ViTConfig cfg = tiny_config();
   std::shared_ptr<const Model> model = random_model(cfg, 43, 1.0f);
   auto cpu = make_cpu_engine(model, 2);
@@ -164,9 +171,43 @@ TEST(GpuEngineSmall, GemmAgreementCheckNeverSelectsADisagreeingKernel) {
     EXPECT_NE(r.log.find("warning: "), std::string::npos) << r.log;
     EXPECT_NE(r.log.find("anyway because --gemm custom is forced"), std::string::npos) << r.log;
   }
-#ifdef VIT_GPU_EMU
-  unsetenv("VIT_EMU_CUBLASLT");
-#endif
+}
+
+// The agreement checks are cached by what they run (N, K, epilogue, check rows, candidate,
+// reference). With test_check_rows = 1 every check input is one image, except the head's (one
+// row per image: min(batch, 2) images), so bucket 4 needs exactly the checks that bucket 2 ran
+// and bucket 1 needs new ones (its head check has one row). kAuto times after warming the GPU.
+TEST(GpuEngineSmall, GemmChecksCachedAcrossBucketsAndTimedWarm) {
+  VIT_SKIP_WITHOUT_GPU();
+  [[maybe_unused]] const EmulatedCublasLt lt_stand_in;  // the emulator's cuBLASLt stand-in, for the test's scope
+  CudaEngineOptions o;
+  o.precision = Precision::kBF16;
+  o.max_batch = 8;
+  o.gemm = GemmChoice::kAuto;
+  o.test_check_rows = 1;
+  const ViTConfig cfg = tiny_config();
+  std::shared_ptr<const Model> model = random_model(cfg, 44, 1.0f);
+  auto gpu = make_cuda_engine(model, o);
+  auto cpu = make_cpu_engine(model, 2);
+  gpu::CudaEngine* ce = as_cuda(gpu);
+  EXPECT_EQ(ce->gemm_pick_stats().agreement_checks, 0);
+  EXPECT_FALSE(ce->gemm_pick_stats().warmed);
+  auto run_batch = [&](int batch) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    const auto img = images_for(cfg, batch);
+    expect_close(run_engine(*gpu, cfg, img, batch), run_engine(*cpu, cfg, img, batch), Precision::kBF16);
+    EXPECT_FALSE(ce->gemm_choices(batch).empty());
+    return ce->gemm_pick_stats();
+  };
+  const gpu::GemmPickStats s2 = run_batch(2);
+  EXPECT_GT(s2.agreement_checks, 0);
+  EXPECT_GT(s2.timings, 0);  // cuBLASLt and the custom kernels agree: timed
+  EXPECT_TRUE(s2.warmed);
+  const gpu::GemmPickStats s4 = run_batch(4);
+  EXPECT_EQ(s4.agreement_checks, s2.agreement_checks) << "bucket 4 runs the checks of bucket 2";
+  EXPECT_GT(s4.timings, s2.timings);  // the timing is per bucket: its own M
+  const gpu::GemmPickStats s1 = run_batch(1);
+  EXPECT_GT(s1.agreement_checks, s4.agreement_checks) << "bucket 1's head check has one row: new";
 }
 
 TEST(GpuEngineSmall, MatchesCpuThroughBucketsAndChunks) {

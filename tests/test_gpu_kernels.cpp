@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -23,6 +24,10 @@
 #include "patch_embed.cuh"
 #include "test_gpu_util.h"
 #include "test_util.h"
+
+#ifdef VIT_GPU_EMU_BUILD
+#include "emu.h"
+#endif
 
 namespace vit::test {
 namespace {
@@ -939,6 +944,90 @@ TEST(GpuHead, ToF32AndGelu) {
     EXPECT_TRUE(close_rel(dx.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));  // padding columns untouched too
   }
 }
+
+#ifdef VIT_GPU_EMU_BUILD
+// The emulator's race check (gpu_emu/emu.cpp): a pageable cudaMemcpy or a cudaMemset on the legacy
+// stream may still be in flight when it returns, and a cudaStreamNonBlocking stream is not
+// ordered after it. Work on such a stream that reaches the written allocation before anything
+// ordered the two is reported as a launch failure; ordered or unrelated work is not.
+TEST(GpuEmuRuntime, FlagsLegacyWritesRacingANonBlockingStream) {
+  const int n = 1000;
+  const std::vector<float> x = random_vec(n, -1.0f, 1.0f);
+  cudaStream_t s = nullptr, blocking = nullptr;
+  VIT_TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  VIT_TEST_CUDA(cudaStreamCreate(&blocking));
+  struct Case {
+    const char* name;
+    bool race;
+    std::function<void(DevMem& src, DevMem& dst, cudaStream_t& st)> prepare;
+  };
+  DevMem unrelated;
+  float* pinned = nullptr;
+  VIT_TEST_CUDA(cudaMallocHost(reinterpret_cast<void**>(&pinned), n * sizeof(float)));
+  std::copy(x.begin(), x.end(), pinned);
+  const Case cases[] = {
+      {"pageable upload, then the stream", true, [&](DevMem& a, DevMem&, cudaStream_t&) { a.upload(DType::F32, x); }},
+      {"cudaMemset of the output, then the stream", true, [&](DevMem& a, DevMem& d, cudaStream_t&) {
+         a.upload(DType::F32, x);
+         VIT_TEST_CUDA(cudaDeviceSynchronize());
+         d.poison();
+       }},
+      {"pageable upload, cudaDeviceSynchronize", false, [&](DevMem& a, DevMem&, cudaStream_t&) {
+         a.upload(DType::F32, x);
+         VIT_TEST_CUDA(cudaDeviceSynchronize());
+       }},
+      {"pageable upload, legacy-stream sync", false, [&](DevMem& a, DevMem&, cudaStream_t&) {
+         a.upload(DType::F32, x);
+         VIT_TEST_CUDA(cudaStreamSynchronize(nullptr));
+       }},
+      {"cudaMemcpyAsync on the stream itself", false, [&](DevMem& a, DevMem&, cudaStream_t& st) {
+         a.alloc(DType::F32, x.size());
+         VIT_TEST_CUDA(cudaMemcpyAsync(a.get(), x.data(), n * sizeof(float), cudaMemcpyHostToDevice, st));
+       }},
+      {"cudaMemcpy from pinned memory (synchronous)", false, [&](DevMem& a, DevMem&, cudaStream_t&) {
+         a.alloc(DType::F32, x.size());
+         VIT_TEST_CUDA(cudaMemcpy(a.get(), pinned, n * sizeof(float), cudaMemcpyHostToDevice));
+       }},
+      {"pageable upload, then a blocking stream", false, [&](DevMem& a, DevMem&, cudaStream_t& st) {
+         a.upload(DType::F32, x);
+         st = blocking;
+       }},
+      {"pageable upload of another buffer", false, [&](DevMem& a, DevMem&, cudaStream_t&) {
+         a.upload(DType::F32, x);
+         VIT_TEST_CUDA(cudaDeviceSynchronize());
+         unrelated.upload(DType::F32, x);  // in flight while the kernel runs, but not its memory
+       }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    DevMem src, dst(DType::F32, x.size());
+    VIT_TEST_CUDA(cudaDeviceSynchronize());
+    cudaStream_t st = s;
+    c.prepare(src, dst, st);
+    const uint64_t before = emu::races_found();
+    ToF32Params tp;
+    tp.dtype = DType::F32;
+    tp.src = src.get();
+    tp.dst = static_cast<float*>(dst.get());
+    tp.n = n;
+    // The launch wrapper checks cudaGetLastError: a race surfaces as its Error (kDevice).
+    bool failed = false;
+    try {
+      launch_to_f32(tp, st);
+      failed = cudaStreamSynchronize(st) != cudaSuccess;
+    } catch (const Error& e) {
+      failed = e.code() == ErrorCode::kDevice;
+    }
+    (void)cudaGetLastError();
+    EXPECT_EQ(emu::races_found() - before, c.race ? 1u : 0u);
+    EXPECT_EQ(failed, c.race);
+    if (!c.race) EXPECT_EQ(dst.download(), x);
+  }
+  VIT_TEST_CUDA(cudaFreeHost(pinned));
+  VIT_TEST_CUDA(cudaStreamDestroy(blocking));
+  VIT_TEST_CUDA(cudaStreamDestroy(s));
+}
+#endif
 
 }  // namespace
 }  // namespace vit::test

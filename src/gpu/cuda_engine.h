@@ -38,6 +38,9 @@ struct CudaEngineOptions {
   // them, and ones that kAuto selects whenever they pass the check (instead of timing).
   // Also set by env VIT_TEST_GEMM_CORRUPT / VIT_TEST_GEMM_PREFER.
   std::string test_corrupt_gemm, test_prefer_gemm;
+  // Testing: rows of the agreement check's input, whole images up to this many (0: 8192), so
+  // that small emulated models reach the size from which buckets share their checks.
+  int test_check_rows = 0;
 };
 
 // True when the CUDA runtime reports at least one usable device (never throws).

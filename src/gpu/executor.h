@@ -23,6 +23,15 @@ struct NodeTiming {
   double ms = 0;
 };
 
+// What the GEMM choice (GemmChoice) has done so far: agreement checks actually run (each
+// distinct (N, K, epilogue, check rows, candidate) once per engine), timed shape comparisons
+// (kAuto), and whether the GPU was warmed up before the first of them.
+struct GemmPickStats {
+  int agreement_checks = 0;
+  int timings = 0;
+  bool warmed = false;
+};
+
 class CudaEngine : public Engine {
  public:
   // Device bytes of the activation arena allocated now (0 before the first run; it grows to the
@@ -41,6 +50,7 @@ class CudaEngine : public Engine {
   // implementation whose result agreed with the reference (cuBLASLt, else mma.sync) on a random
   // input of the node's shape, except under a forced --gemm custom, where it warns.
   virtual std::vector<std::pair<std::string, std::string>> gemm_choices(int bucket) const = 0;
+  virtual GemmPickStats gemm_pick_stats() const = 0;
 
   // Device-resident run: d_images [batch, C, H, W] fp32 on the engine's device, d_logits
   // [batch, classes] fp32 on the device ([batch, D] pooled embeddings when num_classes == 0; may

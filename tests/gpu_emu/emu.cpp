@@ -534,6 +534,7 @@ void setmaxnreg(int regs) {
 
 // --- mock runtime -------------------------------------------------------------------------
 struct CUstream_st {
+  bool nonblocking = false;  // cudaStreamNonBlocking: not ordered after the legacy stream's work
   bool capturing = false;
   bool invalidated = false;  // an illegal call happened during the capture
   std::vector<std::function<void()>> ops;
@@ -580,7 +581,71 @@ MemState& mem() {
 }
 uint64_t g_launches = 0;
 
+// Unordered legacy-stream writes (the race check). A pageable cudaMemcpy to the device, a
+// device-to-device cudaMemcpy and a cudaMemset run on the legacy stream and may still be in
+// flight when they return; work on a cudaStreamNonBlocking stream is not ordered after them.
+// Each such write marks its whole allocation until something orders it: cudaDeviceSynchronize,
+// cudaStreamSynchronize(0), cudaFree (an implicit device synchronisation), a device-to-host
+// cudaMemcpy (synchronous with the legacy stream), and, for the writes before it, the next
+// host-to-device cudaMemcpy (the runtime synchronises the legacy stream before staging it).
+// Work submitted to a non-blocking stream whose parameters hold a pointer into a marked
+// allocation is a race: reported as a launch error at the next synchronisation, as a fault is.
+struct Pending {
+  uintptr_t lo, hi;
+  const char* what;
+};
+std::vector<Pending> g_pending;
+std::map<void*, size_t> g_pinned;  // cudaMallocHost blocks: copies from them are synchronous
+uint64_t g_races = 0;
+
+bool is_pinned(const void* p) {
+  const auto u = reinterpret_cast<uintptr_t>(p);
+  auto it = g_pinned.upper_bound(const_cast<void*>(p));
+  if (it == g_pinned.begin()) return false;
+  --it;
+  return u < reinterpret_cast<uintptr_t>(it->first) + it->second;
+}
+// The live device allocation holding p, or {0, 0}.
+std::pair<uintptr_t, uintptr_t> allocation_of(const void* p) {
+  const auto& live = mem().live;
+  auto it = live.upper_bound(const_cast<void*>(p));
+  if (it == live.begin()) return {0, 0};
+  --it;
+  const auto lo = reinterpret_cast<uintptr_t>(it->first), u = reinterpret_cast<uintptr_t>(p);
+  return u < lo + it->second ? std::make_pair(lo, lo + it->second) : std::make_pair(uintptr_t{0}, uintptr_t{0});
+}
+void note_legacy_write(const void* dst, const char* what) {
+  const auto a = allocation_of(dst);
+  if (a.first) g_pending.push_back({a.first, a.second, what});
+}
+void race(const std::string& what) {
+  ++g_races;
+  if (g_err == cudaSuccess) {
+    g_err = cudaErrorLaunchFailure;
+    g_msg = what;
+  }
+  std::fprintf(stderr, "[gpu-emu] race: %s\n", what.c_str());
+}
+
 }  // namespace
+
+void check_unordered(cudaStream_t s, const void* params, size_t bytes, const char* what) {
+  std::lock_guard<std::recursive_mutex> lk(rt_mutex());
+  if (!s || !s->nonblocking || g_pending.empty()) return;
+  const auto* b = static_cast<const unsigned char*>(params);
+  for (size_t off = 0; off + sizeof(uintptr_t) <= bytes; off += alignof(void*)) {
+    uintptr_t w;
+    std::memcpy(&w, b + off, sizeof w);
+    for (const Pending& p : g_pending)
+      if (w >= p.lo && w < p.hi) {
+        race(std::string(what) + " on a non-blocking stream uses device memory that a " + p.what +
+             " wrote with nothing ordering the two (use cudaMemcpyAsync / cudaMemsetAsync on that stream, or "
+             "synchronise first)");
+        return;
+      }
+  }
+}
+uint64_t races_found() { return g_races; }
 
 void set_device_memory_limit(size_t bytes) {
   std::lock_guard<std::recursive_mutex> lk(rt_mutex());
@@ -717,6 +782,7 @@ cudaError_t cudaFree(void* p) {
   auto& m = emu::mem();
   auto it = m.live.find(p);
   if (it == m.live.end()) return fail_call(cudaErrorInvalidValue);
+  emu::g_pending.clear();  // cudaFree synchronises the device
   const size_t sz = it->second;
   m.live.erase(it);
   m.used -= sz;
@@ -735,43 +801,62 @@ cudaError_t cudaFree(void* p) {
 cudaError_t cudaMallocHost(void** p, size_t n) {
   EMU_LOCK;
   if (cudaError_t e = capture_guard()) return e;
-  *p = std::aligned_alloc(256, (std::max<size_t>(n, 1) + 255) / 256 * 256);
+  const size_t sz = (std::max<size_t>(n, 1) + 255) / 256 * 256;
+  *p = std::aligned_alloc(256, sz);
+  if (*p) emu::g_pinned[*p] = sz;
   return *p ? cudaSuccess : fail_call(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFreeHost(void* p) {
   EMU_LOCK;
   if (cudaError_t e = capture_guard()) return e;
+  emu::g_pinned.erase(p);
   std::free(p);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
   EMU_LOCK;
   if (cudaError_t e = capture_guard()) return e;
+  // The kind is inferred from the pointers (as cudaMemcpyDefault would be).
+  const bool dst_dev = emu::allocation_of(dst).first != 0, src_dev = emu::allocation_of(src).first != 0;
+  if (dst_dev && !src_dev) {
+    emu::g_pending.clear();  // the legacy stream is synchronised before the copy is staged
+    if (!emu::is_pinned(src)) emu::note_legacy_write(dst, "pageable host-to-device cudaMemcpy");
+  } else if (dst_dev) {
+    emu::note_legacy_write(dst, "device-to-device cudaMemcpy");
+  } else if (src_dev) {
+    emu::g_pending.clear();  // device-to-host: returns once the legacy stream's work is done
+  }
   std::memcpy(dst, src, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int v, size_t n) {
   EMU_LOCK;
   if (cudaError_t e = capture_guard()) return e;
+  emu::note_legacy_write(p, "cudaMemset");
   std::memset(p, v, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind, cudaStream_t s) {
+  const void* ptrs[2] = {dst, src};
+  emu::check_unordered(s, ptrs, sizeof ptrs, "cudaMemcpyAsync");
   emu::submit(s, [=] { std::memcpy(dst, src, n); });
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t s) {
+  emu::check_unordered(s, &p, sizeof p, "cudaMemsetAsync");
   emu::submit(s, [=] { std::memset(p, v, n); });
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize() {
   EMU_LOCK;
   if (cudaError_t e = capture_guard()) return e;
+  emu::g_pending.clear();
   return cudaGetLastError();
 }
 cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
   *s = new CUstream_st;
+  (*s)->nonblocking = (flags & cudaStreamNonBlocking) != 0;
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
@@ -780,9 +865,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete s;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   EMU_LOCK;
   if (cudaError_t e = capture_guard()) return e;
+  if (!s) emu::g_pending.clear();  // the legacy stream
   // Asynchronous faults surface at the next synchronisation, as on the device.
   return cudaGetLastError();
 }

@@ -69,6 +69,12 @@ void submit(cudaStream_t s, std::function<void()> op);
 // Device-memory budget of the mock cudaMalloc (bytes; default 80 GiB or $VIT_EMU_DEVICE_MEMORY).
 void set_device_memory_limit(size_t bytes);
 size_t device_memory_used();
+// The race check (emu.cpp, "unordered legacy-stream writes"): work about to be submitted to
+// stream `s` whose parameter bytes (scanned for pointers) reach device memory that a legacy-stream
+// write (pageable cudaMemcpy, cudaMemset) left unordered is reported as a launch error.
+void check_unordered(cudaStream_t s, const void* params, size_t bytes, const char* what);
+// Races reported so far (tests).
+uint64_t races_found();
 // Number of kernel launches actually executed (graph replays included), for tests.
 uint64_t launches_run();
 
@@ -87,7 +93,9 @@ struct Launcher {
     auto fn = f;
     const dim3 g = grid, b = block;
     const size_t sm = smem;
-    submit(stream, [fn, g, b, sm, tup = std::make_tuple(args...)] {
+    auto tup = std::make_tuple(args...);
+    check_unordered(stream, &tup, sizeof tup, "a kernel launch");
+    submit(stream, [fn, g, b, sm, tup = std::move(tup)] {
       run_grid(g, b, sm, [&] { std::apply(fn, tup); }, reinterpret_cast<const void*>(fn));
     });
   }

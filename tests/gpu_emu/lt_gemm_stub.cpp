@@ -55,6 +55,7 @@ bool LtGemm::supports(const GemmParams& p) {
 
 void LtGemm::run(const GemmParams& p, cudaStream_t stream) {
   if (!supports(p)) throw Error(ErrorCode::kUnsupported, "LtGemm::run: cuBLASLt is not emulated");
+  emu::check_unordered(stream, &p, sizeof p, "a cuBLASLt GEMM");
   emu::submit(stream, [p] {
     for (int m = 0; m < p.M; ++m)
       for (int n = 0; n < p.N; ++n) {
