@@ -90,7 +90,7 @@ class Prediction:
     """One of the top-k classes of an image."""
 
     index: int
-    label: str
+    label: Optional[str]  # None when the model has no labels
     prob: float
 
 
@@ -136,9 +136,9 @@ class Model:
         """The resolved configuration as ``vit-infer info`` prints it."""
         return self._m.describe()
 
-    def label(self, index: int) -> str:
-        """The label of class ``index``, or its number when the model has no labels."""
-        return self.labels[index] if index < len(self.labels) else str(index)
+    def label(self, index: int) -> Optional[str]:
+        """The label of class ``index``, or None when the model has no labels."""
+        return self.labels[index] if 0 <= index < len(self.labels) else None
 
     def __repr__(self) -> str:
         i = self.info
