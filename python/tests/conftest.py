@@ -8,10 +8,17 @@ import os
 import pathlib
 import shutil
 
-import numpy as np
-import pytest
+# Ray on Linux resolves "127.0.0.1" to the machine's outward address; off, every Ray address (GCS,
+# raylets, workers, Serve's proxy) stays on loopback. Read when ray is first imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# The serving tests run one proxy (on the head) for two nodes; Serve's proxy would otherwise send
+# every request to the replica on its own node. Inherited by the raylets and so by the proxy actor.
+os.environ.setdefault("RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING", "0")
 
-import vit_infer
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import vit_infer  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo"
