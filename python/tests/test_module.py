@@ -318,6 +318,16 @@ def test_cancel_from_another_thread_stops_a_run(slow):
 
 # ---- errors -------------------------------------------------------------------------------------
 
+def test_the_package_ships_type_stubs():
+    import pathlib
+    pkg = pathlib.Path(vit_infer.__file__).parent
+    assert (pkg / "py.typed").exists()
+    stub = (pkg / "_vit_infer.pyi").read_text()
+    for name in ("class Model", "class Session", "def run(", "def run_images(", "def cancel(", "def decode_image("):
+        assert name in stub, name
+    assert vit_infer.Session.run.__doc__ and vit_infer.Model.__doc__ and vit_infer.Session.classify.__doc__
+
+
 def test_one_exception_class_per_status_code():
     assert sorted(vit_infer.ERRORS) == list(range(1, 9))
     for code, cls in vit_infer.ERRORS.items():
@@ -381,6 +391,14 @@ def test_python_m_classify_prints_what_the_program_prints(tmp_path):
         assert [t["index"] for t in a["topk"]] == [t["index"] for t in b["topk"]]
         assert [t["label"] for t in a["topk"]] == [t["label"] for t in b["topk"]]
         assert [t["prob"] for t in a["topk"]] == pytest.approx([t["prob"] for t in b["topk"]], abs=1e-6)
+    # A directory: the same files, in the same order (expected.json is skipped).
+    d = subprocess.run([sys.executable, "-m", "vit_infer", "classify", "--model", str(DEMO), "--json",
+                        str(DEMO / "samples")], capture_output=True, text=True, cwd=ROOT)
+    ref_d = subprocess.run([str(cli), "classify", "--model", str(DEMO), "--json", str(DEMO / "samples")],
+                           capture_output=True, text=True)
+    assert d.returncode == 0 and ref_d.returncode == 0, d.stderr + ref_d.stderr
+    assert [json.loads(x)["file"] for x in d.stdout.splitlines()] == \
+        [json.loads(x)["file"] for x in ref_d.stdout.splitlines()]
     ref = subprocess.run([str(cli), "classify", "--model", model, inputs[-2]], capture_output=True, text=True)
     ref_table = [line.split("\t") for line in ref.stdout.splitlines()[1:]]
     assert [r[:4] + r[5:] for r in table[1:]] == [r[:4] + r[5:] for r in ref_table]  # label "-": none

@@ -158,6 +158,7 @@ def test_bad_bodies_get_400_and_their_batch_succeeds(cluster, reference, demo):
         "float64 npy": (_npy(np.zeros((3, 64, 64))), "float64; send float32"),
         "wrong shape": (_npy(np.zeros((3, 32, 32), np.float32)), r"shape \[3, 32, 32\]; the model takes \[3, 64, 64\]"),
         "broken npy": (b"\x93NUMPY\x01\x00garbage", "not a readable .npy"),
+        "nan npy": (_npy(np.full((3, 64, 64), np.nan, np.float32)), "NaN or infinite"),
         "oversize": (b"\x89PNG" + bytes(MAX_BODY), f"exceeds the limit of {MAX_BODY} bytes"),
         "empty": (b"", "empty body"),
     }

@@ -21,13 +21,31 @@ import numpy as np
 from . import Model, Prediction, Session, VitError
 
 
+_MAGIC = (b"\x93NUMPY", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+def _is_input(path: str) -> bool:
+    """A directory's file that is an input: .npy / PNG / JPEG by name, else by its leading bytes
+    (as vit-infer classify picks them; notes and JSON sidecars are skipped)."""
+    if path.lower().endswith((".npy", ".png", ".jpg", ".jpeg")):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC)
+
+
 def _expand(inputs: Sequence[str]) -> Iterator[str]:
     for p in inputs:
         if os.path.isdir(p):
+            found = []
             for root, dirs, files in os.walk(p):
-                dirs.sort()
-                for f in sorted(files):
-                    yield os.path.join(root, f)
+                dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden trees are skipped
+                found += [os.path.join(root, f) for f in files
+                          if not f.startswith(".") and os.path.isfile(os.path.join(root, f))]
+            yield from sorted(f for f in found if _is_input(f))
         else:
             yield p
 

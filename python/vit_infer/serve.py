@@ -138,6 +138,8 @@ class VitDeployment:
             if tuple(a.shape) != self._shape:
                 want = list(self._shape)
                 raise ValueError(f".npy array has shape {list(a.shape)}; the model takes {want} (or [1, *{want}])")
+            if not np.isfinite(a).all():
+                raise ValueError(".npy array holds NaN or infinite values")
             return _Item(array=np.ascontiguousarray(a))
         return _Item(pixels=vit_infer.decode_image(body, "body"))
 
