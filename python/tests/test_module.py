@@ -2,6 +2,7 @@
 output, input checks, zero-copy input, GIL release, thread sharing, cancel, exceptions, the CLI."""
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import subprocess
@@ -143,6 +144,45 @@ def test_inputs_are_read_in_place(demo, demo_session):
     ro = x.copy()
     ro.flags.writeable = False  # read-only arrays are fine: the engine only reads
     np.testing.assert_array_equal(demo_session.run(ro), want)
+
+
+class FakeCudaTensor:
+    """A DLPack producer whose tensor says it lives on CUDA device 0 (a hand-made DLManagedTensor;
+    its data pointer is never dereferenced): the module must refuse it with a message, not read it."""
+
+    class _Device(ctypes.Structure):
+        _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+    class _DType(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+    class _Tensor(ctypes.Structure):
+        pass
+
+    _Tensor._fields_ = [("data", ctypes.c_void_p), ("device", _Device), ("ndim", ctypes.c_int32),
+                        ("dtype", _DType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                        ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64),
+                        ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
+
+    def __init__(self, shape):
+        self._shape = (ctypes.c_int64 * len(shape))(*shape)
+        self._t = self._Tensor(0x1000, self._Device(2, 0), len(shape), self._DType(2, 32, 1), self._shape, None, 0,
+                               None, None)  # kDLCUDA, float32, C-contiguous (strides NULL)
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+    def __dlpack__(self, *args, **kwargs):
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        return new(ctypes.addressof(self._t), b"dltensor", None)
+
+
+def test_device_tensors_are_refused_with_a_message(demo_session):
+    # The C API's vit_session_run reads host memory; a CUDA tensor would need a device-pointer entry
+    # point. Not run on a GPU: this hand-made CUDA DLPack tensor stands in for torch / cupy ones.
+    with pytest.raises(TypeError, match=r"device memory \(DLPack device type 2\).*host"):
+        demo_session.run(FakeCudaTensor((1, 3, 64, 64)))
 
 
 def test_torch_cpu_tensor_is_read_in_place(demo, demo_session):
