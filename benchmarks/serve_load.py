@@ -79,6 +79,54 @@ async def load(url: str, bodies: list[bytes], concurrency: int, seconds: float, 
             "elapsed_s": elapsed}
 
 
+def write_random_vit(out: pathlib.Path, dim: int, depth: int, heads: int, img: int, patch: int,
+                     classes: int = 10, seed: int = 0) -> pathlib.Path:
+    """A random-weight ViT in timm's layout (model.safetensors + config.json), for load runs at a
+    size where compute dominates. Weights U(-a, a), a = sqrt(3 / fan_in); LayerNorm weights ~1."""
+    rng = np.random.default_rng(seed)
+    n = (img // patch) ** 2 + 1
+    t: dict[str, np.ndarray] = {}
+
+    def lin(name, o, i):
+        a = (3.0 / i) ** 0.5
+        t[name + ".weight"] = rng.uniform(-a, a, (o, i)).astype(np.float32)
+        t[name + ".bias"] = rng.uniform(-0.1, 0.1, o).astype(np.float32)
+
+    def ln(name):
+        t[name + ".weight"] = rng.uniform(0.8, 1.2, dim).astype(np.float32)
+        t[name + ".bias"] = rng.uniform(-0.1, 0.1, dim).astype(np.float32)
+
+    t["cls_token"] = rng.uniform(-0.5, 0.5, (1, 1, dim)).astype(np.float32)
+    t["pos_embed"] = rng.uniform(-0.5, 0.5, (1, n, dim)).astype(np.float32)
+    lin("patch_embed.proj", dim, 3 * patch * patch)
+    t["patch_embed.proj.weight"] = t["patch_embed.proj.weight"].reshape(dim, 3, patch, patch)
+    for b in range(depth):
+        ln(f"blocks.{b}.norm1")
+        lin(f"blocks.{b}.attn.qkv", 3 * dim, dim)
+        lin(f"blocks.{b}.attn.proj", dim, dim)
+        ln(f"blocks.{b}.norm2")
+        lin(f"blocks.{b}.mlp.fc1", 4 * dim, dim)
+        lin(f"blocks.{b}.mlp.fc2", dim, 4 * dim)
+    ln("norm")
+    lin("head", classes, dim)
+    header, off = {}, 0
+    for k, v in t.items():
+        header[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [off, off + v.nbytes]}
+        off += v.nbytes
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "model.safetensors", "wb") as f:
+        f.write(len(h).to_bytes(8, "little") + h)
+        for v in t.values():
+            f.write(np.ascontiguousarray(v).tobytes())
+    cfg = {"architecture": "vit_tiny_patch16_224", "num_classes": classes, "global_pool": "token",
+           "model_args": {"img_size": [img, img], "patch_size": patch, "embed_dim": dim, "depth": depth,
+                          "num_heads": heads, "mlp_ratio": 4.0, "num_classes": classes, "global_pool": "token"}}
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
 def machine_state() -> dict:
     load1, load5, load15 = os.getloadavg()
     top = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout
@@ -90,6 +138,8 @@ def machine_state() -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "demo"))
+    ap.add_argument("--random-vit", default=None, metavar="DIM,DEPTH,HEADS,IMG,PATCH",
+                    help="instead of --model: a random-weight ViT of this shape (written to a temp dir)")
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--warmup", type=float, default=2.0)
@@ -101,6 +151,11 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="output path without extension (.json and .md are written)")
     a = ap.parse_args()
     concs = [int(c) for c in a.concurrency.split(",")]
+    if a.random_vit:
+        import tempfile
+        dim, depth, heads, img, patch = (int(v) for v in a.random_vit.split(","))
+        a.model = str(write_random_vit(pathlib.Path(tempfile.mkdtemp(prefix="vit-load-")), dim, depth, heads, img,
+                                       patch))
     bodies = [p.read_bytes() for p in sorted((ROOT / "models" / "demo" / "samples").glob("sample_*"))]
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
@@ -143,7 +198,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
     lines = [f"# vit_infer.serve load run, {doc['date']}", "",
-             f"Commit `{commit}`{' (uncommitted changes)' if dirty else ''}; model `{a.model}` "
+             f"Commit `{commit}`{' (uncommitted changes)' if dirty else ''}; model "
+             f"`{('random ViT ' + a.random_vit + ' (dim,depth,heads,img,patch)') if a.random_vit else a.model}` "
              f"({doc['info']['param_count']} parameters, {doc['info']['image_height']}px); one replica "
              f"({a.replica_cpus} CPU, {a.threads} engine thread), max_batch_size {a.max_batch_size}, "
              f"batch_wait_timeout_s {a.batch_wait_timeout_s}; {a.repeats} runs of {a.seconds} s "
