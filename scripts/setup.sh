@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libopenblas-dev libzip-dev
       libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
-      clang libclang-rt-14-dev libomp-14-dev)  # clang: the libFuzzer targets of scripts/fuzz.sh
+      clang libclang-rt-14-dev libomp-14-dev python3-venv)  # clang: the libFuzzer targets of scripts/fuzz.sh
 if [ "${VIT_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -49,6 +49,16 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
 else
   echo "setup: nvcc not found, building the CPU engine only" >&2
   cuda_flags=(-DVIT_ENABLE_CUDA=OFF)
+fi
+# cuobjdump + nvdisasm for the SASS check of CUDA builds (ctest sass.*, tools/check_sass.sh):
+# a toolkit may come without them; NVIDIA ships both on PyPI, installed into .venv-tools.
+if [ "${cuda_flags[0]}" = -DVIT_ENABLE_CUDA=ON ] && ! [ -x /usr/local/cuda/bin/cuobjdump ] &&
+   ! ls .venv-tools/lib/python3*/site-packages/nvidia/cu*/bin/nvdisasm >/dev/null 2>&1; then
+  echo "setup: installing cuobjdump + nvdisasm (PyPI) into .venv-tools" >&2
+  python3 -m venv .venv-tools
+  .venv-tools/bin/python -m pip install -q --disable-pip-version-check \
+    nvidia-cuda-cuobjdump==13.2.51 nvidia-cuda-nvdisasm==13.2.51 ||
+    echo "setup: warning: could not install cuobjdump / nvdisasm: ctest sass.* will fail" >&2
 fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_flags[@]}" \
   -DVIT_BUILD_PYTHON=ON "-DPython_EXECUTABLE=$PWD/$venv/bin/python" >/dev/null

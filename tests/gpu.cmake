@@ -49,7 +49,8 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
               ${_emu_src})
   target_include_directories(vit_gpu_emu BEFORE PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/gpu_emu
                              ${PROJECT_SOURCE_DIR}/kernels ${CMAKE_CURRENT_SOURCE_DIR})
-  target_compile_definitions(vit_gpu_emu PUBLIC VIT_GPU_EMU_BUILD=1 VIT_WITH_CUDA=1)
+  # The emulator runs the Hopper kernel's body (VIT_HAVE_SM90A: a 9.0 emulated device must run it).
+  target_compile_definitions(vit_gpu_emu PUBLIC VIT_GPU_EMU_BUILD=1 VIT_WITH_CUDA=1 VIT_HAVE_SM90A=1)
   target_link_libraries(vit_gpu_emu PUBLIC vit_cpu)
 
   # Not vit_add_test: the test names equal test_gpu_kernels', so ctest gets them prefixed "emu.".
@@ -102,3 +103,14 @@ if(TARGET vit-infer-emu)
   gtest_discover_tests(test_cli_cuda_emu TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES TIMEOUT 900)
 endif()
+
+# sass.*: the shipped library (libvit) carries a Hopper GEMM that can run: an sm_90a cubin with
+# HGMMA in every wgmma kernel, and no sm_90 cubin / PTX of it beside (tools/check_sass.sh). No
+# GPU needed; cuobjdump + nvdisasm from the toolkit or from scripts/setup.sh's .venv-tools. It
+# skips (with the reason) only in a build without CUDA.
+if(TARGET vit_gpu)
+  add_test(NAME sass.ShippedLibraryHasHgmma COMMAND bash ${PROJECT_SOURCE_DIR}/tools/check_sass.sh $<TARGET_FILE:vit>)
+else()
+  add_test(NAME sass.ShippedLibraryHasHgmma COMMAND bash ${PROJECT_SOURCE_DIR}/tools/check_sass.sh --no-cuda)
+endif()
+set_tests_properties(sass.ShippedLibraryHasHgmma PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
