@@ -18,7 +18,7 @@
 
 #include "cli_runner.h"
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "image/attention_map.h"
 #include "image/decode.h"
 #include "image/encode.h"

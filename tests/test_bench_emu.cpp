@@ -27,7 +27,7 @@
 #include "bench_util.h"
 #include "cli_runner.h"
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "gpu/cuda_engine.h"
 #include "model/config.h"
 #include "model/model.h"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "cli_runner.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "io/npy.h"
 #include "model/model.h"
 #include "model_fixture.h"

@@ -304,7 +304,6 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
     const char* frag;
   } cases[] = {
       {{{"reg_tokens", 4}}, "register tokens"},
-      {{{"init_values", 1e-5}}, "LayerScale"},
       {{{"no_embed_class", true}}, "no_embed_class"},
       {{{"class_token", false}}, "class_token=False"},
       {{{"pre_norm", true}}, "pre_norm"},

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "io/npy.h"
 #include "golden_cases.h"
 #include "model/model.h"
@@ -119,7 +119,7 @@ TEST(GoldenData, AllCasesPresent) {
   EXPECT_GE(cases.size(), 9u) << "expected >= 9 golden cases under " << vit::test::data_path("golden")
                               << "; regenerate with tools/make_golden.py";
   for (const char* must : {"timm_token", "timm_avg", "hf_cls", "hf_bare", "jax_npz", "resample",
-                           "f16", "bf16", "timm_197"}) {
+                           "f16", "bf16", "timm_197", "timm_layerscale"}) {
     EXPECT_TRUE(std::find(cases.begin(), cases.end(), must) != cases.end()) << "missing " << must;
   }
 }

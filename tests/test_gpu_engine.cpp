@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "gpu/cuda_engine.h"
 #include "gpu/executor.h"
 #include "model_fixture.h"

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
 #include "golden_cases.h"
 #include "gpu/cuda_engine.h"
 #include "model/model.h"

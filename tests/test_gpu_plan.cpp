@@ -9,7 +9,7 @@
 #include "attention.cuh"
 #include "core/error.h"
 #include "gemm.cuh"
-#include "gpu/arena.h"
+#include "graph/arena.h"
 #include "gpu/cuda_engine.h"
 #include "layernorm.cuh"
 #include "model_fixture.h"
@@ -19,10 +19,8 @@
 namespace vit::test {
 namespace {
 
-using gpu::ArenaRequest;
-using gpu::plan_arena;
 
-void expect_valid(const std::vector<ArenaRequest>& req, const gpu::ArenaPlan& p, int64_t align) {
+void expect_valid(const std::vector<ArenaRequest>& req, const ArenaPlan& p, int64_t align) {
   ASSERT_EQ(p.offsets.size(), req.size());
   for (size_t i = 0; i < req.size(); ++i) {
     EXPECT_EQ(p.offsets[i] % align, 0);

@@ -1,522 +1,276 @@
-// vit-infer: the fp32 CPU reference engine, the oracle of every GPU test and `--device cpu`.
-// Activations are batch-major, row-major fp32: tokens [B, T, D] with the cls token at row 0 of
-// each image. One OpenMP team of `threads` does all the work: GEMMs are split into single-threaded
-// OpenBLAS calls (OpenBLAS's own pool is held at 1 thread during a run, so the two pools never
-// nest or compete); LayerNorm, GELU and attention are plain loops.
-#include <cblas.h>
+// vit-infer: the fp32 CPU backend, the oracle of every GPU test and `--device cpu`. It executes
+// the shared graph (graph/graph.h; fused unless switched off) through an op table, one row per
+// graph op {op, name, supports, run}, whose kernels are the reference ops (cpu/ref_ops.h).
+// Activations are batch-major, row-major fp32 ([B, T, D], cls token at row 0 of each image),
+// packed per chunk of images into one host arena by lifetime (graph/arena.h). One OpenMP team of
+// `threads` does all the work (OpenBLAS held at 1 thread during a run: ref::BlasSingleThreaded).
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstdint>
 #include <cstring>
-#include <initializer_list>
-#include <limits>
 #include <mutex>
 #include <new>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "cpu/cpu_engine.h"
+#include "cpu/ref_ops.h"
+#include "graph/arena.h"
+#include "graph/graph.h"
 
 namespace vit {
 namespace {
+
+using graph::Graph;
+using graph::Node;
+using graph::Op;
 
 // Images processed per pass. Bounds the workspace (about T*(4D + max(3D, I)) floats per image,
 // ~4 MB for ViT-B/16) while keeping GEMMs tall enough (16*197 rows) to run at full speed.
 constexpr int kChunk = 16;
 
-// Checks that a weight tensor holds exactly the element count the config implies. Shapes are
-// compared by element count because loaders may keep singleton dims (cls_token [1, 1, D]).
-void check_numel(const Tensor& t, int64_t want, const std::string& name, const std::string& shape) {
-  if (t.numel() != want || static_cast<int64_t>(t.data.size()) != want) {
-    fail(ErrorCode::kInvalidArgument,
-         "cpu engine: weight '" + name + "' has shape " + shape_str(t.shape) + " (" +
-             std::to_string(t.data.size()) + " values), expected " + shape + " from the config");
-  }
-}
-
-std::string dims(std::initializer_list<int64_t> d) { return shape_str(std::vector<int64_t>(d)); }
-
-void validate_model(const Model& m) {
-  const ViTConfig& c = m.cfg;
-  auto positive = [](int v, const char* what) {
-    if (v <= 0)
-      fail(ErrorCode::kInvalidArgument, std::string("cpu engine: config ") + what +
-                                            " must be positive, got " + std::to_string(v));
-  };
-  positive(c.image_h, "image_h");
-  positive(c.image_w, "image_w");
-  positive(c.patch, "patch");
-  positive(c.in_chans, "in_chans");
-  positive(c.hidden, "hidden");
-  positive(c.heads, "heads");
-  positive(c.mlp_hidden, "mlp_hidden");
-  positive(c.depth, "depth");  // >= 1 so that the last block's attention always exists
-  if (c.num_classes < 0) {
-    fail(ErrorCode::kInvalidArgument, "cpu engine: config num_classes must not be negative");
-  }
-  if (c.hidden % c.heads != 0) {
-    fail(ErrorCode::kInvalidArgument, "cpu engine: hidden " + std::to_string(c.hidden) +
-                                          " is not divisible by heads " + std::to_string(c.heads));
-  }
-  if (c.image_h % c.patch != 0 || c.image_w % c.patch != 0) {
-    fail(ErrorCode::kInvalidArgument,
-         "cpu engine: image size " + std::to_string(c.image_h) + "x" + std::to_string(c.image_w) +
-             " is not a multiple of the patch size " + std::to_string(c.patch));
-  }
-  if (!(c.ln_eps >= 0.0f)) fail(ErrorCode::kInvalidArgument, "cpu engine: ln_eps must be >= 0");
-
-  const int64_t D = c.hidden, I = c.mlp_hidden, T = c.tokens();
-  const int64_t K = int64_t{c.in_chans} * c.patch * c.patch, C = c.num_classes;
-  const ViTWeights& w = m.w;
-  check_numel(w.patch_w, D * K, "patch_embed.proj.weight", dims({D, K}));
-  check_numel(w.patch_b, D, "patch_embed.proj.bias", dims({D}));
-  check_numel(w.cls, D, "cls_token", dims({D}));
-  check_numel(w.pos, T * D, "pos_embed", dims({T, D}));
-  if (static_cast<int>(w.blocks.size()) != c.depth) {
-    fail(ErrorCode::kInvalidArgument, "cpu engine: model has " + std::to_string(w.blocks.size()) +
-                                          " blocks but config depth is " + std::to_string(c.depth));
-  }
-  for (size_t i = 0; i < w.blocks.size(); ++i) {
-    const BlockWeights& b = w.blocks[i];
-    const std::string p = "blocks." + std::to_string(i) + ".";
-    check_numel(b.ln1_w, D, p + "norm1.weight", dims({D}));
-    check_numel(b.ln1_b, D, p + "norm1.bias", dims({D}));
-    check_numel(b.qkv_w, 3 * D * D, p + "attn.qkv.weight", dims({3 * D, D}));
-    check_numel(b.qkv_b, 3 * D, p + "attn.qkv.bias", dims({3 * D}));
-    check_numel(b.proj_w, D * D, p + "attn.proj.weight", dims({D, D}));
-    check_numel(b.proj_b, D, p + "attn.proj.bias", dims({D}));
-    check_numel(b.ln2_w, D, p + "norm2.weight", dims({D}));
-    check_numel(b.ln2_b, D, p + "norm2.bias", dims({D}));
-    check_numel(b.fc1_w, I * D, p + "mlp.fc1.weight", dims({I, D}));
-    check_numel(b.fc1_b, I, p + "mlp.fc1.bias", dims({I}));
-    check_numel(b.fc2_w, D * I, p + "mlp.fc2.weight", dims({D, I}));
-    check_numel(b.fc2_b, D, p + "mlp.fc2.bias", dims({D}));
-  }
-  if (c.final_norm) {
-    check_numel(w.norm_w, D, "norm.weight", dims({D}));
-    check_numel(w.norm_b, D, "norm.bias", dims({D}));
-  }
-  if (c.fc_norm) {
-    check_numel(w.fc_norm_w, D, "fc_norm.weight", dims({D}));
-    check_numel(w.fc_norm_b, D, "fc_norm.bias", dims({D}));
-  }
-  if (C > 0) {
-    check_numel(w.head_w, C * D, "head.weight", dims({C, D}));
-    check_numel(w.head_b, C, "head.bias", dims({C}));
-  }
-}
-
-enum class Epilogue { kBias, kBiasGelu };
-
-inline float gelu(float v) {
-  constexpr float kInvSqrt2 = 0.70710678118654752440f;
-  return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2));  // exact erf form, as timm and HF
-}
-
-// A Linear layer: y[M, N] = x[M, K] W^T + bias (accumulate: y += ...), then the epilogue.
-// W is [N, K] (torch orientation), so BLAS reads it transposed in place.
-// The work is split across the OpenMP team (by columns, or by rows when there are more rows
-// than columns); each part is one single-threaded OpenBLAS call followed by its own bias/GELU,
-// so there is one thread pool and one parallel region per layer. (OpenBLAS threading the GEMMs
-// with OpenMP for the other loops makes each pool's idle threads spin while the other works.)
-void linear(const float* x, int64_t M, int64_t K, const Tensor& w, const Tensor& bias, int64_t N,
-            float* y, bool accumulate, Epilogue epi, int nt) {
-  const float* wp = w.ptr();
-  const float* bp = bias.ptr();
-  auto part = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    if (m1 <= m0 || n1 <= n0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m1 - m0),
-                static_cast<blasint>(n1 - n0), static_cast<blasint>(K), 1.0f, x + m0 * K,
-                static_cast<blasint>(K), wp + n0 * K, static_cast<blasint>(K),
-                accumulate ? 1.0f : 0.0f, y + m0 * N + n0, static_cast<blasint>(N));
-    for (int64_t m = m0; m < m1; ++m) {
-      float* row = y + m * N;
-      if (epi == Epilogue::kBiasGelu) {
-        for (int64_t n = n0; n < n1; ++n) row[n] = gelu(row[n] + bp[n]);
-      } else {
-#pragma omp simd
-        for (int64_t n = n0; n < n1; ++n) row[n] += bp[n];
-      }
-    }
-  };
-  const bool split_rows = M > N;
-  const int64_t extent = split_rows ? M : N;
-  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, extent / 16)));
-  if (parts == 1) {
-    part(0, M, 0, N);
-    return;
-  }
-  // Part boundaries on multiples of 16 keep the BLAS micro-kernels on full tiles.
-  const int64_t step = ((extent + parts - 1) / parts + 15) / 16 * 16;
-#pragma omp parallel for num_threads(parts) schedule(static)
-  for (int p = 0; p < parts; ++p) {
-    const int64_t lo = std::min(extent, p * step), hi = std::min(extent, lo + step);
-    if (split_rows) {
-      part(lo, hi, 0, N);
-    } else {
-      part(0, M, lo, hi);
-    }
-  }
-}
-
-// Keeps OpenBLAS single-threaded for the duration of a run (our OpenMP team calls it in
-// parallel) and restores the caller's setting afterwards. The setting is process-global.
-class BlasSingleThreaded {
- public:
-  BlasSingleThreaded() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~BlasSingleThreaded() { openblas_set_num_threads(saved_); }
-  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
-  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
-
- private:
-  int saved_;
+// What an op's run function sees: the graph, a pointer per tensor for this chunk, the chunk's
+// image count, the team size, the workspaces and the requested attention outputs.
+struct CpuCtx {
+  const Graph& g;
+  std::vector<float*>& ptr;
+  int64_t nb = 0;
+  int nt = 1;
+  std::vector<float>& kt;       // [nb, H, hd, T]
+  std::vector<float>& scratch;  // [nt, T]
+  std::vector<float>& probs;    // [nb, H, T, T], only for attention_layers
+  const RunOutputs& out;        // this chunk's slices of the caller's outputs
+  int64_t layer_stride = 0;     // floats between layers of out.attention_layers
+  float* p(int t) const { return t < 0 ? nullptr : ptr[static_cast<size_t>(t)]; }
+  int64_t rows(int t) const { return nb * g.t(t).rows(); }  // activation rows in this chunk
 };
 
-// One LayerNorm row, statistics in double (two passes) so that large-mean rows and the tiny HF
-// eps (1e-12) lose nothing. In-place (y == x) is allowed: every x[j] is read before y[j] is
-// written.
-inline void layer_norm_row(const float* x, float* y, int64_t D, const float* g, const float* b,
-                           double eps) {
-  double sum = 0.0;
-  for (int64_t j = 0; j < D; ++j) sum += x[j];
-  const double mean = sum / static_cast<double>(D);
-  double sq = 0.0;
-  for (int64_t j = 0; j < D; ++j) {
-    const double d = x[j] - mean;
-    sq += d * d;
-  }
-  const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(D) + eps);
-  for (int64_t j = 0; j < D; ++j) {
-    y[j] = static_cast<float>((x[j] - mean) * rstd * g[j] + b[j]);
+void grow(std::vector<float>& v, int64_t n, const char* what) {
+  if (static_cast<int64_t>(v.size()) >= n) return;
+  try {
+    v.resize(static_cast<size_t>(n));
+  } catch (const std::bad_alloc&) {
+    fail(ErrorCode::kOutOfMemory, std::string("cpu engine: cannot allocate ") + std::to_string(n * 4 / (1 << 20)) +
+                                      " MiB for " + what);
   }
 }
 
-// x, y: [rows, D] with row strides ldx / ldy (rows need not be contiguous).
-void layer_norm(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t D,
-                const Tensor& g, const Tensor& b, float eps, int nt) {
-  const float* gp = g.ptr();
-  const float* bp = b.ptr();
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) layer_norm_row(x + r * ldx, y + r * ldy, D, gp, bp, eps);
+// --- the op table -----------------------------------------------------------------------------
+bool all_f32(const Graph& g, const Node& n) {
+  for (int t : n.in)
+    if (t >= 0 && g.t(t).dtype != DType::F32) return false;
+  for (int t : n.out)
+    if (g.t(t).dtype != DType::F32) return false;
+  return true;
 }
 
-// Multi-head self-attention core.
-//   qkv:     [B, T, 3D]    per token q | k | v, each head-major (head h = columns h*hd .. +hd-1)
-//   out:     [B, T, D]     softmax(q k^T * hd^-0.5) v, heads concatenated head-major
-//   probs:   [B, H, T, T]  softmax probabilities, or null (then the scratch row holds them)
-//   kt:      [B, H, hd, T] workspace: K transposed, so the score loop runs over contiguous keys
-//   scratch: [nt, T]       one probability row per thread
-// Each (image, head, query row) is independent: one flat parallel loop over rows, no BLAS inside.
-void attention(const float* qkv, float* out, float* probs, float* kt, float* scratch, int64_t B,
-               int64_t T, int64_t H, int64_t hd, int nt) {
-  const int64_t D = H * hd;
-  const int64_t ld = 3 * D;
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-  constexpr int kBlk = 16;  // register block: 16 floats = 4 SSE / 2 AVX registers
-#pragma omp parallel num_threads(nt)
-  {
-#pragma omp for schedule(static)
-    for (int64_t bh = 0; bh < B * H; ++bh) {
-      const int64_t b = bh / H, h = bh % H;
-      const float* k0 = qkv + b * T * ld + D + h * hd;
-      float* dst = kt + bh * hd * T;
-      for (int64_t j = 0; j < T; ++j) {
-        for (int64_t d = 0; d < hd; ++d) dst[d * T + j] = k0[j * ld + d];
-      }
-    }
-    // (implicit barrier: every K^T is complete before any row reads it)
-#pragma omp for schedule(static)
-    for (int64_t idx = 0; idx < B * H * T; ++idx) {
-      const int64_t i = idx % T;
-      const int64_t bh = idx / T;
-      const int64_t b = bh / H, h = bh % H;
-      const float* q = qkv + (b * T + i) * ld + h * hd;
-      const float* k = kt + bh * hd * T;  // [hd, T]
-      const float* v0 = qkv + b * T * ld + 2 * D + h * hd;
-      float* p = probs ? probs + idx * T : scratch + omp_get_thread_num() * T;
+void run_patchify(CpuCtx& c, const Node& n) {
+  const graph::TensorDesc& img = c.g.t(n.in[0]);
+  const int64_t C = img.shape[0], H = img.shape[1], W = img.shape[2];
+  const int64_t K = c.g.t(n.out[0]).cols();
+  int64_t P = 1;
+  while (C * P * P < K) ++P;  // K = C * P * P
+  ref::im2col(c.p(n.in[0]), c.p(n.out[0]), c.nb, C, H, W, P, c.nt);
+}
 
-      // Scores: p[j] = (q * scale) . k_j. Blocks of kBlk keys accumulate in registers over the
-      // head dimension (no horizontal sums, no stores inside the d loop).
-      int64_t j0 = 0;
-      for (; j0 + kBlk <= T; j0 += kBlk) {
-        float acc[kBlk] = {};
-        for (int64_t d = 0; d < hd; ++d) {
-          const float qd = q[d] * scale;
-          const float* kd = k + d * T + j0;
-          for (int jj = 0; jj < kBlk; ++jj) acc[jj] += qd * kd[jj];
-        }
-        for (int jj = 0; jj < kBlk; ++jj) p[j0 + jj] = acc[jj];
-      }
-      for (int64_t j = j0; j < T; ++j) {
-        float acc = 0.0f;
-        for (int64_t d = 0; d < hd; ++d) acc += q[d] * scale * k[d * T + j];
-        p[j] = acc;
-      }
-      // Softmax; subtracting the row max keeps exp() in range. The sum is accumulated in double.
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < T; ++j) mx = std::max(mx, p[j]);
-      double sum = 0.0;
-      for (int64_t j = 0; j < T; ++j) {
-        p[j] = std::exp(p[j] - mx);
-        sum += p[j];
-      }
-      const float inv = static_cast<float>(1.0 / sum);
-      for (int64_t j = 0; j < T; ++j) p[j] *= inv;
+bool supports_linear(const Graph& g, const Node& n) {
+  const auto& p = n.p<graph::LinearParams>();
+  return all_f32(g, n) && !(p.act != graph::Act::kNone && n.input(3) >= 0);
+}
 
-      // out_i = sum_j p_j v_j, kBlk output dimensions at a time held in registers.
-      float* o = out + (b * T + i) * D + h * hd;
-      int64_t d0 = 0;
-      for (; d0 + kBlk <= hd; d0 += kBlk) {
-        float acc[kBlk] = {};
-        for (int64_t j = 0; j < T; ++j) {
-          const float pj = p[j];
-          const float* v = v0 + j * ld + d0;
-          for (int dd = 0; dd < kBlk; ++dd) acc[dd] += pj * v[dd];
-        }
-        for (int dd = 0; dd < kBlk; ++dd) o[d0 + dd] = acc[dd];
-      }
-      for (int64_t d = d0; d < hd; ++d) {
-        float acc = 0.0f;
-        for (int64_t j = 0; j < T; ++j) acc += p[j] * v0[j * ld + d];
-        o[d] = acc;
-      }
+void run_linear(CpuCtx& c, const Node& n) {
+  const auto& p = n.p<graph::LinearParams>();
+  const graph::TensorDesc& w = c.g.t(n.in[1]);
+  const int64_t M = c.rows(n.in[0]), K = w.cols(), N = w.shape[0];
+  float* y = c.p(n.out[0]);
+  const int r = n.input(3);
+  if (r >= 0) {
+    // The residual is copied into y and the GEMM accumulates onto it (BLAS beta = 1).
+    const float* src = c.p(r);
+    if (p.table_residual) {
+      const int64_t per = c.g.t(n.in[0]).rows();
+      for (int64_t m = 0; m < M; ++m)
+        std::memcpy(y + m * N, src + (p.table_row0 + m % per) * N, static_cast<size_t>(N) * sizeof(float));
+    } else {
+      std::memcpy(y, src, static_cast<size_t>(M * N) * sizeof(float));
     }
   }
+  ref::linear(c.p(n.in[0]), M, K, c.p(n.in[1]), c.p(n.input(2)), N, y, r >= 0,
+              p.act == graph::Act::kGelu ? ref::Epilogue::kBiasGelu : ref::Epilogue::kBias, c.nt);
+}
+
+void run_embed(CpuCtx& c, const Node& n) {
+  const graph::TensorDesc& pe = c.g.t(n.in[0]);
+  ref::embed(c.p(n.in[0]), c.p(n.in[1]), c.p(n.in[2]), c.p(n.input(3)), c.p(n.out[0]), c.nb, pe.rows(), pe.cols(),
+             n.p<graph::EmbedParams>().patches_final, c.nt);
+}
+
+void run_layernorm(CpuCtx& c, const Node& n) {
+  const int64_t D = c.g.t(n.in[0]).cols(), R = c.rows(n.in[0]);
+  const float* x = c.p(n.in[0]);
+  if (n.input(3) >= 0) {  // fused residual add: out[1] = x + residual, out[0] = LN(out[1])
+    ref::add(x, c.p(n.in[3]), c.p(n.out[1]), R * D, c.nt);
+    x = c.p(n.out[1]);
+  }
+  ref::layer_norm(x, D, c.p(n.out[0]), D, R, D, c.p(n.in[1]), c.p(n.in[2]), n.p<graph::LayerNormParams>().eps, c.nt);
+}
+
+void run_attention(CpuCtx& c, const Node& n) {
+  const auto& ap = n.p<graph::AttentionParams>();
+  const int64_t T = c.g.t(n.in[0]).rows(), D = c.g.t(n.out[0]).cols(), H = ap.heads, hd = D / H;
+  grow(c.kt, c.nb * T * D, "the attention workspace");
+  grow(c.scratch, int64_t{c.nt} * T, "the attention workspace");
+  // Per-head probabilities are stored only when asked for: the last block's for out.attention,
+  // every block's (in a workspace) when head means are wanted.
+  float* probs = ap.layer + 1 == c.g.depth ? c.out.attention : nullptr;  // [nb, H, T, T]
+  if (c.out.attention_layers && !probs) {
+    grow(c.probs, c.nb * H * T * T, "the per-head attention of attention_layers");
+    probs = c.probs.data();
+  }
+  ref::attention(c.p(n.in[0]), c.p(n.out[0]), probs, c.kt.data(), c.scratch.data(), c.nb, T, H, hd, c.nt);
+  if (c.out.attention_layers)
+    ref::head_mean(probs, c.out.attention_layers + int64_t{ap.layer} * c.layer_stride, c.nb, H, T, c.nt);
+}
+
+void run_add(CpuCtx& c, const Node& n) {
+  ref::add(c.p(n.in[0]), c.p(n.in[1]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
+}
+
+void run_gelu(CpuCtx& c, const Node& n) {
+  ref::gelu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
+}
+
+void run_scale(CpuCtx& c, const Node& n) {
+  ref::scale_cols(c.p(n.in[0]), c.p(n.in[1]), c.p(n.out[0]), c.rows(n.in[0]), c.g.t(n.in[0]).cols(), c.nt);
+}
+
+void run_pool(CpuCtx& c, const Node& n) {
+  const graph::TensorDesc& x = c.g.t(n.in[0]);
+  ref::pool(c.p(n.in[0]), c.p(n.out[0]), c.nb, x.rows(), x.cols(),
+            n.p<graph::PoolParams>().kind == graph::PoolKind::kMeanPatches, c.nt);
+}
+
+void run_cast(CpuCtx& c, const Node& n) {
+  std::memcpy(c.p(n.out[0]), c.p(n.in[0]), static_cast<size_t>(c.rows(n.in[0]) * c.g.t(n.in[0]).cols()) * sizeof(float));
+}
+
+struct CpuOpRow {
+  Op op;
+  const char* name;
+  bool (*supports)(const Graph&, const Node&);
+  void (*run)(CpuCtx&, const Node&);
+};
+
+const CpuOpRow kCpuOps[] = {
+    {Op::kPatchify, "im2col", all_f32, run_patchify},
+    {Op::kLinear, "linear_openblas", supports_linear, run_linear},
+    {Op::kEmbed, "embed", all_f32, run_embed},
+    {Op::kLayerNorm, "layernorm", all_f32, run_layernorm},
+    {Op::kAttention, "attention", all_f32, run_attention},
+    {Op::kAdd, "add", all_f32, run_add},
+    {Op::kGelu, "gelu", all_f32, run_gelu},
+    {Op::kScale, "scale", all_f32, run_scale},
+    {Op::kPool, "pool", all_f32, run_pool},
+    {Op::kCast, "cast", all_f32, run_cast},
+};
+
+const CpuOpRow& row_for(const Graph& g, const Node& n) {
+  for (const CpuOpRow& r : kCpuOps)
+    if (r.op == n.op && r.supports(g, n)) return r;
+  fail(ErrorCode::kUnsupported, std::string("cpu engine: no CPU kernel for ") + graph::op_name(n.op) + " node '" +
+                                    n.name + "'");
 }
 
 class CpuEngine final : public Engine {
  public:
-  CpuEngine(std::shared_ptr<const Model> model, int threads) : model_(std::move(model)) {
+  CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion) : model_(std::move(model)) {
     if (!model_) fail(ErrorCode::kInvalidArgument, "make_cpu_engine: model is null");
-    validate_model(*model_);
+    graph_ = graph::build_vit(*model_, DType::F32, "cpu engine");
+    if (graph::fusion_enabled(fusion)) graph::fuse(graph_);
+    for (const Node& n : graph_.nodes) rows_.push_back(&row_for(graph_, n));
+    graph_.lifetimes(first_, last_);
     threads_ = threads > 0 ? threads : std::max(1, omp_get_num_procs());
   }
 
   const char* name() const noexcept override { return "cpu"; }
 
-  void run(const float* images, int batch, const RunOutputs& out,
-           const std::atomic<bool>* cancel) override {
+  void run(const float* images, int batch, const RunOutputs& out, const std::atomic<bool>* cancel) override {
     if (batch < 1) {
-      fail(ErrorCode::kInvalidArgument,
-           "cpu engine run: batch must be >= 1, got " + std::to_string(batch));
+      fail(ErrorCode::kInvalidArgument, "cpu engine run: batch must be >= 1, got " + std::to_string(batch));
     }
     if (!images) fail(ErrorCode::kInvalidArgument, "cpu engine run: images is null");
 
     std::lock_guard<std::mutex> lock(mu_);
-    BlasSingleThreaded blas_guard;
+    ref::BlasSingleThreaded blas_guard;
     const ViTConfig& c = model_->cfg;
     const int64_t image_size = int64_t{c.in_chans} * c.image_h * c.image_w;
+    const int64_t T = c.tokens();
     for (int b0 = 0; b0 < batch; b0 += kChunk) {
       const int nb = std::min(kChunk, batch - b0);
       RunOutputs o;
       o.logits = out.logits ? out.logits + int64_t{b0} * c.num_classes : nullptr;
       o.embeddings = out.embeddings ? out.embeddings + int64_t{b0} * c.hidden : nullptr;
-      o.attention =
-          out.attention ? out.attention + int64_t{b0} * c.heads * c.tokens() * c.tokens() : nullptr;
-      o.attention_layers =
-          out.attention_layers ? out.attention_layers + int64_t{b0} * c.tokens() * c.tokens() : nullptr;
+      o.attention = out.attention ? out.attention + int64_t{b0} * c.heads * T * T : nullptr;
+      o.attention_layers = out.attention_layers ? out.attention_layers + int64_t{b0} * T * T : nullptr;
       // attention_layers is [depth, batch, T, T]: one layer spans the whole batch, not the chunk.
-      run_chunk(images + b0 * image_size, nb, o, int64_t{batch} * c.tokens() * c.tokens(), cancel);
+      run_chunk(images + b0 * image_size, nb, o, int64_t{batch} * T * T, cancel);
     }
   }
 
  private:
-  static void check_cancel(const std::atomic<bool>* cancel, const char* where) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) {
-      fail(ErrorCode::kCancelled, std::string("cpu engine run: cancelled ") + where);
+  // Packs this chunk's activations (planned for `nb` images) into arena_, points every tensor
+  // at its storage (weights at the model's host data, the input at the caller's images).
+  void bind(const float* images, int64_t nb) {
+    std::vector<ArenaRequest> req;
+    for (size_t t = 0; t < graph_.tensors.size(); ++t) {
+      const graph::TensorDesc& d = graph_.tensors[t];
+      const bool planned = d.kind == graph::TensorKind::kActivation && first_[t] >= 0;
+      req.push_back({planned ? d.numel() * nb * 4 : 0, std::max(0, first_[t]), std::max(0, last_[t])});
     }
-  }
-
-  // Grows the workspace to hold a chunk of `nb` images (never shrinks).
-  void reserve(int64_t nb) {
-    const ViTConfig& c = model_->cfg;
-    const int64_t T = c.tokens(), D = c.hidden, I = c.mlp_hidden, N = c.num_patches();
-    const int64_t K = int64_t{c.in_chans} * c.patch * c.patch;
-    auto grow = [](std::vector<float>& v, int64_t n) {
-      if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-    };
-    try {
-      grow(x_, nb * T * D);
-      grow(h_, nb * T * D);
-      grow(kt_, nb * T * D);
-      grow(big_, nb * T * std::max(3 * D, I));
-      grow(patches_, nb * N * K);
-      grow(pooled_, nb * D);
-      grow(scratch_, int64_t{threads_} * T);
-    } catch (const std::bad_alloc&) {
-      const int64_t floats = nb * (T * (3 * D + std::max(3 * D, I)) + N * K + D);
-      fail(ErrorCode::kOutOfMemory, "cpu engine: cannot allocate the workspace for " +
-                                        std::to_string(nb) + " images (" +
-                                        std::to_string(floats * 4 / (1 << 20)) + " MiB)");
-    }
-  }
-
-  // probs_ holds every block's per-head probabilities only when attention_layers is requested,
-  // so the normal path never allocates it.
-  void grow_probs(int64_t n) {
-    if (static_cast<int64_t>(probs_.size()) >= n) return;
-    try {
-      probs_.resize(static_cast<size_t>(n));
-    } catch (const std::bad_alloc&) {
-      fail(ErrorCode::kOutOfMemory, "cpu engine: cannot allocate " + std::to_string(n * 4 / (1 << 20)) +
-                                        " MiB for the per-head attention of attention_layers");
-    }
-  }
-
-  // dst[b, i, j] = mean over heads of probs[b, h, i, j]; probs [nb, H, T, T], dst [nb, T, T].
-  // Summed in head order in fp32, then scaled by 1/H: every value is in [0, 1], so fp32 loses
-  // at most a few ulps.
-  static void head_mean(const float* probs, float* dst, int64_t nb, int64_t H, int64_t T, int nt) {
-    const float inv = 1.0f / static_cast<float>(H);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t bi = 0; bi < nb * T; ++bi) {
-      const int64_t b = bi / T, i = bi % T;
-      float* d = dst + bi * T;
-      const float* p0 = probs + (b * H * T + i) * T;  // head 0, row i
-      for (int64_t j = 0; j < T; ++j) d[j] = p0[j];
-      for (int64_t hh = 1; hh < H; ++hh) {
-        const float* p = p0 + hh * T * T;
-        for (int64_t j = 0; j < T; ++j) d[j] += p[j];
-      }
-      for (int64_t j = 0; j < T; ++j) d[j] *= inv;
-    }
-  }
-
-  // Cuts images [nb, C, H, W] into patches_ [nb * N, C*P*P]: row-major grid, each patch
-  // flattened (c, py, px), i.e. the OIHW order of the conv weight.
-  void im2col(const float* images, int64_t nb) {
-    const ViTConfig& c = model_->cfg;
-    const int64_t P = c.patch, C = c.in_chans, H = c.image_h, W = c.image_w;
-    const int64_t gh = c.grid_h(), gw = c.grid_w(), K = C * P * P;
-    float* dst = patches_.data();
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (int64_t bg = 0; bg < nb * gh; ++bg) {
-      const int64_t b = bg / gh, gy = bg % gh;
-      for (int64_t gx = 0; gx < gw; ++gx) {
-        float* row = dst + ((b * gh + gy) * gw + gx) * K;
-        for (int64_t ch = 0; ch < C; ++ch) {
-          for (int64_t py = 0; py < P; ++py) {
-            const float* src = images + ((b * C + ch) * H + gy * P + py) * W + gx * P;
-            std::memcpy(row + (ch * P + py) * P, src, static_cast<size_t>(P) * sizeof(float));
-          }
-        }
-      }
+    const ArenaPlan plan = plan_arena(req, 64);
+    grow(arena_, plan.total / 4 + 1, "the activations of a chunk of images");
+    ptr_.assign(graph_.tensors.size(), nullptr);
+    for (size_t t = 0; t < graph_.tensors.size(); ++t) {
+      const graph::TensorDesc& d = graph_.tensors[t];
+      if (d.kind == graph::TensorKind::kWeight) ptr_[t] = const_cast<float*>(d.host->ptr());
+      else if (d.kind == graph::TensorKind::kInput) ptr_[t] = const_cast<float*>(images);  // read only
+      else ptr_[t] = arena_.data() + plan.offsets[t] / 4;
     }
   }
 
   // layer_stride: floats between consecutive layers of out.attention_layers (batch * T * T).
   void run_chunk(const float* images, int nb, const RunOutputs& out, int64_t layer_stride,
                  const std::atomic<bool>* cancel) {
+    bind(images, nb);
+    CpuCtx ctx{graph_, ptr_, nb, threads_, kt_, scratch_, probs_, out, layer_stride};
+    for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+      if (cancel && cancel->load(std::memory_order_relaxed)) {
+        fail(ErrorCode::kCancelled, "cpu engine run: cancelled before node '" + graph_.nodes[i].name + "'");
+      }
+      rows_[i]->run(ctx, graph_.nodes[i]);
+    }
     const ViTConfig& c = model_->cfg;
-    const ViTWeights& w = model_->w;
-    const int64_t T = c.tokens(), D = c.hidden, I = c.mlp_hidden, N = c.num_patches();
-    const int64_t H = c.heads, hd = c.head_dim();
-    const int64_t K = int64_t{c.in_chans} * c.patch * c.patch;
-    const int64_t R = nb * T;  // token rows in this chunk
-    const int nt = threads_;
-    reserve(nb);
-    float* x = x_.data();      // [nb, T, D]  residual stream
-    float* h = h_.data();      // [nb, T, D]  LayerNorm output / attention output
-    float* big = big_.data();  // [nb, T, 3D] qkv, or [nb, T, I] MLP hidden
-
-    check_cancel(cancel, "before the patch embedding");
-
-    // Patch embedding (the stride-P conv as a GEMM): [nb*N, K] x patch_w[D, K]^T -> h [nb*N, D].
-    im2col(images, nb);
-    linear(patches_.data(), nb * N, K, w.patch_w, w.patch_b, D, h, false, Epilogue::kBias, nt);
-    // Tokens: x[b, 0] = cls + pos[0]; x[b, 1+n] = patch[b, n] + pos[1+n].
-    {
-      const float* cls = w.cls.ptr();
-      const float* pos = w.pos.ptr();
-#pragma omp parallel for num_threads(nt) schedule(static)
-      for (int64_t r = 0; r < R; ++r) {
-        const int64_t b = r / T, t = r % T;
-        float* dst = x + r * D;
-        const float* p = pos + t * D;
-        if (t == 0) {
-          for (int64_t j = 0; j < D; ++j) dst[j] = cls[j] + p[j];
-        } else {
-          const float* src = h + (b * N + t - 1) * D;
-          for (int64_t j = 0; j < D; ++j) dst[j] = src[j] + p[j];
-        }
-      }
-    }
-
-    for (size_t li = 0; li < w.blocks.size(); ++li) {
-      check_cancel(cancel, "between blocks");
-      const BlockWeights& bw = w.blocks[li];
-      const bool last = li + 1 == w.blocks.size();
-
-      // Attention half: x += proj(attn(LN1(x))); the residual add is the GEMM's accumulate.
-      layer_norm(x, D, h, D, R, D, bw.ln1_w, bw.ln1_b, c.ln_eps, nt);
-      linear(h, R, D, bw.qkv_w, bw.qkv_b, 3 * D, big, false, Epilogue::kBias, nt);  // [R, 3D]
-      // Per-head probabilities are stored only when asked for: the last block's for
-      // out.attention, every block's (in a workspace) when head means are wanted.
-      float* probs = last ? out.attention : nullptr;  // [nb, H, T, T]
-      if (out.attention_layers && !probs) {
-        grow_probs(nb * H * T * T);
-        probs = probs_.data();
-      }
-      attention(big, h, probs, kt_.data(), scratch_.data(), nb, T, H, hd, nt);
-      if (out.attention_layers) {
-        head_mean(probs, out.attention_layers + static_cast<int64_t>(li) * layer_stride, nb, H, T, nt);
-      }
-      linear(h, R, D, bw.proj_w, bw.proj_b, D, x, true, Epilogue::kBias, nt);
-
-      // MLP half: x += fc2(GELU(fc1(LN2(x)))).
-      layer_norm(x, D, h, D, R, D, bw.ln2_w, bw.ln2_b, c.ln_eps, nt);
-      linear(h, R, D, bw.fc1_w, bw.fc1_b, I, big, false, Epilogue::kBiasGelu, nt);  // [R, I]
-      linear(big, R, I, bw.fc2_w, bw.fc2_b, D, x, true, Epilogue::kBias, nt);
-    }
-    check_cancel(cancel, "before pooling");
-
-    // Pooling (timm forward_head order): final norm -> pool -> fc_norm -> head.
-    float* pooled = out.embeddings ? out.embeddings : pooled_.data();  // [nb, D]
-    if (c.pool == GlobalPool::kToken) {
-      // Only the cls rows are needed, and LayerNorm is per row.
-      if (c.final_norm) {
-        layer_norm(x, T * D, pooled, D, nb, D, w.norm_w, w.norm_b, c.ln_eps, nt);
-      } else {
-        for (int64_t b = 0; b < nb; ++b)
-          std::memcpy(pooled + b * D, x + b * T * D, D * sizeof(float));
-      }
-    } else {
-      // Mean over the patch tokens (rows 1..T-1), after the final norm if the model has one.
-      const float* src = x;
-      if (c.final_norm) {
-        layer_norm(x, D, h, D, R, D, w.norm_w, w.norm_b, c.ln_eps, nt);
-        src = h;
-      }
-#pragma omp parallel for num_threads(nt) schedule(static)
-      for (int64_t bj = 0; bj < nb * D; ++bj) {
-        const int64_t b = bj / D, j = bj % D;
-        double s = 0.0;
-        for (int64_t t = 1; t < T; ++t) s += src[(b * T + t) * D + j];
-        pooled[bj] = static_cast<float>(s / static_cast<double>(N));
-      }
-    }
-    if (c.fc_norm) layer_norm(pooled, D, pooled, D, nb, D, w.fc_norm_w, w.fc_norm_b, c.ln_eps, nt);
-
-    if (out.logits && c.num_classes > 0) {
-      linear(pooled, nb, D, w.head_w, w.head_b, c.num_classes, out.logits, false, Epilogue::kBias,
-             nt);  // [nb, C]
-    }
+    if (out.embeddings)
+      std::memcpy(out.embeddings, ctx.p(graph_.embeddings), static_cast<size_t>(nb) * c.hidden * sizeof(float));
+    if (out.logits && graph_.logits >= 0)
+      std::memcpy(out.logits, ctx.p(graph_.logits), static_cast<size_t>(nb) * c.num_classes * sizeof(float));
   }
 
   std::shared_ptr<const Model> model_;
+  Graph graph_;
+  std::vector<const CpuOpRow*> rows_;  // per node: the op-table row that runs it
+  std::vector<int> first_, last_;      // tensor lifetimes (node indices)
   int threads_ = 1;
   std::mutex mu_;  // one run at a time: the workspace below is shared
-  std::vector<float> x_, h_, kt_, big_, patches_, pooled_, scratch_;
-  std::vector<float> probs_;  // [nb, H, T, T], only for attention_layers
+  std::vector<float> arena_, kt_, scratch_, probs_;
+  std::vector<float*> ptr_;
 };
 
 }  // namespace
 
-std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads) {
-  return std::make_unique<CpuEngine>(std::move(model), threads);
+std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads, bool fusion) {
+  return std::make_unique<CpuEngine>(std::move(model), threads, fusion);
 }
 
 }  // namespace vit

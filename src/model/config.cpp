@@ -35,6 +35,7 @@ int64_t ViTConfig::param_count() const noexcept {
   block += 3 * D * D + (qkv_bias ? 3 * D : 0);
   block += D * D + D;                 // proj
   block += I * D + I + D * I + D;     // fc1, fc2
+  if (layer_scale) block += 2 * D;    // ls1, ls2 gammas
   n += depth * block;
   if (final_norm) n += 2 * D;
   if (fc_norm) n += 2 * D;
@@ -69,7 +70,8 @@ std::string ViTConfig::describe() const {
   }
   s << "\n";
   s << "encoder      : width " << hidden << ", depth " << depth << ", heads " << heads << " (head dim "
-    << (heads > 0 ? hidden / heads : 0) << "), mlp " << mlp_hidden << (qkv_bias ? "" : ", no qkv bias") << "\n";
+    << (heads > 0 ? hidden / heads : 0) << "), mlp " << mlp_hidden << (qkv_bias ? "" : ", no qkv bias")
+    << (layer_scale ? ", LayerScale" : "") << "\n";
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
   s << "norm/pool    : LayerNorm eps " << buf << ", GELU (erf), pool " << global_pool_name(pool)
     << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "") << "\n";

@@ -47,6 +47,7 @@ struct ViTConfig {
   bool final_norm = true;  // LayerNorm over all tokens before pooling (timm `norm`)
   bool fc_norm = false;    // LayerNorm after pooling (timm `fc_norm`, avg pooling)
   bool qkv_bias = true;
+  bool layer_scale = false;  // timm init_values: each block's branches scaled by ls1 / ls2.gamma
 
   // Provenance.
   WeightLayout layout = WeightLayout::kTimm;

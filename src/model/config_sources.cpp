@@ -400,7 +400,6 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       if (has(ma, "reg_tokens") && get_int(ma, "reg_tokens", mp) > 0) {
         unsupported(path, "register tokens (reg_tokens=" + brief(ma.at("reg_tokens")) + ")");
       }
-      if (has(ma, "init_values")) unsupported(path, "LayerScale (init_values=" + brief(ma.at("init_values")) + ")");
       if (truthy("no_embed_class")) unsupported(path, "no_embed_class=True");
       if (has(ma, "class_token") && !get_bool(ma, "class_token", mp)) unsupported(path, "class_token=False");
       if (truthy("pre_norm")) unsupported(path, "pre_norm=True (norm_pre)");

@@ -11,11 +11,21 @@
 #include <vector>
 
 #include "core/error.h"
-#include "cpu/engine.h"
+#include "engine/engine.h"
 #include "image/decode.h"
 #include "image/preprocess.h"
 
 namespace vit {
+
+void check_images(const ImageView* images, int n, const char* who) {
+  for (int i = 0; i < n; ++i) {
+    const ImageView& v = images[i];
+    if (!v.rgb || v.w <= 0 || v.h <= 0)
+      fail(ErrorCode::kInvalidArgument, std::string(who) + ": image " + std::to_string(i) + " is empty (" +
+                                            std::to_string(v.w) + "x" + std::to_string(v.h) +
+                                            (v.rgb ? "" : ", pixels NULL") + ")");
+  }
+}
 
 void Engine::run_images(const ImageView* images, int n, const PreprocessConfig& pp, const RunOutputs& out,
                         const std::atomic<bool>* cancel) {
@@ -24,14 +34,7 @@ void Engine::run_images(const ImageView* images, int n, const PreprocessConfig& 
   if (pp.input_h <= 0 || pp.input_w <= 0)
     fail(ErrorCode::kInvalidArgument, "run_images: preprocessing size " + std::to_string(pp.input_h) + "x" +
                                           std::to_string(pp.input_w) + " is not positive");
-  // Every image is checked before any work so that a bad one fails the call cheaply.
-  for (int i = 0; i < n; ++i) {
-    const ImageView& v = images[i];
-    if (!v.rgb || v.w <= 0 || v.h <= 0)
-      fail(ErrorCode::kInvalidArgument, "run_images: image " + std::to_string(i) + " is empty (" +
-                                            std::to_string(v.w) + "x" + std::to_string(v.h) +
-                                            (v.rgb ? "" : ", pixels NULL") + ")");
-  }
+  check_images(images, n, "run_images");
 
   const size_t per = static_cast<size_t>(3) * pp.input_h * pp.input_w;
   std::vector<float> batch(per * static_cast<size_t>(n));  // [n, 3, H, W] fp32

@@ -1,4 +1,5 @@
-// vit-infer: the engine interface every backend (CPU reference, CUDA) implements.
+// vit-infer: the engine interface every backend (CPU reference, CUDA) implements; a leaf the
+// backends depend on (src/cpu and src/gpu both derive from it, neither depends on the other).
 // Inputs and outputs are host fp32 buffers; a GPU engine copies them itself.
 #pragma once
 
@@ -26,6 +27,10 @@ struct RunOutputs {
   float* attention_layers = nullptr;
 };
 
+// Every image non-empty with pixels, checked before any work so that a bad one fails the call
+// cheaply: vit::Error(kInvalidArgument) "<who>: image i is empty (w x h[, pixels NULL])".
+void check_images(const ImageView* images, int n, const char* who);
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -37,15 +42,12 @@ class Engine {
   // per `pp` (image/preprocess.h, bit-exact Pillow + timm/HF sizing) into slot i of a
   // [n, 3, pp.input_h, pp.input_w] batch, which then runs. pp.input_h/w must equal the
   // model's run size, the model must take 3 channels, 1 <= n <= the engine's max batch.
-  // Default (src/cpu/engine.cpp): preprocess on the host, in parallel over the images, then
+  // Default (src/engine/engine.cpp): preprocess on the host, in parallel over the images, then
   // run(). A GPU engine overrides it to preprocess on the device (GpuPreprocessor).
   // Throws vit::Error naming image i for a bad image (0-sized, null pixels).
   virtual void run_images(const ImageView* images, int n, const PreprocessConfig& pp, const RunOutputs& out,
                           const std::atomic<bool>* cancel = nullptr);
   virtual const char* name() const noexcept = 0;
 };
-
-// The fp32 CPU reference. threads <= 0: all hardware threads.
-std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads = 0);
 
 }  // namespace vit

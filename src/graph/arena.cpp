@@ -1,5 +1,5 @@
 // vit-infer: greedy interval packing of tensor lifetimes into one arena (see arena.h).
-#include "gpu/arena.h"
+#include "graph/arena.h"
 
 #include <algorithm>
 #include <numeric>
@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 
-namespace vit::gpu {
+namespace vit {
 
 ArenaPlan plan_arena(const std::vector<ArenaRequest>& req, int64_t alignment) {
   if (alignment <= 0) fail(ErrorCode::kInvalidArgument, "plan_arena: alignment must be positive");
@@ -53,4 +53,4 @@ ArenaPlan plan_arena(const std::vector<ArenaRequest>& req, int64_t alignment) {
   return plan;
 }
 
-}  // namespace vit::gpu
+}  // namespace vit

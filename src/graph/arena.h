@@ -1,4 +1,4 @@
-// vit-infer: device-arena planning for the CUDA executor. Every intermediate tensor of the
+// vit-infer: arena planning for every backend (CPU host arena, CUDA device arena). Every intermediate tensor of the
 // forward graph is a request {bytes, first node, last node}; the planner packs them into one
 // arena by greedy interval packing: largest first, each placed at the lowest offset that does
 // not overlap any already-placed tensor whose lifetime intersects its own. Host-only code.
@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace vit::gpu {
+namespace vit {
 
 struct ArenaRequest {
   int64_t bytes = 0;
@@ -24,4 +24,4 @@ struct ArenaPlan {
 // Throws vit::Error(kInvalidArgument) on a negative size, first > last or alignment <= 0.
 ArenaPlan plan_arena(const std::vector<ArenaRequest>& req, int64_t alignment = 256);
 
-}  // namespace vit::gpu
+}  // namespace vit

@@ -1,0 +1,261 @@
+// vit-infer: the fp32 CPU reference ops (see ref_ops.h): linear layers as single-threaded
+// OpenBLAS calls split over one OpenMP team, LayerNorm / attention / elementwise as plain loops.
+#include "cpu/ref_ops.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace vit::ref {
+namespace {
+
+inline float gelu_f(float v) {
+  constexpr float kInvSqrt2 = 0.70710678118654752440f;
+  return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2));  // exact erf form, as timm and HF
+}
+
+// One LayerNorm row, statistics in double (two passes). In-place (y == x) is allowed: every
+// x[j] is read before y[j] is written.
+inline void layer_norm_row(const float* x, float* y, int64_t D, const float* g, const float* b,
+                           double eps) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < D; ++j) sum += x[j];
+  const double mean = sum / static_cast<double>(D);
+  double sq = 0.0;
+  for (int64_t j = 0; j < D; ++j) {
+    const double d = x[j] - mean;
+    sq += d * d;
+  }
+  const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(D) + eps);
+  for (int64_t j = 0; j < D; ++j) {
+    y[j] = static_cast<float>((x[j] - mean) * rstd * g[j] + b[j]);
+  }
+}
+
+}  // namespace
+
+// A Linear layer: y[M, N] = x[M, K] W^T + bias (accumulate: y += ...), then the epilogue.
+// W is [N, K] (torch orientation), so BLAS reads it transposed in place.
+// The work is split across the OpenMP team (by columns, or by rows when there are more rows
+// than columns); each part is one single-threaded OpenBLAS call followed by its own bias/GELU,
+// so there is one thread pool and one parallel region per layer. (OpenBLAS threading the GEMMs
+// with OpenMP for the other loops makes each pool's idle threads spin while the other works.)
+void linear(const float* x, int64_t M, int64_t K, const float* wp, const float* bp, int64_t N, float* y,
+            bool accumulate, Epilogue epi, int nt) {
+  auto part = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (m1 <= m0 || n1 <= n0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m1 - m0),
+                static_cast<blasint>(n1 - n0), static_cast<blasint>(K), 1.0f, x + m0 * K,
+                static_cast<blasint>(K), wp + n0 * K, static_cast<blasint>(K),
+                accumulate ? 1.0f : 0.0f, y + m0 * N + n0, static_cast<blasint>(N));
+    for (int64_t m = m0; m < m1; ++m) {
+      float* row = y + m * N;
+      if (epi == Epilogue::kBiasGelu) {
+        for (int64_t n = n0; n < n1; ++n) row[n] = gelu_f(bp ? row[n] + bp[n] : row[n]);
+      } else if (bp) {
+#pragma omp simd
+        for (int64_t n = n0; n < n1; ++n) row[n] += bp[n];
+      }
+    }
+  };
+  const bool split_rows = M > N;
+  const int64_t extent = split_rows ? M : N;
+  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, extent / 16)));
+  if (parts == 1) {
+    part(0, M, 0, N);
+    return;
+  }
+  // Part boundaries on multiples of 16 keep the BLAS micro-kernels on full tiles.
+  const int64_t step = ((extent + parts - 1) / parts + 15) / 16 * 16;
+#pragma omp parallel for num_threads(parts) schedule(static)
+  for (int p = 0; p < parts; ++p) {
+    const int64_t lo = std::min(extent, p * step), hi = std::min(extent, lo + step);
+    if (split_rows) {
+      part(lo, hi, 0, N);
+    } else {
+      part(0, M, lo, hi);
+    }
+  }
+}
+
+BlasSingleThreaded::BlasSingleThreaded() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
+BlasSingleThreaded::~BlasSingleThreaded() { openblas_set_num_threads(saved_); }
+
+// x, y: [rows, D] with row strides ldx / ldy (rows need not be contiguous).
+void layer_norm(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t D, const float* gp,
+                const float* bp, float eps, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) layer_norm_row(x + r * ldx, y + r * ldy, D, gp, bp, eps);
+}
+
+// Each (image, head, query row) is independent: one flat parallel loop over rows, no BLAS inside.
+void attention(const float* qkv, float* out, float* probs, float* kt, float* scratch, int64_t B,
+               int64_t T, int64_t H, int64_t hd, int nt) {
+  const int64_t D = H * hd;
+  const int64_t ld = 3 * D;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  constexpr int kBlk = 16;  // register block: 16 floats = 4 SSE / 2 AVX registers
+#pragma omp parallel num_threads(nt)
+  {
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * H; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* k0 = qkv + b * T * ld + D + h * hd;
+      float* dst = kt + bh * hd * T;
+      for (int64_t j = 0; j < T; ++j) {
+        for (int64_t d = 0; d < hd; ++d) dst[d * T + j] = k0[j * ld + d];
+      }
+    }
+    // (implicit barrier: every K^T is complete before any row reads it)
+#pragma omp for schedule(static)
+    for (int64_t idx = 0; idx < B * H * T; ++idx) {
+      const int64_t i = idx % T;
+      const int64_t bh = idx / T;
+      const int64_t b = bh / H, h = bh % H;
+      const float* q = qkv + (b * T + i) * ld + h * hd;
+      const float* k = kt + bh * hd * T;  // [hd, T]
+      const float* v0 = qkv + b * T * ld + 2 * D + h * hd;
+      float* p = probs ? probs + idx * T : scratch + omp_get_thread_num() * T;
+
+      // Scores: p[j] = (q * scale) . k_j. Blocks of kBlk keys accumulate in registers over the
+      // head dimension (no horizontal sums, no stores inside the d loop).
+      int64_t j0 = 0;
+      for (; j0 + kBlk <= T; j0 += kBlk) {
+        float acc[kBlk] = {};
+        for (int64_t d = 0; d < hd; ++d) {
+          const float qd = q[d] * scale;
+          const float* kd = k + d * T + j0;
+          for (int jj = 0; jj < kBlk; ++jj) acc[jj] += qd * kd[jj];
+        }
+        for (int jj = 0; jj < kBlk; ++jj) p[j0 + jj] = acc[jj];
+      }
+      for (int64_t j = j0; j < T; ++j) {
+        float acc = 0.0f;
+        for (int64_t d = 0; d < hd; ++d) acc += q[d] * scale * k[d * T + j];
+        p[j] = acc;
+      }
+      // Softmax; subtracting the row max keeps exp() in range. The sum is accumulated in double.
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < T; ++j) mx = std::max(mx, p[j]);
+      double sum = 0.0;
+      for (int64_t j = 0; j < T; ++j) {
+        p[j] = std::exp(p[j] - mx);
+        sum += p[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int64_t j = 0; j < T; ++j) p[j] *= inv;
+
+      // out_i = sum_j p_j v_j, kBlk output dimensions at a time held in registers.
+      float* o = out + (b * T + i) * D + h * hd;
+      int64_t d0 = 0;
+      for (; d0 + kBlk <= hd; d0 += kBlk) {
+        float acc[kBlk] = {};
+        for (int64_t j = 0; j < T; ++j) {
+          const float pj = p[j];
+          const float* v = v0 + j * ld + d0;
+          for (int dd = 0; dd < kBlk; ++dd) acc[dd] += pj * v[dd];
+        }
+        for (int dd = 0; dd < kBlk; ++dd) o[d0 + dd] = acc[dd];
+      }
+      for (int64_t d = d0; d < hd; ++d) {
+        float acc = 0.0f;
+        for (int64_t j = 0; j < T; ++j) acc += p[j] * v0[j * ld + d];
+        o[d] = acc;
+      }
+    }
+  }
+}
+
+// Summed in head order in fp32, then scaled by 1/H: every value is in [0, 1], so fp32 loses at
+// most a few ulps.
+void head_mean(const float* probs, float* dst, int64_t nb, int64_t H, int64_t T, int nt) {
+  const float inv = 1.0f / static_cast<float>(H);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t bi = 0; bi < nb * T; ++bi) {
+    const int64_t b = bi / T, i = bi % T;
+    float* d = dst + bi * T;
+    const float* p0 = probs + (b * H * T + i) * T;  // head 0, row i
+    for (int64_t j = 0; j < T; ++j) d[j] = p0[j];
+    for (int64_t hh = 1; hh < H; ++hh) {
+      const float* p = p0 + hh * T * T;
+      for (int64_t j = 0; j < T; ++j) d[j] += p[j];
+    }
+    for (int64_t j = 0; j < T; ++j) d[j] *= inv;
+  }
+}
+
+void im2col(const float* images, float* cols, int64_t nb, int64_t C, int64_t H, int64_t W, int64_t P, int nt) {
+  const int64_t gh = H / P, gw = W / P, K = C * P * P;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t bg = 0; bg < nb * gh; ++bg) {
+    const int64_t b = bg / gh, gy = bg % gh;
+    for (int64_t gx = 0; gx < gw; ++gx) {
+      float* row = cols + ((b * gh + gy) * gw + gx) * K;
+      for (int64_t ch = 0; ch < C; ++ch) {
+        for (int64_t py = 0; py < P; ++py) {
+          const float* src = images + ((b * C + ch) * H + gy * P + py) * W + gx * P;
+          std::memcpy(row + (ch * P + py) * P, src, static_cast<size_t>(P) * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+void embed(const float* patches, const float* cls, const float* pos, const float* bias, float* tokens, int64_t nb,
+           int64_t N, int64_t D, bool patches_final, int nt) {
+  const int64_t T = N + 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < nb * T; ++r) {
+    const int64_t b = r / T, t = r % T;
+    float* dst = tokens + r * D;
+    const float* p = pos + t * D;
+    if (t == 0) {
+      for (int64_t j = 0; j < D; ++j) dst[j] = cls[j] + p[j];
+    } else if (patches_final) {
+      std::memcpy(dst, patches + (b * N + t - 1) * D, static_cast<size_t>(D) * sizeof(float));
+    } else {
+      const float* src = patches + (b * N + t - 1) * D;
+      if (bias) {
+        for (int64_t j = 0; j < D; ++j) dst[j] = (src[j] + bias[j]) + p[j];
+      } else {
+        for (int64_t j = 0; j < D; ++j) dst[j] = src[j] + p[j];
+      }
+    }
+  }
+}
+
+void pool(const float* x, float* out, int64_t nb, int64_t T, int64_t D, bool mean_patches, int nt) {
+  if (!mean_patches) {
+    for (int64_t b = 0; b < nb; ++b) std::memcpy(out + b * D, x + b * T * D, static_cast<size_t>(D) * sizeof(float));
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t bj = 0; bj < nb * D; ++bj) {
+    const int64_t b = bj / D, j = bj % D;
+    double s = 0.0;
+    for (int64_t t = 1; t < T; ++t) s += x[(b * T + t) * D + j];
+    out[bj] = static_cast<float>(s / static_cast<double>(T - 1));
+  }
+}
+
+void add(const float* a, const float* b, float* y, int64_t n, int nt) {
+#pragma omp parallel for simd num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+void gelu(const float* x, float* y, int64_t n, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_f(x[i]);
+}
+
+void scale_cols(const float* x, const float* gamma, float* y, int64_t rows, int64_t D, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < D; ++j) y[r * D + j] = x[r * D + j] * gamma[j];
+}
+
+}  // namespace vit::ref

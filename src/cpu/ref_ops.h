@@ -1,0 +1,66 @@
+// vit-infer: the fp32 CPU reference ops: THE math every backend and every op test is checked
+// against (tests/test_ops.cpp), and the kernels of the CPU backend (cpu_engine.cpp). All
+// buffers are row-major fp32; `nt` is the OpenMP team size. Linear layers are split into
+// single-threaded OpenBLAS calls (the caller holds OpenBLAS at 1 thread: BlasSingleThreaded)
+// so that one thread pool does all the work; LayerNorm, GELU and attention are plain loops.
+#pragma once
+
+#include <cstdint>
+
+namespace vit::ref {
+
+enum class Epilogue { kBias, kBiasGelu };
+
+// y[M, N] = x[M, K] W[N, K]^T + bias[N] (accumulate: y += ...), then GELU_erf if asked.
+// bias may be null.
+void linear(const float* x, int64_t M, int64_t K, const float* w, const float* bias, int64_t N, float* y,
+            bool accumulate, Epilogue epi, int nt);
+
+// One LayerNorm per row of x [rows, D] (row strides ldx / ldy; y may be x), statistics in double
+// (two passes) so that large-mean rows and HF's eps 1e-12 lose nothing.
+void layer_norm(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t D, const float* g,
+                const float* b, float eps, int nt);
+
+// Multi-head self-attention core.
+//   qkv:     [B, T, 3D]    per token q | k | v, each head-major (head h = columns h*hd .. +hd-1)
+//   out:     [B, T, D]     softmax(q k^T * hd^-0.5) v, heads concatenated head-major
+//   probs:   [B, H, T, T]  softmax probabilities, or null (then the scratch row holds them)
+//   kt:      [B, H, hd, T] workspace: K transposed, so the score loop runs over contiguous keys
+//   scratch: [nt, T]       one probability row per thread
+void attention(const float* qkv, float* out, float* probs, float* kt, float* scratch, int64_t B, int64_t T,
+               int64_t H, int64_t hd, int nt);
+
+// dst[b, i, j] = mean over heads of probs[b, h, i, j]; probs [nb, H, T, T], dst [nb, T, T].
+void head_mean(const float* probs, float* dst, int64_t nb, int64_t H, int64_t T, int nt);
+
+// images [nb, C, H, W] -> cols [nb * (H/P) * (W/P), C*P*P]: row-major grid, each patch
+// flattened (c, py, px), i.e. the OIHW order of the conv weight.
+void im2col(const float* images, float* cols, int64_t nb, int64_t C, int64_t H, int64_t W, int64_t P, int nt);
+
+// tokens [nb, N+1, D]: row 0 = cls + pos[0]; row 1+n = patches[n] (+ bias + pos[1+n] unless
+// final; bias may be null).
+void embed(const float* patches, const float* cls, const float* pos, const float* bias, float* tokens, int64_t nb,
+           int64_t N, int64_t D, bool patches_final, int nt);
+
+// x [nb, T, D] -> out [nb, D]: row 0 (cls) or the mean of rows 1..T-1 (summed in double).
+void pool(const float* x, float* out, int64_t nb, int64_t T, int64_t D, bool mean_patches, int nt);
+
+// Elementwise over n values / [rows, D] rows.
+void add(const float* a, const float* b, float* y, int64_t n, int nt);
+void gelu(const float* x, float* y, int64_t n, int nt);
+void scale_cols(const float* x, const float* gamma, float* y, int64_t rows, int64_t D, int nt);
+
+// Keeps OpenBLAS single-threaded for the scope (the OpenMP team calls it in parallel) and
+// restores the caller's setting afterwards. The setting is process-global.
+class BlasSingleThreaded {
+ public:
+  BlasSingleThreaded();
+  ~BlasSingleThreaded();
+  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
+  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
+
+ private:
+  int saved_;
+};
+
+}  // namespace vit::ref

@@ -1,0 +1,258 @@
+// vit-infer: the graph IR's helpers and build_vit, the one place that knows the ViT layer
+// order (timm VisionTransformer.forward): patch embed -> cls + pos -> depth x (pre-norm
+// attention block, pre-norm MLP block, each a residual add) -> final norm -> pool -> fc_norm
+// -> head. Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
+#include "graph/graph.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace vit::graph {
+
+const char* op_name(Op op) noexcept {
+  switch (op) {
+    case Op::kPatchify: return "patchify";
+    case Op::kLinear: return "linear";
+    case Op::kEmbed: return "embed";
+    case Op::kLayerNorm: return "layernorm";
+    case Op::kAttention: return "attention";
+    case Op::kAdd: return "add";
+    case Op::kGelu: return "gelu";
+    case Op::kScale: return "scale";
+    case Op::kPool: return "pool";
+    case Op::kCast: return "cast";
+  }
+  return "?";
+}
+
+int64_t TensorDesc::numel() const noexcept {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+int64_t TensorDesc::rows() const noexcept {
+  int64_t n = 1;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) n *= shape[i];
+  return n;
+}
+
+int Graph::add_tensor(TensorDesc d) {
+  tensors.push_back(std::move(d));
+  return static_cast<int>(tensors.size()) - 1;
+}
+
+std::vector<int> Graph::consumers(int id) const {
+  std::vector<int> v;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (std::find(nodes[i].in.begin(), nodes[i].in.end(), id) != nodes[i].in.end()) v.push_back(static_cast<int>(i));
+  return v;
+}
+
+void Graph::lifetimes(std::vector<int>& first, std::vector<int>& last) const {
+  first.assign(tensors.size(), -1);
+  last.assign(tensors.size(), -1);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    auto touch = [&](int t) {
+      if (t < 0 || tensors[static_cast<size_t>(t)].kind == TensorKind::kWeight) return;
+      if (first[static_cast<size_t>(t)] < 0) first[static_cast<size_t>(t)] = static_cast<int>(i);
+      last[static_cast<size_t>(t)] = static_cast<int>(i);
+    };
+    for (int t : nodes[i].in) touch(t);
+    for (int t : nodes[i].out) touch(t);
+  }
+  for (size_t t = 0; t < tensors.size(); ++t)
+    if (tensors[t].keep && first[t] >= 0) last[t] = static_cast<int>(nodes.size());
+}
+
+std::string Graph::describe() const {
+  std::ostringstream os;
+  for (const Node& n : nodes) {
+    os << op_name(n.op) << " " << n.name << " (";
+    for (size_t i = 0; i < n.in.size(); ++i) os << (i ? ", " : "") << (n.in[i] < 0 ? "-" : t(n.in[i]).name);
+    os << ") -> ";
+    for (size_t i = 0; i < n.out.size(); ++i) os << (i ? ", " : "") << t(n.out[i]).name;
+    os << "\n";
+  }
+  return os.str();
+}
+
+bool fusion_enabled(bool requested) {
+  const char* e = std::getenv("VIT_DISABLE_FUSION");
+  const bool disabled = e && *e && std::strcmp(e, "0") != 0;
+  return requested && !disabled;
+}
+
+namespace {
+
+std::string dims_str(std::vector<int64_t> d) { return shape_str(d); }
+
+// Emits nodes and tensors; every weight is checked against the shape the config implies.
+// Shapes are compared by element count because loaders may keep singleton dims (cls [1, 1, D]).
+class Builder {
+ public:
+  Builder(Graph& g, const char* who) : g_(g), who_(who) {}
+
+  int weight(const Tensor& t, std::vector<int64_t> shape, const std::string& name) {
+    int64_t want = 1;
+    for (int64_t d : shape) want *= d;
+    if (t.numel() != want || static_cast<int64_t>(t.data.size()) != want) {
+      fail(ErrorCode::kInvalidArgument, std::string(who_) + ": weight '" + name + "' has shape " +
+                                            shape_str(t.shape) + " (" + std::to_string(t.data.size()) +
+                                            " values), expected " + dims_str(shape) + " from the config");
+    }
+    TensorDesc d;
+    d.name = name;
+    d.kind = TensorKind::kWeight;
+    d.dtype = DType::F32;
+    d.shape = std::move(shape);
+    d.host = &t;
+    return g_.add_tensor(std::move(d));
+  }
+
+  int act(const std::string& name, std::vector<int64_t> shape, DType dt) {
+    TensorDesc d;
+    d.name = name;
+    d.dtype = dt;
+    d.shape = std::move(shape);
+    return g_.add_tensor(std::move(d));
+  }
+
+  // Adds a node whose single output is a new activation shaped like `shape_of` (or `shape`).
+  int node(Op op, const std::string& name, std::vector<int> in, std::vector<int64_t> shape, OpParams p = {},
+           DType dt = DType::F32, bool use_act = true) {
+    const int out = act(name + ".out", std::move(shape), use_act ? g_.act_dtype : dt);
+    Node n;
+    n.op = op;
+    n.name = name;
+    n.in = std::move(in);
+    n.out = {out};
+    n.params = p;
+    g_.nodes.push_back(std::move(n));
+    return out;
+  }
+
+  const std::vector<int64_t>& shape(int t) const { return g_.t(t).shape; }
+
+ private:
+  Graph& g_;
+  const char* who_;
+};
+
+}  // namespace
+
+Graph build_vit(const Model& m, DType act, const char* who) {
+  const ViTConfig& c = m.cfg;
+  const ViTWeights& w = m.w;
+  auto bad = [&](const std::string& msg) { fail(ErrorCode::kInvalidArgument, std::string(who) + ": " + msg); };
+  auto positive = [&](int v, const char* what) {
+    if (v <= 0) bad(std::string("config ") + what + " must be positive, got " + std::to_string(v));
+  };
+  positive(c.image_h, "image_h");
+  positive(c.image_w, "image_w");
+  positive(c.patch, "patch");
+  positive(c.in_chans, "in_chans");
+  positive(c.hidden, "hidden");
+  positive(c.heads, "heads");
+  positive(c.mlp_hidden, "mlp_hidden");
+  positive(c.depth, "depth");  // >= 1 so that the last block's attention always exists
+  if (c.num_classes < 0) bad("config num_classes must not be negative");
+  if (c.hidden % c.heads != 0)
+    bad("hidden " + std::to_string(c.hidden) + " is not divisible by heads " + std::to_string(c.heads));
+  if (c.image_h % c.patch != 0 || c.image_w % c.patch != 0)
+    bad("image size " + std::to_string(c.image_h) + "x" + std::to_string(c.image_w) +
+        " is not a multiple of the patch size " + std::to_string(c.patch));
+  if (!(c.ln_eps >= 0.0f)) bad("ln_eps must be >= 0");
+  if (static_cast<int>(w.blocks.size()) != c.depth)
+    bad("model has " + std::to_string(w.blocks.size()) + " blocks but config depth is " + std::to_string(c.depth));
+
+  Graph g;
+  g.act_dtype = act;
+  g.depth = c.depth;
+  g.heads = c.heads;
+  g.tokens = c.tokens();
+  Builder b(g, who);
+  const int64_t D = c.hidden, I = c.mlp_hidden, T = c.tokens(), N = c.num_patches();
+  const int64_t K = int64_t{c.in_chans} * c.patch * c.patch, C = c.num_classes;
+  const LayerNormParams lnp{c.ln_eps};
+
+  {
+    TensorDesc in;
+    in.name = "images";
+    in.kind = TensorKind::kInput;
+    in.dtype = DType::F32;
+    in.shape = {c.in_chans, c.image_h, c.image_w};
+    g.images = g.add_tensor(std::move(in));
+  }
+  // Patch embedding: the stride-P conv as im2col + GEMM, then cls + pos.
+  const int cols = b.node(Op::kPatchify, "patchify", {g.images}, {N, K});
+  // The conv bias is added with pos by the embed (the kernel's unfused form); fusion moves both
+  // into the GEMM's epilogue.
+  const int pe = b.node(Op::kLinear, "patch_embed",
+                        {cols, b.weight(w.patch_w, {D, K}, "patch_embed.proj.weight"), -1, -1}, {N, D}, LinearParams{});
+  const int pos = b.weight(w.pos, {T, D}, "pos_embed");
+  int x = b.node(Op::kEmbed, "embed",
+                 {pe, b.weight(w.cls, {D}, "cls_token"), pos, b.weight(w.patch_b, {D}, "patch_embed.proj.bias")},
+                 {T, D}, EmbedParams{});
+
+  for (int l = 0; l < c.depth; ++l) {
+    const BlockWeights& bw = w.blocks[static_cast<size_t>(l)];
+    const std::string p = "blocks." + std::to_string(l) + ".";
+    auto W = [&](const Tensor& t, std::vector<int64_t> s, const char* n) { return b.weight(t, std::move(s), p + n); };
+    auto linear = [&](const char* n, int in, const Tensor& wt, const Tensor& bt, int64_t out, int64_t k) {
+      return b.node(Op::kLinear, p + n, {in, W(wt, {out, k}, (std::string(n) + ".weight").c_str()),
+                                          W(bt, {out}, (std::string(n) + ".bias").c_str()), -1},
+                    {T, out}, LinearParams{});
+    };
+    // Attention half: x = x + ls1 * proj(attn(norm1(x))) (ls1: LayerScale, when the model has it).
+    int h = b.node(Op::kLayerNorm, p + "norm1", {x, W(bw.ln1_w, {D}, "norm1.weight"), W(bw.ln1_b, {D}, "norm1.bias"), -1},
+                   {T, D}, lnp);
+    const int qkv = linear("attn.qkv", h, bw.qkv_w, bw.qkv_b, 3 * D, D);
+    h = b.node(Op::kAttention, p + "attn", {qkv}, {T, D}, AttentionParams{c.heads, l});
+    h = linear("attn.proj", h, bw.proj_w, bw.proj_b, D, D);
+    if (c.layer_scale) h = b.node(Op::kScale, p + "ls1", {h, W(bw.ls1, {D}, "ls1.gamma")}, {T, D});
+    x = b.node(Op::kAdd, p + "add1", {x, h}, {T, D});
+    // MLP half: x = x + ls2 * fc2(GELU(fc1(norm2(x)))).
+    h = b.node(Op::kLayerNorm, p + "norm2", {x, W(bw.ln2_w, {D}, "norm2.weight"), W(bw.ln2_b, {D}, "norm2.bias"), -1},
+               {T, D}, lnp);
+    h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, I, D);
+    h = b.node(Op::kGelu, p + "mlp.act", {h}, {T, I});
+    h = linear("mlp.fc2", h, bw.fc2_w, bw.fc2_b, D, I);
+    if (c.layer_scale) h = b.node(Op::kScale, p + "ls2", {h, W(bw.ls2, {D}, "ls2.gamma")}, {T, D});
+    x = b.node(Op::kAdd, p + "add2", {x, h}, {T, D});
+  }
+
+  // Head, in timm's forward_head order: final norm -> pool -> fc_norm -> classifier. With cls
+  // pooling the final norm runs on the pooled row only (LayerNorm is per row: same values).
+  auto norm = [&](const char* n, int in, const Tensor& gt, const Tensor& bt, std::vector<int64_t> s) {
+    return b.node(Op::kLayerNorm, n, {in, b.weight(gt, {D}, std::string(n) + ".weight"),
+                                      b.weight(bt, {D}, std::string(n) + ".bias"), -1},
+                  std::move(s), lnp);
+  };
+  int pooled;
+  if (c.pool == GlobalPool::kToken) {
+    pooled = b.node(Op::kPool, "pool", {x}, {D}, PoolParams{PoolKind::kCls});
+    if (c.final_norm) pooled = norm("norm", pooled, w.norm_w, w.norm_b, {D});
+  } else {
+    if (T < 2) bad("avg pooling needs at least one patch");
+    if (c.final_norm) x = norm("norm", x, w.norm_w, w.norm_b, {T, D});
+    pooled = b.node(Op::kPool, "pool", {x}, {D}, PoolParams{PoolKind::kMeanPatches});
+  }
+  if (c.fc_norm) pooled = norm("fc_norm", pooled, w.fc_norm_w, w.fc_norm_b, {D});
+  if (C > 0) {
+    const int logits = b.node(Op::kLinear, "head",
+                              {pooled, b.weight(w.head_w, {C, D}, "head.weight"), b.weight(w.head_b, {C}, "head.bias"), -1},
+                              {C}, LinearParams{});
+    g.logits = b.node(Op::kCast, "logits", {logits}, {C}, {}, DType::F32, false);
+    g.tensors[static_cast<size_t>(g.logits)].keep = true;
+  }
+  g.embeddings = b.node(Op::kCast, "embeddings", {pooled}, {D}, {}, DType::F32, false);
+  g.tensors[static_cast<size_t>(g.embeddings)].keep = true;
+  return g;
+}
+
+}  // namespace vit::graph

@@ -1,0 +1,139 @@
+// vit-infer: the device-agnostic forward graph every backend executes (CPU reference, CUDA).
+// IR: a list of nodes {op, in[], out[], params} in execution order over named tensors. Each
+// tensor has a dtype and a shape; activation tensors are per image (the batch is the leading,
+// implicit dim: a tensor of shape [T, D] is [B, T, D] in memory, batch-major, row-major) and
+// weights are whole host fp32 tensors (Model's, borrowed) that a backend converts as it likes.
+// Tensors are SSA: one producer each, so lifetimes (and arena packing) follow from node order.
+// Absent optional inputs are -1. Params are per op (one struct each, no shared fields).
+// build_vit (graph.cpp) alone knows the ViT layer order; fuse (fusion.cpp) rewrites the graph.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/model.h"
+
+namespace vit::graph {
+
+enum class Op : uint8_t {
+  // in: {images [C, H, W] f32} -> out: {cols [N, K]}: the stride-P conv's im2col, rows in
+  // row-major grid order, each patch flattened (c, py, px) like the OIHW conv weight.
+  kPatchify,
+  // in: {x [R, K], W [N, K], bias [N] | -1, residual [R, N] | -1} -> {y [R, N]}:
+  // y = act(x W^T + bias) + residual (torch Linear orientation). LinearParams say which
+  // epilogue (act) and whether the residual is an activation or a per-image weight table.
+  kLinear,
+  // in: {patches [N, D], cls [D], pos [N+1, D], bias [D] | -1} -> {tokens [N+1, D]}:
+  // tokens[0] = cls + pos[0]; tokens[1+n] = patches[n] (+ bias + pos[1+n] unless patches_final).
+  kEmbed,
+  // in: {x [R, D], gamma [D], beta [D], residual [R, D] | -1} -> {y [R, D]} or, with a
+  // residual, {y, sum}: sum = x + residual, y = LN(sum). Statistics in fp32 or wider.
+  kLayerNorm,
+  // in: {qkv [T, 3D]} -> {o [T, D]}: softmax(q k^T / sqrt(hd)) v per head; q | k | v each
+  // head-major. The producer may write qkv scattered (LinearParams::qkv_scatter).
+  kAttention,
+  // in: {a, b} -> {a + b}, same shapes (the residual adds of a block, before fusion).
+  kAdd,
+  // in: {x} -> {GELU_erf(x)} (exact erf form, as timm and HF).
+  kGelu,
+  // in: {x [R, D], gamma [D]} -> {x * gamma} per column (LayerScale, timm ls1 / ls2).
+  kScale,
+  // in: {tokens [T, D]} -> {pooled [D]}: the cls row, or the mean of the patch rows 1..T-1.
+  kPool,
+  // in: {x} -> {x as f32} (outputs leave the graph in fp32 whatever the run precision).
+  kCast,
+};
+const char* op_name(Op op) noexcept;
+
+enum class Act : uint8_t { kNone, kGelu };
+enum class PoolKind : uint8_t { kCls, kMeanPatches };
+
+struct LinearParams {
+  Act act = Act::kNone;
+  // The residual input (in[3]) is a weight table of `rows` rows repeated per image, starting at
+  // row table_row0 of that weight (the position embeddings added in the patch GEMM), rather
+  // than an activation.
+  bool table_residual = false;
+  int table_row0 = 0;
+  // Set by the fusion pass on the QKV GEMM feeding an attention node: the backend may write y
+  // as [3, B, heads, T, hd] instead of [B, T, 3D] (the attention node reads either).
+  bool qkv_scatter = false;
+  int heads = 0;  // with qkv_scatter
+};
+struct LayerNormParams {
+  float eps = 1e-6f;
+};
+struct AttentionParams {
+  int heads = 0;
+  int layer = 0;  // block index, for attention-map outputs
+};
+struct EmbedParams {
+  bool patches_final = false;  // patch rows already hold bias + pos (fused into the GEMM)
+};
+struct PoolParams {
+  PoolKind kind = PoolKind::kCls;
+};
+using OpParams = std::variant<std::monostate, LinearParams, LayerNormParams, AttentionParams, EmbedParams, PoolParams>;
+
+enum class TensorKind : uint8_t { kInput, kActivation, kWeight };
+
+struct TensorDesc {
+  std::string name;
+  TensorKind kind = TensorKind::kActivation;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;     // per image for activations / the input; whole for weights
+  const Tensor* host = nullptr;   // weights: the host fp32 data (owned by the Model)
+  bool keep = false;              // read after the forward (graph outputs): alive to the end
+  int64_t numel() const noexcept;
+  int64_t rows() const noexcept;  // product of all dims but the last
+  int64_t cols() const noexcept { return shape.empty() ? 1 : shape.back(); }
+};
+
+struct Node {
+  Op op = Op::kAdd;
+  std::string name;      // e.g. "blocks.3.mlp.fc1"
+  std::vector<int> in;   // tensor ids, -1 for an absent optional input
+  std::vector<int> out;  // tensor ids
+  OpParams params;
+  template <class P> const P& p() const { return std::get<P>(params); }
+  template <class P> P& p() { return std::get<P>(params); }
+  int input(size_t i) const { return i < in.size() ? in[i] : -1; }
+};
+
+struct Graph {
+  std::vector<TensorDesc> tensors;
+  std::vector<Node> nodes;
+  DType act_dtype = DType::F32;  // storage type of the activations (the run precision)
+  int images = -1;               // input [C, H, W] f32
+  int logits = -1;               // output [num_classes] f32, -1 without a classifier
+  int embeddings = -1;           // output [D] f32 (pooled features fed to the head)
+  int depth = 0, heads = 0, tokens = 0;
+  bool fused = false;
+
+  const TensorDesc& t(int id) const { return tensors.at(static_cast<size_t>(id)); }
+  int add_tensor(TensorDesc d);
+  // Consumers of tensor `id` (node indices, ascending).
+  std::vector<int> consumers(int id) const;
+  // Node index -> first / last node touching each tensor (inputs and outputs; kept tensors
+  // last to nodes.size()). Weights are excluded (-1, -1).
+  void lifetimes(std::vector<int>& first, std::vector<int>& last) const;
+  // Multi-line listing (one node per line) for reports and tests.
+  std::string describe() const;
+};
+
+// The ViT forward of `m`, unfused, activations in `act` (F32 / F16 / BF16), outputs in f32.
+// Validates every weight against the config (throws vit::Error kInvalidArgument naming the
+// tensor, its shape and the shape the config implies). `who` prefixes error messages.
+Graph build_vit(const Model& m, DType act, const char* who);
+
+// The fusion pass (fusion.cpp): GEMM + GELU, GEMM + residual add, add + LayerNorm, patch GEMM +
+// bias + pos (periodic table residual), QKV GEMM -> attention scatter. Semantics unchanged.
+void fuse(Graph& g);
+
+// Whether fusion runs: `requested` (session option) and not VIT_DISABLE_FUSION=1 in the env.
+bool fusion_enabled(bool requested);
+
+}  // namespace vit::graph
