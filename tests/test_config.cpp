@@ -250,6 +250,21 @@ TEST(ConfigJson, TimmConfig) {
   EXPECT_EQ(h.preprocess->input_h, 160);
   EXPECT_FLOAT_EQ(h.preprocess->crop_pct, 0.9f);
   EXPECT_FALSE(h.heads.has_value());  // from the architecture name, applied by the loader
+  EXPECT_TRUE(h.warnings.empty());     // model_args.img_size agrees with input_size
+
+  // A model_args.img_size that contradicts input_size (even an absurd one) is said, with both
+  // values, and never becomes a size.
+  const std::pair<json, const char*> contradicting[] = {{json(1000000), "1000000"}, {json{96, 128}, "[96, 128]"}};
+  for (const auto& [bad_size, quoted] : contradicting) {
+    json jb = json::parse(kTimmConfig);
+    jb["model_args"]["img_size"] = bad_size;
+    auto hb = detail::parse_config_json(jb, "t.json");
+    EXPECT_EQ(hb.image_h, 160);
+    EXPECT_EQ(hb.image_w, 160);
+    ASSERT_EQ(hb.warnings.size(), 1u);
+    EXPECT_NE(hb.warnings[0].find(std::string("model_args.img_size ") + quoted), std::string::npos) << hb.warnings[0];
+    EXPECT_NE(hb.warnings[0].find("input_size 160x160"), std::string::npos) << hb.warnings[0];
+  }
 
   // label_names as a list, with label_descriptions; squash crop; model_args dims.
   json j = json::parse(kTimmConfig);

@@ -451,6 +451,13 @@ TEST(Loader, ConfigPrecedence) {
   bool warned = false;
   for (const std::string& w : m->warnings) warned |= w.find("width 768") != std::string::npos;
   EXPECT_TRUE(warned) << "config/tensor width conflict not reported";
+  // The config's image size contradicts the stored 2x2 grid: taken (the table resampled), but
+  // said, naming both values.
+  std::string size_warning;
+  for (const std::string& w : m->warnings)
+    if (w.find("image size 64x64") != std::string::npos) size_warning = w;
+  EXPECT_NE(size_warning.find("2x2 grid"), std::string::npos) << size_warning;
+  EXPECT_NE(size_warning.find("config.json"), std::string::npos) << size_warning;
 
   // Overrides beat everything.
   ov.heads = 4;
@@ -466,6 +473,8 @@ TEST(Loader, ConfigPrecedence) {
   EXPECT_EQ(m->cfg.pool, GlobalPool::kAvg);
   EXPECT_TRUE(m->cfg.final_norm);  // HF: norm over all tokens, then the mean
   EXPECT_EQ(m->w.pos.shape, (Shape{10, 192}));
+  for (const std::string& w : m->warnings)  // the override decides the size: nothing contradicts
+    EXPECT_EQ(w.find("says image size"), std::string::npos) << w;
 }
 
 TEST(Loader, HfPreprocessorConfig) {

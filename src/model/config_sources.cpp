@@ -439,6 +439,17 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
         get_hw(ma, "img_size", mp, limits::kMaxImageSide, &ih, &iw);
         h.image_h = ih;
         h.image_w = iw;
+      } else if (has(ma, "img_size") && h.image_h && h.image_w) {
+        // pretrained_cfg.input_size decides; a model_args img_size that says otherwise (even an
+        // absurd one) is reported with both values, never used for a size.
+        const json& v = ma.at("img_size");
+        const bool same = v.is_array() ? v.size() == 2 && v[0] == *h.image_h && v[1] == *h.image_w
+                                       : v.is_number_integer() && v == *h.image_h && v == *h.image_w;
+        if (!same) {
+          h.warnings.push_back(path + ": model_args.img_size " + brief(v) + " contradicts pretrained_cfg.input_size " +
+                               std::to_string(*h.image_h) + "x" + std::to_string(*h.image_w) +
+                               "; using the input size (the position table decides the stored grid)");
+        }
       }
     }
     if (h.pool && !h.fc_norm) h.fc_norm = (*h.pool == GlobalPool::kAvg);  // timm: fc_norm=None -> avg pools use it

@@ -777,6 +777,18 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     fail(ErrorCode::kFormat, file + ": cannot infer the patch grid from position table '" + N.pos + "' with " +
                                  to_s(pos_rows) + " rows (expected 1 + gh*gw)");
   }
+  // A config size that contradicts the stored table (e.g. img_size 1000000 for a 4x4 grid) is
+  // not taken silently: the run size still comes from it (timm builds the model at its
+  // img_size and resamples the checkpoint's table to it), within the limits checked below.
+  if (!ov.image_size && hint_h > 0 && hint_w > 0 &&
+      (static_cast<int64_t>(hint_h / cfg.patch) != cfg.ckpt_grid_h || static_cast<int64_t>(hint_w / cfg.patch) != cfg.ckpt_grid_w)) {
+    const std::string said_by = hints.image_h ? hints.path : "architecture '" + arch_name + "'";
+    warnings.push_back(said_by + " says image size " + to_s(hint_h) + "x" + to_s(hint_w) + " but position table '" + N.pos +
+                       "' holds a " + to_s(cfg.ckpt_grid_h) + "x" + to_s(cfg.ckpt_grid_w) + " grid (" +
+                       to_s(static_cast<int64_t>(cfg.ckpt_grid_h) * cfg.patch) + "x" +
+                       to_s(static_cast<int64_t>(cfg.ckpt_grid_w) * cfg.patch) + " at patch " + to_s(cfg.patch) +
+                       "): running at " + to_s(hint_h) + "x" + to_s(hint_w) + " with the table resampled");
+  }
   // Where the run size comes from, for the messages below.
   std::string size_from = ov.image_size ? std::string("the image size override")
                           : hints.image_h ? hints.path
