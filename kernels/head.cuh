@@ -3,7 +3,7 @@
 // The final LayerNorm on pooled rows is launch_layernorm (strided cls rows or fc_norm), the
 // classifier is launch_gemm. softmax_topk: logits [B, C] -> fp32 probabilities and the top-k
 // (index, probability) per row, on device. to_f32 / gelu: conversions and the exact-erf GELU
-// applied after a cuBLASLt bias epilogue.
+// applied after a cuBLASLt bias epilogue (or as the unfused graph's GELU node); binary: add / scale.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -46,7 +46,20 @@ struct GeluParams {
   int64_t rows = 0, cols = 0, ld = 0;
 };
 
+// Elementwise binary op over [rows, cols] (contiguous): y = a + b, or y = a * b with b a [cols]
+// row broadcast over every row (LayerScale). Computed in fp32, stored in the storage type. The
+// unfused graph's residual adds and the LayerScale multiply run here.
+enum class BinaryOp { kAdd, kMulCols };
+struct BinaryParams {
+  DType dtype = DType::F32;
+  const void* a = nullptr;  // [rows, cols]
+  const void* b = nullptr;  // [rows, cols] (kAdd) or [cols] (kMulCols)
+  void* y = nullptr;        // [rows, cols]; may be a
+  int64_t rows = 0, cols = 0;
+  BinaryOp op = BinaryOp::kAdd;
+};
 void launch_pool(const PoolParams& p, cudaStream_t stream);
+void launch_binary(const BinaryParams& p, cudaStream_t stream);
 void launch_softmax_topk(const SoftmaxTopkParams& p, cudaStream_t stream);
 void launch_to_f32(const ToF32Params& p, cudaStream_t stream);
 void launch_gelu(const GeluParams& p, cudaStream_t stream);

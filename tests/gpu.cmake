@@ -31,8 +31,10 @@ endif()
 #                        VIT_EMU_CUBLASLT=1 (a host reference GEMM, for the agreement-check test).
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   set(_emu_src)
-  foreach(k gemm gemm_sm90 attention layernorm head patch_embed resize_normalize)
-    set(_in ${PROJECT_SOURCE_DIR}/kernels/${k}.cu)
+  # The product's own lists (CMakeLists.txt: VIT_KERNEL_SRC, VIT_GPU_HOST_SRC): a kernel added
+  # there is emulated without touching this file.
+  foreach(_in ${VIT_KERNEL_SRC})
+    get_filename_component(k ${_in} NAME_WE)
     set(_out ${CMAKE_CURRENT_BINARY_DIR}/gpu_emu_gen/${k}_emu.cpp)
     add_custom_command(OUTPUT ${_out}
                        COMMAND ${CMAKE_COMMAND} -DIN=${_in} -DOUT=${_out}
@@ -44,9 +46,9 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   # vit_gpu_emu: the CUDA engine (src/gpu) and the shipped kernels compiled once against the
   # emulator's headers (they must shadow the real cuda_runtime_api.h / cublasLt.h /
   # device_common.cuh, hence BEFORE), shared by every emulated target below.
-  add_library(vit_gpu_emu STATIC gpu_emu/emu.cpp gpu_emu/lt_gemm_stub.cpp
-              ${PROJECT_SOURCE_DIR}/src/gpu/cuda_engine.cpp
-              ${_emu_src})
+  set(_emu_host ${VIT_GPU_HOST_SRC})
+  list(FILTER _emu_host EXCLUDE REGEX "/lt_gemm\\.cpp$")  # cuBLASLt: gpu_emu/lt_gemm_stub.cpp
+  add_library(vit_gpu_emu STATIC gpu_emu/emu.cpp gpu_emu/lt_gemm_stub.cpp ${_emu_host} ${_emu_src})
   target_include_directories(vit_gpu_emu BEFORE PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/gpu_emu
                              ${PROJECT_SOURCE_DIR}/kernels ${CMAKE_CURRENT_SOURCE_DIR})
   target_compile_definitions(vit_gpu_emu PUBLIC VIT_GPU_EMU_BUILD=1 VIT_WITH_CUDA=1)

@@ -54,6 +54,10 @@ std::shared_ptr<Model> random_model(const ViTConfig& cfg, uint64_t seed, float s
     b.fc1_b = f.bias(I, scale);
     b.fc2_w = f.linear_w(D, I, scale);
     b.fc2_b = f.bias(D, scale);
+    if (cfg.layer_scale) {  // far from timm's init 1e-5, and signed, so a wrong gamma shows
+      b.ls1 = f.uniform({D}, -1.5f, 1.5f);
+      b.ls2 = f.uniform({D}, -1.5f, 1.5f);
+    }
   }
   if (cfg.final_norm) f.layer_norm(D, &w.norm_w, &w.norm_b);
   if (cfg.fc_norm) f.layer_norm(D, &w.fc_norm_w, &w.fc_norm_b);

@@ -23,6 +23,7 @@
 #include "model_fixture.h"
 #include "test_api_fixture.h"
 #include "test_util.h"
+#include "tolerances.h"
 #include "vit/vit.h"
 #include "vit/vit.hpp"
 
@@ -480,6 +481,55 @@ TEST(CApi, RunMatchesInternalEngineExactly) {
     expect_bitwise_equal(got.emb, want.emb, "embeddings");
     expect_bitwise_equal(got.attn, want.attn, "attention");
   }
+}
+
+// Params structs are read by struct_size (vit.h): a first-version caller (struct_size 0 or
+// VIT_SESSION_PARAMS_V1_SIZE, no `fusion` field) gets the default for the newer field even when
+// the bytes past its struct hold garbage; a struct larger than the library's, or smaller than
+// the first version, is refused by name. The fusion field selects the unfused graph: its
+// results agree with the fused one (and are not bitwise the same function call).
+TEST(CApi, ParamsStructsAreVersionedBySize) {
+  EXPECT_EQ(vit_session_default_params().struct_size, sizeof(vit_session_params));
+  EXPECT_EQ(vit_load_default_params().struct_size, sizeof(vit_load_params));
+  EXPECT_EQ(vit_session_default_params().fusion, 1);
+  vit_model* m = nullptr;
+  ASSERT_OK(vit_model_load(tiny().dir.c_str(), nullptr, &m));
+  const vit_model_info i = info_of(m);
+  const std::vector<float> x = random_vec(3 * image_floats(i));
+  const Result want = reference(tiny().dir, x, 3);
+  for (uint32_t size : {uint32_t{0}, static_cast<uint32_t>(VIT_SESSION_PARAMS_V1_SIZE)}) {
+    SCOPED_TRACE("struct_size " + std::to_string(size));
+    vit_session_params p = vit_session_default_params();
+    p.struct_size = size;
+    p.num_threads = kThreads;
+    p.fusion = 0x5a5a5a5a;  // past a v1 struct: must not be read (0 would mean unfused)
+    vit_session* s = nullptr;
+    ASSERT_OK(vit_session_create(m, &p, &s));
+    const Result got = run_api(s, i, x, 3);
+    expect_bitwise_equal(got.logits, want.logits, "logits");  // the default (fused) graph
+    vit_session_free(s);
+  }
+  vit_session_params p = vit_session_default_params();
+  p.num_threads = kThreads;
+  p.fusion = 0;
+  vit_session* s = nullptr;
+  ASSERT_OK(vit_session_create(m, &p, &s));
+  const Result unfused = run_api(s, i, x, 3);
+  vit_session_free(s);
+  ASSERT_TRUE(all_finite(unfused.logits));
+  EXPECT_TRUE(vit::test::close_rel(unfused.logits, want.logits, 1e-4f)) << "unfused vs fused logits";
+  EXPECT_GT(vit::test::max_abs(unfused.logits.data(), unfused.logits.size()), 0.0f);
+  p = vit_session_default_params();
+  p.struct_size = sizeof(vit_session_params) + 8;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "struct_size");
+  p.struct_size = 4;
+  EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "struct_size");
+  vit_load_params lp = vit_load_default_params();
+  lp.struct_size = sizeof(vit_load_params) + 4;
+  vit_model* m2 = nullptr;
+  EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &lp, &m2), VIT_ERR_INVALID_ARGUMENT, "struct_size");
+  EXPECT_EQ(m2, nullptr);
+  vit_model_free(m);
 }
 
 TEST(CApi, SessionOutlivesModelHandle) {

@@ -303,7 +303,6 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
     json args;
     const char* frag;
   } cases[] = {
-      {{{"init_values", 1e-5}}, "LayerScale"},
       {{{"qk_norm", true}}, "qk_norm"},
       {{{"global_pool", "map"}}, "global_pool 'map'"},
       {{{"global_pool", ""}}, "global_pool ''"},

@@ -125,13 +125,13 @@ RefOut reference_forward(const Model& m, const float* img) {
       }
     }
     Mat proj = ref_linear(att, T, D, b.proj_w, b.proj_b, D);
-    for (size_t k = 0; k < x.size(); ++k) x[k] += proj[k];
+    for (size_t k = 0; k < x.size(); ++k) x[k] += c.layer_scale ? b.ls1.data[k % D] * proj[k] : proj[k];
 
     h = ref_layer_norm(x, T, D, b.ln2_w, b.ln2_b, eps);
     Mat f1 = ref_linear(h, T, D, b.fc1_w, b.fc1_b, I);
     for (double& v : f1) v = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
     Mat f2 = ref_linear(f1, T, I, b.fc2_w, b.fc2_b, D);
-    for (size_t k = 0; k < x.size(); ++k) x[k] += f2[k];
+    for (size_t k = 0; k < x.size(); ++k) x[k] += c.layer_scale ? b.ls2.data[k % D] * f2[k] : f2[k];
   }
 
   if (c.final_norm) x = ref_layer_norm(x, T, D, w.norm_w, w.norm_b, eps);
@@ -350,6 +350,46 @@ TEST(CpuEngine, BatchEqualsSingleImageRuns) {
   expect_close_f(batched.logits.data() + 2 * C, batched.logits.data(), C, "logits[2] vs logits[0]");
   // Distinct images give distinct outputs (guards against every slot holding image 0).
   EXPECT_GT(test::max_abs_diff(batched.logits.data(), batched.logits.data() + C, C), 1e-3f);
+}
+
+// LayerScale (timm init_values): each branch scaled per channel by ls1 / ls2.gamma before its
+// residual add; 50 tokens, head dim 24, avg pooling, odd batch.
+TEST(CpuEngine, LayerScaleMatchesReference) {
+  ViTConfig cfg = test::small_config(56, 40, 8, 48, 2, 2, 6);  // 35 patches, hd 24
+  cfg.layer_scale = true;
+  cfg.pool = GlobalPool::kAvg;
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("model seed " + std::to_string(seed));
+  auto model = test::random_model(cfg, seed);
+  for (bool fusion : {true, false}) {
+    SCOPED_TRACE(fusion ? "fused" : "unfused");
+    auto engine = make_cpu_engine(model, 2, fusion);
+    run_against_reference(*engine, *model, 3);
+  }
+}
+
+// The fused graph (fusion pass) and the unfused one compute the same function; both are also
+// checked against the double reference so that agreeing on a wrong answer cannot pass.
+TEST(CpuEngine, FusedAndUnfusedGraphsAgree) {
+  for (bool layer_scale : {false, true}) {
+    ViTConfig cfg = consistency_config();
+    cfg.layer_scale = layer_scale;
+    SCOPED_TRACE(layer_scale ? "layer scale" : "plain");
+    auto model = test::random_model(cfg, fresh_seed());
+    auto fused = make_cpu_engine(model, 2, true);
+    auto unfused = make_cpu_engine(model, 2, false);
+    const int B = 3;
+    run_against_reference(*fused, *model, B);
+    std::vector<float> images = test::random_vec(B * image_numel(cfg));
+    Outputs f(cfg, B), u(cfg, B);
+    fused->run(images.data(), B, f.ptrs());
+    unfused->run(images.data(), B, u.ptrs());
+    ASSERT_GT(test::max_abs(f.logits.data(), f.logits.size()), 0.0f);
+    expect_close_f(u.logits.data(), f.logits.data(), f.logits.size(), "logits");
+    expect_close_f(u.emb.data(), f.emb.data(), f.emb.size(), "embeddings");
+    expect_close_f(u.attn.data(), f.attn.data(), f.attn.size(), "attention");
+    run_against_reference(*unfused, *model, 1);
+  }
 }
 
 // More images than the engine processes per internal pass, so chunk offsets are exercised.

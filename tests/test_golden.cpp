@@ -135,12 +135,13 @@ TEST(GoldenData, AllCasesPresent) {
   EXPECT_GE(cases.size(), 9u) << "expected >= 9 golden cases under " << vit::test::data_path("golden")
                               << "; regenerate with tools/make_golden.py";
   for (const char* must : {"timm_token", "timm_avg", "hf_cls", "hf_bare", "jax_npz", "resample",
-                           "f16", "bf16", "timm_197"}) {
+                           "f16", "bf16", "timm_197", "timm_layerscale"}) {
     EXPECT_TRUE(std::find(cases.begin(), cases.end(), must) != cases.end()) << "missing " << must;
   }
   const std::vector<std::string> fams = vit::test::list_golden_cases(vit::test::kFamilySet);
   for (const char* must : {"fam_reg_noembedcls", "fam_reg_avg", "fam_gap_nocls", "fam_avgmax_tanh", "fam_max",
-                           "fam_nonorm", "fam_clip_quickgelu", "fam_clip", "fam_siglip_gap", "fam_deit_distilled"}) {
+                           "fam_nonorm", "fam_clip_quickgelu", "fam_clip", "fam_siglip_gap", "fam_deit_distilled",
+                           "fam_reg4_gap_ls", "fam_dinov2_reg4"}) {
     EXPECT_TRUE(std::find(fams.begin(), fams.end(), must) != fams.end())
         << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py";
   }

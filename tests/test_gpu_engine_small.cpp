@@ -192,6 +192,37 @@ TEST(GpuEngineSmall, MatchesCpuThroughBucketsAndChunks) {
   }
 }
 
+// The same graph fused (the default) and unfused (CudaEngineOptions::fusion = false: separate
+// add / GELU nodes, bias + pos in the embed, plain QKV layout), with and without LayerScale
+// (scale nodes; the residual adds then fold into the next LayerNorm), every precision, against
+// the CPU reference; 25 tokens, head dim 24, odd batch (padded bucket).
+TEST(GpuEngineSmall, FusedAndUnfusedGraphsMatchCpuWithLayerScale) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (bool layer_scale : {false, true}) {
+    ViTConfig cfg = small_config(40, 40, 8, 48, 2, 2, 7);
+    cfg.layer_scale = layer_scale;
+    std::shared_ptr<const Model> model = random_model(cfg, 47 + layer_scale, 1.0f);
+    auto cpu = make_cpu_engine(model, 2);
+    const auto img = images_for(cfg, 3);
+    const Outputs want = run_engine(*cpu, cfg, img, 3, true);
+    for (Precision prec : {Precision::kFP32, Precision::kFP16, Precision::kBF16}) {
+      for (bool fusion : {true, false}) {
+        SCOPED_TRACE(std::string(precision_name(prec)) + (fusion ? " fused" : " unfused") +
+                     (layer_scale ? ", LayerScale" : ""));
+        CudaEngineOptions o;
+        o.precision = prec;
+        o.max_batch = 4;
+        o.fusion = fusion;
+        o.gemm = GemmChoice::kCustom;  // no tuner timing: the emulator runs every timed GEMM too
+        auto gpu = make_cuda_engine(model, o);
+        const std::string rep = as_cuda(gpu)->report();
+        EXPECT_NE(rep.find(fusion ? "(fused)" : "(unfused)"), std::string::npos) << rep;
+        expect_close(run_engine(*gpu, cfg, img, 3, true), want, prec);
+      }
+    }
+  }
+}
+
 // The arena grows 1 -> 4 images: the graph of bucket 1 was captured over the old arena and must
 // be re-captured (the emulator poisons freed device memory, so a stale graph reads NaN).
 TEST(GpuEngineSmall, GraphsReCapturedAfterArenaGrows) {

@@ -85,7 +85,8 @@ def _linear_gain(name: str) -> float:
 def randomize(model, seed: int) -> None:
     """Re-randomises every parameter so that a bug in any component shows in the logits:
     Linear/Conv weights ~ N(0, gain/sqrt(fan_in)), biases ~ N(0, 0.1..0.2), LayerNorm weights
-    1 + N(0, 0.15), LayerNorm biases N(0, 0.1), cls/pos tokens N(0, 0.5)."""
+    1 + N(0, 0.15), LayerNorm biases N(0, 0.1), LayerScale gammas 0.2 + N(0, 0.5) (signed, far
+    from timm's 1e-5 init so that a skipped or misapplied scale shows), cls/pos tokens N(0, 0.5)."""
     g = torch.Generator().manual_seed(seed)
 
     def rn(shape, std, mean=0.0):
@@ -97,6 +98,8 @@ def randomize(model, seed: int) -> None:
             if isinstance(mod, nn.LayerNorm):
                 mod.weight.copy_(rn(mod.weight.shape, 0.15, 1.0))
                 mod.bias.copy_(rn(mod.bias.shape, 0.1))
+            elif type(mod).__name__ == "LayerScale":  # timm init_values: gamma [D] (init 1e-5)
+                mod.gamma.copy_(rn(mod.gamma.shape, 0.5, 0.2))
             elif isinstance(mod, (nn.Linear, nn.Conv2d)):
                 fan_in = mod.weight[0].numel()
                 mod.weight.copy_(rn(mod.weight.shape, _linear_gain(mname) / fan_in ** 0.5))
@@ -367,6 +370,9 @@ def all_cases():
                                    dtype=torch.float16, **TINY),
         "bf16": lambda d: case_timm(d, "vit_tiny_patch16_224", 109, 2, 32,
                                     dtype=torch.bfloat16, **TINY),
+        # LayerScale (timm init_values, blocks.N.ls1 / ls2.gamma), odd batch, avg pool + fc_norm.
+        "timm_layerscale": lambda d: case_timm(d, "vit_small_patch16_224", 113, 3, 32, init_values=1e-5,
+                                               global_pool="avg", **TINY),
         "hf_cls": lambda d: case_hf(d, 110, bare=False),
         "hf_bare": lambda d: case_hf(d, 111, bare=True),
         "jax_npz": lambda d: case_jax_npz(d, 112),

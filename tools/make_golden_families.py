@@ -84,6 +84,11 @@ def all_cases():
         "fam_clip": lambda d: case_family(d, "vit_base_patch16_clip_224", 208, **TINY),
         # SigLIP gap tower: no class token, avg pool without fc_norm.
         "fam_siglip_gap": lambda d: case_family(d, "vit_base_patch16_siglip_gap_224", 209, **TINY),
+        # timm *_reg4_gap: 4 registers, no class token, no_embed_class, LayerScale, avg pool after
+        # the final norm (fc_norm=False), all from the architecture name.
+        "fam_reg4_gap_ls": lambda d: case_family(d, "vit_base_patch16_reg4_gap_256", 211, **TINY),
+        # DINOv2 with registers (timm): cls + 4 registers, no_embed_class, LayerScale, token pool.
+        "fam_dinov2_reg4": lambda d: case_family(d, "vit_small_patch14_reg4_dinov2", 212, **TINY),
         # DeiT distilled: cls + dist tokens, output = mean of head and head_dist.
         "fam_deit_distilled": lambda d: case_family(d, "deit_tiny_distilled_patch16_224", 210,
                                                     forward=deit_forward, **TINY),

@@ -79,7 +79,14 @@ typedef enum vit_pool VIT_ENUM_INT {
   VIT_POOL_FORCE_INT = 0x7fffffff
 } vit_pool;
 
+/* Params structs are versioned by size: struct_size is their first field, and
+ * *_default_params() sets it to sizeof the struct of the vit.h the caller compiled against.
+ * The library reads only the fields that lie within struct_size and takes defaults for the
+ * rest, so fields can be appended later without breaking callers built against an older
+ * header. struct_size 0 (a zero-initialised struct) means the first version's fields
+ * (VIT_*_PARAMS_V1_SIZE); a struct_size larger than the library knows is refused. */
 typedef struct vit_load_params {
+  uint32_t struct_size;     /* sizeof(vit_load_params), set by vit_load_default_params() */
   const char* architecture; /* timm architecture name, or NULL */
   int image_size;           /* run resolution (square); 0 = the checkpoint's */
   int num_heads;            /* 0 = from config / architecture / shapes */
@@ -153,6 +160,7 @@ typedef enum vit_gemm VIT_ENUM_INT {
 } vit_gemm;
 
 typedef struct vit_session_params {
+  uint32_t struct_size;    /* sizeof(vit_session_params), set by vit_session_default_params() */
   vit_device device;       /* default CPU */
   int device_id;           /* CUDA ordinal, default 0; ignored on the CPU */
   vit_precision precision; /* default FP32 (CPU supports FP32 only) */
@@ -162,7 +170,12 @@ typedef struct vit_session_params {
   int use_cuda_graphs;     /* default 1 */
   int allow_tf32;          /* default 0: fp32 is true fp32 */
   void* cuda_stream;       /* cudaStream_t to run on; NULL = the session's own */
+  /* -- version 2 (fields past VIT_SESSION_PARAMS_V1_SIZE) -- */
+  int fusion;              /* default 1: run the fused graph; 0: unfused (same function; for
+                              comparisons). Env VIT_DISABLE_FUSION=1 also turns it off. */
 } vit_session_params;
+#define VIT_LOAD_PARAMS_V1_SIZE sizeof(vit_load_params)
+#define VIT_SESSION_PARAMS_V1_SIZE offsetof(vit_session_params, fusion)
 
 VIT_API vit_session_params vit_session_default_params(void);
 VIT_API vit_status* vit_session_create(const vit_model* model, const vit_session_params* params,

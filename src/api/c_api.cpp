@@ -129,6 +129,26 @@ vit::GemmChoice to_internal(vit_gemm g) {
 }
 #endif
 
+// A caller's params struct read by size (vit.h): the fields within struct_size (0: the first
+// version's) over the defaults; a struct larger than this library's is refused.
+template <class P>
+P read_params(const P* given, P defaults, size_t v1_size, const char* fn, const char* what) {
+  if (!given) return defaults;
+  const size_t n = given->struct_size == 0 ? v1_size : given->struct_size;
+  if (n > sizeof(P)) {
+    invalid(fn, std::string(what) + " struct_size " + std::to_string(n) + " is larger than this library's " +
+                    std::to_string(sizeof(P)) + " (a vit.h newer than libvit?)");
+  }
+  if (n < v1_size) {
+    invalid(fn, std::string(what) + " struct_size " + std::to_string(n) + " is smaller than its first version (" +
+                    std::to_string(v1_size) + " bytes)");
+  }
+  P p = defaults;
+  std::memcpy(static_cast<void*>(&p), given, n);
+  p.struct_size = sizeof(P);
+  return p;
+}
+
 }  // namespace
 
 extern "C" {
@@ -155,6 +175,7 @@ const char* vit_status_code_name(vit_status_code code) {
 
 vit_load_params vit_load_default_params(void) {
   vit_load_params p;
+  p.struct_size = sizeof(vit_load_params);
   p.architecture = nullptr;
   p.image_size = 0;
   p.num_heads = 0;
@@ -171,7 +192,8 @@ vit_status* vit_model_load(const char* path, const vit_load_params* params, vit_
     require(out, fn, "out");
     require(path, fn, "path");
     if (!*path) invalid(fn, "path is empty");
-    vit_load_params p = params ? *params : vit_load_default_params();
+    const vit_load_params p =
+        read_params(params, vit_load_default_params(), VIT_LOAD_PARAMS_V1_SIZE, fn, "vit_load_params");
 
     vit::ConfigOverrides ov;
     if (p.architecture && *p.architecture) ov.architecture = std::string(p.architecture);
@@ -277,6 +299,7 @@ const char* vit_model_get_warning(const vit_model* model, int index) {
 
 vit_session_params vit_session_default_params(void) {
   vit_session_params p;
+  p.struct_size = sizeof(vit_session_params);
   p.device = VIT_DEVICE_CPU;
   p.device_id = 0;
   p.precision = VIT_PRECISION_FP32;
@@ -286,6 +309,7 @@ vit_session_params vit_session_default_params(void) {
   p.use_cuda_graphs = 1;
   p.allow_tf32 = 0;
   p.cuda_stream = nullptr;
+  p.fusion = 1;
   return p;
 }
 
@@ -295,7 +319,8 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
   return guarded(fn, [&] {
     require(out, fn, "out");
     require(model, fn, "model");
-    vit_session_params p = params ? *params : vit_session_default_params();
+    const vit_session_params p =
+        read_params(params, vit_session_default_params(), VIT_SESSION_PARAMS_V1_SIZE, fn, "vit_session_params");
 
     if (p.max_batch < 1) invalid(fn, "max_batch " + std::to_string(p.max_batch) + " must be >= 1");
     const int precision = raw_enum(p.precision), gemm = raw_enum(p.gemm), device = raw_enum(p.device);
@@ -317,7 +342,7 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
                                                "VIT_DEVICE_CUDA for fp16/bf16");
       if (p.gemm != VIT_GEMM_AUTO)
         invalid(fn, "gemm selects a CUDA GEMM implementation; the CPU device takes VIT_GEMM_AUTO only");
-      s->engine = vit::make_cpu_engine(s->model, p.num_threads);
+      s->engine = vit::make_cpu_engine(s->model, p.num_threads, p.fusion != 0);
     } else {  // VIT_DEVICE_CUDA
       if (p.device_id < 0) invalid(fn, "device_id " + std::to_string(p.device_id) + " is negative");
 #ifdef VIT_WITH_CUDA
@@ -332,6 +357,7 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
       o.cuda_graphs = p.use_cuda_graphs != 0;
       o.allow_tf32 = p.allow_tf32 != 0;
       o.stream = p.cuda_stream;
+      o.fusion = p.fusion != 0;
       s->engine = vit::make_cuda_engine(s->model, o);
 #else
       vit::fail(ErrorCode::kUnsupported, std::string(fn) +

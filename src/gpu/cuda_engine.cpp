@@ -36,6 +36,7 @@
 #include "gemm_sm90.cuh"
 #include "graph/arena.h"
 #include "gpu/executor.h"
+#include "graph/graph.h"
 #include "gpu/lt_gemm.h"
 #include "head.cuh"
 #include "layernorm.cuh"
@@ -153,42 +154,29 @@ struct DeviceGuard {
   }
 };
 
-// --- the forward graph --------------------------------------------------------------------
-enum class OpKind { kPatchify, kGemm, kEmbed, kLayerNorm, kAttention, kPool, kToF32 };
-
+// --- the lowered graph ----------------------------------------------------------------------
+// The engine executes the shared graph (graph/graph.h) through an op table (kCudaOps below). Per
+// graph tensor: its arena entry (activations) or weight-buffer offset (weights); per linear node
+// its GEMM description, what the GEMM candidates (mma.sync, wgmma, cuBLASLt) and the tuner need.
 struct TensorInfo {
   std::string name;
-  int64_t per_image = 0;  // elements per image
+  int64_t per_image = 0;  // elements per image (0: not in the arena: weights, unused tensors)
   DType dtype = DType::F32;
-  bool keep = false;      // read after the forward (outputs, last block's Q/K): alive to the end
-  int first = INT_MAX, last = -1;
+  int first = 0, last = 0;
   int64_t bytes(int batch) const { return per_image * batch * static_cast<int64_t>(dtype_size(dtype)); }
 };
 
-struct Node {
-  OpKind kind = OpKind::kGemm;
+struct GemmNode {
   std::string name;
-  int in = -1, out = -1;  // tensor ids
-  // GEMM
-  int64_t w = -1, b = -1;  // weight-buffer byte offsets (-1: none)
+  int in = -1, out = -1, res = -1;  // tensor ids (res: an activation residual, or -1)
+  int64_t w = -1, b = -1;           // weight-buffer byte offsets (-1: none)
   int rows_per_image = 0, N = 0, K = 0;
   int64_t lda = 0, ldw = 0, ldc = 0;
   GemmEpilogue epi = GemmEpilogue::kNone;
-  bool residual = false;   // out += ... (out is read too)
   bool qkv = false;
-  // kResidual from a weight table instead of `out`: row r adds row r % rows_per_image of the
-  // table at this weight-buffer offset (the position embeddings, in the patch-embedding GEMM).
+  // kResidual from a weight table: row r adds row r % rows_per_image of the table at this
+  // weight-buffer offset (the position embeddings, in the patch-embedding GEMM).
   int64_t res_w = -1;
-  // LayerNorm
-  int64_t gamma = -1, beta = -1;
-  int64_t x_stride = 0, y_stride = 0;
-  int D = 0;
-  // Attention: the node producing Q/K/V (their layout depends on that GEMM's implementation)
-  int producer = -1;
-  // Pool
-  PoolMode pool = PoolMode::kCls;
-  // ToF32
-  int64_t elems_per_image = 0;
 };
 
 // Weights in the run precision, packed into one device buffer (256-byte aligned entries).
@@ -326,8 +314,7 @@ class CudaEngineImpl final : public CudaEngine {
     test_prefer_ = opt.test_prefer_gemm;
     if (const char* e = std::getenv("VIT_TEST_GEMM_PREFER")) test_prefer_ = e;
     weights_.set_elem(dtype_size(dt_));
-    build_graph();
-    compute_lifetimes();
+    lower(graph::fusion_enabled(opt.fusion));
     make_buckets();  // plans every bucket's arena (host only); nothing is allocated for it yet
     weights_.upload(wbuf_, dt_);
     // cudaMemset and pageable cudaMemcpy run on the legacy default stream and may still be in
@@ -379,8 +366,8 @@ class CudaEngineImpl final : public CudaEngine {
     std::vector<std::pair<std::string, std::string>> v;
     for (const Bucket& b : buckets_) {
       if (b.batch != bucket || !b.gemms_chosen) continue;
-      for (size_t i = 0; i < nodes_.size(); ++i)
-        if (nodes_[i].kind == OpKind::kGemm) v.emplace_back(nodes_[i].name, impl_name(b.gemm_impl[i]));
+      for (size_t i = 0; i < nodes().size(); ++i)
+        if (nodes()[i].op == graph::Op::kLinear) v.emplace_back(nodes()[i].name, impl_name(b.gemm_impl[i]));
     }
     return v;
   }
@@ -388,14 +375,14 @@ class CudaEngineImpl final : public CudaEngine {
   std::string report() const override {
     std::ostringstream os;
     const auto mib = [](int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
-    os << "cuda engine: " << nodes_.size() << " nodes, " << tensors_.size() << " tensors, precision "
+    os << "cuda engine: " << nodes().size() << (graph_.fused ? " nodes (fused), " : " nodes (unfused), ") << tensors_.size() << " tensors, precision "
        << dtype_name(dt_) << ", max_batch " << opt_.max_batch << "\n";
     os << "  arena allocated " << mib(arena_.bytes) << " MiB, weights " << mib(weights_.total()) << " MiB"
        << (graphs_disabled_ ? ", CUDA graphs disabled after a failed capture" : "") << "\n";
     for (const Bucket& b : buckets_) {
       int lt = 0, gem = 0, wg = 0;
-      for (size_t i = 0; i < nodes_.size(); ++i) {
-        if (nodes_[i].kind != OpKind::kGemm) continue;
+      for (size_t i = 0; i < nodes().size(); ++i) {
+        if (nodes()[i].op != graph::Op::kLinear) continue;
         ++gem;
         lt += b.gemm_impl[i] == GemmImpl::kCublasLt ? 1 : 0;
         wg += b.gemm_impl[i] == GemmImpl::kWgmma ? 1 : 0;
@@ -481,7 +468,7 @@ class CudaEngineImpl final : public CudaEngine {
     prepare(bk, batch);
     // The graph reads the images from the arena (its pointers are fixed at capture), so the
     // caller's buffer is copied in: 0.6 MB per 224x224 image, a few us at HBM speed.
-    float* d_img = reinterpret_cast<float*>(tptr(bk, t_images_));
+    float* d_img = reinterpret_cast<float*>(tptr(bk, graph_.images));
     VIT_CUDA_CHECK(cudaMemcpyAsync(d_img, d_images, static_cast<size_t>(batch * img) * sizeof(float),
                                    cudaMemcpyDeviceToDevice, s));
     if (bk.batch > batch) {
@@ -491,7 +478,7 @@ class CudaEngineImpl final : public CudaEngine {
     if (d_logits) {
       const bool logits = c.num_classes > 0;
       const int64_t per = logits ? c.num_classes : c.hidden;
-      VIT_CUDA_CHECK(cudaMemcpyAsync(d_logits, tptr(bk, logits ? t_logits_f32_ : t_emb_f32_),
+      VIT_CUDA_CHECK(cudaMemcpyAsync(d_logits, tptr(bk, logits ? graph_.logits : graph_.embeddings),
                                      static_cast<size_t>(batch * per) * sizeof(float), cudaMemcpyDeviceToDevice, s));
     }
   }
@@ -507,7 +494,7 @@ class CudaEngineImpl final : public CudaEngine {
     cudaStream_t s = stream_.s;
     Bucket& bk = bucket_for(batch);
     prepare(bk, batch);
-    const size_t n = nodes_.size();
+    const size_t n = nodes().size();
     std::vector<cudaEvent_t> ev(n + 1, nullptr);
     struct Events {
       std::vector<cudaEvent_t>& v;
@@ -532,15 +519,14 @@ class CudaEngineImpl final : public CudaEngine {
         sum[i] += ms;
       }
     }
-    static const char* const kKind[] = {"patchify", "gemm", "embed", "layernorm", "attention", "pool", "to_f32"};
     std::vector<NodeTiming> out;
     out.reserve(n);
     for (size_t i = 0; i < n; ++i) {
       NodeTiming t;
-      t.name = nodes_[i].name;
-      if (nodes_[i].kind == OpKind::kGemm && bk.gemm_impl[i] != GemmImpl::kMmaSync)
+      t.name = nodes()[i].name;
+      if (nodes()[i].op == graph::Op::kLinear && bk.gemm_impl[i] != GemmImpl::kMmaSync)
         t.name += std::string(" [") + impl_name(bk.gemm_impl[i]) + "]";
-      t.kind = kKind[static_cast<int>(nodes_[i].kind)];
+      t.kind = op_table_row(i).kind;
       t.ms = sum[i] / reps;
       out.push_back(std::move(t));
     }
@@ -569,7 +555,7 @@ class CudaEngineImpl final : public CudaEngine {
       // Staging grows only here: the previous chunk's copies finished at its synchronisation.
       if (out.logits && C > 0) h_logits_.grow(int64_t{bk.batch} * C * 4, "logits staging");
       if (out.embeddings) h_emb_.grow(int64_t{bk.batch} * D * 4, "embeddings staging");
-      float* d_img = reinterpret_cast<float*>(tptr(bk, t_images_));
+      float* d_img = reinterpret_cast<float*>(tptr(bk, graph_.images));
       load(b0, nb, bk, d_img);
       if (bk.batch > nb) {
         VIT_CUDA_CHECK(cudaMemsetAsync(d_img + nb * img, 0, static_cast<size_t>((bk.batch - nb) * img) * sizeof(float), s));
@@ -581,11 +567,11 @@ class CudaEngineImpl final : public CudaEngine {
         forward(bk);
       }
       if (out.logits && C > 0) {
-        VIT_CUDA_CHECK(cudaMemcpyAsync(h_logits_.p, tptr(bk, t_logits_f32_), static_cast<size_t>(nb * C) * sizeof(float),
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_logits_.p, tptr(bk, graph_.logits), static_cast<size_t>(nb * C) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.embeddings) {
-        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(bk, t_emb_f32_), static_cast<size_t>(nb * D) * sizeof(float),
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(bk, graph_.embeddings), static_cast<size_t>(nb * D) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.attention) {
@@ -636,10 +622,10 @@ class CudaEngineImpl final : public CudaEngine {
     cudaStream_t s = stream_.s;
     if (layers_.bytes < c.depth * per_layer * 4) layers_.alloc(c.depth * per_layer * 4, "per-block attention maps");
     int layer = 0;
-    for (size_t i = 0; i < nodes_.size(); ++i) {
+    for (size_t i = 0; i < nodes().size(); ++i) {
       execute_node(i, bk, s);
-      if (nodes_[i].kind != OpKind::kAttention) continue;
-      launch_probs(nodes_[i].producer, bk, nb);
+      if (nodes()[i].op != graph::Op::kAttention) continue;
+      launch_probs(producer_[static_cast<size_t>(nodes()[i].in[0])], bk, nb);
       AttentionHeadMeanParams hm;
       hm.probs = static_cast<const float*>(probs_.p);
       hm.out = static_cast<float*>(layers_.p) + layer * per_layer;
@@ -748,199 +734,102 @@ class CudaEngineImpl final : public CudaEngine {
     if (static_cast<int>(model_->w.blocks.size()) != c.depth) bad("model block count differs from config depth");
   }
 
-  // --- graph construction ---------------------------------------------------------------
-  int add_tensor(const std::string& name, int64_t per_image, DType dt, bool keep = false) {
-    TensorInfo t;
-    t.name = name;
-    t.per_image = per_image;
-    t.dtype = dt;
-    t.keep = keep;
-    tensors_.push_back(t);
-    return static_cast<int>(tensors_.size()) - 1;
-  }
+  // --- lowering -------------------------------------------------------------------------
+  const std::vector<graph::Node>& nodes() const { return graph_.nodes; }
 
-  // res_w >= 0: a kResidual whose residual is that weight table (Node::res_w), not `out`.
-  Node gemm_node(const std::string& name, int in, int out, int64_t w, int64_t b, int rows, int N, int K,
-                 GemmEpilogue epi, int64_t res_w = -1) {
-    Node n;
-    n.kind = OpKind::kGemm;
-    n.name = name;
-    n.in = in;
-    n.out = out;
-    n.w = w;
-    n.b = b;
-    n.rows_per_image = rows;
-    n.N = N;
-    n.K = K;
-    n.lda = K;
-    n.ldw = K;
-    n.ldc = N;
-    n.epi = epi;
-    n.residual = epi == GemmEpilogue::kResidual && res_w < 0;
-    n.res_w = res_w;
-    n.qkv = epi == GemmEpilogue::kQkv;
-    return n;
-  }
-
-  Node ln_node(const std::string& name, int in, int out, const Tensor& g, const Tensor& b, int rows, int64_t xs,
-               int64_t ys) {
-    const int D = model_->cfg.hidden;
-    Node n;
-    n.kind = OpKind::kLayerNorm;
-    n.name = name;
-    n.in = in;
-    n.out = out;
-    n.gamma = weights_.add(g, 1, D, D, name + ".weight");
-    n.beta = weights_.add(b, 1, D, D, name + ".bias");
-    n.rows_per_image = rows;
-    n.x_stride = xs;
-    n.y_stride = ys;
-    n.D = D;
-    return n;
-  }
-
-  void build_graph() {
-    const ViTConfig& c = model_->cfg;
-    const ViTWeights& w = model_->w;
-    const int T = c.tokens(), D = c.hidden, I = c.mlp_hidden, N = c.num_patches();
-    const int K = c.in_chans * c.patch * c.patch;
-    k_pad_ = (K + 7) / 8 * 8;  // so that the 16-bit tensor-core GEMM applies (e.g. P = 14: K = 588)
-
-    t_images_ = add_tensor("images", int64_t{c.in_chans} * c.image_h * c.image_w, DType::F32);
-    const int t_cols = add_tensor("patch_cols", int64_t{N} * k_pad_, dt_);
-    const int t_pe = add_tensor("patch_out", int64_t{N} * D, dt_);
-    const int t_x = add_tensor("x", int64_t{T} * D, dt_);
-    {
-      Node n;
-      n.kind = OpKind::kPatchify;
-      n.name = "patchify";
-      n.in = t_images_;
-      n.out = t_cols;
-      nodes_.push_back(n);
+  // The shared graph in the run precision (fused unless switched off), its weights registered
+  // in the run precision, its activations sized for the arena, a GEMM description per linear.
+  void lower(bool fusion) {
+    graph_ = graph::build_vit(*model_, dt_, "make_cuda_engine");
+    if (fusion) graph::fuse(graph_);
+    const size_t nt = graph_.tensors.size();
+    std::vector<int> first, last;
+    graph_.lifetimes(first, last);
+    tensors_.assign(nt, TensorInfo{});
+    woff_.assign(nt, -1);
+    pitch_.assign(nt, 0);
+    producer_.assign(nt, -1);
+    for (size_t t = 0; t < nt; ++t) {
+      const graph::TensorDesc& d = graph_.tensors[t];
+      pitch_[t] = d.cols();
+      tensors_[t].name = d.name;
+      tensors_[t].dtype = d.dtype;
     }
-    // The patch GEMM adds the bias and pos[1 + n] in its epilogue (a periodic residual), so each
-    // patch token is rounded to the run precision once, as timm's conv + pos add in fp32 would
-    // be, not twice; embed then copies the rows behind each image's cls token.
-    const int64_t pos_off = weights_.add(w.pos, T, D, D, "pos_embed");
-    nodes_.push_back(gemm_node("patch_embed", t_cols, t_pe,
-                               weights_.add(w.patch_w, D, K, k_pad_, "patch_embed.proj.weight"),
-                               weights_.add(w.patch_b, 1, D, D, "patch_embed.proj.bias"), N, D, k_pad_,
-                               GemmEpilogue::kResidual,
-                               pos_off + int64_t{D} * static_cast<int64_t>(dtype_size(dt_))));  // pos rows 1..N
-    {
-      Node n;
-      n.kind = OpKind::kEmbed;
-      n.name = "embed";
-      n.in = t_pe;
-      n.out = t_x;
-      n.gamma = weights_.add(w.cls, 1, D, D, "cls_token");  // reused fields: cls, pos
-      n.beta = pos_off;
-      nodes_.push_back(n);
+    for (size_t i = 0; i < nodes().size(); ++i) {
+      const graph::Node& n = nodes()[i];
+      for (int o : n.out) producer_[static_cast<size_t>(o)] = static_cast<int>(i);
+      // The 16-bit tensor-core GEMM needs K % 8 == 0: patch columns are zero-padded (P = 14:
+      // K = 588 -> 592), and so are the rows of the weight that reads them.
+      if (n.op == graph::Op::kPatchify) pitch_[static_cast<size_t>(n.out[0])] = (graph_.t(n.out[0]).cols() + 7) / 8 * 8;
     }
-    for (int l = 0; l < c.depth; ++l) {
-      const BlockWeights& bw = w.blocks[static_cast<size_t>(l)];
-      const std::string p = "blocks." + std::to_string(l) + ".";
-      const bool last = l + 1 == c.depth;
-      const int h1 = add_tensor(p + "norm1_out", int64_t{T} * D, dt_);
-      const int qkv = add_tensor(p + "qkv", int64_t{3} * T * D, dt_, last);
-      const int att = add_tensor(p + "attn_out", int64_t{T} * D, dt_);
-      const int h2 = add_tensor(p + "norm2_out", int64_t{T} * D, dt_);
-      const int f = add_tensor(p + "fc1_out", int64_t{T} * I, dt_);
-      nodes_.push_back(ln_node(p + "norm1", t_x, h1, bw.ln1_w, bw.ln1_b, T, D, D));
-      nodes_.push_back(gemm_node(p + "attn.qkv", h1, qkv, weights_.add(bw.qkv_w, 3 * D, D, D, p + "attn.qkv.weight"),
-                                 weights_.add(bw.qkv_b, 1, 3 * D, 3 * D, p + "attn.qkv.bias"), T, 3 * D, D,
-                                 GemmEpilogue::kQkv));
-      const int qkv_node = static_cast<int>(nodes_.size()) - 1;
-      if (last) last_qkv_node_ = qkv_node;
-      {
-        Node n;
-        n.kind = OpKind::kAttention;
-        n.name = p + "attn";
-        n.in = qkv;
-        n.out = att;
-        n.producer = qkv_node;
-        nodes_.push_back(n);
+    auto weight = [&](int t, int64_t cols_pad) {
+      if (woff_[static_cast<size_t>(t)] < 0) {
+        const graph::TensorDesc& d = graph_.t(t);
+        woff_[static_cast<size_t>(t)] = weights_.add(*d.host, d.rows(), d.cols(), cols_pad, d.name);
       }
-      nodes_.push_back(gemm_node(p + "attn.proj", att, t_x, weights_.add(bw.proj_w, D, D, D, p + "attn.proj.weight"),
-                                 weights_.add(bw.proj_b, 1, D, D, p + "attn.proj.bias"), T, D, D,
-                                 GemmEpilogue::kResidual));
-      nodes_.push_back(ln_node(p + "norm2", t_x, h2, bw.ln2_w, bw.ln2_b, T, D, D));
-      nodes_.push_back(gemm_node(p + "mlp.fc1", h2, f, weights_.add(bw.fc1_w, I, D, D, p + "mlp.fc1.weight"),
-                                 weights_.add(bw.fc1_b, 1, I, I, p + "mlp.fc1.bias"), T, I, D, GemmEpilogue::kGelu));
-      nodes_.push_back(gemm_node(p + "mlp.fc2", f, t_x, weights_.add(bw.fc2_w, D, I, I, p + "mlp.fc2.weight"),
-                                 weights_.add(bw.fc2_b, 1, D, D, p + "mlp.fc2.bias"), T, D, I,
-                                 GemmEpilogue::kResidual));
+    };
+    gemm_.assign(nodes().size(), GemmNode{});
+    for (size_t i = 0; i < nodes().size(); ++i) {
+      const graph::Node& n = nodes()[i];
+      for (const CudaOpRow& r : kCudaOps)
+        if (r.op == n.op && r.supports(*this, n)) {
+          row_.push_back(&r);
+          break;
+        }
+      if (row_.size() != i + 1)
+        fail(ErrorCode::kUnsupported, std::string("make_cuda_engine: no CUDA kernel for ") + graph::op_name(n.op) +
+                                          " node '" + n.name + "'");
+      for (size_t k = 0; k < n.in.size(); ++k) {
+        const int t = n.in[k];
+        if (t < 0 || graph_.t(t).kind != graph::TensorKind::kWeight) continue;
+        // A linear's weight rows are padded to the pitch of its input.
+        weight(t, n.op == graph::Op::kLinear && k == 1 ? pitch_[static_cast<size_t>(n.in[0])] : graph_.t(t).cols());
+      }
+      if (n.op == graph::Op::kLinear) gemm_[i] = gemm_node(n);
+      if (n.op == graph::Op::kAttention) last_qkv_node_ = producer_[static_cast<size_t>(n.in[0])];
     }
-    // Head, in timm's forward_head order: final norm -> pool -> fc_norm -> classifier.
-    int pooled = add_tensor("pooled", D, dt_);
-    if (c.pool == GlobalPool::kToken) {
-      if (c.final_norm) {
-        nodes_.push_back(ln_node("norm", t_x, pooled, w.norm_w, w.norm_b, 1, int64_t{T} * D, D));  // cls rows only
+    // The last block's Q/K are read after the forward (attention probabilities on request).
+    if (last_qkv_node_ >= 0)
+      last[static_cast<size_t>(nodes()[static_cast<size_t>(last_qkv_node_)].out[0])] = static_cast<int>(nodes().size());
+    for (size_t t = 0; t < nt; ++t) {
+      const graph::TensorDesc& d = graph_.tensors[t];
+      if (d.kind == graph::TensorKind::kWeight || first[t] < 0) continue;  // weights; tensors fused away
+      tensors_[t].per_image = d.rows() * pitch_[t];
+      tensors_[t].first = first[t];
+      tensors_[t].last = last[t];
+    }
+  }
+
+  GemmNode gemm_node(const graph::Node& n) const {
+    const graph::LinearParams& lp = n.p<graph::LinearParams>();
+    const graph::TensorDesc& x = graph_.t(n.in[0]);
+    const graph::TensorDesc& w = graph_.t(n.in[1]);
+    GemmNode g;
+    g.name = n.name;
+    g.in = n.in[0];
+    g.out = n.out[0];
+    g.w = woff_[static_cast<size_t>(n.in[1])];
+    g.b = n.input(2) >= 0 ? woff_[static_cast<size_t>(n.in[2])] : -1;
+    g.rows_per_image = static_cast<int>(x.rows());
+    g.N = static_cast<int>(w.shape[0]);
+    g.K = static_cast<int>(pitch_[static_cast<size_t>(n.in[0])]);
+    g.lda = g.K;
+    g.ldw = g.K;
+    g.ldc = g.N;
+    if (lp.act == graph::Act::kGelu) g.epi = GemmEpilogue::kGelu;
+    if (n.input(3) >= 0) {
+      g.epi = GemmEpilogue::kResidual;
+      if (lp.table_residual) {
+        g.res_w = woff_[static_cast<size_t>(n.in[3])] + int64_t{lp.table_row0} * g.N * static_cast<int64_t>(dtype_size(dt_));
       } else {
-        Node n;
-        n.kind = OpKind::kPool;
-        n.name = "pool_cls";
-        n.in = t_x;
-        n.out = pooled;
-        n.pool = PoolMode::kCls;
-        nodes_.push_back(n);
-      }
-    } else {
-      int src = t_x;
-      if (c.final_norm) {
-        src = add_tensor("norm_out", int64_t{T} * D, dt_);
-        nodes_.push_back(ln_node("norm", t_x, src, w.norm_w, w.norm_b, T, D, D));
-      }
-      Node n;
-      n.kind = OpKind::kPool;
-      n.name = "pool_avg";
-      n.in = src;
-      n.out = pooled;
-      n.pool = PoolMode::kMeanPatches;
-      nodes_.push_back(n);
-    }
-    if (c.fc_norm) {
-      const int p2 = add_tensor("fc_norm_out", D, dt_);
-      nodes_.push_back(ln_node("fc_norm", pooled, p2, w.fc_norm_w, w.fc_norm_b, 1, D, D));
-      pooled = p2;
-    }
-    if (c.num_classes > 0) {
-      const int logits = add_tensor("logits", c.num_classes, dt_);
-      nodes_.push_back(gemm_node("head", pooled, logits, weights_.add(w.head_w, c.num_classes, D, D, "head.weight"),
-                                 weights_.add(w.head_b, 1, c.num_classes, c.num_classes, "head.bias"), 1,
-                                 c.num_classes, D, GemmEpilogue::kNone));
-      t_logits_f32_ = add_tensor("logits_f32", c.num_classes, DType::F32, true);
-      Node n;
-      n.kind = OpKind::kToF32;
-      n.name = "logits_to_f32";
-      n.in = logits;
-      n.out = t_logits_f32_;
-      n.elems_per_image = c.num_classes;
-      nodes_.push_back(n);
-    }
-    t_emb_f32_ = add_tensor("embeddings_f32", D, DType::F32, true);
-    Node n;
-    n.kind = OpKind::kToF32;
-    n.name = "embeddings_to_f32";
-    n.in = pooled;
-    n.out = t_emb_f32_;
-    n.elems_per_image = D;
-    nodes_.push_back(n);
-  }
-
-  void compute_lifetimes() {
-    const int last_node = static_cast<int>(nodes_.size());  // "after the forward"
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      for (int t : {nodes_[i].in, nodes_[i].out}) {
-        if (t < 0) continue;
-        tensors_[t].first = std::min(tensors_[t].first, static_cast<int>(i));
-        tensors_[t].last = std::max(tensors_[t].last, static_cast<int>(i));
+        g.res = n.in[3];
       }
     }
-    for (TensorInfo& t : tensors_) {
-      if (t.last < 0) fail(ErrorCode::kInternal, "cuda engine: tensor '" + t.name + "' is never used");
-      if (t.keep) t.last = last_node;
+    if (lp.qkv_scatter) {
+      g.epi = GemmEpilogue::kQkv;
+      g.qkv = true;
     }
+    return g;
   }
 
   // The arena of one bucket: every tensor at `batch` images, packed by lifetime.
@@ -962,7 +851,7 @@ class CudaEngineImpl final : public CudaEngine {
     buckets_.emplace_back();
     buckets_.back().batch = opt_.max_batch;
     for (Bucket& b : buckets_) {
-      b.gemm_impl.assign(nodes_.size(), GemmImpl::kMmaSync);
+      b.gemm_impl.assign(nodes().size(), GemmImpl::kMmaSync);
       b.plan = plan_for(b.batch);
     }
   }
@@ -973,7 +862,7 @@ class CudaEngineImpl final : public CudaEngine {
     fail(ErrorCode::kInternal, "cuda engine: no bucket for batch " + std::to_string(nb));
   }
 
-  GemmParams gemm_params(const Node& n, const Bucket& bk, bool lt) const {
+  GemmParams gemm_params(const GemmNode& n, const Bucket& bk, bool lt) const {
     GemmParams p;
     p.dtype = dt_;
     p.a = tptr(bk, n.in);
@@ -984,8 +873,8 @@ class CudaEngineImpl final : public CudaEngine {
     p.ldc = n.ldc;
     p.bias = wptr(n.b);
     p.epilogue = n.epi;
-    if (n.residual) {
-      p.residual = tptr(bk, n.out);
+    if (n.res >= 0) {
+      p.residual = tptr(bk, n.res);
       p.ldr = n.ldc;
     }
     set_table_residual(n, p);
@@ -1006,14 +895,14 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   // A kResidual node whose residual is a per-image weight table (Node::res_w).
-  void set_table_residual(const Node& n, GemmParams& p) const {
+  void set_table_residual(const GemmNode& n, GemmParams& p) const {
     if (n.res_w < 0) return;
     p.residual = wptr(n.res_w);
     p.ldr = n.N;
     p.residual_period = n.rows_per_image;
   }
 
-  void run_gemm(const Node& n, const Bucket& bk, GemmImpl impl, cudaStream_t s) {
+  void run_gemm(const GemmNode& n, const Bucket& bk, GemmImpl impl, cudaStream_t s) {
     launch_impl(gemm_params(n, bk, impl == GemmImpl::kCublasLt), impl, s);
   }
 
@@ -1028,12 +917,12 @@ class CudaEngineImpl final : public CudaEngine {
   AttentionParams attention_layout(int qkv_node, const Bucket& bk) const {
     const ViTConfig& c = model_->cfg;
     const int64_t T = c.tokens(), H = c.heads, hd = c.head_dim(), D = c.hidden;
-    const Node& qn = nodes_[static_cast<size_t>(qkv_node)];
+    const GemmNode& qn = gemm_[static_cast<size_t>(qkv_node)];
     const char* base = tptr(bk, qn.out);
     const int64_t es = static_cast<int64_t>(dtype_size(dt_));
     AttentionParams a;
     a.dtype = dt_;
-    if (bk.gemm_impl[static_cast<size_t>(qkv_node)] == GemmImpl::kCublasLt) {  // [B, T, 3, H, hd]
+    if (!qn.qkv || bk.gemm_impl[static_cast<size_t>(qkv_node)] == GemmImpl::kCublasLt) {  // [B, T, 3, H, hd]
       a.q = base;
       a.k = base + D * es;
       a.v = base + 2 * D * es;
@@ -1058,90 +947,131 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   void execute(const Bucket& bk, cudaStream_t s) {
-    for (size_t i = 0; i < nodes_.size(); ++i) execute_node(i, bk, s);
+    for (size_t i = 0; i < nodes().size(); ++i) execute_node(i, bk, s);
   }
 
-  void execute_node(size_t i, const Bucket& bk, cudaStream_t s) {
+  void execute_node(size_t i, const Bucket& bk, cudaStream_t s) { (this->*(row_[i]->run))(nodes()[i], i, bk, s); }
+
+  // --- the op table: one row per graph op {op, profile kind, supports, run} -----------------
+  struct CudaOpRow {
+    graph::Op op;
+    const char* kind;  // NodeTiming::kind
+    bool (*supports)(const CudaEngineImpl&, const graph::Node&);
+    void (CudaEngineImpl::*run)(const graph::Node&, size_t, const Bucket&, cudaStream_t);
+  };
+  static const CudaOpRow kCudaOps[10];  // one row per graph::Op (defined after the class)
+  const CudaOpRow& op_table_row(size_t i) const { return *row_[i]; }
+  static bool any(const CudaEngineImpl&, const graph::Node&) { return true; }
+  static bool linear_ok(const CudaEngineImpl&, const graph::Node& n) {
+    // The GEMM epilogues apply one of GELU / residual / QKV scatter, not two.
+    const graph::LinearParams& p = n.p<graph::LinearParams>();
+    return (p.act != graph::Act::kNone) + (n.input(3) >= 0) + p.qkv_scatter <= 1;
+  }
+  int64_t rows_of(int t, const Bucket& bk) const { return graph_.t(t).rows() * bk.batch; }
+  const void* weight_of(int t) const { return wptr(woff_[static_cast<size_t>(t)]); }
+
+  void run_patchify(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
     const ViTConfig& c = model_->cfg;
-    const int B = bk.batch;
-    {
-      const Node& n = nodes_[i];
-      switch (n.kind) {
-        case OpKind::kPatchify: {
-          PatchifyParams p;
-          p.dtype = dt_;
-          p.images = reinterpret_cast<const float*>(tptr(bk, n.in));
-          p.cols = tptr(bk, n.out);
-          p.B = B;
-          p.C = c.in_chans;
-          p.H = c.image_h;
-          p.W = c.image_w;
-          p.P = c.patch;
-          p.k_pad = k_pad_;
-          launch_patchify(p, s);
-          break;
-        }
-        case OpKind::kGemm:
-          run_gemm(n, bk, bk.gemm_impl[i], s);
-          break;
-        case OpKind::kEmbed: {
-          EmbedParams p;
-          p.dtype = dt_;
-          p.patches = tptr(bk, n.in);
-          p.patches_final = true;  // bias and pos added by the patch GEMM's epilogue
-          p.cls = wptr(n.gamma);
-          p.pos = wptr(n.beta);
-          p.tokens = tptr(bk, n.out);
-          p.B = B;
-          p.N = c.num_patches();
-          p.D = c.hidden;
-          launch_embed_finish(p, s);
-          break;
-        }
-        case OpKind::kLayerNorm: {
-          LayerNormParams p;
-          p.dtype = dt_;
-          p.x = tptr(bk, n.in);
-          p.x_stride = n.x_stride;
-          p.y = tptr(bk, n.out);
-          p.y_stride = n.y_stride;
-          p.gamma = wptr(n.gamma);
-          p.beta = wptr(n.beta);
-          p.rows = B * n.rows_per_image;
-          p.D = n.D;
-          p.eps = c.ln_eps;
-          launch_layernorm(p, s);
-          break;
-        }
-        case OpKind::kAttention: {
-          AttentionParams p = attention_layout(n.producer, bk);
-          p.o = tptr(bk, n.out);
-          launch_attention(p, s);
-          break;
-        }
-        case OpKind::kPool: {
-          PoolParams p;
-          p.dtype = dt_;
-          p.x = tptr(bk, n.in);
-          p.out = tptr(bk, n.out);
-          p.B = B;
-          p.T = c.tokens();
-          p.D = c.hidden;
-          p.mode = n.pool;
-          launch_pool(p, s);
-          break;
-        }
-        case OpKind::kToF32: {
-          ToF32Params p;
-          p.dtype = dt_;
-          p.src = tptr(bk, n.in);
-          p.dst = reinterpret_cast<float*>(tptr(bk, n.out));
-          p.n = n.elems_per_image * B;
-          launch_to_f32(p, s);
-          break;
-        }
-      }
+    PatchifyParams p;
+    p.dtype = dt_;
+    p.images = reinterpret_cast<const float*>(tptr(bk, n.in[0]));
+    p.cols = tptr(bk, n.out[0]);
+    p.B = bk.batch;
+    p.C = c.in_chans;
+    p.H = c.image_h;
+    p.W = c.image_w;
+    p.P = c.patch;
+    p.k_pad = static_cast<int>(pitch_[static_cast<size_t>(n.out[0])]);
+    launch_patchify(p, s);
+  }
+  void run_linear(const graph::Node&, size_t i, const Bucket& bk, cudaStream_t s) {
+    run_gemm(gemm_[i], bk, bk.gemm_impl[i], s);
+  }
+  void run_embed(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    EmbedParams p;
+    p.dtype = dt_;
+    p.patches = tptr(bk, n.in[0]);
+    p.patches_final = n.p<graph::EmbedParams>().patches_final;
+    p.cls = weight_of(n.in[1]);
+    p.pos = weight_of(n.in[2]);
+    p.bias = n.input(3) >= 0 ? weight_of(n.in[3]) : nullptr;
+    p.tokens = tptr(bk, n.out[0]);
+    p.B = bk.batch;
+    p.N = static_cast<int>(graph_.t(n.in[0]).rows());
+    p.D = static_cast<int>(graph_.t(n.in[0]).cols());
+    launch_embed_finish(p, s);
+  }
+  void run_layernorm(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    const int64_t D = graph_.t(n.in[0]).cols();
+    LayerNormParams p;
+    p.dtype = dt_;
+    p.x = tptr(bk, n.in[0]);
+    p.x_stride = D;
+    if (n.input(3) >= 0) {  // fused residual add: out[1] = x + residual, out[0] = LN(out[1])
+      p.residual = tptr(bk, n.in[3]);
+      p.x_out = tptr(bk, n.out[1]);
     }
+    p.y = tptr(bk, n.out[0]);
+    p.y_stride = D;
+    p.gamma = weight_of(n.in[1]);
+    p.beta = weight_of(n.in[2]);
+    p.rows = static_cast<int>(rows_of(n.in[0], bk));
+    p.D = static_cast<int>(D);
+    p.eps = n.p<graph::LayerNormParams>().eps;
+    launch_layernorm(p, s);
+  }
+  void run_attention(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    AttentionParams p = attention_layout(producer_[static_cast<size_t>(n.in[0])], bk);
+    p.o = tptr(bk, n.out[0]);
+    launch_attention(p, s);
+  }
+  void run_binary(const graph::Node& n, const Bucket& bk, cudaStream_t s, BinaryOp op, const void* b) {
+    BinaryParams p;
+    p.dtype = dt_;
+    p.a = tptr(bk, n.in[0]);
+    p.b = b;
+    p.y = tptr(bk, n.out[0]);
+    p.rows = rows_of(n.in[0], bk);
+    p.cols = graph_.t(n.in[0]).cols();
+    p.op = op;
+    launch_binary(p, s);
+  }
+  void run_add(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    run_binary(n, bk, s, BinaryOp::kAdd, tptr(bk, n.in[1]));
+  }
+  void run_scale(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    run_binary(n, bk, s, BinaryOp::kMulCols, weight_of(n.in[1]));
+  }
+  void run_gelu(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    const int64_t rows = rows_of(n.in[0], bk), cols = graph_.t(n.in[0]).cols();
+    VIT_CUDA_CHECK(cudaMemcpyAsync(tptr(bk, n.out[0]), tptr(bk, n.in[0]),
+                                   static_cast<size_t>(rows * cols) * dtype_size(dt_), cudaMemcpyDeviceToDevice, s));
+    GeluParams p;
+    p.dtype = dt_;
+    p.x = tptr(bk, n.out[0]);
+    p.rows = rows;
+    p.cols = cols;
+    p.ld = cols;
+    launch_gelu(p, s);
+  }
+  void run_pool(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    PoolParams p;
+    p.dtype = dt_;
+    p.x = tptr(bk, n.in[0]);
+    p.out = tptr(bk, n.out[0]);
+    p.B = bk.batch;
+    p.T = static_cast<int>(graph_.t(n.in[0]).rows());
+    p.D = static_cast<int>(graph_.t(n.in[0]).cols());
+    p.mode = n.p<graph::PoolParams>().kind == graph::PoolKind::kCls ? PoolMode::kCls : PoolMode::kMeanPatches;
+    launch_pool(p, s);
+  }
+  void run_cast(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    ToF32Params p;
+    p.dtype = dt_;
+    p.src = tptr(bk, n.in[0]);
+    p.dst = reinterpret_cast<float*>(tptr(bk, n.out[0]));
+    p.n = rows_of(n.in[0], bk) * graph_.t(n.in[0]).cols();
+    launch_to_f32(p, s);
   }
 
   // Picks the implementation of every GEMM node of a bucket, once per distinct shape (M, N, K,
@@ -1155,9 +1085,9 @@ class CudaEngineImpl final : public CudaEngine {
   //    disagrees is never selected (logged once per shape).
   void choose_gemms(Bucket& bk) {
     std::map<std::tuple<int, int, int, int>, GemmImpl> decided;  // (M, N, K, epilogue) -> impl
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      const Node& n = nodes_[i];
-      if (n.kind != OpKind::kGemm) continue;
+    for (size_t i = 0; i < nodes().size(); ++i) {
+      if (nodes()[i].op != graph::Op::kLinear) continue;
+      const GemmNode& n = gemm_[i];
       // The epilogue in the key, a table residual apart (cuBLASLt cannot take that one).
       const auto key = std::make_tuple(bk.batch * n.rows_per_image, n.N, n.K,
                                        static_cast<int>(n.epi) * 2 + (n.res_w >= 0 ? 1 : 0));
@@ -1167,7 +1097,7 @@ class CudaEngineImpl final : public CudaEngine {
     }
   }
 
-  GemmImpl choose_gemm(const Node& n, const Bucket& bk) {
+  GemmImpl choose_gemm(const GemmNode& n, const Bucket& bk) {
     const bool lt_ok = lt_->supports(gemm_params(n, bk, true));
     const bool wg_ok = wgmma_ok_ && gemm_sm90_supports(gemm_params(n, bk, false));
     const GemmImpl ref = lt_ok ? GemmImpl::kCublasLt : GemmImpl::kMmaSync;
@@ -1208,7 +1138,7 @@ class CudaEngineImpl final : public CudaEngine {
     return best;
   }
 
-  std::string shape_text(const Node& n, const Bucket& bk) const {
+  std::string shape_text(const GemmNode& n, const Bucket& bk) const {
     static const char* const kEpi[] = {"none", "gelu", "residual", "qkv"};
     return "(M=" + std::to_string(bk.batch * n.rows_per_image) + " N=" + std::to_string(n.N) + " K=" +
            std::to_string(n.K) + ", epilogue " + kEpi[static_cast<int>(n.epi)] + ", " + dtype_name(dt_) + ")";
@@ -1220,7 +1150,7 @@ class CudaEngineImpl final : public CudaEngine {
   // compares (agreement_tol). cuBLASLt's plain [M, 3D] QKV output is compared with the custom
   // kernels' [3, B, H, T, hd] scatter through the index map. Returns whether they agree; logs
   // once per (shape, candidate) when not. `reject`: the log says the candidate is not used.
-  bool check_gemm(const Node& n, const Bucket& bk, GemmImpl cand, GemmImpl ref, bool reject) {
+  bool check_gemm(const GemmNode& n, const Bucket& bk, GemmImpl cand, GemmImpl ref, bool reject) {
     const ViTConfig& c = model_->cfg;
     const int per = n.rows_per_image;
     const int nb = std::min(bk.batch, std::max(1, 8192 / per + 1));
@@ -1276,7 +1206,7 @@ class CudaEngineImpl final : public CudaEngine {
       p.M = M;
       p.N = N;
       p.K = K;
-      if (n.residual) {
+      if (n.res >= 0) {
         p.residual = d_res;
         p.ldr = N;
       }
@@ -1335,7 +1265,7 @@ class CudaEngineImpl final : public CudaEngine {
     return out;
   }
 
-  bool compare(const Node& n, const Bucket& bk, GemmImpl cand, GemmImpl ref, const std::vector<float>& want,
+  bool compare(const GemmNode& n, const Bucket& bk, GemmImpl cand, GemmImpl ref, const std::vector<float>& want,
                std::vector<float>& got, bool reject) {
     double mx = 0.0, err = 0.0;
     bool finite = true;
@@ -1365,7 +1295,7 @@ class CudaEngineImpl final : public CudaEngine {
     return ok;
   }
 
-  float time_gemm(const Node& n, const Bucket& bk, GemmImpl impl) {
+  float time_gemm(const GemmNode& n, const Bucket& bk, GemmImpl impl) {
     cudaStream_t s = stream_.s;
     EventPair ev;
     run_gemm(n, bk, impl, s);  // warm-up (and first-use costs)
@@ -1437,10 +1367,14 @@ class CudaEngineImpl final : public CudaEngine {
   std::shared_ptr<const Model> model_;
   CudaEngineOptions opt_;
   DType dt_;
-  int k_pad_ = 0;
-  std::vector<TensorInfo> tensors_;
-  std::vector<Node> nodes_;
-  int t_images_ = -1, t_logits_f32_ = -1, t_emb_f32_ = -1, last_qkv_node_ = -1;
+  graph::Graph graph_;
+  std::vector<TensorInfo> tensors_;     // per graph tensor
+  std::vector<int64_t> woff_, pitch_;   // per graph tensor: weight offset (-1), row pitch (elements)
+  std::vector<int> producer_;           // per graph tensor: the node writing it
+  std::vector<GemmNode> gemm_;          // per node (linear nodes only)
+  std::vector<const CudaOpRow*> row_;   // per node: its op-table row
+  int last_qkv_node_ = -1;
+
   WeightStore weights_;
   StreamHolder stream_;
   DeviceBuffer arena_, wbuf_;
@@ -1458,10 +1392,24 @@ class CudaEngineImpl final : public CudaEngine {
   std::mutex mu_;
 };
 
+const CudaEngineImpl::CudaOpRow CudaEngineImpl::kCudaOps[10] = {
+    {graph::Op::kPatchify, "patchify", any, &CudaEngineImpl::run_patchify},
+    {graph::Op::kLinear, "gemm", linear_ok, &CudaEngineImpl::run_linear},
+    {graph::Op::kEmbed, "embed", any, &CudaEngineImpl::run_embed},
+    {graph::Op::kLayerNorm, "layernorm", any, &CudaEngineImpl::run_layernorm},
+    {graph::Op::kAttention, "attention", any, &CudaEngineImpl::run_attention},
+    {graph::Op::kAdd, "add", any, &CudaEngineImpl::run_add},
+    {graph::Op::kGelu, "gelu", any, &CudaEngineImpl::run_gelu},
+    {graph::Op::kScale, "scale", any, &CudaEngineImpl::run_scale},
+    {graph::Op::kPool, "pool", any, &CudaEngineImpl::run_pool},
+    {graph::Op::kCast, "to_f32", any, &CudaEngineImpl::run_cast},
+};
+
 }  // namespace
 }  // namespace gpu
 
-std::unique_ptr<Engine> make_cuda_engine(std::shared_ptr<const Model> model, const CudaEngineOptions& opt) {
+std::unique_ptr<Engine> make_cuda_engine
+(std::shared_ptr<const Model> model, const CudaEngineOptions& opt) {
   return std::make_unique<gpu::CudaEngineImpl>(std::move(model), opt);
 }
 

@@ -29,6 +29,9 @@ struct CudaEngineOptions {
   GemmChoice gemm = GemmChoice::kAuto;
   bool cuda_graphs = true;
   bool allow_tf32 = false;  // fp32 is true fp32 unless asked
+  // Run the fused graph (graph::fuse); false (or env VIT_DISABLE_FUSION=1) runs the unfused one,
+  // which computes the same function with more nodes (tests compare the two).
+  bool fusion = true;
   void* stream = nullptr;   // cudaStream_t of the caller; null = the engine's own stream
   // Testing: make every CUDA graph capture fail (as an illegal call inside the capture would), so
   // that the fallback to plain launches runs. Also set by env VIT_TEST_FAIL_GRAPH_CAPTURE=1.

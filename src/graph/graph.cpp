@@ -228,19 +228,21 @@ Graph build_vit(const Model& m, DType act, const char* who) {
                                           W(bt, {out}, (std::string(n) + ".bias").c_str()), -1},
                     {T, out}, LinearParams{});
     };
-    // Attention half: x = x + proj(attn(norm1(x))).
+    // Attention half: x = x + ls1 * proj(attn(norm1(x))) (ls1: LayerScale, when the model has it).
     int h = b.node(Op::kLayerNorm, p + "norm1", {x, W(bw.ln1_w, {D}, "norm1.weight"), W(bw.ln1_b, {D}, "norm1.bias"), -1},
                    {T, D}, lnp);
     const int qkv = linear("attn.qkv", h, bw.qkv_w, bw.qkv_b, 3 * D, D);
     h = b.node(Op::kAttention, p + "attn", {qkv}, {T, D}, AttentionParams{c.heads, l});
     h = linear("attn.proj", h, bw.proj_w, bw.proj_b, D, D);
+    if (c.layer_scale) h = b.node(Op::kScale, p + "ls1", {h, W(bw.ls1, {D}, "ls1.gamma")}, {T, D});
     x = b.node(Op::kAdd, p + "add1", {x, h}, {T, D});
-    // MLP half: x = x + fc2(GELU(fc1(norm2(x)))).
+    // MLP half: x = x + ls2 * fc2(GELU(fc1(norm2(x)))).
     h = b.node(Op::kLayerNorm, p + "norm2", {x, W(bw.ln2_w, {D}, "norm2.weight"), W(bw.ln2_b, {D}, "norm2.bias"), -1},
                {T, D}, lnp);
     h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, I, D);
     h = b.node(Op::kGelu, p + "mlp.act", {h}, {T, I}, mlp_act);
     h = linear("mlp.fc2", h, bw.fc2_w, bw.fc2_b, D, I);
+    if (c.layer_scale) h = b.node(Op::kScale, p + "ls2", {h, W(bw.ls2, {D}, "ls2.gamma")}, {T, D});
     x = b.node(Op::kAdd, p + "add2", {x, h}, {T, D});
   }
 

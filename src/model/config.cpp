@@ -37,6 +37,7 @@ std::string ViTConfig::family() const {
 
 std::vector<std::string> ViTConfig::variant_features() const {
   std::vector<std::string> f = graph_only_features();
+  if (layer_scale) f.push_back("LayerScale");
   if (!qkv_bias) f.push_back("no qkv bias");
   if (!final_norm) f.push_back("no final norm");
   if (fc_norm) f.push_back("fc_norm");
@@ -75,6 +76,7 @@ int64_t ViTConfig::param_count() const noexcept {
   block += 3 * D * D + (qkv_bias ? 3 * D : 0);
   block += D * D + D;                 // proj
   block += I * D + I + D * I + D;     // fc1, fc2
+  if (layer_scale) block += 2 * D;    // ls1, ls2 gammas
   n += depth * block;
   if (final_norm) n += 2 * D;
   if (fc_norm) n += 2 * D;
@@ -114,7 +116,8 @@ std::string ViTConfig::describe() const {
   }
   s << "\n";
   s << "encoder      : width " << hidden << ", depth " << depth << ", heads " << heads << " (head dim "
-    << (heads > 0 ? hidden / heads : 0) << "), mlp " << mlp_hidden << (qkv_bias ? "" : ", no qkv bias") << "\n";
+    << (heads > 0 ? hidden / heads : 0) << "), mlp " << mlp_hidden << (qkv_bias ? "" : ", no qkv bias")
+    << (layer_scale ? ", LayerScale" : "") << "\n";
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
   s << "norm/pool    : LayerNorm eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
     << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "") << "\n";

@@ -62,6 +62,7 @@ struct ViTConfig {
   bool no_embed_class = false;  // the position table has no prefix rows (added before the concat)
   bool pre_norm = false;        // LayerNorm norm_pre after the embedding (CLIP towers)
   bool patch_bias = true;       // the patch conv has a bias (CLIP's has none)
+  bool layer_scale = false;  // timm init_values: each block's branches scaled by ls1 / ls2.gamma
 
   // Provenance.
   WeightLayout layout = WeightLayout::kTimm;

@@ -413,7 +413,6 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       const std::string mp = path + " model_args";
       auto truthy = [&](const char* k) { return has(ma, k) && ma.at(k).is_boolean() && ma.at(k).get<bool>(); };
       if (has(ma, "reg_tokens")) h.reg_tokens = get_int(ma, "reg_tokens", mp, limits::kMaxPatches);
-      if (has(ma, "init_values")) unsupported(path, "LayerScale (init_values=" + brief(ma.at("init_values")) + ")");
       if (has(ma, "no_embed_class")) h.no_embed_class = get_bool(ma, "no_embed_class", mp);
       if (has(ma, "class_token")) h.class_token = get_bool(ma, "class_token", mp);
       // pre_norm: the norm_pre tensors decide (checked like every other tensor).

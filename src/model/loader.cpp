@@ -208,7 +208,6 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
     if (L.layout == WeightLayout::kTimm) {
       std::string rest;
       if (timm_block_rest(n, &rest)) {
-        if (rest == "ls1.gamma" || rest == "ls2.gamma") unsupported_variant(file, "LayerScale (init_values)", n);
         if (starts_with(rest, "attn.q_norm.") || starts_with(rest, "attn.k_norm.")) unsupported_variant(file, "qk_norm", n);
         if (starts_with(rest, "mlp.fc1_g.") || starts_with(rest, "mlp.fc1_x.") || starts_with(rest, "mlp.w12.")) {
           unsupported_variant(file, "a SwiGLU / gated MLP (mlp_layer=SwiGLU)", n);
@@ -312,6 +311,7 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
       e[b + "mlp.fc1.bias"] = {I};
       e[b + "mlp.fc2.weight"] = {D, I};
       e[b + "mlp.fc2.bias"] = {D};
+      if (c.layer_scale) e[b + "ls1.gamma"] = e[b + "ls2.gamma"] = {D};
     }
     if (c.final_norm) e["norm.weight"] = e["norm.bias"] = {D};
     if (c.fc_norm) e["fc_norm.weight"] = e["fc_norm.bias"] = {D};
@@ -483,6 +483,10 @@ void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
     k.fc1_b = rd(b + "mlp.fc1.bias");
     k.fc2_w = rd(b + "mlp.fc2.weight");
     k.fc2_b = rd(b + "mlp.fc2.bias");
+    if (c.layer_scale) {
+      k.ls1 = rd(b + "ls1.gamma");
+      k.ls2 = rd(b + "ls2.gamma");
+    }
   }
   if (c.final_norm) {
     w->norm_w = rd("norm.weight");
@@ -753,6 +757,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
 
   // qkv bias: the config when it says, else the tensors (then checked like any other).
   cfg.qkv_bias = hints.qkv_bias ? *hints.qkv_bias : src->has(N.qkv_bias0);
+  cfg.layer_scale = L.layout == WeightLayout::kTimm && src->has("blocks.0.ls1.gamma");
 
   // Pooling and the norms around it.
   cfg.pool = ov.pool ? *ov.pool : hints.pool ? *hints.pool : GlobalPool::kToken;

@@ -19,6 +19,7 @@ struct BlockWeights {
   Tensor ln2_w, ln2_b;   // [D]
   Tensor fc1_w, fc1_b;   // [I, D], [I]
   Tensor fc2_w, fc2_b;   // [D, I], [D]
+  Tensor ls1, ls2;       // [D] LayerScale gammas (timm ls1/ls2.gamma); empty unless cfg.layer_scale
 };
 
 struct ViTWeights {
@@ -47,7 +48,7 @@ struct Model {
 // Loads a model from a weights file (.safetensors / .npz) or a directory holding one
 // plus config.json (and preprocessor_config.json). Throws vit::Error naming the file and
 // the problem: missing/extra tensors, shapes that disagree with the config, unsupported
-// variants (register tokens, LayerScale, distillation, no_embed_class, ...).
+// variants (register tokens, distillation, no_embed_class, ...).
 std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOverrides& ov = {});
 
 // Bilinear/bicubic resampling of the position-embedding grid exactly as timm's
