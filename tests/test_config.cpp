@@ -303,13 +303,13 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
     json args;
     const char* frag;
   } cases[] = {
-      {{{"reg_tokens", 4}}, "register tokens"},
-      {{{"no_embed_class", true}}, "no_embed_class"},
-      {{{"class_token", false}}, "class_token=False"},
-      {{{"pre_norm", true}}, "pre_norm"},
       {{{"qk_norm", true}}, "qk_norm"},
       {{{"global_pool", "map"}}, "global_pool 'map'"},
-      {{{"act_layer", "quick_gelu"}}, "quick_gelu"},
+      {{{"global_pool", ""}}, "global_pool ''"},
+      {{{"act_layer", "swiglu"}}, "SwiGLU"},
+      {{{"act_layer", "relu"}}, "act_layer=\"relu\""},
+      {{{"mlp_layer", "SwiGLUPacked"}}, "mlp_layer"},
+      {{{"block_fn", "ParallelScalingBlock"}}, "parallel"},
   };
   for (const C& c : cases) {
     json j = json::parse(kTimmConfig);
@@ -320,6 +320,42 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
   json j = json::parse(kTimmConfig);
   j["model_args"].update({{"reg_tokens", 0}, {"init_values", nullptr}, {"dynamic_img_size", true}, {"foo", "bar"}});
   EXPECT_NO_THROW(detail::parse_config_json(j, "t.json"));
+}
+
+// The families' model_args (issue 12) become hints; the tensors then decide what they can.
+TEST(ConfigJson, TimmConfigFamilies) {
+  json j = json::parse(kTimmConfig);
+  j["model_args"].update({{"reg_tokens", 4}, {"no_embed_class", true}, {"class_token", false},
+                          {"global_pool", "avgmax"}, {"act_layer", "gelu_tanh"}});
+  auto h = detail::parse_config_json(j, "t.json");
+  EXPECT_EQ(h.reg_tokens, 4);
+  EXPECT_EQ(h.no_embed_class, true);
+  EXPECT_EQ(h.class_token, false);
+  EXPECT_EQ(h.pool, GlobalPool::kAvgMax);
+  EXPECT_EQ(h.fc_norm, true);  // timm: fc_norm=None -> the avg / avgmax / max pools use it
+  EXPECT_EQ(h.act, Activation::kGeluTanh);
+  j["model_args"]["global_pool"] = "max";
+  j["model_args"]["act_layer"] = "quick_gelu";
+  h = detail::parse_config_json(j, "t.json");
+  EXPECT_EQ(h.pool, GlobalPool::kMax);
+  EXPECT_EQ(h.act, Activation::kQuickGelu);
+  // CLIP towers: timm keeps eps 1e-5 and quick-GELU in the entrypoint, not in model_args.
+  json clip = json::parse(kTimmConfig);
+  clip["architecture"] = "vit_base_patch16_clip_quickgelu_224";
+  h = detail::parse_config_json(clip, "t.json");
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-5f);
+  EXPECT_EQ(h.act, Activation::kQuickGelu);
+  clip["architecture"] = "vit_base_patch16_clip_224";
+  h = detail::parse_config_json(clip, "t.json");
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-5f);
+  EXPECT_FALSE(h.act.has_value());  // erf GELU
+  clip["model_args"]["act_layer"] = "gelu";  // model_args win over the name
+  clip["architecture"] = "vit_base_patch16_clip_quickgelu_224";
+  h = detail::parse_config_json(clip, "t.json");
+  EXPECT_EQ(h.act, Activation::kGeluErf);
+  // Plain names keep timm's 1e-6.
+  h = detail::parse_config_json(json::parse(kTimmConfig), "t.json");
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-6f);
 }
 
 // ---- hostile config files (fuzz/regressions/fuzz_config_json) ------------------------------

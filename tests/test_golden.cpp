@@ -53,11 +53,9 @@ void expect_close(const std::string& case_name, const char* what, const std::vec
                         << ", framework " << ref.data[wi];
 }
 
-class GoldenTest : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(GoldenTest, MatchesFramework) {
-  const std::string name = GetParam();
-  const vit::test::GoldenCase gc = vit::test::load_golden_case(name);
+// Loads the case of `set`, runs it on the CPU engine, compares logits, embeddings and top-1.
+void check_case(const std::string& name, const std::string& set) {
+  const vit::test::GoldenCase gc = vit::test::load_golden_case(name, set);
   SCOPED_TRACE(name + " (" + gc.framework + ", " + gc.model_path + ")");
 
   std::shared_ptr<const vit::Model> model;
@@ -91,27 +89,45 @@ TEST_P(GoldenTest, MatchesFramework) {
   out.logits = has_logits ? logits.data() : nullptr;
   out.embeddings = emb.data();
 
-  auto engine = vit::make_cpu_engine(model, 2);
-  try {
-    engine->run(input.ptr(), batch, out);
-  } catch (const vit::Error& e) {
-    FAIL() << name << ": run failed: [" << vit::error_code_name(e.code()) << "] " << e.what();
-  }
+  // The fused graph (the product default) and, for the families whose embed / head / pool
+  // variants the fusion pass rewrites, the unfused one too.
+  for (const bool fusion : {true, false}) {
+    if (!fusion && set != vit::test::kFamilySet) break;
+    SCOPED_TRACE(fusion ? "fused graph" : "unfused graph");
+    std::fill(logits.begin(), logits.end(), nan);
+    std::fill(emb.begin(), emb.end(), nan);
+    auto engine = vit::make_cpu_engine(model, 2, fusion);
+    try {
+      engine->run(input.ptr(), batch, out);
+    } catch (const vit::Error& e) {
+      FAIL() << name << ": run failed: [" << vit::error_code_name(e.code()) << "] " << e.what();
+    }
 
-  expect_close(name, "embeddings", emb, ref_emb);
-  if (has_logits) {
-    expect_close(name, "logits", logits, ref_logits);
-    const int C = cfg.num_classes;
-    for (int b = 0; b < batch; ++b) {
-      EXPECT_EQ(vit::test::argmax_row(logits.data(), C, b), vit::test::argmax_row(ref_logits.ptr(), C, b))
-          << name << ": top-1 differs for image " << b;
+    expect_close(name, "embeddings", emb, ref_emb);
+    if (has_logits) {
+      expect_close(name, "logits", logits, ref_logits);
+      const int C = cfg.num_classes;
+      for (int b = 0; b < batch; ++b) {
+        EXPECT_EQ(vit::test::argmax_row(logits.data(), C, b), vit::test::argmax_row(ref_logits.ptr(), C, b))
+            << name << ": top-1 differs for image " << b;
+      }
     }
   }
 }
 
+class GoldenTest : public ::testing::TestWithParam<std::string> {};
+TEST_P(GoldenTest, MatchesFramework) { check_case(GetParam(), vit::test::kGoldenSet); }
+
+// The families (tests/data/golden_families): registers, no_embed_class, no cls, avg / avgmax /
+// max pools, CLIP towers (pre-norm, quick-GELU, eps 1e-5), tanh-GELU, DeiT distilled, ...
+class FamilyGoldenTest : public ::testing::TestWithParam<std::string> {};
+TEST_P(FamilyGoldenTest, MatchesFramework) { check_case(GetParam(), vit::test::kFamilySet); }
+
 std::string case_test_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(vit::test::list_golden_cases()), case_test_name);
+INSTANTIATE_TEST_SUITE_P(Families, FamilyGoldenTest,
+                         ::testing::ValuesIn(vit::test::list_golden_cases(vit::test::kFamilySet)), case_test_name);
 
 // A missing or emptied tests/data/golden must fail loudly, not pass with zero cases.
 TEST(GoldenData, AllCasesPresent) {
@@ -122,9 +138,17 @@ TEST(GoldenData, AllCasesPresent) {
                            "f16", "bf16", "timm_197", "timm_layerscale"}) {
     EXPECT_TRUE(std::find(cases.begin(), cases.end(), must) != cases.end()) << "missing " << must;
   }
+  const std::vector<std::string> fams = vit::test::list_golden_cases(vit::test::kFamilySet);
+  for (const char* must : {"fam_reg_noembedcls", "fam_reg_avg", "fam_gap_nocls", "fam_avgmax_tanh", "fam_max",
+                           "fam_nonorm", "fam_clip_quickgelu", "fam_clip", "fam_siglip_gap", "fam_deit_distilled",
+                           "fam_reg4_gap_ls", "fam_dinov2_reg4"}) {
+    EXPECT_TRUE(std::find(fams.begin(), fams.end(), must) != fams.end())
+        << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py";
+  }
 }
 
 }  // namespace
 
 // With no case dirs the parameterised suite has no instances; GoldenData reports that instead.
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GoldenTest);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(FamilyGoldenTest);
