@@ -12,7 +12,11 @@ Precisions fp16 / bf16, batches 1..256. Two timing modes per engine:
   host    fp32 numpy input -> GPU -> model -> fp32 logits on the host (end to end)
 CUDA events, warm-up first, median over the timed runs; inputs random (never zeros) and
 rotated among several sets whose total is at least 2x the L2, so runs do not reuse cached data.
-Writes <out-dir>/peers-<date>.json, .md and, when matplotlib imports, .png.
+Writes <out-dir>/peers-<date>.json and .md after every engine measured (a run stopped part-way
+keeps what it finished; "complete" is false until the end) and, when matplotlib imports, .png.
+bf16 runs first (the headline), its torch.compile pairs first in the compile budget.
+--vit-bench-json PREC=FILE takes vit-infer's numbers from a vit-bench JSON already measured
+(tools/gpu_run.sh step 3) instead of running vit-bench again.
 
     python3 benchmarks/peers.py --vit-bench build/benchmarks/vit-bench
     python3 benchmarks/peers.py --smoke          # tiny CPU-capable check of the script itself
@@ -44,7 +48,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vit-bench", default=None, help="path to the vit-bench binary (skipped when absent)")
     p.add_argument("--batches", default="1,8,32,64,128,256")
-    p.add_argument("--precisions", default="fp16,bf16")
+    p.add_argument("--precisions", default="bf16,fp16", help="run in this order, bf16 first whatever is given")
     p.add_argument("--out-dir", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--target-s", type=float, default=0.6, help="timed seconds per (engine, batch, mode)")
     p.add_argument("--warmup", type=int, default=5)
@@ -52,6 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--max-iters", type=int, default=500)
     p.add_argument("--compile-budget-s", type=float, default=300.0,
                    help="stop compiling new (precision, batch) pairs once this much time went to torch.compile")
+    p.add_argument("--compile-mode", default="max-autotune", help="torch.compile mode")
+    p.add_argument("--vit-bench-json", action="append", default=[], metavar="PREC=FILE",
+                   help="vit-infer results of precision PREC from this vit-bench JSON (no vit-bench run)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-hf", action="store_true")
     p.add_argument("--gemm", default="auto", help="vit-bench --gemm")
@@ -372,6 +379,14 @@ def main(argv=None):
     device = torch.device("cuda" if cuda else "cpu")
     batches = [int(b) for b in args.batches.split(",") if b]
     precisions = [p for p in args.precisions.split(",") if p]
+    precisions.sort(key=lambda p: p != "bf16")  # bf16 first: the headline, and the compile budget
+    vb_json = {}
+    for item in args.vit_bench_json:
+        prec, _, path = item.partition("=")
+        if not path:
+            log(f"--vit-bench-json wants PREC=FILE, got {item!r}")
+            return 2
+        vb_json[prec] = Path(path)
     if args.smoke:
         batches = [b for b in batches if b <= 2] or [1, 2]
         args.target_s, args.warmup, args.min_iters, args.max_iters = 0.05, 1, 2, 3
@@ -410,7 +425,17 @@ def main(argv=None):
     tmp = Path(tempfile.mkdtemp(prefix="vit-peers-"))
     report = {"tool": "peers.py", "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "git_hash": git_hash, "env": env, "batches": batches, "args": vars(args), "results": {},
-              "accuracy": {}, "compile_s": {}, "notes": []}
+              "accuracy": {}, "compile_s": {}, "notes": [], "complete": False}
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "peers-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{args.tag}" if args.tag else "")
+
+    def save():
+        """The report as it stands, JSON and markdown (each written whole, then renamed)."""
+        for suffix, text in ((".json", json.dumps(report, indent=2, default=str)), (".md", markdown(report) + "\n")):
+            part = out_dir / f"{stem}{suffix}.partial"
+            part.write_text(text)
+            os.replace(part, out_dir / f"{stem}{suffix}")
     try:
         from safetensors.torch import save_file
 
@@ -463,7 +488,14 @@ def main(argv=None):
         for prec in precisions:
             dt = dtypes[prec]
             per = report["results"].setdefault(prec, {e: {} for e in ENGINES})
-            vb = run_vit_bench(args.vit_bench, weights, prec, batches, args, tmp)
+            if prec in vb_json:
+                vb = {"source": str(vb_json[prec])}
+                try:
+                    vb["json"] = json.loads(vb_json[prec].read_text())
+                except Exception as e:  # noqa: BLE001
+                    vb["error"] = f"--vit-bench-json {vb_json[prec]}: {e!r}"
+            else:
+                vb = run_vit_bench(args.vit_bench, weights, prec, batches, args, tmp)
             report.setdefault("vit_bench_raw", {})[prec] = {k: v for k, v in vb.items() if k != "json"}
             if "json" in vb:
                 report["vit_bench_raw"][prec]["json"] = vb["json"]
@@ -471,6 +503,7 @@ def main(argv=None):
                     per["vit_infer"][str(b)] = row
             else:
                 log(f"vit-bench {prec}: {vb.get('error')}")
+            save()
 
             import copy
 
@@ -485,10 +518,12 @@ def main(argv=None):
                 for b in batches:
                     log(f"{prec} batch {b}: timm eager")
                     per["timm_eager"][str(b)] = bench_engine(torch, np, tm, dt, b, device, args, timer, l2)
+                    save()
                     if hm is not None:
                         log(f"{prec} batch {b}: HF sdpa")
                         per["hf_sdpa"][str(b)] = bench_engine(
                             torch, np, lambda x: hf_logits(hm(pixel_values=x)), dt, b, device, args, timer, l2)
+                        save()
             if not args.no_compile:
                 import torch._dynamo as dynamo
 
@@ -496,9 +531,12 @@ def main(argv=None):
                     if hasattr(dynamo.config, key):
                         setattr(dynamo.config, key, 64)
                 dynamo.reset()
-                cm = torch.compile(tm, mode="max-autotune", dynamic=False)
+                cm = torch.compile(tm, mode=args.compile_mode, dynamic=False)
+                last_compile = 0.0
                 for b in [bb for (pp, bb) in compile_order if pp == prec]:
-                    if compile_spent > args.compile_budget_s:
+                    # Predictive: the next compile is taken to cost what the last one did, so a
+                    # compile that would run past the budget (and the step's cap) is not started.
+                    if compile_spent + last_compile > args.compile_budget_s:
                         per["timm_compile"][str(b)] = {"skipped": "compile budget"}
                         report["notes"].append(f"timm_compile {prec} b{b}: skipped, compile budget "
                                                f"{args.compile_budget_s:.0f} s spent")
@@ -514,6 +552,7 @@ def main(argv=None):
                             torch.cuda.synchronize()
                             spent = time.perf_counter() - t0
                             compile_spent += spent
+                            last_compile = spent
                             report["compile_s"][f"{prec}/b{b}"] = spent
                             per["timm_compile"][str(b)] = bench_engine(torch, np, cm, dt, b, device, args, timer, l2,
                                                                        compiled=True)
@@ -524,6 +563,7 @@ def main(argv=None):
                         per["timm_compile"][str(b)] = {"skipped": f"error: {type(e).__name__}"}
                         report["notes"].append(f"timm_compile {prec} b{b}: {e!r}"[:2000])
                         log(f"compile failed: {e!r}"[:500])
+                    save()
                 del cm
             del tm, hm
             if cuda:
@@ -531,12 +571,9 @@ def main(argv=None):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = "peers-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{args.tag}" if args.tag else "")
-    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
+    report["complete"] = True
+    save()
     md = markdown(report)
-    (out_dir / f"{stem}.md").write_text(md + "\n")
     if plot(report, out_dir / f"{stem}.png"):
         log(f"plot: {out_dir / (stem + '.png')}")
     print(md)

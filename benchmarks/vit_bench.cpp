@@ -347,27 +347,43 @@ std::shared_ptr<const Model> make_model(const Options& o) {
   return random_vit(cfg, o.seed);
 }
 
-void print_table(const json& results, bool any_device) {
+// The results table, one row per batch, printed (and flushed) as each batch is measured, so that
+// a run stopped part-way (a time cap, a crash) still shows the rows it finished.
+void print_table_header(bool device_hook) {
   std::printf("\n%6s %11s %9s %9s %9s %9s %9s %9s %10s %9s %9s\n", "batch", "img/s", "min ms", "mean", "median",
-              "p90", "p95", "p99", any_device ? "gpu ms" : "gpu~ ms", "h2d ms", "gpu img/s");
-  for (const json& r : results) {
-    const json& l = r["host"]["latency_ms"];
-    double gpu_ms = r["gpu_compute_ms"].get<double>();
-    std::string gpu_tp = "-";
-    if (!r["device"].is_null()) {
-      char b[32];
-      std::snprintf(b, sizeof b, "%.0f", r["device"]["throughput_img_s"].get<double>());
-      gpu_tp = b;
-    }
-    std::printf("%6d %11.1f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %10.3f %9.3f %9s\n", r["batch"].get<int>(),
-                r["host"]["throughput_img_s"].get<double>(), l["min"].get<double>(), l["mean"].get<double>(),
-                l["median"].get<double>(), l["p90"].get<double>(), l["p95"].get<double>(), l["p99"].get<double>(),
-                gpu_ms, r["copies_ms"]["h2d"].get<double>(), gpu_tp.c_str());
+              "p90", "p95", "p99", device_hook ? "gpu ms" : "gpu~ ms", "h2d ms", "gpu img/s");
+  std::fflush(stdout);
+}
+
+void print_table_row(const json& r) {
+  const json& l = r["host"]["latency_ms"];
+  double gpu_ms = r["gpu_compute_ms"].get<double>();
+  std::string gpu_tp = "-";
+  if (!r["device"].is_null()) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.0f", r["device"]["throughput_img_s"].get<double>());
+    gpu_tp = b;
   }
-  if (!any_device) {
-    std::printf("gpu~ ms: end-to-end median minus the separately timed copies (an estimate: the executor has\n"
-                "no run_device hook yet, see docs/PERF.md open items).\n");
+  std::printf("%6d %11.1f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %10.3f %9.3f %9s\n", r["batch"].get<int>(),
+              r["host"]["throughput_img_s"].get<double>(), l["min"].get<double>(), l["mean"].get<double>(),
+              l["median"].get<double>(), l["p90"].get<double>(), l["p95"].get<double>(), l["p99"].get<double>(),
+              gpu_ms, r["copies_ms"]["h2d"].get<double>(), gpu_tp.c_str());
+  std::fflush(stdout);
+}
+
+// Writes the JSON to PATH.partial, then renames it over PATH: a reader (or a run killed while
+// writing) never sees a half-written file.
+void write_json_atomically(const std::string& path, const json& j) {
+  const std::string tmp = path + ".partial";
+  {
+    std::ofstream f(tmp);
+    if (!f) fail(ErrorCode::kIo, "--json: cannot open '" + tmp + "' for writing");
+    f << j.dump(2) << "\n";
+    if (!f) fail(ErrorCode::kIo, "--json: write to '" + tmp + "' failed");
   }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) fail(ErrorCode::kIo, "--json: cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
 }
 
 int run(const Options& o) {
@@ -409,6 +425,56 @@ int run(const Options& o) {
 
   json results = json::array();
   bool any_device = false;
+  const bool device_hook = ce != nullptr && HasRunDevice<gpu::CudaEngine>::value;
+  json j;
+  j["tool"] = "vit-bench";
+  j["git_hash"] = git_hash();
+  j["date_utc"] = now_utc();
+  j["gpu"] = to_json(gpu);
+  j["model"] = {{"source", model->source_path},
+                {"architecture", c.architecture},
+                {"image", {c.image_h, c.image_w}},
+                {"patch", c.patch},
+                {"hidden", c.hidden},
+                {"depth", c.depth},
+                {"heads", c.heads},
+                {"mlp_hidden", c.mlp_hidden},
+                {"num_classes", c.num_classes},
+                {"params", c.param_count()},
+                {"flops_per_image", c.flops_per_image()}};
+  j["options"] = {{"precision", o.precision}, {"gemm", o.gemm},         {"cuda_graphs", o.graphs},
+                  {"warmup", o.warmup},       {"iterations", o.iterations}, {"duration_s", o.duration_s},
+                  {"max_batch", max_batch},   {"rotate_bytes", rotate},  {"seed", o.seed}};
+  j["hooks"] = {{"run_device", HasRunDevice<gpu::CudaEngine>::value},
+                {"profile_nodes", HasProfileNodes<gpu::CudaEngine>::value}};
+  // The whole document as it stands: after every batch (complete false) and at the end.
+  auto memory_json = [&] {
+    json mem = {{"free_before_bytes", m0.free},
+                {"free_after_create_bytes", m1.free},
+                {"min_free_during_runs_bytes", min_free},
+                {"session_bytes", static_cast<int64_t>(m0.free) - static_cast<int64_t>(m1.free)},
+                {"peak_bytes", static_cast<int64_t>(m0.free) - static_cast<int64_t>(min_free)},
+                {"total_bytes", m0.total}};
+    if (ce) {
+      mem["arena_bytes"] = ce->arena_bytes();
+      mem["weight_bytes"] = ce->weight_bytes();
+    }
+    return mem;
+  };
+  auto snapshot = [&](bool complete) {
+    j["engine"] = {{"name", engine->name()}, {"create_s", create_s}, {"report", ce ? ce->report() : ""}};
+    j["memory"] = memory_json();
+    j["results"] = results;
+    j["complete"] = complete;
+    if (!o.json_path.empty()) write_json_atomically(o.json_path, j);
+  };
+
+  std::printf("vit-bench  %s  git %s\n", gpu.name.c_str(), git_hash().c_str());
+  std::printf("model %s (%s), %.1f GFLOP/image, precision %s, gemm %s, graphs %s\n", c.architecture.c_str(),
+              model->source_path.c_str(), c.flops_per_image() / 1e9, o.precision.c_str(), o.gemm.c_str(),
+              o.graphs ? "on" : "off");
+  std::printf("latencies: host-input runs (copy in, run, copy out, sync), CUDA events, ms\n");
+  print_table_header(device_hook);
   const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
   const int64_t out_per = c.num_classes > 0 ? c.num_classes : c.hidden;
   for (int batch : o.batches) {
@@ -485,56 +551,22 @@ int run(const Options& o) {
     }
     r["nodes"] = nodes;
     results.push_back(r);
+    print_table_row(r);
+    snapshot(false);
   }
-
-  json mem = {{"free_before_bytes", m0.free},
-              {"free_after_create_bytes", m1.free},
-              {"min_free_during_runs_bytes", min_free},
-              {"session_bytes", static_cast<int64_t>(m0.free) - static_cast<int64_t>(m1.free)},
-              {"peak_bytes", static_cast<int64_t>(m0.free) - static_cast<int64_t>(min_free)},
-              {"total_bytes", m0.total}};
-  if (ce) {
-    mem["arena_bytes"] = ce->arena_bytes();
-    mem["weight_bytes"] = ce->weight_bytes();
+  if (!any_device) {
+    std::printf("gpu~ ms: end-to-end median minus the separately timed copies (an estimate: the executor has\n"
+                "no run_device hook yet, see docs/PERF.md open items).\n");
   }
+  snapshot(true);
+  const json& mem = j["memory"];
 
-  json j;
-  j["tool"] = "vit-bench";
-  j["git_hash"] = git_hash();
-  j["date_utc"] = now_utc();
-  j["gpu"] = to_json(gpu);
-  j["model"] = {{"source", model->source_path},
-                {"architecture", c.architecture},
-                {"image", {c.image_h, c.image_w}},
-                {"patch", c.patch},
-                {"hidden", c.hidden},
-                {"depth", c.depth},
-                {"heads", c.heads},
-                {"mlp_hidden", c.mlp_hidden},
-                {"num_classes", c.num_classes},
-                {"params", c.param_count()},
-                {"flops_per_image", c.flops_per_image()}};
-  j["options"] = {{"precision", o.precision}, {"gemm", o.gemm},         {"cuda_graphs", o.graphs},
-                  {"warmup", o.warmup},       {"iterations", o.iterations}, {"duration_s", o.duration_s},
-                  {"max_batch", max_batch},   {"rotate_bytes", rotate},  {"seed", o.seed}};
-  j["engine"] = {{"name", engine->name()}, {"create_s", create_s}, {"report", ce ? ce->report() : ""}};
-  j["hooks"] = {{"run_device", HasRunDevice<gpu::CudaEngine>::value},
-                {"profile_nodes", HasProfileNodes<gpu::CudaEngine>::value}};
-  j["memory"] = mem;
-  j["results"] = results;
-
-  std::printf("vit-bench  %s  git %s\n", gpu.name.c_str(), git_hash().c_str());
-  std::printf("model %s (%s), %.1f GFLOP/image, precision %s, gemm %s, graphs %s\n", c.architecture.c_str(),
-              model->source_path.c_str(), c.flops_per_image() / 1e9, o.precision.c_str(), o.gemm.c_str(),
-              o.graphs ? "on" : "off");
   // session_bytes is read right after creation, before the first run allocates the arena.
   std::printf("memory: session %.1f MiB after creation (weights %.1f MiB), arena %.1f MiB (allocated at the first "
               "run), peak %.1f MiB over the free memory before creation; engine created in %.2f s\n",
               mib(mem["session_bytes"].get<double>()), ce ? mib(static_cast<double>(ce->weight_bytes())) : 0.0,
               ce ? mib(static_cast<double>(ce->arena_bytes())) : 0.0, mib(mem["peak_bytes"].get<double>()),
               create_s);
-  std::printf("latencies: host-input runs (copy in, run, copy out, sync), CUDA events, ms\n");
-  print_table(results, any_device);
   for (const json& r : results) {
     if (r["nodes"].is_null()) continue;
     std::printf("\nbatch %d per-node time by kind (non-graphed, total %.3f ms):\n", r["batch"].get<int>(),
@@ -545,12 +577,6 @@ int run(const Options& o) {
     std::printf("per-node breakdown: not available (the executor has no profile_nodes hook yet)\n");
   }
 
-  if (!o.json_path.empty()) {
-    std::ofstream f(o.json_path);
-    if (!f) fail(ErrorCode::kIo, "--json: cannot open '" + o.json_path + "' for writing");
-    f << j.dump(2) << "\n";
-    if (!f) fail(ErrorCode::kIo, "--json: write to '" + o.json_path + "' failed");
-  }
   return 0;
 }
 

@@ -70,7 +70,7 @@ __device__ __forceinline__ uint64_t desc_k_sw128(const void* tile, int k16) {
 }
 #endif
 
-template <typename T, int BN, int STAGES>
+template <typename T, int BN, int STAGES, GemmEpilogue EPI, bool BIAS>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_sm90_kernel(const GemmParams p, const __grid_constant__ CUtensorMap tma_a,
                      const __grid_constant__ CUtensorMap tma_w) {
@@ -146,14 +146,19 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // Epilogue straight from the accumulator fragment (PTX ISA 9.7.15.5.1.1.1, Figure 149; CUTLASS
   // CLayout_64xN): register i of thread (warp w of the warpgroup, lane) holds row
-  // 16w + lane/4 + 8 * ((i / 2) % 2), column 8 * (i / 4) + 2 * (lane % 4) + i % 2.
+  // 16w + lane/4 + 8 * ((i / 2) % 2), column 8 * (i / 4) + 2 * (lane % 4) + i % 2. The epilogue
+  // kind and the bias are template parameters; row and column index parts are computed once.
   const int lt = tid % 128, w = lt / 32, lane = lt % 32;
-  const int r0 = m0 + c * 64 + w * 16 + lane / 4;
+  const int r0 = m0 + c * 64 + w * 16 + lane / 4, col0 = n0 + 2 * (lane % 4);
+  kern::GemmTileEpilogue<T, EPI, BIAS> epi(p, col0);
+  const auto ra = epi.row_part(r0), rb = epi.row_part(r0 + 8);
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
-    const int col = n0 + 8 * j + 2 * (lane % 4);
-    if (r0 < p.M) kern::gemm_store2<T>(p, r0, col, acc[4 * j], acc[4 * j + 1]);
-    if (r0 + 8 < p.M) kern::gemm_store2<T>(p, r0 + 8, col, acc[4 * j + 2], acc[4 * j + 3]);
+    const int col = col0 + 8 * j;
+    if (col >= p.N) break;
+    const auto cj = epi.cols(col);
+    epi.store(ra, cj, acc[4 * j], acc[4 * j + 1]);
+    epi.store(rb, cj, acc[4 * j + 2], acc[4 * j + 3]);
   }
 #endif
 }
@@ -210,11 +215,11 @@ int current_device() {
   return dev;
 }
 
-template <typename T>
-void launch_t(const GemmParams& p, cudaStream_t stream) {
+template <typename T, GemmEpilogue EPI, bool BIAS>
+void launch_k(const GemmParams& p, cudaStream_t stream) {
   constexpr int BN = kBN, S = kStages;
   constexpr size_t smem = smem_bytes(BN, S);
-  auto kernel = gemm_sm90_kernel<T, BN, S>;
+  auto kernel = gemm_sm90_kernel<T, BN, S, EPI, BIAS>;
   {
     // Above 48 KB of dynamic shared memory needs the per-kernel opt-in, once per device (not
     // a stream operation, so also fine after a stream capture has begun).
@@ -232,6 +237,24 @@ void launch_t(const GemmParams& p, cudaStream_t stream) {
   const dim3 grid((p.N + BN - 1) / BN, (p.M + kBM - 1) / kBM);
   kernel<<<grid, kThreads, smem, stream>>>(p, ma, mw);
   VIT_CHECK_LAUNCH("gemm_sm90_kernel");
+}
+
+// One instantiation per (type, epilogue kind, bias or not).
+template <typename T, GemmEpilogue EPI>
+void launch_e(const GemmParams& p, cudaStream_t stream) {
+  if (p.bias) launch_k<T, EPI, true>(p, stream);
+  else launch_k<T, EPI, false>(p, stream);
+}
+
+template <typename T>
+void launch_t(const GemmParams& p, cudaStream_t stream) {
+  switch (p.epilogue) {
+    case GemmEpilogue::kNone: return launch_e<T, GemmEpilogue::kNone>(p, stream);
+    case GemmEpilogue::kGelu: return launch_e<T, GemmEpilogue::kGelu>(p, stream);
+    case GemmEpilogue::kResidual: return launch_e<T, GemmEpilogue::kResidual>(p, stream);
+    case GemmEpilogue::kQkv: return launch_e<T, GemmEpilogue::kQkv>(p, stream);
+  }
+  throw Error(ErrorCode::kInvalidArgument, "launch_gemm_sm90: unknown epilogue");
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # vit-infer set-up, step 1 of 2 (see README.md): installs the Debian packages the build needs,
 # configures and builds everything into ./build, then runs the main job: the bundled demo model
-# classifying the bundled sample images. Safe to re-run.
+# classifying the bundled sample images; also makes the Python venv (.venv) with the vit_infer module
+# (built from ./build's libvit) and the serving and test packages. Safe to re-run.
 #   VIT_BUILD_DIR       build directory (default: build)
+#   VIT_VENV            the Python venv (default: .venv); VIT_PYTHON the Python that makes it (python3)
 #   VIT_CUDA_ARCHS      CUDA architectures (default: native when a GPU is visible, else 90)
 #   VIT_SKIP_APT=1      do not touch apt (packages already present)
 set -euo pipefail
@@ -22,6 +24,20 @@ if [ "${VIT_SKIP_APT:-0}" != 1 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
+
+# The venv first: CMake builds the module against its Python and nanobind.
+venv=${VIT_VENV:-.venv}
+py=${VIT_PYTHON:-python3}
+if ! "$py" -c 'import ensurepip, os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null; then
+  if [ "${VIT_SKIP_APT:-0}" != 1 ]; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "setup: installing python3-dev python3-venv" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-dev python3-venv >/dev/null
+  fi
+fi
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r python/requirements.txt
 
 build=${VIT_BUILD_DIR:-build}
 if [ -z "${VIT_CUDA_ARCHS:-}" ]; then
@@ -45,8 +61,13 @@ if [ "${cuda_flags[0]}" = -DVIT_ENABLE_CUDA=ON ] && ! [ -x /usr/local/cuda/bin/c
     nvidia-cuda-cuobjdump==13.2.51 nvidia-cuda-nvdisasm==13.2.51 ||
     echo "setup: warning: could not install cuobjdump / nvdisasm: ctest sass.* will fail" >&2
 fi
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_flags[@]}" >/dev/null
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_flags[@]}" \
+  -DVIT_BUILD_PYTHON=ON "-DPython_EXECUTABLE=$PWD/$venv/bin/python" >/dev/null
 cmake --build "$build" -j"$(nproc)"
+# The module into the venv: scikit-build-core reuses $build (libvit and the extension are built
+# already), so this only installs. `pip install .` / `pip wheel .` without it build from scratch.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
+  -C "build-dir=$build" .
 
 echo "setup: built $build/vit-infer; running the demo:" >&2
 "$build/vit-infer" classify --top-k 5 models/demo/samples

@@ -4,7 +4,9 @@
 #   2. scripts/fuzz.sh      the libFuzzer targets: corpus replay + a short bounded fuzz of each
 #   3. ctest on ./build     (the build scripts/setup.sh made), the CUDA tests included; on a
 #                           machine without a CUDA device they report "skipped", not "passed"
-# VIT_TEST_QUICK=1 runs step 3 only. Extra arguments go to the step-3 ctest (e.g. -R Golden).
+#   4. pytest python/tests  the vit_infer module and the Ray Serve app (a local two-node Ray
+#                           cluster on 127.0.0.1), in the venv scripts/setup.sh made
+# VIT_TEST_QUICK=1 runs steps 3 and 4 only. Extra arguments go to the step-3 ctest (e.g. -R Golden).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${VIT_BUILD_DIR:-build}
@@ -19,3 +21,12 @@ if [ "${VIT_TEST_QUICK:-0}" != 1 ]; then
   echo "test.sh: fuzzing took $(( $(date +%s) - t )) s" >&2
 fi
 ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "$@"
+
+venv=${VIT_VENV:-.venv}
+[ -x "$venv/bin/python" ] || { echo "test.sh: no $venv/: run scripts/setup.sh first" >&2; exit 2; }
+t=$(date +%s)
+rc=0
+VIT_BUILD_DIR="$build" "$venv/bin/python" -m pytest -q -rs python/tests || rc=$?
+echo "test.sh: pytest took $(( $(date +%s) - t )) s" >&2
+# pytest's 5 is "no tests collected": a failure here, like any other non-zero status.
+[ "$rc" -eq 0 ] || { echo "test.sh: pytest failed (exit $rc)" >&2; exit 1; }

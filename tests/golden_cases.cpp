@@ -19,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string golden_root() { return data_path("golden"); }
+std::string golden_root(const std::string& set) { return data_path(set); }
 
 json read_json(const std::string& path) {
   std::ifstream f(path);
@@ -62,20 +62,20 @@ void parse_overrides(const json& j, const std::string& what, GoldenCase& c) {
 
 }  // namespace
 
-std::vector<std::string> list_golden_cases() {
+std::vector<std::string> list_golden_cases(const std::string& set) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (fs::directory_iterator it(golden_root(), ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::directory_iterator it(golden_root(set), ec), end; !ec && it != end; it.increment(ec)) {
     if (it->is_directory() && fs::exists(it->path() / "case.json")) out.push_back(it->path().filename().string());
   }
   std::sort(out.begin(), out.end());
   return out;
 }
 
-GoldenCase load_golden_case(const std::string& name) {
+GoldenCase load_golden_case(const std::string& name, const std::string& set) {
   GoldenCase c;
   c.name = name;
-  c.dir = golden_root() + "/" + name;
+  c.dir = golden_root(set) + "/" + name;
   const json meta = read_json(c.dir + "/case.json");
   c.model_path = c.dir + "/" + meta.at("model").get<std::string>();
   c.framework = meta.value("framework", std::string("?"));

@@ -29,12 +29,18 @@ struct GoldenCase {
   int batch() const { return static_cast<int>(input.shape.at(0)); }
 };
 
-// Every subdirectory of tests/data/golden holding a case.json, sorted (stable test names).
-std::vector<std::string> list_golden_cases();
+// The fixture sets: tests/data/golden (tools/make_golden.py: the plain ViT in every layout, run
+// by every backend) and tests/data/golden_families (tools/make_golden_families.py: the timm
+// families of issue 12, run by the graph backends).
+constexpr const char* kGoldenSet = "golden";
+constexpr const char* kFamilySet = "golden_families";
+
+// Every subdirectory of tests/data/<set> holding a case.json, sorted (stable test names).
+std::vector<std::string> list_golden_cases(const std::string& set = kGoldenSet);
 
 // Reads one case. Unknown override keys throw rather than being dropped, so a fixture cannot
 // quietly test less than it claims. Throws std::exception with the case name on any problem.
-GoldenCase load_golden_case(const std::string& name);
+GoldenCase load_golden_case(const std::string& name, const std::string& set = kGoldenSet);
 
 // Index of the largest value of row r of a [rows, cols] matrix.
 int argmax_row(const float* m, int cols, int r);

@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "cpu/cpu_engine.h"
+#include "image/decode.h"
 #include "model/model.h"
 #include "model_fixture.h"
 #include "test_api_fixture.h"
@@ -691,6 +692,34 @@ TEST(CApi, CancelFromAnotherThreadStopsARun) {
 }
 
 // ---- C++ wrapper --------------------------------------------------------------------------
+
+TEST(CApi, ImageDecodeEqualsTheDecoderAndNamesBadData) {
+  for (const char* f : {"sample_01.png", "sample_02.jpg"}) {
+    const std::string path = std::string(VIT_SOURCE_DIR) + "/models/demo/samples/" + f;
+    const std::vector<uint8_t> bytes = vit::test::read_file(path);
+    vit_image img{};
+    ASSERT_OK(vit_image_decode(bytes.data(), bytes.size(), f, &img));
+    const vit::Image want = vit::decode_image_file(path);
+    ASSERT_EQ(img.width, want.w) << f;
+    ASSERT_EQ(img.height, want.h) << f;
+    ASSERT_NE(img.rgb, nullptr);
+    EXPECT_EQ(std::memcmp(img.rgb, want.rgb.data(), want.rgb.size()), 0) << f;
+    vit_image_free(&img);
+    EXPECT_EQ(img.rgb, nullptr);
+    vit_image_free(&img);  // a freed (zeroed) image: no-op
+  }
+  const std::vector<uint8_t> png = vit::test::read_file(std::string(VIT_SOURCE_DIR) + "/models/demo/samples/sample_01.png");
+  vit_image img{reinterpret_cast<const uint8_t*>(0x1), 7, 7};  // must be zeroed on failure
+  EXPECT_STATUS(vit_image_decode(png.data(), png.size() / 2, "half.png", &img), VIT_ERR_FORMAT, "half.png");
+  EXPECT_EQ(img.rgb, nullptr);
+  EXPECT_EQ(img.width, 0);
+  const char junk[] = "GIF89a....";
+  EXPECT_STATUS(vit_image_decode(junk, sizeof junk, "x.gif", &img), VIT_ERR_UNSUPPORTED, "GIF");
+  EXPECT_STATUS(vit_image_decode(junk, 0, nullptr, &img), VIT_ERR_FORMAT, "image");
+  EXPECT_STATUS(vit_image_decode(nullptr, 5, "n", &img), VIT_ERR_INVALID_ARGUMENT, "data is NULL");
+  EXPECT_STATUS(vit_image_decode(png.data(), png.size(), "p", nullptr), VIT_ERR_INVALID_ARGUMENT, "out");
+  vit_image_free(nullptr);
+}
 
 TEST(CppApi, ModelSessionRunAndErrors) {
   vitpp::Model model(tiny().dir);

@@ -167,8 +167,14 @@ TEST(EmuBench, Bf16GraphsCustomGemmJsonIsComplete) {
   EXPECT_NE(p.out.find("per-node time by kind"), std::string::npos) << p.out;
   EXPECT_NE(p.out.find("git 0123456789ab-emu"), std::string::npos) << p.out;
 
+  // One row per batch, in order, under the header.
+  const size_t header = p.out.find("img/s"), row1 = p.out.find("\n     1 "), row3 = p.out.find("\n     3 ");
+  EXPECT_TRUE(header < row1 && row1 < row3 && row3 != std::string::npos) << p.out;
+
   const json j = read_json(out);
   ASSERT_TRUE(j.is_object() && j.contains("results")) << j.dump();
+  EXPECT_EQ(j["complete"], true);
+  EXPECT_FALSE(fs::exists(out + ".partial"));  // written there, then renamed
   EXPECT_EQ(j["tool"], "vit-bench");
   EXPECT_EQ(j["git_hash"], "0123456789ab-emu");
   EXPECT_TRUE(std::regex_match(j["date_utc"].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")))
@@ -389,6 +395,26 @@ TEST(EmuBench, ExitCodes) {
   p = run_bench({"--help"});
   EXPECT_EQ(p.rc, 0) << p.describe();
   EXPECT_NE(p.out.find("--precision"), std::string::npos);
+}
+
+// Results are kept as they are measured: when a later batch fails (here batch 4096 runs out of
+// the emulated device memory), the run exits 3 but its JSON holds the batches before it
+// (complete false) and stdout their rows.
+TEST(EmuBench, RowsAndJsonWrittenAsEachBatchEnds) {
+  const std::string out = vit::test::temp_dir() + "/bench.json";
+  const Proc p = run_bench({"--model", fixture_model(), "--batch", "1,4096", "--warmup", "0", "--iterations", "1",
+                            "--no-nodes", "--json", out},
+                           {{"VIT_EMU_DEVICE_MEMORY", std::to_string(64 << 20)}});
+  EXPECT_EQ(p.rc, 3) << p.describe();
+  EXPECT_NE(p.err.find("out of memory"), std::string::npos) << p.err;
+  EXPECT_NE(p.out.find("\n     1 "), std::string::npos) << "the batch-1 row\n" << p.out;
+  const json j = read_json(out);
+  ASSERT_TRUE(j.contains("results")) << j.dump();
+  EXPECT_EQ(j["complete"], false);
+  ASSERT_EQ(j["results"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["results"][0]["batch"], 1);
+  expect_stats(j["results"][0]["host"]["latency_ms"], 1, "host latency");
+  EXPECT_GT(j["memory"]["weight_bytes"].get<int64_t>(), 0);
 }
 
 // ---- vit-soak --device cuda ---------------------------------------------------------------

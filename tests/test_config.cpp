@@ -250,6 +250,21 @@ TEST(ConfigJson, TimmConfig) {
   EXPECT_EQ(h.preprocess->input_h, 160);
   EXPECT_FLOAT_EQ(h.preprocess->crop_pct, 0.9f);
   EXPECT_FALSE(h.heads.has_value());  // from the architecture name, applied by the loader
+  EXPECT_TRUE(h.warnings.empty());     // model_args.img_size agrees with input_size
+
+  // A model_args.img_size that contradicts input_size (even an absurd one) is said, with both
+  // values, and never becomes a size.
+  const std::pair<json, const char*> contradicting[] = {{json(1000000), "1000000"}, {json{96, 128}, "[96, 128]"}};
+  for (const auto& [bad_size, quoted] : contradicting) {
+    json jb = json::parse(kTimmConfig);
+    jb["model_args"]["img_size"] = bad_size;
+    auto hb = detail::parse_config_json(jb, "t.json");
+    EXPECT_EQ(hb.image_h, 160);
+    EXPECT_EQ(hb.image_w, 160);
+    ASSERT_EQ(hb.warnings.size(), 1u);
+    EXPECT_NE(hb.warnings[0].find(std::string("model_args.img_size ") + quoted), std::string::npos) << hb.warnings[0];
+    EXPECT_NE(hb.warnings[0].find("input_size 160x160"), std::string::npos) << hb.warnings[0];
+  }
 
   // label_names as a list, with label_descriptions; squash crop; model_args dims.
   json j = json::parse(kTimmConfig);
@@ -288,13 +303,13 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
     json args;
     const char* frag;
   } cases[] = {
-      {{{"reg_tokens", 4}}, "register tokens"},
-      {{{"no_embed_class", true}}, "no_embed_class"},
-      {{{"class_token", false}}, "class_token=False"},
-      {{{"pre_norm", true}}, "pre_norm"},
       {{{"qk_norm", true}}, "qk_norm"},
       {{{"global_pool", "map"}}, "global_pool 'map'"},
-      {{{"act_layer", "quick_gelu"}}, "quick_gelu"},
+      {{{"global_pool", ""}}, "global_pool ''"},
+      {{{"act_layer", "swiglu"}}, "SwiGLU"},
+      {{{"act_layer", "relu"}}, "act_layer=\"relu\""},
+      {{{"mlp_layer", "SwiGLUPacked"}}, "mlp_layer"},
+      {{{"block_fn", "ParallelScalingBlock"}}, "parallel"},
   };
   for (const C& c : cases) {
     json j = json::parse(kTimmConfig);
@@ -305,6 +320,42 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
   json j = json::parse(kTimmConfig);
   j["model_args"].update({{"reg_tokens", 0}, {"init_values", nullptr}, {"dynamic_img_size", true}, {"foo", "bar"}});
   EXPECT_NO_THROW(detail::parse_config_json(j, "t.json"));
+}
+
+// The families' model_args (issue 12) become hints; the tensors then decide what they can.
+TEST(ConfigJson, TimmConfigFamilies) {
+  json j = json::parse(kTimmConfig);
+  j["model_args"].update({{"reg_tokens", 4}, {"no_embed_class", true}, {"class_token", false},
+                          {"global_pool", "avgmax"}, {"act_layer", "gelu_tanh"}});
+  auto h = detail::parse_config_json(j, "t.json");
+  EXPECT_EQ(h.reg_tokens, 4);
+  EXPECT_EQ(h.no_embed_class, true);
+  EXPECT_EQ(h.class_token, false);
+  EXPECT_EQ(h.pool, GlobalPool::kAvgMax);
+  EXPECT_EQ(h.fc_norm, true);  // timm: fc_norm=None -> the avg / avgmax / max pools use it
+  EXPECT_EQ(h.act, Activation::kGeluTanh);
+  j["model_args"]["global_pool"] = "max";
+  j["model_args"]["act_layer"] = "quick_gelu";
+  h = detail::parse_config_json(j, "t.json");
+  EXPECT_EQ(h.pool, GlobalPool::kMax);
+  EXPECT_EQ(h.act, Activation::kQuickGelu);
+  // CLIP towers: timm keeps eps 1e-5 and quick-GELU in the entrypoint, not in model_args.
+  json clip = json::parse(kTimmConfig);
+  clip["architecture"] = "vit_base_patch16_clip_quickgelu_224";
+  h = detail::parse_config_json(clip, "t.json");
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-5f);
+  EXPECT_EQ(h.act, Activation::kQuickGelu);
+  clip["architecture"] = "vit_base_patch16_clip_224";
+  h = detail::parse_config_json(clip, "t.json");
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-5f);
+  EXPECT_FALSE(h.act.has_value());  // erf GELU
+  clip["model_args"]["act_layer"] = "gelu";  // model_args win over the name
+  clip["architecture"] = "vit_base_patch16_clip_quickgelu_224";
+  h = detail::parse_config_json(clip, "t.json");
+  EXPECT_EQ(h.act, Activation::kGeluErf);
+  // Plain names keep timm's 1e-6.
+  h = detail::parse_config_json(json::parse(kTimmConfig), "t.json");
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-6f);
 }
 
 // ---- hostile config files (fuzz/regressions/fuzz_config_json) ------------------------------

@@ -106,6 +106,42 @@ std::string case_test_name(const ::testing::TestParamInfo<std::string>& info) { 
 
 INSTANTIATE_TEST_SUITE_P(Golden, GpuGolden, ::testing::ValuesIn(list_golden_cases()), case_test_name);
 
+// The families (tests/data/golden_families) run on the graph backends; until the CUDA backend
+// executes the graph, the CUDA engine refuses each by family and feature name, never runs one
+// as a plain ViT.
+TEST(GpuGoldenFamilies, RefusedByName) {
+  VIT_SKIP_WITHOUT_GPU();
+  const std::vector<std::string> names = list_golden_cases(kFamilySet);
+  ASSERT_GE(names.size(), 10u);
+  for (const std::string& name : names) {
+    const GoldenCase gc = load_golden_case(name, kFamilySet);
+    std::shared_ptr<const Model> model = load_model(gc.model_path, gc.overrides);
+    const std::vector<std::string> feats = model->cfg.graph_only_features();
+    if (feats.empty()) continue;  // e.g. no final norm alone: the CUDA engine runs it (checked below)
+    CudaEngineOptions o;
+    o.max_batch = gc.batch();
+    try {
+      make_cuda_engine(model, o);
+      ADD_FAILURE() << name << ": make_cuda_engine accepted a model with " << feats.front();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << name;
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(model->cfg.family()), std::string::npos) << name << ": " << msg;
+      for (const std::string& f : feats) EXPECT_NE(msg.find(f), std::string::npos) << name << ": " << msg;
+    }
+  }
+  // A family whose only difference the CUDA engine already runs (no final norm) is not refused.
+  const GoldenCase gc = load_golden_case("fam_nonorm", kFamilySet);
+  std::shared_ptr<const Model> model = load_model(gc.model_path, gc.overrides);
+  EXPECT_TRUE(model->cfg.graph_only_features().empty());
+  CudaEngineOptions o;
+  o.precision = Precision::kFP32;
+  o.max_batch = gc.batch();
+  auto gpu = make_cuda_engine(model, o);
+  const Result got = run_engine(*gpu, gc, model->cfg);
+  EXPECT_TRUE(close_rel(got.logits, gc.logits.data, tol_golden_rel(DType::F32))) << "fam_nonorm logits";
+}
+
 // A missing tests/data/golden must fail, not pass with zero instances.
 TEST(GpuGoldenData, CasesPresent) { EXPECT_GE(list_golden_cases().size(), 9u); }
 

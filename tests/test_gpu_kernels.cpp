@@ -250,15 +250,19 @@ TEST(GpuGemm, QkvScatterEpilogue) {
     int B, T, heads, hd, K;
   };
 #ifdef VIT_GPU_EMU_BUILD
-  const QC cases[] = {{1, 197, 1, 64, 64}, {3, 50, 2, 24, 48}};
+  // head_dim 13 (odd): column pairs that straddle two heads, and 3 heads x 13 = 39 columns per
+  // block of q / k / v (not a multiple of 8: pairs straddle q | k | v too).
+  const QC cases[] = {{1, 197, 1, 64, 64}, {3, 50, 2, 24, 48}, {2, 20, 3, 13, 32}};
 #else
-  const QC cases[] = {{1, 197, 2, 64, 128}, {3, 50, 2, 80, 160}, {64, 50, 1, 24, 48}, {1, 577, 1, 128, 64}};
+  const QC cases[] = {{1, 197, 2, 64, 128}, {3, 50, 2, 80, 160}, {64, 50, 1, 24, 48}, {1, 577, 1, 128, 64},
+                      {2, 20, 3, 13, 32}};
 #endif
   for (DType dt : kTypes) {
-    for (GemmKernel kern : {GemmKernel::kAuto, GemmKernel::kSimt}) {
+    for (GemmKernel kern : {GemmKernel::kAuto, GemmKernel::kSimt, GemmKernel::kSm90}) {
+      if (kern == GemmKernel::kSm90 && (dt == DType::F32 || !sm90_runs())) continue;
       for (const QC& q : cases) {
-        SCOPED_TRACE(std::string(dt_label(dt)) + " B=" + std::to_string(q.B) + " T=" + std::to_string(q.T) +
-                     " hd=" + std::to_string(q.hd));
+        SCOPED_TRACE(std::string(dt_label(dt)) + " kernel " + std::to_string(static_cast<int>(kern)) + " B=" +
+                     std::to_string(q.B) + " T=" + std::to_string(q.T) + " hd=" + std::to_string(q.hd));
         const int M = q.B * q.T, D = q.heads * q.hd, N = 3 * D, K = q.K;
         const auto x = round_to(dt, random_vec(static_cast<size_t>(M) * K));
         const auto w = round_to(dt, random_vec(static_cast<size_t>(N) * K, -0.1f, 0.1f));
@@ -372,20 +376,31 @@ TEST(GpuGemmSm90, VitBaseShapesAndTails) {
 TEST(GpuGemmSm90, MatchesTheMmaSyncKernel) {
   VIT_SKIP_WITHOUT_GPU();
   if (!sm90_runs()) GTEST_SKIP() << "no sm_90 device or no sm_90a code in this build";
+  // Every epilogue kind with and without bias (kGelu requires one; the wgmma kernel is
+  // instantiated per kind and bias), an N tail past one 256-column tile, a
+  // residual table (period), and QKV scatters with head_dim 32 and 13 (odd: pairs straddle heads).
   struct C {
     int M, N, K;
     GemmEpilogue epi;
+    bool bias;
+    int period, tokens, heads, hd;
   };
-  const C cases[] = {{68, 64, 192, GemmEpilogue::kNone}, {68, 256, 64, GemmEpilogue::kGelu},
-                     {68, 64, 256, GemmEpilogue::kResidual}, {4, 10, 64, GemmEpilogue::kNone}};
+  const GemmEpilogue kN = GemmEpilogue::kNone, kG = GemmEpilogue::kGelu, kR = GemmEpilogue::kResidual,
+                     kQ = GemmEpilogue::kQkv;
+  const C cases[] = {{68, 64, 192, kN, true, 0, 0, 0, 0},   {68, 64, 192, kN, false, 0, 0, 0, 0},
+                     {68, 256, 64, kG, true, 0, 0, 0, 0},   {68, 264, 64, kG, true, 0, 0, 0, 0},
+                     {68, 64, 256, kR, true, 0, 0, 0, 0},   {68, 72, 64, kR, false, 0, 0, 0, 0},
+                     {68, 64, 64, kR, true, 17, 0, 0, 0},   {4, 10, 64, kN, true, 0, 0, 0, 0},
+                     {34, 192, 64, kQ, true, 0, 17, 2, 32}, {40, 117, 32, kQ, false, 0, 20, 3, 13}};
   for (DType dt : {DType::BF16, DType::F16}) {
     for (const C& c : cases) {
       SCOPED_TRACE(std::string(dt_label(dt)) + " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
-                   " K=" + std::to_string(c.K));
+                   " K=" + std::to_string(c.K) + " epilogue " + std::to_string(static_cast<int>(c.epi)) +
+                   (c.bias ? " bias" : "") + " period " + std::to_string(c.period) + " hd " + std::to_string(c.hd));
       const auto x = round_to(dt, random_vec(static_cast<size_t>(c.M) * c.K));
       const auto w = round_to(dt, random_vec(static_cast<size_t>(c.N) * c.K, -0.2f, 0.2f));
       const auto b = round_to(dt, random_vec(c.N));
-      const auto r = round_to(dt, random_vec(static_cast<size_t>(c.M) * c.N));
+      const auto r = round_to(dt, random_vec(static_cast<size_t>(c.period > 0 ? c.period : c.M) * c.N));
       DevMem dx(dt, x), dw(dt, w), db(dt, b), dr(dt, r), y1(dt, static_cast<size_t>(c.M) * c.N),
           y2(dt, static_cast<size_t>(c.M) * c.N);
       y1.poison();
@@ -397,14 +412,19 @@ TEST(GpuGemmSm90, MatchesTheMmaSyncKernel) {
       p.w = dw.get();
       p.ldw = c.K;
       p.ldc = c.N;
-      p.bias = db.get();
+      p.bias = c.bias ? db.get() : nullptr;
       p.epilogue = c.epi;
       p.residual = c.epi == GemmEpilogue::kResidual ? dr.get() : nullptr;
       p.ldr = c.N;
+      p.residual_period = c.period;
+      p.tokens = c.tokens;
+      p.heads = c.heads;
+      p.head_dim = c.hd;
       p.M = c.M;
       p.N = c.N;
       p.K = c.K;
       p.c = y1.get();
+      p.kernel = GemmKernel::kAuto;  // mma.sync at these sizes (16-bit), the generic epilogue
       launch_gemm(p, nullptr);
       p.c = y2.get();
       p.kernel = GemmKernel::kSm90;  // through launch_gemm's dispatch

@@ -493,8 +493,6 @@ TEST(HostileNpy, BadArraysReportedAndGoodOnesClassified) {
   }
   bad.push_back({d + "/matrix.npy", {"not an image batch"}});
   vit::write_npy(bad.back().file, x.data(), {2, 3});
-  bad.push_back({d + "/fortran.npy", {"Fortran"}});
-  write_npy_raw(bad.back().file, "<f4", true, {1, 3, 32, 32}, f32_bytes(x, false));
   bad.push_back({d + "/short.npy", {"truncated"}});
   write_npy_raw(bad.back().file, "<f4", false, {1, 3, 32, 32}, std::vector<uint8_t>(1000));
   bad.push_back({d + "/f16.npy", {"does not match the model input"}});  // f16 is fine, the shape is not
@@ -524,13 +522,24 @@ TEST(HostileNpy, BadArraysReportedAndGoodOnesClassified) {
   EXPECT_GT(vit::test::max_abs(ref.ptr(), ref.data.size()), 0.0f);
 }
 
-// '>f4' is a valid float32 array in the other byte order: it must classify exactly like the
-// little-endian file holding the same values.
-TEST(HostileNpy, BigEndianClassifiesIdentically) {
+// '>f4' is a valid float32 array in the other byte order, and a Fortran-order file (numpy writes
+// one for any F-contiguous array, e.g. np.asfortranarray(x)) the same array in the other layout:
+// both must classify exactly like the little-endian C-order file holding the same values.
+TEST(HostileNpy, BigEndianAndFortranClassifyIdentically) {
   const std::string d = vit::test::temp_dir();
   const std::vector<float> x = vit::test::random_vec(2 * 3 * 32 * 32);
   write_npy_raw(d + "/le.npy", "<f4", false, {2, 3, 32, 32}, f32_bytes(x, false));
   write_npy_raw(d + "/be.npy", ">f4", false, {2, 3, 32, 32}, f32_bytes(x, true));
+  // Fortran layout of x[b][c][h][w]: offset b + 2 * (c + 3 * (h + 32 * w)).
+  std::vector<float> xf(x.size());
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 3; ++c)
+      for (int h = 0; h < 32; ++h)
+        for (int w = 0; w < 32; ++w) xf[b + 2 * (c + 3 * (h + 32 * w))] = x[((b * 3 + c) * 32 + h) * 32 + w];
+  write_npy_raw(d + "/fo.npy", "<f4", true, {2, 3, 32, 32}, f32_bytes(xf, false));
+  Proc f = run_cli({"classify", "--model", fx().model, "--threads", "2", "--logits-out", d + "/fo_logits.npy",
+                    d + "/fo.npy"});
+  ASSERT_EQ(f.rc, 0) << f.describe();
   Proc a = run_cli({"classify", "--model", fx().model, "--threads", "2", "--logits-out", d + "/le_logits.npy",
                     d + "/le.npy"});
   Proc b = run_cli({"classify", "--model", fx().model, "--threads", "2", "--logits-out", d + "/be_logits.npy",
@@ -543,6 +552,10 @@ TEST(HostileNpy, BigEndianClassifiesIdentically) {
   // Same values, same engine, same batch: bit-identical.
   EXPECT_EQ(0, std::memcmp(la.ptr(), lb.ptr(), la.data.size() * sizeof(float)))
       << "max |diff| " << vit::test::max_abs_diff(la.ptr(), lb.ptr(), la.data.size());
+  const vit::Tensor lf = vit::read_npy(d + "/fo_logits.npy");
+  ASSERT_EQ(lf.shape, la.shape);
+  EXPECT_EQ(0, std::memcmp(la.ptr(), lf.ptr(), la.data.size() * sizeof(float)))
+      << "max |diff| " << vit::test::max_abs_diff(la.ptr(), lf.ptr(), la.data.size());
   EXPECT_GT(vit::test::max_abs(la.ptr(), la.data.size()), 0.0f);
   // The table rows name the file and agree too (probabilities printed from the same logits).
   const auto ra = lines(a.out), rb = lines(b.out);

@@ -475,6 +475,13 @@ TEST(Loader, ConfigPrecedence) {
   bool warned = false;
   for (const std::string& w : m->warnings) warned |= w.find("width 768") != std::string::npos;
   EXPECT_TRUE(warned) << "config/tensor width conflict not reported";
+  // The config's image size contradicts the stored 2x2 grid: taken (the table resampled), but
+  // said, naming both values.
+  std::string size_warning;
+  for (const std::string& w : m->warnings)
+    if (w.find("image size 64x64") != std::string::npos) size_warning = w;
+  EXPECT_NE(size_warning.find("2x2 grid"), std::string::npos) << size_warning;
+  EXPECT_NE(size_warning.find("config.json"), std::string::npos) << size_warning;
 
   // Overrides beat everything.
   ov.heads = 4;
@@ -490,6 +497,8 @@ TEST(Loader, ConfigPrecedence) {
   EXPECT_EQ(m->cfg.pool, GlobalPool::kAvg);
   EXPECT_TRUE(m->cfg.final_norm);  // HF: norm over all tokens, then the mean
   EXPECT_EQ(m->w.pos.shape, (Shape{10, 192}));
+  for (const std::string& w : m->warnings)  // the override decides the size: nothing contradicts
+    EXPECT_EQ(w.find("says image size"), std::string::npos) << w;
 }
 
 TEST(Loader, HfPreprocessorConfig) {
@@ -641,25 +650,34 @@ TEST(LoaderErrors, UnsupportedVariants) {
     Shape shape;
     const char* frag;
   } cases[] = {
-      {"reg_token", {1, 4, s.D}, "register tokens"},
-      {"dist_token", {1, 1, s.D}, "distillation"},
-      {"head_dist.weight", {s.C, s.D}, "distillation"},
-      {"norm_pre.weight", {s.D}, "pre_norm"},
       {"blocks.0.attn.q_norm.weight", {8}, "qk_norm"},
+      {"attn_pool.latent", {1, 1, s.D}, "attention pooling"},
+      {"blocks.0.mlp.fc1_g.weight", {s.I, s.D}, "SwiGLU"},
+      {"blocks.1.attn_out_proj.weight", {s.D, s.D}, "parallel blocks"},
+      {"blocks.0.attn.norm.weight", {s.D}, "norms inside the block"},
   };
   for (const C& c : cases) {
     TensorMap t = good;
     t[c.name] = test::random_tensor(c.shape);
     expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kUnsupported, {c.frag, c.name});
   }
-  // no_embed_class: the pos table has no cls slot (3x3 grid -> 9 rows).
+  // A family tensor whose table does not fit: 4 registers with a cls-only 1 + 3x3 table.
   TensorMap t = good;
-  t["pos_embed"] = test::random_tensor({1, 9, s.D});
-  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kUnsupported, {"no_embed_class", "pos_embed"});
-  // class_token=False
+  t["reg_token"] = test::random_tensor({1, 4, s.D});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat,
+               {"pos_embed", "10 rows", "5 prefix row(s)"});
+  // dist_token without head_dist: named as missing.
+  t = good;
+  t["dist_token"] = test::random_tensor({1, 1, s.D});
+  t["pos_embed"] = test::random_tensor({1, 2 + 9, s.D});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"missing", "head_dist.weight"});
+  // Token pooling asked of a model without a class token.
   t = good;
   t.erase("cls_token");
-  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kUnsupported, {"class_token=False"});
+  t["pos_embed"] = test::random_tensor({1, 9, s.D});
+  ConfigOverrides tok = heads(4);
+  tok.pool = GlobalPool::kToken;
+  expect_error([&] { load_model(make_dir(t), tok); }, ErrorCode::kInvalidArgument, {"needs a class token"});
   // JAX in21k pre_logits
   TensorMap j = timm_to_jax(good, s, 4);
   j["pre_logits/kernel"] = test::random_tensor({s.D, s.D});
@@ -667,12 +685,72 @@ TEST(LoaderErrors, UnsupportedVariants) {
   expect_error([&] { load_model(make_dir(j, "m.npz")); }, ErrorCode::kUnsupported, {"pre_logits"});
   // timm config.json flags
   json cfg = {{"architecture", "vit_x"}, {"model_args", {{"reg_tokens", 4}}}, {"pretrained_cfg", json::object()}};
-  expect_error([&] { load_model(make_dir(good, "model.safetensors", cfg), heads(4)); }, ErrorCode::kUnsupported,
-               {"register tokens", "config.json"});
+  auto said = load_model(make_dir(good, "model.safetensors", cfg), heads(4));  // the tensors decide: no registers
+  EXPECT_EQ(said->cfg.reg_tokens, 0);
+  ASSERT_FALSE(said->warnings.empty());
+  EXPECT_NE(said->warnings.back().find("reg_tokens 4"), std::string::npos) << said->warnings.back();
   // HF tanh GELU
   expect_error([&] { load_model(make_dir(timm_to_hf(good, s, "vit."), "model.safetensors",
                                          {{"model_type", "vit"}, {"hidden_act", "gelu_new"}}), heads(4)); },
                ErrorCode::kUnsupported, {"gelu_new"});
+}
+
+// The timm families load from the tensors: registers (and no_embed_class tables), no class
+// token (avg pooling), DeiT distilled, pre-norm without a patch bias. Their numerics are the
+// golden fixtures' business (test_golden, tests/data/golden_families); this checks the config.
+TEST(Loader, TimmFamiliesFromTensors) {
+  Spec s;
+  const TensorMap good = make_timm(s);
+  TensorMap t = good;
+  t["reg_token"] = test::random_tensor({1, 2, s.D});
+  t["pos_embed"] = test::random_tensor({1, 9, s.D});  // no prefix rows (9 - 3 is no grid): no_embed_class
+  auto m = load_model(make_dir(t), heads(4));
+  EXPECT_EQ(m->cfg.reg_tokens, 2);
+  EXPECT_TRUE(m->cfg.no_embed_class);
+  EXPECT_EQ(m->cfg.tokens(), 3 + 9);
+  EXPECT_EQ(m->w.prefix.shape, (Shape{3, s.D}));
+  EXPECT_EQ(std::vector<float>(m->w.prefix.data.begin(), m->w.prefix.data.begin() + s.D), m->w.cls.data);
+  EXPECT_EQ(std::vector<float>(m->w.prefix.data.begin() + s.D, m->w.prefix.data.end()), t["reg_token"].data);
+  EXPECT_NE(m->cfg.describe().find("2 register token(s)"), std::string::npos) << m->cfg.describe();
+  // Registers with prefix rows in the table, resampled to a 4x4 grid: the 3 prefix rows stay.
+  t["pos_embed"] = test::random_tensor({1, 3 + 9, s.D});
+  ConfigOverrides ov = heads(4);
+  ov.image_size = 16;
+  m = load_model(make_dir(t), ov);
+  EXPECT_FALSE(m->cfg.no_embed_class);
+  EXPECT_EQ(m->w.pos.shape, (Shape{3 + 16, s.D}));
+  EXPECT_EQ(std::vector<float>(m->w.pos.data.begin(), m->w.pos.data.begin() + 3 * s.D),
+            std::vector<float>(t["pos_embed"].data.begin(), t["pos_embed"].data.begin() + 3 * s.D));
+  // No class token: pools avg.
+  t = good;
+  t.erase("cls_token");
+  t["pos_embed"] = test::random_tensor({1, 9, s.D});
+  m = load_model(make_dir(t), heads(4));
+  EXPECT_FALSE(m->cfg.class_token);
+  EXPECT_EQ(m->cfg.pool, GlobalPool::kAvg);
+  EXPECT_EQ(m->cfg.tokens(), 9);
+  // DeiT distilled.
+  t = good;
+  t["dist_token"] = test::random_tensor({1, 1, s.D});
+  t["head_dist.weight"] = test::random_tensor({s.C, s.D});
+  t["head_dist.bias"] = test::random_tensor({s.C});
+  t["pos_embed"] = test::random_tensor({1, 2 + 9, s.D});
+  m = load_model(make_dir(t), heads(4));
+  EXPECT_TRUE(m->cfg.dist_token);
+  EXPECT_EQ(m->cfg.family(), "DeiT distilled");
+  EXPECT_EQ(m->w.head_dist_w.shape, (Shape{s.C, s.D}));
+  // Pre-norm, no patch bias (CLIP's patch conv).
+  t = good;
+  t["norm_pre.weight"] = test::random_tensor({s.D});
+  t["norm_pre.bias"] = test::random_tensor({s.D});
+  t.erase("patch_embed.proj.bias");
+  m = load_model(make_dir(t), heads(4));
+  EXPECT_TRUE(m->cfg.pre_norm);
+  EXPECT_FALSE(m->cfg.patch_bias);
+  EXPECT_EQ(m->w.patch_b.data, std::vector<float>(static_cast<size_t>(s.D), 0.0f));
+  // A norm_pre without its bias is named.
+  t.erase("norm_pre.bias");
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"missing", "norm_pre.bias"});
 }
 
 TEST(LoaderErrors, ImageSizeAndArch) {

@@ -132,8 +132,6 @@ TEST(Npy, UnsupportedDtypes) {
              "dtype 'float32' is not supported");
   expect_bad(npy_bytes(1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", d8),
              ErrorCode::kUnsupported, "structured npy dtypes");
-  expect_bad(npy_bytes(1, dict("<f4", "(2, 1, 3)", true), std::vector<uint8_t>(24)),
-             ErrorCode::kUnsupported, "Fortran-order");
   expect_bad(npy_bytes(1, dict("|f4", "(2,)"), d8), ErrorCode::kFormat, "byte order '|'");
 }
 
@@ -297,6 +295,32 @@ TEST(Npz, ReadsNumpyDeflatedFixture) {
   const Tensor& z = m.at("zeros");
   EXPECT_EQ(z.shape, (std::vector<int64_t>{64, 64}));
   EXPECT_EQ(z.data, std::vector<float>(64 * 64, 0.0f));
+}
+
+// numpy saves any F-contiguous, non-C-contiguous array with fortran_order=True (np.load returns
+// the same logical array): read back in C order. Fixtures from tools/make_io_fixtures.py.
+TEST(Npy, FortranOrderReadsInCOrder) {
+  const Tensor a = read_npy(test::data_path("io/fortran.npy"));  // arange(60) * 0.25, (3, 4, 5)
+  EXPECT_EQ(a.shape, (std::vector<int64_t>{3, 4, 5}));
+  ASSERT_EQ(a.data.size(), 60u);
+  for (int i = 0; i < 60; ++i) EXPECT_EQ(a.data[i], i * 0.25f) << i;
+
+  const std::map<std::string, Tensor> m = read_npz(test::data_path("io/fortran.npz"));
+  const Tensor& k = m.at("kernel");  // arange(12).reshape(3, 4).T: k[i][j] = 4 j + i
+  EXPECT_EQ(k.shape, (std::vector<int64_t>{4, 3}));
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(k.data[i * 3 + j], 4.0f * j + i) << i << "," << j;
+  EXPECT_EQ(m.at("c").data, (std::vector<float>{0, 1, 2, 3, 4, 5}));
+
+  // In memory, with singleton dims between the big ones: file order is first-index-fastest.
+  // shape (2, 1, 3): file holds v[0,0,0], v[1,0,0], v[0,0,1], v[1,0,1], v[0,0,2], v[1,0,2].
+  const std::vector<float> file = {0, 3, 1, 4, 2, 5};
+  const Tensor t = parse(npy_bytes(1, dict("<f4", "(2, 1, 3)", true), as_bytes(file)));
+  EXPECT_EQ(t.shape, (std::vector<int64_t>{2, 1, 3}));
+  EXPECT_EQ(t.data, (std::vector<float>{0, 1, 2, 3, 4, 5}));
+  // Truncated Fortran data is still an error, before any reordering.
+  expect_bad(npy_bytes(1, dict("<f4", "(2, 1, 3)", true), std::vector<uint8_t>(20)),
+             ErrorCode::kFormat, "truncated");
 }
 
 TEST(Npz, TruncatedOrCorruptArchive) {

@@ -390,9 +390,12 @@ def main():
         setup_venv(Path(args.venv))
         return
     _imports()
-    cases = all_cases()
-    names = args.case or list(cases)
-    out = Path(args.out)
+    generate(all_cases(), args.case, Path(args.out))
+
+
+def generate(cases, names, out: Path) -> None:
+    """Writes each named case (all when names is empty) into a fresh out/<name>/."""
+    names = names or list(cases)
     for name in names:
         d = out / name
         if d.exists():

@@ -4,6 +4,10 @@
 deflated.npz      np.savez_compressed: float32 / float64 / float16 / big-endian float32 members,
                   plus a large all-zero member so deflate really compresses.
 numpy_f32.npy     np.save of a float32 (2, 3) array: encode_npy must match it byte for byte.
+fortran.npy       np.save of a Fortran-ordered float32 (3, 4, 5) array (np.asfortranarray): numpy
+                  writes fortran_order=True; the values are arange(60) * 0.25 in C order.
+fortran.npz       np.savez (stored) with a transposed kernel member 'kernel' = arange(12).reshape(3, 4).T
+                  (F-contiguous, so saved in Fortran order) and a C-order member 'c'.
 official.safetensors  written by the official safetensors library (F32, F16, BF16, I64).
 The values are small dyadic fractions, exact in every dtype used; tests/test_npy.cpp and
 tests/test_safetensors.cpp assert them literally.
@@ -34,6 +38,12 @@ def main():
 
     np.save(os.path.join(OUT, "numpy_f32.npy"),
             np.array([[1.0, -2.0, 0.25], [4.0, 5.5, -6.0]], dtype=np.float32))
+
+    a = np.asfortranarray((np.arange(60, dtype=np.float32) * 0.25).reshape(3, 4, 5))
+    np.save(os.path.join(OUT, "fortran.npy"), a)
+    kernel = np.arange(12, dtype=np.float32).reshape(3, 4).T
+    assert kernel.flags.f_contiguous and not kernel.flags.c_contiguous
+    np.savez(os.path.join(OUT, "fortran.npz"), kernel=kernel, c=np.arange(6, dtype=np.float32))
 
     import torch
     from safetensors.torch import save_file

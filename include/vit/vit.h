@@ -223,6 +223,17 @@ typedef struct vit_image {
  * or 0-sized one. */
 VIT_API vit_status* vit_session_run_images(vit_session* session, const vit_image* images, int count,
                                            const vit_outputs* outputs);
+/* Decodes an encoded image held in memory (PNG or JPEG, detected from its leading bytes) to
+ * RGB8 exactly as `vit-infer classify` decodes a file (Pillow's convert("RGB") pixel for pixel;
+ * Pillow's decompression-bomb limit of 89,478,485 pixels). `name` (may be NULL) names the image
+ * in error messages. On success out->rgb is a library-owned [height, width, 3] buffer: release it
+ * with vit_image_free. Errors: VIT_ERR_FORMAT for empty, unrecognised, corrupt or truncated data,
+ * VIT_ERR_UNSUPPORTED for a recognised format that is not decoded (GIF, BMP, WebP, TIFF),
+ * VIT_ERR_INVALID_ARGUMENT for a 0-pixel or oversized image or a NULL argument. */
+VIT_API vit_status* vit_image_decode(const void* data, size_t size, const char* name, vit_image* out);
+/* Frees the pixels of an image vit_image_decode filled and zeroes it; NULL or zeroed: no-op. */
+VIT_API void vit_image_free(vit_image* image);
+
 /* Requests cancellation. The request stays pending until a run consumes it:
  *  - a run in progress stops at its next layer boundary and returns VIT_ERR_CANCELLED
  *    (if it finishes its work before noticing, it returns normally and the request is

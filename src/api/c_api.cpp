@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "cpu/cpu_engine.h"
 #include "gpu/cuda_engine.h"
+#include "image/decode.h"
 #include "model/model.h"
 
 struct vit_status {
@@ -470,6 +471,28 @@ vit_status* vit_session_run_images(vit_session* session, const vit_image* images
 
 void vit_session_cancel(vit_session* session) {
   if (session) session->cancel.store(true, std::memory_order_release);
+}
+
+// ---- image decoding ------------------------------------------------------------------------
+
+vit_status* vit_image_decode(const void* data, size_t size, const char* name, vit_image* out) {
+  static const char* fn = "vit_image_decode";
+  if (out) *out = vit_image{nullptr, 0, 0};
+  return guarded(fn, [&] {
+    require(out, fn, "out");
+    if (!data && size) invalid(fn, "data is NULL but size is " + std::to_string(size));
+    const std::string what = name && *name ? std::string(name) : std::string("image");
+    vit::Image img = vit::decode_image_memory(static_cast<const uint8_t*>(data), data ? size : 0, what);
+    auto pixels = std::make_unique<uint8_t[]>(img.rgb.size());
+    std::memcpy(pixels.get(), img.rgb.data(), img.rgb.size());
+    *out = vit_image{pixels.release(), img.w, img.h};
+  });
+}
+
+void vit_image_free(vit_image* image) {
+  if (!image) return;
+  delete[] image->rgb;
+  *image = vit_image{nullptr, 0, 0};
 }
 
 }  // extern "C"

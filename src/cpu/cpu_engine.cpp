@@ -105,6 +105,11 @@ bool supports_linear(const Graph& g, const Node& n) {
   return all_f32(g, n) && !(p.act != graph::Act::kNone && n.input(3) >= 0);
 }
 
+ref::GeluForm gelu_form(graph::Act a) {
+  return a == graph::Act::kGeluTanh ? ref::GeluForm::kTanh : a == graph::Act::kQuickGelu ? ref::GeluForm::kQuick
+                                                                                          : ref::GeluForm::kErf;
+}
+
 void run_linear(CpuCtx& c, const Node& n, void*) {
   const auto& p = n.p<graph::LinearParams>();
   const graph::TensorDesc& w = c.g.t(n.in[1]);
@@ -113,13 +118,15 @@ void run_linear(CpuCtx& c, const Node& n, void*) {
   const int r = n.input(3);
   if (r >= 0) fill_residual(c, n, y, M, N);  // the GEMM accumulates onto it (BLAS beta = 1)
   ref::linear(c.p(n.in[0]), M, K, c.p(n.in[1]), c.p(n.input(2)), N, y, r >= 0,
-              p.act == graph::Act::kGelu ? ref::Epilogue::kBiasGelu : ref::Epilogue::kBias, c.nt);
+              p.act == graph::Act::kNone ? ref::Epilogue::kBias : ref::Epilogue::kBiasGelu, c.nt, gelu_form(p.act));
 }
 
 void run_embed(CpuCtx& c, const Node& n, void*) {
   const graph::TensorDesc& pe = c.g.t(n.in[0]);
-  ref::embed(c.p(n.in[0]), c.p(n.in[1]), c.p(n.in[2]), c.p(n.input(3)), c.p(n.out[0]), c.nb, pe.rows(), pe.cols(),
-             n.p<graph::EmbedParams>().patches_final, c.nt);
+  const auto& ep = n.p<graph::EmbedParams>();
+  const int64_t P = c.g.t(n.out[0]).rows() - pe.rows();
+  ref::embed(c.p(n.in[0]), c.p(n.input(1)), P, c.p(n.in[2]), ep.pos_prefix, c.p(n.input(3)), c.p(n.out[0]), c.nb,
+             pe.rows(), pe.cols(), ep.patches_final, c.nt);
 }
 
 void run_layernorm(CpuCtx& c, const Node& n, void*) {
@@ -139,7 +146,8 @@ void run_add(CpuCtx& c, const Node& n, void*) {
 }
 
 void run_gelu(CpuCtx& c, const Node& n, void*) {
-  ref::gelu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
+  ref::gelu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt,
+            gelu_form(n.p<graph::ActParams>().act));
 }
 
 void run_scale(CpuCtx& c, const Node& n, void*) {
@@ -148,8 +156,17 @@ void run_scale(CpuCtx& c, const Node& n, void*) {
 
 void run_pool(CpuCtx& c, const Node& n, void*) {
   const graph::TensorDesc& x = c.g.t(n.in[0]);
-  ref::pool(c.p(n.in[0]), c.p(n.out[0]), c.nb, x.rows(), x.cols(),
-            n.p<graph::PoolParams>().kind == graph::PoolKind::kMeanPatches, c.nt);
+  const auto& pp = n.p<graph::PoolParams>();
+  const ref::PoolMode mode = pp.kind == graph::PoolKind::kCls           ? ref::PoolMode::kRow
+                             : pp.kind == graph::PoolKind::kMeanPatches ? ref::PoolMode::kMean
+                             : pp.kind == graph::PoolKind::kMaxPatches  ? ref::PoolMode::kMax
+                                                                        : ref::PoolMode::kAvgMax;
+  ref::pool(c.p(n.in[0]), c.p(n.out[0]), c.nb, x.rows(), x.cols(), mode,
+            pp.kind == graph::PoolKind::kCls ? pp.row : pp.first, c.nt);
+}
+
+void run_mean2(CpuCtx& c, const Node& n, void*) {
+  ref::mean2(c.p(n.in[0]), c.p(n.in[1]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
 }
 
 void run_cast(CpuCtx& c, const Node& n, void*) {
@@ -166,6 +183,7 @@ const CpuOpRow kCpuOps[] = {
     {Op::kGelu, "gelu", all_f32, nullptr, run_gelu},
     {Op::kScale, "scale", all_f32, nullptr, run_scale},
     {Op::kPool, "pool", all_f32, nullptr, run_pool},
+    {Op::kMean2, "mean2", all_f32, nullptr, run_mean2},
     {Op::kCast, "cast", all_f32, nullptr, run_cast},
 };
 

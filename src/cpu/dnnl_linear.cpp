@@ -81,6 +81,10 @@ struct DnnlLinear::Impl {
     dnnl::memory::desc b_md = spec.has_bias ? dnnl::memory::desc({1, spec.N}, dt::f32, tag::ab) : dnnl::memory::desc();
     dnnl::post_ops po;
     if (spec.epi == LinearEpilogue::kBiasGelu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+    if (spec.epi == LinearEpilogue::kBiasGeluTanh)
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_tanh, 0.0f, 0.0f);
+    if (spec.epi == LinearEpilogue::kBiasQuickGelu)  // swish: x * sigmoid(alpha x)
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
     if (spec.epi == LinearEpilogue::kBiasAccumulate) po.append_sum(1.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);

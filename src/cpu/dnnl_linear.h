@@ -1,5 +1,5 @@
 // vit-infer: a Linear layer of the fast CPU engine on oneDNN's matmul: y[M, N] = x[M, K] W^T + b,
-// with the epilogue (GELU erf, or "+= into y" for the residual) fused as oneDNN post-ops. The
+// with the epilogue (GELU erf / tanh / quick, or "+= into y" for the residual) fused as oneDNN post-ops. The
 // weights are reordered once, at construction, from torch's [N, K] fp32 into the blocked layout
 // oneDNN's kernel wants (bf16 VNNI tiles for AMX / AVX512-BF16, fp32 panels otherwise); the bias
 // stays fp32, accumulation is fp32. x and y are row-major; x is bf16 (uint16) when the weights
@@ -16,7 +16,9 @@
 
 namespace vit::fastcpu {
 
-enum class LinearEpilogue { kBias, kBiasGelu, kBiasAccumulate };
+// kBiasGelu: GELU erf (timm/torch default); kBiasGeluTanh: the tanh approximation (SigLIP);
+// kBiasQuickGelu: x * sigmoid(1.702 x) (OpenAI CLIP), oneDNN's swish with alpha 1.702.
+enum class LinearEpilogue { kBias, kBiasGelu, kBiasGeluTanh, kBiasQuickGelu, kBiasAccumulate };
 
 struct LinearSpec {
   int64_t N = 0, K = 0;

@@ -61,6 +61,17 @@ bool supports_linear(const Graph& g, const Node& n) {
   return !(p.act != graph::Act::kNone && n.input(3) >= 0) && is_f32(g, n.input(3)) && is_f32(g, n.input(2));
 }
 
+// Every activation a Linear node can carry has its oneDNN post-op: none is dropped silently.
+fastcpu::LinearEpilogue linear_epilogue(graph::Act a) {
+  switch (a) {
+    case graph::Act::kNone: return fastcpu::LinearEpilogue::kBias;
+    case graph::Act::kGelu: return fastcpu::LinearEpilogue::kBiasGelu;
+    case graph::Act::kGeluTanh: return fastcpu::LinearEpilogue::kBiasGeluTanh;
+    case graph::Act::kQuickGelu: return fastcpu::LinearEpilogue::kBiasQuickGelu;
+  }
+  fail(ErrorCode::kUnsupported, "fast cpu engine: a linear activation without a oneDNN post-op");
+}
+
 std::shared_ptr<void> prepare_linear(const Graph& g, const Node& n) {
   const graph::TensorDesc& w = g.t(n.in[1]);
   const auto& p = n.p<graph::LinearParams>();
@@ -69,9 +80,7 @@ std::shared_ptr<void> prepare_linear(const Graph& g, const Node& n) {
   s.K = w.cols();
   s.bf16 = is_bf16(g, n.in[0]);  // the weights follow the input's dtype
   s.y_bf16 = is_bf16(g, n.out[0]);
-  s.epi = p.act == graph::Act::kGelu ? fastcpu::LinearEpilogue::kBiasGelu
-          : n.input(3) >= 0          ? fastcpu::LinearEpilogue::kBiasAccumulate
-                                     : fastcpu::LinearEpilogue::kBias;
+  s.epi = n.input(3) >= 0 ? fastcpu::LinearEpilogue::kBiasAccumulate : linear_epilogue(p.act);
   s.has_bias = n.input(2) >= 0;
   s.hint_m = g.t(n.in[0]).rows();  // one image's rows: batch 1 is what latency is about
   return std::make_shared<fastcpu::DnnlLinear>(w.host->ptr(), s.has_bias ? g.t(n.in[2]).host->ptr() : nullptr, s);

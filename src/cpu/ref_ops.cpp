@@ -18,6 +18,24 @@ inline float gelu_f(float v) {
   return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2));  // exact erf form, as timm and HF
 }
 
+// torch GELU(approximate='tanh'): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+inline float gelu_tanh_f(float v) {
+  constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+  return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+}
+
+// timm / open_clip QuickGELU: x * sigmoid(1.702 x).
+inline float quick_gelu_f(float v) { return v / (1.0f + std::exp(-1.702f * v)); }
+
+inline float gelu_any(float v, GeluForm form) {
+  switch (form) {
+    case GeluForm::kTanh: return gelu_tanh_f(v);
+    case GeluForm::kQuick: return quick_gelu_f(v);
+    case GeluForm::kErf: break;
+  }
+  return gelu_f(v);
+}
+
 // One LayerNorm row, statistics in double (two passes). In-place (y == x) is allowed: every
 // x[j] is read before y[j] is written.
 inline void layer_norm_row(const float* x, float* y, int64_t D, const float* g, const float* b,
@@ -45,7 +63,7 @@ inline void layer_norm_row(const float* x, float* y, int64_t D, const float* g, 
 // so there is one thread pool and one parallel region per layer. (OpenBLAS threading the GEMMs
 // with OpenMP for the other loops makes each pool's idle threads spin while the other works.)
 void linear(const float* x, int64_t M, int64_t K, const float* wp, const float* bp, int64_t N, float* y,
-            bool accumulate, Epilogue epi, int nt) {
+            bool accumulate, Epilogue epi, int nt, GeluForm form) {
   auto part = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     if (m1 <= m0 || n1 <= n0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m1 - m0),
@@ -55,7 +73,7 @@ void linear(const float* x, int64_t M, int64_t K, const float* wp, const float* 
     for (int64_t m = m0; m < m1; ++m) {
       float* row = y + m * N;
       if (epi == Epilogue::kBiasGelu) {
-        for (int64_t n = n0; n < n1; ++n) row[n] = gelu_f(bp ? row[n] + bp[n] : row[n]);
+        for (int64_t n = n0; n < n1; ++n) row[n] = gelu_any(bp ? row[n] + bp[n] : row[n], form);
       } else if (bp) {
 #pragma omp simd
         for (int64_t n = n0; n < n1; ++n) row[n] += bp[n];
@@ -205,20 +223,26 @@ void im2col(const float* images, float* cols, int64_t nb, int64_t C, int64_t H, 
   }
 }
 
-void embed(const float* patches, const float* cls, const float* pos, const float* bias, float* tokens, int64_t nb,
-           int64_t N, int64_t D, bool patches_final, int nt) {
-  const int64_t T = N + 1;
+void embed(const float* patches, const float* prefix, int64_t P, const float* pos, bool pos_prefix, const float* bias,
+           float* tokens, int64_t nb, int64_t N, int64_t D, bool patches_final, int nt) {
+  const int64_t T = P + N;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t r = 0; r < nb * T; ++r) {
     const int64_t b = r / T, t = r % T;
     float* dst = tokens + r * D;
-    const float* p = pos + t * D;
-    if (t == 0) {
-      for (int64_t j = 0; j < D; ++j) dst[j] = cls[j] + p[j];
+    if (t < P) {
+      const float* src = prefix + t * D;
+      if (pos_prefix) {
+        const float* p = pos + t * D;
+        for (int64_t j = 0; j < D; ++j) dst[j] = src[j] + p[j];
+      } else {
+        std::memcpy(dst, src, static_cast<size_t>(D) * sizeof(float));
+      }
     } else if (patches_final) {
-      std::memcpy(dst, patches + (b * N + t - 1) * D, static_cast<size_t>(D) * sizeof(float));
+      std::memcpy(dst, patches + (b * N + t - P) * D, static_cast<size_t>(D) * sizeof(float));
     } else {
-      const float* src = patches + (b * N + t - 1) * D;
+      const float* src = patches + (b * N + t - P) * D;
+      const float* p = pos + (pos_prefix ? t : t - P) * D;
       if (bias) {
         for (int64_t j = 0; j < D; ++j) dst[j] = (src[j] + bias[j]) + p[j];
       } else {
@@ -228,18 +252,30 @@ void embed(const float* patches, const float* cls, const float* pos, const float
   }
 }
 
-void pool(const float* x, float* out, int64_t nb, int64_t T, int64_t D, bool mean_patches, int nt) {
-  if (!mean_patches) {
-    for (int64_t b = 0; b < nb; ++b) std::memcpy(out + b * D, x + b * T * D, static_cast<size_t>(D) * sizeof(float));
+void pool(const float* x, float* out, int64_t nb, int64_t T, int64_t D, PoolMode mode, int64_t first, int nt) {
+  if (mode == PoolMode::kRow) {
+    for (int64_t b = 0; b < nb; ++b)
+      std::memcpy(out + b * D, x + (b * T + first) * D, static_cast<size_t>(D) * sizeof(float));
     return;
   }
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t bj = 0; bj < nb * D; ++bj) {
     const int64_t b = bj / D, j = bj % D;
     double s = 0.0;
-    for (int64_t t = 1; t < T; ++t) s += x[(b * T + t) * D + j];
-    out[bj] = static_cast<float>(s / static_cast<double>(T - 1));
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t t = first; t < T; ++t) {
+      const float v = x[(b * T + t) * D + j];
+      s += v;
+      mx = std::max(mx, v);
+    }
+    const float mean = static_cast<float>(s / static_cast<double>(T - first));
+    out[bj] = mode == PoolMode::kMean ? mean : mode == PoolMode::kMax ? mx : 0.5f * (mean + mx);
   }
+}
+
+void mean2(const float* a, const float* b, float* y, int64_t n, int nt) {
+#pragma omp parallel for simd num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = (a[i] + b[i]) * 0.5f;
 }
 
 void add(const float* a, const float* b, float* y, int64_t n, int nt) {
@@ -247,9 +283,9 @@ void add(const float* a, const float* b, float* y, int64_t n, int nt) {
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
-void gelu(const float* x, float* y, int64_t n, int nt) {
+void gelu(const float* x, float* y, int64_t n, int nt, GeluForm form) {
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = gelu_f(x[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_any(x[i], form);
 }
 
 void scale_cols(const float* x, const float* gamma, float* y, int64_t rows, int64_t D, int nt) {

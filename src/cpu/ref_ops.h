@@ -10,11 +10,14 @@
 namespace vit::ref {
 
 enum class Epilogue { kBias, kBiasGelu };
+// Which GELU: the exact erf form (timm / HF default), the tanh approximation (torch
+// approximate='tanh', SigLIP), or quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP).
+enum class GeluForm { kErf, kTanh, kQuick };
 
-// y[M, N] = x[M, K] W[N, K]^T + bias[N] (accumulate: y += ...), then GELU_erf if asked.
+// y[M, N] = x[M, K] W[N, K]^T + bias[N] (accumulate: y += ...), then GELU (`form`) if asked.
 // bias may be null.
 void linear(const float* x, int64_t M, int64_t K, const float* w, const float* bias, int64_t N, float* y,
-            bool accumulate, Epilogue epi, int nt);
+            bool accumulate, Epilogue epi, int nt, GeluForm form = GeluForm::kErf);
 
 // One LayerNorm per row of x [rows, D] (row strides ldx / ldy; y may be x), statistics in double
 // (two passes) so that large-mean rows and HF's eps 1e-12 lose nothing.
@@ -37,17 +40,23 @@ void head_mean(const float* probs, float* dst, int64_t nb, int64_t H, int64_t T,
 // flattened (c, py, px), i.e. the OIHW order of the conv weight.
 void im2col(const float* images, float* cols, int64_t nb, int64_t C, int64_t H, int64_t W, int64_t P, int nt);
 
-// tokens [nb, N+1, D]: row 0 = cls + pos[0]; row 1+n = patches[n] (+ bias + pos[1+n] unless
-// final; bias may be null).
-void embed(const float* patches, const float* cls, const float* pos, const float* bias, float* tokens, int64_t nb,
-           int64_t N, int64_t D, bool patches_final, int nt);
+// tokens [nb, P+N, D]: row p < P = prefix[p] (+ pos[p] if pos_prefix); row P+n = patches[n]
+// (+ bias + pos[P+n], or pos[n] without pos_prefix, unless final; bias may be null; prefix may
+// be null when P == 0).
+void embed(const float* patches, const float* prefix, int64_t P, const float* pos, bool pos_prefix, const float* bias,
+           float* tokens, int64_t nb, int64_t N, int64_t D, bool patches_final, int nt);
 
-// x [nb, T, D] -> out [nb, D]: row 0 (cls) or the mean of rows 1..T-1 (summed in double).
-void pool(const float* x, float* out, int64_t nb, int64_t T, int64_t D, bool mean_patches, int nt);
+// x [nb, T, D] -> out [nb, D]: row `first` alone (kRow), or over rows first..T-1 the mean
+// (summed in double), the max, or (mean + max) / 2 (timm 'avgmax').
+enum class PoolMode { kRow, kMean, kMax, kAvgMax };
+void pool(const float* x, float* out, int64_t nb, int64_t T, int64_t D, PoolMode mode, int64_t first, int nt);
+
+// y = (a + b) / 2 over n values (DeiT distilled: the mean of its two heads).
+void mean2(const float* a, const float* b, float* y, int64_t n, int nt);
 
 // Elementwise over n values / [rows, D] rows.
 void add(const float* a, const float* b, float* y, int64_t n, int nt);
-void gelu(const float* x, float* y, int64_t n, int nt);
+void gelu(const float* x, float* y, int64_t n, int nt, GeluForm form = GeluForm::kErf);
 void scale_cols(const float* x, const float* gamma, float* y, int64_t rows, int64_t D, int nt);
 
 // Keeps OpenBLAS single-threaded for the scope (the OpenMP team calls it in parallel) and

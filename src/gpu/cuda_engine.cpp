@@ -716,6 +716,13 @@ class CudaEngineImpl final : public CudaEngine {
                                         " > 128 is not supported by the attention kernels");
     }
     if (c.pool == GlobalPool::kAvg && c.tokens() < 2) bad("avg pooling needs at least one patch");
+    // The families of issue 12 run on the graph backends (CPU today); refused here by name.
+    if (const std::vector<std::string> f = c.graph_only_features(); !f.empty()) {
+      std::string list;
+      for (const std::string& x : f) list += (list.empty() ? "" : ", ") + x;
+      fail(ErrorCode::kUnsupported, "make_cuda_engine: the CUDA engine does not run " + c.family() + " models with " +
+                                        list + " yet (use --device cpu)");
+    }
     if (opt_.max_batch < 1) bad("max_batch must be >= 1");
     if (static_cast<int64_t>(opt_.max_batch) * c.tokens() > INT_MAX) {
       bad("max_batch " + std::to_string(opt_.max_batch) + " x tokens exceeds the 2^31 row limit");

@@ -46,7 +46,7 @@ bool fuse_once(Graph& g, std::vector<Node>& nodes) {
       const int pi = producer_of(nodes, n.in[0]);
       if (pi >= 0 && plain_linear(nodes[static_cast<size_t>(pi)]) && readers(g, nodes, n.in[0]) == 1) {
         Node& lin = nodes[static_cast<size_t>(pi)];
-        lin.p<LinearParams>().act = Act::kGelu;
+        lin.p<LinearParams>().act = n.p<ActParams>().act;
         lin.out = n.out;
         erase_node(nodes, static_cast<int>(i));
         return true;
@@ -96,10 +96,11 @@ bool fuse_once(Graph& g, std::vector<Node>& nodes) {
         LinearParams& lp = lin.p<LinearParams>();
         lin.in.resize(4, -1);
         lin.in[2] = n.input(3);  // the conv bias
-        lin.in[3] = n.in[2];     // pos [N+1, D]: rows 1..N, repeated per image
-        n.in.resize(3);
+        lin.in[3] = n.in[2];     // pos: its patch rows, repeated per image
+        n.in[3] = -1;
         lp.table_residual = true;
-        lp.table_row0 = 1;
+        // The patch rows of the table follow its prefix rows (none for no_embed_class).
+        lp.table_row0 = n.p<EmbedParams>().pos_prefix ? static_cast<int>(g.t(n.out[0]).rows() - g.t(n.in[0]).rows()) : 0;
         n.p<EmbedParams>().patches_final = true;
         return true;
       }

@@ -1,7 +1,8 @@
 // vit-infer: the graph IR's helpers and build_vit, the one place that knows the ViT layer
-// order (timm VisionTransformer.forward): patch embed -> cls + pos -> depth x (pre-norm
-// attention block, pre-norm MLP block, each a residual add) -> final norm -> pool -> fc_norm
-// -> head. Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
+// order (timm VisionTransformer.forward): patch embed -> prefix tokens (cls, dist, registers)
+// + pos -> norm_pre -> depth x (pre-norm attention block, pre-norm MLP block, each a residual
+// add) -> final norm -> pool -> fc_norm -> head (DeiT distilled: the mean of head and
+// head_dist). Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
 #include "graph/graph.h"
 
 #include <algorithm>
@@ -24,6 +25,7 @@ const char* op_name(Op op) noexcept {
     case Op::kGelu: return "gelu";
     case Op::kScale: return "scale";
     case Op::kPool: return "pool";
+    case Op::kMean2: return "mean2";
     case Op::kCast: return "cast";
   }
   return "?";
@@ -194,10 +196,28 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   // into the GEMM's epilogue.
   const int pe = b.node(Op::kLinear, "patch_embed",
                         {cols, b.weight(w.patch_w, {D, K}, "patch_embed.proj.weight"), -1, -1}, {N, D}, LinearParams{});
-  const int pos = b.weight(w.pos, {T, D}, "pos_embed");
-  int x = b.node(Op::kEmbed, "embed",
-                 {pe, b.weight(w.cls, {D}, "cls_token"), pos, b.weight(w.patch_b, {D}, "patch_embed.proj.bias")},
-                 {T, D}, EmbedParams{});
+  // Prefix rows (cls, dist, registers) then the patch rows; pos is added to the prefix rows
+  // too unless the table has none (no_embed_class).
+  const int64_t P = c.prefix_tokens();
+  const int pos = b.weight(w.pos, {c.pos_rows(c.num_patches()), D}, "pos_embed");
+  // The plain ViT's prefix is its cls token alone; the families' rows are concatenated by the loader.
+  const bool cls_only = P == 1 && c.class_token;
+  const int prefix = P == 0 ? -1
+                     : cls_only ? b.weight(w.cls, {1, D}, "cls_token")
+                                : b.weight(w.prefix, {P, D}, "prefix tokens (cls_token, dist_token, reg_token)");
+  const int patch_bias = c.patch_bias ? b.weight(w.patch_b, {D}, "patch_embed.proj.bias") : -1;
+  EmbedParams ep;
+  ep.pos_prefix = !c.no_embed_class;
+  int x = b.node(Op::kEmbed, "embed", {pe, prefix, pos, patch_bias}, {T, D}, ep);
+  if (c.pre_norm) {
+    x = b.node(Op::kLayerNorm, "norm_pre",
+               {x, b.weight(w.norm_pre_w, {D}, "norm_pre.weight"), b.weight(w.norm_pre_b, {D}, "norm_pre.bias"), -1},
+               {T, D}, lnp);
+  }
+  ActParams mlp_act;
+  mlp_act.act = c.act == Activation::kGeluTanh    ? Act::kGeluTanh
+                : c.act == Activation::kQuickGelu ? Act::kQuickGelu
+                                                  : Act::kGelu;
 
   for (int l = 0; l < c.depth; ++l) {
     const BlockWeights& bw = w.blocks[static_cast<size_t>(l)];
@@ -220,7 +240,7 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     h = b.node(Op::kLayerNorm, p + "norm2", {x, W(bw.ln2_w, {D}, "norm2.weight"), W(bw.ln2_b, {D}, "norm2.bias"), -1},
                {T, D}, lnp);
     h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, I, D);
-    h = b.node(Op::kGelu, p + "mlp.act", {h}, {T, I});
+    h = b.node(Op::kGelu, p + "mlp.act", {h}, {T, I}, mlp_act);
     h = linear("mlp.fc2", h, bw.fc2_w, bw.fc2_b, D, I);
     if (c.layer_scale) h = b.node(Op::kScale, p + "ls2", {h, W(bw.ls2, {D}, "ls2.gamma")}, {T, D});
     x = b.node(Op::kAdd, p + "add2", {x, h}, {T, D});
@@ -233,20 +253,50 @@ Graph build_vit(const Model& m, DType act, const char* who) {
                                       b.weight(bt, {D}, std::string(n) + ".bias"), -1},
                   std::move(s), lnp);
   };
-  int pooled;
-  if (c.pool == GlobalPool::kToken) {
-    pooled = b.node(Op::kPool, "pool", {x}, {D}, PoolParams{PoolKind::kCls});
-    if (c.final_norm) pooled = norm("norm", pooled, w.norm_w, w.norm_b, {D});
+  auto head = [&](const char* n, int in, const Tensor& wt, const Tensor& bt) {
+    return b.node(Op::kLinear, n, {in, b.weight(wt, {C, D}, std::string(n) + ".weight"),
+                                   b.weight(bt, {C}, std::string(n) + ".bias"), -1},
+                  {C}, LinearParams{});
+  };
+  auto row = [&](int in, int r) {
+    PoolParams pp;
+    pp.kind = PoolKind::kCls;
+    pp.row = r;
+    return b.node(Op::kPool, r == 0 ? "pool" : "pool_dist", {in}, {D}, pp);
+  };
+  int pooled, logits = -1;
+  if (c.dist_token) {
+    // DeiT distilled (timm VisionTransformerDistilled.forward_head, inference): the cls and dist
+    // rows of the normed tokens, each through its own head; both outputs are their mean.
+    if (c.pool != GlobalPool::kToken || !c.class_token) bad("a distillation token needs token pooling and a class token");
+    int r0 = row(x, 0), r1 = row(x, 1);
+    if (c.final_norm) {
+      r0 = norm("norm", r0, w.norm_w, w.norm_b, {D});
+      r1 = norm("norm_dist", r1, w.norm_w, w.norm_b, {D});
+    }
+    pooled = b.node(Op::kMean2, "pool_mean", {r0, r1}, {D});
+    if (C > 0) {
+      logits = b.node(Op::kMean2, "head_mean",
+                      {head("head", r0, w.head_w, w.head_b), head("head_dist", r1, w.head_dist_w, w.head_dist_b)}, {C});
+    }
   } else {
-    if (T < 2) bad("avg pooling needs at least one patch");
-    if (c.final_norm) x = norm("norm", x, w.norm_w, w.norm_b, {T, D});
-    pooled = b.node(Op::kPool, "pool", {x}, {D}, PoolParams{PoolKind::kMeanPatches});
+    if (c.pool == GlobalPool::kToken) {
+      if (!c.class_token) bad("token pooling needs a class token (class_token=False models pool avg / max)");
+      pooled = row(x, 0);
+      if (c.final_norm) pooled = norm("norm", pooled, w.norm_w, w.norm_b, {D});
+    } else {
+      if (c.final_norm) x = norm("norm", x, w.norm_w, w.norm_b, {T, D});
+      PoolParams pp;
+      pp.kind = c.pool == GlobalPool::kAvg   ? PoolKind::kMeanPatches
+                : c.pool == GlobalPool::kMax ? PoolKind::kMaxPatches
+                                             : PoolKind::kAvgMaxPatches;
+      pp.first = static_cast<int>(P);  // timm: x[:, num_prefix_tokens:]
+      pooled = b.node(Op::kPool, "pool", {x}, {D}, pp);
+    }
+    if (c.fc_norm) pooled = norm("fc_norm", pooled, w.fc_norm_w, w.fc_norm_b, {D});
+    if (C > 0) logits = head("head", pooled, w.head_w, w.head_b);
   }
-  if (c.fc_norm) pooled = norm("fc_norm", pooled, w.fc_norm_w, w.fc_norm_b, {D});
-  if (C > 0) {
-    const int logits = b.node(Op::kLinear, "head",
-                              {pooled, b.weight(w.head_w, {C, D}, "head.weight"), b.weight(w.head_b, {C}, "head.bias"), -1},
-                              {C}, LinearParams{});
+  if (logits >= 0) {
     g.logits = b.node(Op::kCast, "logits", {logits}, {C}, {}, DType::F32, false);
     g.tensors[static_cast<size_t>(g.logits)].keep = true;
   }

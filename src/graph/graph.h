@@ -26,8 +26,10 @@ enum class Op : uint8_t {
   // y = act(x W^T + bias) + residual (torch Linear orientation). LinearParams say which
   // epilogue (act) and whether the residual is an activation or a per-image weight table.
   kLinear,
-  // in: {patches [N, D], cls [D], pos [N+1, D], bias [D] | -1} -> {tokens [N+1, D]}:
-  // tokens[0] = cls + pos[0]; tokens[1+n] = patches[n] (+ bias + pos[1+n] unless patches_final).
+  // in: {patches [N, D], prefix [P, D] | -1, pos [P+N, D] or [N, D], bias [D] | -1} ->
+  // {tokens [P+N, D]}: the prefix rows (cls, dist, registers) then the patch rows;
+  // tokens[p] = prefix[p] (+ pos[p] unless no_embed_class); tokens[P+n] = patches[n] (+ bias +
+  // pos[P+n], or pos[n] for no_embed_class tables, unless patches_final).
   kEmbed,
   // in: {x [R, D], gamma [D], beta [D], residual [R, D] | -1} -> {y [R, D]} or, with a
   // residual, {y, sum}: sum = x + residual, y = LN(sum). Statistics in fp32 or wider.
@@ -37,19 +39,22 @@ enum class Op : uint8_t {
   kAttention,
   // in: {a, b} -> {a + b}, same shapes (the residual adds of a block, before fusion).
   kAdd,
-  // in: {x} -> {GELU_erf(x)} (exact erf form, as timm and HF).
+  // in: {x} -> {act(x)}: ActParams say which GELU (exact erf as timm and HF, tanh, quick).
   kGelu,
   // in: {x [R, D], gamma [D]} -> {x * gamma} per column (LayerScale, timm ls1 / ls2).
   kScale,
-  // in: {tokens [T, D]} -> {pooled [D]}: the cls row, or the mean of the patch rows 1..T-1.
+  // in: {tokens [T, D]} -> {pooled [D]}: one row (the cls / dist token), or the mean, max or
+  // (mean + max) / 2 of the patch rows first..T-1.
   kPool,
+  // in: {a, b} -> {(a + b) / 2} (DeiT distilled: the mean of the head and head_dist outputs).
+  kMean2,
   // in: {x} -> {x as f32} (outputs leave the graph in fp32 whatever the run precision).
   kCast,
 };
 const char* op_name(Op op) noexcept;
 
-enum class Act : uint8_t { kNone, kGelu };
-enum class PoolKind : uint8_t { kCls, kMeanPatches };
+enum class Act : uint8_t { kNone, kGelu, kGeluTanh, kQuickGelu };
+enum class PoolKind : uint8_t { kCls, kMeanPatches, kMaxPatches, kAvgMaxPatches };
 
 struct LinearParams {
   Act act = Act::kNone;
@@ -72,11 +77,18 @@ struct AttentionParams {
 };
 struct EmbedParams {
   bool patches_final = false;  // patch rows already hold bias + pos (fused into the GEMM)
+  bool pos_prefix = true;      // pos has prefix rows (false: timm no_embed_class)
 };
 struct PoolParams {
   PoolKind kind = PoolKind::kCls;
+  int row = 0;    // kCls: the row taken
+  int first = 1;  // the other kinds: the first patch row (the prefix tokens are skipped)
 };
-using OpParams = std::variant<std::monostate, LinearParams, LayerNormParams, AttentionParams, EmbedParams, PoolParams>;
+struct ActParams {
+  Act act = Act::kGelu;  // kGelu / kGeluTanh / kQuickGelu
+};
+using OpParams =
+    std::variant<std::monostate, LinearParams, LayerNormParams, AttentionParams, EmbedParams, PoolParams, ActParams>;
 
 enum class TensorKind : uint8_t { kInput, kActivation, kWeight };
 

@@ -230,6 +230,38 @@ std::string shape_repr(const std::vector<int64_t>& shape) {
   return s + ")";
 }
 
+// numpy writes fortran_order=True for any F-contiguous array that is not also C-contiguous (a
+// transposed kernel, np.asfortranarray); np.load hands back the same logical array. Element
+// (i0, ..., in-1) sits at file offset i0 + d0 * (i1 + d1 * (...)), first index fastest; this
+// returns the values in C order (last index fastest), as every reader here expects.
+std::vector<float> fortran_to_c_order(const std::vector<float>& f, const std::vector<int64_t>& shape) {
+  int big = 0;
+  for (int64_t d : shape) big += d > 1;
+  if (big <= 1) return f;  // the two layouts coincide
+  const size_t nd = shape.size();
+  std::vector<int64_t> fstride(nd);  // Fortran strides, in elements
+  int64_t s = 1;
+  for (size_t k = 0; k < nd; ++k) {
+    fstride[k] = s;
+    s *= shape[k];
+  }
+  std::vector<float> c(f.size());
+  std::vector<int64_t> idx(nd, 0);  // C-order odometer over the logical index
+  int64_t off = 0;                  // its Fortran offset
+  for (size_t i = 0; i < c.size(); ++i) {
+    c[i] = f[static_cast<size_t>(off)];
+    for (size_t k = nd; k-- > 0;) {
+      if (++idx[k] < shape[k]) {
+        off += fstride[k];
+        break;
+      }
+      off -= fstride[k] * (shape[k] - 1);
+      idx[k] = 0;
+    }
+  }
+  return c;
+}
+
 }  // namespace
 
 NpyHeader parse_npy_header(const uint8_t* data, size_t size, const std::string& what) {
@@ -261,14 +293,6 @@ NpyHeader parse_npy_header(const uint8_t* data, size_t size, const std::string& 
 Tensor parse_npy(const uint8_t* data, size_t size, const std::string& what) {
   const NpyHeader h = parse_npy_header(data, size, what);
   const FloatKind fk = decode_descr(h.descr, what);
-  if (h.fortran_order) {
-    // Fortran and C order coincide when at most one dimension exceeds 1.
-    int big = 0;
-    for (int64_t d : h.shape) big += d > 1;
-    if (big > 1)
-      fail(ErrorCode::kUnsupported, what + ": Fortran-order npy arrays are not supported (shape " +
-                                        shape_str(h.shape) + ")");
-  }
   int64_t count = 1;
   for (int64_t d : h.shape)
     if (__builtin_mul_overflow(count, d, &count))
@@ -308,6 +332,7 @@ Tensor parse_npy(const uint8_t* data, size_t size, const std::string& what) {
       t.data[i] = static_cast<float>(d);
     }
   }
+  if (h.fortran_order) t.data = fortran_to_c_order(t.data, h.shape);
   return t;
 }
 

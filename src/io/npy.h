@@ -1,6 +1,6 @@
 // vit-infer: NumPy .npy reading/writing (format versions 1.0-3.0). Reads '<f4', '<f2',
 // '<f8', '>f4' ... little- or big-endian floats (and '|u1' / '<i4' for completeness of
-// errors); C order only. Writes '<f4' version 1.0. Errors are vit::Error(kFormat) naming
+// errors), in C or Fortran order (returned in C order). Writes '<f4' version 1.0. Errors are vit::Error(kFormat) naming
 // the file (or archive member) and the problem.
 #pragma once
 

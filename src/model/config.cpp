@@ -12,10 +12,50 @@ const char* global_pool_name(GlobalPool p) noexcept {
   switch (p) {
     case GlobalPool::kToken: return "token";
     case GlobalPool::kAvg: return "avg";
+    case GlobalPool::kAvgMax: return "avgmax";
+    case GlobalPool::kMax: return "max";
   }
   return "?";
 }
 
+const char* activation_name(Activation a) noexcept {
+  static const char* const kNames[] = {"GELU (erf)", "GELU (tanh)", "quick-GELU"};  // enum order
+  const auto i = static_cast<size_t>(a);
+  return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "?";
+}
+
+std::string ViTConfig::family() const {
+  const auto has = [&](const char* s) { return architecture.find(s) != std::string::npos; };
+  if (dist_token) return "DeiT distilled";
+  if (has("siglip")) return "SigLIP tower";
+  if (has("clip") || (pre_norm && act == Activation::kQuickGelu)) return "CLIP tower";
+  if (has("dinov2")) return "DINOv2";
+  if (has("deit")) return "DeiT";
+  if (reg_tokens > 0) return "ViT with registers";
+  return "ViT";
+}
+
+std::vector<std::string> ViTConfig::variant_features() const {
+  std::vector<std::string> f = graph_only_features();
+  if (layer_scale) f.push_back("LayerScale");
+  if (!qkv_bias) f.push_back("no qkv bias");
+  if (!final_norm) f.push_back("no final norm");
+  if (fc_norm) f.push_back("fc_norm");
+  return f;
+}
+
+std::vector<std::string> ViTConfig::graph_only_features() const {
+  std::vector<std::string> f;
+  if (!class_token) f.push_back("no class token");
+  if (dist_token) f.push_back("distillation token (mean of head and head_dist)");
+  if (reg_tokens > 0) f.push_back(std::to_string(reg_tokens) + " register token(s)");
+  if (no_embed_class && prefix_tokens() > 0) f.push_back("no_embed_class (position table without prefix rows)");
+  if (pre_norm) f.push_back("pre-norm (norm_pre)");
+  if (!patch_bias) f.push_back("no patch-embed bias");
+  if (act != Activation::kGeluErf) f.push_back(activation_name(act));
+  if (pool == GlobalPool::kAvgMax || pool == GlobalPool::kMax) f.push_back(std::string("pool ") + global_pool_name(pool));
+  return f;
+}
 const char* layout_name(WeightLayout l) noexcept {
   switch (l) {
     case WeightLayout::kTimm: return "timm";
@@ -28,9 +68,10 @@ const char* layout_name(WeightLayout l) noexcept {
 int64_t ViTConfig::param_count() const noexcept {
   const int64_t D = hidden, I = mlp_hidden, C = num_classes;
   const int64_t kpp = static_cast<int64_t>(in_chans) * patch * patch;
-  int64_t n = D * kpp + D;            // patch embedding
-  n += D;                             // cls token
-  n += static_cast<int64_t>(tokens()) * D;  // position table at the run size
+  int64_t n = D * kpp + (patch_bias ? D : 0);  // patch embedding
+  n += static_cast<int64_t>(prefix_tokens()) * D;  // cls, dist, register tokens
+  n += static_cast<int64_t>(pos_rows(num_patches())) * D;  // position table at the run size
+  if (pre_norm) n += 2 * D;
   int64_t block = 4 * D;              // norm1, norm2
   block += 3 * D * D + (qkv_bias ? 3 * D : 0);
   block += D * D + D;                 // proj
@@ -39,7 +80,7 @@ int64_t ViTConfig::param_count() const noexcept {
   n += depth * block;
   if (final_norm) n += 2 * D;
   if (fc_norm) n += 2 * D;
-  if (C > 0) n += C * D + C;
+  if (C > 0) n += (dist_token ? 2 : 1) * (C * D + C);
   return n;
 }
 
@@ -54,7 +95,7 @@ double ViTConfig::flops_per_image() const noexcept {
   block += T * D * D;                       // proj
   block += 2.0 * T * D * I;                 // fc1, fc2
   macs += depth * block;
-  macs += static_cast<double>(num_classes) * D;  // head on the pooled token
+  macs += (dist_token ? 2.0 : 1.0) * num_classes * D;  // head (and head_dist) on the pooled token
   return 2.0 * macs;
 }
 
@@ -63,8 +104,13 @@ std::string ViTConfig::describe() const {
   char buf[64];
   s << "architecture : " << (architecture.empty() ? "(custom)" : architecture) << "  [" << layout_name(layout)
     << " layout]\n";
+  s << "family       : " << family();
+  const std::vector<std::string> feats = variant_features();
+  for (size_t i = 0; i < feats.size(); ++i) s << (i ? ", " : " (") << feats[i];
+  s << (feats.empty() ? "" : ")") << "\n";
   s << "input        : " << in_chans << " x " << image_h << " x " << image_w << ", patch " << patch << " -> "
     << grid_h() << "x" << grid_w() << " grid, " << tokens() << " tokens";
+  if (prefix_tokens() != 1) s << " (" << prefix_tokens() << " prefix)";
   if (ckpt_grid_h != grid_h() || ckpt_grid_w != grid_w()) {
     s << " (pos-embed resampled from " << ckpt_grid_h << "x" << ckpt_grid_w << ")";
   }
@@ -73,7 +119,7 @@ std::string ViTConfig::describe() const {
     << (heads > 0 ? hidden / heads : 0) << "), mlp " << mlp_hidden << (qkv_bias ? "" : ", no qkv bias")
     << (layer_scale ? ", LayerScale" : "") << "\n";
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
-  s << "norm/pool    : LayerNorm eps " << buf << ", GELU (erf), pool " << global_pool_name(pool)
+  s << "norm/pool    : LayerNorm eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
     << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "") << "\n";
   s << "classes      : " << num_classes;
   if (!labels.empty()) s << " (labels: " << labels.front() << ", ...)";

@@ -14,11 +14,17 @@
 
 namespace vit {
 
-enum class GlobalPool { kToken, kAvg };
+// timm global_pool: the cls (first prefix) row, or over the patch rows (prefix tokens skipped):
+// mean, max, or avgmax = (mean + max) / 2.
+enum class GlobalPool { kToken, kAvg, kAvgMax, kMax };
+// The MLP activation: GELU exact erf (timm / HF default), GELU tanh approximation (SigLIP,
+// timm 'gelu_tanh'), quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP, timm 'quick_gelu').
+enum class Activation { kGeluErf, kGeluTanh, kQuickGelu };
 enum class WeightLayout { kTimm, kHF, kJax };
 
 const char* global_pool_name(GlobalPool p) noexcept;
 const char* layout_name(WeightLayout l) noexcept;
+const char* activation_name(Activation a) noexcept;
 
 // How an image becomes the model input (timm pretrained_cfg / HF preprocessor_config).
 struct PreprocessConfig {
@@ -47,6 +53,15 @@ struct ViTConfig {
   bool final_norm = true;  // LayerNorm over all tokens before pooling (timm `norm`)
   bool fc_norm = false;    // LayerNorm after pooling (timm `fc_norm`, avg pooling)
   bool qkv_bias = true;
+  Activation act = Activation::kGeluErf;
+  // Prefix tokens, in timm's concatenation order: cls (class_token), dist (DeiT distilled),
+  // then reg_tokens registers; the patch rows follow them.
+  bool class_token = true;
+  bool dist_token = false;  // DeiT distilled: head_dist on the dist row; output = mean of both heads
+  int reg_tokens = 0;
+  bool no_embed_class = false;  // the position table has no prefix rows (added before the concat)
+  bool pre_norm = false;        // LayerNorm norm_pre after the embedding (CLIP towers)
+  bool patch_bias = true;       // the patch conv has a bias (CLIP's has none)
   bool layer_scale = false;  // timm init_values: each block's branches scaled by ls1 / ls2.gamma
 
   // Provenance.
@@ -61,7 +76,17 @@ struct ViTConfig {
   int grid_h() const noexcept { return image_h / patch; }
   int grid_w() const noexcept { return image_w / patch; }
   int num_patches() const noexcept { return grid_h() * grid_w(); }
-  int tokens() const noexcept { return num_patches() + 1; }  // + cls
+  int prefix_tokens() const noexcept { return int{class_token} + int{dist_token} + reg_tokens; }
+  int tokens() const noexcept { return num_patches() + prefix_tokens(); }
+  // Rows of the position table at a grid of `patches` patches.
+  int pos_rows(int patches) const noexcept { return patches + (no_embed_class ? 0 : prefix_tokens()); }
+  // The family ("ViT", "DeiT distilled", "CLIP tower", ...) and every feature that differs from
+  // the plain timm ViT (e.g. "4 register tokens", "quick-GELU"), for `vit-infer info`.
+  std::string family() const;
+  std::vector<std::string> variant_features() const;
+  // The features of this families that only the graph backends run (the CUDA engine
+  // refuses a model naming them); empty for the plain ViT.
+  std::vector<std::string> graph_only_features() const;
   int64_t param_count() const noexcept;
   double flops_per_image() const noexcept;  // 2 * MACs, matmuls + attention
 

@@ -192,7 +192,22 @@ float get_eps(const json& j, const std::string& key, const std::string& path) {
 std::optional<GlobalPool> parse_pool(const std::string& s, const std::string& path) {
   if (s == "token") return GlobalPool::kToken;
   if (s == "avg") return GlobalPool::kAvg;
-  unsupported(path, "global_pool '" + clip(s) + "' (only 'token' and 'avg')");
+  if (s == "avgmax") return GlobalPool::kAvgMax;
+  if (s == "max") return GlobalPool::kMax;
+  if (s == "map") unsupported(path, "attention pooling (global_pool 'map', the SigLIP pooling head)");
+  unsupported(path, "global_pool '" + clip(s) + "' (only 'token', 'avg', 'avgmax' and 'max')");
+}
+
+// timm act_layer names (timm.layers.create_act): the MLP activations the engine runs.
+Activation parse_act(const json& a, const std::string& path) {
+  const std::string s = a.is_string() ? a.get<std::string>() : std::string();
+  if (s == "gelu") return Activation::kGeluErf;
+  if (s == "gelu_tanh") return Activation::kGeluTanh;
+  if (s == "quick_gelu") return Activation::kQuickGelu;
+  if (s == "swiglu" || s == "silu" || s == "swish") {
+    unsupported(path, "act_layer=" + brief(a) + " (SwiGLU / SiLU MLPs; only gelu, gelu_tanh and quick_gelu)");
+  }
+  unsupported(path, "act_layer=" + brief(a) + " (only gelu, gelu_tanh and quick_gelu)");
 }
 
 // timm label_names: a list, or a dict {"<id>": name} when ids have gaps.
@@ -397,13 +412,13 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       if (!ma.is_object()) bad(path, "model_args", "must be an object");
       const std::string mp = path + " model_args";
       auto truthy = [&](const char* k) { return has(ma, k) && ma.at(k).is_boolean() && ma.at(k).get<bool>(); };
-      if (has(ma, "reg_tokens") && get_int(ma, "reg_tokens", mp) > 0) {
-        unsupported(path, "register tokens (reg_tokens=" + brief(ma.at("reg_tokens")) + ")");
-      }
-      if (truthy("no_embed_class")) unsupported(path, "no_embed_class=True");
-      if (has(ma, "class_token") && !get_bool(ma, "class_token", mp)) unsupported(path, "class_token=False");
-      if (truthy("pre_norm")) unsupported(path, "pre_norm=True (norm_pre)");
+      if (has(ma, "reg_tokens")) h.reg_tokens = get_int(ma, "reg_tokens", mp, limits::kMaxPatches);
+      if (has(ma, "no_embed_class")) h.no_embed_class = get_bool(ma, "no_embed_class", mp);
+      if (has(ma, "class_token")) h.class_token = get_bool(ma, "class_token", mp);
+      // pre_norm: the norm_pre tensors decide (checked like every other tensor).
       if (truthy("qk_norm")) unsupported(path, "qk_norm=True");
+      if (has(ma, "mlp_layer")) unsupported(path, "mlp_layer=" + brief(ma.at("mlp_layer")) + " (SwiGLU / gated MLPs)");
+      if (has(ma, "block_fn")) unsupported(path, "block_fn=" + brief(ma.at("block_fn")) + " (parallel / residual-post blocks)");
       if (truthy("scale_attn_norm")) unsupported(path, "scale_attn_norm=True");
       if (truthy("scale_mlp_norm")) unsupported(path, "scale_mlp_norm=True");
       if (truthy("pool_include_prefix")) unsupported(path, "pool_include_prefix=True");
@@ -413,10 +428,7 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
         const std::string pe = get_str(ma, "pos_embed", mp);
         if (pe != "learn") unsupported(path, "pos_embed='" + clip(pe) + "'");
       }
-      if (has(ma, "act_layer")) {
-        const json& a = ma.at("act_layer");
-        if (!a.is_string() || a.get<std::string>() != "gelu") unsupported(path, "act_layer=" + brief(a) + " (only gelu)");
-      }
+      if (has(ma, "act_layer")) h.act = parse_act(ma.at("act_layer"), path);
       if (has(ma, "norm_layer")) {
         const json& a = ma.at("norm_layer");
         if (!a.is_string() || (a.get<std::string>() != "layernorm" && a.get<std::string>() != "LayerNorm")) {
@@ -438,9 +450,28 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
         get_hw(ma, "img_size", mp, limits::kMaxImageSide, &ih, &iw);
         h.image_h = ih;
         h.image_w = iw;
+      } else if (has(ma, "img_size") && h.image_h && h.image_w) {
+        // pretrained_cfg.input_size decides; a model_args img_size that says otherwise (even an
+        // absurd one) is reported with both values, never used for a size.
+        const json& v = ma.at("img_size");
+        const bool same = v.is_array() ? v.size() == 2 && v[0] == *h.image_h && v[1] == *h.image_w
+                                       : v.is_number_integer() && v == *h.image_h && v == *h.image_w;
+        if (!same) {
+          h.warnings.push_back(path + ": model_args.img_size " + brief(v) + " contradicts pretrained_cfg.input_size " +
+                               std::to_string(*h.image_h) + "x" + std::to_string(*h.image_w) +
+                               "; using the input size (the position table decides the stored grid)");
+        }
       }
     }
-    if (h.pool && !h.fc_norm) h.fc_norm = (*h.pool == GlobalPool::kAvg);  // timm: fc_norm=None -> avg pools use it
+    // timm: fc_norm=None -> the avg / avgmax / max pools use it.
+    if (h.pool && !h.fc_norm) h.fc_norm = (*h.pool != GlobalPool::kToken);
+    // Family defaults timm keeps in the entrypoint, not in model_args (see the header).
+    if (h.architecture) {
+      const std::string& a = *h.architecture;
+      const bool said_norm = has(j, "model_args") && has(j.at("model_args"), "norm_layer");
+      if (a.find("_clip_") != std::string::npos && !said_norm) h.ln_eps = 1e-5f;
+      if (a.find("quickgelu") != std::string::npos && !h.act) h.act = Activation::kQuickGelu;
+    }
   } catch (const json::exception& e) {
     fail(ErrorCode::kFormat, path + ": " + e.what());
   }

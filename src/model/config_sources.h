@@ -25,6 +25,9 @@ struct ConfigHints {
   std::optional<float> ln_eps;
   std::optional<GlobalPool> pool;
   std::optional<bool> fc_norm, final_norm, qkv_bias;
+  std::optional<Activation> act;
+  std::optional<bool> class_token, no_embed_class;
+  std::optional<int> reg_tokens;
   std::vector<std::string> labels;  // empty: none given
   std::optional<PreprocessConfig> preprocess;
   std::vector<std::string> warnings;
@@ -40,7 +43,9 @@ ConfigHints parse_hf_config(const nlohmann::json& j, const std::string& path);
 
 // timm hub config.json (architecture, num_classes, global_pool, label_names,
 // pretrained_cfg, model_args). Throws kUnsupported naming variants we do not run
-// (register tokens, LayerScale, no_embed_class, no class token, pre-norm, qk-norm, ...).
+// (LayerScale, qk-norm, SwiGLU / other act_layer, map pooling, ...). The families' own
+// defaults that timm keeps in the model entrypoint rather than in model_args come from the
+// architecture name: `_clip_` towers LayerNorm eps 1e-5, `quickgelu` towers quick-GELU.
 ConfigHints parse_timm_config(const nlohmann::json& j, const std::string& path);
 
 // Detects HF vs timm from the keys and dispatches; kFormat if it is neither.

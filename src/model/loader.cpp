@@ -206,14 +206,20 @@ bool timm_block_rest(const std::string& n, std::string* rest) {
 void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::string& file) {
   for (const std::string& n : src.names()) {
     if (L.layout == WeightLayout::kTimm) {
-      if (n == "reg_token") unsupported_variant(file, "register tokens (reg_tokens > 0)", n);
-      if (n == "dist_token" || starts_with(n, "head_dist.")) unsupported_variant(file, "a distillation token (DeiT distilled)", n);
       std::string rest;
       if (timm_block_rest(n, &rest)) {
         if (starts_with(rest, "attn.q_norm.") || starts_with(rest, "attn.k_norm.")) unsupported_variant(file, "qk_norm", n);
+        if (starts_with(rest, "mlp.fc1_g.") || starts_with(rest, "mlp.fc1_x.") || starts_with(rest, "mlp.w12.")) {
+          unsupported_variant(file, "a SwiGLU / gated MLP (mlp_layer=SwiGLU)", n);
+        }
+        if (starts_with(rest, "norm.") || starts_with(rest, "attn.norm.") || starts_with(rest, "mlp.norm.")) {
+          unsupported_variant(file, "norms inside the block (scale_attn_norm / scale_mlp_norm / residual-post blocks)", n);
+        }
+        if (starts_with(rest, "attn_out_proj.") || starts_with(rest, "in_proj.")) {
+          unsupported_variant(file, "parallel blocks (ParallelScalingBlock / ParallelThingsBlock)", n);
+        }
       }
-      if (starts_with(n, "norm_pre.")) unsupported_variant(file, "pre_norm (norm_pre)", n);
-      if (starts_with(n, "attn_pool.")) unsupported_variant(file, "attention pooling (global_pool 'map')", n);
+      if (starts_with(n, "attn_pool.")) unsupported_variant(file, "attention pooling (global_pool 'map', the SigLIP head)", n);
     } else if (L.layout == WeightLayout::kHF) {
       if (n.find("distillation_token") != std::string::npos) unsupported_variant(file, "a distillation token (DeiT distilled)", n);
     } else {
@@ -221,10 +227,6 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
         unsupported_variant(file, "the pre_logits layer of in21k-only JAX checkpoints (use a fine-tuned checkpoint)", n);
       }
     }
-  }
-  if (L.layout == WeightLayout::kTimm && !src.has("cls_token") && src.has("pos_embed")) {
-    fail(ErrorCode::kUnsupported, file + ": no cls_token: models without a class token (class_token=False) are not "
-                                         "supported by vit-infer");
   }
   if (L.layout == WeightLayout::kJax && !src.has("cls") && src.has("embedding/kernel")) {
     fail(ErrorCode::kUnsupported, file + ": no 'cls' array: JAX models without a class token (classifier='gap') are "
@@ -290,10 +292,13 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
   const int64_t D = c.hidden, I = c.mlp_hidden, C = c.num_classes, P = c.patch, Ci = c.in_chans;
   const int64_t H = c.heads, hd = c.hidden / c.heads;
   if (L.layout == WeightLayout::kTimm) {
-    e["cls_token"] = {1, 1, D};
+    if (c.class_token) e["cls_token"] = {1, 1, D};
+    if (c.dist_token) e["dist_token"] = {1, 1, D};
+    if (c.reg_tokens > 0) e["reg_token"] = {1, c.reg_tokens, D};
     e["pos_embed"] = {1, pos_rows, D};
     e["patch_embed.proj.weight"] = {D, Ci, P, P};
-    e["patch_embed.proj.bias"] = {D};
+    if (c.patch_bias) e["patch_embed.proj.bias"] = {D};
+    if (c.pre_norm) e["norm_pre.weight"] = e["norm_pre.bias"] = {D};
     for (int i = 0; i < c.depth; ++i) {
       const std::string b = "blocks." + std::to_string(i) + ".";
       e[b + "norm1.weight"] = e[b + "norm1.bias"] = {D};
@@ -313,6 +318,10 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
     if (C > 0) {
       e["head.weight"] = {C, D};
       e["head.bias"] = {C};
+      if (c.dist_token) {
+        e["head_dist.weight"] = {C, D};
+        e["head_dist.bias"] = {C};
+      }
     }
   } else if (L.layout == WeightLayout::kHF) {
     const std::string& p = L.prefix;
@@ -447,8 +456,14 @@ class Reader {
 void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
   const int64_t D = c.hidden;
   w->patch_w = reshaped(rd("patch_embed.proj.weight"), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
-  w->patch_b = rd("patch_embed.proj.bias");
-  w->cls = reshaped(rd("cls_token"), {D});
+  w->patch_b = c.patch_bias ? rd("patch_embed.proj.bias") : Tensor({D});  // CLIP: no conv bias (zeros add nothing)
+  if (c.class_token) w->cls = reshaped(rd("cls_token"), {D});
+  if (c.dist_token) w->dist = reshaped(rd("dist_token"), {D});
+  if (c.reg_tokens > 0) w->reg = reshaped(rd("reg_token"), {c.reg_tokens, D});
+  if (c.pre_norm) {
+    w->norm_pre_w = rd("norm_pre.weight");
+    w->norm_pre_b = rd("norm_pre.bias");
+  }
   Tensor pos = rd("pos_embed");
   const int64_t rows = pos.shape[1];
   w->pos = reshaped(std::move(pos), {rows, D});
@@ -484,6 +499,10 @@ void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
   if (c.num_classes > 0) {
     w->head_w = rd("head.weight");
     w->head_b = rd("head.bias");
+    if (c.dist_token) {
+      w->head_dist_w = rd("head_dist.weight");
+      w->head_dist_b = rd("head_dist.bias");
+    }
   }
 }
 
@@ -764,8 +783,54 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
                                           to_s(limits::kMaxImageSide) + " pixels a side (" + file + ")");
   }
 
-  // Stored position grid. Rows = 1 (cls) + gh*gw; prefer the config's grid when it fits.
-  const int64_t n_patch_rows = pos_rows - 1;
+  // Prefix tokens and the embedding's variants, from the tensors (timm; HF / JAX keep the plain
+  // cls-only layout).
+  if (L.layout == WeightLayout::kTimm) {
+    cfg.class_token = src->has("cls_token");
+    cfg.dist_token = src->has("dist_token");
+    cfg.reg_tokens = src->has("reg_token") ? model_dim(need_shape(*src, "reg_token", 3, file), 1, 1, limits::kMaxPatches,
+                                                       "register tokens", "reg_token", file)
+                                           : 0;
+    cfg.pre_norm = src->has("norm_pre.weight");
+    cfg.patch_bias = src->has("patch_embed.proj.bias");
+    if (hints.class_token && *hints.class_token != cfg.class_token) {
+      warnings.push_back(hints.path + " says class_token " + (*hints.class_token ? "true" : "false") +
+                         " but the tensors " + (cfg.class_token ? "hold" : "lack") + " cls_token; using the tensors");
+    }
+    if (hints.reg_tokens && *hints.reg_tokens != cfg.reg_tokens) {
+      note_conflict(&warnings, hints, hints.reg_tokens, cfg.reg_tokens, "reg_tokens");
+    }
+    if (cfg.dist_token && !cfg.class_token) {
+      fail(ErrorCode::kFormat, file + ": holds dist_token but no cls_token (DeiT distilled has both)");
+    }
+  }
+  cfg.act = hints.act.value_or(Activation::kGeluErf);
+  if (!cfg.class_token && cfg.pool == GlobalPool::kToken) {
+    if (ov.pool || hints.pool) {
+      fail(ErrorCode::kInvalidArgument, file + ": global_pool 'token' needs a class token, and this model has none "
+                                               "(class_token=False); use avg / avgmax / max pooling");
+    }
+    cfg.pool = GlobalPool::kAvg;  // timm refuses class_token=False with 'token': such checkpoints pool avg
+  }
+
+  // Stored position grid. Rows = prefix (cls, dist, registers; none for no_embed_class) + gh*gw;
+  // prefer the config's grid when it fits.
+  const int prefix = cfg.prefix_tokens();
+  {
+    const int hh = hints.image_h ? *hints.image_h : have_arch ? arch.image_h : 0;
+    const int hw = hints.image_w ? *hints.image_w : have_arch ? arch.image_w : 0;
+    const auto fits = [&](int64_t rows) {
+      return rows > 0 && ((hh > 0 && hw > 0 && static_cast<int64_t>(hh / cfg.patch) * (hw / cfg.patch) == rows) ||
+                          isqrt_exact(rows) > 0);
+    };
+    if (hints.no_embed_class) {
+      cfg.no_embed_class = *hints.no_embed_class;
+    } else {
+      cfg.no_embed_class = prefix > 0 && !fits(pos_rows - prefix) && fits(pos_rows);  // a table without prefix rows
+    }
+  }
+  const int pos_prefix = cfg.no_embed_class ? 0 : prefix;
+  const int64_t n_patch_rows = pos_rows - pos_prefix;
   int cfg_h = ov.image_size ? *ov.image_size : hints.image_h ? *hints.image_h : have_arch ? arch.image_h : 0;
   int cfg_w = ov.image_size ? *ov.image_size : hints.image_w ? *hints.image_w : have_arch ? arch.image_w : 0;
   const int hint_h = hints.image_h ? *hints.image_h : have_arch ? arch.image_h : 0;
@@ -775,12 +840,22 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     cfg.ckpt_grid_w = hint_w / cfg.patch;
   } else if (const int g = isqrt_exact(n_patch_rows); g > 0) {
     cfg.ckpt_grid_h = cfg.ckpt_grid_w = g;
-  } else if (isqrt_exact(pos_rows) > 0) {
-    fail(ErrorCode::kUnsupported, file + ": position table '" + N.pos + "' has " + to_s(pos_rows) +
-                                      " rows, a square grid without a cls slot: no_embed_class models are not supported");
   } else {
     fail(ErrorCode::kFormat, file + ": cannot infer the patch grid from position table '" + N.pos + "' with " +
-                                 to_s(pos_rows) + " rows (expected 1 + gh*gw)");
+                                 to_s(pos_rows) + " rows (expected " + to_s(pos_prefix) + " prefix row(s) + gh*gw" +
+                                 (cfg.no_embed_class ? ", no_embed_class" : "") + ")");
+  }
+  // A config size that contradicts the stored table (e.g. img_size 1000000 for a 4x4 grid) is
+  // not taken silently: the run size still comes from it (timm builds the model at its
+  // img_size and resamples the checkpoint's table to it), within the limits checked below.
+  if (!ov.image_size && hint_h > 0 && hint_w > 0 &&
+      (static_cast<int64_t>(hint_h / cfg.patch) != cfg.ckpt_grid_h || static_cast<int64_t>(hint_w / cfg.patch) != cfg.ckpt_grid_w)) {
+    const std::string said_by = hints.image_h ? hints.path : "architecture '" + arch_name + "'";
+    warnings.push_back(said_by + " says image size " + to_s(hint_h) + "x" + to_s(hint_w) + " but position table '" + N.pos +
+                       "' holds a " + to_s(cfg.ckpt_grid_h) + "x" + to_s(cfg.ckpt_grid_w) + " grid (" +
+                       to_s(static_cast<int64_t>(cfg.ckpt_grid_h) * cfg.patch) + "x" +
+                       to_s(static_cast<int64_t>(cfg.ckpt_grid_w) * cfg.patch) + " at patch " + to_s(cfg.patch) +
+                       "): running at " + to_s(hint_h) + "x" + to_s(hint_w) + " with the table resampled");
   }
   // Where the run size comes from, for the messages below.
   std::string size_from = ov.image_size ? std::string("the image size override")
@@ -828,7 +903,18 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   }
   src.reset();  // unmap before resampling: the weights are copied out
   if (cfg.grid_h() != cfg.ckpt_grid_h || cfg.grid_w() != cfg.ckpt_grid_w) {
-    model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w());
+    model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w(),
+                                      pos_prefix);
+  }
+  // The embed's prefix rows, in timm's concatenation order (cls, dist, registers), unless the
+  // prefix is the cls token alone (the graph reads w.cls then).
+  if (!(cfg.class_token && cfg.prefix_tokens() == 1)) {
+    ViTWeights& w = model->w;
+    std::vector<Tensor> rows;
+    if (cfg.class_token) rows.push_back(w.cls);
+    if (cfg.dist_token) rows.push_back(w.dist);
+    if (cfg.reg_tokens > 0) rows.push_back(w.reg);
+    w.prefix = concat_rows(rows, {static_cast<int64_t>(cfg.prefix_tokens()), static_cast<int64_t>(cfg.hidden)});
   }
 
   // Labels: the config's, replaced by a labels file.

@@ -25,12 +25,17 @@ struct BlockWeights {
 struct ViTWeights {
   Tensor patch_w;  // [D, C*P*P]  (conv weight OIHW flattened: c, py, px)
   Tensor patch_b;  // [D]
-  Tensor cls;      // [D]
-  Tensor pos;      // [T, D], T = grid_h*grid_w + 1, already resampled to the run size
+  Tensor cls;      // [D]; empty without a class token
+  Tensor dist;     // [D]; DeiT distilled only
+  Tensor reg;      // [reg_tokens, D]; empty without registers
+  Tensor prefix;   // [prefix_tokens, D]: cls, dist, reg rows concatenated; empty for cls alone
+  Tensor pos;      // [pos_rows, D] (prefix rows first unless no_embed_class), resampled to the run size
+  Tensor norm_pre_w, norm_pre_b;  // [D], empty unless cfg.pre_norm
   std::vector<BlockWeights> blocks;
   Tensor norm_w, norm_b;        // [D], empty unless cfg.final_norm
   Tensor fc_norm_w, fc_norm_b;  // [D], empty unless cfg.fc_norm
   Tensor head_w, head_b;        // [C, D], [C]; empty when num_classes == 0
+  Tensor head_dist_w, head_dist_b;  // [C, D], [C]; DeiT distilled only
 };
 
 struct Model {
@@ -48,7 +53,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
 
 // Bilinear/bicubic resampling of the position-embedding grid exactly as timm's
 // resample_abs_pos_embed (F.interpolate bicubic, antialias=True, align_corners=False).
-// pos: [1 + gh*gw, D] (cls slot first) -> [1 + nh*nw, D].
-Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw);
+// pos: [prefix + gh*gw, D] (prefix slots first, kept as they are) -> [prefix + nh*nw, D].
+Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw, int prefix = 1);
 
 }  // namespace vit

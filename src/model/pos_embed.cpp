@@ -2,7 +2,8 @@
 // timm's resample_abs_pos_embed: the cls row is kept, the [gh, gw] grid of each channel is
 // resized with F.interpolate(mode='bicubic', antialias=True, align_corners=False), which is
 // separable with Pillow-style antialiased coefficients (core/resample.h).
-// pos layout: [1 + gh*gw, D] fp32, row 0 = cls, then patches row-major (y, x).
+// pos layout: [prefix + gh*gw, D] fp32, the prefix rows (cls, dist, registers; none for
+// no_embed_class tables) kept, then patches row-major (y, x).
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -13,27 +14,29 @@
 
 namespace vit {
 
-Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw) {
-  if (gh <= 0 || gw <= 0 || nh <= 0 || nw <= 0) {
+Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw, int prefix) {
+  if (gh <= 0 || gw <= 0 || nh <= 0 || nw <= 0 || prefix < 0) {
     fail(ErrorCode::kInvalidArgument, "resample_pos_embed: grid sizes must be positive (" + std::to_string(gh) + "x" +
                                           std::to_string(gw) + " -> " + std::to_string(nh) + "x" +
-                                          std::to_string(nw) + ")");
+                                          std::to_string(nw) + ", prefix " + std::to_string(prefix) + ")");
   }
-  if (pos.shape.size() != 2 || pos.shape[0] != 1 + static_cast<int64_t>(gh) * gw) {
+  const int64_t P = prefix;
+  if (pos.shape.size() != 2 || pos.shape[0] != P + static_cast<int64_t>(gh) * gw) {
     fail(ErrorCode::kInvalidArgument, "resample_pos_embed: pos has shape " + shape_str(pos.shape) + ", expected [" +
-                                          std::to_string(1 + gh * gw) + ", D] for a " + std::to_string(gh) + "x" +
-                                          std::to_string(gw) + " grid plus cls");
+                                          std::to_string(P + static_cast<int64_t>(gh) * gw) + ", D] for a " +
+                                          std::to_string(gh) + "x" + std::to_string(gw) + " grid plus " +
+                                          std::to_string(P) + " prefix row(s)");
   }
   const int64_t D = pos.shape[1];
-  Tensor out({1 + static_cast<int64_t>(nh) * nw, D});
-  for (int64_t d = 0; d < D; ++d) out.data[d] = pos.data[d];  // cls slot unchanged
+  Tensor out({P + static_cast<int64_t>(nh) * nw, D});
+  for (int64_t d = 0; d < P * D; ++d) out.data[d] = pos.data[d];  // prefix slots unchanged
   if (gh == nh && gw == nw) {
     out.data = pos.data;
     return out;
   }
   const ResampleCoeffs cw = compute_resample_coeffs(gw, nw, ResampleFilter::kBicubic);
   const ResampleCoeffs ch = compute_resample_coeffs(gh, nh, ResampleFilter::kBicubic);
-  const float* grid = pos.ptr() + D;  // [gh, gw, D]
+  const float* grid = pos.ptr() + P * D;  // [gh, gw, D]
   // Horizontal pass first: [gh, gw, D] -> [gh, nw, D], accumulated in double.
   std::vector<double> tmp(static_cast<size_t>(gh) * nw * D, 0.0);
   for (int y = 0; y < gh; ++y) {
@@ -48,7 +51,7 @@ Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw) {
     }
   }
   // Vertical pass: [gh, nw, D] -> [nh, nw, D].
-  float* o = out.ptr() + D;
+  float* o = out.ptr() + P * D;
   std::vector<double> acc(static_cast<size_t>(D));
   for (int y = 0; y < nh; ++y) {
     const double* wk = &ch.w[static_cast<size_t>(y) * ch.ksize];
