@@ -1,7 +1,7 @@
 // vit-infer: device helpers shared by the kernels (included by .cu files only): storage-type
-// conversions (float / __half / __nv_bfloat16, all arithmetic in fp32), warp reductions,
-// exact GELU, the inline-PTX wrappers for cp.async, ldmatrix and mma.sync m16n8k16; with the
-// launchers' host helpers (launch_common.h: blocks_for, the dtype dispatch macro).
+// conversions (float / __half / __nv_bfloat16, all arithmetic in fp32), warp reductions, the
+// activations (activation.cuh), the inline-PTX wrappers for cp.async, ldmatrix and mma.sync
+// m16n8k16; with the launchers' host helpers (launch_common.h: blocks_for, the dtype dispatch).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "activation.cuh"
 #include "launch_common.h"
 
 namespace vit::kern {
@@ -49,8 +50,6 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Exact GELU (erf form), as timm / HF compute it.
-__device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 // 16-byte global -> shared copy; when !valid the 16 shared bytes are zero-filled (src-size 0)
 // and the source is not read.

@@ -9,13 +9,14 @@
 
 #include <cstdint>
 
+#include "core/op_forms.h"
 #include "core/tensor.h"
 
 namespace vit {
 
 enum class GemmEpilogue {
   kNone,      // y = xW^T (+ bias)
-  kGelu,      // y = GELU_erf(xW^T + bias)
+  kGelu,      // y = GELU(xW^T + bias), GemmParams::gelu says which GELU
   kResidual,  // y = xW^T + bias + residual   (residual may alias y: in-place x += ...;
               //   residual_period > 0: residual row r % period, a per-image table)
   kQkv,       // xW^T + bias scattered to c as [3, B, heads, tokens, head_dim] (q | k | v)
@@ -41,6 +42,7 @@ struct GemmParams {
   // then read-only and must not alias y. cuBLASLt has no such epilogue (LtGemm::supports).
   int residual_period = 0;
   GemmEpilogue epilogue = GemmEpilogue::kNone;
+  GeluForm gelu = GeluForm::kErf;  // kGelu: erf (timm / HF), tanh (SigLIP) or quick (OpenAI CLIP)
   int M = 0, N = 0, K = 0;
   int tokens = 0, heads = 0, head_dim = 0;  // kQkv: M = B * tokens, N = 3 * heads * head_dim
   GemmKernel kernel = GemmKernel::kAuto;

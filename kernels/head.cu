@@ -25,13 +25,18 @@ __global__ void pool_kernel(const PoolParams p) {
     const int64_t b = i / p.D;
     const int j = static_cast<int>(i - b * p.D);
     const T* base = x + b * p.T * p.D + j;
-    if (p.mode == PoolMode::kCls) {
-      out[i] = base[0];
-    } else {
-      float s = 0.0f;
-      for (int t = 1; t < p.T; ++t) s += to_f(base[static_cast<int64_t>(t) * p.D]);
-      out[i] = from_f<T>(s / static_cast<float>(p.T - 1));
+    if (p.mode == PoolMode::kRow) {
+      out[i] = base[static_cast<int64_t>(p.first) * p.D];  // a copy: no rounding
+      continue;
     }
+    float s = 0.0f, mx = -INFINITY;
+    for (int t = p.first; t < p.T; ++t) {
+      const float v = to_f(base[static_cast<int64_t>(t) * p.D]);
+      s += v;
+      mx = fmaxf(mx, v);
+    }
+    const float mean = s / static_cast<float>(p.T - p.first);
+    out[i] = from_f<T>(p.mode == PoolMode::kMean ? mean : p.mode == PoolMode::kMax ? mx : 0.5f * (mean + mx));
   }
 }
 
@@ -135,7 +140,7 @@ __global__ void gelu_kernel(const GeluParams p) {
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / p.cols, c = i - r * p.cols;
     T* e = x + r * p.ld + c;
-    *e = from_f<T>(kern::gelu_erf(to_f(*e)));
+    *e = from_f<T>(kern::gelu(p.form, to_f(*e)));
   }
 }
 
@@ -147,7 +152,9 @@ __global__ void binary_kernel(const BinaryParams p) {
   const int64_t total = p.rows * p.cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float v = p.op == BinaryOp::kAdd ? to_f(a[i]) + to_f(b[i]) : to_f(a[i]) * to_f(b[i % p.cols]);
+    const float v = p.op == BinaryOp::kAdd    ? to_f(a[i]) + to_f(b[i])
+                    : p.op == BinaryOp::kMean ? (to_f(a[i]) + to_f(b[i])) * 0.5f
+                                              : to_f(a[i]) * to_f(b[i % p.cols]);
     y[i] = from_f<T>(v);
   }
 }
@@ -166,7 +173,7 @@ void launch_binary(const BinaryParams& p, cudaStream_t stream) {
 void launch_pool(const PoolParams& p, cudaStream_t stream) {
   const char* L = "launch_pool";
   cuda::require(p.B > 0 && p.T > 0 && p.D > 0, L, "B, T, D must be positive");
-  cuda::require(p.mode == PoolMode::kCls || p.T >= 2, L, "mean pooling needs at least one patch token");
+  cuda::require(p.first >= 0 && p.first < p.T, L, "first row must be in [0, T)");
   cuda::require(p.x && p.out, L, "x and out must not be null");
   const int64_t total = static_cast<int64_t>(p.B) * p.D;
   VIT_DISPATCH_DTYPE(p.dtype, L, pool_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));

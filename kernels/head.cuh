@@ -1,27 +1,30 @@
 // vit-infer: the classification head's device pieces and small elementwise helpers.
-// pool: tokens [B, T, D] -> pooled [B, D] (cls row, or mean over the patch rows 1..T-1, fp32 sum).
+// pool: tokens [B, T, D] -> pooled [B, D] (one row, or the mean / max / avgmax of the patch rows).
 // The final LayerNorm on pooled rows is launch_layernorm (strided cls rows or fc_norm), the
 // classifier is launch_gemm. softmax_topk: logits [B, C] -> fp32 probabilities and the top-k
-// (index, probability) per row, on device. to_f32 / gelu: conversions and the exact-erf GELU
-// applied after a cuBLASLt bias epilogue (or as the unfused graph's GELU node); binary: add / scale.
+// (index, probability) per row, on device. to_f32 / gelu: conversions and the GELU (any
+// GeluForm) applied after a cuBLASLt bias epilogue or as the unfused graph's GELU node; binary:
+// add / LayerScale / mean of two (DeiT distilled).
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 
+#include "core/op_forms.h"
 #include "core/tensor.h"
 
 namespace vit {
 
-enum class PoolMode { kCls, kMeanPatches };
-
+// PoolMode (core/op_forms.h): kRow copies row `first` (the cls / dist token); kMean / kMax /
+// kAvgMax reduce rows first..T-1 (the patch rows after the prefix tokens), the sum in fp32.
 struct PoolParams {
   DType dtype = DType::F32;
   const void* x = nullptr;  // [B, T, D]
   void* out = nullptr;      // [B, D]
   int B = 0, T = 0, D = 0;
-  PoolMode mode = PoolMode::kCls;
+  PoolMode mode = PoolMode::kRow;
+  int first = 0;            // 0 <= first < T
 };
 
 struct SoftmaxTopkParams {
@@ -42,18 +45,20 @@ struct ToF32Params {
 
 struct GeluParams {
   DType dtype = DType::F32;
-  void* x = nullptr;  // [rows, cols], rows ld apart; GELU_erf applied in place
+  void* x = nullptr;  // [rows, cols], rows ld apart; the GELU applied in place
   int64_t rows = 0, cols = 0, ld = 0;
+  GeluForm form = GeluForm::kErf;
 };
 
-// Elementwise binary op over [rows, cols] (contiguous): y = a + b, or y = a * b with b a [cols]
-// row broadcast over every row (LayerScale). Computed in fp32, stored in the storage type. The
-// unfused graph's residual adds and the LayerScale multiply run here.
-enum class BinaryOp { kAdd, kMulCols };
+// Elementwise binary op over [rows, cols] (contiguous): y = a + b, (a + b) / 2, or y = a * b with
+// b a [cols] row broadcast over every row (LayerScale). Computed in fp32, stored in the storage
+// type. The unfused graph's residual adds, the LayerScale multiply and DeiT's mean of its two
+// heads run here.
+enum class BinaryOp { kAdd, kMulCols, kMean };  // kMean: y = (a + b) / 2, same shapes
 struct BinaryParams {
   DType dtype = DType::F32;
   const void* a = nullptr;  // [rows, cols]
-  const void* b = nullptr;  // [rows, cols] (kAdd) or [cols] (kMulCols)
+  const void* b = nullptr;  // [rows, cols] (kAdd, kMean) or [cols] (kMulCols)
   void* y = nullptr;        // [rows, cols]; may be a
   int64_t rows = 0, cols = 0;
   BinaryOp op = BinaryOp::kAdd;

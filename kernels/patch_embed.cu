@@ -37,11 +37,11 @@ __global__ void patchify_kernel(const PatchifyParams p) {
 
 template <typename T>
 __global__ void embed_finish_kernel(const EmbedParams p) {
-  const int T_ = p.N + 1;
+  const int T_ = p.P + p.N;
   const int64_t total = static_cast<int64_t>(p.B) * T_ * p.D;
   const T* patches = static_cast<const T*>(p.patches);
   const T* bias = static_cast<const T*>(p.bias);
-  const T* cls = static_cast<const T*>(p.cls);
+  const T* prefix = static_cast<const T*>(p.prefix);
   const T* pos = static_cast<const T*>(p.pos);
   T* tokens = static_cast<T*>(p.tokens);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
@@ -50,15 +50,19 @@ __global__ void embed_finish_kernel(const EmbedParams p) {
     const int j = static_cast<int>(i - bt * p.D);
     const int64_t b = bt / T_;
     const int t = static_cast<int>(bt - b * T_);
-    float v;
-    if (t == 0) {
-      v = to_f(cls[j]) + to_f(pos[j]);
-    } else if (p.patches_final) {
-      tokens[i] = patches[(b * p.N + t - 1) * p.D + j];  // a copy: no second rounding
+    if (t < p.P) {
+      const T e = prefix[static_cast<int64_t>(t) * p.D + j];
+      tokens[i] = p.pos_prefix ? from_f<T>(to_f(e) + to_f(pos[static_cast<int64_t>(t) * p.D + j])) : e;
       continue;
-    } else {
-      v = (to_f(patches[(b * p.N + t - 1) * p.D + j]) + to_f(bias[j])) + to_f(pos[static_cast<int64_t>(t) * p.D + j]);
     }
+    const int64_t src = (b * p.N + t - p.P) * p.D + j;
+    if (p.patches_final) {
+      tokens[i] = patches[src];  // a copy: no second rounding
+      continue;
+    }
+    float v = to_f(patches[src]);
+    if (bias) v += to_f(bias[j]);
+    v += to_f(pos[static_cast<int64_t>(p.pos_prefix ? t : t - p.P) * p.D + j]);
     tokens[i] = from_f<T>(v);
   }
 }
@@ -83,10 +87,10 @@ void launch_patchify(const PatchifyParams& p, cudaStream_t stream) {
 void launch_embed_finish(const EmbedParams& p, cudaStream_t stream) {
   const char* L = "launch_embed_finish";
   using cuda::require;
-  require(p.B > 0 && p.N > 0 && p.D > 0, L, "B, N, D must be positive");
-  require(p.patches && (p.bias || p.patches_final) && p.cls && p.pos && p.tokens, L,
-          "patches, cls, pos, tokens (and bias unless patches_final) must be non-null");
-  const int64_t total = static_cast<int64_t>(p.B) * (p.N + 1) * p.D;
+  require(p.B > 0 && p.N > 0 && p.D > 0 && p.P >= 0, L, "B, N, D must be positive and P >= 0");
+  require(p.patches && (p.prefix || p.P == 0) && p.pos && p.tokens, L,
+          "patches, pos, tokens (and prefix when P > 0) must be non-null");
+  const int64_t total = static_cast<int64_t>(p.B) * (p.P + p.N) * p.D;
   VIT_DISPATCH_DTYPE(p.dtype, L, embed_finish_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
   VIT_CHECK_LAUNCH("embed_finish_kernel");
 }

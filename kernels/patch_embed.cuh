@@ -3,8 +3,10 @@
 //   patches in row-major grid order, each flattened (c, py, px) like the OIHW conv weight;
 //   columns K = C*P*P .. k_pad-1 are zero (k_pad rounds K up so the tensor-core GEMM applies);
 //   optionally fused input normalisation v = (v * scale - mean[c]) / std[c].
-// embed_finish: tokens[b, 0] = cls + pos[0]; tokens[b, 1+n] = patches[b*N+n] + bias + pos[1+n]
-// (or patches[b*N+n] as is, when the GEMM epilogue added bias and pos: patches_final).
+// embed_finish: the P prefix rows (cls, dist, register tokens) then the N patch rows:
+// tokens[b, p] = prefix[p] (+ pos[p] unless !pos_prefix, timm no_embed_class);
+// tokens[b, P+n] = patches[b*N+n] (+ bias) + pos[P+n] (pos[n] for no_embed_class tables), or
+// patches[b*N+n] as is, when the GEMM epilogue added bias and pos (patches_final).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -34,10 +36,12 @@ struct EmbedParams {
   // one rounding to the storage type instead of two): patch rows are copied as they are, only
   // the cls rows are computed, and bias may be null.
   bool patches_final = false;
-  const void* bias = nullptr;      // [D]
-  const void* cls = nullptr;       // [D]
-  const void* pos = nullptr;       // [N+1, D]
-  void* tokens = nullptr;          // [B, N+1, D]
+  const void* bias = nullptr;      // [D], or null (no patch bias: CLIP towers)
+  const void* prefix = nullptr;    // [P, D], null when P == 0 (no class token)
+  int P = 1;                       // prefix rows
+  bool pos_prefix = true;          // pos has the prefix rows: [P+N, D]; else [N, D]
+  const void* pos = nullptr;
+  void* tokens = nullptr;          // [B, P+N, D]
   int B = 0, N = 0, D = 0;
 };
 

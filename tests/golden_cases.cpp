@@ -1,7 +1,10 @@
 // vit-infer tests: reading the golden fixtures (see golden_cases.h).
 #include "golden_cases.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -96,6 +99,18 @@ int argmax_row(const float* m, int cols, int r) {
   const float* row = m + static_cast<size_t>(r) * cols;
   return static_cast<int>(std::max_element(row, row + cols) - row);
 }
+
+void expect_top1(const std::string& case_name, const char* whose, const float* ours, const float* ref, int C, int b,
+                 float slack) {
+  const int mine = argmax_row(ours, C, b), theirs = argmax_row(ref, C, b);
+  if (mine == theirs) return;
+  const float best = ref[static_cast<size_t>(b) * C + theirs], got = ref[static_cast<size_t>(b) * C + mine];
+  EXPECT_GE(got, best - slack) << case_name << ": top-1 for image " << b << " is class " << mine << ", " << whose
+                               << " says " << theirs << " (their logits " << got << " vs " << best
+                               << ": further apart than the precision's slack " << slack << ")";
+}
+
+float top1_slack(const float* ref, size_t n, float tol) { return 2.0f * tol * max_abs(ref, n); }
 
 std::vector<float> top2_gaps(const float* m, int rows, int cols) {
   std::vector<float> gaps(rows, std::numeric_limits<float>::infinity());

@@ -49,4 +49,14 @@ int argmax_row(const float* m, int cols, int r);
 // from a tie; precision tests compare top-1 only where this gap exceeds their error bound).
 std::vector<float> top2_gaps(const float* m, int rows, int cols);
 
+// Our top-1 for image b is theirs; or, where their two best logits are closer than `slack` (each
+// logit may move by the precision's tolerance, so 2 x tol x max|ref|: a near-tie that precision
+// cannot decide), one of their near-best classes: ref[ours] >= max(ref) - slack. With fp32's
+// tolerance the slack is ~1e-4 of the scale, which is "the same class" for every fixture.
+// A gtest expectation (fails the calling test); `whose` names the reference in the message.
+void expect_top1(const std::string& case_name, const char* whose, const float* ours, const float* ref, int C, int b,
+                 float slack);
+// The slack above for logits `ref` at relative tolerance `tol`.
+float top1_slack(const float* ref, size_t n, float tol);
+
 }  // namespace vit::test

@@ -56,21 +56,8 @@ void expect_close(const std::string& case_name, const char* what, const std::vec
                         << ", framework " << ref.data[wi];
 }
 
-// Loads the case of `set`, runs it on the CPU engine, compares logits, embeddings and top-1.
-// Our top-1 for image b is theirs; or, where their two best logits are closer than `slack` (each
-// logit may move by the precision's tolerance, so 2 x tol x max|ref|: a near-tie that precision
-// cannot decide), one of their near-best classes: ref[ours] >= max(ref) - slack. With fp32's
-// tolerance the slack is ~1e-4 of the scale, which is "the same class" for every fixture.
-void expect_top1(const std::string& case_name, const char* whose, const float* ours, const float* ref, int C, int b,
-                 float slack) {
-  const int mine = vit::test::argmax_row(ours, C, b), theirs = vit::test::argmax_row(ref, C, b);
-  if (mine == theirs) return;
-  const float best = ref[static_cast<size_t>(b) * C + theirs], got = ref[static_cast<size_t>(b) * C + mine];
-  EXPECT_GE(got, best - slack) << case_name << ": top-1 for image " << b << " is class " << mine << ", " << whose
-                               << " says " << theirs << " (their logits " << got << " vs " << best
-                               << ": further apart than the precision's slack " << slack << ")";
-}
-
+// Loads the case of `set`, runs it on the CPU engine, compares logits, embeddings and top-1
+// (expect_top1, golden_cases.h: the framework's class, or one of a near-tie within the slack).
 void check_case(const std::string& name, const std::string& set) {
   const vit::test::GoldenCase gc = vit::test::load_golden_case(name, set);
   SCOPED_TRACE(name + " (" + gc.framework + ", " + gc.model_path + ")");
@@ -135,10 +122,10 @@ void check_case(const std::string& name, const std::string& set) {
       if (!has_logits) continue;
       expect_close(name, "logits", logits, ref_logits, tol);
       if (k.reference) ref_engine_logits = logits;
-      const float slack = 2.0f * tol * vit::test::max_abs(ref_logits.ptr(), ref_logits.data.size());
+      const float slack = vit::test::top1_slack(ref_logits.ptr(), ref_logits.data.size(), tol);
       for (int b = 0; b < batch; ++b) {
-        expect_top1(name, "the framework", logits.data(), ref_logits.ptr(), C, b, slack);
-        expect_top1(name, "the reference engine", logits.data(), ref_engine_logits.data(), C, b, slack);
+        vit::test::expect_top1(name, "the framework", logits.data(), ref_logits.ptr(), C, b, slack);
+        vit::test::expect_top1(name, "the reference engine", logits.data(), ref_engine_logits.data(), C, b, slack);
       }
     }
   }

@@ -51,7 +51,15 @@ bool sm90_runs() {
   return false;
 }
 
-double gelu_ref(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+// The three GELUs in double (torch's definitions): erf, tanh approximation, quick-GELU.
+double gelu_ref(double x, GeluForm form = GeluForm::kErf) {
+  switch (form) {
+    case GeluForm::kTanh: return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case GeluForm::kQuick: return x / (1.0 + std::exp(-1.702 * x));
+    case GeluForm::kErf: break;
+  }
+  return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+}
 
 // ---------------------------------------------------------------------------------------
 // GEMM
@@ -96,9 +104,11 @@ void expect_gemm(const GemmParams& p, const DevMem& y, const std::vector<float>&
   EXPECT_TRUE(close_rel(y.download(), want, tol_rel(p.dtype)));
 }
 
-void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, GemmCase gc) {
+void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, GemmCase gc,
+                   GeluForm form = GeluForm::kErf) {
   SCOPED_TRACE(std::string(dt_label(dt)) + " M=" + std::to_string(gc.M) + " N=" + std::to_string(gc.N) +
                " K=" + std::to_string(gc.K) + " epi=" + std::to_string(static_cast<int>(epi)) +
+               " gelu form " + std::to_string(static_cast<int>(form)) +
                (kern == GemmKernel::kSimt ? " simt" : " auto") + (with_bias ? " bias" : ""));
   const int M = gc.M, N = gc.N, K = gc.K;
   const float a = 1.0f / std::sqrt(static_cast<float>(K));
@@ -111,6 +121,7 @@ void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, 
   GemmParams p = dense_params(dt, dx, dw, dc, M, N, K);
   p.bias = with_bias ? db.get() : nullptr;
   p.epilogue = epi;
+  p.gelu = form;
   p.kernel = kern;
   if (epi == GemmEpilogue::kResidual) {
     p.residual = dr.get();
@@ -118,7 +129,7 @@ void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, 
   }
   std::vector<float> want = gemm_ref(x, w, with_bias ? &b : nullptr, M, N, K);
   if (epi == GemmEpilogue::kGelu)
-    for (float& v : want) v = static_cast<float>(gelu_ref(v));
+    for (float& v : want) v = static_cast<float>(gelu_ref(v, form));
   if (epi == GemmEpilogue::kResidual)
     for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
   expect_gemm(p, dc, want);
@@ -143,6 +154,8 @@ TEST(GpuGemm, AllEpiloguesShapesAndTypes) {
         run_gemm_case(dt, kern, GemmEpilogue::kGelu, true, gc);
         run_gemm_case(dt, kern, GemmEpilogue::kResidual, true, gc);
       }
+      // The other GELUs (SigLIP's tanh, OpenAI CLIP's quick) in the same epilogue.
+      for (GeluForm form : {GeluForm::kTanh, GeluForm::kQuick}) run_gemm_case(dt, kern, GemmEpilogue::kGelu, true, cases[0], form);
     }
   }
 }
@@ -302,6 +315,7 @@ struct Sm90Case {
   bool bias;
   bool in_place;  // kResidual: residual aliases y (x += ...)
   DType dt;
+  GeluForm gelu = GeluForm::kErf;
 };
 
 void run_sm90_case(const Sm90Case& c) {
@@ -317,9 +331,10 @@ void run_sm90_case(const Sm90Case& c) {
   GemmParams p = dense_params(c.dt, dx, dw, dc, M, N, K);
   p.bias = c.bias ? db.get() : nullptr;
   p.epilogue = c.epi;
+  p.gelu = c.gelu;
   std::vector<float> want = gemm_ref(x, w, c.bias ? &b : nullptr, M, N, K);
   if (c.epi == GemmEpilogue::kGelu)
-    for (float& v : want) v = static_cast<float>(gelu_ref(v));
+    for (float& v : want) v = static_cast<float>(gelu_ref(v, c.gelu));
   if (c.epi == GemmEpilogue::kResidual) {
     for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
     if (c.in_place) {
@@ -365,6 +380,8 @@ TEST(GpuGemmSm90, VitBaseShapesAndTails) {
       {133, 200, 136, GemmEpilogue::kNone, false, false, B},       // tails in M, N and K
       {70, 264, 72, GemmEpilogue::kNone, true, false, H},          // fp16, N tail past one 256 tile
       {211, 768, 768, GemmEpilogue::kResidual, true, false, H},    // fp16 proj
+      {133, 200, 136, GemmEpilogue::kGelu, true, false, B, GeluForm::kTanh},   // SigLIP's fc1
+      {70, 264, 72, GemmEpilogue::kGelu, true, false, H, GeluForm::kQuick},    // OpenAI CLIP's fc1
   };
   for (const Sm90Case& c : cases) run_sm90_case(c);
 }
@@ -764,101 +781,151 @@ TEST(GpuPatchEmbed, PatchifyMatchesIm2col) {
   }
 }
 
+// The embed of every family: P prefix rows (0: no class token; 1: cls; 5: cls + dist + 3
+// registers), position tables with or without prefix rows (timm no_embed_class), with and without
+// the patch bias (CLIP towers have none).
 TEST(GpuPatchEmbed, EmbedFinish) {
   VIT_SKIP_WITHOUT_GPU();
-  for (DType dt : kTypes) {
+  struct Variant {
+    int P;
+    bool pos_prefix, bias;
+  };
+  for (const Variant v : {Variant{1, true, true}, Variant{0, true, true}, Variant{5, false, false}, Variant{5, true, true},
+                          Variant{2, false, true}}) {
+    for (DType dt : kTypes) {
 #ifdef VIT_GPU_EMU_BUILD
-    for (int B : {1, 3}) {
+      for (int B : {1, 3}) {
 #else
-    for (int B : {1, 3, 64}) {
+      for (int B : {1, 3, 64}) {
 #endif
-      const int N = 196, D = 96, T = N + 1;
-      SCOPED_TRACE(std::string(dt_label(dt)) + " B=" + std::to_string(B));
-      const auto pe = round_to(dt, random_vec(static_cast<size_t>(B) * N * D));
-      const auto bias = round_to(dt, random_vec(D)), cls = round_to(dt, random_vec(D));
-      const auto pos = round_to(dt, random_vec(static_cast<size_t>(T) * D));
-      DevMem dpe(dt, pe), db(dt, bias), dcls(dt, cls), dpos(dt, pos), dtok(dt, static_cast<size_t>(B) * T * D);
-      dtok.poison();
-      EmbedParams p;
-      p.dtype = dt;
-      p.patches = dpe.get();
-      p.bias = db.get();
-      p.cls = dcls.get();
-      p.pos = dpos.get();
-      p.tokens = dtok.get();
-      p.B = B;
-      p.N = N;
-      p.D = D;
-      std::vector<float> want(static_cast<size_t>(B) * T * D);
-      for (int b = 0; b < B; ++b)
-        for (int t = 0; t < T; ++t)
-          for (int j = 0; j < D; ++j)
-            want[(static_cast<size_t>(b) * T + t) * D + j] =
-                t == 0 ? cls[j] + pos[j] : pe[(static_cast<size_t>(b) * N + t - 1) * D + j] + bias[j] + pos[static_cast<size_t>(t) * D + j];
-      launch_embed_finish(p, nullptr);
-      sync_or_throw();
-      EXPECT_TRUE(close_rel(dtok.download(), want, dt == DType::F32 ? 1e-6f : 1e-2f));
+        const int N = 196, D = 96, P = v.P, T = P + N, pos_rows = v.pos_prefix ? T : N;
+        SCOPED_TRACE(std::string(dt_label(dt)) + " B=" + std::to_string(B) + " P=" + std::to_string(P) +
+                     (v.pos_prefix ? "" : " no_embed_class") + (v.bias ? "" : " no bias"));
+        const auto pe = round_to(dt, random_vec(static_cast<size_t>(B) * N * D));
+        const auto bias = round_to(dt, random_vec(D));
+        const auto prefix = round_to(dt, random_vec(static_cast<size_t>(std::max(P, 1)) * D));
+        const auto pos = round_to(dt, random_vec(static_cast<size_t>(pos_rows) * D));
+        DevMem dpe(dt, pe), db(dt, bias), dpre(dt, prefix), dpos(dt, pos), dtok(dt, static_cast<size_t>(B) * T * D);
+        dtok.poison();
+        EmbedParams p;
+        p.dtype = dt;
+        p.patches = dpe.get();
+        p.bias = v.bias ? db.get() : nullptr;
+        p.prefix = P > 0 ? dpre.get() : nullptr;
+        p.P = P;
+        p.pos_prefix = v.pos_prefix;
+        p.pos = dpos.get();
+        p.tokens = dtok.get();
+        p.B = B;
+        p.N = N;
+        p.D = D;
+        std::vector<float> want(static_cast<size_t>(B) * T * D);
+        for (int b = 0; b < B; ++b)
+          for (int t = 0; t < T; ++t)
+            for (int j = 0; j < D; ++j) {
+              float w;
+              if (t < P) {
+                w = prefix[static_cast<size_t>(t) * D + j] + (v.pos_prefix ? pos[static_cast<size_t>(t) * D + j] : 0.0f);
+              } else {
+                const int pr = v.pos_prefix ? t : t - P;
+                w = pe[(static_cast<size_t>(b) * N + t - P) * D + j] + (v.bias ? bias[j] : 0.0f) +
+                    pos[static_cast<size_t>(pr) * D + j];
+              }
+              want[(static_cast<size_t>(b) * T + t) * D + j] = w;
+            }
+        launch_embed_finish(p, nullptr);
+        sync_or_throw();
+        EXPECT_TRUE(close_rel(dtok.download(), want, dt == DType::F32 ? 1e-6f : 1e-2f));
 
-      // patches_final: the patch rows already hold + bias + pos (the GEMM epilogue added them)
-      // and are copied bit for bit; only the cls rows are computed; bias may be null.
-      dtok.poison();
-      p.patches_final = true;
-      p.bias = nullptr;
-      for (int b = 0; b < B; ++b)
-        for (int t = 1; t < T; ++t)
-          for (int j = 0; j < D; ++j)
-            want[(static_cast<size_t>(b) * T + t) * D + j] = pe[(static_cast<size_t>(b) * N + t - 1) * D + j];
-      launch_embed_finish(p, nullptr);
-      sync_or_throw();
-      const std::vector<float> got = dtok.download();
-      EXPECT_TRUE(close_rel(got, want, dt == DType::F32 ? 1e-6f : 1e-2f));
-      for (int b = 0; b < B; ++b)
-        for (int t = 1; t < T; ++t)
-          for (int j = 0; j < D; ++j) {
-            const size_t i = (static_cast<size_t>(b) * T + t) * D + j;
-            ASSERT_EQ(got[i], want[i]) << "patch row not copied exactly at b " << b << " t " << t << " j " << j;
-          }
+        // patches_final: the patch rows already hold + bias + pos (the GEMM epilogue added them)
+        // and are copied bit for bit; only the prefix rows are computed; bias may be null.
+        dtok.poison();
+        p.patches_final = true;
+        p.bias = nullptr;
+        for (int b = 0; b < B; ++b)
+          for (int t = P; t < T; ++t)
+            for (int j = 0; j < D; ++j)
+              want[(static_cast<size_t>(b) * T + t) * D + j] = pe[(static_cast<size_t>(b) * N + t - P) * D + j];
+        launch_embed_finish(p, nullptr);
+        sync_or_throw();
+        const std::vector<float> got = dtok.download();
+        EXPECT_TRUE(close_rel(got, want, dt == DType::F32 ? 1e-6f : 1e-2f));
+        for (int b = 0; b < B; ++b)
+          for (int t = P; t < T; ++t)
+            for (int j = 0; j < D; ++j) {
+              const size_t i = (static_cast<size_t>(b) * T + t) * D + j;
+              ASSERT_EQ(got[i], want[i]) << "patch row not copied exactly at b " << b << " t " << t << " j " << j;
+            }
+        // Without pos on the prefix rows, they are the prefix weights exactly.
+        if (!v.pos_prefix)
+          for (int b = 0; b < B; ++b)
+            for (int i = 0; i < P * D; ++i) ASSERT_EQ(got[static_cast<size_t>(b) * T * D + i], prefix[static_cast<size_t>(i)]);
+      }
     }
   }
 }
 
 // ---------------------------------------------------------------------------------------
 // Head
-TEST(GpuHead, PoolClsAndMean) {
+// Every pooling of the families: one row (cls at 0, DeiT's dist at 1), and the mean / max /
+// avgmax over the patch rows after 0, 1 or 5 prefix rows.
+TEST(GpuHead, PoolEveryMode) {
   VIT_SKIP_WITHOUT_GPU();
   for (DType dt : kTypes) {
     for (int T : {197, 50, 577}) {
       const int B = 3, D = 64;
-      SCOPED_TRACE(std::string(dt_label(dt)) + " T=" + std::to_string(T));
       const auto x = round_to(dt, random_vec(static_cast<size_t>(B) * T * D));
       DevMem dx(dt, x), dout(dt, static_cast<size_t>(B) * D);
-      for (PoolMode mode : {PoolMode::kCls, PoolMode::kMeanPatches}) {
-        std::vector<float> want(static_cast<size_t>(B) * D);
-        for (int b = 0; b < B; ++b)
-          for (int j = 0; j < D; ++j) {
-            double s = 0.0;
-            if (mode == PoolMode::kCls) s = x[static_cast<size_t>(b) * T * D + j];
-            else {
-              for (int t = 1; t < T; ++t) s += x[(static_cast<size_t>(b) * T + t) * D + j];
-              s /= (T - 1);
+      for (PoolMode mode : {PoolMode::kRow, PoolMode::kMean, PoolMode::kMax, PoolMode::kAvgMax}) {
+        for (int first : {0, 1, 5}) {
+          SCOPED_TRACE(std::string(dt_label(dt)) + " T=" + std::to_string(T) + " mode " +
+                       std::to_string(static_cast<int>(mode)) + " first " + std::to_string(first));
+          std::vector<float> want(static_cast<size_t>(B) * D);
+          for (int b = 0; b < B; ++b)
+            for (int j = 0; j < D; ++j) {
+              double s = 0.0, mx = -INFINITY;
+              for (int t = first; t < T; ++t) {
+                const double v = x[(static_cast<size_t>(b) * T + t) * D + j];
+                s += v;
+                mx = std::max(mx, v);
+              }
+              const double mean = s / (T - first);
+              want[static_cast<size_t>(b) * D + j] = static_cast<float>(
+                  mode == PoolMode::kRow    ? x[(static_cast<size_t>(b) * T + first) * D + j]
+                  : mode == PoolMode::kMean ? mean
+                  : mode == PoolMode::kMax  ? mx
+                                            : 0.5 * (mean + mx));
             }
-            want[static_cast<size_t>(b) * D + j] = static_cast<float>(s);
+          PoolParams p;
+          p.dtype = dt;
+          p.x = dx.get();
+          p.out = dout.get();
+          p.B = B;
+          p.T = T;
+          p.D = D;
+          p.mode = mode;
+          p.first = first;
+          dout.poison();
+          launch_pool(p, nullptr);
+          sync_or_throw();
+          const std::vector<float> got = dout.download();
+          if (mode == PoolMode::kRow || mode == PoolMode::kMax) {
+            EXPECT_EQ(got, want);  // a copy / a max of stored values: exact
+          } else {
+            EXPECT_TRUE(close_rel(got, want, dt == DType::F32 ? 1e-5f : 1e-2f));
           }
-        PoolParams p;
-        p.dtype = dt;
-        p.x = dx.get();
-        p.out = dout.get();
-        p.B = B;
-        p.T = T;
-        p.D = D;
-        p.mode = mode;
-        dout.poison();
-        launch_pool(p, nullptr);
-        sync_or_throw();
-        EXPECT_TRUE(close_rel(dout.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));
+        }
       }
     }
   }
+  // A first row outside the tokens is an error, not an out-of-bounds read.
+  PoolParams bad;
+  bad.x = bad.out = reinterpret_cast<void*>(16);
+  bad.B = 1;
+  bad.T = 4;
+  bad.D = 8;
+  bad.first = 4;
+  EXPECT_THROW(launch_pool(bad, nullptr), Error);
 }
 
 TEST(GpuHead, SoftmaxTopk) {
@@ -967,18 +1034,20 @@ TEST(GpuHead, ToF32AndGelu) {
     launch_to_f32(tp, nullptr);
     sync_or_throw();
     EXPECT_EQ(df.download(), x);  // exact: widening is lossless
-    GeluParams gp;
-    gp.dtype = dt;
-    gp.x = dx.get();
-    gp.rows = rows;
-    gp.cols = cols;
-    gp.ld = ld;
-    launch_gelu(gp, nullptr);
-    sync_or_throw();
-    std::vector<float> want = x;
-    for (int r = 0; r < rows; ++r)
-      for (int c = 0; c < cols; ++c) want[static_cast<size_t>(r) * ld + c] = static_cast<float>(gelu_ref(x[static_cast<size_t>(r) * ld + c]));
-    EXPECT_TRUE(close_rel(dx.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));  // padding columns untouched too
+    for (GeluForm form : {GeluForm::kErf, GeluForm::kTanh, GeluForm::kQuick}) {
+      SCOPED_TRACE("GELU form " + std::to_string(static_cast<int>(form)));
+      DevMem dg(dt, x);
+      const GeluParams gp{dt, dg.get(), rows, cols, ld, form};  // {dtype, x, rows, cols, ld, form}
+      launch_gelu(gp, nullptr);
+      sync_or_throw();
+      std::vector<float> want = x;
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c) {
+          const size_t i = static_cast<size_t>(r) * ld + c;
+          want[i] = static_cast<float>(gelu_ref(x[i], form));
+        }
+      EXPECT_TRUE(close_rel(dg.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));  // padding columns untouched too
+    }
   }
 }
 

@@ -105,11 +105,6 @@ bool supports_linear(const Graph& g, const Node& n) {
   return all_f32(g, n) && !(p.act != graph::Act::kNone && n.input(3) >= 0);
 }
 
-ref::GeluForm gelu_form(graph::Act a) {
-  return a == graph::Act::kGeluTanh ? ref::GeluForm::kTanh : a == graph::Act::kQuickGelu ? ref::GeluForm::kQuick
-                                                                                          : ref::GeluForm::kErf;
-}
-
 void run_linear(CpuCtx& c, const Node& n, void*) {
   const auto& p = n.p<graph::LinearParams>();
   const graph::TensorDesc& w = c.g.t(n.in[1]);
@@ -118,7 +113,7 @@ void run_linear(CpuCtx& c, const Node& n, void*) {
   const int r = n.input(3);
   if (r >= 0) fill_residual(c, n, y, M, N);  // the GEMM accumulates onto it (BLAS beta = 1)
   ref::linear(c.p(n.in[0]), M, K, c.p(n.in[1]), c.p(n.input(2)), N, y, r >= 0,
-              p.act == graph::Act::kNone ? ref::Epilogue::kBias : ref::Epilogue::kBiasGelu, c.nt, gelu_form(p.act));
+              p.act == graph::Act::kNone ? ref::Epilogue::kBias : ref::Epilogue::kBiasGelu, c.nt, graph::gelu_form(p.act));
 }
 
 void run_embed(CpuCtx& c, const Node& n, void*) {
@@ -147,7 +142,7 @@ void run_add(CpuCtx& c, const Node& n, void*) {
 
 void run_gelu(CpuCtx& c, const Node& n, void*) {
   ref::gelu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt,
-            gelu_form(n.p<graph::ActParams>().act));
+            graph::gelu_form(n.p<graph::ActParams>().act));
 }
 
 void run_scale(CpuCtx& c, const Node& n, void*) {
@@ -157,12 +152,7 @@ void run_scale(CpuCtx& c, const Node& n, void*) {
 void run_pool(CpuCtx& c, const Node& n, void*) {
   const graph::TensorDesc& x = c.g.t(n.in[0]);
   const auto& pp = n.p<graph::PoolParams>();
-  const ref::PoolMode mode = pp.kind == graph::PoolKind::kCls           ? ref::PoolMode::kRow
-                             : pp.kind == graph::PoolKind::kMeanPatches ? ref::PoolMode::kMean
-                             : pp.kind == graph::PoolKind::kMaxPatches  ? ref::PoolMode::kMax
-                                                                        : ref::PoolMode::kAvgMax;
-  ref::pool(c.p(n.in[0]), c.p(n.out[0]), c.nb, x.rows(), x.cols(), mode,
-            pp.kind == graph::PoolKind::kCls ? pp.row : pp.first, c.nt);
+  ref::pool(c.p(n.in[0]), c.p(n.out[0]), c.nb, x.rows(), x.cols(), graph::pool_mode(pp.kind), pp.first_row(), c.nt);
 }
 
 void run_mean2(CpuCtx& c, const Node& n, void*) {

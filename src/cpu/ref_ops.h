@@ -7,12 +7,13 @@
 
 #include <cstdint>
 
+#include "core/op_forms.h"
+
 namespace vit::ref {
 
 enum class Epilogue { kBias, kBiasGelu };
-// Which GELU: the exact erf form (timm / HF default), the tanh approximation (torch
-// approximate='tanh', SigLIP), or quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP).
-enum class GeluForm { kErf, kTanh, kQuick };
+using ::vit::GeluForm;  // core/op_forms.h
+using ::vit::PoolMode;
 
 // y[M, N] = x[M, K] W[N, K]^T + bias[N] (accumulate: y += ...), then GELU (`form`) if asked.
 // bias may be null.
@@ -48,7 +49,6 @@ void embed(const float* patches, const float* prefix, int64_t P, const float* po
 
 // x [nb, T, D] -> out [nb, D]: row `first` alone (kRow), or over rows first..T-1 the mean
 // (summed in double), the max, or (mean + max) / 2 (timm 'avgmax').
-enum class PoolMode { kRow, kMean, kMax, kAvgMax };
 void pool(const float* x, float* out, int64_t nb, int64_t T, int64_t D, PoolMode mode, int64_t first, int nt);
 
 // y = (a + b) / 2 over n values (DeiT distilled: the mean of its two heads).

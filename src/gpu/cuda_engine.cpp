@@ -174,6 +174,7 @@ struct GemmNode {
   int rows_per_image = 0, N = 0, K = 0;
   int64_t lda = 0, ldw = 0, ldc = 0;
   GemmEpilogue epi = GemmEpilogue::kNone;
+  GeluForm gelu = GeluForm::kErf;  // kGelu
   bool qkv = false;
   // kResidual from a weight table: row r adds row r % rows_per_image of the table at this
   // weight-buffer offset (the position embeddings, in the patch-embedding GEMM).
@@ -716,7 +717,7 @@ class CudaEngineImpl final : public CudaEngine {
                                         " > 128 is not supported by the attention kernels");
     }
     if (c.pool == GlobalPool::kAvg && c.tokens() < 2) bad("avg pooling needs at least one patch");
-    // The families of issue 12 run on the graph backends (CPU today); refused here by name.
+    // A graph feature whose CUDA kernels do not exist yet is refused by family and name.
     if (const std::vector<std::string> f = c.graph_only_features(); !f.empty()) {
       std::string list;
       for (const std::string& x : f) list += (list.empty() ? "" : ", ") + x;
@@ -812,7 +813,10 @@ class CudaEngineImpl final : public CudaEngine {
     g.lda = g.K;
     g.ldw = g.K;
     g.ldc = g.N;
-    if (lp.act == graph::Act::kGelu) g.epi = GemmEpilogue::kGelu;
+    if (lp.act != graph::Act::kNone) {
+      g.epi = GemmEpilogue::kGelu;
+      g.gelu = graph::gelu_form(lp.act);
+    }
     if (n.input(3) >= 0) {
       g.epi = GemmEpilogue::kResidual;
       if (lp.table_residual) {
@@ -869,6 +873,7 @@ class CudaEngineImpl final : public CudaEngine {
     p.ldc = n.ldc;
     p.bias = wptr(n.b);
     p.epilogue = n.epi;
+    p.gelu = n.gelu;
     if (n.res >= 0) {
       p.residual = tptr(bk, n.res);
       p.ldr = n.ldc;
@@ -955,7 +960,7 @@ class CudaEngineImpl final : public CudaEngine {
     bool (*supports)(const CudaEngineImpl&, const graph::Node&);
     void (CudaEngineImpl::*run)(const graph::Node&, size_t, const Bucket&, cudaStream_t);
   };
-  static const CudaOpRow kCudaOps[10];  // one row per graph::Op (defined after the class)
+  static const CudaOpRow kCudaOps[graph::kOpCount];  // one row per graph::Op (defined after the class)
   const CudaOpRow& op_table_row(size_t i) const { return *row_[i]; }
   static bool any(const CudaEngineImpl&, const graph::Node&) { return true; }
   static bool linear_ok(const CudaEngineImpl&, const graph::Node& n) {
@@ -987,8 +992,11 @@ class CudaEngineImpl final : public CudaEngine {
     EmbedParams p;
     p.dtype = dt_;
     p.patches = tptr(bk, n.in[0]);
-    p.patches_final = n.p<graph::EmbedParams>().patches_final;
-    p.cls = weight_of(n.in[1]);
+    const graph::EmbedParams& ep = n.p<graph::EmbedParams>();
+    p.patches_final = ep.patches_final;
+    p.pos_prefix = ep.pos_prefix;
+    p.prefix = n.input(1) >= 0 ? weight_of(n.in[1]) : nullptr;
+    p.P = n.input(1) >= 0 ? static_cast<int>(graph_.t(n.in[1]).rows()) : 0;
     p.pos = weight_of(n.in[2]);
     p.bias = n.input(3) >= 0 ? weight_of(n.in[3]) : nullptr;
     p.tokens = tptr(bk, n.out[0]);
@@ -1038,6 +1046,9 @@ class CudaEngineImpl final : public CudaEngine {
   void run_scale(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
     run_binary(n, bk, s, BinaryOp::kMulCols, weight_of(n.in[1]));
   }
+  void run_mean2(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    run_binary(n, bk, s, BinaryOp::kMean, tptr(bk, n.in[1]));
+  }
   void run_gelu(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
     const int64_t rows = rows_of(n.in[0], bk), cols = graph_.t(n.in[0]).cols();
     VIT_CUDA_CHECK(cudaMemcpyAsync(tptr(bk, n.out[0]), tptr(bk, n.in[0]),
@@ -1048,6 +1059,7 @@ class CudaEngineImpl final : public CudaEngine {
     p.rows = rows;
     p.cols = cols;
     p.ld = cols;
+    p.form = graph::gelu_form(n.p<graph::ActParams>().act);
     launch_gelu(p, s);
   }
   void run_pool(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
@@ -1058,7 +1070,9 @@ class CudaEngineImpl final : public CudaEngine {
     p.B = bk.batch;
     p.T = static_cast<int>(graph_.t(n.in[0]).rows());
     p.D = static_cast<int>(graph_.t(n.in[0]).cols());
-    p.mode = n.p<graph::PoolParams>().kind == graph::PoolKind::kCls ? PoolMode::kCls : PoolMode::kMeanPatches;
+    const graph::PoolParams& pp = n.p<graph::PoolParams>();
+    p.mode = graph::pool_mode(pp.kind);
+    p.first = pp.first_row();
     launch_pool(p, s);
   }
   void run_cast(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
@@ -1092,8 +1106,10 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   // The epilogue as the GEMM choice and its check see it: the kind, a table residual apart
-  // (cuBLASLt cannot take that one).
-  static int gemm_epilogue_key(const GemmNode& n) { return static_cast<int>(n.epi) * 2 + (n.res_w >= 0 ? 1 : 0); }
+  // (cuBLASLt cannot take that one), and the GELU form.
+  static int gemm_epilogue_key(const GemmNode& n) {
+    return (static_cast<int>(n.epi) * 2 + (n.res_w >= 0 ? 1 : 0)) * 4 + static_cast<int>(n.gelu);
+  }
 
   GemmImpl choose_gemm(const GemmNode& n, const Bucket& bk) {
     const bool lt_ok = lt_->supports(gemm_params(n, bk, true));
@@ -1449,7 +1465,7 @@ class CudaEngineImpl final : public CudaEngine {
   std::mutex mu_;
 };
 
-const CudaEngineImpl::CudaOpRow CudaEngineImpl::kCudaOps[10] = {
+const CudaEngineImpl::CudaOpRow CudaEngineImpl::kCudaOps[graph::kOpCount] = {
     {graph::Op::kPatchify, "patchify", any, &CudaEngineImpl::run_patchify},
     {graph::Op::kLinear, "gemm", linear_ok, &CudaEngineImpl::run_linear},
     {graph::Op::kEmbed, "embed", any, &CudaEngineImpl::run_embed},
@@ -1459,6 +1475,7 @@ const CudaEngineImpl::CudaOpRow CudaEngineImpl::kCudaOps[10] = {
     {graph::Op::kGelu, "gelu", any, &CudaEngineImpl::run_gelu},
     {graph::Op::kScale, "scale", any, &CudaEngineImpl::run_scale},
     {graph::Op::kPool, "pool", any, &CudaEngineImpl::run_pool},
+    {graph::Op::kMean2, "mean2", any, &CudaEngineImpl::run_mean2},
     {graph::Op::kCast, "to_f32", any, &CudaEngineImpl::run_cast},
 };
 

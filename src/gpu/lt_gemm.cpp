@@ -150,6 +150,7 @@ void LtGemm::run(const GemmParams& p, cudaStream_t stream) {
     g.rows = p.M;
     g.cols = p.N;
     g.ld = p.ldc;
+    g.form = p.gelu;
     launch_gelu(g, stream);
   }
 }

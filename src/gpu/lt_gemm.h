@@ -1,7 +1,7 @@
 // vit-infer: cuBLASLt implementation of the executor's GEMMs, y[M, N] = x[M, K] W[N, K]^T
 // (+ bias via CUBLASLT_EPILOGUE_BIAS) (+ residual via beta = 1, C = residual). GELU nodes run
-// the bias epilogue and then the exact-erf launch_gelu: cuBLASLt's GELU epilogue is the tanh
-// approximation, which is not what timm / HF compute. The QKV scatter layout is not offered;
+// the bias epilogue and then launch_gelu in the node's form: cuBLASLt's GELU epilogue is the
+// tanh approximation, not the erf form timm / HF compute (nor quick-GELU). The QKV scatter layout is not offered;
 // the executor reads a plain [M, 3D] output through attention strides instead.
 #pragma once
 

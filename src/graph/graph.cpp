@@ -14,6 +14,20 @@
 
 namespace vit::graph {
 
+GeluForm gelu_form(Act a) noexcept {
+  return a == Act::kGeluTanh ? GeluForm::kTanh : a == Act::kQuickGelu ? GeluForm::kQuick : GeluForm::kErf;
+}
+
+PoolMode pool_mode(PoolKind k) noexcept {
+  switch (k) {
+    case PoolKind::kCls: return PoolMode::kRow;
+    case PoolKind::kMeanPatches: return PoolMode::kMean;
+    case PoolKind::kMaxPatches: return PoolMode::kMax;
+    case PoolKind::kAvgMaxPatches: return PoolMode::kAvgMax;
+  }
+  return PoolMode::kMean;
+}
+
 const char* op_name(Op op) noexcept {
   switch (op) {
     case Op::kPatchify: return "patchify";

@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/op_forms.h"
 #include "core/tensor.h"
 #include "model/model.h"
 
@@ -51,10 +52,14 @@ enum class Op : uint8_t {
   // in: {x} -> {x as f32} (outputs leave the graph in fp32 whatever the run precision).
   kCast,
 };
+constexpr int kOpCount = static_cast<int>(Op::kCast) + 1;  // keep kCast last
 const char* op_name(Op op) noexcept;
 
 enum class Act : uint8_t { kNone, kGelu, kGeluTanh, kQuickGelu };
 enum class PoolKind : uint8_t { kCls, kMeanPatches, kMaxPatches, kAvgMaxPatches };
+// The forms every backend's kernels take (core/op_forms.h); gelu_form(kNone) is not asked.
+GeluForm gelu_form(Act a) noexcept;
+PoolMode pool_mode(PoolKind k) noexcept;
 
 struct LinearParams {
   Act act = Act::kNone;
@@ -83,6 +88,8 @@ struct PoolParams {
   PoolKind kind = PoolKind::kCls;
   int row = 0;    // kCls: the row taken
   int first = 1;  // the other kinds: the first patch row (the prefix tokens are skipped)
+  // The kernels' `first` argument (PoolMode kRow takes that one row).
+  int first_row() const noexcept { return kind == PoolKind::kCls ? row : first; }
 };
 struct ActParams {
   Act act = Act::kGelu;  // kGelu / kGeluTanh / kQuickGelu

@@ -84,8 +84,8 @@ struct ViTConfig {
   // the plain timm ViT (e.g. "4 register tokens", "quick-GELU"), for `vit-infer info`.
   std::string family() const;
   std::vector<std::string> variant_features() const;
-  // The features of this families that only the graph backends run (the CUDA engine
-  // refuses a model naming them); empty for the plain ViT.
+  // The variant features only the CPU backends run (the CUDA engine refuses a model naming them,
+  // by family and feature); empty for the plain ViT and every family the CUDA engine runs.
   std::vector<std::string> graph_only_features() const;
   int64_t param_count() const noexcept;
   double flops_per_image() const noexcept;  // 2 * MACs, matmuls + attention

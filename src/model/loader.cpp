@@ -215,9 +215,13 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
         if (starts_with(rest, "norm.") || starts_with(rest, "attn.norm.") || starts_with(rest, "mlp.norm.")) {
           unsupported_variant(file, "norms inside the block (scale_attn_norm / scale_mlp_norm / residual-post blocks)", n);
         }
-        if (starts_with(rest, "attn_out_proj.") || starts_with(rest, "in_proj.")) {
+        if (starts_with(rest, "attn_out_proj.") || starts_with(rest, "in_proj.") || starts_with(rest, "attns.") ||
+            starts_with(rest, "ffns.")) {
           unsupported_variant(file, "parallel blocks (ParallelScalingBlock / ParallelThingsBlock)", n);
         }
+      }
+      if (starts_with(n, "patch_embed.backbone.")) {
+        unsupported_variant(file, "a hybrid CNN stem (HybridEmbed: the ResNet / R26 / R50 + ViT hybrids)", n);
       }
       if (starts_with(n, "attn_pool.")) unsupported_variant(file, "attention pooling (global_pool 'map', the SigLIP head)", n);
     } else if (L.layout == WeightLayout::kHF) {

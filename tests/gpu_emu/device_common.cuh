@@ -28,6 +28,8 @@
 #define __align__(n) __attribute__((aligned(n)))
 #define __grid_constant__
 
+#include <activation.cuh>  // kernels/: the activations, compiled here as host code
+
 // Shared-space address of a pointer into the block's dynamic shared memory (the emulated shared
 // window; static __shared__ arrays are host statics and have no shared address here).
 inline size_t __cvta_generic_to_shared(const void* p) { return emu::smem_addr(p); }
@@ -103,7 +105,6 @@ inline float warp_max(float v) {
   return v;
 }
 
-inline float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 inline void cp_async16(void* smem, const void* gmem, bool valid) { emu::cp_async16(smem, gmem, valid); }
 inline void cp_async_commit() { emu::cp_async_commit(); }
