@@ -654,6 +654,8 @@ TEST(LoaderErrors, UnsupportedVariants) {
       {"attn_pool.latent", {1, 1, s.D}, "attention pooling"},
       {"blocks.0.mlp.fc1_g.weight", {s.I, s.D}, "SwiGLU"},
       {"blocks.1.attn_out_proj.weight", {s.D, s.D}, "parallel blocks"},
+      {"blocks.0.attns.0.attn.qkv.weight", {3 * s.D, s.D}, "parallel blocks"},  // ParallelThingsBlock (18x2)
+      {"patch_embed.backbone.conv.weight", {8, 3, 7, 7}, "hybrid CNN stem"},     // vit_*_r*_ hybrids
       {"blocks.0.attn.norm.weight", {s.D}, "norms inside the block"},
   };
   for (const C& c : cases) {
