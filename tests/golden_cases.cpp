@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/npy.h"
+#include "io/npz.h"
 #include "test_util.h"
 
 namespace vit::test {
@@ -87,6 +88,14 @@ GoldenCase load_golden_case(const std::string& name, const std::string& set) {
   c.embeddings = read_npy(c.dir + "/embeddings.npy");
   c.has_logits = fs::exists(c.dir + "/logits.npy");
   if (c.has_logits) c.logits = read_npy(c.dir + "/logits.npy");
+  {
+    std::map<std::string, Tensor> acts = read_npz(c.dir + "/activations.npz");
+    auto it = acts.find("final");
+    if (it == acts.end()) throw std::runtime_error(name + ": activations.npz has no 'final' member");
+    c.final_tokens = std::move(it->second);
+    if (c.final_tokens.shape.size() != 3 || c.final_tokens.shape[0] != c.input.shape[0])
+      throw std::runtime_error(name + ": activations.npz 'final' is not [B, T, D]");
+  }
   if (c.input.shape.size() != 4) throw std::runtime_error(name + ": input.npy is not [B, C, H, W]");
   if (c.embeddings.shape.size() != 2 || c.embeddings.shape[0] != c.input.shape[0])
     throw std::runtime_error(name + ": embeddings.npy is not [B, D]");

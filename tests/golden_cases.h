@@ -25,6 +25,8 @@ struct GoldenCase {
   Tensor input;                            // [B, C, H, W] fp32
   Tensor embeddings;                       // [B, D] fp32 (framework, computed in fp64)
   Tensor logits;                           // [B, C] fp32, empty when !has_logits
+  Tensor final_tokens;                     // [B, T, D] fp32: activations.npz "final", the framework's
+                                           // final tokens (timm forward_features / HF last_hidden_state)
   bool has_logits = false;
   int batch() const { return static_cast<int>(input.shape.at(0)); }
 };

@@ -99,7 +99,7 @@ vit_session* cpu_session(const vit_model* m, int max_batch = 8) {
 }
 
 struct Result {
-  std::vector<float> logits, emb, attn;
+  std::vector<float> logits, emb, attn, feat;  // feat: [B, T, D] (vit_outputs.features)
 };
 
 // Outputs of the internal engine behind a CPU session on the same checkpoint: the fast fp32
@@ -113,10 +113,12 @@ Result reference(const std::string& dir, const std::vector<float>& x, int batch,
   r.logits.assign(static_cast<size_t>(batch) * c.num_classes, kNaN);
   r.emb.assign(static_cast<size_t>(batch) * c.hidden, kNaN);
   r.attn.assign(static_cast<size_t>(batch) * c.heads * c.tokens() * c.tokens(), kNaN);
+  r.feat.assign(static_cast<size_t>(batch) * c.tokens() * c.hidden, kNaN);
   vit::RunOutputs o;
   o.logits = c.num_classes ? r.logits.data() : nullptr;
   o.embeddings = r.emb.data();
   o.attention = r.attn.data();
+  o.features = r.feat.data();
   eng->run(x.data(), batch, o);
   return r;
 }
@@ -127,10 +129,12 @@ Result run_api(vit_session* s, const vit_model_info& i, const std::vector<float>
   r.logits.assign(static_cast<size_t>(batch) * i.num_classes, kNaN);  // poisoned
   r.emb.assign(static_cast<size_t>(batch) * i.hidden_size, kNaN);
   r.attn.assign(static_cast<size_t>(batch) * i.num_heads * i.num_tokens * i.num_tokens, kNaN);
+  r.feat.assign(static_cast<size_t>(batch) * i.num_tokens * i.hidden_size, kNaN);
   vit_outputs o{};
   o.logits = i.num_classes ? r.logits.data() : nullptr;
   o.embeddings = r.emb.data();
   o.attention = r.attn.data();
+  o.features = r.feat.data();
   Status st(vit_session_run(s, x.data(), batch, &o));
   if (code) {
     *code = st.code();
@@ -488,6 +492,8 @@ TEST(CApi, RunMatchesInternalEngineExactly) {
     expect_bitwise_equal(got.logits, want.logits, "logits");
     expect_bitwise_equal(got.emb, want.emb, "embeddings");
     expect_bitwise_equal(got.attn, want.attn, "attention");
+    ASSERT_TRUE(all_finite(got.feat));
+    expect_bitwise_equal(got.feat, want.feat, "features");
   }
 }
 
@@ -553,6 +559,37 @@ TEST(CApi, ParamsStructsAreVersionedBySize) {
     const Result got = run_api(s, i, x, 3);
     expect_bitwise_equal(got.logits, want.logits, "logits");  // the default (fused) graph
     vit_session_free(s);
+  }
+  // vit_outputs is versioned by the session's outputs_struct_size: a caller whose
+  // vit_session_params ends before that field (versions 1 and 2) has a first-version
+  // vit_outputs, whose `features` pointer does not exist: never read, never written.
+  for (uint32_t size : {uint32_t{0}, static_cast<uint32_t>(VIT_SESSION_PARAMS_V1_SIZE),
+                        static_cast<uint32_t>(offsetof(vit_session_params, outputs_struct_size))}) {
+    SCOPED_TRACE("outputs of a session with struct_size " + std::to_string(size));
+    vit_session_params p = vit_session_default_params();
+    p.struct_size = size;
+    p.num_threads = kThreads;
+    vit_session* s = nullptr;
+    ASSERT_OK(vit_session_create(m, &p, &s));
+    const Result got = run_api(s, i, x, 3);
+    expect_bitwise_equal(got.logits, want.logits, "logits");
+    for (float f : got.feat) ASSERT_TRUE(std::isnan(f)) << "features written for a first-version vit_outputs";
+    vit_session_free(s);
+  }
+  {
+    // The current version: features as the engine's; a size outside the known versions refused.
+    vit_session_params p = vit_session_default_params();
+    EXPECT_EQ(p.outputs_struct_size, sizeof(vit_outputs));
+    p.num_threads = kThreads;
+    vit_session* s = nullptr;
+    ASSERT_OK(vit_session_create(m, &p, &s));
+    const Result got = run_api(s, i, x, 3);
+    expect_bitwise_equal(got.feat, want.feat, "features");
+    vit_session_free(s);
+    for (uint32_t bad : {uint32_t{8}, static_cast<uint32_t>(sizeof(vit_outputs) + 8)}) {
+      p.outputs_struct_size = bad;
+      EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "outputs_struct_size");
+    }
   }
   vit_session_params p = vit_session_default_params();
   p.num_threads = kThreads;

@@ -276,8 +276,9 @@ TEST(Cli, GoldenFixtureLogits) {
     for (const auto& [flags, tol] : paths) {
       SCOPED_TRACE(std::string(name) + (flags.empty() ? "" : " " + flags.back()));
       const std::string out = vit::test::temp_dir() + "/golden_logits.npy";
+      const std::string feat_out = vit::test::temp_dir() + "/golden_features.npy";
       std::vector<std::string> args = {"classify", "--model", dir + "/" + c.value("model", std::string("model")),
-                                       "--logits-out", out};
+                                       "--logits-out", out, "--features-out", feat_out};
       args.insert(args.end(), flags.begin(), flags.end());
       args.push_back(dir + "/input.npy");
       Proc p = run_cli(args);
@@ -288,6 +289,10 @@ TEST(Cli, GoldenFixtureLogits) {
       const int C = static_cast<int>(want.shape[1]);
       for (int b = 0; b < static_cast<int>(want.shape[0]); ++b)
         EXPECT_EQ(vit::test::argmax_row(got.ptr(), C, b), vit::test::argmax_row(want.ptr(), C, b)) << "row " << b;
+      // --features-out: the framework's final tokens [rows, T, D] (activations.npz "final").
+      const vit::Tensor feat = vit::read_npy(feat_out), final_tokens = vit::test::load_golden_case(name).final_tokens;
+      ASSERT_EQ(feat.shape, final_tokens.shape) << name;
+      EXPECT_TRUE(vit::test::close_rel(feat.data, final_tokens.data, tol)) << name << " features";
     }
     ++checked;
   }

@@ -249,7 +249,7 @@ TEST(ConfigJson, TimmConfig) {
   EXPECT_EQ(h.preprocess->resize, PreprocessConfig::Resize::kShortestThenCrop);
   EXPECT_EQ(h.preprocess->input_h, 160);
   EXPECT_FLOAT_EQ(h.preprocess->crop_pct, 0.9f);
-  EXPECT_FALSE(h.heads.has_value());  // from the architecture name, applied by the loader
+  EXPECT_EQ(h.heads, 6);  // timm's entrypoint for vit_small_patch16_224 (timm_archs.inc)
   EXPECT_TRUE(h.warnings.empty());     // model_args.img_size agrees with input_size
 
   // A model_args.img_size that contradicts input_size (even an absurd one) is said, with both
@@ -320,6 +320,41 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
   json j = json::parse(kTimmConfig);
   j["model_args"].update({{"reg_tokens", 0}, {"init_values", nullptr}, {"dynamic_img_size", true}, {"foo", "bar"}});
   EXPECT_NO_THROW(detail::parse_config_json(j, "t.json"));
+}
+
+// A hub config.json keeps in model_args only what its creator passed; the rest of the constructor
+// arguments are in timm's entrypoint, which timm_archs.inc holds (tools/gen_timm_archs.py): the head
+// count of vit_base_patch16_gap_224 is 16, not the 12 of every other base model, and its pool,
+// class token and fc_norm come from there too; config model_args override the entrypoint's;
+// an entrypoint whose block we do not run (rpn: ResPostBlock) is refused by name.
+TEST(ConfigJson, TimmEntrypointArguments) {
+  auto parse = [](const std::string& arch, json model_args) {
+    json j = {{"architecture", arch}, {"num_classes", 10}};
+    if (!model_args.is_null()) j["model_args"] = std::move(model_args);
+    return detail::parse_config_json(j, "t.json");
+  };
+  auto h = parse("vit_base_patch16_gap_224", nullptr);
+  EXPECT_EQ(h.heads, 16);
+  EXPECT_EQ(h.class_token, false);
+  EXPECT_EQ(h.fc_norm, false);
+  EXPECT_EQ(h.pool, GlobalPool::kAvg);
+  h = parse("timm/vit_medium_patch16_gap_256.sw_in12k_ft_in1k", nullptr);  // hub id with a tag
+  EXPECT_EQ(h.heads, 8);
+  EXPECT_EQ(h.qkv_bias, false);
+  h = parse("vit_base_patch16_gap_224", {{"num_heads", 4}, {"depth", 1}});  // model_args win
+  EXPECT_EQ(h.heads, 4);
+  EXPECT_EQ(h.depth, 1);
+  EXPECT_EQ(h.pool, GlobalPool::kAvg);
+  h = parse("vit_base_patch16_clip_224", nullptr);  // nn.LayerNorm: eps 1e-5
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-5f);
+  EXPECT_EQ(h.heads, 12);
+  h = parse("vit_base_patch16_siglip_gap_224", nullptr);
+  EXPECT_EQ(h.class_token, false);
+  EXPECT_EQ(h.fc_norm, false);
+  expect_error([&] { parse("vit_base_patch16_rpn_224", nullptr); }, ErrorCode::kUnsupported, "ResPostBlock");
+  expect_error([&] { parse("vit_base_r50_s16_224", nullptr); }, ErrorCode::kUnsupported, "hybrid CNN stem");
+  EXPECT_EQ(detail::timm_entrypoint_args("not_a_timm_model"), nullptr);
+  EXPECT_NE(detail::timm_entrypoint_args("deit_base_distilled_patch16_224"), nullptr);
 }
 
 // The families' model_args (issue 12) become hints; the tensors then decide what they can.

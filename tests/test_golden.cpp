@@ -30,12 +30,12 @@ namespace {
 // logits by ~1.8e-4 relative, a wrong pos-embed resampling kernel by ~1e-1).
 constexpr float kRelTol = 1e-4f;
 
-// Compares ours vs the framework's [rows, cols] output: bound = rel_tol * max|ref|.
+// Compares ours vs the framework's [rows, cols] (or [B, T, cols]) output: bound = rel_tol * max|ref|.
 void expect_close(const std::string& case_name, const char* what, const std::vector<float>& ours,
                   const vit::Tensor& ref, float rel_tol = kRelTol) {
-  ASSERT_EQ(ref.shape.size(), 2u) << case_name << " " << what;
+  ASSERT_GE(ref.shape.size(), 2u) << case_name << " " << what;
   ASSERT_EQ(ours.size(), static_cast<size_t>(ref.numel())) << case_name << " " << what;
-  const int64_t cols = ref.shape[1];
+  const int64_t cols = ref.shape.back();
   const float scale = vit::test::max_abs(ref.ptr(), ref.data.size());
   ASSERT_GT(scale, 0.0f) << case_name << ": reference " << what << " are all zero";
   const float tol = rel_tol * scale;
@@ -104,9 +104,11 @@ void check_case(const std::string& name, const std::string& set) {
                           Kind{"fast bf16", vit::DType::BF16, false}}) {
       std::vector<float> logits(static_cast<size_t>(batch) * std::max(C, 0), nan);
       std::vector<float> emb(static_cast<size_t>(batch) * cfg.hidden, nan);
+      std::vector<float> feat(gc.final_tokens.data.size(), nan);
       vit::RunOutputs out;
       out.logits = has_logits ? logits.data() : nullptr;
       out.embeddings = emb.data();
+      out.features = feat.data();
       std::unique_ptr<vit::Engine> engine;
       try {
         engine = k.reference ? vit::make_cpu_engine(model, 2, fusion)
@@ -119,6 +121,7 @@ void check_case(const std::string& name, const std::string& set) {
       const bool bf16 = std::string(engine->name()).find("bf16") != std::string::npos;
       const float tol = bf16 ? vit::test::tol_golden_rel(vit::DType::BF16) : kRelTol;
       expect_close(name, "embeddings", emb, ref_emb, tol);
+      expect_close(name, "features (final tokens)", feat, gc.final_tokens, tol);
       if (!has_logits) continue;
       expect_close(name, "logits", logits, ref_logits, tol);
       if (k.reference) ref_engine_logits = logits;

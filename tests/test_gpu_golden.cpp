@@ -24,7 +24,7 @@ namespace vit::test {
 namespace {
 
 struct Result {
-  std::vector<float> logits, emb;  // [B, C], [B, D]
+  std::vector<float> logits, emb, feat;  // [B, C], [B, D], [B, T, D]
 };
 
 Result run_engine(Engine& e, const GoldenCase& gc, const ViTConfig& cfg) {
@@ -32,9 +32,11 @@ Result run_engine(Engine& e, const GoldenCase& gc, const ViTConfig& cfg) {
   Result r;
   r.logits.assign(static_cast<size_t>(batch) * std::max(cfg.num_classes, 1), NAN);  // poisoned
   r.emb.assign(static_cast<size_t>(batch) * cfg.hidden, NAN);
+  r.feat.assign(static_cast<size_t>(batch) * cfg.tokens() * cfg.hidden, NAN);
   RunOutputs out;
   out.logits = gc.has_logits ? r.logits.data() : nullptr;
   out.embeddings = r.emb.data();
+  out.features = r.feat.data();
   e.run(gc.input.ptr(), batch, out);
   if (!gc.has_logits) r.logits.clear();
   return r;
@@ -107,6 +109,7 @@ void check_gpu_case(const std::string& name, const std::string& set) {
       }
       const Result got = run_engine(*gpu, gc, cfg);
       EXPECT_TRUE(close_rel(got.emb, gc.embeddings.data, tol_golden_rel(dt))) << "embeddings vs " << gc.framework;
+      EXPECT_TRUE(close_rel(got.feat, gc.final_tokens.data, tol_golden_rel(dt))) << "features vs " << gc.framework;
       if (!gc.has_logits) continue;
       EXPECT_TRUE(close_rel(got.logits, gc.logits.data, tol_golden_rel(dt))) << "logits vs " << gc.framework;
       // Top-1 as the framework's and the CPU engine's, but for a near-tie this precision cannot

@@ -103,7 +103,8 @@ VIT_API void vit_model_free(vit_model* model);
 typedef struct vit_model_info {
   int image_height, image_width, patch_size, in_chans;
   int hidden_size, depth, num_heads, head_dim, mlp_size, num_classes;
-  int num_tokens; /* patches + cls */
+  int num_tokens; /* patches + prefix tokens (class, distillation, registers; none without a
+                     class token): (image_height / patch_size) * (image_width / patch_size) + prefix */
   float layer_norm_eps;
   vit_pool pool;
   int64_t param_count;
@@ -178,6 +179,12 @@ typedef struct vit_session_params {
   /* -- version 2 (fields past VIT_SESSION_PARAMS_V1_SIZE) -- */
   int fusion;              /* default 1: run the fused graph; 0: unfused (same function; for
                               comparisons). Env VIT_DISABLE_FUSION=1 also turns it off. */
+  /* -- version 3 -- */
+  uint32_t outputs_struct_size; /* sizeof(vit_outputs) of the caller's vit.h, set by
+                              vit_session_default_params(). The runs read only the vit_outputs
+                              fields within it: a caller built against an older vit.h (whose
+                              vit_session_params ends before this field) gets the first
+                              version's size, so fields its vit_outputs lacks are never read. */
 } vit_session_params;
 #define VIT_LOAD_PARAMS_V1_SIZE sizeof(vit_load_params)
 #define VIT_SESSION_PARAMS_V1_SIZE offsetof(vit_session_params, fusion)
@@ -198,7 +205,15 @@ typedef struct vit_outputs {
    * is not replayed from a CUDA graph (the per-block maps are extra work). Zero-initialise
    * vit_outputs (vit_outputs o = {0};) so that this field is NULL when unused. */
   float* attention_layers;
+  /* -- version 2 (read when the session's outputs_struct_size covers it) -- */
+  /* [batch, num_tokens, hidden_size]: the final tokens after the model's final norm (timm
+   * forward_features; HF ViT / DINOv2 last_hidden_state): the prefix tokens (class, distillation,
+   * register tokens: num_tokens minus the patch grid) then the patches in row-major grid order,
+   * for dense features (segmentation, retrieval by patch). Models with fc_norm (timm's avg-pool
+   * models) have no final norm here: their tokens come as the last block left them. */
+  float* features;
 } vit_outputs;
+#define VIT_OUTPUTS_V1_SIZE offsetof(vit_outputs, features)
 
 /* images: host [batch, in_chans, image_height, image_width] fp32, normalised.
  * 1 <= batch <= max_batch. outputs must not be NULL and must request at least one output;

@@ -200,12 +200,12 @@ struct Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Output arrays for `batch` rows, in the order logits, embeddings, attention, attention_layers
-  // (None where not asked), and the vit_outputs pointing into them.
-  nb::tuple outputs(int batch, bool logits, bool emb, bool attn, bool attn_layers, vit_outputs& o) {
+  // Output arrays for `batch` rows, in the order logits, embeddings, attention, attention_layers,
+  // features (None where not asked), and the vit_outputs pointing into them.
+  nb::tuple outputs(int batch, bool logits, bool emb, bool attn, bool attn_layers, bool feat, vit_outputs& o) {
     const vit_model_info& i = model->info;
     const size_t B = static_cast<size_t>(batch), T = static_cast<size_t>(i.num_tokens);
-    nb::object r[4] = {nb::none(), nb::none(), nb::none(), nb::none()};
+    nb::object r[5] = {nb::none(), nb::none(), nb::none(), nb::none(), nb::none()};
     o = vit_outputs{};
     if (logits) {
       auto a = new_f32({B, static_cast<size_t>(i.num_classes)});
@@ -227,13 +227,18 @@ struct Session {
       o.attention_layers = a.data();
       r[3] = nb::cast(a);
     }
-    return nb::make_tuple(r[0], r[1], r[2], r[3]);
+    if (feat) {
+      auto a = new_f32({B, T, static_cast<size_t>(i.hidden_size)});
+      o.features = a.data();
+      r[4] = nb::cast(a);
+    }
+    return nb::make_tuple(r[0], r[1], r[2], r[3], r[4]);
   }
 
-  nb::tuple run(const nb::ndarray<nb::ro>& x, bool logits, bool emb, bool attn, bool attn_layers) {
+  nb::tuple run(const nb::ndarray<nb::ro>& x, bool logits, bool emb, bool attn, bool attn_layers, bool feat) {
     const Input in = checked_input(x, model->info);
     vit_outputs o;
-    nb::tuple r = outputs(in.batch, logits, emb, attn, attn_layers, o);
+    nb::tuple r = outputs(in.batch, logits, emb, attn, attn_layers, feat, o);
     vit_status* st;
     {
       nb::gil_scoped_release nogil;
@@ -246,7 +251,7 @@ struct Session {
   // images: uint8 [h, w, 3] C-contiguous host arrays (vit_infer/__init__.py coerces paths, bytes,
   // PIL images and other arrays to these).
   nb::tuple run_images(const std::vector<nb::ndarray<const uint8_t, nb::ndim<3>, nb::c_contig, nb::device::cpu>>& images,
-                       bool logits, bool emb, bool attn, bool attn_layers) {
+                       bool logits, bool emb, bool attn, bool attn_layers, bool feat) {
     if (images.empty()) throw nb::value_error("images is empty; pass at least one image");
     std::vector<vit_image> v(images.size());
     for (size_t k = 0; k < images.size(); ++k) {
@@ -262,7 +267,7 @@ struct Session {
     if (images.size() > 0x7fffffff) throw nb::value_error("too many images");
     const int n = static_cast<int>(images.size());
     vit_outputs o;
-    nb::tuple r = outputs(n, logits, emb, attn, attn_layers, o);
+    nb::tuple r = outputs(n, logits, emb, attn, attn_layers, feat, o);
     vit_status* st;
     {
       nb::gil_scoped_release nogil;
@@ -322,9 +327,10 @@ NB_MODULE(_vit_infer, m) {
            "precision"_a, "max_batch"_a, "threads"_a, "gemm"_a, "cuda_graphs"_a, "allow_tf32"_a)
       .def_ro("max_batch", &Session::max_batch)
       .def("run", &Session::run, "x"_a, "logits"_a, "embeddings"_a, "attention"_a, "attention_layers"_a,
-           "vit_session_run on a float32 array; returns (logits, embeddings, attention, attention_layers).")
+           "features"_a,
+           "vit_session_run on a float32 array; returns (logits, embeddings, attention, attention_layers, features).")
       .def("run_images", &Session::run_images, "images"_a, "logits"_a, "embeddings"_a, "attention"_a,
-           "attention_layers"_a, "vit_session_run_images on uint8 [h, w, 3] arrays.")
+           "attention_layers"_a, "features"_a, "vit_session_run_images on uint8 [h, w, 3] arrays.")
       .def("cancel", &Session::cancel, "vit_session_cancel: stops the run in progress (or the next one).");
 
   // The pointer a run would read for `x`, after the same checks: lets tests prove that an input

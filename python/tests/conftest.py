@@ -36,9 +36,9 @@ def cli_path() -> pathlib.Path | None:
 
 
 class _Outputs(ctypes.Structure):
-    # vit_outputs (include/vit/vit.h): four float pointers, in this order.
+    # vit_outputs (include/vit/vit.h): five float pointers, in this order (features: version 2).
     _fields_ = [("logits", ctypes.c_void_p), ("embeddings", ctypes.c_void_p), ("attention", ctypes.c_void_p),
-                ("attention_layers", ctypes.c_void_p)]
+                ("attention_layers", ctypes.c_void_p), ("features", ctypes.c_void_p)]
 
 
 class _Image(ctypes.Structure):
@@ -49,7 +49,9 @@ class _Image(ctypes.Structure):
 class CApi:
     """The C API called directly through ctypes on the libvit the module loads: the reference the
     module's answers must equal bit for bit. Default load and session params (passed as NULL),
-    i.e. the CPU engine in fp32 with max_batch 64."""
+    i.e. the CPU engine in fp32 with max_batch 64. NULL session params are a first-version caller:
+    its vit_outputs has no `features` field, so the library must never touch that pointer (the
+    buffer passed there stays NaN)."""
 
     def __init__(self) -> None:
         libdir = pathlib.Path(vit_infer.__file__).parent
@@ -81,7 +83,8 @@ class CApi:
             out = {"logits": np.full((batch, info.num_classes), np.nan, np.float32),
                    "embeddings": np.full((batch, info.hidden_size), np.nan, np.float32),
                    "attention": np.full((batch, info.num_heads, T, T), np.nan, np.float32),
-                   "attention_layers": np.full((info.depth, batch, T, T), np.nan, np.float32)}
+                   "attention_layers": np.full((info.depth, batch, T, T), np.nan, np.float32),
+                   "features": np.full((batch, T, info.hidden_size), np.nan, np.float32)}
             o = _Outputs(*(a.ctypes.data for a in out.values()))
             self._check(call(s, o))
             return out
@@ -121,3 +124,9 @@ def golden(name: str) -> tuple[pathlib.Path, np.ndarray, np.ndarray, np.ndarray]
     case = json.loads((d / "case.json").read_text())
     assert not case["overrides"], f"{name} needs load overrides"
     return (d / case["model"], np.load(d / "input.npy"), np.load(d / "logits.npy"), np.load(d / "embeddings.npy"))
+
+
+def golden_final_tokens(name: str) -> np.ndarray:
+    """The framework's final tokens [B, T, D] of a golden fixture (timm forward_features, HF
+    last_hidden_state): what the `features` output must equal."""
+    return np.load(GOLDEN / name / "activations.npz")["final"]

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: The outputs a run can return, in the C API's order (vit_outputs).
-OUTPUTS: Tuple[str, ...] = ("logits", "embeddings", "attention", "attention_layers")
+OUTPUTS: Tuple[str, ...] = ("logits", "embeddings", "attention", "attention_layers", "features")
 
 # Names of the C API's enum values (vit.h). Which device takes which precision is the library's
 # business: every pair is passed through and the library's own error comes back.
@@ -272,7 +272,9 @@ class Session:
         ``outputs``: one name of OUTPUTS (returns that array) or a sequence of them (returns a dict):
         logits ``[B, classes]``, embeddings ``[B, hidden]`` (the pooled features the head reads),
         attention ``[B, heads, T, T]`` (last block), attention_layers ``[depth, B, T, T]`` (every
-        block, head-averaged). ``x`` is read in place; a batch over max_batch runs in chunks.
+        block, head-averaged), features ``[B, T, hidden]`` (the final tokens after the final norm,
+        timm's forward_features: prefix tokens, then the patches in grid order). ``x`` is read in
+        place; a batch over max_batch runs in chunks.
         Wrong dtype -> TypeError, wrong shape or a non-contiguous array -> ValueError.
         """
         names, flags = _flags(outputs)

@@ -36,6 +36,7 @@ struct vit_session {
   std::shared_ptr<const vit::Model> model;  // keeps weights alive after vit_model_free
   std::unique_ptr<vit::Engine> engine;
   int max_batch = 1;
+  size_t outputs_size = VIT_OUTPUTS_V1_SIZE;  // the caller's sizeof(vit_outputs): fields read
   std::mutex run_mu;  // serialises runs: engines own scratch buffers sized for one run
   // Pending cancellation request; consumed (cleared) by the run that observes it, or by the
   // run in progress when it returns. See vit_session_cancel in vit.h.
@@ -311,6 +312,7 @@ vit_session_params vit_session_default_params(void) {
   p.allow_tf32 = 0;
   p.cuda_stream = nullptr;
   p.fusion = 1;
+  p.outputs_struct_size = sizeof(vit_outputs);
   return p;
 }
 
@@ -333,9 +335,19 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
       invalid(fn, "device " + std::to_string(device) + " is not a vit_device value");
     if (p.num_threads < 0) invalid(fn, "num_threads " + std::to_string(p.num_threads) + " is negative");
 
+    // An older caller's struct ends before outputs_struct_size: the default is then the first
+    // vit_outputs version (read_params fills it from vit_session_default_params otherwise).
+    const size_t given = params && params->struct_size ? params->struct_size : VIT_SESSION_PARAMS_V1_SIZE;
+    const uint32_t outputs_size =
+        given > offsetof(vit_session_params, outputs_struct_size) ? p.outputs_struct_size : VIT_OUTPUTS_V1_SIZE;
+    if (outputs_size < VIT_OUTPUTS_V1_SIZE || outputs_size > sizeof(vit_outputs))
+      invalid(fn, "outputs_struct_size " + std::to_string(outputs_size) + " is not a vit_outputs size (" +
+                      std::to_string(VIT_OUTPUTS_V1_SIZE) + ".." + std::to_string(sizeof(vit_outputs)) + ")");
+
     auto s = std::make_unique<vit_session>();
     s->model = model->model;
     s->max_batch = p.max_batch;
+    s->outputs_size = outputs_size;
     if (p.device == VIT_DEVICE_CPU) {
       if (p.precision == VIT_PRECISION_FP16)
         vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": precision fp16 is not supported on the CPU device "
@@ -389,8 +401,10 @@ namespace {
 // The output checks shared by vit_session_run and vit_session_run_images; returns the
 // engine's view of the caller's buffers.
 vit::RunOutputs checked_outputs(const char* fn, const vit_session* session, const vit_outputs* outputs) {
-  if (!outputs->logits && !outputs->embeddings && !outputs->attention && !outputs->attention_layers)
-    invalid(fn, "outputs requests nothing (logits, embeddings, attention and attention_layers are all NULL)");
+  // Only the fields of the caller's vit_outputs version exist (vit_session_params.outputs_struct_size).
+  float* const features = session->outputs_size > offsetof(vit_outputs, features) ? outputs->features : nullptr;
+  if (!outputs->logits && !outputs->embeddings && !outputs->attention && !outputs->attention_layers && !features)
+    invalid(fn, "outputs requests nothing (logits, embeddings, attention, attention_layers and features are all NULL)");
   if (outputs->logits && session->model->cfg.num_classes == 0)
     invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
                 "request embeddings instead");
@@ -399,6 +413,7 @@ vit::RunOutputs checked_outputs(const char* fn, const vit_session* session, cons
   o.embeddings = outputs->embeddings;
   o.attention = outputs->attention;
   o.attention_layers = outputs->attention_layers;
+  o.features = features;
   return o;
 }
 

@@ -373,13 +373,16 @@ int run_classify(const ClassifyOptions& o_in) {
   };
 
   const bool want_emb = !o.embeddings_out.empty() || C == 0;
+  const bool want_feat = !o.features_out.empty();
+  const size_t feat_row = static_cast<size_t>(mi.num_tokens) * D;  // [tokens, hidden] per image
   const size_t row_elems = static_cast<size_t>(spec.channels) * spec.height * spec.width;
   std::vector<float> batch_buf;          // [batch, C, H, W] fp32 (array rows / CPU-preprocessed images)
   std::vector<vit::Image> batch_images;  // raw images of the batch, when raw
   bool batch_raw = false;
   std::vector<float> batch_logits(static_cast<size_t>(o.batch) * C);  // [batch, classes]
   std::vector<float> batch_emb(want_emb ? static_cast<size_t>(o.batch) * D : 0);  // [batch, hidden]
-  std::vector<float> logits_all, emb_all;  // [rows, classes], [rows, hidden]: only for --*-out
+  std::vector<float> batch_feat(want_feat ? static_cast<size_t>(o.batch) * feat_row : 0);  // [batch, T, D]
+  std::vector<float> logits_all, emb_all, feat_all;  // [rows, classes], [rows, hidden], [rows, T, D]: for --*-out
   int in_batch = 0;
   int64_t rows_total = 0, rows_done = 0;
   std::deque<Event> pending;
@@ -415,6 +418,7 @@ int run_classify(const ClassifyOptions& o_in) {
     vit_outputs out{};
     out.logits = C > 0 ? batch_logits.data() : nullptr;
     out.embeddings = want_emb ? batch_emb.data() : nullptr;
+    out.features = want_feat ? batch_feat.data() : nullptr;
     if (batch_raw) {
       std::vector<vit_image> views(batch_images.size());
       for (size_t i = 0; i < views.size(); ++i)
@@ -430,6 +434,8 @@ int run_classify(const ClassifyOptions& o_in) {
       logits_all.insert(logits_all.end(), batch_logits.begin(), batch_logits.begin() + static_cast<size_t>(in_batch) * C);
     if (!o.embeddings_out.empty())
       emb_all.insert(emb_all.end(), batch_emb.begin(), batch_emb.begin() + static_cast<size_t>(in_batch) * D);
+    if (want_feat)
+      feat_all.insert(feat_all.end(), batch_feat.begin(), batch_feat.begin() + static_cast<size_t>(in_batch) * feat_row);
     in_batch = 0;
     flush();
   };
@@ -512,6 +518,11 @@ int run_classify(const ClassifyOptions& o_in) {
       vit::write_npy(o.embeddings_out, emb_all.data(), {rows_done, D});
       log_info("wrote embeddings [" + std::to_string(rows_done) + ", " + std::to_string(D) + "] to " +
                o.embeddings_out);
+    }
+    if (want_feat) {
+      vit::write_npy(o.features_out, feat_all.data(), {rows_done, mi.num_tokens, D});
+      log_info("wrote features [" + std::to_string(rows_done) + ", " + std::to_string(mi.num_tokens) + ", " +
+               std::to_string(D) + "] to " + o.features_out);
     }
   } catch (const std::exception& e) {
     log_error(e.what());

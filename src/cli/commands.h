@@ -39,6 +39,7 @@ struct ClassifyOptions {
   int threads = 0;
   std::string logits_out;
   std::string embeddings_out;
+  std::string features_out;
   int decode_threads = 0;    // decode + preprocess workers; 0 = hardware threads
   bool no_progress = false;  // the stderr progress bar (drawn only when stderr is a tty)
   std::vector<std::string> inputs;

@@ -54,6 +54,10 @@ int main(int argc, char** argv) {
   classify->add_option("--logits-out", c.logits_out, "write float32 logits [rows, classes] (.npy), input order");
   classify->add_option("--embeddings-out", c.embeddings_out,
                        "write float32 pooled embeddings [rows, hidden] (.npy), input order");
+  classify->add_option("--features-out", c.features_out,
+                       "write float32 final tokens [rows, tokens, hidden] (.npy), input order: the prefix tokens "
+                       "(cls / dist / registers) then the patches, after the final norm (timm forward_features); "
+                       "held in memory until the end");
   classify->add_option("-b,--batch", c.batch, "largest batch per run")->check(CLI::PositiveNumber)
       ->capture_default_str();
   classify->add_option("-t,--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)

@@ -113,4 +113,18 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+void widen_to_f32(DType t, const void* src, int64_t n, float* dst) noexcept {
+  const auto* h = static_cast<const uint16_t*>(src);
+  switch (t) {
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(h[i]);
+      return;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(h[i]);
+      return;
+    default:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+  }
+}
+
 }  // namespace vit

@@ -19,6 +19,8 @@ float half_to_float(uint16_t h) noexcept;
 uint16_t float_to_half(float f) noexcept;
 float bf16_to_float(uint16_t b) noexcept;
 uint16_t float_to_bf16(float f) noexcept;
+// n values of storage type `t` (F32, F16 or BF16) at src -> fp32 at dst (exact: widening).
+void widen_to_f32(DType t, const void* src, int64_t n, float* dst) noexcept;
 
 // Dense row-major fp32 tensor. An empty shape with empty data means "absent".
 struct Tensor {

@@ -220,6 +220,7 @@ class CpuEngine final : public Engine {
       RunOutputs o;
       o.logits = out.logits ? out.logits + int64_t{b0} * c.num_classes : nullptr;
       o.embeddings = out.embeddings ? out.embeddings + int64_t{b0} * c.hidden : nullptr;
+      o.features = out.features ? out.features + int64_t{b0} * T * c.hidden : nullptr;
       o.attention = out.attention ? out.attention + int64_t{b0} * c.heads * T * T : nullptr;
       o.attention_layers = out.attention_layers ? out.attention_layers + int64_t{b0} * T * T : nullptr;
       // attention_layers is [depth, batch, T, T]: one layer spans the whole batch, not the chunk.
@@ -265,6 +266,10 @@ class CpuEngine final : public Engine {
       std::memcpy(out.embeddings, ctx.p(graph_.embeddings), static_cast<size_t>(nb) * c.hidden * sizeof(float));
     if (out.logits && graph_.logits >= 0)
       std::memcpy(out.logits, ctx.p(graph_.logits), static_cast<size_t>(nb) * c.num_classes * sizeof(float));
+    if (out.features) {
+      const graph::TensorDesc& f = graph_.t(graph_.features);
+      widen_to_f32(f.dtype, ptr_[static_cast<size_t>(graph_.features)], nb * f.numel(), out.features);
+    }
   }
 
   std::shared_ptr<const Model> model_;

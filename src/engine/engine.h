@@ -21,6 +21,7 @@ struct ImageView {
 struct RunOutputs {
   float* logits = nullptr;      // [B, C]            (C = num_classes; skipped if null)
   float* embeddings = nullptr;  // [B, D]            pooled features fed to the head
+  float* features = nullptr;    // [B, T, D]         final tokens after the final norm (forward_features)
   float* attention = nullptr;   // [B, heads, T, T]  last block's softmax probabilities
   // [depth, B, T, T] head-mean probabilities of every block (layer-major so that one
   // layer's maps for the whole batch are contiguous); attention maps / rollout read it.

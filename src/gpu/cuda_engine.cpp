@@ -552,6 +552,9 @@ class CudaEngineImpl final : public CudaEngine {
       // Staging grows only here: the previous chunk's copies finished at its synchronisation.
       if (out.logits && C > 0) h_logits_.grow(int64_t{bk.batch} * C * 4, "logits staging");
       if (out.embeddings) h_emb_.grow(int64_t{bk.batch} * D * 4, "embeddings staging");
+      // The features leave in the run precision and are widened on the host (no device copy).
+      const int64_t feat_bytes = int64_t{nb} * T * D * static_cast<int64_t>(dtype_size(dt_));
+      if (out.features) h_feat_.grow(int64_t{bk.batch} * T * D * static_cast<int64_t>(dtype_size(dt_)), "features staging");
       float* d_img = reinterpret_cast<float*>(tptr(bk, graph_.images));
       load(b0, nb, bk, d_img);
       if (bk.batch > nb) {
@@ -571,6 +574,10 @@ class CudaEngineImpl final : public CudaEngine {
         VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(bk, graph_.embeddings), static_cast<size_t>(nb * D) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
       }
+      if (out.features) {
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_feat_.p, tptr(bk, graph_.features), static_cast<size_t>(feat_bytes),
+                                       cudaMemcpyDeviceToHost, s));
+      }
       if (out.attention) {
         launch_probs(last_qkv_node_, bk, nb);  // the last block's Q/K are kept alive to the end
         VIT_CUDA_CHECK(cudaMemcpyAsync(out.attention + b0 * H * T * T, probs_.p,
@@ -582,6 +589,7 @@ class CudaEngineImpl final : public CudaEngine {
         std::memcpy(out.logits + b0 * C, h_logits_.p, static_cast<size_t>(nb * C) * sizeof(float));
       }
       if (out.embeddings) std::memcpy(out.embeddings + b0 * D, h_emb_.p, static_cast<size_t>(nb * D) * sizeof(float));
+      if (out.features) widen_to_f32(dt_, h_feat_.p, int64_t{nb} * T * D, out.features + b0 * T * D);
     }
   }
 
@@ -1449,7 +1457,7 @@ class CudaEngineImpl final : public CudaEngine {
   DeviceBuffer arena_, wbuf_;
   DeviceBuffer probs_;   // [nb, H, T, T] fp32, on request
   DeviceBuffer layers_;  // [depth, nb, T, T] fp32, on request (attention_layers)
-  PinnedBuffer h_images_, h_logits_, h_emb_;
+  PinnedBuffer h_images_, h_logits_, h_emb_, h_feat_;
   std::unique_ptr<LtGemm> lt_;
   std::unique_ptr<GpuPreprocessor> pre_;  // run_images, created at its first use
   std::vector<Bucket> buckets_;

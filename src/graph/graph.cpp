@@ -260,8 +260,10 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     x = b.node(Op::kAdd, p + "add2", {x, h}, {T, D});
   }
 
-  // Head, in timm's forward_head order: final norm -> pool -> fc_norm -> classifier. With cls
-  // pooling the final norm runs on the pooled row only (LayerNorm is per row: same values).
+  // Head, in timm's order: forward_features ends with the final norm over every token (the
+  // features output: the tokens a dense-feature user reads, timm's forward_features, HF's
+  // last_hidden_state), then forward_head: pool -> fc_norm -> classifier. (Normalising the
+  // pooled rows alone would give the same pooled values; the features need all rows.)
   auto norm = [&](const char* n, int in, const Tensor& gt, const Tensor& bt, std::vector<int64_t> s) {
     return b.node(Op::kLayerNorm, n, {in, b.weight(gt, {D}, std::string(n) + ".weight"),
                                       b.weight(bt, {D}, std::string(n) + ".bias"), -1},
@@ -279,15 +281,14 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     return b.node(Op::kPool, r == 0 ? "pool" : "pool_dist", {in}, {D}, pp);
   };
   int pooled, logits = -1;
+  if (c.final_norm) x = norm("norm", x, w.norm_w, w.norm_b, {T, D});
+  g.features = x;
+  g.tensors[static_cast<size_t>(x)].keep = true;
   if (c.dist_token) {
     // DeiT distilled (timm VisionTransformerDistilled.forward_head, inference): the cls and dist
     // rows of the normed tokens, each through its own head; both outputs are their mean.
     if (c.pool != GlobalPool::kToken || !c.class_token) bad("a distillation token needs token pooling and a class token");
-    int r0 = row(x, 0), r1 = row(x, 1);
-    if (c.final_norm) {
-      r0 = norm("norm", r0, w.norm_w, w.norm_b, {D});
-      r1 = norm("norm_dist", r1, w.norm_w, w.norm_b, {D});
-    }
+    const int r0 = row(x, 0), r1 = row(x, 1);
     pooled = b.node(Op::kMean2, "pool_mean", {r0, r1}, {D});
     if (C > 0) {
       logits = b.node(Op::kMean2, "head_mean",
@@ -297,9 +298,7 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     if (c.pool == GlobalPool::kToken) {
       if (!c.class_token) bad("token pooling needs a class token (class_token=False models pool avg / max)");
       pooled = row(x, 0);
-      if (c.final_norm) pooled = norm("norm", pooled, w.norm_w, w.norm_b, {D});
     } else {
-      if (c.final_norm) x = norm("norm", x, w.norm_w, w.norm_b, {T, D});
       PoolParams pp;
       pp.kind = c.pool == GlobalPool::kAvg   ? PoolKind::kMeanPatches
                 : c.pool == GlobalPool::kMax ? PoolKind::kMaxPatches

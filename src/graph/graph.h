@@ -129,6 +129,9 @@ struct Graph {
   int images = -1;               // input [C, H, W] f32
   int logits = -1;               // output [num_classes] f32, -1 without a classifier
   int embeddings = -1;           // output [D] f32 (pooled features fed to the head)
+  // Output [T, D] in the activation type (kept to the end; a backend converts it to f32 only
+  // when a run asks): the final tokens after the final norm, timm's forward_features.
+  int features = -1;
   int depth = 0, heads = 0, tokens = 0;
   bool fused = false;
 

@@ -199,6 +199,28 @@ std::optional<GlobalPool> parse_pool(const std::string& s, const std::string& pa
 }
 
 // timm act_layer names (timm.layers.create_act): the MLP activations the engine runs.
+// The constructor arguments of every timm ViT entrypoint (tools/gen_timm_archs.py), by name.
+struct TimmArch {
+  const char* name;
+  const char* args;  // JSON object, timm's key names
+};
+constexpr TimmArch kTimmArchs[] = {
+#include "model/timm_archs.inc"
+};
+
+}  // namespace
+
+const char* timm_entrypoint_args(const std::string& architecture) {
+  std::string a = architecture;
+  if (a.rfind("timm/", 0) == 0) a = a.substr(5);  // a hub id "timm/<name>.<tag>"
+  a = a.substr(0, a.find('.'));                    // "<name>.<pretrained tag>"
+  for (const TimmArch& t : kTimmArchs)
+    if (a == t.name) return t.args;
+  return nullptr;
+}
+
+namespace {
+
 Activation parse_act(const json& a, const std::string& path) {
   const std::string s = a.is_string() ? a.get<std::string>() : std::string();
   if (s == "gelu") return Activation::kGeluErf;
@@ -406,10 +428,26 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
     if (has(pc, "std")) pp.std = get_std(pc, "std", path);
     h.preprocess = pp;
 
-    // model_args: the non-default constructor arguments; they describe the saved weights.
+    // The constructor arguments: the architecture's entrypoint's own (timm_archs.inc: what timm's
+    // source fixes, e.g. num_heads 16 for vit_base_patch16_gap_224), then config.json's
+    // model_args over them (the non-default arguments its creator passed); they describe the
+    // saved weights.
+    json merged = json::object();
+    bool have_args = false, said_eps = false;
+    if (h.architecture) {
+      if (const char* ep = timm_entrypoint_args(*h.architecture)) {
+        merged = json::parse(ep);
+        have_args = true;
+      }
+    }
     if (has(j, "model_args")) {
-      const json& ma = j.at("model_args");
-      if (!ma.is_object()) bad(path, "model_args", "must be an object");
+      const json& given = j.at("model_args");
+      if (!given.is_object()) bad(path, "model_args", "must be an object");
+      for (auto it = given.begin(); it != given.end(); ++it) merged[it.key()] = it.value();
+      have_args = true;
+    }
+    if (have_args) {
+      const json& ma = merged;
       const std::string mp = path + " model_args";
       auto truthy = [&](const char* k) { return has(ma, k) && ma.at(k).is_boolean() && ma.at(k).get<bool>(); };
       if (has(ma, "reg_tokens")) h.reg_tokens = get_int(ma, "reg_tokens", mp, limits::kMaxPatches);
@@ -424,6 +462,14 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       if (truthy("pool_include_prefix")) unsupported(path, "pool_include_prefix=True");
       if (has(ma, "proj_bias") && !get_bool(ma, "proj_bias", mp)) unsupported(path, "proj_bias=False");
       if (has(ma, "embed_norm_layer")) unsupported(path, "embed_norm_layer=" + brief(ma.at("embed_norm_layer")));
+      if (has(ma, "backbone")) unsupported(path, "a hybrid CNN stem (backbone=" + brief(ma.at("backbone")) + ")");
+      if (has(ma, "embed_args")) unsupported(path, "embed_args=" + brief(ma.at("embed_args")) + " (a custom patch stem)");
+      if (has(ma, "attn_layer") && !(ma.at("attn_layer").is_string() && ma.at("attn_layer").get<std::string>() == "attn"))
+        unsupported(path, "attn_layer=" + brief(ma.at("attn_layer")) + " (only the standard attention)");
+      if (has(ma, "norm_eps")) {
+        h.ln_eps = get_float(ma, "norm_eps", mp, 0.0, 1.0);
+        said_eps = true;
+      }
       if (has(ma, "pos_embed")) {
         const std::string pe = get_str(ma, "pos_embed", mp);
         if (pe != "learn") unsupported(path, "pos_embed='" + clip(pe) + "'");
@@ -468,7 +514,7 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
     // Family defaults timm keeps in the entrypoint, not in model_args (see the header).
     if (h.architecture) {
       const std::string& a = *h.architecture;
-      const bool said_norm = has(j, "model_args") && has(j.at("model_args"), "norm_layer");
+      const bool said_norm = said_eps || (has(j, "model_args") && has(j.at("model_args"), "norm_layer"));
       if (a.find("_clip_") != std::string::npos && !said_norm) h.ln_eps = 1e-5f;
       if (a.find("quickgelu") != std::string::npos && !h.act) h.act = Activation::kQuickGelu;
     }

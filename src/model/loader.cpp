@@ -740,6 +740,9 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     cfg.heads = model_dim(need_shape(*src, q, 3, file), 1, 1, limits::kMaxHeads, "heads", q, file);
   } else if (standard_heads(cfg.hidden)) {
     cfg.heads = standard_heads(cfg.hidden);
+    // A guess (right for the standard Ti/S/B/L/H ViTs): said, since a wrong count runs silently.
+    warnings.push_back(file + ": " + to_s(cfg.heads) + " attention heads assumed for width " + to_s(cfg.hidden) +
+                       " (the standard ViT's; no config or known architecture names them; --heads overrides)");
   } else {
     fail(ErrorCode::kInvalidArgument, file + ": cannot determine the number of attention heads for width " +
                                           to_s(cfg.hidden) + " (not in config.json or the architecture name); pass --heads");
