@@ -2,7 +2,7 @@
 // order (timm VisionTransformer.forward): patch embed -> prefix tokens (cls, dist, registers)
 // + pos -> norm_pre -> depth x (pre-norm attention block, pre-norm MLP block, each a residual
 // add) -> final norm -> pool -> fc_norm -> head (DeiT distilled: the mean of head and
-// head_dist). Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
+// head_dist) -> visual projection of the embeddings (CLIP WithProjection). Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
 #include "graph/graph.h"
 
 #include <algorithm>
@@ -265,7 +265,7 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     return b.node(Op::kPool, r == 0 ? "pool" : "pool_dist", {in}, {D}, pp);
   };
   int pooled, logits = -1;
-  if (c.dist_token) {
+  if (c.dist_token && c.dist_head) {
     // DeiT distilled (timm VisionTransformerDistilled.forward_head, inference): the cls and dist
     // rows of the normed tokens, each through its own head; both outputs are their mean.
     if (c.pool != GlobalPool::kToken || !c.class_token) bad("a distillation token needs token pooling and a class token");
@@ -296,11 +296,17 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     if (c.fc_norm) pooled = norm("fc_norm", pooled, w.fc_norm_w, w.fc_norm_b, {D});
     if (C > 0) logits = head("head", pooled, w.head_w, w.head_b);
   }
+  if (c.proj_dim > 0) {
+    // HF CLIPVisionModelWithProjection: image_embeds = visual_projection(pooled), no bias.
+    pooled = b.node(Op::kLinear, "visual_projection",
+                    {pooled, b.weight(w.proj_w, {c.proj_dim, D}, "visual_projection.weight"), -1, -1}, {c.proj_dim},
+                    LinearParams{});
+  }
   if (logits >= 0) {
     g.logits = b.node(Op::kCast, "logits", {logits}, {C}, {}, DType::F32, false);
     g.tensors[static_cast<size_t>(g.logits)].keep = true;
   }
-  g.embeddings = b.node(Op::kCast, "embeddings", {pooled}, {D}, {}, DType::F32, false);
+  g.embeddings = b.node(Op::kCast, "embeddings", {pooled}, {c.embed_dim()}, {}, DType::F32, false);
   g.tensors[static_cast<size_t>(g.embeddings)].keep = true;
   return g;
 }

@@ -36,6 +36,7 @@ struct ViTWeights {
   Tensor fc_norm_w, fc_norm_b;  // [D], empty unless cfg.fc_norm
   Tensor head_w, head_b;        // [C, D], [C]; empty when num_classes == 0
   Tensor head_dist_w, head_dist_b;  // [C, D], [C]; DeiT distilled only
+  Tensor proj_w;                    // [proj_dim, D], no bias; empty unless cfg.proj_dim > 0
 };
 
 struct Model {
