@@ -882,3 +882,187 @@ TEST(LoaderErrors, RunSizeLimits) {
 
 }  // namespace
 }  // namespace vit
+
+namespace vit {
+namespace {
+
+// ---- HF family layouts (the golden fixtures of tools/make_golden_hf.py, edited) ----------------
+
+// The tensors and config.json of a golden_families case's model directory.
+struct HfCase {
+  TensorMap t;
+  json cfg;
+};
+
+HfCase read_hf_case(const std::string& name) {
+  const std::string dir = test::data_path("golden_families/" + name + "/model");
+  HfCase c;
+  const SafetensorsFile f(dir + "/model.safetensors");
+  for (const std::string& n : f.names()) c.t[n] = f.read(n);
+  std::ifstream in(dir + "/config.json");
+  c.cfg = json::parse(in);
+  return c;
+}
+
+std::string hf_dir(const HfCase& c) { return make_dir(c.t, "model.safetensors", c.cfg); }
+
+TEST(Loader, HfFamiliesConfig) {
+  struct Want {
+    const char* name;
+    const char* family;
+    int prefix, reg, classes, embed;
+    bool dist, dist_head, pre_norm, patch_bias, layer_scale;
+    Activation act;
+    float eps;
+  } wants[] = {
+      {"hf_deit_teacher", "DeiT distilled", 2, 0, 7, 64, true, true, false, true, false, Activation::kGeluErf, 1e-12f},
+      {"hf_deit_cls", "DeiT", 2, 0, 5, 64, true, false, false, true, false, Activation::kGeluErf, 1e-12f},
+      {"hf_deit_bare", "DeiT", 2, 0, 0, 96, true, false, false, true, false, Activation::kGeluErf, 1e-12f},
+      {"hf_clip", "CLIP tower", 1, 0, 0, 64, false, true, true, false, false, Activation::kQuickGelu, 1e-5f},
+      {"hf_clip_proj", "CLIP tower", 1, 0, 0, 24, false, true, true, false, false, Activation::kGeluErf, 1e-6f},
+      {"hf_dinov2", "DINOv2", 1, 0, 0, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+      {"hf_dinov2_reg", "DINOv2", 5, 4, 0, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+  };
+  for (const Want& w : wants) {
+    SCOPED_TRACE(w.name);
+    const auto m = load_model(test::data_path(std::string("golden_families/") + w.name + "/model"));
+    const ViTConfig& c = m->cfg;
+    EXPECT_EQ(c.layout, WeightLayout::kHF);
+    EXPECT_EQ(c.family(), w.family);
+    EXPECT_EQ(c.prefix_tokens(), w.prefix);
+    EXPECT_EQ(c.reg_tokens, w.reg);
+    EXPECT_EQ(c.num_classes, w.classes);
+    EXPECT_EQ(c.embed_dim(), w.embed);
+    EXPECT_EQ(c.dist_token, w.dist);
+    if (c.dist_token) EXPECT_EQ(c.dist_head, w.dist_head);
+    EXPECT_EQ(c.pre_norm, w.pre_norm);
+    EXPECT_EQ(c.patch_bias, w.patch_bias);
+    EXPECT_EQ(c.layer_scale, w.layer_scale);
+    EXPECT_EQ(c.act, w.act);
+    EXPECT_FLOAT_EQ(c.ln_eps, w.eps);
+    EXPECT_EQ(c.tokens(), 16 + w.prefix);
+    EXPECT_EQ(c.no_embed_class, w.reg > 0);
+    EXPECT_TRUE(m->warnings.empty()) << m->warnings.front();
+    EXPECT_EQ(c.hf_class, m->cfg.hf_class);
+    EXPECT_NE(c.describe().find(c.hf_class), std::string::npos) << c.describe();
+  }
+  // The projection's width is what info prints for the embeddings.
+  const auto p = load_model(test::data_path("golden_families/hf_clip_proj/model"));
+  EXPECT_NE(p->cfg.describe().find("embeddings   : 24 (the projected image embedding"), std::string::npos)
+      << p->cfg.describe();
+  EXPECT_EQ(p->w.proj_w.shape, (Shape{24, 64}));
+}
+
+// DINOv2-with-registers: HF adds the table to (cls, patches) and inserts the registers after cls;
+// internally the cls row's position is folded into the token and the table holds the patch rows.
+TEST(Loader, HfDinov2RegistersFoldClsPosition) {
+  const HfCase c = read_hf_case("hf_dinov2_reg");
+  const auto m = load_model(hf_dir(c));
+  const Tensor& cls = c.t.at("embeddings.cls_token");          // [1, 1, D]
+  const Tensor& pos = c.t.at("embeddings.position_embeddings");  // [1, 1 + 16, D]
+  const Tensor& reg = c.t.at("embeddings.register_tokens");      // [1, 4, D]
+  const int64_t D = 64;
+  ASSERT_EQ(m->w.prefix.shape, (Shape{5, D}));
+  for (int64_t d = 0; d < D; ++d) EXPECT_EQ(m->w.prefix.data[d], cls.data[d] + pos.data[d]) << d;
+  EXPECT_TRUE(std::equal(reg.data.begin(), reg.data.end(), m->w.prefix.data.begin() + D));
+  ASSERT_EQ(m->w.pos.shape, (Shape{16, D}));
+  EXPECT_TRUE(std::equal(pos.data.begin() + D, pos.data.end(), m->w.pos.data.begin()));
+}
+
+TEST(LoaderErrors, HfFamilyMappings) {
+  // A missing tensor of each family's own names is named.
+  const struct {
+    const char* name;
+    const char* drop;
+  } missing[] = {
+      {"hf_deit_teacher", "distillation_classifier.bias"},
+      {"hf_deit_cls", "deit.embeddings.distillation_token"},
+      {"hf_clip", "pre_layrnorm.bias"},
+      {"hf_clip", "encoder.layers.1.self_attn.k_proj.weight"},
+      {"hf_clip_proj", "vision_model.post_layernorm.weight"},
+      {"hf_dinov2", "encoder.layer.1.layer_scale2.lambda1"},
+      {"hf_dinov2_reg", "encoder.layer.0.mlp.fc2.bias"},
+  };
+  for (const auto& c : missing) {
+    SCOPED_TRACE(c.name);
+    HfCase h = read_hf_case(c.name);
+    ASSERT_EQ(h.t.erase(c.drop), 1u) << c.drop;
+    expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"missing 1", c.drop, "hf layout"});
+  }
+  // A wrong shape is named with both shapes.
+  const struct {
+    const char* name;
+    const char* tensor;
+    Shape bad;
+    const char* want;
+  } shapes[] = {
+      {"hf_deit_teacher", "distillation_classifier.weight", {7, 63}, "expected [7, 64]"},
+      {"hf_clip", "embeddings.class_embedding", {1, 1, 64}, "expected [64]"},
+      {"hf_clip_proj", "visual_projection.weight", {24, 65}, "expected [24, 64]"},
+      {"hf_dinov2", "encoder.layer.0.layer_scale1.lambda1", {65}, "expected [64]"},
+      {"hf_dinov2_reg", "embeddings.position_embeddings", {1, 21, 64}, "position_embeddings"},
+  };
+  for (const auto& c : shapes) {
+    SCOPED_TRACE(c.name);
+    HfCase h = read_hf_case(c.name);
+    h.t[c.tensor] = test::random_tensor(c.bad);
+    expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {c.tensor, c.want});
+  }
+  // config.json naming another family than the tensors.
+  HfCase h = read_hf_case("hf_dinov2");
+  h.cfg["model_type"] = "vit";
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"model_type 'vit'", "HF DINOv2 layout"});
+  h = read_hf_case("hf_deit_cls");
+  h.cfg["model_type"] = "clip_vision_model";
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"'clip_vision_model'", "HF DeiT layout"});
+  // A config projection width that the tensor contradicts is reported, the tensor decides.
+  h = read_hf_case("hf_clip_proj");
+  h.cfg["projection_dim"] = 512;
+  const auto m = load_model(hf_dir(h));
+  EXPECT_EQ(m->cfg.proj_dim, 24);
+  ASSERT_FALSE(m->warnings.empty());
+  EXPECT_NE(m->warnings.back().find("projection_dim 512"), std::string::npos) << m->warnings.back();
+}
+
+TEST(LoaderErrors, HfFamilyVariantsRefusedByName) {
+  // Another run size needs HF's own interpolate_pos_encoding rule: refused, naming it.
+  for (const char* name : {"hf_dinov2", "hf_dinov2_reg", "hf_clip", "hf_deit_teacher"}) {
+    SCOPED_TRACE(name);
+    ConfigOverrides ov;
+    ov.image_size = 48;
+    expect_error([&] { load_model(test::data_path(std::string("golden_families/") + name + "/model"), ov); },
+                 ErrorCode::kUnsupported, {"48x48", "interpolate_pos_encoding", "run at 32x32"});
+  }
+  // Dinov2ForImageClassification's head (concat(cls, mean of patches) -> classifier [C, 2D]).
+  HfCase h = read_hf_case("hf_dinov2");
+  TensorMap t;
+  for (auto& [n, v] : h.t) t["dinov2." + n] = v;
+  t["classifier.weight"] = test::random_tensor({5, 128});
+  t["classifier.bias"] = test::random_tensor({5});
+  h.t = t;
+  h.cfg["architectures"] = {"Dinov2ForImageClassification"};
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"Dinov2ForImageClassification", "classifier.weight"});
+  // DINOv2's SwiGLU MLP: by the config flag, and by its tensors without a config.
+  h = read_hf_case("hf_dinov2");
+  h.cfg["use_swiglu_ffn"] = true;
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"use_swiglu_ffn"});
+  h = read_hf_case("hf_dinov2");
+  h.t["encoder.layer.0.mlp.weights_in.weight"] = test::random_tensor({256, 64});
+  h.cfg = nullptr;
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"SwiGLU", "mlp.weights_in.weight"});
+  // SigLIP stays refused (its attention-pooling head).
+  h = read_hf_case("hf_clip");
+  h.cfg["model_type"] = "siglip_vision_model";
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"SigLIP"});
+  h = read_hf_case("hf_clip");
+  h.t["head.attention.in_proj_weight"] = test::random_tensor({192, 64});
+  h.cfg = nullptr;
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"attention-pooling head", "head.attention"});
+  // Two base-model prefixes in one file.
+  h = read_hf_case("hf_deit_cls");
+  h.t["vit.embeddings.cls_token"] = test::random_tensor({1, 1, 64});
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"found a mix"});
+}
+
+}  // namespace
+}  // namespace vit
