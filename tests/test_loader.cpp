@@ -1042,22 +1042,37 @@ TEST(LoaderErrors, HfFamilyVariantsRefusedByName) {
   h.t = t;
   h.cfg["architectures"] = {"Dinov2ForImageClassification"};
   expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"Dinov2ForImageClassification", "classifier.weight"});
-  // DINOv2's SwiGLU MLP: by the config flag, and by its tensors without a config.
-  h = read_hf_case("hf_dinov2");
-  h.cfg["use_swiglu_ffn"] = true;
-  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"use_swiglu_ffn"});
-  h = read_hf_case("hf_dinov2");
-  h.t["encoder.layer.0.mlp.weights_in.weight"] = test::random_tensor({256, 64});
-  h.cfg = nullptr;
-  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"SwiGLU", "mlp.weights_in.weight"});
-  // SigLIP stays refused (its attention-pooling head).
-  h = read_hf_case("hf_clip");
-  h.cfg["model_type"] = "siglip_vision_model";
-  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"SigLIP"});
-  h = read_hf_case("hf_clip");
-  h.t["head.attention.in_proj_weight"] = test::random_tensor({192, 64});
-  h.cfg = nullptr;
-  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"attention-pooling head", "head.attention"});
+  // Refused by a config flag, or (without a config.json) by a tensor: DINOv2's SwiGLU MLP, and
+  // SigLIP (its attention-pooling head) which stays refused.
+  const struct {
+    const char* name;
+    const char* cfg_key;  // set in config.json, or null
+    json cfg_value;
+    const char* tensor;  // added (config.json dropped), or null
+    Shape shape;
+    std::vector<std::string> frags;
+  } refused[] = {
+      {"hf_dinov2", "use_swiglu_ffn", true, nullptr, {}, {"use_swiglu_ffn"}},
+      {"hf_dinov2", nullptr, nullptr, "encoder.layer.0.mlp.weights_in.weight", {256, 64}, {"SwiGLU", "mlp.weights_in"}},
+      {"hf_clip", "model_type", "siglip_vision_model", nullptr, {}, {"SigLIP"}},
+      {"hf_clip", nullptr, nullptr, "head.attention.in_proj_weight", {192, 64}, {"attention-pooling head", "head.attention"}},
+  };
+  for (const auto& r : refused) {
+    SCOPED_TRACE(r.name);
+    h = read_hf_case(r.name);
+    if (r.cfg_key) h.cfg[r.cfg_key] = r.cfg_value;
+    if (r.tensor) {
+      h.t[r.tensor] = test::random_tensor(r.shape);
+      h.cfg = nullptr;
+    }
+    try {
+      load_model(hf_dir(h));
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+      for (const std::string& f : r.frags) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
+    }
+  }
   // Two base-model prefixes in one file.
   h = read_hf_case("hf_deit_cls");
   h.t["vit.embeddings.cls_token"] = test::random_tensor({1, 1, 64});
