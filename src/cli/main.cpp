@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   classify->add_option("--logits-out", c.logits_out, "write float32 logits [rows, classes] (.npy), input order");
   classify->add_option("--embeddings-out", c.embeddings_out,
-                       "write float32 pooled embeddings [rows, hidden] (.npy), input order");
+                       "write float32 pooled embeddings [rows, embedding_size] (.npy; the width, or a CLIP projection's), input order");
   classify->add_option("-b,--batch", c.batch, "largest batch per run")->check(CLI::PositiveNumber)
       ->capture_default_str();
   classify->add_option("-t,--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)
