@@ -1024,14 +1024,32 @@ TEST(LoaderErrors, HfFamilyMappings) {
   EXPECT_NE(m->warnings.back().find("projection_dim 512"), std::string::npos) << m->warnings.back();
 }
 
-TEST(LoaderErrors, HfFamilyVariantsRefusedByName) {
-  // Another run size needs HF's own interpolate_pos_encoding rule: refused, naming it.
-  for (const char* name : {"hf_dinov2", "hf_dinov2_reg", "hf_clip", "hf_deit_teacher"}) {
-    SCOPED_TRACE(name);
+TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
+  // Another run size: each HF family's own interpolate_pos_encoding rule (prefix rows kept).
+  // The numerics are the golden fixtures' (hf_*_48 / _56 / _24); this checks which rule is used.
+  const struct {
+    const char* name;
+    int prefix;  // stored prefix rows kept as they are
+    PosResample rule;
+  } sized[] = {
+      {"hf_dinov2", 1, PosResample::kHF},
+      {"hf_clip", 1, PosResample::kHF},
+      {"hf_deit_teacher", 2, PosResample::kHF},
+      {"hf_dinov2_reg", 0, PosResample::kTimm},  // its own copy passes antialias=True; cls row folded
+  };
+  for (const auto& c : sized) {
+    SCOPED_TRACE(c.name);
     ConfigOverrides ov;
     ov.image_size = 48;
-    expect_error([&] { load_model(test::data_path(std::string("golden_families/") + name + "/model"), ov); },
-                 ErrorCode::kUnsupported, {"48x48", "interpolate_pos_encoding", "run at 32x32"});
+    const auto m48 = load_model(test::data_path(std::string("golden_families/") + c.name + "/model"), ov);
+    const auto m32 = load_model(test::data_path(std::string("golden_families/") + c.name + "/model"));
+    EXPECT_EQ(m48->cfg.grid_h(), 6);
+    const Tensor want = resample_pos_embed(m32->w.pos, 4, 4, 6, 6, c.prefix, c.rule);
+    EXPECT_EQ(m48->w.pos.shape, want.shape);
+    EXPECT_EQ(m48->w.pos.data, want.data);
+    const Tensor other = resample_pos_embed(m32->w.pos, 4, 4, 6, 6, c.prefix,
+                                            c.rule == PosResample::kHF ? PosResample::kTimm : PosResample::kHF);
+    EXPECT_NE(m48->w.pos.data, other.data);
   }
   // Dinov2ForImageClassification's head (concat(cls, mean of patches) -> classifier [C, 2D]).
   HfCase h = read_hf_case("hf_dinov2");

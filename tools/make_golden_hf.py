@@ -39,9 +39,11 @@ def labelled(n):
                 label2id={l: i for i, l in enumerate(LABELS[:n])})
 
 
-def hf_case(d, cls, config, seed, batch, head):
-    """Builds cls(config), re-randomises it, saves / reloads it, runs `head(model, x)` in float64
-    -> (logits or None, embeddings, last_hidden_state) and writes the case."""
+def hf_case(d, cls, config, seed, batch, head, run_img=None, **fwd):
+    """Builds cls(config), re-randomises it, saves / reloads it, runs `head(model, x, **fwd)` in
+    float64 -> (logits or None, embeddings, last_hidden_state) and writes the case. run_img: an
+    input size other than the config's (the engine gets it as the image_size override; HF
+    resamples the table with interpolate_pos_encoding: DINOv2 always, the others when fwd says)."""
     torch = mg.torch
     torch.manual_seed(seed)
     model = cls(config)
@@ -51,20 +53,22 @@ def hf_case(d, cls, config, seed, batch, head):
     # from_pretrained silently re-initialises keys it cannot match: insist on a full restore.
     for k, v in model.state_dict().items():
         assert torch.equal(v, ref.state_dict()[k]), f"{d.name}: {k} not restored by from_pretrained"
-    x = mg.make_input((batch, 3, config.image_size, config.image_size), seed + 1)
+    img = run_img or config.image_size
+    x = mg.make_input((batch, 3, img, img), seed + 1)
     m = ref.double().eval()
     with torch.no_grad():
-        logits, emb, last = head(m, torch.from_numpy(x).double())
+        logits, emb, last = head(m, torch.from_numpy(x).double(), **fwd)
     cfg = json.loads((d / "model" / "config.json").read_text())
     mg.write_case(d, "model", x, None if logits is None else mg._np32(logits), mg._np32(emb),
-                  {"final": mg._np32(last)}, {}, f"transformers {mg.transformers.__version__}",
+                  {"final": mg._np32(last)}, {"image_size": run_img} if run_img else {},
+                  f"transformers {mg.transformers.__version__}",
                   {"hf_class": cls.__name__, "model_type": cfg["model_type"],
                    "layer_norm_eps": cfg.get("layer_norm_eps"), "generator": "tools/make_golden_hf.py"})
 
 
-def deit_teacher(m, x):
-    out = m(pixel_values=x)
-    last = m.deit(pixel_values=x).last_hidden_state
+def deit_teacher(m, x, **fwd):
+    out = m(pixel_values=x, **fwd)
+    last = m.deit(pixel_values=x, **fwd).last_hidden_state
     both = (m.cls_classifier(last[:, 0]) + m.distillation_classifier(last[:, 1])) / 2
     assert mg.torch.allclose(both, out.logits, rtol=0, atol=1e-12), "deit: logits are not the mean of both heads"
     return out.logits, (last[:, 0] + last[:, 1]) / 2, last
@@ -83,8 +87,8 @@ def bare_cls_row(m, x):
     return None, last[:, 0], last
 
 
-def clip_pooled(m, x):
-    out = m(pixel_values=x)
+def clip_pooled(m, x, **fwd):
+    out = m(pixel_values=x, **fwd)
     tower = getattr(m, "vision_model", m)  # the post_layernorm module, wherever this version keeps it
     if not hasattr(tower, "post_layernorm"):
         tower = tower.vision_model
@@ -93,8 +97,8 @@ def clip_pooled(m, x):
     return None, out.pooler_output, out.last_hidden_state
 
 
-def clip_projected(m, x):
-    out = m(pixel_values=x)
+def clip_projected(m, x, **fwd):
+    out = m(pixel_values=x, **fwd)
     return None, out.image_embeds, out.last_hidden_state
 
 
@@ -134,4 +138,16 @@ def all_cases():
         "hf_dinov2_reg": lambda d: hf_case(d, Dinov2WithRegistersModel,
                                            Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=4, **TINY), 307, 2,
                                            dinov2_pooled),
+        # Other run sizes: HF's interpolate_pos_encoding (bicubic, no antialias), which DINOv2
+        # always applies and DeiT / CLIP apply when asked. 4x4 -> 6x6, 7x7 (odd), 3x3 (down).
+        "hf_dinov2_48": lambda d: hf_case(d, Dinov2Model, Dinov2Config(mlp_ratio=2, **TINY), 308, 2, dinov2_pooled,
+                                          run_img=48),
+        "hf_dinov2_reg_24": lambda d: hf_case(d, Dinov2WithRegistersModel,
+                                              Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=2, **TINY), 309,
+                                              3, dinov2_pooled, run_img=24),
+        "hf_clip_proj_56": lambda d: hf_case(d, CLIPVisionModelWithProjection,
+                                             CLIPVisionConfig(intermediate_size=128, projection_dim=24, **TINY), 310, 1,
+                                             clip_projected, run_img=56, interpolate_pos_encoding=True),
+        "hf_deit_teacher_48": lambda d: hf_case(d, DeiTForImageClassificationWithTeacher, deit(7), 311, 2,
+                                                deit_teacher, run_img=48, interpolate_pos_encoding=True),
     }

@@ -1102,20 +1102,17 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     case WeightLayout::kJax: map_jax(rd, cfg, &model->w); break;
   }
   src.reset();  // unmap before resampling: the weights are copied out
-  if (hf && L.hf != HFFamily::kViT && (cfg.grid_h() != cfg.ckpt_grid_h || cfg.grid_w() != cfg.ckpt_grid_w)) {
-    // HF DeiT / CLIP / DINOv2 interpolate_pos_encoding: F.interpolate bicubic without antialias
-    // (DINOv2 always, the others when asked), which is not timm's antialiased rule that
-    // resample_pos_embed reproduces: refused rather than run with different numbers.
-    fail(ErrorCode::kUnsupported,
-         file + ": running the HF " + hf_family_name(L.hf) + " layout at " + to_s(cfg.image_h) + "x" + to_s(cfg.image_w) +
-             " (from " + size_from + ") needs its position table resampled from the stored " + to_s(cfg.ckpt_grid_h) +
-             "x" + to_s(cfg.ckpt_grid_w) + " grid with HF's interpolate_pos_encoding rule (bicubic, no antialias), "
-             "which vit-infer does not implement; run at " + to_s(int64_t{cfg.ckpt_grid_h} * cfg.patch) + "x" +
-             to_s(int64_t{cfg.ckpt_grid_w} * cfg.patch));
-  }
   if (cfg.grid_h() != cfg.ckpt_grid_h || cfg.grid_w() != cfg.ckpt_grid_w) {
+    // HF DeiT / CLIP / DINOv2 resample with their interpolate_pos_encoding (DINOv2 always, the
+    // others when asked: the only way HF runs them at another size); the prefix rows are kept
+    // (HF DINOv2-with-registers: its cls row is folded into the token, so there are none).
+    // Dinov2WithRegisters' own copy passes antialias=True: timm's rule. The HF ViT layout keeps
+    // timm's rule, as before.
+    const bool hf_antialiased = L.hf == HFFamily::kDinov2 &&
+                                (cfg.reg_tokens > 0 || hints.hf_model_type.value_or("") == "dinov2_with_registers");
+    const PosResample rule = hf && L.hf != HFFamily::kViT && !hf_antialiased ? PosResample::kHF : PosResample::kTimm;
     model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w(),
-                                      pos_prefix);
+                                      pos_prefix, rule);
   }
   // The embed's prefix rows, in timm's concatenation order (cls, dist, registers), unless the
   // prefix is the cls token alone (the graph reads w.cls then).

@@ -52,9 +52,15 @@ struct Model {
 // variants (register tokens, distillation, no_embed_class, ...).
 std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOverrides& ov = {});
 
-// Bilinear/bicubic resampling of the position-embedding grid exactly as timm's
-// resample_abs_pos_embed (F.interpolate bicubic, antialias=True, align_corners=False).
+// How a position table is resampled: timm's resample_abs_pos_embed (F.interpolate bicubic,
+// antialias=True, align_corners=False; also HF Dinov2WithRegisters' interpolate_pos_encoding), or
+// HF's interpolate_pos_encoding of DeiT / CLIP / DINOv2: the same without antialias, i.e.
+// PyTorch's upsample_bicubic2d with a = -0.75.
+enum class PosResample { kTimm, kHF };
+
+// Bicubic resampling of the position-embedding grid exactly as `rule` says.
 // pos: [prefix + gh*gw, D] (prefix slots first, kept as they are) -> [prefix + nh*nw, D].
-Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw, int prefix = 1);
+Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw, int prefix = 1,
+                          PosResample rule = PosResample::kTimm);
 
 }  // namespace vit
