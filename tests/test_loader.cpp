@@ -922,6 +922,8 @@ TEST(Loader, HfFamiliesConfig) {
       {"hf_clip_proj", "CLIP tower", 1, 0, 0, 24, false, true, true, false, false, Activation::kGeluErf, 1e-6f},
       {"hf_dinov2", "DINOv2", 1, 0, 0, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
       {"hf_dinov2_reg", "DINOv2", 5, 4, 0, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+      {"hf_dinov2_cls", "DINOv2", 1, 0, 5, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+      {"hf_dinov2_reg_cls", "DINOv2", 5, 4, 7, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
   };
   for (const Want& w : wants) {
     SCOPED_TRACE(w.name);
@@ -1051,15 +1053,26 @@ TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
                                             c.rule == PosResample::kHF ? PosResample::kTimm : PosResample::kHF);
     EXPECT_NE(m48->w.pos.data, other.data);
   }
-  // Dinov2ForImageClassification's head (concat(cls, mean of patches) -> classifier [C, 2D]).
-  HfCase h = read_hf_case("hf_dinov2");
-  TensorMap t;
-  for (auto& [n, v] : h.t) t["dinov2." + n] = v;
-  t["classifier.weight"] = test::random_tensor({5, 128});
-  t["classifier.bias"] = test::random_tensor({5});
-  h.t = t;
-  h.cfg["architectures"] = {"Dinov2ForImageClassification"};
-  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kUnsupported, {"Dinov2ForImageClassification", "classifier.weight"});
+  // Dinov2ForImageClassification: its [C, 2D] classifier split into the cls and patch-mean halves.
+  {
+    const HfCase c = read_hf_case("hf_dinov2_cls");
+    const auto m = load_model(hf_dir(c));
+    EXPECT_TRUE(m->cfg.head_cls_mean);
+    EXPECT_EQ(m->cfg.num_classes, 5);
+    const Tensor& hw = c.t.at("classifier.weight");  // [5, 128]
+    ASSERT_EQ(m->w.head_w.shape, (Shape{5, 64}));
+    ASSERT_EQ(m->w.head_mean_w.shape, (Shape{5, 64}));
+    for (int64_t r = 0; r < 5; ++r)
+      for (int64_t d = 0; d < 64; ++d) {
+        EXPECT_EQ(m->w.head_w.data[r * 64 + d], hw.data[r * 128 + d]);
+        EXPECT_EQ(m->w.head_mean_w.data[r * 64 + d], hw.data[r * 128 + 64 + d]);
+      }
+    EXPECT_NE(m->cfg.describe().find("classifier over concat(cls, mean of the patch tokens)"), std::string::npos);
+    HfCase bad = c;
+    bad.t["classifier.weight"] = test::random_tensor({5, 64});  // a ViT-style [C, D] head
+    expect_error([&] { load_model(hf_dir(bad)); }, ErrorCode::kFormat, {"classifier.weight", "expected [5, 128]"});
+  }
+  HfCase h;
   // Refused by a config flag, or (without a config.json) by a tensor: DINOv2's SwiGLU MLP, and
   // SigLIP (its attention-pooling head) which stays refused.
   const struct {

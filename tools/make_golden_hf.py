@@ -14,6 +14,8 @@ What each case records as `embeddings` (the engine's embeddings output for that 
   CLIPVisionModel                        pooler_output = post_layernorm(last_hidden[:, 0])
   CLIPVisionModelWithProjection          image_embeds = visual_projection(pooler_output)
   Dinov2Model / Dinov2WithRegistersModel pooler_output = layernorm(last_hidden)[:, 0]
+  Dinov2(WithRegisters)ForImageClassification  the same cls row; logits = classifier(concat(cls, mean of
+                                         the patch rows after the registers))
 `activations.npz` "final" is HF's last_hidden_state (for CLIP: before post_layernorm).
 
 A module of tools/make_golden_families.py, which writes these cases with the timm ones:
@@ -108,10 +110,23 @@ def dinov2_pooled(m, x):
     return None, out.pooler_output, out.last_hidden_state
 
 
+def dinov2_classifier(m, x):
+    """Dinov2(WithRegisters)ForImageClassification: classifier(concat(cls, mean of the patch rows)),
+    the patch rows after the registers; embeddings = the cls row (the base model's pooler_output)."""
+    out = m(pixel_values=x)
+    base = m.dinov2 if hasattr(m, "dinov2") else m.dinov2_with_registers
+    last = base(pixel_values=x).last_hidden_state
+    first = 1 + getattr(m.config, "num_register_tokens", 0)
+    want = m.classifier(mg.torch.cat([last[:, 0], last[:, first:].mean(dim=1)], dim=1))
+    assert mg.torch.allclose(want, out.logits, rtol=0, atol=1e-12), "dinov2: classifier input is not cls + patch mean"
+    return out.logits, last[:, 0], last
+
+
 def all_cases():
     from transformers import (CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection, DeiTConfig,
                               DeiTForImageClassification, DeiTForImageClassificationWithTeacher, DeiTModel,
-                              Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel)
+                              Dinov2Config, Dinov2ForImageClassification, Dinov2Model, Dinov2WithRegistersConfig,
+                              Dinov2WithRegistersForImageClassification, Dinov2WithRegistersModel)
 
     def deit(n=0, **kw):
         return DeiTConfig(intermediate_size=128, **TINY, **(labelled(n) if n else {}), **kw)
@@ -138,6 +153,12 @@ def all_cases():
         "hf_dinov2_reg": lambda d: hf_case(d, Dinov2WithRegistersModel,
                                            Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=4, **TINY), 307, 2,
                                            dinov2_pooled),
+        # The classifiers over concat(cls, mean of the patch rows) (the registers skipped).
+        "hf_dinov2_cls": lambda d: hf_case(d, Dinov2ForImageClassification,
+                                           Dinov2Config(mlp_ratio=2, **TINY, **labelled(5)), 312, 3, dinov2_classifier),
+        "hf_dinov2_reg_cls": lambda d: hf_case(d, Dinov2WithRegistersForImageClassification,
+                                               Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=4, **TINY,
+                                                                         **labelled(7)), 313, 1, dinov2_classifier),
         # Other run sizes: HF's interpolate_pos_encoding (bicubic, no antialias), which DINOv2
         # always applies and DeiT / CLIP apply when asked. 4x4 -> 6x6, 7x7 (odd), 3x3 (down).
         "hf_dinov2_48": lambda d: hf_case(d, Dinov2Model, Dinov2Config(mlp_ratio=2, **TINY), 308, 2, dinov2_pooled,

@@ -279,6 +279,22 @@ Graph build_vit(const Model& m, DType act, const char* who) {
       logits = b.node(Op::kMean2, "head_mean",
                       {head("head", r0, w.head_w, w.head_b), head("head_dist", r1, w.head_dist_w, w.head_dist_b)}, {C});
     }
+  } else if (c.head_cls_mean) {
+    // HF Dinov2ForImageClassification: classifier(concat(cls, mean(patch rows))) of the normed
+    // tokens, as its weight's two halves: head(cls) + head_mean(mean). The embeddings are the cls
+    // row (Dinov2Model's pooler_output).
+    if (!c.class_token || c.pool != GlobalPool::kToken || !c.final_norm || C <= 0)
+      bad("a cls + patch-mean classifier needs a class token, token pooling, a final norm and classes");
+    x = norm("norm", x, w.norm_w, w.norm_b, {T, D});
+    pooled = row(x, 0);
+    PoolParams pp;
+    pp.kind = PoolKind::kMeanPatches;
+    pp.first = static_cast<int>(P);  // HF: sequence_output[:, 1 + num_register_tokens:]
+    const int mean = b.node(Op::kPool, "pool_patch_mean", {x}, {D}, pp);
+    const int half = b.node(Op::kLinear, "head_patch_mean",
+                            {mean, b.weight(w.head_mean_w, {C, D}, "classifier.weight[:, D:]"), -1, -1}, {C},
+                            LinearParams{});
+    logits = b.node(Op::kAdd, "head_sum", {head("head", pooled, w.head_w, w.head_b), half}, {C});
   } else {
     if (c.pool == GlobalPool::kToken) {
       if (!c.class_token) bad("token pooling needs a class token (class_token=False models pool avg / max)");

@@ -52,6 +52,7 @@ std::vector<std::string> ViTConfig::graph_only_features() const {
     f.push_back(dist_head ? "distillation token (mean of head and head_dist)" : "distillation token (cls head only)");
   }
   if (proj_dim > 0) f.push_back("visual projection to " + std::to_string(proj_dim) + " (embeddings = image_embeds)");
+  if (head_cls_mean) f.push_back("classifier over concat(cls, mean of the patch tokens)");
   if (reg_tokens > 0) f.push_back(std::to_string(reg_tokens) + " register token(s)");
   if (no_embed_class && prefix_tokens() > 0) f.push_back("no_embed_class (position table without prefix rows)");
   if (pre_norm) f.push_back("pre-norm (norm_pre)");
@@ -86,6 +87,7 @@ int64_t ViTConfig::param_count() const noexcept {
   if (fc_norm) n += 2 * D;
   if (C > 0) n += (dist_token && dist_head ? 2 : 1) * (C * D + C);
   n += static_cast<int64_t>(proj_dim) * D;
+  if (head_cls_mean) n += C * D;  // the patch-mean half of the classifier
   return n;
 }
 
@@ -102,6 +104,7 @@ double ViTConfig::flops_per_image() const noexcept {
   macs += depth * block;
   macs += (dist_token && dist_head ? 2.0 : 1.0) * num_classes * D;  // head (and head_dist) on the pooled token
   macs += static_cast<double>(proj_dim) * D;                        // visual projection
+  if (head_cls_mean) macs += static_cast<double>(num_classes) * D;  // the classifier's patch-mean half
   return 2.0 * macs;
 }
 

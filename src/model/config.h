@@ -71,6 +71,9 @@ struct ViTConfig {
   // > 0: the pooled row is projected by a bias-free [proj_dim, D] Linear and that is the
   // embeddings output (HF CLIPVisionModelWithProjection: image_embeds = visual_projection(pooled)).
   int proj_dim = 0;
+  // HF Dinov2ForImageClassification: the classifier reads concat(normed cls row, mean of the
+  // normed patch rows), run as the two halves of its [C, 2D] weight: head(cls) + head_mean(mean).
+  bool head_cls_mean = false;
 
   // Provenance.
   WeightLayout layout = WeightLayout::kTimm;

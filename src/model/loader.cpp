@@ -331,11 +331,6 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
       if (L.hf == HFFamily::kDinov2 && (n.find(".mlp.weights_in.") != std::string::npos || n.find(".mlp.w12.") != std::string::npos)) {
         unsupported_variant(file, "the SwiGLU MLP of HF DINOv2 (use_swiglu_ffn=True, the giant models)", n);
       }
-      if (L.hf == HFFamily::kDinov2 && n == "classifier.weight") {
-        unsupported_variant(file, "the Dinov2ForImageClassification head (a classifier over concat(cls, mean of the "
-                                  "patch tokens)); load the Dinov2Model backbone's embeddings instead",
-                            n);
-      }
     } else {
       if (starts_with(n, "pre_logits/")) {
         unsupported_variant(file, "the pre_logits layer of in21k-only JAX checkpoints (use a fine-tuned checkpoint)", n);
@@ -468,7 +463,7 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
     e[h.norm + ".weight"] = e[h.norm + ".bias"] = {D};
     if (c.proj_dim > 0) e[h.proj] = {c.proj_dim, D};
     if (C > 0) {
-      e[h.head + ".weight"] = {C, D};
+      e[h.head + ".weight"] = {C, c.head_cls_mean ? 2 * D : D};
       e[h.head + ".bias"] = {C};
       if (c.dist_token && c.dist_head) {
         e[h.head_dist + ".weight"] = {C, D};
@@ -685,7 +680,18 @@ void map_hf(const Reader& rd, const ViTConfig& c, const LayoutInfo& L, ViTWeight
   w->norm_w = rd(h.norm + ".weight");
   w->norm_b = rd(h.norm + ".bias");
   if (c.proj_dim > 0) w->proj_w = rd(h.proj);
-  if (c.num_classes > 0) {
+  if (c.num_classes > 0 && c.head_cls_mean) {
+    // [C, 2D] -> the cls half [C, D] and the patch-mean half [C, D].
+    const Tensor hw = rd(h.head + ".weight");
+    const int64_t C = c.num_classes;
+    w->head_w = Tensor({C, D});
+    w->head_mean_w = Tensor({C, D});
+    for (int64_t r = 0; r < C; ++r) {
+      std::copy_n(hw.data.begin() + r * 2 * D, D, w->head_w.data.begin() + r * D);
+      std::copy_n(hw.data.begin() + r * 2 * D + D, D, w->head_mean_w.data.begin() + r * D);
+    }
+    w->head_b = rd(h.head + ".bias");
+  } else if (c.num_classes > 0) {
     w->head_w = rd(h.head + ".weight");
     w->head_b = rd(h.head + ".bias");
     if (c.dist_token && c.dist_head) {
@@ -997,6 +1003,8 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
       note_conflict(&warnings, hints, hints.proj_dim, cfg.proj_dim, "projection_dim");
     }
     if (hints.hf_class) cfg.hf_class = *hints.hf_class;
+    // Dinov2ForImageClassification: its classifier is [C, 2D] (concat(cls, mean of patches)).
+    cfg.head_cls_mean = L.hf == HFFamily::kDinov2 && cfg.num_classes > 0;
   }
   // HF CLIPVisionConfig's default activation is quick-GELU (OpenAI CLIP); the rest erf GELU.
   cfg.act = hints.act.value_or(hf && L.hf == HFFamily::kCLIP ? Activation::kQuickGelu : Activation::kGeluErf);

@@ -37,6 +37,7 @@ struct ViTWeights {
   Tensor head_w, head_b;        // [C, D], [C]; empty when num_classes == 0
   Tensor head_dist_w, head_dist_b;  // [C, D], [C]; DeiT distilled only
   Tensor proj_w;                    // [proj_dim, D], no bias; empty unless cfg.proj_dim > 0
+  Tensor head_mean_w;               // [C, D], no bias: the patch-mean half of the classifier (cfg.head_cls_mean)
 };
 
 struct Model {
