@@ -299,6 +299,28 @@ TEST(Cli, GoldenFixtureLogits) {
   if (checked == 0) GTEST_SKIP() << "no golden fixtures under tests/data/golden";
 }
 
+// HF CLIPVisionModelWithProjection: the embeddings are the projected image_embeds (24 wide, not
+// the width 64), through `info` and `classify --embeddings-out`, matching transformers.
+TEST(Cli, ClipProjectedEmbeddings) {
+  const std::string dir = vit::test::data_path("golden_families/hf_clip_proj");
+  Proc p = run_cli({"info", "--model", dir + "/model", "--json"});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  const json j = json::parse(p.out);
+  EXPECT_EQ(j.at("hidden_size"), 64);
+  EXPECT_EQ(j.at("embedding_size"), 24);
+  p = run_cli({"info", "--model", dir + "/model"});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  EXPECT_NE(p.out.find("CLIPVisionModelWithProjection"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("family       : CLIP tower (visual projection to 24"), std::string::npos) << p.out;
+  const std::string out = vit::test::temp_dir() + "/clip_emb.npy";
+  p = run_cli({"classify", "--model", dir + "/model", "--embeddings-out", out, dir + "/input.npy"});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  const vit::Tensor got = vit::read_npy(out), want = vit::read_npy(dir + "/embeddings.npy");
+  ASSERT_EQ(got.shape, (std::vector<int64_t>{2, 24}));
+  ASSERT_EQ(got.shape, want.shape);
+  EXPECT_TRUE(vit::test::close_rel(got.data, want.data, 1e-4f));
+}
+
 // Image files go through src/image (decode + preprocessing) when the build has it.
 TEST(Cli, ImageInputClassifiedWhenSupported) {
   const std::string img = vit::test::data_path("images/gray_120x80.jpg");

@@ -183,7 +183,29 @@ TEST(ConfigJson, HfConfigRejects) {
     expect_error([&] { detail::parse_hf_config({{"model_type", "vit"}, {"hidden_act", act}}, "c.json"); },
                  ErrorCode::kUnsupported, act);
   }
-  expect_error([] { detail::parse_hf_config({{"model_type", "deit"}}, "c.json"); }, ErrorCode::kUnsupported, "deit");
+  // The HF families the loader maps are accepted; SigLIP, a full CLIPModel and other models are
+  // refused by name, as are DINOv2's SwiGLU MLP and quick-GELU outside the CLIP tower.
+  for (const char* mt : {"deit", "dinov2", "dinov2_with_registers", "clip_vision_model"}) {
+    EXPECT_EQ(*detail::parse_hf_config({{"model_type", mt}}, "c.json").hf_model_type, mt);
+  }
+  expect_error([] { detail::parse_hf_config({{"model_type", "siglip_vision_model"}}, "c.json"); },
+               ErrorCode::kUnsupported, "SigLIP");
+  expect_error([] { detail::parse_hf_config({{"model_type", "clip"}}, "c.json"); }, ErrorCode::kUnsupported,
+               "full CLIPModel");
+  expect_error([] { detail::parse_hf_config({{"model_type", "beit"}}, "c.json"); }, ErrorCode::kUnsupported, "beit");
+  expect_error([] { detail::parse_hf_config({{"model_type", "dinov2"}, {"use_swiglu_ffn", true}}, "c.json"); },
+               ErrorCode::kUnsupported, "use_swiglu_ffn");
+  expect_error([] { detail::parse_hf_config({{"model_type", "deit"}, {"hidden_act", "quick_gelu"}}, "c.json"); },
+               ErrorCode::kUnsupported, "quick_gelu");
+  const detail::ConfigHints clip = detail::parse_hf_config(
+      {{"model_type", "clip_vision_model"}, {"hidden_act", "quick_gelu"}, {"projection_dim", 512},
+       {"architectures", {"CLIPVisionModelWithProjection"}}}, "c.json");
+  EXPECT_EQ(clip.act, Activation::kQuickGelu);
+  EXPECT_EQ(clip.proj_dim, 512);
+  EXPECT_EQ(clip.hf_class, "CLIPVisionModelWithProjection");
+  EXPECT_FLOAT_EQ(*clip.ln_eps, 1e-5f);  // CLIPVisionConfig's default
+  EXPECT_FLOAT_EQ(*detail::parse_hf_config({{"model_type", "dinov2"}}, "c.json").ln_eps, 1e-6f);
+  EXPECT_FLOAT_EQ(*detail::parse_hf_config({{"model_type", "deit"}}, "c.json").ln_eps, 1e-12f);
   expect_error([] { detail::parse_hf_config({{"hidden_size", "big"}}, "c.json"); }, ErrorCode::kFormat, "hidden_size");
   expect_error([] { detail::parse_config_json({{"foo", 1}}, "c.json"); }, ErrorCode::kFormat, "c.json");
 }

@@ -79,7 +79,7 @@ void check_case(const std::string& name, const std::string& set) {
   ASSERT_EQ(input.shape[1], cfg.in_chans) << name;
   ASSERT_EQ(input.shape[2], cfg.image_h) << name << ": engine runs at a different size";
   ASSERT_EQ(input.shape[3], cfg.image_w) << name;
-  ASSERT_EQ(ref_emb.shape, (std::vector<int64_t>{batch, cfg.hidden})) << name;
+  ASSERT_EQ(ref_emb.shape, (std::vector<int64_t>{batch, cfg.embed_dim()})) << name;
   if (has_logits) {
     ASSERT_EQ(ref_logits.shape, (std::vector<int64_t>{batch, cfg.num_classes})) << name;
   } else {
@@ -103,7 +103,7 @@ void check_case(const std::string& name, const std::string& set) {
     for (const Kind& k : {Kind{"reference", vit::DType::F32, true}, Kind{"fast fp32", vit::DType::F32, false},
                           Kind{"fast bf16", vit::DType::BF16, false}}) {
       std::vector<float> logits(static_cast<size_t>(batch) * std::max(C, 0), nan);
-      std::vector<float> emb(static_cast<size_t>(batch) * cfg.hidden, nan);
+      std::vector<float> emb(static_cast<size_t>(batch) * cfg.embed_dim(), nan);
       std::vector<float> feat(gc.final_tokens.data.size(), nan);
       vit::RunOutputs out;
       out.logits = has_logits ? logits.data() : nullptr;
@@ -138,7 +138,9 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(GoldenTest, MatchesFramework) { check_case(GetParam(), vit::test::kGoldenSet); }
 
 // The families (tests/data/golden_families): registers, no_embed_class, no cls, avg / avgmax /
-// max pools, CLIP towers (pre-norm, quick-GELU, eps 1e-5), tanh-GELU, DeiT distilled, ...
+// max pools, CLIP towers (pre-norm, quick-GELU, eps 1e-5), tanh-GELU, DeiT distilled, ..., and
+// their HF layouts (DeiT, CLIP vision towers with / without projection, DINOv2 with / without
+// registers).
 class FamilyGoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(FamilyGoldenTest, MatchesFramework) { check_case(GetParam(), vit::test::kFamilySet); }
 
@@ -160,9 +162,13 @@ TEST(GoldenData, AllCasesPresent) {
   const std::vector<std::string> fams = vit::test::list_golden_cases(vit::test::kFamilySet);
   for (const char* must : {"fam_reg_noembedcls", "fam_reg_avg", "fam_gap_nocls", "fam_avgmax_tanh", "fam_max",
                            "fam_nonorm", "fam_clip_quickgelu", "fam_clip", "fam_siglip_gap", "fam_deit_distilled",
-                           "fam_reg4_gap_ls", "fam_dinov2_reg4"}) {
+                           "fam_reg4_gap_ls", "fam_dinov2_reg4",
+                           // tools/make_golden_hf.py: the HF layouts of the families
+                           "hf_deit_teacher", "hf_deit_cls", "hf_deit_bare", "hf_clip", "hf_clip_proj", "hf_dinov2",
+                           "hf_dinov2_reg", "hf_dinov2_48", "hf_dinov2_reg_24", "hf_clip_proj_56",
+                           "hf_deit_teacher_48", "hf_dinov2_cls", "hf_dinov2_reg_cls"}) {
     EXPECT_TRUE(std::find(fams.begin(), fams.end(), must) != fams.end())
-        << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py";
+        << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py / make_golden_hf.py";
   }
 }
 

@@ -31,7 +31,7 @@ Result run_engine(Engine& e, const GoldenCase& gc, const ViTConfig& cfg) {
   const int batch = gc.batch();
   Result r;
   r.logits.assign(static_cast<size_t>(batch) * std::max(cfg.num_classes, 1), NAN);  // poisoned
-  r.emb.assign(static_cast<size_t>(batch) * cfg.hidden, NAN);
+  r.emb.assign(static_cast<size_t>(batch) * cfg.embed_dim(), NAN);
   r.feat.assign(static_cast<size_t>(batch) * cfg.tokens() * cfg.hidden, NAN);
   RunOutputs out;
   out.logits = gc.has_logits ? r.logits.data() : nullptr;

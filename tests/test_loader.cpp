@@ -884,3 +884,233 @@ TEST(LoaderErrors, RunSizeLimits) {
 
 }  // namespace
 }  // namespace vit
+
+namespace vit {
+namespace {
+
+// ---- HF family layouts (the golden fixtures of tools/make_golden_hf.py, edited) ----------------
+
+// The tensors and config.json of a golden_families case's model directory.
+struct HfCase {
+  TensorMap t;
+  json cfg;
+};
+
+HfCase read_hf_case(const std::string& name) {
+  const std::string dir = test::data_path("golden_families/" + name + "/model");
+  HfCase c;
+  const SafetensorsFile f(dir + "/model.safetensors");
+  for (const std::string& n : f.names()) c.t[n] = f.read(n);
+  std::ifstream in(dir + "/config.json");
+  c.cfg = json::parse(in);
+  return c;
+}
+
+std::string hf_dir(const HfCase& c) { return make_dir(c.t, "model.safetensors", c.cfg); }
+
+TEST(Loader, HfFamiliesConfig) {
+  struct Want {
+    const char* name;
+    const char* family;
+    int prefix, reg, classes, embed;
+    bool dist, dist_head, pre_norm, patch_bias, layer_scale;
+    Activation act;
+    float eps;
+  } wants[] = {
+      {"hf_deit_teacher", "DeiT distilled", 2, 0, 7, 64, true, true, false, true, false, Activation::kGeluErf, 1e-12f},
+      {"hf_deit_cls", "DeiT", 2, 0, 5, 64, true, false, false, true, false, Activation::kGeluErf, 1e-12f},
+      {"hf_deit_bare", "DeiT", 2, 0, 0, 96, true, false, false, true, false, Activation::kGeluErf, 1e-12f},
+      {"hf_clip", "CLIP tower", 1, 0, 0, 64, false, true, true, false, false, Activation::kQuickGelu, 1e-5f},
+      {"hf_clip_proj", "CLIP tower", 1, 0, 0, 24, false, true, true, false, false, Activation::kGeluErf, 1e-6f},
+      {"hf_dinov2", "DINOv2", 1, 0, 0, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+      {"hf_dinov2_reg", "DINOv2", 5, 4, 0, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+      {"hf_dinov2_cls", "DINOv2", 1, 0, 5, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+      {"hf_dinov2_reg_cls", "DINOv2", 5, 4, 7, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+  };
+  for (const Want& w : wants) {
+    SCOPED_TRACE(w.name);
+    const auto m = load_model(test::data_path(std::string("golden_families/") + w.name + "/model"));
+    const ViTConfig& c = m->cfg;
+    EXPECT_EQ(c.layout, WeightLayout::kHF);
+    EXPECT_EQ(c.family(), w.family);
+    EXPECT_EQ(c.prefix_tokens(), w.prefix);
+    EXPECT_EQ(c.reg_tokens, w.reg);
+    EXPECT_EQ(c.num_classes, w.classes);
+    EXPECT_EQ(c.embed_dim(), w.embed);
+    EXPECT_EQ(c.dist_token, w.dist);
+    if (c.dist_token) EXPECT_EQ(c.dist_head, w.dist_head);
+    EXPECT_EQ(c.pre_norm, w.pre_norm);
+    EXPECT_EQ(c.patch_bias, w.patch_bias);
+    EXPECT_EQ(c.layer_scale, w.layer_scale);
+    EXPECT_EQ(c.act, w.act);
+    EXPECT_FLOAT_EQ(c.ln_eps, w.eps);
+    EXPECT_EQ(c.tokens(), 16 + w.prefix);
+    EXPECT_EQ(c.no_embed_class, w.reg > 0);
+    EXPECT_TRUE(m->warnings.empty()) << m->warnings.front();
+    EXPECT_EQ(c.hf_class, m->cfg.hf_class);
+    EXPECT_NE(c.describe().find(c.hf_class), std::string::npos) << c.describe();
+  }
+  // The projection's width is what info prints for the embeddings.
+  const auto p = load_model(test::data_path("golden_families/hf_clip_proj/model"));
+  EXPECT_NE(p->cfg.describe().find("embeddings   : 24 (the projected image embedding"), std::string::npos)
+      << p->cfg.describe();
+  EXPECT_EQ(p->w.proj_w.shape, (Shape{24, 64}));
+}
+
+// DINOv2-with-registers: HF adds the table to (cls, patches) and inserts the registers after cls;
+// internally the cls row's position is folded into the token and the table holds the patch rows.
+TEST(Loader, HfDinov2RegistersFoldClsPosition) {
+  const HfCase c = read_hf_case("hf_dinov2_reg");
+  const auto m = load_model(hf_dir(c));
+  const Tensor& cls = c.t.at("embeddings.cls_token");          // [1, 1, D]
+  const Tensor& pos = c.t.at("embeddings.position_embeddings");  // [1, 1 + 16, D]
+  const Tensor& reg = c.t.at("embeddings.register_tokens");      // [1, 4, D]
+  const int64_t D = 64;
+  ASSERT_EQ(m->w.prefix.shape, (Shape{5, D}));
+  for (int64_t d = 0; d < D; ++d) EXPECT_EQ(m->w.prefix.data[d], cls.data[d] + pos.data[d]) << d;
+  EXPECT_TRUE(std::equal(reg.data.begin(), reg.data.end(), m->w.prefix.data.begin() + D));
+  ASSERT_EQ(m->w.pos.shape, (Shape{16, D}));
+  EXPECT_TRUE(std::equal(pos.data.begin() + D, pos.data.end(), m->w.pos.data.begin()));
+}
+
+TEST(LoaderErrors, HfFamilyMappings) {
+  // A missing tensor of each family's own names is named.
+  const struct {
+    const char* name;
+    const char* drop;
+  } missing[] = {
+      {"hf_deit_teacher", "distillation_classifier.bias"},
+      {"hf_deit_cls", "deit.embeddings.distillation_token"},
+      {"hf_clip", "pre_layrnorm.bias"},
+      {"hf_clip", "encoder.layers.1.self_attn.k_proj.weight"},
+      {"hf_clip_proj", "vision_model.post_layernorm.weight"},
+      {"hf_dinov2", "encoder.layer.1.layer_scale2.lambda1"},
+      {"hf_dinov2_reg", "encoder.layer.0.mlp.fc2.bias"},
+  };
+  for (const auto& c : missing) {
+    SCOPED_TRACE(c.name);
+    HfCase h = read_hf_case(c.name);
+    ASSERT_EQ(h.t.erase(c.drop), 1u) << c.drop;
+    expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"missing 1", c.drop, "hf layout"});
+  }
+  // A wrong shape is named with both shapes.
+  const struct {
+    const char* name;
+    const char* tensor;
+    Shape bad;
+    const char* want;
+  } shapes[] = {
+      {"hf_deit_teacher", "distillation_classifier.weight", {7, 63}, "expected [7, 64]"},
+      {"hf_clip", "embeddings.class_embedding", {1, 1, 64}, "expected [64]"},
+      {"hf_clip_proj", "visual_projection.weight", {24, 65}, "expected [24, 64]"},
+      {"hf_dinov2", "encoder.layer.0.layer_scale1.lambda1", {65}, "expected [64]"},
+      {"hf_dinov2_reg", "embeddings.position_embeddings", {1, 21, 64}, "position_embeddings"},
+  };
+  for (const auto& c : shapes) {
+    SCOPED_TRACE(c.name);
+    HfCase h = read_hf_case(c.name);
+    h.t[c.tensor] = test::random_tensor(c.bad);
+    expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {c.tensor, c.want});
+  }
+  // config.json naming another family than the tensors.
+  HfCase h = read_hf_case("hf_dinov2");
+  h.cfg["model_type"] = "vit";
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"model_type 'vit'", "HF DINOv2 layout"});
+  h = read_hf_case("hf_deit_cls");
+  h.cfg["model_type"] = "clip_vision_model";
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"'clip_vision_model'", "HF DeiT layout"});
+  // A config projection width that the tensor contradicts is reported, the tensor decides.
+  h = read_hf_case("hf_clip_proj");
+  h.cfg["projection_dim"] = 512;
+  const auto m = load_model(hf_dir(h));
+  EXPECT_EQ(m->cfg.proj_dim, 24);
+  ASSERT_FALSE(m->warnings.empty());
+  EXPECT_NE(m->warnings.back().find("projection_dim 512"), std::string::npos) << m->warnings.back();
+}
+
+TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
+  // Another run size: each HF family's own interpolate_pos_encoding rule (prefix rows kept).
+  // The numerics are the golden fixtures' (hf_*_48 / _56 / _24); this checks which rule is used.
+  const struct {
+    const char* name;
+    int prefix;  // stored prefix rows kept as they are
+    PosResample rule;
+  } sized[] = {
+      {"hf_dinov2", 1, PosResample::kHF},
+      {"hf_clip", 1, PosResample::kHF},
+      {"hf_deit_teacher", 2, PosResample::kHF},
+      {"hf_dinov2_reg", 0, PosResample::kTimm},  // its own copy passes antialias=True; cls row folded
+  };
+  for (const auto& c : sized) {
+    SCOPED_TRACE(c.name);
+    ConfigOverrides ov;
+    ov.image_size = 48;
+    const auto m48 = load_model(test::data_path(std::string("golden_families/") + c.name + "/model"), ov);
+    const auto m32 = load_model(test::data_path(std::string("golden_families/") + c.name + "/model"));
+    EXPECT_EQ(m48->cfg.grid_h(), 6);
+    const Tensor want = resample_pos_embed(m32->w.pos, 4, 4, 6, 6, c.prefix, c.rule);
+    EXPECT_EQ(m48->w.pos.shape, want.shape);
+    EXPECT_EQ(m48->w.pos.data, want.data);
+    const Tensor other = resample_pos_embed(m32->w.pos, 4, 4, 6, 6, c.prefix,
+                                            c.rule == PosResample::kHF ? PosResample::kTimm : PosResample::kHF);
+    EXPECT_NE(m48->w.pos.data, other.data);
+  }
+  // Dinov2ForImageClassification: its [C, 2D] classifier split into the cls and patch-mean halves.
+  {
+    const HfCase c = read_hf_case("hf_dinov2_cls");
+    const auto m = load_model(hf_dir(c));
+    EXPECT_TRUE(m->cfg.head_cls_mean);
+    EXPECT_EQ(m->cfg.num_classes, 5);
+    const Tensor& hw = c.t.at("classifier.weight");  // [5, 128]
+    ASSERT_EQ(m->w.head_w.shape, (Shape{5, 64}));
+    ASSERT_EQ(m->w.head_mean_w.shape, (Shape{5, 64}));
+    for (int64_t r = 0; r < 5; ++r)
+      for (int64_t d = 0; d < 64; ++d) {
+        EXPECT_EQ(m->w.head_w.data[r * 64 + d], hw.data[r * 128 + d]);
+        EXPECT_EQ(m->w.head_mean_w.data[r * 64 + d], hw.data[r * 128 + 64 + d]);
+      }
+    EXPECT_NE(m->cfg.describe().find("classifier over concat(cls, mean of the patch tokens)"), std::string::npos);
+    HfCase bad = c;
+    bad.t["classifier.weight"] = test::random_tensor({5, 64});  // a ViT-style [C, D] head
+    expect_error([&] { load_model(hf_dir(bad)); }, ErrorCode::kFormat, {"classifier.weight", "expected [5, 128]"});
+  }
+  HfCase h;
+  // Refused by a config flag, or (without a config.json) by a tensor: DINOv2's SwiGLU MLP, and
+  // SigLIP (its attention-pooling head) which stays refused.
+  const struct {
+    const char* name;
+    const char* cfg_key;  // set in config.json, or null
+    json cfg_value;
+    const char* tensor;  // added (config.json dropped), or null
+    Shape shape;
+    std::vector<std::string> frags;
+  } refused[] = {
+      {"hf_dinov2", "use_swiglu_ffn", true, nullptr, {}, {"use_swiglu_ffn"}},
+      {"hf_dinov2", nullptr, nullptr, "encoder.layer.0.mlp.weights_in.weight", {256, 64}, {"SwiGLU", "mlp.weights_in"}},
+      {"hf_clip", "model_type", "siglip_vision_model", nullptr, {}, {"SigLIP"}},
+      {"hf_clip", nullptr, nullptr, "head.attention.in_proj_weight", {192, 64}, {"attention-pooling head", "head.attention"}},
+  };
+  for (const auto& r : refused) {
+    SCOPED_TRACE(r.name);
+    h = read_hf_case(r.name);
+    if (r.cfg_key) h.cfg[r.cfg_key] = r.cfg_value;
+    if (r.tensor) {
+      h.t[r.tensor] = test::random_tensor(r.shape);
+      h.cfg = nullptr;
+    }
+    try {
+      load_model(hf_dir(h));
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+      for (const std::string& f : r.frags) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
+    }
+  }
+  // Two base-model prefixes in one file.
+  h = read_hf_case("hf_deit_cls");
+  h.t["vit.embeddings.cls_token"] = test::random_tensor({1, 1, 64});
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"found a mix"});
+}
+
+}  // namespace
+}  // namespace vit

@@ -5,7 +5,8 @@ tanh-GELU, qkv_bias=False, no final norm, DeiT distilled. Each model is built wi
 code from its architecture name (the family's entrypoint) with tiny sizes, every parameter
 re-randomised, saved with timm's save_for_hf, reloaded with timm's local-dir loader, and run in
 float64 (tools/make_golden.py: the same helpers, the same case layout), under
-tests/data/golden_families/<case>/. The CPU golden test reads this set as well as
+tests/data/golden_families/<case>/; the hf_* cases are the same families in transformers' own
+layouts (tools/make_golden_hf.py). The CPU golden test reads this set as well as
 tests/data/golden.
 
 Usage (the venv of tools/make_golden.py --setup):
@@ -19,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_golden as mg  # noqa: E402  (the shared helpers: randomize, timm_forward, write_case, ...)
+import make_golden_hf  # noqa: E402  (the HF layouts of the same families: hf_* cases)
 
 REPO = mg.REPO
 
@@ -92,6 +94,8 @@ def all_cases():
         # DeiT distilled: cls + dist tokens, output = mean of head and head_dist.
         "fam_deit_distilled": lambda d: case_family(d, "deit_tiny_distilled_patch16_224", 210,
                                                     forward=deit_forward, **TINY),
+        # The HF layouts (transformers' DeiT / CLIP vision / DINOv2 classes): make_golden_hf.py.
+        **make_golden_hf.all_cases(),
     }
 
 

@@ -109,6 +109,9 @@ typedef struct vit_model_info {
   vit_pool pool;
   int64_t param_count;
   double flops_per_image;
+  /* Width of vit_outputs.embeddings: hidden_size, or the projection's width for a model whose
+   * embeddings are projected (HF CLIPVisionModelWithProjection: image_embeds). */
+  int embedding_size;
 } vit_model_info;
 
 VIT_API vit_status* vit_model_get_info(const vit_model* model, vit_model_info* out);
@@ -197,7 +200,8 @@ VIT_API void vit_session_free(vit_session* session);
 /* Outputs of a run: caller-owned host buffers; any may be NULL to skip it. */
 typedef struct vit_outputs {
   float* logits;     /* [batch, num_classes] */
-  float* embeddings; /* [batch, hidden_size]: the pooled features the head reads */
+  float* embeddings; /* [batch, embedding_size]: the pooled features the head reads (CLIP
+                      * WithProjection: those projected, image_embeds) */
   float* attention;  /* [batch, num_heads, num_tokens, num_tokens]: last block's probabilities */
   /* [depth, batch, num_tokens, num_tokens]: every block's softmax probabilities averaged over
    * the heads (layer-major; token 0 is the class token, then the patches in row-major grid

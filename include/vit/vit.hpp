@@ -87,7 +87,7 @@ class Model {
 struct Outputs {
   int batch = 0;
   std::vector<float> logits;      // [batch, num_classes]; empty when num_classes == 0
-  std::vector<float> embeddings;  // [batch, hidden_size]
+  std::vector<float> embeddings;  // [batch, embedding_size]
 };
 
 // Results of Session::run_attention(images, batch).
@@ -130,7 +130,7 @@ class Session {
       o.logits = r.logits.data();
     }
     if (batch > 0 && (want_embeddings || info_.num_classes == 0)) {
-      r.embeddings.resize(static_cast<size_t>(batch) * info_.hidden_size);
+      r.embeddings.resize(static_cast<size_t>(batch) * info_.embedding_size);
       o.embeddings = r.embeddings.data();
     }
     run(images, batch, o);

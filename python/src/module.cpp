@@ -99,6 +99,7 @@ struct Model {
     d["patch_size"] = info.patch_size;
     d["in_chans"] = info.in_chans;
     d["hidden_size"] = info.hidden_size;
+    d["embedding_size"] = info.embedding_size;
     d["depth"] = info.depth;
     d["num_heads"] = info.num_heads;
     d["head_dim"] = info.head_dim;
@@ -213,7 +214,7 @@ struct Session {
       r[0] = nb::cast(a);
     }
     if (emb) {
-      auto a = new_f32({B, static_cast<size_t>(i.hidden_size)});
+      auto a = new_f32({B, static_cast<size_t>(i.embedding_size)});
       o.embeddings = a.data();
       r[1] = nb::cast(a);
     }

@@ -81,7 +81,7 @@ class CApi:
             self._check(self.lib.vit_session_create(m, None, ctypes.byref(s)))
             T = info.num_tokens
             out = {"logits": np.full((batch, info.num_classes), np.nan, np.float32),
-                   "embeddings": np.full((batch, info.hidden_size), np.nan, np.float32),
+                   "embeddings": np.full((batch, info.embedding_size), np.nan, np.float32),
                    "attention": np.full((batch, info.num_heads, T, T), np.nan, np.float32),
                    "attention_layers": np.full((info.depth, batch, T, T), np.nan, np.float32),
                    "features": np.full((batch, T, info.hidden_size), np.nan, np.float32)}

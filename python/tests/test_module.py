@@ -56,6 +56,7 @@ def test_model_info_labels_preprocess(demo):
     i = demo.info
     assert (i.image_height, i.image_width, i.patch_size) == (64, 64, 8)
     assert (i.hidden_size, i.depth, i.num_heads, i.num_classes) == (96, 4, 3, 10)
+    assert i.embedding_size == 96  # no projection: the embeddings are hidden_size wide
     assert i.num_tokens == 65 and i.pool == "token" and i.param_count > 0
     p = demo.preprocess
     assert p.resize == "shortest_then_crop" and p.interpolation == "bicubic"

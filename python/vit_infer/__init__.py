@@ -71,6 +71,7 @@ class ModelInfo:
     pool: str
     param_count: int
     flops_per_image: float
+    embedding_size: int  # the embeddings' width: hidden_size, or the projection's (CLIP image_embeds)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -246,6 +246,7 @@ vit_status* vit_model_get_info(const vit_model* model, vit_model_info* out) {
     i.pool = to_c_pool(c.pool);
     i.param_count = c.param_count();
     i.flops_per_image = c.flops_per_image();
+    i.embedding_size = c.embed_dim();
     *out = i;
   });
 }

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   classify->add_option("--logits-out", c.logits_out, "write float32 logits [rows, classes] (.npy), input order");
   classify->add_option("--embeddings-out", c.embeddings_out,
-                       "write float32 pooled embeddings [rows, hidden] (.npy), input order");
+                       "write float32 pooled embeddings [rows, embedding_size] (.npy; the width, or a CLIP projection's), input order");
   classify->add_option("--features-out", c.features_out,
                        "write float32 final tokens [rows, tokens, hidden] (.npy), input order: the prefix tokens "
                        "(cls / dist / registers) then the patches, after the final norm (timm forward_features); "

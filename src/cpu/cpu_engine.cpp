@@ -219,7 +219,7 @@ class CpuEngine final : public Engine {
       const int nb = std::min(kChunk, batch - b0);
       RunOutputs o;
       o.logits = out.logits ? out.logits + int64_t{b0} * c.num_classes : nullptr;
-      o.embeddings = out.embeddings ? out.embeddings + int64_t{b0} * c.hidden : nullptr;
+      o.embeddings = out.embeddings ? out.embeddings + int64_t{b0} * c.embed_dim() : nullptr;
       o.features = out.features ? out.features + int64_t{b0} * T * c.hidden : nullptr;
       o.attention = out.attention ? out.attention + int64_t{b0} * c.heads * T * T : nullptr;
       o.attention_layers = out.attention_layers ? out.attention_layers + int64_t{b0} * T * T : nullptr;
@@ -263,7 +263,7 @@ class CpuEngine final : public Engine {
     }
     const ViTConfig& c = model_->cfg;
     if (out.embeddings)
-      std::memcpy(out.embeddings, ctx.p(graph_.embeddings), static_cast<size_t>(nb) * c.hidden * sizeof(float));
+      std::memcpy(out.embeddings, ctx.p(graph_.embeddings), static_cast<size_t>(nb) * c.embed_dim() * sizeof(float));
     if (out.logits && graph_.logits >= 0)
       std::memcpy(out.logits, ctx.p(graph_.logits), static_cast<size_t>(nb) * c.num_classes * sizeof(float));
     if (out.features) {

@@ -132,7 +132,7 @@ const std::vector<CpuOpRow>& fast_rows() {
 
 // bf16 storage for a tensor whose producer can write bf16 (LayerNorm's normalised output,
 // attention, patchify, a Linear without residual) and whose every reader is a Linear taking it
-// as x (not the head: logits stay fp32 end to end). Everything else stays fp32.
+// as x (not the head or the visual projection: logits and embeddings stay fp32 end to end). Everything else stays fp32.
 void annotate_bf16(Graph& g) {
   for (const Node& p : g.nodes) {
     const bool producer = p.op == Op::kLayerNorm || p.op == Op::kAttention || p.op == Op::kPatchify ||
@@ -145,7 +145,7 @@ void annotate_bf16(Graph& g) {
       const Node& r = g.nodes[static_cast<size_t>(ci)];
       any = true;
       for (size_t k = 1; k < r.in.size(); ++k) all_linear = all_linear && r.in[k] != t;
-      all_linear = all_linear && r.op == Op::kLinear && r.name != "head";
+      all_linear = all_linear && r.op == Op::kLinear && r.name != "head" && r.name != "visual_projection";
     }
     if (any && all_linear) g.tensors[static_cast<size_t>(t)].dtype = DType::BF16;
   }

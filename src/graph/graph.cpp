@@ -2,7 +2,7 @@
 // order (timm VisionTransformer.forward): patch embed -> prefix tokens (cls, dist, registers)
 // + pos -> norm_pre -> depth x (pre-norm attention block, pre-norm MLP block, each a residual
 // add) -> final norm -> pool -> fc_norm -> head (DeiT distilled: the mean of head and
-// head_dist). Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
+// head_dist) -> visual projection of the embeddings (CLIP WithProjection). Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
 #include "graph/graph.h"
 
 #include <algorithm>
@@ -284,7 +284,7 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   if (c.final_norm) x = norm("norm", x, w.norm_w, w.norm_b, {T, D});
   g.features = x;
   g.tensors[static_cast<size_t>(x)].keep = true;
-  if (c.dist_token) {
+  if (c.dist_token && c.dist_head) {
     // DeiT distilled (timm VisionTransformerDistilled.forward_head, inference): the cls and dist
     // rows of the normed tokens, each through its own head; both outputs are their mean.
     if (c.pool != GlobalPool::kToken || !c.class_token) bad("a distillation token needs token pooling and a class token");
@@ -294,6 +294,21 @@ Graph build_vit(const Model& m, DType act, const char* who) {
       logits = b.node(Op::kMean2, "head_mean",
                       {head("head", r0, w.head_w, w.head_b), head("head_dist", r1, w.head_dist_w, w.head_dist_b)}, {C});
     }
+  } else if (c.head_cls_mean) {
+    // HF Dinov2ForImageClassification: classifier(concat(cls, mean(patch rows))) of the normed
+    // tokens, as its weight's two halves: head(cls) + head_mean(mean). The embeddings are the cls
+    // row (Dinov2Model's pooler_output).
+    if (!c.class_token || c.pool != GlobalPool::kToken || !c.final_norm || C <= 0)
+      bad("a cls + patch-mean classifier needs a class token, token pooling, a final norm and classes");
+    pooled = row(x, 0);  // x: the normed tokens (above)
+    PoolParams pp;
+    pp.kind = PoolKind::kMeanPatches;
+    pp.first = static_cast<int>(P);  // HF: sequence_output[:, 1 + num_register_tokens:]
+    const int mean = b.node(Op::kPool, "pool_patch_mean", {x}, {D}, pp);
+    const int half = b.node(Op::kLinear, "head_patch_mean",
+                            {mean, b.weight(w.head_mean_w, {C, D}, "classifier.weight[:, D:]"), -1, -1}, {C},
+                            LinearParams{});
+    logits = b.node(Op::kAdd, "head_sum", {head("head", pooled, w.head_w, w.head_b), half}, {C});
   } else {
     if (c.pool == GlobalPool::kToken) {
       if (!c.class_token) bad("token pooling needs a class token (class_token=False models pool avg / max)");
@@ -309,11 +324,17 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     if (c.fc_norm) pooled = norm("fc_norm", pooled, w.fc_norm_w, w.fc_norm_b, {D});
     if (C > 0) logits = head("head", pooled, w.head_w, w.head_b);
   }
+  if (c.proj_dim > 0) {
+    // HF CLIPVisionModelWithProjection: image_embeds = visual_projection(pooled), no bias.
+    pooled = b.node(Op::kLinear, "visual_projection",
+                    {pooled, b.weight(w.proj_w, {c.proj_dim, D}, "visual_projection.weight"), -1, -1}, {c.proj_dim},
+                    LinearParams{});
+  }
   if (logits >= 0) {
     g.logits = b.node(Op::kCast, "logits", {logits}, {C}, {}, DType::F32, false);
     g.tensors[static_cast<size_t>(g.logits)].keep = true;
   }
-  g.embeddings = b.node(Op::kCast, "embeddings", {pooled}, {D}, {}, DType::F32, false);
+  g.embeddings = b.node(Op::kCast, "embeddings", {pooled}, {c.embed_dim()}, {}, DType::F32, false);
   g.tensors[static_cast<size_t>(g.embeddings)].keep = true;
   return g;
 }

@@ -128,7 +128,7 @@ struct Graph {
   DType act_dtype = DType::F32;  // storage type of the activations (the run precision)
   int images = -1;               // input [C, H, W] f32
   int logits = -1;               // output [num_classes] f32, -1 without a classifier
-  int embeddings = -1;           // output [D] f32 (pooled features fed to the head)
+  int embeddings = -1;           // output [E] f32 (pooled features fed to the head; E = cfg.embed_dim())
   // Output [T, D] in the activation type (kept to the end; a backend converts it to f32 only
   // when a run asks): the final tokens after the final norm, timm's forward_features.
   int features = -1;

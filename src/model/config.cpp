@@ -26,10 +26,11 @@ const char* activation_name(Activation a) noexcept {
 
 std::string ViTConfig::family() const {
   const auto has = [&](const char* s) { return architecture.find(s) != std::string::npos; };
-  if (dist_token) return "DeiT distilled";
+  const auto hf = [&](const char* s) { return hf_class.rfind(s, 0) == 0; };  // HF class name prefix
+  if (dist_token) return dist_head ? "DeiT distilled" : "DeiT";
   if (has("siglip")) return "SigLIP tower";
-  if (has("clip") || (pre_norm && act == Activation::kQuickGelu)) return "CLIP tower";
-  if (has("dinov2")) return "DINOv2";
+  if (has("clip") || hf("CLIP") || (pre_norm && act == Activation::kQuickGelu)) return "CLIP tower";
+  if (has("dinov2") || hf("Dinov2")) return "DINOv2";
   if (has("deit")) return "DeiT";
   if (reg_tokens > 0) return "ViT with registers";
   return "ViT";
@@ -38,7 +39,11 @@ std::string ViTConfig::family() const {
 std::vector<std::string> ViTConfig::variant_features() const {
   std::vector<std::string> f = graph_only_features();
   if (!class_token) f.push_back("no class token");
-  if (dist_token) f.push_back("distillation token (mean of head and head_dist)");
+  if (dist_token) {
+    f.push_back(dist_head ? "distillation token (mean of head and head_dist)" : "distillation token (cls head only)");
+  }
+  if (proj_dim > 0) f.push_back("visual projection to " + std::to_string(proj_dim) + " (embeddings = image_embeds)");
+  if (head_cls_mean) f.push_back("classifier over concat(cls, mean of the patch tokens)");
   if (reg_tokens > 0) f.push_back(std::to_string(reg_tokens) + " register token(s)");
   if (no_embed_class && prefix_tokens() > 0) f.push_back("no_embed_class (position table without prefix rows)");
   if (pre_norm) f.push_back("pre-norm (norm_pre)");
@@ -82,7 +87,9 @@ int64_t ViTConfig::param_count() const noexcept {
   n += depth * block;
   if (final_norm) n += 2 * D;
   if (fc_norm) n += 2 * D;
-  if (C > 0) n += (dist_token ? 2 : 1) * (C * D + C);
+  if (C > 0) n += (dist_token && dist_head ? 2 : 1) * (C * D + C);
+  n += static_cast<int64_t>(proj_dim) * D;
+  if (head_cls_mean) n += C * D;  // the patch-mean half of the classifier
   return n;
 }
 
@@ -97,15 +104,18 @@ double ViTConfig::flops_per_image() const noexcept {
   block += T * D * D;                       // proj
   block += 2.0 * T * D * I;                 // fc1, fc2
   macs += depth * block;
-  macs += (dist_token ? 2.0 : 1.0) * num_classes * D;  // head (and head_dist) on the pooled token
+  macs += (dist_token && dist_head ? 2.0 : 1.0) * num_classes * D;  // head (and head_dist) on the pooled token
+  macs += static_cast<double>(proj_dim) * D;                        // visual projection
+  if (head_cls_mean) macs += static_cast<double>(num_classes) * D;  // the classifier's patch-mean half
   return 2.0 * macs;
 }
 
 std::string ViTConfig::describe() const {
   std::ostringstream s;
   char buf[64];
-  s << "architecture : " << (architecture.empty() ? "(custom)" : architecture) << "  [" << layout_name(layout)
-    << " layout]\n";
+  s << "architecture : "
+    << (!architecture.empty() ? architecture : !hf_class.empty() ? hf_class : std::string("(custom)")) << "  ["
+    << layout_name(layout) << " layout]\n";
   s << "family       : " << family();
   const std::vector<std::string> feats = variant_features();
   for (size_t i = 0; i < feats.size(); ++i) s << (i ? ", " : " (") << feats[i];
@@ -123,6 +133,9 @@ std::string ViTConfig::describe() const {
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
   s << "norm/pool    : LayerNorm eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
     << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "") << "\n";
+  if (proj_dim > 0) {
+    s << "embeddings   : " << proj_dim << " (the projected image embedding, HF image_embeds = visual_projection(pooled))\n";
+  }
   s << "classes      : " << num_classes;
   if (!labels.empty()) s << " (labels: " << labels.front() << ", ...)";
   s << "\n";

@@ -58,21 +58,35 @@ struct ViTConfig {
   // then reg_tokens registers; the patch rows follow them.
   bool class_token = true;
   bool dist_token = false;  // DeiT distilled: head_dist on the dist row; output = mean of both heads
+  // With dist_token: true = the dist row feeds head_dist and both outputs are the mean of the
+  // cls and dist paths (timm distilled, HF DeiTForImageClassificationWithTeacher); false = the
+  // dist token only takes part in attention and the cls row alone is pooled (HF
+  // DeiTForImageClassification / DeiTModel).
+  bool dist_head = true;
   int reg_tokens = 0;
   bool no_embed_class = false;  // the position table has no prefix rows (added before the concat)
   bool pre_norm = false;        // LayerNorm norm_pre after the embedding (CLIP towers)
   bool patch_bias = true;       // the patch conv has a bias (CLIP's has none)
   bool layer_scale = false;  // timm init_values: each block's branches scaled by ls1 / ls2.gamma
+  // > 0: the pooled row is projected by a bias-free [proj_dim, D] Linear and that is the
+  // embeddings output (HF CLIPVisionModelWithProjection: image_embeds = visual_projection(pooled)).
+  int proj_dim = 0;
+  // HF Dinov2ForImageClassification: the classifier reads concat(normed cls row, mean of the
+  // normed patch rows), run as the two halves of its [C, 2D] weight: head(cls) + head_mean(mean).
+  bool head_cls_mean = false;
 
   // Provenance.
   WeightLayout layout = WeightLayout::kTimm;
   std::string architecture;  // e.g. "vit_base_patch16_224" when known
+  std::string hf_class;      // HF config.json architectures[0], e.g. "Dinov2Model"; empty if unsaid
   int ckpt_grid_h = 14, ckpt_grid_w = 14;  // patch grid of the stored position embeddings
 
   std::vector<std::string> labels;  // id2label / label_names; may be empty
   PreprocessConfig preprocess;
 
   int head_dim() const noexcept { return hidden / heads; }
+  // Width of the embeddings output: the projection's when there is one, else D.
+  int embed_dim() const noexcept { return proj_dim > 0 ? proj_dim : hidden; }
   int grid_h() const noexcept { return image_h / patch; }
   int grid_w() const noexcept { return image_w / patch; }
   int num_patches() const noexcept { return grid_h() * grid_w(); }

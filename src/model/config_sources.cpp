@@ -292,24 +292,52 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
   h.kind = ConfigKind::kHF;
   h.path = path;
   try {
+    std::string mt = "vit";
     if (has(j, "model_type")) {
-      const std::string mt = get_str(j, "model_type", path);
-      if (mt != "vit") unsupported(path, "model_type '" + clip(mt) + "' (only 'vit')");
+      mt = get_str(j, "model_type", path);
+      if (mt == "siglip" || mt == "siglip_vision_model") {
+        unsupported(path, "model_type '" + mt + "' (SigLIP's attention-pooling head)");
+      }
+      if (mt == "clip") {
+        unsupported(path, "model_type 'clip' (a full CLIPModel, text and vision towers; save its vision tower with "
+                          "CLIPVisionModelWithProjection.save_pretrained)");
+      }
+      if (mt != "vit" && mt != "deit" && mt != "dinov2" && mt != "dinov2_with_registers" && mt != "clip_vision_model") {
+        unsupported(path, "model_type '" + clip(mt) +
+                              "' (only 'vit', 'deit', 'dinov2', 'dinov2_with_registers', 'clip_vision_model')");
+      }
+      h.hf_model_type = mt;
+    }
+    if (has(j, "architectures")) {
+      const json& a = j.at("architectures");
+      if (a.is_array() && !a.empty() && a[0].is_string()) h.hf_class = clip(a[0].get<std::string>());
+    }
+    if (has(j, "use_swiglu_ffn") && get_bool(j, "use_swiglu_ffn", path)) {
+      unsupported(path, "use_swiglu_ffn=true (the SwiGLU MLP of the DINOv2 giant models)");
     }
     if (has(j, "hidden_act")) {
       const std::string act = get_str(j, "hidden_act", path);
       // HF ACT2FN: "gelu" and "gelu_python" are the exact erf form; "gelu_new",
-      // "gelu_pytorch_tanh", "gelu_fast" are tanh approximations; others are not GELU.
-      if (act != "gelu" && act != "gelu_python") {
-        unsupported(path, "hidden_act '" + clip(act) + "' (only the exact-erf GELU 'gelu' / 'gelu_python')");
+      // "gelu_pytorch_tanh", "gelu_fast" are tanh approximations; "quick_gelu" is
+      // x * sigmoid(1.702 x) (OpenAI CLIP; accepted for the CLIP tower only).
+      if (mt == "clip_vision_model" && act == "quick_gelu") {
+        h.act = Activation::kQuickGelu;
+      } else if (act == "gelu" || act == "gelu_python") {
+        h.act = Activation::kGeluErf;
+      } else {
+        unsupported(path, "hidden_act '" + clip(act) + "' (only the exact-erf GELU 'gelu' / 'gelu_python'" +
+                              (mt == "clip_vision_model" ? ", or 'quick_gelu')" : ")"));
       }
     }
+    if (has(j, "projection_dim")) h.proj_dim = get_int(j, "projection_dim", path, limits::kMaxHidden);
+    if (has(j, "num_register_tokens")) h.reg_tokens = get_int(j, "num_register_tokens", path, limits::kMaxPatches);
     if (has(j, "hidden_size")) h.hidden = get_int(j, "hidden_size", path, limits::kMaxHidden);
     if (has(j, "num_hidden_layers")) h.depth = get_int(j, "num_hidden_layers", path, limits::kMaxDepth);
     if (has(j, "num_attention_heads")) h.heads = get_int(j, "num_attention_heads", path, limits::kMaxHeads);
     if (has(j, "intermediate_size")) h.mlp_hidden = get_int(j, "intermediate_size", path, limits::kMaxMlp);
-    // transformers' ViTConfig default; the eps is what makes HF logits differ from timm's.
-    h.ln_eps = has(j, "layer_norm_eps") ? get_eps(j, "layer_norm_eps", path) : 1e-12f;
+    // Each config class's default; the eps is what makes HF ViT logits differ from timm's.
+    const float eps_default = mt == "clip_vision_model" ? 1e-5f : mt.rfind("dinov2", 0) == 0 ? 1e-6f : 1e-12f;
+    h.ln_eps = has(j, "layer_norm_eps") ? get_eps(j, "layer_norm_eps", path) : eps_default;
     if (has(j, "image_size")) {
       int ih = 0, iw = 0;
       get_hw(j, "image_size", path, limits::kMaxImageSide, &ih, &iw);
@@ -319,7 +347,7 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
     if (has(j, "patch_size")) h.patch = get_square(j, "patch_size", path, limits::kMaxPatch);
     if (has(j, "num_channels")) h.in_chans = get_int(j, "num_channels", path, limits::kMaxInChans);
     if (has(j, "qkv_bias")) h.qkv_bias = get_bool(j, "qkv_bias", path);
-    h.pool = GlobalPool::kToken;  // ViTForImageClassification reads layernorm(x)[:, 0]
+    h.pool = GlobalPool::kToken;  // the classifiers read layernorm(x)[:, 0] (CLIP: post_layernorm(x[:, 0]))
     h.final_norm = true;
     h.fc_norm = false;
     if (has(j, "id2label")) {

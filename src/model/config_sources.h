@@ -20,6 +20,9 @@ struct ConfigHints {
   ConfigKind kind = ConfigKind::kNone;
   std::string path;  // the config.json these came from (for messages)
   std::optional<std::string> architecture;  // timm `architecture`
+  std::optional<std::string> hf_model_type; // HF `model_type` ("vit", "deit", "dinov2", ...)
+  std::optional<std::string> hf_class;      // HF `architectures[0]` ("DeiTForImageClassificationWithTeacher", ...)
+  std::optional<int> proj_dim;              // HF CLIP `projection_dim`
   std::optional<int> hidden, depth, heads, mlp_hidden, patch, in_chans, num_classes;
   std::optional<int> image_h, image_w;
   std::optional<float> ln_eps;
@@ -37,8 +40,10 @@ struct ConfigHints {
 // nesting deeper than limits::kMaxJsonDepth (model/limits.h).
 nlohmann::json read_json_file(const std::string& path);
 
-// HF ViTConfig (model_type "vit"). Throws kUnsupported for other model types and for
-// hidden_act values other than the exact-erf GELU.
+// HF ViTConfig / DeiTConfig / Dinov2Config / Dinov2WithRegistersConfig / CLIPVisionConfig
+// (model_type "vit", "deit", "dinov2", "dinov2_with_registers", "clip_vision_model"). Throws
+// kUnsupported for other model types (naming SigLIP, a full CLIPModel, ...), for DINOv2's
+// SwiGLU MLP, and for hidden_act values other than the exact-erf GELU (CLIP: also quick-GELU).
 ConfigHints parse_hf_config(const nlohmann::json& j, const std::string& path);
 
 // timm hub config.json (architecture, num_classes, global_pool, label_names,

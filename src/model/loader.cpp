@@ -138,9 +138,24 @@ std::unique_ptr<TensorSource> open_source(const std::string& path) {
 
 // ---- layouts ---------------------------------------------------------------------------
 
+// The HF model families whose layouts map onto the internal model (tensor names differ,
+// the math is the ViT's with the family's ViTConfig flags).
+enum class HFFamily { kViT, kDeiT, kDinov2, kCLIP };
+
+const char* hf_family_name(HFFamily f) {
+  switch (f) {
+    case HFFamily::kViT: return "ViT";
+    case HFFamily::kDeiT: return "DeiT";
+    case HFFamily::kDinov2: return "DINOv2";
+    case HFFamily::kCLIP: return "CLIP vision";
+  }
+  return "?";
+}
+
 struct LayoutInfo {
   WeightLayout layout = WeightLayout::kTimm;
-  std::string prefix;  // HF: "vit." or ""
+  std::string prefix;  // HF: the base model's attribute ("vit.", "deit.", "dinov2.", "vision_model.") or ""
+  HFFamily hf = HFFamily::kViT;
 };
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
@@ -152,24 +167,113 @@ std::string name_list(const std::vector<std::string>& v, size_t max_n = 5) {
   return s;
 }
 
+// HF base-model prefixes: ViTForImageClassification "vit.", DeiT* "deit.", Dinov2For* "dinov2." /
+// "dinov2_with_registers.", CLIPVisionModel(WithProjection) "vision_model."; bare models none.
+constexpr const char* kHFPrefixes[] = {"vit.", "deit.", "dinov2.", "dinov2_with_registers.", "vision_model.", ""};
+
 LayoutInfo detect_layout(const std::vector<std::string>& names, const std::string& file) {
-  bool timm = false, hf_vit = false, hf_bare = false, jax = false;
+  bool timm = false, jax = false;
+  std::set<std::string> hf_prefixes;
   for (const std::string& n : names) {
     if (n == "patch_embed.proj.weight" || starts_with(n, "blocks.") || n == "cls_token" || n == "pos_embed") timm = true;
-    if (starts_with(n, "vit.embeddings.") || starts_with(n, "vit.encoder.")) hf_vit = true;
-    if (starts_with(n, "embeddings.") || starts_with(n, "encoder.layer.")) hf_bare = true;
+    for (const char* pc : kHFPrefixes) {
+      const std::string p = pc;
+      if (starts_with(n, p + "embeddings.") || starts_with(n, p + "encoder.layer.") || starts_with(n, p + "encoder.layers.")) {
+        hf_prefixes.insert(p);
+        break;
+      }
+    }
     if (n == "embedding/kernel" || starts_with(n, "Transformer/")) jax = true;
   }
-  const int kinds = timm + (hf_vit || hf_bare) + jax;
-  if (kinds != 1 || (hf_vit && hf_bare)) {
+  const int kinds = timm + !hf_prefixes.empty() + jax;
+  if (kinds != 1 || hf_prefixes.size() > 1) {
     fail(kinds == 0 ? ErrorCode::kUnsupported : ErrorCode::kFormat,
          file + ": cannot tell the weight layout (expected timm names such as patch_embed.proj.weight, HF "
-                "vit.embeddings.* / embeddings.*, or JAX embedding/kernel; " +
+                "[vit. / deit. / dinov2. / vision_model.]embeddings.*, or JAX embedding/kernel; " +
              (kinds == 0 ? std::string("found none") : std::string("found a mix")) + "); tensors: " + name_list(names));
   }
-  if (timm) return {WeightLayout::kTimm, ""};
-  if (jax) return {WeightLayout::kJax, ""};
-  return {WeightLayout::kHF, hf_vit ? "vit." : ""};
+  if (timm) return {WeightLayout::kTimm, "", HFFamily::kViT};
+  if (jax) return {WeightLayout::kJax, "", HFFamily::kViT};
+  LayoutInfo L{WeightLayout::kHF, *hf_prefixes.begin(), HFFamily::kViT};
+  const std::string& p = L.prefix;
+  const std::set<std::string> all(names.begin(), names.end());
+  const auto any_with = [&](const std::string& pre) {
+    auto it = all.lower_bound(pre);
+    return it != all.end() && starts_with(*it, pre);
+  };
+  // Each family by a tensor only its layout has (or its base-model prefix).
+  if (all.count(p + "embeddings.class_embedding") || any_with(p + "encoder.layers.") || p == "vision_model.") {
+    L.hf = HFFamily::kCLIP;
+  } else if (starts_with(p, "dinov2") || all.count(p + "encoder.layer.0.norm1.weight") ||
+             all.count(p + "encoder.layer.0.layer_scale1.lambda1") || all.count(p + "embeddings.register_tokens")) {
+    L.hf = HFFamily::kDinov2;
+  } else if (p == "deit." || all.count(p + "embeddings.distillation_token")) {
+    L.hf = HFFamily::kDeiT;
+  }
+  return L;
+}
+
+// The per-block tensor names (without ".weight" / ".bias") of each HF family.
+struct HFBlockNames {
+  const char *ln1, *ln2, *q, *k, *v, *proj, *fc1, *fc2;
+  const char *ls1, *ls2;  // LayerScale (DINOv2 layer_scale{1,2}.lambda1), else null
+};
+
+HFBlockNames hf_block_names(HFFamily f) {
+  switch (f) {
+    case HFFamily::kCLIP:
+      return {"layer_norm1", "layer_norm2", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+              "self_attn.out_proj", "mlp.fc1", "mlp.fc2", nullptr, nullptr};
+    case HFFamily::kDinov2:
+      return {"norm1", "norm2", "attention.attention.query", "attention.attention.key", "attention.attention.value",
+              "attention.output.dense", "mlp.fc1", "mlp.fc2", "layer_scale1.lambda1", "layer_scale2.lambda1"};
+    case HFFamily::kViT:
+    case HFFamily::kDeiT:
+      break;
+  }
+  return {"layernorm_before", "layernorm_after", "attention.attention.query", "attention.attention.key",
+          "attention.attention.value", "attention.output.dense", "intermediate.dense", "output.dense", nullptr, nullptr};
+}
+
+// The HF tensors outside the blocks, per family.
+struct HFNames {
+  std::string cls, pos, patch_w, patch_b, norm, block_prefix;  // norm: final (ViT) / post_layernorm (CLIP)
+  std::string dist, reg, pre_norm, proj;                       // empty where the family has none
+  std::string head, head_dist;                                 // without ".weight" / ".bias"
+};
+
+// DeiT's teacher head pair exists only in DeiTForImageClassificationWithTeacher checkpoints.
+bool hf_deit_teacher(const TensorSource& src) { return src.has("cls_classifier.weight"); }
+
+HFNames hf_names(const LayoutInfo& L, bool deit_teacher) {
+  const std::string& p = L.prefix;
+  HFNames n;
+  if (L.hf == HFFamily::kCLIP) {
+    n.cls = p + "embeddings.class_embedding";        // [D]
+    n.pos = p + "embeddings.position_embedding.weight";  // [1 + N, D] (an nn.Embedding)
+    n.patch_w = p + "embeddings.patch_embedding.weight";  // no bias
+    n.pre_norm = p + "pre_layrnorm";                 // sic: HF's name
+    n.norm = p + "post_layernorm";                   // on the pooled cls row only
+    n.block_prefix = p + "encoder.layers.";
+    n.proj = "visual_projection.weight";             // WithProjection only
+    return n;
+  }
+  n.cls = p + "embeddings.cls_token";
+  n.pos = p + "embeddings.position_embeddings";
+  n.patch_w = p + "embeddings.patch_embeddings.projection.weight";
+  n.patch_b = p + "embeddings.patch_embeddings.projection.bias";
+  n.norm = p + "layernorm";
+  n.block_prefix = p + "encoder.layer.";
+  n.head = "classifier";
+  if (L.hf == HFFamily::kDeiT) {
+    n.dist = p + "embeddings.distillation_token";
+    if (deit_teacher) {
+      n.head = "cls_classifier";
+      n.head_dist = "distillation_classifier";
+    }
+  }
+  if (L.hf == HFFamily::kDinov2) n.reg = p + "embeddings.register_tokens";
+  return n;
 }
 
 // Largest block index + 1 for names "<pre><N><post...>".
@@ -225,7 +329,12 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
       }
       if (starts_with(n, "attn_pool.")) unsupported_variant(file, "attention pooling (global_pool 'map', the SigLIP head)", n);
     } else if (L.layout == WeightLayout::kHF) {
-      if (n.find("distillation_token") != std::string::npos) unsupported_variant(file, "a distillation token (DeiT distilled)", n);
+      if (starts_with(n, "head.") || starts_with(n, "pooler.attention") || n.find(".head.attention.") != std::string::npos) {
+        unsupported_variant(file, "an attention-pooling head (SigLIP's)", n);
+      }
+      if (L.hf == HFFamily::kDinov2 && (n.find(".mlp.weights_in.") != std::string::npos || n.find(".mlp.w12.") != std::string::npos)) {
+        unsupported_variant(file, "the SwiGLU MLP of HF DINOv2 (use_swiglu_ffn=True, the giant models)", n);
+      }
     } else {
       if (starts_with(n, "pre_logits/")) {
         unsupported_variant(file, "the pre_logits layer of in21k-only JAX checkpoints (use a fine-tuned checkpoint)", n);
@@ -244,20 +353,21 @@ struct Names {
   std::string block_prefix;
 };
 
-Names defining_names(const LayoutInfo& L) {
+Names defining_names(const LayoutInfo& L, bool deit_teacher) {
   Names n;
-  const std::string& p = L.prefix;
   switch (L.layout) {
     case WeightLayout::kTimm:
       n = {"patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "blocks.0.mlp.fc1.weight",
            "head.weight", "head.bias", "blocks.0.attn.qkv.bias", "norm.weight", "blocks."};
       break;
-    case WeightLayout::kHF:
-      n = {p + "embeddings.patch_embeddings.projection.weight", p + "embeddings.patch_embeddings.projection.bias",
-           p + "embeddings.cls_token", p + "embeddings.position_embeddings",
-           p + "encoder.layer.0.intermediate.dense.weight", "classifier.weight", "classifier.bias",
-           p + "encoder.layer.0.attention.attention.query.bias", p + "layernorm.weight", p + "encoder.layer."};
+    case WeightLayout::kHF: {
+      const HFNames h = hf_names(L, deit_teacher);
+      const HFBlockNames b = hf_block_names(L.hf);
+      n = {h.patch_w, h.patch_b, h.cls, h.pos, h.block_prefix + "0." + b.fc1 + ".weight",
+           h.head.empty() ? std::string() : h.head + ".weight", h.head.empty() ? std::string() : h.head + ".bias",
+           h.block_prefix + "0." + b.q + ".bias", h.norm + ".weight", h.block_prefix};
       break;
+    }
     case WeightLayout::kJax:
       n = {"embedding/kernel", "embedding/bias", "cls", "Transformer/posembed_input/pos_embedding",
            "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel", "head/kernel", "head/bias",
@@ -328,30 +438,41 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
       }
     }
   } else if (L.layout == WeightLayout::kHF) {
-    const std::string& p = L.prefix;
-    e[p + "embeddings.cls_token"] = {1, 1, D};
-    e[p + "embeddings.position_embeddings"] = {1, pos_rows, D};
-    e[p + "embeddings.patch_embeddings.projection.weight"] = {D, Ci, P, P};
-    e[p + "embeddings.patch_embeddings.projection.bias"] = {D};
+    const HFNames h = hf_names(L, c.dist_token && c.dist_head);
+    const HFBlockNames bn = hf_block_names(L.hf);
+    const bool clip = L.hf == HFFamily::kCLIP;
+    e[h.cls] = clip ? Shape{D} : Shape{1, 1, D};
+    e[h.pos] = clip ? Shape{pos_rows, D} : Shape{1, pos_rows, D};
+    e[h.patch_w] = {D, Ci, P, P};
+    if (c.patch_bias) e[h.patch_b] = {D};
+    if (c.dist_token) e[h.dist] = {1, 1, D};
+    if (c.reg_tokens > 0) e[h.reg] = {1, c.reg_tokens, D};
+    if (c.pre_norm) e[h.pre_norm + ".weight"] = e[h.pre_norm + ".bias"] = {D};
     for (int i = 0; i < c.depth; ++i) {
-      const std::string b = p + "encoder.layer." + std::to_string(i) + ".";
-      for (const char* q : {"query", "key", "value"}) {
-        e[b + "attention.attention." + q + ".weight"] = {D, D};
-        if (c.qkv_bias) e[b + "attention.attention." + q + ".bias"] = {D};
+      const std::string b = h.block_prefix + std::to_string(i) + ".";
+      for (const char* q : {bn.q, bn.k, bn.v}) {
+        e[b + q + ".weight"] = {D, D};
+        if (c.qkv_bias) e[b + q + ".bias"] = {D};
       }
-      e[b + "attention.output.dense.weight"] = {D, D};
-      e[b + "attention.output.dense.bias"] = {D};
-      e[b + "layernorm_before.weight"] = e[b + "layernorm_before.bias"] = {D};
-      e[b + "layernorm_after.weight"] = e[b + "layernorm_after.bias"] = {D};
-      e[b + "intermediate.dense.weight"] = {I, D};
-      e[b + "intermediate.dense.bias"] = {I};
-      e[b + "output.dense.weight"] = {D, I};
-      e[b + "output.dense.bias"] = {D};
+      e[b + bn.proj + ".weight"] = {D, D};
+      e[b + bn.proj + ".bias"] = {D};
+      e[b + bn.ln1 + ".weight"] = e[b + bn.ln1 + ".bias"] = {D};
+      e[b + bn.ln2 + ".weight"] = e[b + bn.ln2 + ".bias"] = {D};
+      e[b + bn.fc1 + ".weight"] = {I, D};
+      e[b + bn.fc1 + ".bias"] = {I};
+      e[b + bn.fc2 + ".weight"] = {D, I};
+      e[b + bn.fc2 + ".bias"] = {D};
+      if (c.layer_scale) e[b + bn.ls1] = e[b + bn.ls2] = {D};
     }
-    e[p + "layernorm.weight"] = e[p + "layernorm.bias"] = {D};
+    e[h.norm + ".weight"] = e[h.norm + ".bias"] = {D};
+    if (c.proj_dim > 0) e[h.proj] = {c.proj_dim, D};
     if (C > 0) {
-      e["classifier.weight"] = {C, D};
-      e["classifier.bias"] = {C};
+      e[h.head + ".weight"] = {C, c.head_cls_mean ? 2 * D : D};
+      e[h.head + ".bias"] = {C};
+      if (c.dist_token && c.dist_head) {
+        e[h.head_dist + ".weight"] = {C, D};
+        e[h.head_dist + ".bias"] = {C};
+      }
     }
   } else {
     e["embedding/kernel"] = {P, P, Ci, D};
@@ -386,8 +507,10 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
 // Tensors a layout may carry that play no part in classification.
 bool ignored_tensor(const LayoutInfo& L, const std::string& n) {
   if (L.layout != WeightLayout::kHF) return false;
+  // pooler.dense: the tanh pooler of bare ViTModel / DeiTModel; mask_token: masked-image
+  // modelling (DINOv2 training); position_ids: an index buffer older CLIP checkpoints saved.
   return n == L.prefix + "pooler.dense.weight" || n == L.prefix + "pooler.dense.bias" ||
-         n == L.prefix + "embeddings.mask_token";
+         n == L.prefix + "embeddings.mask_token" || n == L.prefix + "embeddings.position_ids";
 }
 
 void check_tensors(const TensorSource& src, const LayoutInfo& L, const std::map<std::string, Shape>& expect,
@@ -510,39 +633,75 @@ void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
   }
 }
 
-void map_hf(const Reader& rd, const ViTConfig& c, const std::string& p, ViTWeights* w) {
+void map_hf(const Reader& rd, const ViTConfig& c, const LayoutInfo& L, ViTWeights* w) {
   const int64_t D = c.hidden;
-  w->patch_w = reshaped(rd(p + "embeddings.patch_embeddings.projection.weight"),
-                        {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
-  w->patch_b = rd(p + "embeddings.patch_embeddings.projection.bias");
-  w->cls = reshaped(rd(p + "embeddings.cls_token"), {D});
-  Tensor pos = rd(p + "embeddings.position_embeddings");
-  const int64_t rows = pos.shape[1];
-  w->pos = reshaped(std::move(pos), {rows, D});
-  w->blocks.resize(c.depth);
-  for (int i = 0; i < c.depth; ++i) {
-    const std::string b = p + "encoder.layer." + std::to_string(i) + ".";
-    const std::string a = b + "attention.attention.";
-    BlockWeights& k = w->blocks[i];
-    k.ln1_w = rd(b + "layernorm_before.weight");
-    k.ln1_b = rd(b + "layernorm_before.bias");
-    k.qkv_w = concat_rows({rd(a + "query.weight"), rd(a + "key.weight"), rd(a + "value.weight")}, {3 * D, D});
-    k.qkv_b = c.qkv_bias ? concat_rows({rd(a + "query.bias"), rd(a + "key.bias"), rd(a + "value.bias")}, {3 * D})
-                         : Tensor({3 * D});
-    k.proj_w = rd(b + "attention.output.dense.weight");
-    k.proj_b = rd(b + "attention.output.dense.bias");
-    k.ln2_w = rd(b + "layernorm_after.weight");
-    k.ln2_b = rd(b + "layernorm_after.bias");
-    k.fc1_w = rd(b + "intermediate.dense.weight");
-    k.fc1_b = rd(b + "intermediate.dense.bias");
-    k.fc2_w = rd(b + "output.dense.weight");
-    k.fc2_b = rd(b + "output.dense.bias");
+  const HFNames h = hf_names(L, c.dist_token && c.dist_head);
+  const HFBlockNames bn = hf_block_names(L.hf);
+  w->patch_w = reshaped(rd(h.patch_w), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
+  w->patch_b = c.patch_bias ? rd(h.patch_b) : Tensor({D});  // CLIP: no conv bias (zeros add nothing)
+  w->cls = reshaped(rd(h.cls), {D});
+  if (c.dist_token) w->dist = reshaped(rd(h.dist), {D});
+  if (c.reg_tokens > 0) w->reg = reshaped(rd(h.reg), {c.reg_tokens, D});
+  if (c.pre_norm) {
+    w->norm_pre_w = rd(h.pre_norm + ".weight");
+    w->norm_pre_b = rd(h.pre_norm + ".bias");
   }
-  w->norm_w = rd(p + "layernorm.weight");
-  w->norm_b = rd(p + "layernorm.bias");
-  if (c.num_classes > 0) {
-    w->head_w = rd("classifier.weight");
-    w->head_b = rd("classifier.bias");
+  Tensor pos = rd(h.pos);
+  const int64_t rows = pos.numel() / D;
+  w->pos = reshaped(std::move(pos), {rows, D});
+  if (c.reg_tokens > 0) {
+    // HF Dinov2WithRegisters: (cls, patches) + table, then the registers go in after cls. As the
+    // internal model: the cls row's position folded into the token, the patch rows a
+    // no_embed_class table, prefix (cls', registers): the same sums.
+    for (int64_t d = 0; d < D; ++d) w->cls.data[d] += w->pos.data[d];
+    w->pos.data.erase(w->pos.data.begin(), w->pos.data.begin() + D);
+    w->pos.shape = {rows - 1, D};
+  }
+  w->blocks.resize(c.depth);
+  auto qkv = [&](const std::string& b, const char* sfx, Shape s) {
+    return concat_rows({rd(b + bn.q + sfx), rd(b + bn.k + sfx), rd(b + bn.v + sfx)}, std::move(s));
+  };
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = h.block_prefix + std::to_string(i) + ".";
+    BlockWeights& k = w->blocks[i];
+    k.ln1_w = rd(b + bn.ln1 + ".weight");
+    k.ln1_b = rd(b + bn.ln1 + ".bias");
+    k.qkv_w = qkv(b, ".weight", {3 * D, D});
+    k.qkv_b = c.qkv_bias ? qkv(b, ".bias", {3 * D}) : Tensor({3 * D});
+    k.proj_w = rd(b + bn.proj + ".weight");
+    k.proj_b = rd(b + bn.proj + ".bias");
+    k.ln2_w = rd(b + bn.ln2 + ".weight");
+    k.ln2_b = rd(b + bn.ln2 + ".bias");
+    k.fc1_w = rd(b + bn.fc1 + ".weight");
+    k.fc1_b = rd(b + bn.fc1 + ".bias");
+    k.fc2_w = rd(b + bn.fc2 + ".weight");
+    k.fc2_b = rd(b + bn.fc2 + ".bias");
+    if (c.layer_scale) {
+      k.ls1 = rd(b + bn.ls1);
+      k.ls2 = rd(b + bn.ls2);
+    }
+  }
+  w->norm_w = rd(h.norm + ".weight");
+  w->norm_b = rd(h.norm + ".bias");
+  if (c.proj_dim > 0) w->proj_w = rd(h.proj);
+  if (c.num_classes > 0 && c.head_cls_mean) {
+    // [C, 2D] -> the cls half [C, D] and the patch-mean half [C, D].
+    const Tensor hw = rd(h.head + ".weight");
+    const int64_t C = c.num_classes;
+    w->head_w = Tensor({C, D});
+    w->head_mean_w = Tensor({C, D});
+    for (int64_t r = 0; r < C; ++r) {
+      std::copy_n(hw.data.begin() + r * 2 * D, D, w->head_w.data.begin() + r * D);
+      std::copy_n(hw.data.begin() + r * 2 * D + D, D, w->head_mean_w.data.begin() + r * D);
+    }
+    w->head_b = rd(h.head + ".bias");
+  } else if (c.num_classes > 0) {
+    w->head_w = rd(h.head + ".weight");
+    w->head_b = rd(h.head + ".bias");
+    if (c.dist_token && c.dist_head) {
+      w->head_dist_w = rd(h.head_dist + ".weight");
+      w->head_dist_b = rd(h.head_dist + ".bias");
+    }
   }
 }
 
@@ -640,6 +799,20 @@ void note_conflict(std::vector<std::string>* warnings, const ConfigHints& h, con
   }
 }
 
+// config.json's model_type must name the family the tensors are laid out for.
+void check_hf_family(const ConfigHints& hints, const LayoutInfo& L, const std::string& file) {
+  if (!hints.hf_model_type) return;
+  const std::string& mt = *hints.hf_model_type;
+  const HFFamily said = mt == "deit"                                        ? HFFamily::kDeiT
+                        : mt == "dinov2" || mt == "dinov2_with_registers" ? HFFamily::kDinov2
+                        : mt == "clip_vision_model"                        ? HFFamily::kCLIP
+                                                                           : HFFamily::kViT;
+  if (said != L.hf) {
+    fail(ErrorCode::kFormat, hints.path + " says model_type '" + mt + "' (HF " + hf_family_name(said) + ") but " + file +
+                                 " holds the HF " + hf_family_name(L.hf) + " layout (prefix '" + L.prefix + "')");
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOverrides& ov) {
@@ -686,7 +859,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   }
   const LayoutInfo L = detect_layout(names, file);
   reject_variants(*src, L, file);
-  const Names N = defining_names(L);
+  const Names N = defining_names(L, L.layout == WeightLayout::kHF && hf_deit_teacher(*src));
 
   ViTConfig cfg;
   cfg.layout = L.layout;
@@ -710,9 +883,14 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   if (cfg.depth > limits::kMaxDepth) {
     fail(ErrorCode::kFormat, file + ": block index " + to_s(cfg.depth - 1) + " (" + N.block_prefix + "...) is implausible");
   }
-  // The stored table: 1 (cls) + gh*gw rows, at most limits::kMaxPatches + 1.
-  const int64_t pos_rows =
-      model_dim(need_shape(*src, N.pos, 3, file), 1, 1, limits::kMaxPatches + 1, "position rows", N.pos, file);
+  // The stored table: prefix + gh*gw rows, at most limits::kMaxPatches + 1 (HF DeiT: + its dist row). HF
+  // CLIP keeps it as an nn.Embedding [rows, D], the others as [1, rows, D].
+  const bool hf = L.layout == WeightLayout::kHF;
+  const bool pos_2d = hf && L.hf == HFFamily::kCLIP;
+  const int64_t pos_rows = model_dim(need_shape(*src, N.pos, pos_2d ? 2 : 3, file), pos_2d ? 0 : 1, 1,
+                                     limits::kMaxPatches + 1 + (hf && L.hf == HFFamily::kDeiT), "position rows", N.pos,
+                                     file);
+  if (hf) check_hf_family(hints, L, file);
   note_conflict(&warnings, hints, hints.hidden, cfg.hidden, "width");
   note_conflict(&warnings, hints, hints.depth, cfg.depth, "depth");
   note_conflict(&warnings, hints, hints.mlp_hidden, cfg.mlp_hidden, "mlp width");
@@ -759,12 +937,15 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   } else if (hints.ln_eps) {
     cfg.ln_eps = *hints.ln_eps;
   } else {
-    cfg.ln_eps = L.layout == WeightLayout::kHF ? 1e-12f : 1e-6f;
+    // HF: each config class's default (ViTConfig / DeiTConfig 1e-12, Dinov2Config 1e-6,
+    // CLIPVisionConfig 1e-5); timm / JAX 1e-6.
+    cfg.ln_eps = !hf ? 1e-6f : L.hf == HFFamily::kDinov2 ? 1e-6f : L.hf == HFFamily::kCLIP ? 1e-5f : 1e-12f;
   }
 
   // qkv bias: the config when it says, else the tensors (then checked like any other).
   cfg.qkv_bias = hints.qkv_bias ? *hints.qkv_bias : src->has(N.qkv_bias0);
-  cfg.layer_scale = L.layout == WeightLayout::kTimm && src->has("blocks.0.ls1.gamma");
+  cfg.layer_scale = (L.layout == WeightLayout::kTimm && src->has("blocks.0.ls1.gamma")) ||
+                    (hf && L.hf == HFFamily::kDinov2);  // HF Dinov2Layer always has layer_scale1/2
 
   // Pooling and the norms around it.
   cfg.pool = ov.pool ? *ov.pool : hints.pool ? *hints.pool : GlobalPool::kToken;
@@ -810,8 +991,30 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     if (cfg.dist_token && !cfg.class_token) {
       fail(ErrorCode::kFormat, file + ": holds dist_token but no cls_token (DeiT distilled has both)");
     }
+  } else if (hf) {
+    // HF: every family has a cls token; DeiT a distillation token (a second head only in the
+    // WithTeacher class); DINOv2-with-registers its registers (not in the table); CLIP a
+    // pre-norm and no patch bias, and a visual projection in the WithProjection class.
+    const HFNames h = hf_names(L, hf_deit_teacher(*src));
+    cfg.dist_token = L.hf == HFFamily::kDeiT;
+    cfg.dist_head = cfg.dist_token && !h.head_dist.empty();
+    cfg.reg_tokens = L.hf == HFFamily::kDinov2 && src->has(h.reg)
+                         ? model_dim(need_shape(*src, h.reg, 3, file), 1, 1, limits::kMaxPatches, "register tokens", h.reg, file)
+                         : 0;
+    note_conflict(&warnings, hints, hints.reg_tokens, cfg.reg_tokens, "num_register_tokens");
+    cfg.pre_norm = L.hf == HFFamily::kCLIP;
+    cfg.patch_bias = L.hf != HFFamily::kCLIP;
+    cfg.no_embed_class = cfg.reg_tokens > 0;  // after the loader folds the cls row's position into the token
+    if (L.hf == HFFamily::kCLIP && src->has(h.proj)) {
+      cfg.proj_dim = model_dim(need_shape(*src, h.proj, 2, file), 0, 1, limits::kMaxHidden, "projection width", h.proj, file);
+      note_conflict(&warnings, hints, hints.proj_dim, cfg.proj_dim, "projection_dim");
+    }
+    if (hints.hf_class) cfg.hf_class = *hints.hf_class;
+    // Dinov2ForImageClassification: its classifier is [C, 2D] (concat(cls, mean of patches)).
+    cfg.head_cls_mean = L.hf == HFFamily::kDinov2 && cfg.num_classes > 0;
   }
-  cfg.act = hints.act.value_or(Activation::kGeluErf);
+  // HF CLIPVisionConfig's default activation is quick-GELU (OpenAI CLIP); the rest erf GELU.
+  cfg.act = hints.act.value_or(hf && L.hf == HFFamily::kCLIP ? Activation::kQuickGelu : Activation::kGeluErf);
   if (!cfg.class_token && cfg.pool == GlobalPool::kToken) {
     if (ov.pool || hints.pool) {
       fail(ErrorCode::kInvalidArgument, file + ": global_pool 'token' needs a class token, and this model has none "
@@ -830,14 +1033,19 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
       return rows > 0 && ((hh > 0 && hw > 0 && static_cast<int64_t>(hh / cfg.patch) * (hw / cfg.patch) == rows) ||
                           isqrt_exact(rows) > 0);
     };
-    if (hints.no_embed_class) {
+    if (hf) {
+      // Set above from the family.
+    } else if (hints.no_embed_class) {
       cfg.no_embed_class = *hints.no_embed_class;
     } else {
       cfg.no_embed_class = prefix > 0 && !fits(pos_rows - prefix) && fits(pos_rows);  // a table without prefix rows
     }
   }
-  const int pos_prefix = cfg.no_embed_class ? 0 : prefix;
-  const int64_t n_patch_rows = pos_rows - pos_prefix;
+  const int pos_prefix = cfg.no_embed_class ? 0 : prefix;  // of the internal table (w.pos)
+  // Of the stored table: HF DINOv2-with-registers stores the cls row (folded into the token by
+  // map_hf) but no register rows.
+  const int stored_prefix = hf && cfg.reg_tokens > 0 ? 1 : pos_prefix;
+  const int64_t n_patch_rows = pos_rows - stored_prefix;
   int cfg_h = ov.image_size ? *ov.image_size : hints.image_h ? *hints.image_h : have_arch ? arch.image_h : 0;
   int cfg_w = ov.image_size ? *ov.image_size : hints.image_w ? *hints.image_w : have_arch ? arch.image_w : 0;
   const int hint_h = hints.image_h ? *hints.image_h : have_arch ? arch.image_h : 0;
@@ -849,7 +1057,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     cfg.ckpt_grid_h = cfg.ckpt_grid_w = g;
   } else {
     fail(ErrorCode::kFormat, file + ": cannot infer the patch grid from position table '" + N.pos + "' with " +
-                                 to_s(pos_rows) + " rows (expected " + to_s(pos_prefix) + " prefix row(s) + gh*gw" +
+                                 to_s(pos_rows) + " rows (expected " + to_s(stored_prefix) + " prefix row(s) + gh*gw" +
                                  (cfg.no_embed_class ? ", no_embed_class" : "") + ")");
   }
   // A config size that contradicts the stored table (e.g. img_size 1000000 for a 4x4 grid) is
@@ -905,13 +1113,21 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   const Reader rd(*src, &warnings);
   switch (L.layout) {
     case WeightLayout::kTimm: map_timm(rd, cfg, &model->w); break;
-    case WeightLayout::kHF: map_hf(rd, cfg, L.prefix, &model->w); break;
+    case WeightLayout::kHF: map_hf(rd, cfg, L, &model->w); break;
     case WeightLayout::kJax: map_jax(rd, cfg, &model->w); break;
   }
   src.reset();  // unmap before resampling: the weights are copied out
   if (cfg.grid_h() != cfg.ckpt_grid_h || cfg.grid_w() != cfg.ckpt_grid_w) {
+    // HF DeiT / CLIP / DINOv2 resample with their interpolate_pos_encoding (DINOv2 always, the
+    // others when asked: the only way HF runs them at another size); the prefix rows are kept
+    // (HF DINOv2-with-registers: its cls row is folded into the token, so there are none).
+    // Dinov2WithRegisters' own copy passes antialias=True: timm's rule. The HF ViT layout keeps
+    // timm's rule, as before.
+    const bool hf_antialiased = L.hf == HFFamily::kDinov2 &&
+                                (cfg.reg_tokens > 0 || hints.hf_model_type.value_or("") == "dinov2_with_registers");
+    const PosResample rule = hf && L.hf != HFFamily::kViT && !hf_antialiased ? PosResample::kHF : PosResample::kTimm;
     model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w(),
-                                      pos_prefix);
+                                      pos_prefix, rule);
   }
   // The embed's prefix rows, in timm's concatenation order (cls, dist, registers), unless the
   // prefix is the cls token alone (the graph reads w.cls then).

@@ -36,6 +36,8 @@ struct ViTWeights {
   Tensor fc_norm_w, fc_norm_b;  // [D], empty unless cfg.fc_norm
   Tensor head_w, head_b;        // [C, D], [C]; empty when num_classes == 0
   Tensor head_dist_w, head_dist_b;  // [C, D], [C]; DeiT distilled only
+  Tensor proj_w;                    // [proj_dim, D], no bias; empty unless cfg.proj_dim > 0
+  Tensor head_mean_w;               // [C, D], no bias: the patch-mean half of the classifier (cfg.head_cls_mean)
 };
 
 struct Model {
@@ -51,9 +53,15 @@ struct Model {
 // variants (register tokens, distillation, no_embed_class, ...).
 std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOverrides& ov = {});
 
-// Bilinear/bicubic resampling of the position-embedding grid exactly as timm's
-// resample_abs_pos_embed (F.interpolate bicubic, antialias=True, align_corners=False).
+// How a position table is resampled: timm's resample_abs_pos_embed (F.interpolate bicubic,
+// antialias=True, align_corners=False; also HF Dinov2WithRegisters' interpolate_pos_encoding), or
+// HF's interpolate_pos_encoding of DeiT / CLIP / DINOv2: the same without antialias, i.e.
+// PyTorch's upsample_bicubic2d with a = -0.75.
+enum class PosResample { kTimm, kHF };
+
+// Bicubic resampling of the position-embedding grid exactly as `rule` says.
 // pos: [prefix + gh*gw, D] (prefix slots first, kept as they are) -> [prefix + nh*nw, D].
-Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw, int prefix = 1);
+Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw, int prefix = 1,
+                          PosResample rule = PosResample::kTimm);
 
 }  // namespace vit
