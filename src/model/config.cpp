@@ -60,7 +60,8 @@ std::vector<std::string> ViTConfig::variant_features() const {
 std::vector<std::string> ViTConfig::graph_only_features() const {
   // Every family feature of issue 12 so far runs on the CUDA engine too (registers, no_embed_class,
   // no class token, avg / max / avgmax pooling, pre-norm, no patch bias, the three GELUs, DeiT's
-  // two heads, LayerScale); a feature added to the graph before its CUDA kernels is listed here.
+  // two heads, LayerScale, CLIP's projection, DINOv2's cls + patch-mean classifier); a feature
+  // added to the graph before its CUDA kernels is listed here.
   return {};
 }
 const char* layout_name(WeightLayout l) noexcept {
