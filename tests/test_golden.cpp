@@ -148,7 +148,8 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(GoldenTest, MatchesFramework) { check_case(GetParam(), vit::test::kGoldenSet); }
 
 // The families (tests/data/golden_families): registers, no_embed_class, no cls, avg / avgmax /
-// max pools, CLIP towers (pre-norm, quick-GELU, eps 1e-5), tanh-GELU, DeiT distilled, ...
+// max pools, CLIP towers (pre-norm, quick-GELU, eps 1e-5), tanh-GELU, DeiT distilled, the
+// attention-pool head (timm map towers, transformers' SiglipVisionModel), ...
 class FamilyGoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(FamilyGoldenTest, MatchesFramework) { check_case(GetParam(), vit::test::kFamilySet); }
 
@@ -170,7 +171,8 @@ TEST(GoldenData, AllCasesPresent) {
   const std::vector<std::string> fams = vit::test::list_golden_cases(vit::test::kFamilySet);
   for (const char* must : {"fam_reg_noembedcls", "fam_reg_avg", "fam_gap_nocls", "fam_avgmax_tanh", "fam_max",
                            "fam_nonorm", "fam_clip_quickgelu", "fam_clip", "fam_siglip_gap", "fam_deit_distilled",
-                           "fam_reg4_gap_ls", "fam_dinov2_reg4"}) {
+                           "fam_reg4_gap_ls", "fam_dinov2_reg4", "fam_siglip_map", "fam_siglip2_map_tanh",
+                           "fam_reg4_map", "fam_map_latent2", "hf_siglip_vision"}) {
     EXPECT_TRUE(std::find(fams.begin(), fams.end(), must) != fams.end())
         << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py";
   }

@@ -14,6 +14,7 @@ const char* global_pool_name(GlobalPool p) noexcept {
     case GlobalPool::kAvg: return "avg";
     case GlobalPool::kAvgMax: return "avgmax";
     case GlobalPool::kMax: return "max";
+    case GlobalPool::kMap: return "map";
   }
   return "?";
 }
@@ -54,6 +55,7 @@ std::vector<std::string> ViTConfig::graph_only_features() const {
   if (!patch_bias) f.push_back("no patch-embed bias");
   if (act != Activation::kGeluErf) f.push_back(activation_name(act));
   if (pool == GlobalPool::kAvgMax || pool == GlobalPool::kMax) f.push_back(std::string("pool ") + global_pool_name(pool));
+  if (pool == GlobalPool::kMap) f.push_back("attention-pool head (global_pool 'map')");
   return f;
 }
 const char* layout_name(WeightLayout l) noexcept {
@@ -61,6 +63,7 @@ const char* layout_name(WeightLayout l) noexcept {
     case WeightLayout::kTimm: return "timm";
     case WeightLayout::kHF: return "hf";
     case WeightLayout::kJax: return "jax";
+    case WeightLayout::kHFSiglip: return "hf-siglip";
   }
   return "?";
 }
@@ -80,6 +83,11 @@ int64_t ViTConfig::param_count() const noexcept {
   n += depth * block;
   if (final_norm) n += 2 * D;
   if (fc_norm) n += 2 * D;
+  if (pool == GlobalPool::kMap) {
+    const int64_t L = map_latent_len, M = map_mlp_hidden;
+    n += L * D + 3 * D * D + (map_qkv_bias ? 3 * D : 0);  // latent, q, kv
+    n += D * D + D + 2 * D + M * D + M + D * M + D;        // proj, norm, mlp
+  }
   if (C > 0) n += (dist_token ? 2 : 1) * (C * D + C);
   return n;
 }
@@ -95,6 +103,12 @@ double ViTConfig::flops_per_image() const noexcept {
   block += T * D * D;                       // proj
   block += 2.0 * T * D * I;                 // fc1, fc2
   macs += depth * block;
+  if (pool == GlobalPool::kMap) {
+    // kv over every token, then per latent row: attention over the patch rows, proj, MLP (the
+    // latent's q projection is image-independent: computed once per session).
+    const double L = map_latent_len;
+    macs += T * D * 2.0 * D + 2.0 * L * N * D + L * (D * D + 2.0 * D * map_mlp_hidden);
+  }
   macs += (dist_token ? 2.0 : 1.0) * num_classes * D;  // head (and head_dist) on the pooled token
   return 2.0 * macs;
 }
@@ -120,7 +134,12 @@ std::string ViTConfig::describe() const {
     << (layer_scale ? ", LayerScale" : "") << "\n";
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
   s << "norm/pool    : LayerNorm eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
-    << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "") << "\n";
+    << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "");
+  if (pool == GlobalPool::kMap) {
+    s << " (attention pool: " << map_latent_len << " latent row(s), " << heads << " heads, mlp " << map_mlp_hidden
+      << (map_qkv_bias ? "" : ", no q/kv bias") << ")";
+  }
+  s << "\n";
   s << "classes      : " << num_classes;
   if (!labels.empty()) s << " (labels: " << labels.front() << ", ...)";
   s << "\n";

@@ -194,7 +194,7 @@ std::optional<GlobalPool> parse_pool(const std::string& s, const std::string& pa
   if (s == "avg") return GlobalPool::kAvg;
   if (s == "avgmax") return GlobalPool::kAvgMax;
   if (s == "max") return GlobalPool::kMax;
-  if (s == "map") unsupported(path, "attention pooling (global_pool 'map', the SigLIP pooling head)");
+  if (s == "map") return GlobalPool::kMap;  // the attention-pool head (attn_pool.* tensors)
   unsupported(path, "global_pool '" + clip(s) + "' (only 'token', 'avg', 'avgmax' and 'max')");
 }
 
@@ -242,6 +242,49 @@ std::vector<std::string> parse_label_names(const json& v, const std::string& pat
   return out;
 }
 
+// HF ACT2FN names of the GELU forms the engine runs: "gelu" / "gelu_python" are the exact erf
+// form; "gelu_pytorch_tanh" and "gelu_new" the tanh approximation (the same formula);
+// "quick_gelu" x * sigmoid(1.702 x). Others ("gelu_fast" evaluates tanh differently, relu, silu,
+// ...) are refused by name.
+Activation parse_hf_act(const std::string& act, const std::string& path) {
+  if (act == "gelu" || act == "gelu_python") return Activation::kGeluErf;
+  if (act == "gelu_pytorch_tanh" || act == "gelu_new") return Activation::kGeluTanh;
+  if (act == "quick_gelu") return Activation::kQuickGelu;
+  unsupported(path, "hidden_act '" + clip(act) +
+                        "' (only 'gelu', 'gelu_python', 'gelu_pytorch_tanh', 'gelu_new' and 'quick_gelu')");
+}
+
+// The timm SigLIP (2) entrypoints whose model_args set act_layer='gelu_tanh' (timm 1.0.31
+// vision_transformer.py; the hub config.json does not repeat it): their weights were trained
+// with the tanh form, the other SigLIP towers with erf.
+bool siglip_tanh_arch(std::string a) {
+  if (a.rfind("timm/", 0) == 0) a = a.substr(5);
+  a = a.substr(0, a.find('.'));
+  static const char* const kNames[] = {
+      "vit_base_patch32_siglip_256",       "vit_large_patch16_siglip_512",      "vit_so400m_patch16_siglip_256",
+      "vit_so400m_patch16_siglip_384",     "vit_so400m_patch16_siglip_512",     "vit_giantopt_patch16_siglip_256",
+      "vit_giantopt_patch16_siglip_384",   "vit_base_patch32_siglip_gap_256",   "vit_large_patch16_siglip_gap_512",
+      "vit_so400m_patch16_siglip_gap_256", "vit_so400m_patch16_siglip_gap_384", "vit_so400m_patch16_siglip_gap_512",
+      "vit_giantopt_patch16_siglip_gap_256", "vit_giantopt_patch16_siglip_gap_384"};
+  for (const char* n : kNames)
+    if (a == n) return true;
+  return false;
+}
+
+// transformers' SiglipVisionConfig (model_type "siglip_vision_model"): no class token, the
+// attention-pool head on post_layernorm(x) (vision_use_head, default true), its own defaults
+// (layer_norm_eps 1e-6, hidden_act gelu_pytorch_tanh) where the file leaves them out.
+void apply_siglip_vision(const json& j, const std::string& path, ConfigHints* h) {
+  if (has(j, "vision_use_head") && !get_bool(j, "vision_use_head", path)) {
+    unsupported(path, "vision_use_head=false (a SigLIP tower without its pooling head has no pooled output)");
+  }
+  if (!has(j, "layer_norm_eps")) h->ln_eps = 1e-6f;
+  if (!has(j, "hidden_act")) h->act = Activation::kGeluTanh;
+  h->pool = GlobalPool::kMap;
+  h->class_token = false;
+  h->final_norm = true;  // post_layernorm
+}
+
 }  // namespace
 
 json read_json_file(const std::string& path) {
@@ -270,18 +313,17 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
   h.kind = ConfigKind::kHF;
   h.path = path;
   try {
+    bool siglip = false;
     if (has(j, "model_type")) {
       const std::string mt = get_str(j, "model_type", path);
-      if (mt != "vit") unsupported(path, "model_type '" + clip(mt) + "' (only 'vit')");
-    }
-    if (has(j, "hidden_act")) {
-      const std::string act = get_str(j, "hidden_act", path);
-      // HF ACT2FN: "gelu" and "gelu_python" are the exact erf form; "gelu_new",
-      // "gelu_pytorch_tanh", "gelu_fast" are tanh approximations; others are not GELU.
-      if (act != "gelu" && act != "gelu_python") {
-        unsupported(path, "hidden_act '" + clip(act) + "' (only the exact-erf GELU 'gelu' / 'gelu_python')");
+      siglip = mt == "siglip_vision_model";
+      if (mt == "siglip") {
+        unsupported(path, "model_type 'siglip' (a whole SigLIP model, text tower included; save its "
+                          "SiglipVisionModel, model_type 'siglip_vision_model')");
       }
+      if (mt != "vit" && !siglip) unsupported(path, "model_type '" + clip(mt) + "' (only 'vit' and 'siglip_vision_model')");
     }
+    if (has(j, "hidden_act")) h.act = parse_hf_act(get_str(j, "hidden_act", path), path);
     if (has(j, "hidden_size")) h.hidden = get_int(j, "hidden_size", path, limits::kMaxHidden);
     if (has(j, "num_hidden_layers")) h.depth = get_int(j, "num_hidden_layers", path, limits::kMaxDepth);
     if (has(j, "num_attention_heads")) h.heads = get_int(j, "num_attention_heads", path, limits::kMaxHeads);
@@ -328,6 +370,7 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
         h.warnings.push_back(path + ": id2label keys are not \"0\"..\"N-1\" with string values; labels ignored");
       }
     }
+    if (siglip) apply_siglip_vision(j, path, &h);
   } catch (const json::exception& e) {
     fail(ErrorCode::kFormat, path + ": " + e.what());
   }
@@ -463,14 +506,15 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
         }
       }
     }
-    // timm: fc_norm=None -> the avg / avgmax / max pools use it.
-    if (h.pool && !h.fc_norm) h.fc_norm = (*h.pool != GlobalPool::kToken);
+    // timm: fc_norm=None -> use_fc_norm = global_pool in ('avg', 'avgmax', 'max') (not token, not map).
+    if (h.pool && !h.fc_norm) h.fc_norm = (*h.pool != GlobalPool::kToken && *h.pool != GlobalPool::kMap);
     // Family defaults timm keeps in the entrypoint, not in model_args (see the header).
     if (h.architecture) {
       const std::string& a = *h.architecture;
       const bool said_norm = has(j, "model_args") && has(j.at("model_args"), "norm_layer");
       if (a.find("_clip_") != std::string::npos && !said_norm) h.ln_eps = 1e-5f;
       if (a.find("quickgelu") != std::string::npos && !h.act) h.act = Activation::kQuickGelu;
+      if (!h.act && siglip_tanh_arch(a)) h.act = Activation::kGeluTanh;
     }
   } catch (const json::exception& e) {
     fail(ErrorCode::kFormat, path + ": " + e.what());
