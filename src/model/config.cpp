@@ -28,7 +28,7 @@ const char* activation_name(Activation a) noexcept {
 std::string ViTConfig::family() const {
   const auto has = [&](const char* s) { return architecture.find(s) != std::string::npos; };
   if (dist_token) return "DeiT distilled";
-  if (has("siglip")) return "SigLIP tower";
+  if (has("siglip") || layout == WeightLayout::kHFSiglip) return "SigLIP tower";
   if (has("clip") || (pre_norm && act == Activation::kQuickGelu)) return "CLIP tower";
   if (has("dinov2")) return "DINOv2";
   if (has("deit")) return "DeiT";
