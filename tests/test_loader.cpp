@@ -774,6 +774,9 @@ TEST(Loader, TimmMapHead) {
     EXPECT_EQ(m->w.attn_pool.latent.shape, (Shape{L, s.D}));
     EXPECT_EQ(m->w.attn_pool.latent.data, t.at("attn_pool.latent").data);
     EXPECT_EQ(m->w.attn_pool.kv_w.data, t.at("attn_pool.kv.weight").data);
+    int64_t stored = 0;  // param_count counts the head too: every stored value once
+    for (const auto& [n, x] : t) stored += x.numel();
+    EXPECT_EQ(m->cfg.param_count(), stored);
     EXPECT_NE(m->cfg.describe().find("attention-pool head"), std::string::npos) << m->cfg.describe();
     EXPECT_NE(m->cfg.describe().find(std::to_string(L) + " latent row(s)"), std::string::npos) << m->cfg.describe();
   }
@@ -862,6 +865,14 @@ TEST(Loader, HfSiglipVisionModel) {
   auto m = load_model(make_dir(timm_map_to_siglip(t, s, "")), heads(4));
   EXPECT_EQ(m->cfg.act, Activation::kGeluTanh);
   EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-6f);
+  EXPECT_TRUE(m->warnings.empty());
+  // Another run size: resampled with timm's rule, and the difference from transformers' said.
+  ConfigOverrides big = heads(4);
+  big.image_size = 4 * s.P;
+  m = load_model(make_dir(timm_map_to_siglip(t, s, "")), big);
+  EXPECT_EQ(m->w.pos.shape, (Shape{16, s.D}));
+  ASSERT_EQ(m->warnings.size(), 1u);
+  EXPECT_NE(m->warnings[0].find("interpolate_pos_encoding"), std::string::npos) << m->warnings[0];
   // A missing head tensor is named.
   TensorMap h = timm_map_to_siglip(t, s, "vision_model.");
   h.erase("vision_model.head.attention.in_proj_bias");

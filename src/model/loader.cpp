@@ -1104,6 +1104,14 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   if (cfg.grid_h() != cfg.ckpt_grid_h || cfg.grid_w() != cfg.ckpt_grid_w) {
     model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w(),
                                       pos_prefix);
+    if (L.layout == WeightLayout::kHFSiglip) {
+      // transformers' interpolate_pos_encoding resizes without antialias (Keys a = -0.75), timm's
+      // rule (used here) with it (a = -0.5): the two differ at every size change.
+      warnings.push_back("position table resampled from " + to_s(cfg.ckpt_grid_h) + "x" + to_s(cfg.ckpt_grid_w) +
+                         " to " + to_s(cfg.grid_h()) + "x" + to_s(cfg.grid_w()) +
+                         " with timm's rule (bicubic, antialias); transformers' interpolate_pos_encoding=True "
+                         "(bicubic, no antialias) gives different numbers at this size");
+    }
   }
   // The embed's prefix rows, in timm's concatenation order (cls, dist, registers), unless the
   // prefix is the cls token alone (the graph reads w.cls then).
