@@ -359,7 +359,10 @@ TEST(RefOps, CrossAttentionMatchesNaiveLoop) {
                     for (double& v : e) z += (v = std::exp(v - mx));
                     for (int64_t d = 0; d < hd; ++d) {
                       double o = 0.0;
-                      for (int64_t j = first; j < T; ++j) o += e[static_cast<size_t>(j - first)] / z * kv[(b * T + j) * 2 * D + D + h * hd + d];
+                      for (int64_t j = first; j < T; ++j) {
+                        const float v = kv[static_cast<size_t>((b * T + j) * 2 * D + D + h * hd + d)];
+                        o += e[static_cast<size_t>(j - first)] / z * v;
+                      }
                       want[static_cast<size_t>((b * L + l) * D + h * hd + d)] = static_cast<float>(o);
                     }
                   }

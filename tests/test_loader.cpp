@@ -802,7 +802,8 @@ TEST(LoaderErrors, MapHeadTensors) {
   Spec s;
   const TensorMap good = make_timm_map(s, 1);
   // Each missing head tensor is named.
-  for (const char* n : {"attn_pool.kv.weight", "attn_pool.proj.bias", "attn_pool.norm.weight", "attn_pool.mlp.fc2.weight"}) {
+  for (const char* n :
+       {"attn_pool.kv.weight", "attn_pool.proj.bias", "attn_pool.norm.weight", "attn_pool.mlp.fc2.weight"}) {
     TensorMap t = good;
     t.erase(n);
     expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"missing", n});

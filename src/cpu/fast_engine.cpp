@@ -1,12 +1,13 @@
 // vit-infer: the fast CPU backend (`--device cpu`, fp32 or bf16): op-table rows (cpu_backend.h)
 // for the graph's heavy ops, the reference rows for the rest (embed, pool, cast, the unfused
-// elementwise ops). The map head's cross-attention is the reference math with bf16 storage. Linear: oneDNN matmul with weights packed once per node at session creation
+// elementwise ops). Linear: oneDNN matmul with weights packed once per node at session creation
 // and the epilogue fused (bias, GELU, residual accumulate; dnnl_linear.h: AMX / AVX512-BF16 for
 // bf16, AVX-512 / AVX2 for fp32). Attention: flash-style (no T x T matrix), LayerNorm with the
-// fused residual add; both fp32 statistics (fast_kernels.h), picked by CpuIsa.
+// fused residual add; both fp32 statistics (fast_kernels.h), picked by CpuIsa. The map head's
+// cross-attention (one query row per image) is the reference math, stored bf16 when annotated.
 // bf16 is an annotation on the fp32 graph (annotate_bf16): the GEMM inputs that LayerNorm,
-// attention, cross-attention, patchify and GELU-linear nodes produce are stored bf16; the residual stream, the
-// QKV output (attention reads fp32), the head and every output stay fp32.
+// attention, cross-attention, patchify and GELU-linear nodes produce are stored bf16; the
+// residual stream, the QKV output (attention reads fp32), the head and every output stay fp32.
 #include <omp.h>
 
 #include <algorithm>

@@ -101,7 +101,8 @@ class Builder {
  public:
   Builder(Graph& g, const char* who) : g_(g), who_(who) {}
 
-  int weight(const Tensor& t, std::vector<int64_t> shape, const std::string& name) {
+  // Throws unless t holds the values of `shape` (checked before a builder reads a weight itself).
+  void check(const Tensor& t, const std::vector<int64_t>& shape, const std::string& name) const {
     int64_t want = 1;
     for (int64_t d : shape) want *= d;
     if (t.numel() != want || static_cast<int64_t>(t.data.size()) != want) {
@@ -109,6 +110,10 @@ class Builder {
                                             shape_str(t.shape) + " (" + std::to_string(t.data.size()) +
                                             " values), expected " + dims_str(shape) + " from the config");
     }
+  }
+
+  int weight(const Tensor& t, std::vector<int64_t> shape, const std::string& name) {
+    check(t, shape, name);
     TensorDesc d;
     d.name = name;
     d.kind = TensorKind::kWeight;
@@ -162,7 +167,9 @@ Tensor project_latent(const Tensor& latent, const Tensor& qw, const Tensor& qb, 
   for (int64_t l = 0; l < L; ++l) {
     for (int64_t o = 0; o < D; ++o) {
       double s = qb.data[static_cast<size_t>(o)];
-      for (int64_t i = 0; i < D; ++i) s += static_cast<double>(latent.data[static_cast<size_t>(l * D + i)]) * qw.data[static_cast<size_t>(o * D + i)];
+      const float* a = latent.ptr() + l * D;
+      const float* wr = qw.ptr() + o * D;
+      for (int64_t i = 0; i < D; ++i) s += static_cast<double>(a[i]) * wr[i];
       q.data[static_cast<size_t>(l * D + o)] = static_cast<float>(s);
     }
   }
@@ -188,10 +195,10 @@ int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, co
                                         W(bt, {out}, (std::string(n) + ".bias").c_str()), -1},
                   {rows, out}, LinearParams{});
   };
-  // Validated like any weight before the projection reads them.
-  W(w.latent, {L, D}, "latent");
-  W(w.q_w, {D, D}, "q.weight");
-  W(w.q_b, {D}, "q.bias");
+  // Read here, not by a node: validated like any weight first.
+  b.check(w.latent, {L, D}, p + "latent");
+  b.check(w.q_w, {D, D}, p + "q.weight");
+  b.check(w.q_b, {D}, p + "q.bias");
   const int q = b.derived(project_latent(w.latent, w.q_w, w.q_b, L, D), p + "q(latent)");
   const int kv = linear("kv", x, w.kv_w, w.kv_b, T, 2 * D, D);
   CrossAttentionParams cp;

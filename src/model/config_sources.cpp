@@ -321,7 +321,9 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
         unsupported(path, "model_type 'siglip' (a whole SigLIP model, text tower included; save its "
                           "SiglipVisionModel, model_type 'siglip_vision_model')");
       }
-      if (mt != "vit" && !siglip) unsupported(path, "model_type '" + clip(mt) + "' (only 'vit' and 'siglip_vision_model')");
+      if (mt != "vit" && !siglip) {
+        unsupported(path, "model_type '" + clip(mt) + "' (only 'vit' and 'siglip_vision_model')");
+      }
     }
     if (has(j, "hidden_act")) h.act = parse_hf_act(get_str(j, "hidden_act", path), path);
     if (has(j, "hidden_size")) h.hidden = get_int(j, "hidden_size", path, limits::kMaxHidden);

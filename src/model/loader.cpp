@@ -224,7 +224,9 @@ void reject_attn_pool_variants(const std::string& n, const std::string& file) {
   if (starts_with(n, "attn_pool.q_norm.") || starts_with(n, "attn_pool.k_norm.")) {
     unsupported_variant(file, "qk_norm in the attention-pool head", n);
   }
-  if (n == "attn_pool.pos_embed") unsupported_variant(file, "a position embedding in the attention-pool head (pos_embed='abs')", n);
+  if (n == "attn_pool.pos_embed") {
+    unsupported_variant(file, "a position embedding in the attention-pool head (pos_embed='abs')", n);
+  }
 }
 
 void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::string& file) {
@@ -339,7 +341,8 @@ void resolve_attn_pool(const TensorSource& src, const LayoutInfo& L, ViTConfig* 
   const AttnPoolNames an = attn_pool_names(L);
   cfg->map_latent_len =
       model_dim(need_shape(src, an.latent, 3, file), 1, 1, limits::kMaxPatches, "latent rows", an.latent, file);
-  cfg->map_mlp_hidden = model_dim(need_shape(src, an.fc1_w, 2, file), 0, 1, limits::kMaxMlp, "mlp width", an.fc1_w, file);
+  cfg->map_mlp_hidden =
+      model_dim(need_shape(src, an.fc1_w, 2, file), 0, 1, limits::kMaxMlp, "mlp width", an.fc1_w, file);
   cfg->map_qkv_bias = L.layout == WeightLayout::kHFSiglip || src.has(an.q_bias);
 }
 
@@ -726,7 +729,8 @@ void map_jax(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
 // SiglipVisionModel -> the internal weights (q/k/v concatenated as for HF ViT).
 void map_hf_siglip(const Reader& rd, const ViTConfig& c, const std::string& p, ViTWeights* w) {
   const int64_t D = c.hidden;
-  w->patch_w = reshaped(rd(p + "embeddings.patch_embedding.weight"), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
+  w->patch_w =
+      reshaped(rd(p + "embeddings.patch_embedding.weight"), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
   w->patch_b = rd(p + "embeddings.patch_embedding.bias");
   w->pos = rd(p + "embeddings.position_embedding.weight");  // [N, D]: no prefix rows
   static const SplitQkvNames kSiglip = {"layer_norm1",       "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
