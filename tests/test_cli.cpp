@@ -266,8 +266,9 @@ TEST(Cli, InfoPrintsTheConfiguration) {
 // fp32 (1e-4 x max|logit|), the fast engine in bf16 (tol_golden_rel(BF16), same top-1).
 TEST(Cli, GoldenFixtureLogits) {
   int checked = 0;
-  for (const char* name : {"timm_token", "hf_cls", "timm_avg"}) {
-    const std::string dir = vit::test::data_path(std::string("golden/") + name);
+  // (fam_siglip_map: the attention-pool head, through the same three paths.)
+  for (const char* name : {"golden/timm_token", "golden/hf_cls", "golden/timm_avg", "golden_families/fam_siglip_map"}) {
+    const std::string dir = vit::test::data_path(name);
     if (!std::filesystem::exists(dir + "/logits.npy") || !std::filesystem::exists(dir + "/case.json")) continue;
     json c = json::parse(std::ifstream(dir + "/case.json"));
     if (c.contains("overrides") && !c.at("overrides").empty()) continue;  // needs flags we do not pass
@@ -290,7 +291,11 @@ TEST(Cli, GoldenFixtureLogits) {
       for (int b = 0; b < static_cast<int>(want.shape[0]); ++b)
         EXPECT_EQ(vit::test::argmax_row(got.ptr(), C, b), vit::test::argmax_row(want.ptr(), C, b)) << "row " << b;
       // --features-out: the framework's final tokens [rows, T, D] (activations.npz "final").
-      const vit::Tensor feat = vit::read_npy(feat_out), final_tokens = vit::test::load_golden_case(name).final_tokens;
+      const std::string set_case = name;  // "<set>/<case>"
+      const vit::Tensor feat = vit::read_npy(feat_out),
+                        final_tokens = vit::test::load_golden_case(set_case.substr(set_case.find('/') + 1),
+                                                                   set_case.substr(0, set_case.find('/')))
+                                           .final_tokens;
       ASSERT_EQ(feat.shape, final_tokens.shape) << name;
       EXPECT_TRUE(vit::test::close_rel(feat.data, final_tokens.data, tol)) << name << " features";
     }
@@ -317,6 +322,19 @@ TEST(Cli, ClipProjectedEmbeddings) {
   ASSERT_EQ(p.rc, 0) << p.err;
   const vit::Tensor got = vit::read_npy(out), want = vit::read_npy(dir + "/embeddings.npy");
   ASSERT_EQ(got.shape, (std::vector<int64_t>{2, 24}));
+  ASSERT_EQ(got.shape, want.shape);
+  EXPECT_TRUE(vit::test::close_rel(got.data, want.data, 1e-4f));
+}
+
+// A model without a classifier (transformers' SiglipVisionModel: its output is pooler_output, the
+// attention-pool head's) saves the framework's embeddings with --embeddings-out, fp32 within 1e-4.
+TEST(Cli, SiglipVisionEmbeddings) {
+  const std::string dir = vit::test::data_path("golden_families/hf_siglip_vision");
+  const std::string out = vit::test::temp_dir() + "/siglip_emb.npy";
+  Proc p = run_cli({"classify", "--model", dir + "/model", "--embeddings-out", out, dir + "/input.npy"});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  EXPECT_NE(p.err.find("no classifier"), std::string::npos) << p.err;
+  vit::Tensor got = vit::read_npy(out), want = vit::read_npy(dir + "/embeddings.npy");
   ASSERT_EQ(got.shape, want.shape);
   EXPECT_TRUE(vit::test::close_rel(got.data, want.data, 1e-4f));
 }

@@ -179,7 +179,7 @@ TEST(ConfigJson, HfConfig) {
 }
 
 TEST(ConfigJson, HfConfigRejects) {
-  for (const char* act : {"gelu_new", "gelu_pytorch_tanh", "gelu_fast", "quick_gelu", "relu"}) {
+  for (const char* act : {"gelu_fast", "relu", "silu"}) {
     expect_error([&] { detail::parse_hf_config({{"model_type", "vit"}, {"hidden_act", act}}, "c.json"); },
                  ErrorCode::kUnsupported, act);
   }
@@ -188,15 +188,15 @@ TEST(ConfigJson, HfConfigRejects) {
   for (const char* mt : {"deit", "dinov2", "dinov2_with_registers", "clip_vision_model"}) {
     EXPECT_EQ(*detail::parse_hf_config({{"model_type", mt}}, "c.json").hf_model_type, mt);
   }
-  expect_error([] { detail::parse_hf_config({{"model_type", "siglip_vision_model"}}, "c.json"); },
-               ErrorCode::kUnsupported, "SigLIP");
+  expect_error([] { detail::parse_hf_config({{"model_type", "siglip"}}, "c.json"); }, ErrorCode::kUnsupported,
+               "siglip_vision_model");
+  const json no_head = {{"model_type", "siglip_vision_model"}, {"vision_use_head", false}};
+  expect_error([&] { detail::parse_hf_config(no_head, "c.json"); }, ErrorCode::kUnsupported, "vision_use_head");
   expect_error([] { detail::parse_hf_config({{"model_type", "clip"}}, "c.json"); }, ErrorCode::kUnsupported,
                "full CLIPModel");
   expect_error([] { detail::parse_hf_config({{"model_type", "beit"}}, "c.json"); }, ErrorCode::kUnsupported, "beit");
   expect_error([] { detail::parse_hf_config({{"model_type", "dinov2"}, {"use_swiglu_ffn", true}}, "c.json"); },
                ErrorCode::kUnsupported, "use_swiglu_ffn");
-  expect_error([] { detail::parse_hf_config({{"model_type", "deit"}, {"hidden_act", "quick_gelu"}}, "c.json"); },
-               ErrorCode::kUnsupported, "quick_gelu");
   const detail::ConfigHints clip = detail::parse_hf_config(
       {{"model_type", "clip_vision_model"}, {"hidden_act", "quick_gelu"}, {"projection_dim", 512},
        {"architectures", {"CLIPVisionModelWithProjection"}}}, "c.json");
@@ -208,6 +208,36 @@ TEST(ConfigJson, HfConfigRejects) {
   EXPECT_FLOAT_EQ(*detail::parse_hf_config({{"model_type", "deit"}}, "c.json").ln_eps, 1e-12f);
   expect_error([] { detail::parse_hf_config({{"hidden_size", "big"}}, "c.json"); }, ErrorCode::kFormat, "hidden_size");
   expect_error([] { detail::parse_config_json({{"foo", 1}}, "c.json"); }, ErrorCode::kFormat, "c.json");
+}
+
+// The GELU forms transformers names (ACT2FN) that the engine runs.
+TEST(ConfigJson, HfActivations) {
+  const std::pair<const char*, Activation> acts[] = {{"gelu", Activation::kGeluErf},
+                                                     {"gelu_python", Activation::kGeluErf},
+                                                     {"gelu_pytorch_tanh", Activation::kGeluTanh},
+                                                     {"gelu_new", Activation::kGeluTanh},
+                                                     {"quick_gelu", Activation::kQuickGelu}};
+  for (const auto& [name, act] : acts) {
+    const detail::ConfigHints h = detail::parse_hf_config({{"model_type", "vit"}, {"hidden_act", name}}, "c.json");
+    ASSERT_TRUE(h.act) << name;
+    EXPECT_EQ(*h.act, act) << name;
+  }
+}
+
+// transformers' SiglipVisionConfig: no class token, map pooling, its own defaults.
+TEST(ConfigJson, HfSiglipVision) {
+  detail::ConfigHints h = detail::parse_config_json(
+      {{"model_type", "siglip_vision_model"}, {"hidden_size", 768}, {"num_attention_heads", 12}}, "c.json");
+  EXPECT_EQ(h.kind, detail::ConfigKind::kHF);
+  EXPECT_EQ(h.pool, GlobalPool::kMap);
+  EXPECT_EQ(h.class_token, false);
+  EXPECT_EQ(h.act, Activation::kGeluTanh);  // SiglipVisionConfig's default hidden_act
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-6f);
+  EXPECT_EQ(h.heads, 12);
+  h = detail::parse_hf_config({{"model_type", "siglip_vision_model"}, {"hidden_act", "gelu"}, {"layer_norm_eps", 1e-5}},
+                              "c.json");
+  EXPECT_EQ(h.act, Activation::kGeluErf);
+  EXPECT_FLOAT_EQ(*h.ln_eps, 1e-5f);
 }
 
 TEST(ConfigJson, HfPreprocessor) {
@@ -320,13 +350,23 @@ TEST(ConfigJson, TimmConfig) {
   EXPECT_FLOAT_EQ(h.preprocess->crop_pct, 1.0f);
 }
 
+// timm global_pool 'map': no fc_norm (timm's use_fc_norm is avg / avgmax / max only).
+TEST(ConfigJson, TimmMapPool) {
+  json j = json::parse(kTimmConfig);
+  j["global_pool"] = "map";
+  j["model_args"]["global_pool"] = "map";
+  j["model_args"].erase("fc_norm");  // fc_norm=None, timm's default
+  detail::ConfigHints h = detail::parse_timm_config(j, "t.json");
+  EXPECT_EQ(h.pool, GlobalPool::kMap);
+  EXPECT_EQ(h.fc_norm, false);
+}
+
 TEST(ConfigJson, TimmConfigRejectsVariants) {
   struct C {
     json args;
     const char* frag;
   } cases[] = {
       {{{"qk_norm", true}}, "qk_norm"},
-      {{{"global_pool", "map"}}, "global_pool 'map'"},
       {{{"global_pool", ""}}, "global_pool ''"},
       {{{"act_layer", "swiglu"}}, "SwiGLU"},
       {{{"act_layer", "relu"}}, "act_layer=\"relu\""},

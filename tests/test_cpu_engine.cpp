@@ -14,8 +14,10 @@
 
 #include "core/error.h"
 #include "cpu/cpu_engine.h"
+#include "cpu/ref_ops.h"
 #include "model_fixture.h"
 #include "test_util.h"
+#include "tolerances.h"
 
 namespace vit {
 namespace {
@@ -313,6 +315,59 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuVsReference, ::testing::ValuesIn(kCases),
 ViTConfig consistency_config() {
   ViTConfig c = test::small_config(40, 24, 8, 48, 2, 2, 6);  // 16 tokens, hd 24
   return c;
+}
+
+// ref::cross_attention (the map head's op) against a plain double loop written from its
+// definition, on the brief's awkward shapes: T 197 and 50 kv rows, head dims 24 and 80, batch 1
+// and 3, 1 and 2 query rows, a shared (weight) query and per-image ones, 0 / 1 / 5 skipped prefix
+// rows. Fresh random inputs every run; the output is poisoned with NaN, and so are the skipped kv
+// rows, so that an unwritten element or a read of a prefix row fails.
+TEST(RefOps, CrossAttentionMatchesNaiveLoop) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const int64_t T : {197, 50})
+    for (const int64_t hd : {24, 80})
+      for (const int64_t B : {1, 3})
+        for (const int64_t L : {1, 2})
+          for (const bool shared : {true, false})
+            for (const int64_t first : {0, 1, 5}) {
+              SCOPED_TRACE("T " + std::to_string(T) + " hd " + std::to_string(hd) + " B " + std::to_string(B) + " L " +
+                           std::to_string(L) + (shared ? " shared q" : " per-image q") + " first " +
+                           std::to_string(first));
+              const int64_t H = 3, D = H * hd;
+              // q in (-4, 4): scores of std ~1.3, so the softmax is far from uniform.
+              const std::vector<float> q = test::random_vec(static_cast<size_t>((shared ? 1 : B) * L * D), -4.0f, 4.0f);
+              std::vector<float> kv = test::random_vec(static_cast<size_t>(B * T * 2 * D));
+              for (int64_t b = 0; b < B; ++b)
+                for (int64_t j = 0; j < first; ++j)
+                  std::fill_n(kv.begin() + (b * T + j) * 2 * D, 2 * D, nan);
+              std::vector<float> got(static_cast<size_t>(B * L * D), nan);
+              ref::cross_attention(q.data(), shared ? 0 : L * D, kv.data(), got.data(), B, L, T, first, H, hd, 2);
+              std::vector<float> want(got.size());
+              for (int64_t b = 0; b < B; ++b)
+                for (int64_t h = 0; h < H; ++h)
+                  for (int64_t l = 0; l < L; ++l) {
+                    const float* qr = q.data() + ((shared ? 0 : b) * L + l) * D + h * hd;
+                    std::vector<double> e;
+                    double mx = -1e300, z = 0.0;
+                    for (int64_t j = first; j < T; ++j) {
+                      const float* k = kv.data() + (b * T + j) * 2 * D + h * hd;
+                      double dot = 0.0;
+                      for (int64_t d = 0; d < hd; ++d) dot += static_cast<double>(qr[d]) * k[d];
+                      e.push_back(dot / std::sqrt(static_cast<double>(hd)));
+                      mx = std::max(mx, e.back());
+                    }
+                    for (double& v : e) z += (v = std::exp(v - mx));
+                    for (int64_t d = 0; d < hd; ++d) {
+                      double o = 0.0;
+                      for (int64_t j = first; j < T; ++j) {
+                        const float v = kv[static_cast<size_t>((b * T + j) * 2 * D + D + h * hd + d)];
+                        o += e[static_cast<size_t>(j - first)] / z * v;
+                      }
+                      want[static_cast<size_t>((b * L + l) * D + h * hd + d)] = static_cast<float>(o);
+                    }
+                  }
+              EXPECT_TRUE(test::close_rel(got, want, test::tol_rel(DType::F32)));
+            }
 }
 
 TEST(CpuEngine, RepeatedRunsAreBitwiseIdentical) {

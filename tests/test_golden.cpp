@@ -138,9 +138,9 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(GoldenTest, MatchesFramework) { check_case(GetParam(), vit::test::kGoldenSet); }
 
 // The families (tests/data/golden_families): registers, no_embed_class, no cls, avg / avgmax /
-// max pools, CLIP towers (pre-norm, quick-GELU, eps 1e-5), tanh-GELU, DeiT distilled, ..., and
-// their HF layouts (DeiT, CLIP vision towers with / without projection, DINOv2 with / without
-// registers).
+// max pools, CLIP towers (pre-norm, quick-GELU, eps 1e-5), tanh-GELU, DeiT distilled, the
+// attention-pool head (timm map towers, transformers' SiglipVisionModel), and their HF layouts
+// (DeiT, CLIP vision towers with / without projection, DINOv2 with / without registers).
 class FamilyGoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(FamilyGoldenTest, MatchesFramework) { check_case(GetParam(), vit::test::kFamilySet); }
 
@@ -162,7 +162,8 @@ TEST(GoldenData, AllCasesPresent) {
   const std::vector<std::string> fams = vit::test::list_golden_cases(vit::test::kFamilySet);
   for (const char* must : {"fam_reg_noembedcls", "fam_reg_avg", "fam_gap_nocls", "fam_avgmax_tanh", "fam_max",
                            "fam_nonorm", "fam_clip_quickgelu", "fam_clip", "fam_siglip_gap", "fam_deit_distilled",
-                           "fam_reg4_gap_ls", "fam_dinov2_reg4",
+                           "fam_reg4_gap_ls", "fam_dinov2_reg4", "fam_siglip_map", "fam_siglip2_map_tanh",
+                           "fam_reg4_map", "fam_map_latent2", "hf_siglip_vision",
                            // tools/make_golden_hf.py: the HF layouts of the families
                            "hf_deit_teacher", "hf_deit_cls", "hf_deit_bare", "hf_clip", "hf_clip_proj", "hf_dinov2",
                            "hf_dinov2_reg", "hf_dinov2_48", "hf_dinov2_reg_24", "hf_clip_proj_56",

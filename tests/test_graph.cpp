@@ -4,6 +4,7 @@
 // unfused runs numerically).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "graph/graph.h"
 #include "model_fixture.h"
+#include "test_util.h"
 
 namespace vit {
 namespace {
@@ -143,6 +145,83 @@ TEST(Graph, FusionSwitch) {
   setenv("VIT_DISABLE_FUSION", "0", 1);
   EXPECT_TRUE(graph::fusion_enabled(true));
   unsetenv("VIT_DISABLE_FUSION");
+}
+
+// The map head (attention pool) is composed of existing ops plus one cross-attention whose query
+// is the latent projected once at build time (a derived weight, the same for every image); its
+// kv GEMM reads every normed token and the cross-attention skips the prefix rows. Fusion folds
+// the head's GELU into fc1 and its residual add into fc2.
+TEST(Graph, MapHead) {
+  ViTConfig c = test::small_config(16, 16, 4, 16, 2, 1, 3);
+  c.class_token = false;
+  c.reg_tokens = 2;
+  c.pool = GlobalPool::kMap;
+  c.map_latent_len = 1;
+  c.map_mlp_hidden = 24;
+  auto m = test::random_model(c, 3);
+  Model& mm = *m;
+  const int64_t D = c.hidden, M = c.map_mlp_hidden;
+  auto r = [](std::vector<int64_t> s) { return test::random_tensor(std::move(s)); };
+  AttnPoolWeights& w = mm.w.attn_pool;
+  w.latent = r({1, D});
+  w.q_w = r({D, D});
+  w.q_b = r({D});
+  w.kv_w = r({2 * D, D});
+  w.kv_b = r({2 * D});
+  w.proj_w = r({D, D});
+  w.proj_b = r({D});
+  w.norm_w = r({D});
+  w.norm_b = r({D});
+  w.fc1_w = r({M, D});
+  w.fc1_b = r({M});
+  w.fc2_w = r({D, M});
+  w.fc2_b = r({D});
+  mm.w.reg = r({2, D});
+  mm.w.prefix = mm.w.reg;
+  mm.w.pos = r({c.pos_rows(c.num_patches()), D});
+  Graph g = graph::build_vit(mm, DType::F32, "test");
+  expect_topological(g);
+  std::map<Op, int> n = op_counts(g);
+  EXPECT_EQ(n[Op::kCrossAttention], 1);
+  const graph::Node* ca = nullptr;
+  for (const graph::Node& nd : g.nodes)
+    if (nd.op == Op::kCrossAttention) ca = &nd;
+  ASSERT_NE(ca, nullptr);
+  EXPECT_EQ(ca->p<graph::CrossAttentionParams>().first, 2);
+  EXPECT_EQ(ca->p<graph::CrossAttentionParams>().heads, c.heads);
+  const graph::TensorDesc& q = g.t(ca->in[0]);
+  EXPECT_EQ(q.kind, graph::TensorKind::kWeight);
+  ASSERT_EQ(g.derived.size(), 1u);
+  EXPECT_EQ(q.host, g.derived[0].get());
+  // q = latent Wq^T + bq, computed once.
+  for (int64_t o = 0; o < D; ++o) {
+    double s = w.q_b.data[o];
+    for (int64_t i = 0; i < D; ++i) s += static_cast<double>(w.latent.data[i]) * w.q_w.data[o * D + i];
+    EXPECT_NEAR(q.host->data[o], s, 1e-5 * (1 + std::fabs(s)));
+  }
+  EXPECT_EQ(g.t(ca->in[1]).shape, (std::vector<int64_t>{c.tokens(), 2 * D}));
+  EXPECT_EQ(g.t(g.embeddings).shape, (std::vector<int64_t>{D}));
+  // The map model keeps its head after a copy (the derived weight is shared, not dangling).
+  const Graph copy = g;
+  EXPECT_EQ(copy.t(ca->in[0]).host, g.derived[0].get());
+  graph::fuse(g);
+  expect_topological(g);
+  n = op_counts(g);
+  EXPECT_EQ(n[Op::kCrossAttention], 1);
+  EXPECT_EQ(n[Op::kGelu], 0);
+  EXPECT_EQ(n[Op::kAdd], 0);
+  // A map config without the head's weights is refused by name.
+  mm.w.attn_pool.kv_w = Tensor();
+  EXPECT_THROW(
+      {
+        try {
+          graph::build_vit(mm, DType::F32, "test");
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("attn_pool.kv.weight"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      Error);
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -88,32 +88,36 @@ Tensor rows(const Tensor& t, int64_t r0, int64_t r1, int64_t cols) {
   return o;
 }
 
+// blocks.N.* -> "<pre>N.<module>.{weight,bias}" for HF-style layouts: attn.qkv split into the
+// three q / k / v modules, the other modules renamed one to one (`same`: timm -> HF).
+void split_qkv_blocks(const TensorMap& t, const Spec& s, const std::string& pre, const std::array<const char*, 3>& qkv,
+                      std::initializer_list<std::pair<const char*, const char*>> same, TensorMap* m) {
+  const int64_t D = s.D;
+  for (int64_t i = 0; i < s.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    const std::string h = pre + std::to_string(i) + ".";
+    for (int k = 0; k < 3; ++k) {
+      (*m)[h + qkv[k] + ".weight"] = rows(t.at(b + "attn.qkv.weight"), k * D, (k + 1) * D, D);
+      if (s.qkv_bias) (*m)[h + qkv[k] + ".bias"] = rows(t.at(b + "attn.qkv.bias"), k * D, (k + 1) * D, 1);
+    }
+    for (const auto& [from, to] : same) {
+      (*m)[h + to + ".weight"] = t.at(b + from + ".weight");
+      (*m)[h + to + ".bias"] = t.at(b + from + ".bias");
+    }
+  }
+}
+
 TensorMap timm_to_hf(const TensorMap& t, const Spec& s, const std::string& p) {
   TensorMap m;
-  const int64_t D = s.D;
   m[p + "embeddings.cls_token"] = t.at("cls_token");
   m[p + "embeddings.position_embeddings"] = t.at("pos_embed");
   m[p + "embeddings.patch_embeddings.projection.weight"] = t.at("patch_embed.proj.weight");
   m[p + "embeddings.patch_embeddings.projection.bias"] = t.at("patch_embed.proj.bias");
-  for (int64_t i = 0; i < s.depth; ++i) {
-    const std::string b = "blocks." + std::to_string(i) + ".";
-    const std::string h = p + "encoder.layer." + std::to_string(i) + ".";
-    const char* qkv[] = {"query", "key", "value"};
-    for (int k = 0; k < 3; ++k) {
-      m[h + "attention.attention." + qkv[k] + ".weight"] = rows(t.at(b + "attn.qkv.weight"), k * D, (k + 1) * D, D);
-      if (s.qkv_bias) m[h + "attention.attention." + qkv[k] + ".bias"] = rows(t.at(b + "attn.qkv.bias"), k * D, (k + 1) * D, 1);
-    }
-    m[h + "attention.output.dense.weight"] = t.at(b + "attn.proj.weight");
-    m[h + "attention.output.dense.bias"] = t.at(b + "attn.proj.bias");
-    m[h + "layernorm_before.weight"] = t.at(b + "norm1.weight");
-    m[h + "layernorm_before.bias"] = t.at(b + "norm1.bias");
-    m[h + "layernorm_after.weight"] = t.at(b + "norm2.weight");
-    m[h + "layernorm_after.bias"] = t.at(b + "norm2.bias");
-    m[h + "intermediate.dense.weight"] = t.at(b + "mlp.fc1.weight");
-    m[h + "intermediate.dense.bias"] = t.at(b + "mlp.fc1.bias");
-    m[h + "output.dense.weight"] = t.at(b + "mlp.fc2.weight");
-    m[h + "output.dense.bias"] = t.at(b + "mlp.fc2.bias");
-  }
+  split_qkv_blocks(t, s, p + "encoder.layer.",
+                   {"attention.attention.query", "attention.attention.key", "attention.attention.value"},
+                   {{"attn.proj", "attention.output.dense"}, {"norm1", "layernorm_before"}, {"norm2", "layernorm_after"},
+                    {"mlp.fc1", "intermediate.dense"}, {"mlp.fc2", "output.dense"}},
+                   &m);
   m[p + "layernorm.weight"] = t.at("norm.weight");
   m[p + "layernorm.bias"] = t.at("norm.bias");
   if (s.C > 0) {
@@ -651,7 +655,8 @@ TEST(LoaderErrors, UnsupportedVariants) {
     const char* frag;
   } cases[] = {
       {"blocks.0.attn.q_norm.weight", {8}, "qk_norm"},
-      {"attn_pool.latent", {1, 1, s.D}, "attention pooling"},
+      {"attn_pool.q_norm.weight", {8}, "qk_norm in the attention-pool head"},
+      {"attn_pool.pos_embed", {9, s.D}, "position embedding in the attention-pool head"},
       {"blocks.0.mlp.fc1_g.weight", {s.I, s.D}, "SwiGLU"},
       {"blocks.1.attn_out_proj.weight", {s.D, s.D}, "parallel blocks"},
       {"blocks.0.attns.0.attn.qkv.weight", {3 * s.D, s.D}, "parallel blocks"},  // ParallelThingsBlock (18x2)
@@ -691,10 +696,191 @@ TEST(LoaderErrors, UnsupportedVariants) {
   EXPECT_EQ(said->cfg.reg_tokens, 0);
   ASSERT_FALSE(said->warnings.empty());
   EXPECT_NE(said->warnings.back().find("reg_tokens 4"), std::string::npos) << said->warnings.back();
-  // HF tanh GELU
+  // HF GELU forms the engine does not run (tanh and quick-GELU it does: test_config.cpp).
   expect_error([&] { load_model(make_dir(timm_to_hf(good, s, "vit."), "model.safetensors",
-                                         {{"model_type", "vit"}, {"hidden_act", "gelu_new"}}), heads(4)); },
-               ErrorCode::kUnsupported, {"gelu_new"});
+                                         {{"model_type", "vit"}, {"hidden_act", "gelu_fast"}}), heads(4)); },
+               ErrorCode::kUnsupported, {"gelu_fast"});
+}
+
+// The attention-pool head (global_pool 'map'): a timm no-cls model plus attn_pool.*, L latent rows.
+TensorMap make_timm_map(const Spec& s, int64_t L) {
+  TensorMap t = make_timm(s);
+  t.erase("cls_token");
+  t["pos_embed"] = test::random_tensor({1, s.gh * s.gw, s.D});
+  auto r = [&](const std::string& n, Shape sh) { t["attn_pool." + n] = test::random_tensor(std::move(sh)); };
+  const int64_t D = s.D, M = 2 * s.I;  // the head's MLP width differs from the blocks' here
+  std::vector<std::pair<std::string, Shape>> head = {
+      {"latent", {1, L, D}}, {"q.weight", {D, D}},       {"kv.weight", {2 * D, D}}, {"proj.weight", {D, D}},
+      {"proj.bias", {D}},    {"norm.weight", {D}},       {"norm.bias", {D}},        {"mlp.fc1.weight", {M, D}},
+      {"mlp.fc1.bias", {M}}, {"mlp.fc2.weight", {D, M}}, {"mlp.fc2.bias", {D}}};
+  if (s.qkv_bias) head.insert(head.end(), {{"q.bias", {D}}, {"kv.bias", {2 * D}}});
+  for (const auto& [n, sh] : head) r(n, sh);
+  return t;
+}
+
+// transformers' SiglipVisionModel names for a make_timm_map model without a classifier
+// (nn.MultiheadAttention in_proj = q | kv rows).
+TensorMap timm_map_to_siglip(const TensorMap& t, const Spec& s, const std::string& p) {
+  TensorMap m;
+  const int64_t D = s.D;
+  m[p + "embeddings.patch_embedding.weight"] = t.at("patch_embed.proj.weight");
+  m[p + "embeddings.patch_embedding.bias"] = t.at("patch_embed.proj.bias");
+  m[p + "embeddings.position_embedding.weight"] = rows(t.at("pos_embed"), 0, s.gh * s.gw, D);
+  split_qkv_blocks(t, s, p + "encoder.layers.", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+                   {{"attn.proj", "self_attn.out_proj"}, {"norm1", "layer_norm1"}, {"norm2", "layer_norm2"},
+                    {"mlp.fc1", "mlp.fc1"}, {"mlp.fc2", "mlp.fc2"}},
+                   &m);
+  m[p + "post_layernorm.weight"] = t.at("norm.weight");
+  m[p + "post_layernorm.bias"] = t.at("norm.bias");
+  const std::string h = p + "head.";
+  m[h + "probe"] = t.at("attn_pool.latent");
+  Tensor in_w({3 * D, D}), in_b({3 * D});
+  std::copy(t.at("attn_pool.q.weight").data.begin(), t.at("attn_pool.q.weight").data.end(), in_w.data.begin());
+  std::copy(t.at("attn_pool.kv.weight").data.begin(), t.at("attn_pool.kv.weight").data.end(), in_w.data.begin() + D * D);
+  std::copy(t.at("attn_pool.q.bias").data.begin(), t.at("attn_pool.q.bias").data.end(), in_b.data.begin());
+  std::copy(t.at("attn_pool.kv.bias").data.begin(), t.at("attn_pool.kv.bias").data.end(), in_b.data.begin() + D);
+  m[h + "attention.in_proj_weight"] = in_w;
+  m[h + "attention.in_proj_bias"] = in_b;
+  const std::pair<const char*, const char*> head[] = {
+      {"proj", "attention.out_proj"}, {"norm", "layernorm"}, {"mlp.fc1", "mlp.fc1"}, {"mlp.fc2", "mlp.fc2"}};
+  for (const auto& [from, to] : head) {
+    m[h + to + ".weight"] = t.at(std::string("attn_pool.") + from + ".weight");
+    m[h + to + ".bias"] = t.at(std::string("attn_pool.") + from + ".bias");
+  }
+  return m;
+}
+
+void expect_same_attn_pool(const AttnPoolWeights& a, const AttnPoolWeights& b) {
+  const std::pair<const Tensor*, const Tensor*> all[] = {
+      {&a.latent, &b.latent}, {&a.q_w, &b.q_w},       {&a.q_b, &b.q_b},       {&a.kv_w, &b.kv_w},
+      {&a.kv_b, &b.kv_b},     {&a.proj_w, &b.proj_w}, {&a.proj_b, &b.proj_b}, {&a.norm_w, &b.norm_w},
+      {&a.norm_b, &b.norm_b}, {&a.fc1_w, &b.fc1_w},   {&a.fc1_b, &b.fc1_b},   {&a.fc2_w, &b.fc2_w},
+      {&a.fc2_b, &b.fc2_b}};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) {
+    EXPECT_FALSE(all[i].first->empty()) << "attn_pool tensor " << i;
+    EXPECT_EQ(all[i].first->data, all[i].second->data) << "attn_pool tensor " << i;
+  }
+}
+
+TEST(Loader, TimmMapHead) {
+  Spec s;
+  for (const int64_t L : {1, 2}) {  // latent_len > 1 runs too (pooled output: latent row 0)
+    const TensorMap t = make_timm_map(s, L);
+    auto m = load_model(make_dir(t), heads(4));  // no config.json: the tensors say map
+    EXPECT_EQ(m->cfg.pool, GlobalPool::kMap);
+    EXPECT_FALSE(m->cfg.class_token);
+    EXPECT_FALSE(m->cfg.fc_norm);
+    EXPECT_EQ(m->cfg.map_latent_len, L);
+    EXPECT_EQ(m->cfg.map_mlp_hidden, 2 * s.I);
+    EXPECT_TRUE(m->cfg.map_qkv_bias);
+    EXPECT_EQ(m->w.attn_pool.latent.shape, (Shape{L, s.D}));
+    EXPECT_EQ(m->w.attn_pool.latent.data, t.at("attn_pool.latent").data);
+    EXPECT_EQ(m->w.attn_pool.kv_w.data, t.at("attn_pool.kv.weight").data);
+    int64_t stored = 0;  // param_count counts the head too: every stored value once
+    for (const auto& [n, x] : t) stored += x.numel();
+    EXPECT_EQ(m->cfg.param_count(), stored);
+    EXPECT_NE(m->cfg.describe().find("attention-pool head"), std::string::npos) << m->cfg.describe();
+    EXPECT_NE(m->cfg.describe().find(std::to_string(L) + " latent row(s)"), std::string::npos) << m->cfg.describe();
+  }
+  // timm's config.json says map (global_pool), as the hub writes it.
+  json cfg = {{"architecture", "vit_base_patch16_siglip_224"}, {"global_pool", "map"},
+              {"model_args", {{"global_pool", "map"}}}, {"pretrained_cfg", json::object()}};
+  auto m = load_model(make_dir(make_timm_map(s, 1), "model.safetensors", cfg), heads(4));
+  EXPECT_EQ(m->cfg.pool, GlobalPool::kMap);
+  EXPECT_EQ(m->cfg.family(), "SigLIP tower");
+  EXPECT_EQ(m->cfg.act, Activation::kGeluErf);  // this SigLIP entrypoint keeps erf
+  cfg["architecture"] = "vit_so400m_patch16_siglip_256.v2_webli";  // SigLIP 2: gelu_tanh in its entrypoint
+  m = load_model(make_dir(make_timm_map(s, 1), "model.safetensors", cfg), heads(4));
+  EXPECT_EQ(m->cfg.act, Activation::kGeluTanh);
+  // qkv_bias=False: the head's q / kv have no bias either (zeros).
+  Spec nb;
+  nb.qkv_bias = false;
+  m = load_model(make_dir(make_timm_map(nb, 1)), heads(4));
+  EXPECT_FALSE(m->cfg.map_qkv_bias);
+  EXPECT_EQ(m->w.attn_pool.kv_b.data, std::vector<float>(static_cast<size_t>(2 * nb.D), 0.0f));
+}
+
+TEST(LoaderErrors, MapHeadTensors) {
+  Spec s;
+  const TensorMap good = make_timm_map(s, 1);
+  // Each missing head tensor is named.
+  for (const char* n :
+       {"attn_pool.kv.weight", "attn_pool.proj.bias", "attn_pool.norm.weight", "attn_pool.mlp.fc2.weight"}) {
+    TensorMap t = good;
+    t.erase(n);
+    expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"missing", n});
+  }
+  TensorMap t = good;
+  t.erase("attn_pool.mlp.fc1.weight");
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"missing", "attn_pool.mlp.fc1.weight"});
+  // A config that says map for a checkpoint without the head.
+  TensorMap plain = make_timm(s);
+  plain.erase("cls_token");
+  plain["pos_embed"] = test::random_tensor({1, 9, s.D});
+  json cfg = {{"architecture", "vit_x"}, {"global_pool", "map"}, {"pretrained_cfg", json::object()}};
+  expect_error([&] { load_model(make_dir(plain, "model.safetensors", cfg), heads(4)); }, ErrorCode::kFormat,
+               {"missing", "attn_pool.latent"});
+  // A wrong head shape is named with both shapes.
+  t = good;
+  t["attn_pool.q.weight"] = test::random_tensor({s.D, s.D + 1});
+  expect_error([&] { load_model(make_dir(t), heads(4)); }, ErrorCode::kFormat, {"attn_pool.q.weight", "expected"});
+  // Other pooling asked of a map checkpoint: its head tensors are named as unexpected.
+  ConfigOverrides avg = heads(4);
+  avg.pool = GlobalPool::kAvg;
+  expect_error([&] { load_model(make_dir(good), avg); }, ErrorCode::kFormat, {"unexpected", "attn_pool."});
+  // Map pooling for a layout without that head.
+  ConfigOverrides map = heads(4);
+  map.pool = GlobalPool::kMap;
+  expect_error([&] { load_model(make_dir(timm_to_jax(make_timm(s), s, 4), "m.npz"), map); }, ErrorCode::kUnsupported,
+               {"map pooling", "jax"});
+}
+
+TEST(Loader, HfSiglipVisionModel) {
+  Spec s;
+  s.C = 0;  // SiglipVisionModel has no classifier
+  const TensorMap t = make_timm_map(s, 1);
+  auto timm = load_model(make_dir(t), heads(4));
+  const json cfg = {{"model_type", "siglip_vision_model"}, {"hidden_size", s.D}, {"num_attention_heads", 4},
+                    {"num_hidden_layers", s.depth}, {"intermediate_size", s.I}, {"image_size", s.gh * s.P},
+                    {"patch_size", s.P}, {"hidden_act", "gelu_pytorch_tanh"}, {"layer_norm_eps", 1e-6}};
+  for (const char* prefix : {"", "vision_model."}) {  // transformers 5 / 4 save without / with the prefix
+    SCOPED_TRACE(prefix);
+    auto m = load_model(make_dir(timm_map_to_siglip(t, s, prefix), "model.safetensors", cfg));
+    EXPECT_EQ(m->cfg.layout, WeightLayout::kHFSiglip);
+    EXPECT_EQ(m->cfg.pool, GlobalPool::kMap);
+    EXPECT_FALSE(m->cfg.class_token);
+    EXPECT_EQ(m->cfg.num_classes, 0);
+    EXPECT_EQ(m->cfg.act, Activation::kGeluTanh);
+    EXPECT_EQ(m->cfg.heads, 4);
+    EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-6f);
+    EXPECT_EQ(m->cfg.map_latent_len, 1);
+    EXPECT_EQ(m->w.pos.data, timm->w.pos.data);
+    EXPECT_EQ(m->w.patch_w.data, timm->w.patch_w.data);
+    for (int64_t i = 0; i < s.depth; ++i) {
+      EXPECT_EQ(m->w.blocks[i].qkv_w.data, timm->w.blocks[i].qkv_w.data);
+      EXPECT_EQ(m->w.blocks[i].qkv_b.data, timm->w.blocks[i].qkv_b.data);
+      EXPECT_EQ(m->w.blocks[i].fc2_w.data, timm->w.blocks[i].fc2_w.data);
+    }
+    EXPECT_EQ(m->w.norm_w.data, timm->w.norm_w.data);
+    expect_same_attn_pool(m->w.attn_pool, timm->w.attn_pool);
+  }
+  // Without config.json: SigLIP's defaults (tanh GELU, eps 1e-6), heads from --heads.
+  auto m = load_model(make_dir(timm_map_to_siglip(t, s, "")), heads(4));
+  EXPECT_EQ(m->cfg.act, Activation::kGeluTanh);
+  EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-6f);
+  EXPECT_TRUE(m->warnings.empty());
+  // Another run size: resampled with timm's rule, and the difference from transformers' said.
+  ConfigOverrides big = heads(4);
+  big.image_size = 4 * s.P;
+  m = load_model(make_dir(timm_map_to_siglip(t, s, "")), big);
+  EXPECT_EQ(m->w.pos.shape, (Shape{16, s.D}));
+  ASSERT_EQ(m->warnings.size(), 1u);
+  EXPECT_NE(m->warnings[0].find("interpolate_pos_encoding"), std::string::npos) << m->warnings[0];
+  // A missing head tensor is named.
+  TensorMap h = timm_map_to_siglip(t, s, "vision_model.");
+  h.erase("vision_model.head.attention.in_proj_bias");
+  expect_error([&] { load_model(make_dir(h, "model.safetensors", cfg)); }, ErrorCode::kFormat,
+               {"missing", "vision_model.head.attention.in_proj_bias"});
 }
 
 // The timm families load from the tensors: registers (and no_embed_class tables), no class
@@ -1087,7 +1273,7 @@ TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
   } refused[] = {
       {"hf_dinov2", "use_swiglu_ffn", true, nullptr, {}, {"use_swiglu_ffn"}},
       {"hf_dinov2", nullptr, nullptr, "encoder.layer.0.mlp.weights_in.weight", {256, 64}, {"SwiGLU", "mlp.weights_in"}},
-      {"hf_clip", "model_type", "siglip_vision_model", nullptr, {}, {"SigLIP"}},
+      {"hf_clip", "model_type", "siglip", nullptr, {}, {"whole SigLIP model", "siglip_vision_model"}},
       {"hf_clip", nullptr, nullptr, "head.attention.in_proj_weight", {192, 64}, {"attention-pooling head", "head.attention"}},
   };
   for (const auto& r : refused) {

@@ -86,7 +86,9 @@ def randomize(model, seed: int) -> None:
     """Re-randomises every parameter so that a bug in any component shows in the logits:
     Linear/Conv weights ~ N(0, gain/sqrt(fan_in)), biases ~ N(0, 0.1..0.2), LayerNorm weights
     1 + N(0, 0.15), LayerNorm biases N(0, 0.1), LayerScale gammas 0.2 + N(0, 0.5) (signed, far
-    from timm's 1e-5 init so that a skipped or misapplied scale shows), cls/pos tokens N(0, 0.5)."""
+    from timm's 1e-5 init so that a skipped or misapplied scale shows), nn.MultiheadAttention
+    in_proj as a Linear (q / k rows at the qkv gain), cls/pos tokens and the attention-pool
+    latent / probe N(0, 0.5)."""
     g = torch.Generator().manual_seed(seed)
 
     def rn(shape, std, mean=0.0):
@@ -100,6 +102,11 @@ def randomize(model, seed: int) -> None:
                 mod.bias.copy_(rn(mod.bias.shape, 0.1))
             elif type(mod).__name__ == "LayerScale":  # timm init_values: gamma [D] (init 1e-5)
                 mod.gamma.copy_(rn(mod.gamma.shape, 0.5, 0.2))
+            elif isinstance(mod, nn.MultiheadAttention):  # HF SigLIP head: in_proj [3D, D] rows q | k | v
+                D = mod.embed_dim
+                gains = torch.tensor([1.6] * (2 * D) + [1.0] * D).unsqueeze(1)  # q, k as attn.qkv's
+                mod.in_proj_weight.copy_(rn(mod.in_proj_weight.shape, 1.0 / D ** 0.5) * gains)
+                mod.in_proj_bias.copy_(rn(mod.in_proj_bias.shape, 0.15))
             elif isinstance(mod, (nn.Linear, nn.Conv2d)):
                 fan_in = mod.weight[0].numel()
                 mod.weight.copy_(rn(mod.weight.shape, _linear_gain(mname) / fan_in ** 0.5))

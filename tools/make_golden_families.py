@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 r"""Golden fixtures for the ViT families (issue 12): register tokens, no_embed_class, no class
 token with avg / avgmax / max pooling, pre-norm CLIP towers with quick-GELU and eps 1e-5,
-tanh-GELU, qkv_bias=False, no final norm, DeiT distilled. Each model is built with timm's own
+tanh-GELU, qkv_bias=False, no final norm, DeiT distilled, the attention-pool head (global_pool
+'map': timm SigLIP towers and *_reg4_map, transformers' SiglipVisionModel). Each model is built with timm's own
 code from its architecture name (the family's entrypoint) with tiny sizes, every parameter
 re-randomised, saved with timm's save_for_hf, reloaded with timm's local-dir loader, and run in
 float64 (tools/make_golden.py: the same helpers, the same case layout), under
@@ -14,6 +15,7 @@ Usage (the venv of tools/make_golden.py --setup):
 """
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -42,6 +44,58 @@ def deit_forward(model, x):
         both = (m.head(feats[:, 0]) + m.head_dist(feats[:, 1])) / 2
     assert torch.allclose(both, logits, rtol=0, atol=1e-12), "deit: logits are not the mean of both heads"
     return mg._np32(logits), mg._np32(emb), {"final": mg._np32(feats)}
+
+
+def hf_siglip_forward(model, x):
+    """float64 forward of transformers' SiglipVisionModel: embeddings = pooler_output (the
+    attention-pool head on post_layernorm(x)), checked against head(last_hidden_state); no logits."""
+    torch = mg.torch
+    m = model.double().eval()
+    with torch.no_grad():
+        out = m(pixel_values=torch.from_numpy(x).double())
+        again = m.head(out.last_hidden_state)
+    assert torch.allclose(again, out.pooler_output, rtol=0, atol=1e-12), "siglip: pooler_output is not head(x)"
+    return None, mg._np32(out.pooler_output), {"final": mg._np32(out.last_hidden_state)}
+
+
+def case_hf_siglip(d, seed, batch=3, **cfg_kw):
+    """transformers' SiglipVisionModel (random, every parameter re-randomised incl. the probe and
+    the MultiheadAttention in_proj), saved with save_pretrained, reloaded with from_pretrained."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+    mg.torch.manual_seed(seed)
+    model = SiglipVisionModel(SiglipVisionConfig(**cfg_kw))
+    mg.randomize(model, seed)
+    model.save_pretrained(str(d / "model"), safe_serialization=True)
+    ref = SiglipVisionModel.from_pretrained(str(d / "model")).float().eval()
+    for k, v in model.state_dict().items():  # from_pretrained silently re-initialises what it cannot match
+        assert mg.torch.equal(v, ref.state_dict()[k]), f"{d.name}: {k} not restored by from_pretrained"
+    img = cfg_kw["image_size"]
+    x = mg.make_input((batch, 3, img, img), seed + 1)
+    logits, emb, acts = hf_siglip_forward(ref, x)
+    mg.write_case(d, "model", x, logits, emb, acts, {}, f"transformers {mg.transformers.__version__}",
+                  {"generator": "tools/make_golden_families.py",
+                   "embeddings_def": "pooler_output (SiglipMultiheadAttentionPoolingHead)"})
+
+
+def case_map_latent2(d, seed, batch=3, img=32):
+    """A timm map model whose AttentionPoolLatent has latent_len 2 (a constructor argument the
+    VisionTransformer does not pass on, so the hub config cannot say it: the tensor does). The
+    reference is timm's own float64 forward of the model built here (a local-dir reload would
+    rebuild latent_len 1); pool 'token' keeps latent row 0 of the head's output."""
+    from timm.layers import AttentionPoolLatent
+    model = mg.timm.create_model("vit_base_patch16_siglip_224", pretrained=False, img_size=img, **TINY)
+    model.attn_pool = AttentionPoolLatent(TINY["embed_dim"], num_heads=TINY["num_heads"],
+                                          mlp_ratio=TINY["mlp_ratio"], latent_len=2,
+                                          norm_layer=functools.partial(mg.nn.LayerNorm, eps=1e-6))  # timm's ViT norm
+    mg.randomize(model, seed)
+    model.eval()
+    x = mg.make_input((batch, 3, img, img), seed + 1)
+    mg.timm_save(model, d)
+    logits, emb, acts = mg.timm_forward(model, x)
+    cfg = json.loads((d / "model" / "config.json").read_text())
+    mg.write_case(d, "model", x, logits, emb, acts, {}, f"timm {mg.timm.__version__}",
+                  {"architecture": cfg["architecture"], "model_args": cfg.get("model_args", {}),
+                   "latent_len": 2, "generator": "tools/make_golden_families.py"})
 
 
 def case_family(d, arch, seed, batch=2, img=32, forward=None, **kw):
@@ -94,6 +148,20 @@ def all_cases():
         # DeiT distilled: cls + dist tokens, output = mean of head and head_dist.
         "fam_deit_distilled": lambda d: case_family(d, "deit_tiny_distilled_patch16_224", 210,
                                                     forward=deit_forward, **TINY),
+        # SigLIP tower with the attention-pool head (global_pool 'map', erf GELU), odd batch.
+        "fam_siglip_map": lambda d: case_family(d, "vit_base_patch16_siglip_224", 213, batch=3, **TINY),
+        # SigLIP 2 tower: map head, tanh-GELU from the architecture name (not in model_args),
+        # qkv_bias=False (the head's q / kv too), head dim 24 (D 96, 4 heads), 5x5 grid.
+        "fam_siglip2_map_tanh": lambda d: case_family(d, "vit_so400m_patch16_siglip_256", 214, img=40,
+                                                      qkv_bias=False, **dict(TINY, embed_dim=96)),
+        # Registers + map: the head attends over the patch rows only (prefix rows skipped).
+        "fam_reg4_map": lambda d: case_family(d, "vit_so150m_patch16_reg4_map_256", 215, batch=3, **TINY),
+        # The head with 2 latent rows (pooled output: row 0).
+        "fam_map_latent2": lambda d: case_map_latent2(d, 216),
+        # transformers' SiglipVisionModel: head dim 24, 5x5 grid, gelu_pytorch_tanh, eps 1e-6.
+        "hf_siglip_vision": lambda d: case_hf_siglip(d, 217, hidden_size=96, intermediate_size=160,
+                                                     num_hidden_layers=2, num_attention_heads=4,
+                                                     image_size=40, patch_size=8),
         # The HF layouts (transformers' DeiT / CLIP vision / DINOv2 classes): make_golden_hf.py.
         **make_golden_hf.all_cases(),
     }

@@ -214,7 +214,8 @@ typedef struct vit_outputs {
    * forward_features; HF ViT / DINOv2 last_hidden_state): the prefix tokens (class, distillation,
    * register tokens: num_tokens minus the patch grid) then the patches in row-major grid order,
    * for dense features (segmentation, retrieval by patch). Models with fc_norm (timm's avg-pool
-   * models) have no final norm here: their tokens come as the last block left them. */
+   * models) have no final norm here: their tokens come as the last block left them; nor HF CLIP
+   * vision towers, whose post_layernorm normalises the pooled row only (as transformers). */
   float* features;
 } vit_outputs;
 #define VIT_OUTPUTS_V1_SIZE offsetof(vit_outputs, features)

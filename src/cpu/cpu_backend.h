@@ -64,6 +64,8 @@ void fill_residual(const CpuCtx& c, const graph::Node& n, float* y, int64_t M, i
 // The reference attention with its maps: writes out (fp32), and the per-head probabilities into
 // out.attention / the head means into out.attention_layers when the caller asked for them.
 void reference_attention(CpuCtx& c, const graph::Node& n, float* out);
+// The reference cross-attention of node n (fp32 out), for the backends' rows that store another dtype.
+void reference_cross_attention(CpuCtx& c, const graph::Node& n, float* out);
 // Whether this run wants the attention maps of node n's layer.
 bool wants_maps(const CpuCtx& c, const graph::Node& n);
 

@@ -89,6 +89,15 @@ void reference_attention(CpuCtx& c, const Node& n, float* out) {
     ref::head_mean(probs, c.out.attention_layers + int64_t{ap.layer} * c.layer_stride, c.nb, H, T, c.nt);
 }
 
+void reference_cross_attention(CpuCtx& c, const Node& n, float* out) {
+  const graph::TensorDesc& q = c.g.t(n.in[0]);
+  const auto& cp = n.p<graph::CrossAttentionParams>();
+  const int64_t L = q.rows(), D = q.cols(), T = c.g.t(n.in[1]).rows(), H = cp.heads;
+  // A weight query is one [L, D] table for every image; an activation has one per image.
+  const int64_t q_stride = q.kind == graph::TensorKind::kWeight ? 0 : L * D;
+  ref::cross_attention(c.p(n.in[0]), q_stride, c.p(n.in[1]), out, c.nb, L, T, cp.first, H, D / H, c.nt);
+}
+
 namespace {
 
 void run_patchify(CpuCtx& c, const Node& n, void*) {
@@ -159,6 +168,8 @@ void run_mean2(CpuCtx& c, const Node& n, void*) {
   ref::mean2(c.p(n.in[0]), c.p(n.in[1]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
 }
 
+void run_cross_attention(CpuCtx& c, const Node& n, void*) { reference_cross_attention(c, n, c.p(n.out[0])); }
+
 void run_cast(CpuCtx& c, const Node& n, void*) {
   std::memcpy(c.p(n.out[0]), c.p(n.in[0]), static_cast<size_t>(c.rows(n.in[0]) * c.g.t(n.in[0]).cols()) * sizeof(float));
 }
@@ -175,6 +186,7 @@ const CpuOpRow kCpuOps[] = {
     {Op::kPool, "pool", all_f32, nullptr, run_pool},
     {Op::kMean2, "mean2", all_f32, nullptr, run_mean2},
     {Op::kCast, "cast", all_f32, nullptr, run_cast},
+    {Op::kCrossAttention, "cross_attention", all_f32, nullptr, run_cross_attention},
 };
 
 const CpuOpRow& row_for(const CpuBackend& be, const Graph& g, const Node& n) {

@@ -3,10 +3,11 @@
 // elementwise ops). Linear: oneDNN matmul with weights packed once per node at session creation
 // and the epilogue fused (bias, GELU, residual accumulate; dnnl_linear.h: AMX / AVX512-BF16 for
 // bf16, AVX-512 / AVX2 for fp32). Attention: flash-style (no T x T matrix), LayerNorm with the
-// fused residual add; both fp32 statistics (fast_kernels.h), picked by CpuIsa.
+// fused residual add; both fp32 statistics (fast_kernels.h), picked by CpuIsa. The map head's
+// cross-attention (one query row per image) is the reference math, stored bf16 when annotated.
 // bf16 is an annotation on the fp32 graph (annotate_bf16): the GEMM inputs that LayerNorm,
-// attention, patchify and GELU-linear nodes produce are stored bf16; the residual stream, the
-// QKV output (attention reads fp32), the head and every output stay fp32.
+// attention, cross-attention, patchify and GELU-linear nodes produce are stored bf16; the
+// residual stream, the QKV output (attention reads fp32), the head and every output stay fp32.
 #include <omp.h>
 
 #include <algorithm>
@@ -120,22 +121,40 @@ void run_attention(CpuCtx& c, const Node& n, void*) {
   kernels().attention(c.p(n.in[0]), c.v(n.out[0]), is_bf16(c.g, n.out[0]), c.nb, T, H, D / H, c.nt);
 }
 
+// --- cross-attention (the map head): the exact reference math, stored bf16 when annotated ------
+// One query row per image against T keys: too small to be worth a kernel of its own.
+bool supports_cross_attention(const Graph& g, const Node& n) { return is_f32(g, n.in[0]) && is_f32(g, n.in[1]); }
+
+void run_cross_attention(CpuCtx& c, const Node& n, void*) {
+  if (!is_bf16(c.g, n.out[0])) {
+    cpu::reference_cross_attention(c, n, c.p(n.out[0]));
+    return;
+  }
+  const int64_t count = c.rows(n.out[0]) * c.g.t(n.out[0]).cols();
+  grow(c.scratch, count);
+  cpu::reference_cross_attention(c, n, c.scratch.data());
+  kernels().to_bf16(c.scratch.data(), static_cast<uint16_t*>(c.v(n.out[0])), count, c.nt);
+}
+
 const std::vector<CpuOpRow>& fast_rows() {
   static const std::vector<CpuOpRow> rows = {
       {Op::kPatchify, "im2col_bf16", supports_patchify, nullptr, run_patchify},
       {Op::kLinear, "linear_onednn", supports_linear, prepare_linear, run_linear},
       {Op::kLayerNorm, "layernorm_fast", supports_layernorm, nullptr, run_layernorm},
       {Op::kAttention, "attention_flash", supports_attention, nullptr, run_attention},
+      {Op::kCrossAttention, "cross_attention_bf16out", supports_cross_attention, nullptr, run_cross_attention},
   };
   return rows;
 }
 
 // bf16 storage for a tensor whose producer can write bf16 (LayerNorm's normalised output,
-// attention, patchify, a Linear without residual) and whose every reader is a Linear taking it
-// as x (not the head or the visual projection: logits and embeddings stay fp32 end to end). Everything else stays fp32.
+// attention, cross-attention, patchify, a Linear without residual) and whose every reader is a
+// Linear taking it as x (not the head or the visual projection: logits and embeddings stay fp32
+// end to end). Everything else stays fp32.
 void annotate_bf16(Graph& g) {
   for (const Node& p : g.nodes) {
-    const bool producer = p.op == Op::kLayerNorm || p.op == Op::kAttention || p.op == Op::kPatchify ||
+    const bool producer = p.op == Op::kLayerNorm || p.op == Op::kAttention || p.op == Op::kCrossAttention ||
+                          p.op == Op::kPatchify ||
                           (p.op == Op::kLinear && p.input(3) < 0);
     if (!producer) continue;
     const int t = p.out[0];

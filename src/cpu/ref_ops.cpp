@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 namespace vit::ref {
 namespace {
@@ -183,6 +184,39 @@ void attention(const float* qkv, float* out, float* probs, float* kt, float* scr
         float acc = 0.0f;
         for (int64_t j = 0; j < T; ++j) acc += p[j] * v0[j * ld + d];
         o[d] = acc;
+      }
+    }
+  }
+}
+
+// One flat parallel loop over (image, head, query row); each row is independent and small.
+void cross_attention(const float* q, int64_t q_batch_stride, const float* kv, float* out, int64_t B, int64_t L,
+                     int64_t T, int64_t first, int64_t H, int64_t hd, int nt) {
+  const int64_t D = H * hd, ld = 2 * D, n = T - first;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<double> p(static_cast<size_t>(std::max<int64_t>(n, 1)));
+#pragma omp for schedule(static)
+    for (int64_t idx = 0; idx < B * H * L; ++idx) {
+      const int64_t l = idx % L, h = (idx / L) % H, b = idx / (L * H);
+      const float* qr = q + b * q_batch_stride + l * D + h * hd;
+      const float* k0 = kv + (b * T + first) * ld + h * hd;  // row j: k0 + j * ld
+      const float* v0 = k0 + D;
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0.0;
+        for (int64_t d = 0; d < hd; ++d) s += static_cast<double>(qr[d]) * k0[j * ld + d];
+        p[static_cast<size_t>(j)] = s * scale;
+        mx = std::max(mx, p[static_cast<size_t>(j)]);
+      }
+      double sum = 0.0;  // subtracting the row max keeps exp() in range
+      for (int64_t j = 0; j < n; ++j) sum += (p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - mx));
+      float* o = out + (b * L + l) * D + h * hd;
+      for (int64_t d = 0; d < hd; ++d) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < n; ++j) acc += p[static_cast<size_t>(j)] * v0[j * ld + d];
+        o[d] = static_cast<float>(acc / sum);
       }
     }
   }

@@ -34,6 +34,16 @@ void layer_norm(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows
 void attention(const float* qkv, float* out, float* probs, float* kt, float* scratch, int64_t B, int64_t T,
                int64_t H, int64_t hd, int nt);
 
+// Cross-attention (the attention-pool head): per image b, head h, query row l,
+//   out[b, l, h] = softmax_j(q[l, h] . k[b, j, h] * hd^-0.5) v[b, j, h]   over kv rows j = first..T-1
+//   q:   [B, L, D] per image (q_batch_stride = L*D), or [L, D] shared by every image (stride 0)
+//   kv:  [B, T, 2D] per token k | v, each head-major
+//   out: [B, L, D]  heads concatenated head-major
+// Dot products, softmax and the weighted sum in double (exact to fp32 rounding): L is 1 for the
+// map head, so this costs about one row of the self-attention.
+void cross_attention(const float* q, int64_t q_batch_stride, const float* kv, float* out, int64_t B, int64_t L,
+                     int64_t T, int64_t first, int64_t H, int64_t hd, int nt);
+
 // dst[b, i, j] = mean over heads of probs[b, h, i, j]; probs [nb, H, T, T], dst [nb, T, T].
 void head_mean(const float* probs, float* dst, int64_t nb, int64_t H, int64_t T, int nt);
 

@@ -474,7 +474,7 @@ class CudaEngineImpl final : public CudaEngine {
     forward(bk);
     if (d_logits) {
       const bool logits = c.num_classes > 0;
-      const int64_t per = logits ? c.num_classes : c.hidden;
+      const int64_t per = logits ? c.num_classes : c.embed_dim();
       VIT_CUDA_CHECK(cudaMemcpyAsync(d_logits, tptr(bk, logits ? graph_.logits : graph_.embeddings),
                                      static_cast<size_t>(batch * per) * sizeof(float), cudaMemcpyDeviceToDevice, s));
     }
@@ -539,7 +539,8 @@ class CudaEngineImpl final : public CudaEngine {
                   const std::function<void(int, int, const Bucket&, float*)>& load) {
     const ViTConfig& c = model_->cfg;
     const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
-    const int64_t C = c.num_classes, D = c.hidden, H = c.heads, T = c.tokens();
+    // E: the embeddings' width (the hidden size, or a CLIP projection's).
+    const int64_t C = c.num_classes, D = c.hidden, E = c.embed_dim(), H = c.heads, T = c.tokens();
     cudaStream_t s = stream_.s;
     for (int b0 = 0; b0 < batch; b0 += opt_.max_batch) {
       if (cancel && cancel->load(std::memory_order_relaxed)) {
@@ -551,7 +552,7 @@ class CudaEngineImpl final : public CudaEngine {
       prepare(bk, nb);  // may throw kOutOfMemory; nothing of this chunk is enqueued yet
       // Staging grows only here: the previous chunk's copies finished at its synchronisation.
       if (out.logits && C > 0) h_logits_.grow(int64_t{bk.batch} * C * 4, "logits staging");
-      if (out.embeddings) h_emb_.grow(int64_t{bk.batch} * D * 4, "embeddings staging");
+      if (out.embeddings) h_emb_.grow(int64_t{bk.batch} * E * 4, "embeddings staging");
       // The features leave in the run precision and are widened on the host (no device copy).
       const int64_t feat_bytes = int64_t{nb} * T * D * static_cast<int64_t>(dtype_size(dt_));
       if (out.features) h_feat_.grow(int64_t{bk.batch} * T * D * static_cast<int64_t>(dtype_size(dt_)), "features staging");
@@ -571,7 +572,7 @@ class CudaEngineImpl final : public CudaEngine {
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.embeddings) {
-        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(bk, graph_.embeddings), static_cast<size_t>(nb * D) * sizeof(float),
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(bk, graph_.embeddings), static_cast<size_t>(nb * E) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.features) {
@@ -588,7 +589,7 @@ class CudaEngineImpl final : public CudaEngine {
       if (out.logits && C > 0) {
         std::memcpy(out.logits + b0 * C, h_logits_.p, static_cast<size_t>(nb * C) * sizeof(float));
       }
-      if (out.embeddings) std::memcpy(out.embeddings + b0 * D, h_emb_.p, static_cast<size_t>(nb * D) * sizeof(float));
+      if (out.embeddings) std::memcpy(out.embeddings + b0 * E, h_emb_.p, static_cast<size_t>(nb * E) * sizeof(float));
       if (out.features) widen_to_f32(dt_, h_feat_.p, int64_t{nb} * T * D, out.features + b0 * T * D);
     }
   }

@@ -2,7 +2,8 @@
 // order (timm VisionTransformer.forward): patch embed -> prefix tokens (cls, dist, registers)
 // + pos -> norm_pre -> depth x (pre-norm attention block, pre-norm MLP block, each a residual
 // add) -> final norm -> pool -> fc_norm -> head (DeiT distilled: the mean of head and
-// head_dist) -> visual projection of the embeddings (CLIP WithProjection). Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
+// head_dist; map: the attention-pool head, map_head below) -> visual projection of the embeddings
+// (CLIP WithProjection). Emitted unfused; the fusion pass (fusion.cpp) merges ops for the backends.
 #include "graph/graph.h"
 
 #include <algorithm>
@@ -41,6 +42,7 @@ const char* op_name(Op op) noexcept {
     case Op::kPool: return "pool";
     case Op::kMean2: return "mean2";
     case Op::kCast: return "cast";
+    case Op::kCrossAttention: return "cross_attention";
   }
   return "?";
 }
@@ -113,7 +115,8 @@ class Builder {
  public:
   Builder(Graph& g, const char* who) : g_(g), who_(who) {}
 
-  int weight(const Tensor& t, std::vector<int64_t> shape, const std::string& name) {
+  // Throws unless t holds the values of `shape` (checked before a builder reads a weight itself).
+  void check(const Tensor& t, const std::vector<int64_t>& shape, const std::string& name) const {
     int64_t want = 1;
     for (int64_t d : shape) want *= d;
     if (t.numel() != want || static_cast<int64_t>(t.data.size()) != want) {
@@ -121,6 +124,10 @@ class Builder {
                                             shape_str(t.shape) + " (" + std::to_string(t.data.size()) +
                                             " values), expected " + dims_str(shape) + " from the config");
     }
+  }
+
+  int weight(const Tensor& t, std::vector<int64_t> shape, const std::string& name) {
+    check(t, shape, name);
     TensorDesc d;
     d.name = name;
     d.kind = TensorKind::kWeight;
@@ -154,10 +161,76 @@ class Builder {
 
   const std::vector<int64_t>& shape(int t) const { return g_.t(t).shape; }
 
+  // A weight computed here from the model's (owned by the graph).
+  int derived(Tensor t, const std::string& name) {
+    auto owned = std::make_shared<const Tensor>(std::move(t));
+    g_.derived.push_back(owned);
+    return weight(*owned, owned->shape, name);
+  }
+
  private:
   Graph& g_;
   const char* who_;
 };
+
+// The latent query projection of the map head, q = latent Wq^T + bq [L, D]: the same for every
+// image, so it is computed once here (in double, rounded once to fp32) rather than per run; the
+// graph keeps it as a derived weight that the cross-attention reads as its query.
+Tensor project_latent(const Tensor& latent, const Tensor& qw, const Tensor& qb, int64_t L, int64_t D) {
+  Tensor q({L, D});
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t o = 0; o < D; ++o) {
+      double s = qb.data[static_cast<size_t>(o)];
+      const float* a = latent.ptr() + l * D;
+      const float* wr = qw.ptr() + o * D;
+      for (int64_t i = 0; i < D; ++i) s += static_cast<double>(a[i]) * wr[i];
+      q.data[static_cast<size_t>(l * D + o)] = static_cast<float>(s);
+    }
+  }
+  return q;
+}
+
+// The attention-pool head (timm AttentionPoolLatent.forward; HF SiglipMultiheadAttentionPoolingHead)
+// on the normed tokens x [T, D]: kv = x Wkv^T + bkv; o = cross-attention(q, kv) over the patch
+// rows first..T-1; y = proj(o); y = y + fc2(act(fc1(norm(y)))); pooled = y[0] (pool 'token').
+// Returns the pooled [D] tensor. Composed of Linear / LayerNorm / Gelu / Add / Pool plus the one
+// cross-attention op, so the fusion pass and every backend's rows apply unchanged.
+int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, const ActParams& act,
+             const LayerNormParams& lnp, const char* who) {
+  const int64_t D = c.hidden, T = c.tokens(), L = c.map_latent_len, M = c.map_mlp_hidden;
+  if (L <= 0 || M <= 0) {
+    fail(ErrorCode::kInvalidArgument, std::string(who) + ": map pooling needs the attention-pool weights (latent rows " +
+                                          std::to_string(L) + ", mlp width " + std::to_string(M) + ")");
+  }
+  const std::string p = "attn_pool.";
+  auto W = [&](const Tensor& t, std::vector<int64_t> s, const char* n) { return b.weight(t, std::move(s), p + n); };
+  auto linear = [&](const char* n, int in, const Tensor& wt, const Tensor& bt, int64_t rows, int64_t out, int64_t k) {
+    return b.node(Op::kLinear, p + n, {in, W(wt, {out, k}, (std::string(n) + ".weight").c_str()),
+                                        W(bt, {out}, (std::string(n) + ".bias").c_str()), -1},
+                  {rows, out}, LinearParams{});
+  };
+  // Read here, not by a node: validated like any weight first.
+  b.check(w.latent, {L, D}, p + "latent");
+  b.check(w.q_w, {D, D}, p + "q.weight");
+  b.check(w.q_b, {D}, p + "q.bias");
+  const int q = b.derived(project_latent(w.latent, w.q_w, w.q_b, L, D), p + "q(latent)");
+  const int kv = linear("kv", x, w.kv_w, w.kv_b, T, 2 * D, D);
+  CrossAttentionParams cp;
+  cp.heads = c.heads;
+  cp.first = c.prefix_tokens();  // timm: x[:, num_prefix_tokens:] before attn_pool
+  int y = b.node(Op::kCrossAttention, p + "attn", {q, kv}, {L, D}, cp);
+  y = linear("proj", y, w.proj_w, w.proj_b, L, D, D);
+  int h = b.node(Op::kLayerNorm, p + "norm", {y, W(w.norm_w, {D}, "norm.weight"), W(w.norm_b, {D}, "norm.bias"), -1},
+                 {L, D}, lnp);
+  h = linear("mlp.fc1", h, w.fc1_w, w.fc1_b, L, M, D);
+  h = b.node(Op::kGelu, p + "mlp.act", {h}, {L, M}, act);
+  h = linear("mlp.fc2", h, w.fc2_w, w.fc2_b, L, D, M);
+  y = b.node(Op::kAdd, p + "add", {y, h}, {L, D});
+  PoolParams pp;
+  pp.kind = PoolKind::kCls;  // AttentionPoolLatent pool_type 'token': latent row 0
+  pp.row = 0;
+  return b.node(Op::kPool, "pool", {y}, {D}, pp);
+}
 
 }  // namespace
 
@@ -281,9 +354,10 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     return b.node(Op::kPool, r == 0 ? "pool" : "pool_dist", {in}, {D}, pp);
   };
   int pooled, logits = -1;
+  g.features = x;  // HF CLIP's last_hidden_state: before its post_layernorm (features_before_norm)
   if (c.final_norm) x = norm("norm", x, w.norm_w, w.norm_b, {T, D});
-  g.features = x;
-  g.tensors[static_cast<size_t>(x)].keep = true;
+  if (!c.features_before_norm) g.features = x;
+  g.tensors[static_cast<size_t>(g.features)].keep = true;
   if (c.dist_token && c.dist_head) {
     // DeiT distilled (timm VisionTransformerDistilled.forward_head, inference): the cls and dist
     // rows of the normed tokens, each through its own head; both outputs are their mean.
@@ -313,6 +387,10 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     if (c.pool == GlobalPool::kToken) {
       if (!c.class_token) bad("token pooling needs a class token (class_token=False models pool avg / max)");
       pooled = row(x, 0);
+    } else if (c.pool == GlobalPool::kMap) {
+      // timm: norm over every token (above), then the attention pool over the patch rows (HF
+      // SigLIP: post_layernorm, then the head).
+      pooled = map_head(b, c, w.attn_pool, x, mlp_act, lnp, who);
     } else {
       PoolParams pp;
       pp.kind = c.pool == GlobalPool::kAvg   ? PoolKind::kMeanPatches

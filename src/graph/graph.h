@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <variant>
 #include <vector>
@@ -51,6 +52,11 @@ enum class Op : uint8_t {
   kMean2,
   // in: {x} -> {x as f32} (outputs leave the graph in fp32 whatever the run precision).
   kCast,
+  // in: {q [L, D], kv [T, 2D]} -> {o [L, D]}: per head h, softmax(q_h k_h^T / sqrt(hd)) v_h over
+  // the kv rows first..T-1 (the patch rows: the attention-pool head skips the prefix tokens);
+  // kv holds k | v, each head-major like qkv. q is a weight (one query for every image: the map
+  // head's projected latent) or a per-image activation. Scores and softmax in fp32 or wider.
+  kCrossAttention,
 };
 constexpr int kOpCount = static_cast<int>(Op::kCast) + 1;  // keep kCast last
 const char* op_name(Op op) noexcept;
@@ -94,8 +100,12 @@ struct PoolParams {
 struct ActParams {
   Act act = Act::kGelu;  // kGelu / kGeluTanh / kQuickGelu
 };
-using OpParams =
-    std::variant<std::monostate, LinearParams, LayerNormParams, AttentionParams, EmbedParams, PoolParams, ActParams>;
+struct CrossAttentionParams {
+  int heads = 0;
+  int first = 0;  // the first kv row attended to (rows before it are prefix tokens)
+};
+using OpParams = std::variant<std::monostate, LinearParams, LayerNormParams, AttentionParams, EmbedParams, PoolParams,
+                              ActParams, CrossAttentionParams>;
 
 enum class TensorKind : uint8_t { kInput, kActivation, kWeight };
 
@@ -134,6 +144,9 @@ struct Graph {
   int features = -1;
   int depth = 0, heads = 0, tokens = 0;
   bool fused = false;
+  // Weights the builder derives from the model's (the map head's projected latent query); the
+  // tensor table's host pointers point into these, so they live as long as the graph.
+  std::vector<std::shared_ptr<const Tensor>> derived;
 
   const TensorDesc& t(int id) const { return tensors.at(static_cast<size_t>(id)); }
   int add_tensor(TensorDesc d);

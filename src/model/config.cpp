@@ -14,6 +14,7 @@ const char* global_pool_name(GlobalPool p) noexcept {
     case GlobalPool::kAvg: return "avg";
     case GlobalPool::kAvgMax: return "avgmax";
     case GlobalPool::kMax: return "max";
+    case GlobalPool::kMap: return "map";
   }
   return "?";
 }
@@ -28,7 +29,7 @@ std::string ViTConfig::family() const {
   const auto has = [&](const char* s) { return architecture.find(s) != std::string::npos; };
   const auto hf = [&](const char* s) { return hf_class.rfind(s, 0) == 0; };  // HF class name prefix
   if (dist_token) return dist_head ? "DeiT distilled" : "DeiT";
-  if (has("siglip")) return "SigLIP tower";
+  if (has("siglip") || layout == WeightLayout::kHFSiglip) return "SigLIP tower";
   if (has("clip") || hf("CLIP") || (pre_norm && act == Activation::kQuickGelu)) return "CLIP tower";
   if (has("dinov2") || hf("Dinov2")) return "DINOv2";
   if (has("deit")) return "DeiT";
@@ -60,15 +61,18 @@ std::vector<std::string> ViTConfig::variant_features() const {
 std::vector<std::string> ViTConfig::graph_only_features() const {
   // Every family feature of issue 12 so far runs on the CUDA engine too (registers, no_embed_class,
   // no class token, avg / max / avgmax pooling, pre-norm, no patch bias, the three GELUs, DeiT's
-  // two heads, LayerScale, CLIP's projection, DINOv2's cls + patch-mean classifier); a feature
-  // added to the graph before its CUDA kernels is listed here.
-  return {};
+  // two heads, LayerScale, CLIP's projection, DINOv2's cls + patch-mean classifier) but the
+  // attention-pool head, whose cross-attention has no CUDA kernel yet.
+  std::vector<std::string> f;
+  if (pool == GlobalPool::kMap) f.push_back("attention-pool head (global_pool 'map')");
+  return f;
 }
 const char* layout_name(WeightLayout l) noexcept {
   switch (l) {
     case WeightLayout::kTimm: return "timm";
     case WeightLayout::kHF: return "hf";
     case WeightLayout::kJax: return "jax";
+    case WeightLayout::kHFSiglip: return "hf-siglip";
   }
   return "?";
 }
@@ -88,6 +92,11 @@ int64_t ViTConfig::param_count() const noexcept {
   n += depth * block;
   if (final_norm) n += 2 * D;
   if (fc_norm) n += 2 * D;
+  if (pool == GlobalPool::kMap) {
+    const int64_t L = map_latent_len, M = map_mlp_hidden;
+    n += L * D + 3 * D * D + (map_qkv_bias ? 3 * D : 0);  // latent, q, kv
+    n += D * D + D + 2 * D + M * D + M + D * M + D;        // proj, norm, mlp
+  }
   if (C > 0) n += (dist_token && dist_head ? 2 : 1) * (C * D + C);
   n += static_cast<int64_t>(proj_dim) * D;
   if (head_cls_mean) n += C * D;  // the patch-mean half of the classifier
@@ -105,6 +114,12 @@ double ViTConfig::flops_per_image() const noexcept {
   block += T * D * D;                       // proj
   block += 2.0 * T * D * I;                 // fc1, fc2
   macs += depth * block;
+  if (pool == GlobalPool::kMap) {
+    // kv over every token, then per latent row: attention over the patch rows, proj, MLP (the
+    // latent's q projection is image-independent: computed once per session).
+    const double L = map_latent_len;
+    macs += T * D * 2.0 * D + 2.0 * L * N * D + L * (D * D + 2.0 * D * map_mlp_hidden);
+  }
   macs += (dist_token && dist_head ? 2.0 : 1.0) * num_classes * D;  // head (and head_dist) on the pooled token
   macs += static_cast<double>(proj_dim) * D;                        // visual projection
   if (head_cls_mean) macs += static_cast<double>(num_classes) * D;  // the classifier's patch-mean half
@@ -133,7 +148,12 @@ std::string ViTConfig::describe() const {
     << (layer_scale ? ", LayerScale" : "") << "\n";
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
   s << "norm/pool    : LayerNorm eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
-    << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "") << "\n";
+    << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "");
+  if (pool == GlobalPool::kMap) {
+    s << " (attention pool: " << map_latent_len << " latent row(s), " << heads << " heads, mlp " << map_mlp_hidden
+      << (map_qkv_bias ? "" : ", no q/kv bias") << ")";
+  }
+  s << "\n";
   if (proj_dim > 0) {
     s << "embeddings   : " << proj_dim << " (the projected image embedding, HF image_embeds = visual_projection(pooled))\n";
   }

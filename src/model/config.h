@@ -15,12 +15,15 @@
 namespace vit {
 
 // timm global_pool: the cls (first prefix) row, or over the patch rows (prefix tokens skipped):
-// mean, max, or avgmax = (mean + max) / 2.
-enum class GlobalPool { kToken, kAvg, kAvgMax, kMax };
+// mean, max, or avgmax = (mean + max) / 2; or map, the attention-pool head (timm
+// AttentionPoolLatent, HF SiglipMultiheadAttentionPoolingHead): a learned latent query attends
+// over the patch rows, then proj, x + mlp(norm(x)), latent row 0.
+enum class GlobalPool { kToken, kAvg, kAvgMax, kMax, kMap };
 // The MLP activation: GELU exact erf (timm / HF default), GELU tanh approximation (SigLIP,
 // timm 'gelu_tanh'), quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP, timm 'quick_gelu').
 enum class Activation { kGeluErf, kGeluTanh, kQuickGelu };
-enum class WeightLayout { kTimm, kHF, kJax };
+// kHFSiglip: transformers' SiglipVisionModel (vision_model.embeddings.patch_embedding, ...).
+enum class WeightLayout { kTimm, kHF, kJax, kHFSiglip };
 
 const char* global_pool_name(GlobalPool p) noexcept;
 const char* layout_name(WeightLayout l) noexcept;
@@ -71,9 +74,19 @@ struct ViTConfig {
   // > 0: the pooled row is projected by a bias-free [proj_dim, D] Linear and that is the
   // embeddings output (HF CLIPVisionModelWithProjection: image_embeds = visual_projection(pooled)).
   int proj_dim = 0;
+  // HF CLIP vision towers: post_layernorm normalises the pooled row only, so their
+  // last_hidden_state (the features output) is the tokens before it; timm's CLIP towers and every
+  // other model return the tokens after the final norm (forward_features).
+  bool features_before_norm = false;
   // HF Dinov2ForImageClassification: the classifier reads concat(normed cls row, mean of the
   // normed patch rows), run as the two halves of its [C, 2D] weight: head(cls) + head_mean(mean).
   bool head_cls_mean = false;
+  // The attention-pool head (pool == kMap): latent query rows (timm attn_pool.latent [1, L, D],
+  // HF probe [1, 1, D]; row 0 is the pooled output), the head's MLP width, and whether its q / kv
+  // Linears have biases (timm qkv_bias).
+  int map_latent_len = 0;
+  int map_mlp_hidden = 0;
+  bool map_qkv_bias = true;
 
   // Provenance.
   WeightLayout layout = WeightLayout::kTimm;

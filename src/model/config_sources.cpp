@@ -194,7 +194,7 @@ std::optional<GlobalPool> parse_pool(const std::string& s, const std::string& pa
   if (s == "avg") return GlobalPool::kAvg;
   if (s == "avgmax") return GlobalPool::kAvgMax;
   if (s == "max") return GlobalPool::kMax;
-  if (s == "map") unsupported(path, "attention pooling (global_pool 'map', the SigLIP pooling head)");
+  if (s == "map") return GlobalPool::kMap;  // the attention-pool head (attn_pool.* tensors)
   unsupported(path, "global_pool '" + clip(s) + "' (only 'token', 'avg', 'avgmax' and 'max')");
 }
 
@@ -264,6 +264,32 @@ std::vector<std::string> parse_label_names(const json& v, const std::string& pat
   return out;
 }
 
+// HF ACT2FN names of the GELU forms the engine runs: "gelu" / "gelu_python" are the exact erf
+// form; "gelu_pytorch_tanh" and "gelu_new" the tanh approximation (the same formula);
+// "quick_gelu" x * sigmoid(1.702 x). Others ("gelu_fast" evaluates tanh differently, relu, silu,
+// ...) are refused by name.
+Activation parse_hf_act(const std::string& act, const std::string& path) {
+  if (act == "gelu" || act == "gelu_python") return Activation::kGeluErf;
+  if (act == "gelu_pytorch_tanh" || act == "gelu_new") return Activation::kGeluTanh;
+  if (act == "quick_gelu") return Activation::kQuickGelu;
+  unsupported(path, "hidden_act '" + clip(act) +
+                        "' (only 'gelu', 'gelu_python', 'gelu_pytorch_tanh', 'gelu_new' and 'quick_gelu')");
+}
+
+// transformers' SiglipVisionConfig (model_type "siglip_vision_model"): no class token, the
+// attention-pool head on post_layernorm(x) (vision_use_head, default true), its own defaults
+// (layer_norm_eps 1e-6, hidden_act gelu_pytorch_tanh) where the file leaves them out.
+void apply_siglip_vision(const json& j, const std::string& path, ConfigHints* h) {
+  if (has(j, "vision_use_head") && !get_bool(j, "vision_use_head", path)) {
+    unsupported(path, "vision_use_head=false (a SigLIP tower without its pooling head has no pooled output)");
+  }
+  if (!has(j, "layer_norm_eps")) h->ln_eps = 1e-6f;
+  if (!has(j, "hidden_act")) h->act = Activation::kGeluTanh;
+  h->pool = GlobalPool::kMap;
+  h->class_token = false;
+  h->final_norm = true;  // post_layernorm
+}
+
 }  // namespace
 
 json read_json_file(const std::string& path) {
@@ -295,19 +321,23 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
     std::string mt = "vit";
     if (has(j, "model_type")) {
       mt = get_str(j, "model_type", path);
-      if (mt == "siglip" || mt == "siglip_vision_model") {
-        unsupported(path, "model_type '" + mt + "' (SigLIP's attention-pooling head)");
+      if (mt == "siglip") {
+        unsupported(path, "model_type 'siglip' (a whole SigLIP model, text tower included; save its "
+                          "SiglipVisionModel, model_type 'siglip_vision_model')");
       }
       if (mt == "clip") {
         unsupported(path, "model_type 'clip' (a full CLIPModel, text and vision towers; save its vision tower with "
                           "CLIPVisionModelWithProjection.save_pretrained)");
       }
-      if (mt != "vit" && mt != "deit" && mt != "dinov2" && mt != "dinov2_with_registers" && mt != "clip_vision_model") {
+      if (mt != "vit" && mt != "deit" && mt != "dinov2" && mt != "dinov2_with_registers" && mt != "clip_vision_model" &&
+          mt != "siglip_vision_model") {
         unsupported(path, "model_type '" + clip(mt) +
-                              "' (only 'vit', 'deit', 'dinov2', 'dinov2_with_registers', 'clip_vision_model')");
+                              "' (only 'vit', 'deit', 'dinov2', 'dinov2_with_registers', 'clip_vision_model', "
+                              "'siglip_vision_model')");
       }
       h.hf_model_type = mt;
     }
+    const bool siglip = mt == "siglip_vision_model";
     if (has(j, "architectures")) {
       const json& a = j.at("architectures");
       if (a.is_array() && !a.empty() && a[0].is_string()) h.hf_class = clip(a[0].get<std::string>());
@@ -315,20 +345,7 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
     if (has(j, "use_swiglu_ffn") && get_bool(j, "use_swiglu_ffn", path)) {
       unsupported(path, "use_swiglu_ffn=true (the SwiGLU MLP of the DINOv2 giant models)");
     }
-    if (has(j, "hidden_act")) {
-      const std::string act = get_str(j, "hidden_act", path);
-      // HF ACT2FN: "gelu" and "gelu_python" are the exact erf form; "gelu_new",
-      // "gelu_pytorch_tanh", "gelu_fast" are tanh approximations; "quick_gelu" is
-      // x * sigmoid(1.702 x) (OpenAI CLIP; accepted for the CLIP tower only).
-      if (mt == "clip_vision_model" && act == "quick_gelu") {
-        h.act = Activation::kQuickGelu;
-      } else if (act == "gelu" || act == "gelu_python") {
-        h.act = Activation::kGeluErf;
-      } else {
-        unsupported(path, "hidden_act '" + clip(act) + "' (only the exact-erf GELU 'gelu' / 'gelu_python'" +
-                              (mt == "clip_vision_model" ? ", or 'quick_gelu')" : ")"));
-      }
-    }
+    if (has(j, "hidden_act")) h.act = parse_hf_act(get_str(j, "hidden_act", path), path);
     if (has(j, "projection_dim")) h.proj_dim = get_int(j, "projection_dim", path, limits::kMaxHidden);
     if (has(j, "num_register_tokens")) h.reg_tokens = get_int(j, "num_register_tokens", path, limits::kMaxPatches);
     if (has(j, "hidden_size")) h.hidden = get_int(j, "hidden_size", path, limits::kMaxHidden);
@@ -378,6 +395,7 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
         h.warnings.push_back(path + ": id2label keys are not \"0\"..\"N-1\" with string values; labels ignored");
       }
     }
+    if (siglip) apply_siglip_vision(j, path, &h);
   } catch (const json::exception& e) {
     fail(ErrorCode::kFormat, path + ": " + e.what());
   }
@@ -537,14 +555,15 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
         }
       }
     }
-    // timm: fc_norm=None -> the avg / avgmax / max pools use it.
-    if (h.pool && !h.fc_norm) h.fc_norm = (*h.pool != GlobalPool::kToken);
+    // timm: fc_norm=None -> use_fc_norm = global_pool in ('avg', 'avgmax', 'max') (not token, not map).
+    if (h.pool && !h.fc_norm) h.fc_norm = (*h.pool != GlobalPool::kToken && *h.pool != GlobalPool::kMap);
     // Family defaults timm keeps in the entrypoint, not in model_args (see the header).
     if (h.architecture) {
       const std::string& a = *h.architecture;
       const bool said_norm = said_eps || (has(j, "model_args") && has(j.at("model_args"), "norm_layer"));
       if (a.find("_clip_") != std::string::npos && !said_norm) h.ln_eps = 1e-5f;
       if (a.find("quickgelu") != std::string::npos && !h.act) h.act = Activation::kQuickGelu;
+      // (The SigLIP 2 towers' act_layer='gelu_tanh' comes from their entrypoints, timm_archs.inc.)
     }
   } catch (const json::exception& e) {
     fail(ErrorCode::kFormat, path + ": " + e.what());

@@ -40,15 +40,16 @@ struct ConfigHints {
 // nesting deeper than limits::kMaxJsonDepth (model/limits.h).
 nlohmann::json read_json_file(const std::string& path);
 
-// HF ViTConfig / DeiTConfig / Dinov2Config / Dinov2WithRegistersConfig / CLIPVisionConfig
-// (model_type "vit", "deit", "dinov2", "dinov2_with_registers", "clip_vision_model"). Throws
-// kUnsupported for other model types (naming SigLIP, a full CLIPModel, ...), for DINOv2's
-// SwiGLU MLP, and for hidden_act values other than the exact-erf GELU (CLIP: also quick-GELU).
+// HF ViTConfig / DeiTConfig / Dinov2Config / Dinov2WithRegistersConfig / CLIPVisionConfig /
+// SiglipVisionConfig (model_type "vit", "deit", "dinov2", "dinov2_with_registers",
+// "clip_vision_model", "siglip_vision_model": no class token, map pooling). Throws kUnsupported
+// for other model types (naming a full CLIPModel, ...), for DINOv2's SwiGLU MLP, and for
+// hidden_act values other than the GELU forms the engine runs (erf, tanh, quick).
 ConfigHints parse_hf_config(const nlohmann::json& j, const std::string& path);
 
 // timm hub config.json (architecture, num_classes, global_pool, label_names,
 // pretrained_cfg, model_args). Throws kUnsupported naming variants we do not run
-// (LayerScale, qk-norm, SwiGLU / other act_layer, map pooling, ...). The families' own
+// (qk-norm, SwiGLU / other act_layer, parallel blocks, ...). The families' own
 // defaults that timm keeps in the model entrypoint rather than in model_args come from the
 // architecture name: `_clip_` towers LayerNorm eps 1e-5, `quickgelu` towers quick-GELU.
 ConfigHints parse_timm_config(const nlohmann::json& j, const std::string& path);

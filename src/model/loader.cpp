@@ -167,11 +167,29 @@ std::string name_list(const std::vector<std::string>& v, size_t max_n = 5) {
   return s;
 }
 
+// ---- the attention-pool head (map) and transformers' SiglipVisionModel -------------------------
+// Kept together, apart from the plain layouts' code, so that other HF layouts merge cleanly.
+
+// SiglipVisionModel names: "[vision_model.]embeddings.patch_embedding.weight" (singular, unlike
+// ViT's embeddings.patch_embeddings.projection), encoder.layers.N.*, post_layernorm, head.*.
+bool detect_hf_siglip(const std::vector<std::string>& names, LayoutInfo* L) {
+  for (const char* p : {"vision_model.", ""}) {
+    if (std::find(names.begin(), names.end(), std::string(p) + "embeddings.patch_embedding.weight") != names.end()) {
+      // CLIPVisionModel names its conv the same: SigLIP is the one without a class embedding.
+      if (std::find(names.begin(), names.end(), std::string(p) + "embeddings.class_embedding") != names.end()) continue;
+      *L = {WeightLayout::kHFSiglip, p, HFFamily::kViT};
+      return true;
+    }
+  }
+  return false;
+}
+
 // HF base-model prefixes: ViTForImageClassification "vit.", DeiT* "deit.", Dinov2For* "dinov2." /
 // "dinov2_with_registers.", CLIPVisionModel(WithProjection) "vision_model."; bare models none.
 constexpr const char* kHFPrefixes[] = {"vit.", "deit.", "dinov2.", "dinov2_with_registers.", "vision_model.", ""};
 
 LayoutInfo detect_layout(const std::vector<std::string>& names, const std::string& file) {
+  if (LayoutInfo s; detect_hf_siglip(names, &s)) return s;
   bool timm = false, jax = false;
   std::set<std::string> hf_prefixes;
   for (const std::string& n : names) {
@@ -307,6 +325,16 @@ bool timm_block_rest(const std::string& n, std::string* rest) {
   return true;
 }
 
+// Refusals by name of what the attention pool can carry and the engine does not compute.
+void reject_attn_pool_variants(const std::string& n, const std::string& file) {
+  if (starts_with(n, "attn_pool.q_norm.") || starts_with(n, "attn_pool.k_norm.")) {
+    unsupported_variant(file, "qk_norm in the attention-pool head", n);
+  }
+  if (n == "attn_pool.pos_embed") {
+    unsupported_variant(file, "a position embedding in the attention-pool head (pos_embed='abs')", n);
+  }
+}
+
 void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::string& file) {
   for (const std::string& n : src.names()) {
     if (L.layout == WeightLayout::kTimm) {
@@ -327,7 +355,7 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
       if (starts_with(n, "patch_embed.backbone.")) {
         unsupported_variant(file, "a hybrid CNN stem (HybridEmbed: the ResNet / R26 / R50 + ViT hybrids)", n);
       }
-      if (starts_with(n, "attn_pool.")) unsupported_variant(file, "attention pooling (global_pool 'map', the SigLIP head)", n);
+      reject_attn_pool_variants(n, file);
     } else if (L.layout == WeightLayout::kHF) {
       if (starts_with(n, "head.") || starts_with(n, "pooler.attention") || n.find(".head.attention.") != std::string::npos) {
         unsupported_variant(file, "an attention-pooling head (SigLIP's)", n);
@@ -374,6 +402,13 @@ Names defining_names(const LayoutInfo& L, bool deit_teacher) {
            "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/bias", "Transformer/encoder_norm/scale",
            "Transformer/encoderblock_"};
       break;
+    case WeightLayout::kHFSiglip: {  // no cls token, no classifier: those names are left empty
+      const std::string& p = L.prefix;
+      n = {p + "embeddings.patch_embedding.weight", p + "embeddings.patch_embedding.bias", "",
+           p + "embeddings.position_embedding.weight", p + "encoder.layers.0.mlp.fc1.weight", "", "",
+           p + "encoder.layers.0.self_attn.q_proj.bias", p + "post_layernorm.weight", p + "encoder.layers."};
+      break;
+    }
   }
   return n;
 }
@@ -398,6 +433,92 @@ int model_dim(const Shape& s, size_t i, int64_t lo, int64_t hi, const char* what
                                  to_s(v) + " is outside " + to_s(lo) + ".." + to_s(hi));
   }
   return static_cast<int>(v);
+}
+
+// ---- the attention-pool head and SiglipVisionModel (continued) ---------------------------------
+
+// The head's tensor names in a layout (timm AttentionPoolLatent / HF SiglipMultiheadAttentionPoolingHead).
+struct AttnPoolNames {
+  std::string latent, fc1_w, q_bias;  // q_bias: timm attn_pool.q.bias, HF in_proj_bias
+};
+AttnPoolNames attn_pool_names(const LayoutInfo& L) {
+  if (L.layout == WeightLayout::kHFSiglip) {
+    const std::string h = L.prefix + "head.";
+    return {h + "probe", h + "mlp.fc1.weight", h + "attention.in_proj_bias"};
+  }
+  return {"attn_pool.latent", "attn_pool.mlp.fc1.weight", "attn_pool.q.bias"};
+}
+
+bool has_attn_pool(const TensorSource& src, const LayoutInfo& L) {
+  return (L.layout == WeightLayout::kTimm || L.layout == WeightLayout::kHFSiglip) && src.has(attn_pool_names(L).latent);
+}
+
+// The head's sizes from its tensors: latent rows L (timm latent [1, L, D]; HF probe [1, 1, D]),
+// MLP width, q / kv bias.
+void resolve_attn_pool(const TensorSource& src, const LayoutInfo& L, ViTConfig* cfg, const std::string& file) {
+  const AttnPoolNames an = attn_pool_names(L);
+  cfg->map_latent_len =
+      model_dim(need_shape(src, an.latent, 3, file), 1, 1, limits::kMaxPatches, "latent rows", an.latent, file);
+  cfg->map_mlp_hidden =
+      model_dim(need_shape(src, an.fc1_w, 2, file), 0, 1, limits::kMaxMlp, "mlp width", an.fc1_w, file);
+  cfg->map_qkv_bias = L.layout == WeightLayout::kHFSiglip || src.has(an.q_bias);
+}
+
+// Every tensor of the head, source name -> stored shape.
+void expected_attn_pool(const LayoutInfo& L, const ViTConfig& c, std::map<std::string, Shape>* e) {
+  const int64_t D = c.hidden, M = c.map_mlp_hidden;
+  if (L.layout == WeightLayout::kHFSiglip) {
+    const std::string h = L.prefix + "head.";
+    (*e)[h + "probe"] = {1, c.map_latent_len, D};
+    (*e)[h + "attention.in_proj_weight"] = {3 * D, D};
+    (*e)[h + "attention.in_proj_bias"] = {3 * D};
+    (*e)[h + "attention.out_proj.weight"] = {D, D};
+    (*e)[h + "attention.out_proj.bias"] = {D};
+    (*e)[h + "layernorm.weight"] = (*e)[h + "layernorm.bias"] = {D};
+    (*e)[h + "mlp.fc1.weight"] = {M, D};
+    (*e)[h + "mlp.fc1.bias"] = {M};
+    (*e)[h + "mlp.fc2.weight"] = {D, M};
+    (*e)[h + "mlp.fc2.bias"] = {D};
+    return;
+  }
+  (*e)["attn_pool.latent"] = {1, c.map_latent_len, D};
+  (*e)["attn_pool.q.weight"] = {D, D};
+  (*e)["attn_pool.kv.weight"] = {2 * D, D};
+  if (c.map_qkv_bias) {
+    (*e)["attn_pool.q.bias"] = {D};
+    (*e)["attn_pool.kv.bias"] = {2 * D};
+  }
+  (*e)["attn_pool.proj.weight"] = {D, D};
+  (*e)["attn_pool.proj.bias"] = {D};
+  (*e)["attn_pool.norm.weight"] = (*e)["attn_pool.norm.bias"] = {D};
+  (*e)["attn_pool.mlp.fc1.weight"] = {M, D};
+  (*e)["attn_pool.mlp.fc1.bias"] = {M};
+  (*e)["attn_pool.mlp.fc2.weight"] = {D, M};
+  (*e)["attn_pool.mlp.fc2.bias"] = {D};
+}
+
+// SiglipVisionModel's encoder, source name -> stored shape (no class token; the position table is
+// an nn.Embedding [N, D]; post_layernorm is the final norm; every Linear has a bias).
+void expected_hf_siglip(const LayoutInfo& L, const ViTConfig& c, int64_t pos_rows, std::map<std::string, Shape>* e) {
+  const std::string& p = L.prefix;
+  const int64_t D = c.hidden, I = c.mlp_hidden;
+  (*e)[p + "embeddings.patch_embedding.weight"] = {D, c.in_chans, c.patch, c.patch};
+  (*e)[p + "embeddings.patch_embedding.bias"] = {D};
+  (*e)[p + "embeddings.position_embedding.weight"] = {pos_rows, D};
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = p + "encoder.layers." + std::to_string(i) + ".";
+    for (const char* q : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
+      (*e)[b + "self_attn." + q + ".weight"] = {D, D};
+      (*e)[b + "self_attn." + q + ".bias"] = {D};
+    }
+    (*e)[b + "layer_norm1.weight"] = (*e)[b + "layer_norm1.bias"] = {D};
+    (*e)[b + "layer_norm2.weight"] = (*e)[b + "layer_norm2.bias"] = {D};
+    (*e)[b + "mlp.fc1.weight"] = {I, D};
+    (*e)[b + "mlp.fc1.bias"] = {I};
+    (*e)[b + "mlp.fc2.weight"] = {D, I};
+    (*e)[b + "mlp.fc2.bias"] = {D};
+  }
+  (*e)[p + "post_layernorm.weight"] = (*e)[p + "post_layernorm.bias"] = {D};
 }
 
 // Every tensor the resolved config implies, source name -> expected stored shape.
@@ -474,7 +595,7 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
         e[h.head_dist + ".bias"] = {C};
       }
     }
-  } else {
+  } else if (L.layout == WeightLayout::kJax) {
     e["embedding/kernel"] = {P, P, Ci, D};
     e["embedding/bias"] = {D};
     e["cls"] = {1, 1, D};
@@ -500,7 +621,10 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
       e["head/kernel"] = {D, C};
       e["head/bias"] = {C};
     }
+  } else if (L.layout == WeightLayout::kHFSiglip) {
+    expected_hf_siglip(L, c, pos_rows, &e);
   }
+  if (c.pool == GlobalPool::kMap) expected_attn_pool(L, c, &e);
   return e;
 }
 
@@ -579,6 +703,36 @@ class Reader {
   const TensorSource& src_;
   std::vector<std::string>* warnings_;
 };
+
+// The modules of an HF-style block with separate q / k / v Linears, relative to the block prefix
+// (each names a module: ".weight" / ".bias" are appended).
+struct SplitQkvNames {
+  const char *ln1, *q, *k, *v, *proj, *ln2, *fc1, *fc2;
+};
+
+// blocks[i] from "<pre><i>.<module>.{weight,bias}", q / k / v concatenated into one QKV.
+void read_split_qkv_blocks(const Reader& rd, const std::string& pre, const SplitQkvNames& n, int64_t D, int depth,
+                           bool qkv_bias, std::vector<BlockWeights>* blocks) {
+  blocks->resize(static_cast<size_t>(depth));
+  for (int i = 0; i < depth; ++i) {
+    const std::string b = pre + std::to_string(i) + ".";
+    auto W = [&](const char* m) { return rd(b + m + ".weight"); };
+    auto B = [&](const char* m) { return rd(b + m + ".bias"); };
+    BlockWeights& k = (*blocks)[static_cast<size_t>(i)];
+    k.ln1_w = W(n.ln1);
+    k.ln1_b = B(n.ln1);
+    k.qkv_w = concat_rows({W(n.q), W(n.k), W(n.v)}, {3 * D, D});
+    k.qkv_b = qkv_bias ? concat_rows({B(n.q), B(n.k), B(n.v)}, {3 * D}) : Tensor({3 * D});
+    k.proj_w = W(n.proj);
+    k.proj_b = B(n.proj);
+    k.ln2_w = W(n.ln2);
+    k.ln2_b = B(n.ln2);
+    k.fc1_w = W(n.fc1);
+    k.fc1_b = B(n.fc1);
+    k.fc2_w = W(n.fc2);
+    k.fc2_b = B(n.fc2);
+  }
+}
 
 void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
   const int64_t D = c.hidden;
@@ -754,6 +908,56 @@ void map_jax(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
   }
 }
 
+// SiglipVisionModel -> the internal weights (q/k/v concatenated as for HF ViT).
+void map_hf_siglip(const Reader& rd, const ViTConfig& c, const std::string& p, ViTWeights* w) {
+  const int64_t D = c.hidden;
+  w->patch_w =
+      reshaped(rd(p + "embeddings.patch_embedding.weight"), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
+  w->patch_b = rd(p + "embeddings.patch_embedding.bias");
+  w->pos = rd(p + "embeddings.position_embedding.weight");  // [N, D]: no prefix rows
+  static const SplitQkvNames kSiglip = {"layer_norm1",       "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                        "self_attn.out_proj", "layer_norm2",      "mlp.fc1",          "mlp.fc2"};
+  read_split_qkv_blocks(rd, p + "encoder.layers.", kSiglip, D, c.depth, true, &w->blocks);
+  w->norm_w = rd(p + "post_layernorm.weight");
+  w->norm_b = rd(p + "post_layernorm.bias");
+}
+
+// Rows [r0, r0 + n) of a [rows, cols] tensor (or of a vector when cols == 1).
+Tensor row_slice(const Tensor& t, int64_t r0, int64_t n, int64_t cols) {
+  Tensor o(cols == 1 ? Shape{n} : Shape{n, cols});
+  std::copy(t.data.begin() + r0 * cols, t.data.begin() + (r0 + n) * cols, o.data.begin());
+  return o;
+}
+
+// The attention-pool head -> AttnPoolWeights. HF's nn.MultiheadAttention in_proj rows are
+// q | k | v, so q is rows 0..D and kv (k | v, as timm's kv Linear) rows D..3D.
+void map_attn_pool(const Reader& rd, const LayoutInfo& L, const ViTConfig& c, AttnPoolWeights* w) {
+  const int64_t D = c.hidden, Lq = c.map_latent_len;
+  const bool hf = L.layout == WeightLayout::kHFSiglip;
+  const std::string h = hf ? L.prefix + "head." : "attn_pool.";
+  auto linear = [&](const char* m, Tensor* wt, Tensor* bt) {
+    *wt = rd(h + m + ".weight");
+    *bt = rd(h + m + ".bias");
+  };
+  w->latent = reshaped(rd(h + (hf ? "probe" : "latent")), {Lq, D});
+  if (hf) {
+    const Tensor in_w = rd(h + "attention.in_proj_weight"), in_b = rd(h + "attention.in_proj_bias");
+    w->q_w = row_slice(in_w, 0, D, D);
+    w->kv_w = row_slice(in_w, D, 2 * D, D);
+    w->q_b = row_slice(in_b, 0, D, 1);
+    w->kv_b = row_slice(in_b, D, 2 * D, 1);
+  } else {
+    w->q_w = rd(h + "q.weight");
+    w->kv_w = rd(h + "kv.weight");
+    w->q_b = c.map_qkv_bias ? rd(h + "q.bias") : Tensor({D});  // qkv_bias=False: zeros add nothing
+    w->kv_b = c.map_qkv_bias ? rd(h + "kv.bias") : Tensor({2 * D});
+  }
+  linear(hf ? "attention.out_proj" : "proj", &w->proj_w, &w->proj_b);
+  linear(hf ? "layernorm" : "norm", &w->norm_w, &w->norm_b);
+  linear("mlp.fc1", &w->fc1_w, &w->fc1_b);
+  linear("mlp.fc2", &w->fc2_w, &w->fc2_b);
+}
+
 // ---- config resolution -----------------------------------------------------------------
 
 int standard_heads(int width) {
@@ -884,9 +1088,9 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     fail(ErrorCode::kFormat, file + ": block index " + to_s(cfg.depth - 1) + " (" + N.block_prefix + "...) is implausible");
   }
   // The stored table: prefix + gh*gw rows, at most limits::kMaxPatches + 1 (HF DeiT: + its dist row). HF
-  // CLIP keeps it as an nn.Embedding [rows, D], the others as [1, rows, D].
+  // CLIP and SigLIP keep it as an nn.Embedding [rows, D], the others as [1, rows, D].
   const bool hf = L.layout == WeightLayout::kHF;
-  const bool pos_2d = hf && L.hf == HFFamily::kCLIP;
+  const bool pos_2d = (hf && L.hf == HFFamily::kCLIP) || L.layout == WeightLayout::kHFSiglip;
   const int64_t pos_rows = model_dim(need_shape(*src, N.pos, pos_2d ? 2 : 3, file), pos_2d ? 0 : 1, 1,
                                      limits::kMaxPatches + 1 + (hf && L.hf == HFFamily::kDeiT), "position rows", N.pos,
                                      file);
@@ -948,7 +1152,18 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
                     (hf && L.hf == HFFamily::kDinov2);  // HF Dinov2Layer always has layer_scale1/2
 
   // Pooling and the norms around it.
-  cfg.pool = ov.pool ? *ov.pool : hints.pool ? *hints.pool : GlobalPool::kToken;
+  // A checkpoint holding the attention-pool head pools with it unless told otherwise.
+  cfg.pool = ov.pool      ? *ov.pool
+             : hints.pool ? *hints.pool
+                          : has_attn_pool(*src, L) ? GlobalPool::kMap : GlobalPool::kToken;
+  if (cfg.pool == GlobalPool::kMap) {
+    if (L.layout != WeightLayout::kTimm && L.layout != WeightLayout::kHFSiglip) {
+      fail(ErrorCode::kUnsupported, file + ": map pooling (the attention-pool head) with the " +
+                                        std::string(layout_name(L.layout)) + " layout: only timm attn_pool.* and HF "
+                                        "SiglipVisionModel head.* checkpoints carry that head");
+    }
+    resolve_attn_pool(*src, L, &cfg, file);
+  }
   if (L.layout == WeightLayout::kTimm) {
     const bool has_norm = src->has("norm.weight"), has_fc = src->has("fc_norm.weight");
     if (has_norm && has_fc) {
@@ -1003,6 +1218,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
                          : 0;
     note_conflict(&warnings, hints, hints.reg_tokens, cfg.reg_tokens, "num_register_tokens");
     cfg.pre_norm = L.hf == HFFamily::kCLIP;
+    cfg.features_before_norm = L.hf == HFFamily::kCLIP;
     cfg.patch_bias = L.hf != HFFamily::kCLIP;
     cfg.no_embed_class = cfg.reg_tokens > 0;  // after the loader folds the cls row's position into the token
     if (L.hf == HFFamily::kCLIP && src->has(h.proj)) {
@@ -1012,9 +1228,14 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     if (hints.hf_class) cfg.hf_class = *hints.hf_class;
     // Dinov2ForImageClassification: its classifier is [C, 2D] (concat(cls, mean of patches)).
     cfg.head_cls_mean = L.hf == HFFamily::kDinov2 && cfg.num_classes > 0;
+  } else if (L.layout == WeightLayout::kHFSiglip) {
+    cfg.class_token = false;  // SiglipVisionEmbeddings: patches + pos, no prefix tokens
   }
-  // HF CLIPVisionConfig's default activation is quick-GELU (OpenAI CLIP); the rest erf GELU.
-  cfg.act = hints.act.value_or(hf && L.hf == HFFamily::kCLIP ? Activation::kQuickGelu : Activation::kGeluErf);
+  // HF CLIPVisionConfig's default activation is quick-GELU (OpenAI CLIP), SiglipVisionConfig's
+  // gelu_pytorch_tanh; the rest erf GELU.
+  cfg.act = hints.act.value_or(hf && L.hf == HFFamily::kCLIP              ? Activation::kQuickGelu
+                               : L.layout == WeightLayout::kHFSiglip ? Activation::kGeluTanh
+                                                                      : Activation::kGeluErf);
   if (!cfg.class_token && cfg.pool == GlobalPool::kToken) {
     if (ov.pool || hints.pool) {
       fail(ErrorCode::kInvalidArgument, file + ": global_pool 'token' needs a class token, and this model has none "
@@ -1115,7 +1336,9 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     case WeightLayout::kTimm: map_timm(rd, cfg, &model->w); break;
     case WeightLayout::kHF: map_hf(rd, cfg, L, &model->w); break;
     case WeightLayout::kJax: map_jax(rd, cfg, &model->w); break;
+    case WeightLayout::kHFSiglip: map_hf_siglip(rd, cfg, L.prefix, &model->w); break;
   }
+  if (cfg.pool == GlobalPool::kMap) map_attn_pool(rd, L, cfg, &model->w.attn_pool);
   src.reset();  // unmap before resampling: the weights are copied out
   if (cfg.grid_h() != cfg.ckpt_grid_h || cfg.grid_w() != cfg.ckpt_grid_w) {
     // HF DeiT / CLIP / DINOv2 resample with their interpolate_pos_encoding (DINOv2 always, the
@@ -1128,6 +1351,14 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     const PosResample rule = hf && L.hf != HFFamily::kViT && !hf_antialiased ? PosResample::kHF : PosResample::kTimm;
     model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w(),
                                       pos_prefix, rule);
+    if (L.layout == WeightLayout::kHFSiglip) {
+      // transformers' interpolate_pos_encoding resizes without antialias (Keys a = -0.75), timm's
+      // rule (used here) with it (a = -0.5): the two differ at every size change.
+      warnings.push_back("position table resampled from " + to_s(cfg.ckpt_grid_h) + "x" + to_s(cfg.ckpt_grid_w) +
+                         " to " + to_s(cfg.grid_h()) + "x" + to_s(cfg.grid_w()) +
+                         " with timm's rule (bicubic, antialias); transformers' interpolate_pos_encoding=True "
+                         "(bicubic, no antialias) gives different numbers at this size");
+    }
   }
   // The embed's prefix rows, in timm's concatenation order (cls, dist, registers), unless the
   // prefix is the cls token alone (the graph reads w.cls then).

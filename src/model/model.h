@@ -22,6 +22,18 @@ struct BlockWeights {
   Tensor ls1, ls2;       // [D] LayerScale gammas (timm ls1/ls2.gamma); empty unless cfg.layer_scale
 };
 
+// The attention-pool head (cfg.pool == kMap), timm AttentionPoolLatent orientation. HF's
+// nn.MultiheadAttention in_proj [3D, D] splits into q (rows 0..D) and kv (rows D..3D: k | v).
+struct AttnPoolWeights {
+  Tensor latent;           // [L, D] latent query rows (timm attn_pool.latent, HF probe)
+  Tensor q_w, q_b;         // [D, D], [D]   (bias zeros without map_qkv_bias)
+  Tensor kv_w, kv_b;       // [2D, D], [2D] rows k | v, each head-major
+  Tensor proj_w, proj_b;   // [D, D], [D]
+  Tensor norm_w, norm_b;   // [D]
+  Tensor fc1_w, fc1_b;     // [M, D], [M]
+  Tensor fc2_w, fc2_b;     // [D, M], [D]
+};
+
 struct ViTWeights {
   Tensor patch_w;  // [D, C*P*P]  (conv weight OIHW flattened: c, py, px)
   Tensor patch_b;  // [D]
@@ -38,6 +50,7 @@ struct ViTWeights {
   Tensor head_dist_w, head_dist_b;  // [C, D], [C]; DeiT distilled only
   Tensor proj_w;                    // [proj_dim, D], no bias; empty unless cfg.proj_dim > 0
   Tensor head_mean_w;               // [C, D], no bias: the patch-mean half of the classifier (cfg.head_cls_mean)
+  AttnPoolWeights attn_pool;        // empty unless cfg.pool == kMap
 };
 
 struct Model {
