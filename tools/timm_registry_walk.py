@@ -130,7 +130,7 @@ def walk_one(name, vit, depth, seed, work: Path):
     row["family"] = family_of(vit, d / "model")
     if r.returncode != 0:
         row["result"] = "refused"
-        row["message"] = first_error(r.stderr)[:300]
+        row["message"] = first_error(r.stderr).replace(str(d / "model") + "/", "")[:300]  # no temp paths
     else:
         emb_ours = mg.np.load(d / "ours_emb.npy")
         tol = max(TOL, 2.0 * row["timm_fp32_err"])
@@ -186,6 +186,7 @@ def main():
     ap.add_argument("--out", default=str(mg.REPO / "docs" / "timm_registry.md"))
     ap.add_argument("--json", default=str(mg.REPO / "benchmarks" / "results" / "timm-registry.json"))
     ap.add_argument("--keep", default="", help="keep the models under this directory")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in --json and walk the rest")
     args = ap.parse_args()
     mg._imports()
     names = []
@@ -198,9 +199,14 @@ def main():
     meta = {"when": time.strftime("%Y-%m-%d"), "timm": mg.timm.__version__, "torch": mg.torch.__version__,
             "commit": commit, "depth": args.depth}
     rows = []
+    if args.resume and Path(args.json).exists():
+        rows = [r for r in json.loads(Path(args.json).read_text())["rows"] if r["model"] in names]
+    done = {r["model"] for r in rows}
     with tempfile.TemporaryDirectory(prefix="timm-walk-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
         for i, n in enumerate(names):
+            if n in done:
+                continue
             row = walk_one(n, args.vit, args.depth, args.seed + i, work)
             rows.append(row)
             print(f"[{i + 1}/{len(names)}] {n}: {row['result']} {fmt_err(row['logits_err'])} "

@@ -276,8 +276,11 @@ def test_the_gil_is_released_during_a_run(slow):
     span = {}
 
     def worker():
+        # Runs back to back for at least 0.2 s, however fast this machine runs one batch (a quiet
+        # CI machine did a batch of 32 in 0.04 s): long enough to tell a held GIL from a released one.
         span["t0"] = time.perf_counter()
-        s.run(x)
+        while time.perf_counter() - span["t0"] < 0.2:
+            s.run(x)
         span["t1"] = time.perf_counter()
 
     ticks = []
