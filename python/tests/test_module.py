@@ -265,10 +265,12 @@ def test_bad_images_raise_naming_the_image(demo_session):
 
 @pytest.fixture(scope="module")
 def slow():
-    """A ViT with 197 tokens (golden timm_197) and a batch that takes a while on the CPU."""
+    """A ViT with 197 tokens (golden timm_197) and a batch that takes a while on the CPU: 128 images,
+    one call (~0.15 s on a quiet 2-vCPU machine; 32 took 0.04 s, too short for the cancel test's
+    30 ms head start)."""
     path, x, _, _ = golden("timm_197")
-    s = vit_infer.Session(vit_infer.Model(path), device="cpu", max_batch=32, threads=1)
-    return s, np.ascontiguousarray(np.tile(x, (16, 1, 1, 1)))
+    s = vit_infer.Session(vit_infer.Model(path), device="cpu", max_batch=128, threads=1)
+    return s, np.ascontiguousarray(np.tile(x, (64, 1, 1, 1)))
 
 
 def test_the_gil_is_released_during_a_run(slow):
