@@ -177,14 +177,18 @@ std::string ViTConfig::describe() const {
   return s.str();
 }
 
-bool config_from_arch_name(const std::string& arch_in, ViTConfig* cfg) {
+std::string timm_entrypoint_name(const std::string& arch_in) {
   std::string arch = arch_in;
   if (arch.rfind("timm/", 0) == 0) arch = arch.substr(5);  // a hub id "timm/<name>.<tag>"
   const size_t dot = arch.find('.');
-  if (dot != std::string::npos) {
-    if (dot + 1 == arch.size()) return false;  // "name." with an empty tag
-    arch = arch.substr(0, dot);
-  }
+  if (dot == std::string::npos) return arch;
+  if (dot + 1 == arch.size()) return std::string();  // "name." with an empty tag
+  return arch.substr(0, dot);
+}
+
+bool config_from_arch_name(const std::string& arch_in, ViTConfig* cfg) {
+  const std::string arch = timm_entrypoint_name(arch_in);
+  if (arch.empty()) return false;
   // "vit_<size>_patch<P>_<res>", matched against the finite table by plain comparison (the
   // name comes from config.json; no regex runs on untrusted text).
   struct Size {

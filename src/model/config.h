@@ -136,5 +136,8 @@ struct ConfigOverrides {
 // ckpt grid and preprocess input size) and sets `architecture` to the name as given.
 // Returns false, leaving *cfg untouched, if the name is not known. cfg may be null.
 bool config_from_arch_name(const std::string& arch, ViTConfig* cfg);
+// A timm architecture as named in configs and on the hub ("timm/<name>.<pretrained tag>") ->
+// "<name>", the entrypoint; "" for "<name>." (an empty tag).
+std::string timm_entrypoint_name(const std::string& arch);
 
 }  // namespace vit

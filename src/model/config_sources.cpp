@@ -211,9 +211,8 @@ constexpr TimmArch kTimmArchs[] = {
 }  // namespace
 
 const char* timm_entrypoint_args(const std::string& architecture) {
-  std::string a = architecture;
-  if (a.rfind("timm/", 0) == 0) a = a.substr(5);  // a hub id "timm/<name>.<tag>"
-  a = a.substr(0, a.find('.'));                    // "<name>.<pretrained tag>"
+  const std::string a = timm_entrypoint_name(architecture);
+  if (a.empty()) return nullptr;
   for (const TimmArch& t : kTimmArchs)
     if (a == t.name) return t.args;
   return nullptr;
