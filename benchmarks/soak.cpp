@@ -430,6 +430,7 @@ int soak(const Options& o) {
     vit_model_free(model);
     throw StartError("model info: " + e);
   }
+  const int embedding_size = vit_model_get_embedding_size(model);  // read before the model is freed below
   vit_session_params sp = vit_session_default_params();
   sp.device = cuda ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
   sp.device_id = o.device_id;
@@ -457,7 +458,7 @@ int soak(const Options& o) {
   // Inputs. A pool of 2 x max_batch tensor images (each batch starts at a random offset) and
   // of 2 x max_batch RGB8 images of random sizes (each image batch is a random window), all
   // made before the loop so the harness's own memory is constant.
-  const int C = info.num_classes, D = info.embedding_size;
+  const int C = info.num_classes, D = embedding_size;
   const int64_t per_img = int64_t{info.in_chans} * info.image_height * info.image_width;
   std::mt19937_64 rng(o.seed ^ 0x5eedULL);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);

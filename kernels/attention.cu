@@ -345,7 +345,85 @@ void check_layout(const char* L, const void* q, const void* k, int64_t sb, int64
   require(B <= 65535 && H <= 65535, L, "B and H must be <= 65535");
 }
 
+// Cross-attention (attention.cuh): one block of 128 threads per (query row, head, image). The
+// scaled query row sits in shared fp32; keys are taken in chunks of kCrossChunk: thread j
+// scores key j of the chunk, the chunk's max and exp-sum are block-reduced and the running
+// state rescaled (online softmax over chunks), then thread d < head_dim accumulates output
+// dimension d over the chunk (lanes read consecutive v columns: coalesced).
+constexpr int kCrossChunk = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(128) cross_attn_kernel(const CrossAttentionParams p) {
+  __shared__ float qs[128];
+  __shared__ float ps[kCrossChunk];
+  __shared__ float red[4];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int l = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int hd = p.head_dim, D = p.H * hd;
+  const int64_t ld = 2 * static_cast<int64_t>(D);
+  const T* Q = static_cast<const T*>(p.q) + b * p.q_stride_b + static_cast<int64_t>(l) * D + h * hd;
+  const T* K = static_cast<const T*>(p.kv) + (static_cast<int64_t>(b) * p.T + p.first) * ld + h * hd;
+  const T* V = K + D;
+  for (int d = tid; d < hd; d += 128) qs[d] = to_f(Q[d]) * p.scale;
+  __syncthreads();
+  const int n = p.T - p.first;
+  float m = -INFINITY, sum = 0.0f, acc = 0.0f;  // acc: output dimension tid (tid < hd)
+  for (int c0 = 0; c0 < n; c0 += kCrossChunk) {
+    const int cn = n - c0 < kCrossChunk ? n - c0 : kCrossChunk;
+    float cmax = -INFINITY;
+    for (int j = tid; j < cn; j += 128) {
+      const T* kr = K + static_cast<int64_t>(c0 + j) * ld;
+      float s = 0.0f;
+      for (int d = 0; d < hd; ++d) s = fmaf(qs[d], to_f(kr[d]), s);
+      ps[j] = s;
+      cmax = fmaxf(cmax, s);
+    }
+    cmax = kern::warp_max(cmax);
+    if (lane == 0) red[warp] = cmax;
+    __syncthreads();
+    const float mnew = fmaxf(m, fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3])));
+    __syncthreads();  // red is rewritten below
+    float csum = 0.0f;
+    for (int j = tid; j < cn; j += 128) {
+      const float e = expf(ps[j] - mnew);
+      ps[j] = e;
+      csum += e;
+    }
+    csum = kern::warp_sum(csum);
+    if (lane == 0) red[warp] = csum;
+    __syncthreads();  // publishes ps and red
+    const float corr = expf(m - mnew);  // the first chunk: exp(-inf) = 0
+    sum = sum * corr + ((red[0] + red[1]) + (red[2] + red[3]));
+    if (tid < hd) {
+      float a = acc * corr;
+      for (int j = 0; j < cn; ++j) a = fmaf(ps[j], to_f(V[static_cast<int64_t>(c0 + j) * ld + tid]), a);
+      acc = a;
+    }
+    m = mnew;
+    __syncthreads();  // ps and red are rewritten by the next chunk
+  }
+  if (tid < hd) {
+    T* O = static_cast<T*>(p.o) + (static_cast<int64_t>(b) * p.L + l) * D + h * hd;
+    O[tid] = from_f<T>(acc / sum);
+  }
+}
+
 }  // namespace
+
+void launch_cross_attention(const CrossAttentionParams& p, cudaStream_t stream) {
+  const char* L = "launch_cross_attention";
+  using cuda::require;
+  require(p.q && p.kv && p.o, L, "q, kv and o must not be null");
+  require(p.B > 0 && p.L > 0 && p.H > 0 && p.head_dim > 0, L, "B, L, H, head_dim must be positive");
+  require(p.head_dim <= 128, L, "head_dim " + std::to_string(p.head_dim) + " > 128");
+  require(p.first >= 0 && p.first < p.T, L, "first must be in 0..T-1 (at least one key row)");
+  require(p.q_stride_b >= 0, L, "q_stride_b must not be negative");
+  require(std::isfinite(p.scale) && p.scale > 0.0f, L, "scale must be positive");
+  require(p.L <= 65535 && p.H <= 65535 && p.B <= 65535, L, "L, H, B must be <= 65535 (grid limits)");
+  const dim3 grid(p.L, p.H, p.B);
+  VIT_DISPATCH_DTYPE(p.dtype, L, cross_attn_kernel<T><<<grid, 128, 0, stream>>>(p));
+  VIT_CHECK_LAUNCH("cross_attn_kernel");
+}
 
 bool attention_uses_tensor_cores(const AttentionParams& p) {
   const bool al = cuda::aligned16(p.q) && cuda::aligned16(p.k) && cuda::aligned16(p.v) && p.stride_b % 8 == 0 &&

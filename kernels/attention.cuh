@@ -52,7 +52,23 @@ struct AttentionHeadMeanParams {
   int B = 0, H = 0, R = 0, T = 0;
 };
 
+// Cross-attention of L query rows over the kv rows first..T-1 (the attention-pool head: its
+// latent query over the patch tokens). q [L, D] per image, q_stride_b elements apart (0: one q
+// for every image, a weight); kv [B, T, 2D] (k | v, each head-major, as a plain [B*T, 2D] GEMM
+// writes it); o [B, L, D]. o = softmax(q_h k_h^T * scale) v_h per head h, scores and softmax in
+// fp32 (keys in chunks, rescaled online: any T), any head_dim <= 128.
+struct CrossAttentionParams {
+  DType dtype = DType::F32;
+  const void* q = nullptr;
+  int64_t q_stride_b = 0;
+  const void* kv = nullptr;
+  void* o = nullptr;
+  int B = 0, L = 0, T = 0, first = 0, H = 0, head_dim = 0;
+  float scale = 0.0f;
+};
+
 void launch_attention(const AttentionParams& p, cudaStream_t stream);
+void launch_cross_attention(const CrossAttentionParams& p, cudaStream_t stream);
 void launch_attention_head_mean(const AttentionHeadMeanParams& p, cudaStream_t stream);
 void launch_attention_probs(const AttentionProbsParams& p, cudaStream_t stream);
 // True when launch_attention would use the tensor-core kernel.

@@ -42,7 +42,7 @@ struct GemmParams {
   // then read-only and must not alias y. cuBLASLt has no such epilogue (LtGemm::supports).
   int residual_period = 0;
   GemmEpilogue epilogue = GemmEpilogue::kNone;
-  GeluForm gelu = GeluForm::kErf;  // kGelu: erf (timm / HF), tanh (SigLIP) or quick (OpenAI CLIP)
+  ActForm gelu = ActForm::kErf;  // kGelu: erf (timm / HF), tanh (SigLIP) or quick (OpenAI CLIP)
   int M = 0, N = 0, K = 0;
   int tokens = 0, heads = 0, head_dim = 0;  // kQkv: M = B * tokens, N = 3 * heads * head_dim
   GemmKernel kernel = GemmKernel::kAuto;

@@ -145,6 +145,19 @@ __global__ void gelu_kernel(const GeluParams p) {
 }
 
 template <typename T>
+__global__ void glu_kernel(const GluParams p) {
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  const int64_t total = p.rows * p.cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / p.cols, c = i - r * p.cols;
+    const T* row = x + r * 2 * p.cols;
+    y[i] = from_f<T>(kern::gelu(p.form, to_f(row[c])) * to_f(row[p.cols + c]));
+  }
+}
+
+template <typename T>
 __global__ void binary_kernel(const BinaryParams p) {
   const T* a = static_cast<const T*>(p.a);
   const T* b = static_cast<const T*>(p.b);
@@ -203,6 +216,14 @@ void launch_gelu(const GeluParams& p, cudaStream_t stream) {
   const int64_t total = p.rows * p.cols;
   VIT_DISPATCH_DTYPE(p.dtype, L, gelu_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
   VIT_CHECK_LAUNCH("gelu_kernel");
+}
+
+void launch_glu(const GluParams& p, cudaStream_t stream) {
+  const char* L = "launch_glu";
+  cuda::require(p.rows > 0 && p.cols > 0 && p.x && p.y, L, "bad shape or null x / y");
+  const int64_t total = p.rows * p.cols;
+  VIT_DISPATCH_DTYPE(p.dtype, L, glu_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
+  VIT_CHECK_LAUNCH("glu_kernel");
 }
 
 }  // namespace vit

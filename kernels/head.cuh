@@ -3,8 +3,8 @@
 // The final LayerNorm on pooled rows is launch_layernorm (strided cls rows or fc_norm), the
 // classifier is launch_gemm. softmax_topk: logits [B, C] -> fp32 probabilities and the top-k
 // (index, probability) per row, on device. to_f32 / gelu: conversions and the GELU (any
-// GeluForm) applied after a cuBLASLt bias epilogue or as the unfused graph's GELU node; binary:
-// add / LayerScale / mean of two (DeiT distilled).
+// ActForm) applied after a cuBLASLt bias epilogue or as the unfused graph's GELU node; glu: the
+// gated MLP's act(gate) * value; binary: add / LayerScale / mean of two (DeiT distilled).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -47,7 +47,17 @@ struct GeluParams {
   DType dtype = DType::F32;
   void* x = nullptr;  // [rows, cols], rows ld apart; the GELU applied in place
   int64_t rows = 0, cols = 0, ld = 0;
-  GeluForm form = GeluForm::kErf;
+  ActForm form = ActForm::kErf;
+};
+
+// The gated MLP's middle (SwiGLU): y[r, c] = act(x[r, c]) * x[r, cols + c], x [rows, 2 * cols]
+// (the gate half first), y [rows, cols], both contiguous; act in fp32, y in the storage type.
+struct GluParams {
+  DType dtype = DType::F32;
+  const void* x = nullptr;  // [rows, 2 * cols]
+  void* y = nullptr;        // [rows, cols]; must not overlap x
+  int64_t rows = 0, cols = 0;
+  ActForm form = ActForm::kSilu;
 };
 
 // Elementwise binary op over [rows, cols] (contiguous): y = a + b, (a + b) / 2, or y = a * b with
@@ -68,5 +78,6 @@ void launch_binary(const BinaryParams& p, cudaStream_t stream);
 void launch_softmax_topk(const SoftmaxTopkParams& p, cudaStream_t stream);
 void launch_to_f32(const ToF32Params& p, cudaStream_t stream);
 void launch_gelu(const GeluParams& p, cudaStream_t stream);
+void launch_glu(const GluParams& p, cudaStream_t stream);
 
 }  // namespace vit

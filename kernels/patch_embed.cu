@@ -73,9 +73,9 @@ void launch_patchify(const PatchifyParams& p, cudaStream_t stream) {
   const char* L = "launch_patchify";
   using cuda::require;
   require(p.B > 0 && p.C > 0 && p.H > 0 && p.W > 0 && p.P > 0, L, "B, C, H, W, P must be positive");
-  require(p.H % p.P == 0 && p.W % p.P == 0, L,
-          "image " + std::to_string(p.H) + "x" + std::to_string(p.W) + " is not a multiple of patch " +
-              std::to_string(p.P));
+  // Any size: the grid is floor(H / P) x floor(W / P), the rest of the image is not read.
+  require(p.H >= p.P && p.W >= p.P, L,
+          "image " + std::to_string(p.H) + "x" + std::to_string(p.W) + " is smaller than patch " + std::to_string(p.P));
   require(p.k_pad >= p.C * p.P * p.P, L, "k_pad must be >= C*P*P");
   require(p.images && p.cols, L, "images and cols must not be null");
   require(!p.normalize || p.C <= 8, L, "fused normalisation supports at most 8 channels");

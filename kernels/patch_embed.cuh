@@ -1,5 +1,6 @@
 // vit-infer: patch embedding = patchify (im2col) + GEMM (gemm.cuh) + embed_finish.
 // patchify: images [B, C, H, W] fp32 -> cols [B*N, k_pad] in the storage type, N = (H/P)*(W/P)
+//   (floor: an H or W that is not a multiple of P leaves its last H % P rows / W % P columns unread)
 //   patches in row-major grid order, each flattened (c, py, px) like the OIHW conv weight;
 //   columns K = C*P*P .. k_pad-1 are zero (k_pad rounds K up so the tensor-core GEMM applies);
 //   optionally fused input normalisation v = (v * scale - mean[c]) / std[c].

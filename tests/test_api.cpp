@@ -297,7 +297,8 @@ TEST(CApi, InfoLabelsAndOverrides) {
   EXPECT_EQ(i.patch_size, 8);
   EXPECT_EQ(i.in_chans, 3);
   EXPECT_EQ(i.hidden_size, 32);
-  EXPECT_EQ(i.embedding_size, 32);  // no projection: the embeddings are D wide
+  EXPECT_EQ(vit_model_get_embedding_size(m), 32);  // no projection: the embeddings are D wide
+  EXPECT_EQ(vit_model_get_embedding_size(nullptr), 0);
   EXPECT_EQ(i.depth, 2);
   EXPECT_EQ(i.num_heads, 4);
   EXPECT_EQ(i.head_dim, 8);

@@ -184,7 +184,8 @@ TEST(ConfigJson, HfConfigRejects) {
                  ErrorCode::kUnsupported, act);
   }
   // The HF families the loader maps are accepted; SigLIP, a full CLIPModel and other models are
-  // refused by name, as are DINOv2's SwiGLU MLP and quick-GELU outside the CLIP tower.
+  // refused by name, as is quick-GELU outside the CLIP tower. DINOv2's SwiGLU FFN is a gated MLP
+  // with SiLU, whatever hidden_act says (transformers hard-codes it).
   for (const char* mt : {"deit", "dinov2", "dinov2_with_registers", "clip_vision_model"}) {
     EXPECT_EQ(*detail::parse_hf_config({{"model_type", mt}}, "c.json").hf_model_type, mt);
   }
@@ -195,8 +196,11 @@ TEST(ConfigJson, HfConfigRejects) {
   expect_error([] { detail::parse_hf_config({{"model_type", "clip"}}, "c.json"); }, ErrorCode::kUnsupported,
                "full CLIPModel");
   expect_error([] { detail::parse_hf_config({{"model_type", "beit"}}, "c.json"); }, ErrorCode::kUnsupported, "beit");
-  expect_error([] { detail::parse_hf_config({{"model_type", "dinov2"}, {"use_swiglu_ffn", true}}, "c.json"); },
-               ErrorCode::kUnsupported, "use_swiglu_ffn");
+  const detail::ConfigHints sw =
+      detail::parse_hf_config({{"model_type", "dinov2"}, {"use_swiglu_ffn", true}, {"hidden_act", "gelu"}}, "c.json");
+  EXPECT_TRUE(sw.glu.value_or(false));
+  EXPECT_EQ(sw.act, Activation::kSilu);
+  EXPECT_FALSE(detail::parse_hf_config({{"model_type", "dinov2"}, {"use_swiglu_ffn", false}}, "c.json").glu.has_value());
   const detail::ConfigHints clip = detail::parse_hf_config(
       {{"model_type", "clip_vision_model"}, {"hidden_act", "quick_gelu"}, {"projection_dim", 512},
        {"architectures", {"CLIPVisionModelWithProjection"}}}, "c.json");
@@ -368,15 +372,28 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
   } cases[] = {
       {{{"qk_norm", true}}, "qk_norm"},
       {{{"global_pool", ""}}, "global_pool ''"},
-      {{{"act_layer", "swiglu"}}, "SwiGLU"},
+      {{{"act_layer", "swiglu"}}, "act_layer=\"swiglu\""},
       {{{"act_layer", "relu"}}, "act_layer=\"relu\""},
-      {{{"mlp_layer", "SwiGLUPacked"}}, "mlp_layer"},
+      {{{"mlp_layer", "GluMlp"}}, "mlp_layer=\"GluMlp\" (only Mlp and SwiGLUPacked)"},  // the gate last
+      {{{"mlp_layer", "SwiGLU"}}, "mlp_layer=\"SwiGLU\""},  // separate fc1_g / fc1_x (aimv2)
       {{{"block_fn", "ParallelScalingBlock"}}, "parallel"},
   };
   for (const C& c : cases) {
     json j = json::parse(kTimmConfig);
     j["model_args"].update(c.args);
     expect_error([&] { detail::parse_config_json(j, "t.json"); }, ErrorCode::kUnsupported, c.frag);
+  }
+  // timm SwiGLUPacked (the DINOv2 giants' entrypoints) with nn.SiLU: a gated MLP with SiLU.
+  {
+    json g = json::parse(kTimmConfig);
+    g["model_args"].update({{"mlp_layer", "SwiGLUPacked"}, {"act_layer", "SiLU"}});
+    const detail::ConfigHints h = detail::parse_config_json(g, "t.json");
+    EXPECT_TRUE(h.glu.value_or(false));
+    EXPECT_EQ(h.act, Activation::kSilu);
+    const detail::ConfigHints giant =
+        detail::parse_config_json({{"architecture", "timm/vit_giant_patch14_dinov2.lvd142m"}}, "t.json");
+    EXPECT_TRUE(giant.glu.value_or(false));  // from the entrypoint table
+    EXPECT_EQ(giant.act, Activation::kSilu);
   }
   // Harmless keys are fine: reg_tokens 0, init_values null, dynamic_img_size.
   json j = json::parse(kTimmConfig);

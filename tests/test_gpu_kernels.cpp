@@ -51,12 +51,13 @@ bool sm90_runs() {
   return false;
 }
 
-// The three GELUs in double (torch's definitions): erf, tanh approximation, quick-GELU.
-double gelu_ref(double x, GeluForm form = GeluForm::kErf) {
+// The MLP activations in double (torch's definitions): erf GELU, tanh approximation, quick-GELU, SiLU.
+double gelu_ref(double x, ActForm form = ActForm::kErf) {
   switch (form) {
-    case GeluForm::kTanh: return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
-    case GeluForm::kQuick: return x / (1.0 + std::exp(-1.702 * x));
-    case GeluForm::kErf: break;
+    case ActForm::kTanh: return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case ActForm::kQuick: return x / (1.0 + std::exp(-1.702 * x));
+    case ActForm::kSilu: return x / (1.0 + std::exp(-x));
+    case ActForm::kErf: break;
   }
   return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
 }
@@ -105,7 +106,7 @@ void expect_gemm(const GemmParams& p, const DevMem& y, const std::vector<float>&
 }
 
 void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, GemmCase gc,
-                   GeluForm form = GeluForm::kErf) {
+                   ActForm form = ActForm::kErf) {
   SCOPED_TRACE(std::string(dt_label(dt)) + " M=" + std::to_string(gc.M) + " N=" + std::to_string(gc.N) +
                " K=" + std::to_string(gc.K) + " epi=" + std::to_string(static_cast<int>(epi)) +
                " gelu form " + std::to_string(static_cast<int>(form)) +
@@ -155,7 +156,8 @@ TEST(GpuGemm, AllEpiloguesShapesAndTypes) {
         run_gemm_case(dt, kern, GemmEpilogue::kResidual, true, gc);
       }
       // The other GELUs (SigLIP's tanh, OpenAI CLIP's quick) in the same epilogue.
-      for (GeluForm form : {GeluForm::kTanh, GeluForm::kQuick}) run_gemm_case(dt, kern, GemmEpilogue::kGelu, true, cases[0], form);
+      for (ActForm form : {ActForm::kTanh, ActForm::kQuick, ActForm::kSilu})
+        run_gemm_case(dt, kern, GemmEpilogue::kGelu, true, cases[0], form);
     }
   }
 }
@@ -315,7 +317,7 @@ struct Sm90Case {
   bool bias;
   bool in_place;  // kResidual: residual aliases y (x += ...)
   DType dt;
-  GeluForm gelu = GeluForm::kErf;
+  ActForm gelu = ActForm::kErf;
 };
 
 void run_sm90_case(const Sm90Case& c) {
@@ -380,8 +382,8 @@ TEST(GpuGemmSm90, VitBaseShapesAndTails) {
       {133, 200, 136, GemmEpilogue::kNone, false, false, B},       // tails in M, N and K
       {70, 264, 72, GemmEpilogue::kNone, true, false, H},          // fp16, N tail past one 256 tile
       {211, 768, 768, GemmEpilogue::kResidual, true, false, H},    // fp16 proj
-      {133, 200, 136, GemmEpilogue::kGelu, true, false, B, GeluForm::kTanh},   // SigLIP's fc1
-      {70, 264, 72, GemmEpilogue::kGelu, true, false, H, GeluForm::kQuick},    // OpenAI CLIP's fc1
+      {133, 200, 136, GemmEpilogue::kGelu, true, false, B, ActForm::kTanh},   // SigLIP's fc1
+      {70, 264, 72, GemmEpilogue::kGelu, true, false, H, ActForm::kQuick},    // OpenAI CLIP's fc1
   };
   for (const Sm90Case& c : cases) run_sm90_case(c);
 }
@@ -709,6 +711,76 @@ TEST(GpuAttention, FlashAndSimtBothLayouts) {
   }
 }
 
+// The attention-pool head's cross-attention against double: L latent rows over kv rows
+// first..T-1, T past one key chunk (256) so the online rescale across chunks runs, head dim 72
+// and 20 (not 64), odd batch, the query as a weight (one for every image) and per image.
+TEST(GpuAttention, CrossAttentionMatchesReference) {
+  VIT_SKIP_WITHOUT_GPU();
+  struct Case {
+    int B, L, T, first, H, hd;
+    bool q_weight;
+  };
+  for (const Case& c : {Case{3, 1, 300, 5, 3, 72, true}, Case{1, 2, 197, 1, 4, 20, false}, Case{2, 3, 9, 0, 2, 64, true}}) {
+    for (DType dt : kTypes) {
+      SCOPED_TRACE(std::string(dt_label(dt)) + " B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " T" + std::to_string(c.T) +
+                   " hd" + std::to_string(c.hd));
+      const int D = c.H * c.hd;
+      const size_t qn = static_cast<size_t>(c.q_weight ? 1 : c.B) * c.L * D;
+      const auto q = round_to(dt, random_vec(qn, -1.5f, 1.5f));
+      const auto kv = round_to(dt, random_vec(static_cast<size_t>(c.B) * c.T * 2 * D, -1.5f, 1.5f));
+      DevMem dq(dt, q), dkv(dt, kv), dout(dt, static_cast<size_t>(c.B) * c.L * D);
+      dout.poison();
+      CrossAttentionParams p;
+      p.dtype = dt;
+      p.q = dq.get();
+      p.q_stride_b = c.q_weight ? 0 : static_cast<int64_t>(c.L) * D;
+      p.kv = dkv.get();
+      p.o = dout.get();
+      p.B = c.B;
+      p.L = c.L;
+      p.T = c.T;
+      p.first = c.first;
+      p.H = c.H;
+      p.head_dim = c.hd;
+      p.scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+      launch_cross_attention(p, nullptr);
+      sync_or_throw();
+      std::vector<float> want(static_cast<size_t>(c.B) * c.L * D);
+      const int n = c.T - c.first;
+      std::vector<double> s(static_cast<size_t>(n));
+      for (int b = 0; b < c.B; ++b)
+        for (int l = 0; l < c.L; ++l)
+          for (int h = 0; h < c.H; ++h) {
+            const float* qr = q.data() + (c.q_weight ? 0 : static_cast<size_t>(b) * c.L * D) + static_cast<size_t>(l) * D + h * c.hd;
+            double mx = -1e300, sum = 0.0;
+            for (int j = 0; j < n; ++j) {
+              const float* kr = kv.data() + (static_cast<size_t>(b) * c.T + c.first + j) * 2 * D + h * c.hd;
+              double acc = 0.0;
+              for (int d = 0; d < c.hd; ++d) acc += static_cast<double>(qr[d]) * kr[d];
+              s[static_cast<size_t>(j)] = acc / std::sqrt(static_cast<double>(c.hd));
+              mx = std::max(mx, s[static_cast<size_t>(j)]);
+            }
+            for (double& v : s) sum += (v = std::exp(v - mx));
+            for (int d = 0; d < c.hd; ++d) {
+              double acc = 0.0;
+              for (int j = 0; j < n; ++j)
+                acc += s[static_cast<size_t>(j)] * kv[(static_cast<size_t>(b) * c.T + c.first + j) * 2 * D + D + h * c.hd + d];
+              want[(static_cast<size_t>(b) * c.L + l) * D + h * c.hd + d] = static_cast<float>(acc / sum);
+            }
+          }
+      EXPECT_TRUE(close_rel(dout.download(), want, tol_rel(dt)));
+    }
+  }
+  CrossAttentionParams bad;  // no key rows (first == T) is refused by name, not run
+  bad.q = bad.kv = reinterpret_cast<const void*>(16);
+  bad.o = reinterpret_cast<void*>(16);
+  bad.B = bad.L = bad.H = 1;
+  bad.head_dim = 8;
+  bad.T = bad.first = 4;
+  bad.scale = 1.0f;
+  EXPECT_THROW(launch_cross_attention(bad, nullptr), Error);
+}
+
 TEST(GpuAttention, RejectsHeadDimAbove128) {
   VIT_SKIP_WITHOUT_GPU();
   DevMem d(DType::F16, 3 * 2 * 50 * 136);
@@ -1034,7 +1106,7 @@ TEST(GpuHead, ToF32AndGelu) {
     launch_to_f32(tp, nullptr);
     sync_or_throw();
     EXPECT_EQ(df.download(), x);  // exact: widening is lossless
-    for (GeluForm form : {GeluForm::kErf, GeluForm::kTanh, GeluForm::kQuick}) {
+    for (ActForm form : {ActForm::kErf, ActForm::kTanh, ActForm::kQuick, ActForm::kSilu}) {
       SCOPED_TRACE("GELU form " + std::to_string(static_cast<int>(form)));
       DevMem dg(dt, x);
       const GeluParams gp{dt, dg.get(), rows, cols, ld, form};  // {dtype, x, rows, cols, ld, form}
@@ -1049,6 +1121,42 @@ TEST(GpuHead, ToF32AndGelu) {
       EXPECT_TRUE(close_rel(dg.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));  // padding columns untouched too
     }
   }
+}
+
+// The gated MLP's middle: y = act(x[:, :I]) * x[:, I:] against double, odd sizes (197 rows, I
+// not a multiple of the block), every output written (poisoned first), both GLU acts.
+TEST(GpuHead, Glu) {
+  VIT_SKIP_WITHOUT_GPU();
+  for (DType dt : kTypes) {
+    SCOPED_TRACE(dt_label(dt));
+    const int rows = 197, I = 173;
+    const auto x = round_to(dt, random_vec(static_cast<size_t>(rows) * 2 * I, -4.0f, 4.0f));
+    for (ActForm form : {ActForm::kSilu, ActForm::kErf}) {
+      SCOPED_TRACE("act form " + std::to_string(static_cast<int>(form)));
+      DevMem dx(dt, x), dy(dt, static_cast<size_t>(rows) * I);
+      dy.poison();
+      GluParams gp;
+      gp.dtype = dt;
+      gp.x = dx.get();
+      gp.y = dy.get();
+      gp.rows = rows;
+      gp.cols = I;
+      gp.form = form;
+      launch_glu(gp, nullptr);
+      sync_or_throw();
+      std::vector<float> want(static_cast<size_t>(rows) * I);
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < I; ++c) {
+          const size_t g = static_cast<size_t>(r) * 2 * I + c;
+          want[static_cast<size_t>(r) * I + c] = static_cast<float>(gelu_ref(x[g], form) * x[g + I]);
+        }
+      EXPECT_TRUE(close_rel(dy.download(), want, dt == DType::F32 ? 1e-5f : 1e-2f));
+    }
+  }
+  GluParams bad;  // a null input is refused by name, not run
+  bad.rows = 1;
+  bad.cols = 1;
+  EXPECT_THROW(launch_glu(bad, nullptr), Error);
 }
 
 #ifdef VIT_GPU_EMU_BUILD

@@ -222,6 +222,12 @@ ConfigOverrides heads(int h) {
   return o;
 }
 
+bool has_warning(const Model& m, const std::string& fragment) {
+  for (const std::string& w : m.warnings)
+    if (w.find(fragment) != std::string::npos) return true;
+  return false;
+}
+
 void expect_tensor_eq(const Tensor& got, const Tensor& want, Shape shape, const std::string& what) {
   EXPECT_EQ(got.shape, shape) << what;
   ASSERT_EQ(got.data.size(), want.data.size()) << what;
@@ -945,8 +951,19 @@ TEST(LoaderErrors, ImageSizeAndArch) {
   Spec s;  // patch 4
   const std::string dir = make_dir(make_timm(s));
   ConfigOverrides ov = heads(4);
+  // Not a multiple of the patch: a floor(14 / 4) = 3 grid over the first 12 pixels (timm's conv),
+  // said in the warnings; smaller than one patch is refused.
   ov.image_size = 14;
-  expect_error([&] { load_model(dir, ov); }, ErrorCode::kInvalidArgument, {"14x14", "multiple of the patch size 4"});
+  {
+    auto f = load_model(dir, ov);
+    EXPECT_EQ(f->cfg.image_h, 14);
+    EXPECT_EQ(f->cfg.grid_h(), 3);
+    EXPECT_EQ(f->cfg.tokens(), 10);
+    EXPECT_EQ(f->w.pos.shape, (Shape{10, 32}));
+    EXPECT_TRUE(has_warning(*f, "14x14 is not a multiple of the patch size 4"));
+  }
+  ov.image_size = 3;
+  expect_error([&] { load_model(dir, ov); }, ErrorCode::kInvalidArgument, {"3x3", "smaller than the patch size 4"});
   ov.image_size = 16;  // fine: resampled 3x3 -> 4x4
   auto m = load_model(dir, ov);
   EXPECT_EQ(m->w.pos.shape, (Shape{17, 32}));
@@ -957,7 +974,10 @@ TEST(LoaderErrors, ImageSizeAndArch) {
   // A config image size that is not a multiple of the patch.
   const std::string hdir = make_dir(timm_to_hf(make_timm(s), s, "vit."), "model.safetensors",
                                     {{"model_type", "vit"}, {"num_attention_heads", 4}, {"image_size", 30}});
-  expect_error([&] { load_model(hdir); }, ErrorCode::kInvalidArgument, {"30x30", "patch size 4"});
+  auto hm = load_model(hdir);
+  EXPECT_EQ(hm->cfg.grid_h(), 7);  // floor(30 / 4), the stored 3x3 table resampled to it
+  EXPECT_EQ(hm->w.pos.shape, (Shape{50, 32}));
+  EXPECT_TRUE(has_warning(*hm, "30x30 is not a multiple of the patch size 4"));
 }
 
 // ---- hostile inputs (fuzz/regressions/fuzz_load_model, fuzz_config_json) ------------------
@@ -1261,8 +1281,12 @@ TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
     expect_error([&] { load_model(hf_dir(bad)); }, ErrorCode::kFormat, {"classifier.weight", "expected [5, 128]"});
   }
   HfCase h;
-  // Refused by a config flag, or (without a config.json) by a tensor: DINOv2's SwiGLU MLP, and
-  // SigLIP (its attention-pooling head) which stays refused.
+  // A config that says SwiGLU for a plain MLP's tensors is a contradiction, named.
+  h = read_hf_case("hf_dinov2");
+  h.cfg["use_swiglu_ffn"] = true;
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"gated (SwiGLU)", "mlp.fc1.weight", "a plain one"});
+  // Refused by a config flag, or (without a config.json) by a tensor: the original DINOv2 code's
+  // fused SwiGLU names (mlp.w12), and SigLIP's attention-pooling head in a ViT layout.
   const struct {
     const char* name;
     const char* cfg_key;  // set in config.json, or null
@@ -1271,8 +1295,7 @@ TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
     Shape shape;
     std::vector<std::string> frags;
   } refused[] = {
-      {"hf_dinov2", "use_swiglu_ffn", true, nullptr, {}, {"use_swiglu_ffn"}},
-      {"hf_dinov2", nullptr, nullptr, "encoder.layer.0.mlp.weights_in.weight", {256, 64}, {"SwiGLU", "mlp.weights_in"}},
+      {"hf_dinov2", nullptr, nullptr, "encoder.layer.0.mlp.w12.weight", {256, 64}, {"SwiGLU", "mlp.w12"}},
       {"hf_clip", "model_type", "siglip", nullptr, {}, {"whole SigLIP model", "siglip_vision_model"}},
       {"hf_clip", nullptr, nullptr, "head.attention.in_proj_weight", {192, 64}, {"attention-pooling head", "head.attention"}},
   };

@@ -55,6 +55,8 @@ def encode(key, v, out):
         out[key] = sub
     elif isinstance(v, functools.partial):
         out[key] = _name(v.func)
+        if out[key] == "GluMlp" and v.keywords.get("gate_last") is False:
+            out[key] = "SwiGLUPacked"  # timm's own name for GluMlp(gate_last=False): the gate half first
         if key == "norm_layer" and "eps" in v.keywords:
             out["norm_eps"] = float(v.keywords["eps"])
     elif isinstance(v, type):

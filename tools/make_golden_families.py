@@ -158,6 +158,16 @@ def all_cases():
         "fam_reg4_map": lambda d: case_family(d, "vit_so150m_patch16_reg4_map_256", 215, batch=3, **TINY),
         # The head with 2 latent rows (pooled output: row 0).
         "fam_map_latent2": lambda d: case_map_latent2(d, 216),
+        # DINOv2 giant's SwiGLU MLP (timm SwiGLUPacked: fc1 [2I, D], silu(first half) * second half,
+        # I = 88: fc1 176 wide), LayerScale, from the architecture name.
+        "fam_swiglu_dinov2": lambda d: case_family(d, "vit_giant_patch14_dinov2", 218, batch=3,
+                                                   **dict(TINY, mlp_ratio=2.75)),
+        # The giant with 4 registers (no_embed_class) and the SwiGLU MLP.
+        "fam_swiglu_reg4": lambda d: case_family(d, "vit_giant_patch14_reg4_dinov2", 219, **TINY),
+        # An image size that is not a multiple of the patch (vit_so400m_patch14_siglip_*_384: 384 px at
+        # patch 14): 62 px at patch 14, a 4x4 grid over the first 56 px, the rest unread by the conv.
+        "fam_patch_floor": lambda d: case_family(d, "vit_so400m_patch14_siglip_gap_384", 220, img=62,
+                                                 **dict(TINY, patch_size=14)),
         # transformers' SiglipVisionModel: head dim 24, 5x5 grid, gelu_pytorch_tanh, eps 1e-6.
         "hf_siglip_vision": lambda d: case_hf_siglip(d, 217, hidden_size=96, intermediate_size=160,
                                                      num_hidden_layers=2, num_attention_heads=4,

@@ -169,6 +169,10 @@ def all_cases():
         "hf_clip_proj_56": lambda d: hf_case(d, CLIPVisionModelWithProjection,
                                              CLIPVisionConfig(intermediate_size=128, projection_dim=24, **TINY), 310, 1,
                                              clip_projected, run_img=56, interpolate_pos_encoding=True),
+        # DINOv2 giant's SwiGLU FFN (use_swiglu_ffn: mlp.weights_in [2I, D], silu(first half) *
+        # second half, I = 88 from mlp_ratio 2), odd batch.
+        "hf_dinov2_swiglu": lambda d: hf_case(d, Dinov2Model, Dinov2Config(mlp_ratio=2, use_swiglu_ffn=True, **TINY), 314,
+                                              3, dinov2_pooled),
         "hf_deit_teacher_48": lambda d: hf_case(d, DeiTForImageClassificationWithTeacher, deit(7), 311, 2,
                                                 deit_teacher, run_img=48, interpolate_pos_encoding=True),
     }

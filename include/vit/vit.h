@@ -109,12 +109,12 @@ typedef struct vit_model_info {
   vit_pool pool;
   int64_t param_count;
   double flops_per_image;
-  /* Width of vit_outputs.embeddings: hidden_size, or the projection's width for a model whose
-   * embeddings are projected (HF CLIPVisionModelWithProjection: image_embeds). */
-  int embedding_size;
-} vit_model_info;
+} vit_model_info; /* its layout is fixed: new model facts come as getter functions below */
 
 VIT_API vit_status* vit_model_get_info(const vit_model* model, vit_model_info* out);
+/* Width of vit_outputs.embeddings: hidden_size, or the projection's width for a model whose
+ * embeddings are projected (HF CLIPVisionModelWithProjection: image_embeds). 0 for NULL. */
+VIT_API int vit_model_get_embedding_size(const vit_model* model);
 /* Multi-line human-readable description of the resolved configuration (architecture,
  * layout, sizes, eps, pooling, preprocessing), as `vit-infer info` prints it. */
 VIT_API const char* vit_model_describe(const vit_model* model); /* NULL model -> "" */

@@ -54,6 +54,8 @@ class Model {
   }
 
   const vit_model_info& info() const noexcept { return info_; }
+  // Width of the embeddings output: hidden_size, or a CLIP projection's.
+  int embedding_size() const noexcept { return vit_model_get_embedding_size(m_.get()); }
   std::string describe() const { return vit_model_describe(m_.get()); }
   vit_preprocess_info preprocess() const {
     vit_preprocess_info p{};
@@ -104,7 +106,7 @@ struct AttentionOutputs {
 class Session {
  public:
   explicit Session(const Model& model, const vit_session_params& params = vit_session_default_params())
-      : info_(model.info()), max_batch_(params.max_batch) {
+      : info_(model.info()), embedding_size_(model.embedding_size()), max_batch_(params.max_batch) {
     vit_session* s = nullptr;
     detail::check(vit_session_create(model.get(), &params, &s));
     s_.reset(s);
@@ -130,7 +132,7 @@ class Session {
       o.logits = r.logits.data();
     }
     if (batch > 0 && (want_embeddings || info_.num_classes == 0)) {
-      r.embeddings.resize(static_cast<size_t>(batch) * info_.embedding_size);
+      r.embeddings.resize(static_cast<size_t>(batch) * embedding_size_);
       o.embeddings = r.embeddings.data();
     }
     run(images, batch, o);
@@ -172,6 +174,7 @@ class Session {
  private:
   std::unique_ptr<vit_session, detail::SessionDeleter> s_;
   vit_model_info info_;
+  int embedding_size_;
   int max_batch_;
 };
 

@@ -71,6 +71,7 @@ bool c_contiguous(const A& a) {
 struct Model {
   vit_model* m = nullptr;
   vit_model_info info{};
+  int embedding_size = 0;  // vit_model_get_embedding_size
   Model(const std::string& path, const std::string& arch, int image_size, int num_heads, float eps, int pool,
         const std::string& labels_file) {
     vit_load_params p = vit_load_default_params();
@@ -87,6 +88,7 @@ struct Model {
     }
     check(st);
     check(vit_model_get_info(m, &info));
+    embedding_size = vit_model_get_embedding_size(m);
   }
   ~Model() { vit_model_free(m); }
   Model(const Model&) = delete;
@@ -99,7 +101,7 @@ struct Model {
     d["patch_size"] = info.patch_size;
     d["in_chans"] = info.in_chans;
     d["hidden_size"] = info.hidden_size;
-    d["embedding_size"] = info.embedding_size;
+    d["embedding_size"] = embedding_size;
     d["depth"] = info.depth;
     d["num_heads"] = info.num_heads;
     d["head_dim"] = info.head_dim;
@@ -214,7 +216,7 @@ struct Session {
       r[0] = nb::cast(a);
     }
     if (emb) {
-      auto a = new_f32({B, static_cast<size_t>(i.embedding_size)});
+      auto a = new_f32({B, static_cast<size_t>(model->embedding_size)});
       o.embeddings = a.data();
       r[1] = nb::cast(a);
     }

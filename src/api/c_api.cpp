@@ -246,10 +246,11 @@ vit_status* vit_model_get_info(const vit_model* model, vit_model_info* out) {
     i.pool = to_c_pool(c.pool);
     i.param_count = c.param_count();
     i.flops_per_image = c.flops_per_image();
-    i.embedding_size = c.embed_dim();
     *out = i;
   });
 }
+
+int vit_model_get_embedding_size(const vit_model* model) { return model ? model->model->cfg.embed_dim() : 0; }
 
 const char* vit_model_describe(const vit_model* model) { return model ? model->description.c_str() : ""; }
 

@@ -184,7 +184,7 @@ class Printer {
  public:
   Printer(const vitpp::Model& model, const std::vector<std::string>& fallback_labels, bool json, int top_k)
       : model_(model), fallback_(fallback_labels), json_(json), k_(top_k), classes_(model.info().num_classes),
-        hidden_(model.info().embedding_size) {}
+        hidden_(model.embedding_size()) {}
 
   void header() {
     if (json_) return;
@@ -311,7 +311,7 @@ int run_classify(const ClassifyOptions& o_in) {
   }
   for (const auto& w : model->warnings()) log_info("warning: " + w);
   const vit_model_info& mi = model->info();
-  const int C = mi.num_classes, D = mi.embedding_size;  // D: the embeddings' width
+  const int C = mi.num_classes, D = model->embedding_size();  // D: the embeddings' width
   log_info("loaded " + o.m.model + ": " + std::to_string(mi.image_height) + "x" + std::to_string(mi.image_width) +
            ", patch " + std::to_string(mi.patch_size) + ", D " + std::to_string(D) + ", depth " +
            std::to_string(mi.depth) + ", heads " + std::to_string(mi.num_heads) + ", classes " + std::to_string(C));

@@ -36,7 +36,7 @@ int run_info(const ModelOptions& o_in) {
     j["patch_size"] = i.patch_size;
     j["in_chans"] = i.in_chans;
     j["hidden_size"] = i.hidden_size;
-    j["embedding_size"] = i.embedding_size;
+    j["embedding_size"] = model->embedding_size();
     j["depth"] = i.depth;
     j["num_heads"] = i.num_heads;
     j["head_dim"] = i.head_dim;

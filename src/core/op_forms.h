@@ -7,9 +7,10 @@
 
 namespace vit {
 
-// Which GELU: the exact erf form (timm / HF default), the tanh approximation (torch
-// approximate='tanh', SigLIP), or quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP).
-enum class GeluForm : uint8_t { kErf, kTanh, kQuick };
+// Which MLP activation: the exact erf GELU (timm / HF default), the tanh approximation (torch
+// approximate='tanh', SigLIP), quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP), or SiLU
+// x * sigmoid(x) (the gate of DINOv2 giant's SwiGLU MLP).
+enum class ActForm : uint8_t { kErf, kTanh, kQuick, kSilu };
 
 // Token pooling x [T, D] -> [D]: row `first` alone (kRow: the cls / dist token), or over rows
 // first..T-1 the mean, the max, or (mean + max) / 2 (timm 'avgmax').

@@ -122,7 +122,7 @@ void run_linear(CpuCtx& c, const Node& n, void*) {
   const int r = n.input(3);
   if (r >= 0) fill_residual(c, n, y, M, N);  // the GEMM accumulates onto it (BLAS beta = 1)
   ref::linear(c.p(n.in[0]), M, K, c.p(n.in[1]), c.p(n.input(2)), N, y, r >= 0,
-              p.act == graph::Act::kNone ? ref::Epilogue::kBias : ref::Epilogue::kBiasGelu, c.nt, graph::gelu_form(p.act));
+              p.act == graph::Act::kNone ? ref::Epilogue::kBias : ref::Epilogue::kBiasGelu, c.nt, graph::act_form(p.act));
 }
 
 void run_embed(CpuCtx& c, const Node& n, void*) {
@@ -151,7 +151,12 @@ void run_add(CpuCtx& c, const Node& n, void*) {
 
 void run_gelu(CpuCtx& c, const Node& n, void*) {
   ref::gelu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt,
-            graph::gelu_form(n.p<graph::ActParams>().act));
+            graph::act_form(n.p<graph::ActParams>().act));
+}
+
+void run_glu(CpuCtx& c, const Node& n, void*) {
+  ref::glu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.out[0]), c.g.t(n.out[0]).cols(), c.nt,
+           graph::act_form(n.p<graph::ActParams>().act));
 }
 
 void run_scale(CpuCtx& c, const Node& n, void*) {
@@ -182,6 +187,7 @@ const CpuOpRow kCpuOps[] = {
     {Op::kAttention, "attention", all_f32, nullptr, run_attention},
     {Op::kAdd, "add", all_f32, nullptr, run_add},
     {Op::kGelu, "gelu", all_f32, nullptr, run_gelu},
+    {Op::kGlu, "glu", all_f32, nullptr, run_glu},
     {Op::kScale, "scale", all_f32, nullptr, run_scale},
     {Op::kPool, "pool", all_f32, nullptr, run_pool},
     {Op::kMean2, "mean2", all_f32, nullptr, run_mean2},

@@ -85,6 +85,7 @@ struct DnnlLinear::Impl {
       po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_tanh, 0.0f, 0.0f);
     if (spec.epi == LinearEpilogue::kBiasQuickGelu)  // swish: x * sigmoid(alpha x)
       po.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
+    if (spec.epi == LinearEpilogue::kBiasSilu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.0f, 0.0f);
     if (spec.epi == LinearEpilogue::kBiasAccumulate) po.append_sum(1.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);

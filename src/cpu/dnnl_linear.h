@@ -17,8 +17,9 @@
 namespace vit::fastcpu {
 
 // kBiasGelu: GELU erf (timm/torch default); kBiasGeluTanh: the tanh approximation (SigLIP);
-// kBiasQuickGelu: x * sigmoid(1.702 x) (OpenAI CLIP), oneDNN's swish with alpha 1.702.
-enum class LinearEpilogue { kBias, kBiasGelu, kBiasGeluTanh, kBiasQuickGelu, kBiasAccumulate };
+// kBiasQuickGelu: x * sigmoid(1.702 x) (OpenAI CLIP), oneDNN's swish with alpha 1.702; kBiasSilu
+// x * sigmoid(x), swish with alpha 1.
+enum class LinearEpilogue { kBias, kBiasGelu, kBiasGeluTanh, kBiasQuickGelu, kBiasSilu, kBiasAccumulate };
 
 struct LinearSpec {
   int64_t N = 0, K = 0;

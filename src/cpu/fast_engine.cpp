@@ -69,6 +69,7 @@ fastcpu::LinearEpilogue linear_epilogue(graph::Act a) {
     case graph::Act::kGelu: return fastcpu::LinearEpilogue::kBiasGelu;
     case graph::Act::kGeluTanh: return fastcpu::LinearEpilogue::kBiasGeluTanh;
     case graph::Act::kQuickGelu: return fastcpu::LinearEpilogue::kBiasQuickGelu;
+    case graph::Act::kSilu: return fastcpu::LinearEpilogue::kBiasSilu;
   }
   fail(ErrorCode::kUnsupported, "fast cpu engine: a linear activation without a oneDNN post-op");
 }

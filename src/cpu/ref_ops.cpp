@@ -28,11 +28,15 @@ inline float gelu_tanh_f(float v) {
 // timm / open_clip QuickGELU: x * sigmoid(1.702 x).
 inline float quick_gelu_f(float v) { return v / (1.0f + std::exp(-1.702f * v)); }
 
-inline float gelu_any(float v, GeluForm form) {
+// torch SiLU: x * sigmoid(x).
+inline float silu_f(float v) { return v / (1.0f + std::exp(-v)); }
+
+inline float gelu_any(float v, ActForm form) {
   switch (form) {
-    case GeluForm::kTanh: return gelu_tanh_f(v);
-    case GeluForm::kQuick: return quick_gelu_f(v);
-    case GeluForm::kErf: break;
+    case ActForm::kTanh: return gelu_tanh_f(v);
+    case ActForm::kQuick: return quick_gelu_f(v);
+    case ActForm::kSilu: return silu_f(v);
+    case ActForm::kErf: break;
   }
   return gelu_f(v);
 }
@@ -64,7 +68,7 @@ inline void layer_norm_row(const float* x, float* y, int64_t D, const float* g, 
 // so there is one thread pool and one parallel region per layer. (OpenBLAS threading the GEMMs
 // with OpenMP for the other loops makes each pool's idle threads spin while the other works.)
 void linear(const float* x, int64_t M, int64_t K, const float* wp, const float* bp, int64_t N, float* y,
-            bool accumulate, Epilogue epi, int nt, GeluForm form) {
+            bool accumulate, Epilogue epi, int nt, ActForm form) {
   auto part = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     if (m1 <= m0 || n1 <= n0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m1 - m0),
@@ -317,9 +321,18 @@ void add(const float* a, const float* b, float* y, int64_t n, int nt) {
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
-void gelu(const float* x, float* y, int64_t n, int nt, GeluForm form) {
+void gelu(const float* x, float* y, int64_t n, int nt, ActForm form) {
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = gelu_any(x[i], form);
+}
+
+void glu(const float* x, float* y, int64_t rows, int64_t I, int nt, ActForm form) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* gate = x + r * 2 * I;
+    const float* value = gate + I;
+    for (int64_t j = 0; j < I; ++j) y[r * I + j] = gelu_any(gate[j], form) * value[j];
+  }
 }
 
 void scale_cols(const float* x, const float* gamma, float* y, int64_t rows, int64_t D, int nt) {

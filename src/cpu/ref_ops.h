@@ -12,13 +12,13 @@
 namespace vit::ref {
 
 enum class Epilogue { kBias, kBiasGelu };
-using ::vit::GeluForm;  // core/op_forms.h
+using ::vit::ActForm;  // core/op_forms.h
 using ::vit::PoolMode;
 
 // y[M, N] = x[M, K] W[N, K]^T + bias[N] (accumulate: y += ...), then GELU (`form`) if asked.
 // bias may be null.
 void linear(const float* x, int64_t M, int64_t K, const float* w, const float* bias, int64_t N, float* y,
-            bool accumulate, Epilogue epi, int nt, GeluForm form = GeluForm::kErf);
+            bool accumulate, Epilogue epi, int nt, ActForm form = ActForm::kErf);
 
 // One LayerNorm per row of x [rows, D] (row strides ldx / ldy; y may be x), statistics in double
 // (two passes) so that large-mean rows and HF's eps 1e-12 lose nothing.
@@ -66,7 +66,10 @@ void mean2(const float* a, const float* b, float* y, int64_t n, int nt);
 
 // Elementwise over n values / [rows, D] rows.
 void add(const float* a, const float* b, float* y, int64_t n, int nt);
-void gelu(const float* x, float* y, int64_t n, int nt, GeluForm form = GeluForm::kErf);
+void gelu(const float* x, float* y, int64_t n, int nt, ActForm form = ActForm::kErf);
+// Gated MLP: x [rows, 2I] -> y [rows, I], y = act(x[:, :I]) * x[:, I:] (the gate half first, as
+// timm SwiGLUPacked and HF DINOv2's SwiGLU FFN); y must not alias x.
+void glu(const float* x, float* y, int64_t rows, int64_t I, int nt, ActForm form);
 void scale_cols(const float* x, const float* gamma, float* y, int64_t rows, int64_t D, int nt);
 
 // Keeps OpenBLAS single-threaded for the scope (the OpenMP team calls it in parallel) and

@@ -174,7 +174,7 @@ struct GemmNode {
   int rows_per_image = 0, N = 0, K = 0;
   int64_t lda = 0, ldw = 0, ldc = 0;
   GemmEpilogue epi = GemmEpilogue::kNone;
-  GeluForm gelu = GeluForm::kErf;  // kGelu
+  ActForm gelu = ActForm::kErf;  // kGelu
   bool qkv = false;
   // kResidual from a weight table: row r adds row r % rows_per_image of the table at this
   // weight-buffer offset (the position embeddings, in the patch-embedding GEMM).
@@ -720,7 +720,7 @@ class CudaEngineImpl final : public CudaEngine {
         c.mlp_hidden <= 0 || c.depth <= 0 || c.num_classes < 0)
       bad("config sizes must be positive (depth >= 1, num_classes >= 0)");
     if (c.hidden % c.heads != 0) bad("hidden " + std::to_string(c.hidden) + " not divisible by heads");
-    if (c.image_h % c.patch != 0 || c.image_w % c.patch != 0) bad("image size not a multiple of the patch size");
+    if (c.image_h < c.patch || c.image_w < c.patch) bad("image size smaller than the patch size");
     if (c.head_dim() > 128) {
       fail(ErrorCode::kUnsupported, "make_cuda_engine: head_dim " + std::to_string(c.head_dim()) +
                                         " > 128 is not supported by the attention kernels");
@@ -824,7 +824,7 @@ class CudaEngineImpl final : public CudaEngine {
     g.ldc = g.N;
     if (lp.act != graph::Act::kNone) {
       g.epi = GemmEpilogue::kGelu;
-      g.gelu = graph::gelu_form(lp.act);
+      g.gelu = graph::act_form(lp.act);
     }
     if (n.input(3) >= 0) {
       g.epi = GemmEpilogue::kResidual;
@@ -1068,8 +1068,37 @@ class CudaEngineImpl final : public CudaEngine {
     p.rows = rows;
     p.cols = cols;
     p.ld = cols;
-    p.form = graph::gelu_form(n.p<graph::ActParams>().act);
+    p.form = graph::act_form(n.p<graph::ActParams>().act);
     launch_gelu(p, s);
+  }
+  void run_cross_attention(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    const graph::CrossAttentionParams& cp = n.p<graph::CrossAttentionParams>();
+    const graph::TensorDesc& q = graph_.t(n.in[0]);
+    const bool q_weight = q.kind == graph::TensorKind::kWeight;  // the map head's projected latent
+    CrossAttentionParams p;
+    p.dtype = dt_;
+    p.q = q_weight ? weight_of(n.in[0]) : tptr(bk, n.in[0]);
+    p.q_stride_b = q_weight ? 0 : q.numel();
+    p.kv = tptr(bk, n.in[1]);
+    p.o = tptr(bk, n.out[0]);
+    p.B = bk.batch;
+    p.L = static_cast<int>(q.rows());
+    p.T = static_cast<int>(graph_.t(n.in[1]).rows());
+    p.first = cp.first;
+    p.H = cp.heads;
+    p.head_dim = static_cast<int>(q.cols()) / cp.heads;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(p.head_dim));
+    launch_cross_attention(p, s);
+  }
+  void run_glu(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
+    GluParams p;
+    p.dtype = dt_;
+    p.x = tptr(bk, n.in[0]);
+    p.y = tptr(bk, n.out[0]);
+    p.rows = rows_of(n.out[0], bk);
+    p.cols = graph_.t(n.out[0]).cols();
+    p.form = graph::act_form(n.p<graph::ActParams>().act);
+    launch_glu(p, s);
   }
   void run_pool(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {
     PoolParams p;
@@ -1482,9 +1511,11 @@ const CudaEngineImpl::CudaOpRow CudaEngineImpl::kCudaOps[graph::kOpCount] = {
     {graph::Op::kAttention, "attention", any, &CudaEngineImpl::run_attention},
     {graph::Op::kAdd, "add", any, &CudaEngineImpl::run_add},
     {graph::Op::kGelu, "gelu", any, &CudaEngineImpl::run_gelu},
+    {graph::Op::kGlu, "glu", any, &CudaEngineImpl::run_glu},
     {graph::Op::kScale, "scale", any, &CudaEngineImpl::run_scale},
     {graph::Op::kPool, "pool", any, &CudaEngineImpl::run_pool},
     {graph::Op::kMean2, "mean2", any, &CudaEngineImpl::run_mean2},
+    {graph::Op::kCrossAttention, "cross_attention", any, &CudaEngineImpl::run_cross_attention},
     {graph::Op::kCast, "to_f32", any, &CudaEngineImpl::run_cast},
 };
 

@@ -15,8 +15,15 @@
 
 namespace vit::graph {
 
-GeluForm gelu_form(Act a) noexcept {
-  return a == Act::kGeluTanh ? GeluForm::kTanh : a == Act::kQuickGelu ? GeluForm::kQuick : GeluForm::kErf;
+ActForm act_form(Act a) noexcept {
+  switch (a) {
+    case Act::kGeluTanh: return ActForm::kTanh;
+    case Act::kQuickGelu: return ActForm::kQuick;
+    case Act::kSilu: return ActForm::kSilu;
+    case Act::kNone:
+    case Act::kGelu: break;
+  }
+  return ActForm::kErf;
 }
 
 PoolMode pool_mode(PoolKind k) noexcept {
@@ -38,6 +45,7 @@ const char* op_name(Op op) noexcept {
     case Op::kAttention: return "attention";
     case Op::kAdd: return "add";
     case Op::kGelu: return "gelu";
+    case Op::kGlu: return "glu";
     case Op::kScale: return "scale";
     case Op::kPool: return "pool";
     case Op::kMean2: return "mean2";
@@ -252,9 +260,9 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   if (c.num_classes < 0) bad("config num_classes must not be negative");
   if (c.hidden % c.heads != 0)
     bad("hidden " + std::to_string(c.hidden) + " is not divisible by heads " + std::to_string(c.heads));
-  if (c.image_h % c.patch != 0 || c.image_w % c.patch != 0)
-    bad("image size " + std::to_string(c.image_h) + "x" + std::to_string(c.image_w) +
-        " is not a multiple of the patch size " + std::to_string(c.patch));
+  if (c.image_h < c.patch || c.image_w < c.patch)  // other sizes: a floor(size / P) grid, as the patch conv
+    bad("image size " + std::to_string(c.image_h) + "x" + std::to_string(c.image_w) + " is smaller than the patch size " +
+        std::to_string(c.patch));
   if (!(c.ln_eps >= 0.0f)) bad("ln_eps must be >= 0");
   if (static_cast<int>(w.blocks.size()) != c.depth)
     bad("model has " + std::to_string(w.blocks.size()) + " blocks but config depth is " + std::to_string(c.depth));
@@ -304,6 +312,7 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   ActParams mlp_act;
   mlp_act.act = c.act == Activation::kGeluTanh    ? Act::kGeluTanh
                 : c.act == Activation::kQuickGelu ? Act::kQuickGelu
+                : c.act == Activation::kSilu      ? Act::kSilu
                                                   : Act::kGelu;
 
   for (int l = 0; l < c.depth; ++l) {
@@ -323,11 +332,17 @@ Graph build_vit(const Model& m, DType act, const char* who) {
     h = linear("attn.proj", h, bw.proj_w, bw.proj_b, D, D);
     if (c.layer_scale) h = b.node(Op::kScale, p + "ls1", {h, W(bw.ls1, {D}, "ls1.gamma")}, {T, D});
     x = b.node(Op::kAdd, p + "add1", {x, h}, {T, D});
-    // MLP half: x = x + ls2 * fc2(GELU(fc1(norm2(x)))).
+    // MLP half: x = x + ls2 * fc2(GELU(fc1(norm2(x)))); gated (SwiGLU): fc1 gives the gate and
+    // value halves [T, 2I], act(gate) * value feeds fc2.
     h = b.node(Op::kLayerNorm, p + "norm2", {x, W(bw.ln2_w, {D}, "norm2.weight"), W(bw.ln2_b, {D}, "norm2.bias"), -1},
                {T, D}, lnp);
-    h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, I, D);
-    h = b.node(Op::kGelu, p + "mlp.act", {h}, {T, I}, mlp_act);
+    if (c.glu) {
+      h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, 2 * I, D);
+      h = b.node(Op::kGlu, p + "mlp.glu", {h}, {T, I}, mlp_act);
+    } else {
+      h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, I, D);
+      h = b.node(Op::kGelu, p + "mlp.act", {h}, {T, I}, mlp_act);
+    }
     h = linear("mlp.fc2", h, bw.fc2_w, bw.fc2_b, D, I);
     if (c.layer_scale) h = b.node(Op::kScale, p + "ls2", {h, W(bw.ls2, {D}, "ls2.gamma")}, {T, D});
     x = b.node(Op::kAdd, p + "add2", {x, h}, {T, D});

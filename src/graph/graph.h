@@ -41,8 +41,11 @@ enum class Op : uint8_t {
   kAttention,
   // in: {a, b} -> {a + b}, same shapes (the residual adds of a block, before fusion).
   kAdd,
-  // in: {x} -> {act(x)}: ActParams say which GELU (exact erf as timm and HF, tanh, quick).
+  // in: {x} -> {act(x)}: ActParams say which GELU (exact erf as timm and HF, tanh, quick) or SiLU.
   kGelu,
+  // in: {x [R, 2I]} -> {y [R, I]}: the gated MLP's middle, y = act(x[:, :I]) * x[:, I:] (the gate
+  // half first: timm SwiGLUPacked, HF DINOv2's SwiGLU FFN); ActParams say which act (SiLU).
+  kGlu,
   // in: {x [R, D], gamma [D]} -> {x * gamma} per column (LayerScale, timm ls1 / ls2).
   kScale,
   // in: {tokens [T, D]} -> {pooled [D]}: one row (the cls / dist token), or the mean, max or
@@ -50,21 +53,21 @@ enum class Op : uint8_t {
   kPool,
   // in: {a, b} -> {(a + b) / 2} (DeiT distilled: the mean of the head and head_dist outputs).
   kMean2,
-  // in: {x} -> {x as f32} (outputs leave the graph in fp32 whatever the run precision).
-  kCast,
   // in: {q [L, D], kv [T, 2D]} -> {o [L, D]}: per head h, softmax(q_h k_h^T / sqrt(hd)) v_h over
   // the kv rows first..T-1 (the patch rows: the attention-pool head skips the prefix tokens);
   // kv holds k | v, each head-major like qkv. q is a weight (one query for every image: the map
   // head's projected latent) or a per-image activation. Scores and softmax in fp32 or wider.
   kCrossAttention,
+  // in: {x} -> {x as f32} (outputs leave the graph in fp32 whatever the run precision).
+  kCast,
 };
 constexpr int kOpCount = static_cast<int>(Op::kCast) + 1;  // keep kCast last
 const char* op_name(Op op) noexcept;
 
-enum class Act : uint8_t { kNone, kGelu, kGeluTanh, kQuickGelu };
+enum class Act : uint8_t { kNone, kGelu, kGeluTanh, kQuickGelu, kSilu };
 enum class PoolKind : uint8_t { kCls, kMeanPatches, kMaxPatches, kAvgMaxPatches };
-// The forms every backend's kernels take (core/op_forms.h); gelu_form(kNone) is not asked.
-GeluForm gelu_form(Act a) noexcept;
+// The forms every backend's kernels take (core/op_forms.h); act_form(kNone) is not asked.
+ActForm act_form(Act a) noexcept;
 PoolMode pool_mode(PoolKind k) noexcept;
 
 struct LinearParams {
@@ -98,7 +101,7 @@ struct PoolParams {
   int first_row() const noexcept { return kind == PoolKind::kCls ? row : first; }
 };
 struct ActParams {
-  Act act = Act::kGelu;  // kGelu / kGeluTanh / kQuickGelu
+  Act act = Act::kGelu;  // kGelu / kGeluTanh / kQuickGelu / kSilu
 };
 struct CrossAttentionParams {
   int heads = 0;

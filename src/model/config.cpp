@@ -20,7 +20,7 @@ const char* global_pool_name(GlobalPool p) noexcept {
 }
 
 const char* activation_name(Activation a) noexcept {
-  static const char* const kNames[] = {"GELU (erf)", "GELU (tanh)", "quick-GELU"};  // enum order
+  static const char* const kNames[] = {"GELU (erf)", "GELU (tanh)", "quick-GELU", "SiLU"};  // enum order
   const auto i = static_cast<size_t>(a);
   return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "?";
 }
@@ -39,6 +39,7 @@ std::string ViTConfig::family() const {
 
 std::vector<std::string> ViTConfig::variant_features() const {
   std::vector<std::string> f = graph_only_features();
+  if (pool == GlobalPool::kMap) f.push_back("attention-pool head (global_pool 'map')");
   if (!class_token) f.push_back("no class token");
   if (dist_token) {
     f.push_back(dist_head ? "distillation token (mean of head and head_dist)" : "distillation token (cls head only)");
@@ -49,6 +50,7 @@ std::vector<std::string> ViTConfig::variant_features() const {
   if (no_embed_class && prefix_tokens() > 0) f.push_back("no_embed_class (position table without prefix rows)");
   if (pre_norm) f.push_back("pre-norm (norm_pre)");
   if (!patch_bias) f.push_back("no patch-embed bias");
+  if (glu) f.push_back("SwiGLU MLP (gated, " + std::to_string(mlp_hidden) + " wide)");
   if (act != Activation::kGeluErf) f.push_back(activation_name(act));
   if (pool == GlobalPool::kAvgMax || pool == GlobalPool::kMax) f.push_back(std::string("pool ") + global_pool_name(pool));
   if (layer_scale) f.push_back("LayerScale");
@@ -60,12 +62,11 @@ std::vector<std::string> ViTConfig::variant_features() const {
 
 std::vector<std::string> ViTConfig::graph_only_features() const {
   // Every family feature of issue 12 so far runs on the CUDA engine too (registers, no_embed_class,
-  // no class token, avg / max / avgmax pooling, pre-norm, no patch bias, the three GELUs, DeiT's
-  // two heads, LayerScale, CLIP's projection, DINOv2's cls + patch-mean classifier) but the
-  // attention-pool head, whose cross-attention has no CUDA kernel yet.
-  std::vector<std::string> f;
-  if (pool == GlobalPool::kMap) f.push_back("attention-pool head (global_pool 'map')");
-  return f;
+  // no class token, avg / max / avgmax pooling, the attention-pool head, pre-norm, no patch bias,
+  // the GELUs and SiLU, the SwiGLU MLP, DeiT's two heads, LayerScale, CLIP's projection, DINOv2's
+  // cls + patch-mean classifier): a new graph feature whose CUDA kernels do not exist yet goes here
+  // until they do, and the CUDA engine refuses it by name.
+  return {};
 }
 const char* layout_name(WeightLayout l) noexcept {
   switch (l) {
@@ -87,7 +88,7 @@ int64_t ViTConfig::param_count() const noexcept {
   int64_t block = 4 * D;              // norm1, norm2
   block += 3 * D * D + (qkv_bias ? 3 * D : 0);
   block += D * D + D;                 // proj
-  block += I * D + I + D * I + D;     // fc1, fc2
+  block += (glu ? 2 : 1) * (I * D + I) + D * I + D;  // fc1 (gate and value halves when gated), fc2
   if (layer_scale) block += 2 * D;    // ls1, ls2 gammas
   n += depth * block;
   if (final_norm) n += 2 * D;
@@ -112,7 +113,7 @@ double ViTConfig::flops_per_image() const noexcept {
   double block = T * D * 3.0 * D;           // qkv
   block += 2.0 * T * T * D;                 // QK^T and PV over all heads
   block += T * D * D;                       // proj
-  block += 2.0 * T * D * I;                 // fc1, fc2
+  block += (glu ? 3.0 : 2.0) * T * D * I;   // fc1 (2I wide when gated), fc2
   macs += depth * block;
   if (pool == GlobalPool::kMap) {
     // kv over every token, then per latent row: attention over the patch rows, proj, MLP (the

@@ -20,8 +20,9 @@ namespace vit {
 // over the patch rows, then proj, x + mlp(norm(x)), latent row 0.
 enum class GlobalPool { kToken, kAvg, kAvgMax, kMax, kMap };
 // The MLP activation: GELU exact erf (timm / HF default), GELU tanh approximation (SigLIP,
-// timm 'gelu_tanh'), quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP, timm 'quick_gelu').
-enum class Activation { kGeluErf, kGeluTanh, kQuickGelu };
+// timm 'gelu_tanh'), quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP, timm 'quick_gelu'), SiLU
+// x * sigmoid(x) (timm 'silu' / nn.SiLU: the gate of a SwiGLU MLP).
+enum class Activation { kGeluErf, kGeluTanh, kQuickGelu, kSilu };
 // kHFSiglip: transformers' SiglipVisionModel (vision_model.embeddings.patch_embedding, ...).
 enum class WeightLayout { kTimm, kHF, kJax, kHFSiglip };
 
@@ -57,6 +58,10 @@ struct ViTConfig {
   bool fc_norm = false;    // LayerNorm after pooling (timm `fc_norm`, avg pooling)
   bool qkv_bias = true;
   Activation act = Activation::kGeluErf;
+  // Gated MLP (SwiGLU: timm mlp_layer=SwiGLUPacked, the DINOv2 giants; HF DINOv2
+  // use_swiglu_ffn): fc1 is [2I, D], its output's first half the gate, y = fc2(act(gate) * value);
+  // mlp_hidden (I) is fc2's input width. The loader puts the gate half first whatever the file's order.
+  bool glu = false;
   // Prefix tokens, in timm's concatenation order: cls (class_token), dist (DeiT distilled),
   // then reg_tokens registers; the patch rows follow them.
   bool class_token = true;

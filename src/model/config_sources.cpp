@@ -225,10 +225,8 @@ Activation parse_act(const json& a, const std::string& path) {
   if (s == "gelu") return Activation::kGeluErf;
   if (s == "gelu_tanh") return Activation::kGeluTanh;
   if (s == "quick_gelu") return Activation::kQuickGelu;
-  if (s == "swiglu" || s == "silu" || s == "swish") {
-    unsupported(path, "act_layer=" + brief(a) + " (SwiGLU / SiLU MLPs; only gelu, gelu_tanh and quick_gelu)");
-  }
-  unsupported(path, "act_layer=" + brief(a) + " (only gelu, gelu_tanh and quick_gelu)");
+  if (s == "silu" || s == "swish" || s == "SiLU") return Activation::kSilu;  // timm names; nn.SiLU as a class
+  unsupported(path, "act_layer=" + brief(a) + " (only gelu, gelu_tanh, quick_gelu and silu)");
 }
 
 // timm label_names: a list, or a dict {"<id>": name} when ids have gaps.
@@ -341,10 +339,13 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
       const json& a = j.at("architectures");
       if (a.is_array() && !a.empty() && a[0].is_string()) h.hf_class = clip(a[0].get<std::string>());
     }
-    if (has(j, "use_swiglu_ffn") && get_bool(j, "use_swiglu_ffn", path)) {
-      unsupported(path, "use_swiglu_ffn=true (the SwiGLU MLP of the DINOv2 giant models)");
-    }
     if (has(j, "hidden_act")) h.act = parse_hf_act(get_str(j, "hidden_act", path), path);
+    if (has(j, "use_swiglu_ffn") && get_bool(j, "use_swiglu_ffn", path)) {
+      // Dinov2SwiGLUFFN: weights_in [2I, D] -> silu(first half) * second half -> weights_out,
+      // SiLU whatever hidden_act says (transformers hard-codes it).
+      h.glu = true;
+      h.act = Activation::kSilu;
+    }
     if (has(j, "projection_dim")) h.proj_dim = get_int(j, "projection_dim", path, limits::kMaxHidden);
     if (has(j, "num_register_tokens")) h.reg_tokens = get_int(j, "num_register_tokens", path, limits::kMaxPatches);
     if (has(j, "hidden_size")) h.hidden = get_int(j, "hidden_size", path, limits::kMaxHidden);
@@ -500,7 +501,18 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       if (has(ma, "class_token")) h.class_token = get_bool(ma, "class_token", mp);
       // pre_norm: the norm_pre tensors decide (checked like every other tensor).
       if (truthy("qk_norm")) unsupported(path, "qk_norm=True");
-      if (has(ma, "mlp_layer")) unsupported(path, "mlp_layer=" + brief(ma.at("mlp_layer")) + " (SwiGLU / gated MLPs)");
+      if (has(ma, "mlp_layer")) {
+        // SwiGLUPacked: timm's GluMlp with gate_last=False, one fc1 whose first half is the gate
+        // (act(x1) * x2); the act is the model's act_layer (SiLU in the DINOv2 giants). GluMlp
+        // itself (the gate in the second half) and SwiGLU (separate fc1_g / fc1_x, aimv2 with
+        // RmsNorm) are refused by name.
+        const json& m = ma.at("mlp_layer");
+        if (m.is_string() && (m.get<std::string>() == "SwiGLUPacked" || m.get<std::string>() == "Mlp")) {
+          h.glu = m.get<std::string>() == "SwiGLUPacked";
+        } else {
+          unsupported(path, "mlp_layer=" + brief(m) + " (only Mlp and SwiGLUPacked)");
+        }
+      }
       if (has(ma, "block_fn")) unsupported(path, "block_fn=" + brief(ma.at("block_fn")) + " (parallel / residual-post blocks)");
       if (truthy("scale_attn_norm")) unsupported(path, "scale_attn_norm=True");
       if (truthy("scale_mlp_norm")) unsupported(path, "scale_mlp_norm=True");

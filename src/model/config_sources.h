@@ -29,6 +29,7 @@ struct ConfigHints {
   std::optional<GlobalPool> pool;
   std::optional<bool> fc_norm, final_norm, qkv_bias;
   std::optional<Activation> act;
+  std::optional<bool> glu;  // a gated (SwiGLU) MLP: timm mlp_layer=SwiGLUPacked, HF use_swiglu_ffn
   std::optional<bool> class_token, no_embed_class;
   std::optional<int> reg_tokens;
   std::vector<std::string> labels;  // empty: none given
@@ -42,14 +43,15 @@ nlohmann::json read_json_file(const std::string& path);
 
 // HF ViTConfig / DeiTConfig / Dinov2Config / Dinov2WithRegistersConfig / CLIPVisionConfig /
 // SiglipVisionConfig (model_type "vit", "deit", "dinov2", "dinov2_with_registers",
-// "clip_vision_model", "siglip_vision_model": no class token, map pooling). Throws kUnsupported
-// for other model types (naming a full CLIPModel, ...), for DINOv2's SwiGLU MLP, and for
-// hidden_act values other than the GELU forms the engine runs (erf, tanh, quick).
+// "clip_vision_model", "siglip_vision_model": no class token, map pooling; DINOv2's
+// use_swiglu_ffn: the SwiGLU MLP with its fixed SiLU). Throws kUnsupported for other model types
+// (naming a full CLIPModel, ...), and for hidden_act values other than the GELU forms the engine
+// runs (erf, tanh, quick).
 ConfigHints parse_hf_config(const nlohmann::json& j, const std::string& path);
 
 // timm hub config.json (architecture, num_classes, global_pool, label_names,
 // pretrained_cfg, model_args). Throws kUnsupported naming variants we do not run
-// (qk-norm, SwiGLU / other act_layer, parallel blocks, ...). The families' own
+// (qk-norm, gated MLPs other than SwiGLUPacked, parallel blocks, ...). The families' own
 // defaults that timm keeps in the model entrypoint rather than in model_args come from the
 // architecture name: `_clip_` towers LayerNorm eps 1e-5, `quickgelu` towers quick-GELU.
 ConfigHints parse_timm_config(const nlohmann::json& j, const std::string& path);

@@ -156,6 +156,7 @@ struct LayoutInfo {
   WeightLayout layout = WeightLayout::kTimm;
   std::string prefix;  // HF: the base model's attribute ("vit.", "deit.", "dinov2.", "vision_model.") or ""
   HFFamily hf = HFFamily::kViT;
+  bool hf_swiglu = false;  // HF DINOv2 use_swiglu_ffn: the MLP is mlp.weights_in / mlp.weights_out
 };
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
@@ -225,6 +226,7 @@ LayoutInfo detect_layout(const std::vector<std::string>& names, const std::strin
   } else if (starts_with(p, "dinov2") || all.count(p + "encoder.layer.0.norm1.weight") ||
              all.count(p + "encoder.layer.0.layer_scale1.lambda1") || all.count(p + "embeddings.register_tokens")) {
     L.hf = HFFamily::kDinov2;
+    L.hf_swiglu = any_with(p + "encoder.layer.0.mlp.weights_in.");
   } else if (p == "deit." || all.count(p + "embeddings.distillation_token")) {
     L.hf = HFFamily::kDeiT;
   }
@@ -237,14 +239,22 @@ struct HFBlockNames {
   const char *ls1, *ls2;  // LayerScale (DINOv2 layer_scale{1,2}.lambda1), else null
 };
 
-HFBlockNames hf_block_names(HFFamily f) {
-  switch (f) {
+HFBlockNames hf_block_names(const LayoutInfo& L) {
+  switch (L.hf) {
     case HFFamily::kCLIP:
       return {"layer_norm1", "layer_norm2", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
               "self_attn.out_proj", "mlp.fc1", "mlp.fc2", nullptr, nullptr};
     case HFFamily::kDinov2:
-      return {"norm1", "norm2", "attention.attention.query", "attention.attention.key", "attention.attention.value",
-              "attention.output.dense", "mlp.fc1", "mlp.fc2", "layer_scale1.lambda1", "layer_scale2.lambda1"};
+      return {"norm1",
+              "norm2",
+              "attention.attention.query",
+              "attention.attention.key",
+              "attention.attention.value",
+              "attention.output.dense",
+              L.hf_swiglu ? "mlp.weights_in" : "mlp.fc1",  // Dinov2SwiGLUFFN: [2I, D] gate | value, [D, I]
+              L.hf_swiglu ? "mlp.weights_out" : "mlp.fc2",
+              "layer_scale1.lambda1",
+              "layer_scale2.lambda1"};
     case HFFamily::kViT:
     case HFFamily::kDeiT:
       break;
@@ -360,8 +370,9 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
       if (starts_with(n, "head.") || starts_with(n, "pooler.attention") || n.find(".head.attention.") != std::string::npos) {
         unsupported_variant(file, "an attention-pooling head (SigLIP's)", n);
       }
-      if (L.hf == HFFamily::kDinov2 && (n.find(".mlp.weights_in.") != std::string::npos || n.find(".mlp.w12.") != std::string::npos)) {
-        unsupported_variant(file, "the SwiGLU MLP of HF DINOv2 (use_swiglu_ffn=True, the giant models)", n);
+      if (L.hf == HFFamily::kDinov2 && n.find(".mlp.w12.") != std::string::npos) {
+        unsupported_variant(file, "the fused SwiGLU MLP of the original DINOv2 code (mlp.w12 / mlp.w3; transformers' "
+                                  "Dinov2Model names it mlp.weights_in / mlp.weights_out)", n);
       }
     } else {
       if (starts_with(n, "pre_logits/")) {
@@ -379,6 +390,7 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
 struct Names {
   std::string patch_w, patch_b, cls, pos, fc1_b0, head_w, head_b, qkv_bias0, norm_w;
   std::string block_prefix;
+  std::string fc2_b0;  // block 0's second MLP matrix: its input width says whether the MLP is gated
 };
 
 Names defining_names(const LayoutInfo& L, bool deit_teacher) {
@@ -386,14 +398,15 @@ Names defining_names(const LayoutInfo& L, bool deit_teacher) {
   switch (L.layout) {
     case WeightLayout::kTimm:
       n = {"patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "blocks.0.mlp.fc1.weight",
-           "head.weight", "head.bias", "blocks.0.attn.qkv.bias", "norm.weight", "blocks."};
+           "head.weight", "head.bias", "blocks.0.attn.qkv.bias", "norm.weight", "blocks.", "blocks.0.mlp.fc2.weight"};
       break;
     case WeightLayout::kHF: {
       const HFNames h = hf_names(L, deit_teacher);
-      const HFBlockNames b = hf_block_names(L.hf);
+      const HFBlockNames b = hf_block_names(L);
       n = {h.patch_w, h.patch_b, h.cls, h.pos, h.block_prefix + "0." + b.fc1 + ".weight",
            h.head.empty() ? std::string() : h.head + ".weight", h.head.empty() ? std::string() : h.head + ".bias",
-           h.block_prefix + "0." + b.q + ".bias", h.norm + ".weight", h.block_prefix};
+           h.block_prefix + "0." + b.q + ".bias", h.norm + ".weight", h.block_prefix,
+           h.block_prefix + "0." + b.fc2 + ".weight"};
       break;
     }
     case WeightLayout::kJax:
@@ -525,6 +538,7 @@ void expected_hf_siglip(const LayoutInfo& L, const ViTConfig& c, int64_t pos_row
 std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConfig& c, int64_t pos_rows) {
   std::map<std::string, Shape> e;
   const int64_t D = c.hidden, I = c.mlp_hidden, C = c.num_classes, P = c.patch, Ci = c.in_chans;
+  const int64_t I1 = c.glu ? 2 * I : I;  // fc1's rows: the gate and value halves of a gated MLP
   const int64_t H = c.heads, hd = c.hidden / c.heads;
   if (L.layout == WeightLayout::kTimm) {
     if (c.class_token) e["cls_token"] = {1, 1, D};
@@ -542,8 +556,8 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
       e[b + "attn.proj.weight"] = {D, D};
       e[b + "attn.proj.bias"] = {D};
       e[b + "norm2.weight"] = e[b + "norm2.bias"] = {D};
-      e[b + "mlp.fc1.weight"] = {I, D};
-      e[b + "mlp.fc1.bias"] = {I};
+      e[b + "mlp.fc1.weight"] = {I1, D};
+      e[b + "mlp.fc1.bias"] = {I1};
       e[b + "mlp.fc2.weight"] = {D, I};
       e[b + "mlp.fc2.bias"] = {D};
       if (c.layer_scale) e[b + "ls1.gamma"] = e[b + "ls2.gamma"] = {D};
@@ -560,7 +574,7 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
     }
   } else if (L.layout == WeightLayout::kHF) {
     const HFNames h = hf_names(L, c.dist_token && c.dist_head);
-    const HFBlockNames bn = hf_block_names(L.hf);
+    const HFBlockNames bn = hf_block_names(L);
     const bool clip = L.hf == HFFamily::kCLIP;
     e[h.cls] = clip ? Shape{D} : Shape{1, 1, D};
     e[h.pos] = clip ? Shape{pos_rows, D} : Shape{1, pos_rows, D};
@@ -579,8 +593,8 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
       e[b + bn.proj + ".bias"] = {D};
       e[b + bn.ln1 + ".weight"] = e[b + bn.ln1 + ".bias"] = {D};
       e[b + bn.ln2 + ".weight"] = e[b + bn.ln2 + ".bias"] = {D};
-      e[b + bn.fc1 + ".weight"] = {I, D};
-      e[b + bn.fc1 + ".bias"] = {I};
+      e[b + bn.fc1 + ".weight"] = {I1, D};
+      e[b + bn.fc1 + ".bias"] = {I1};
       e[b + bn.fc2 + ".weight"] = {D, I};
       e[b + bn.fc2 + ".bias"] = {D};
       if (c.layer_scale) e[b + bn.ls1] = e[b + bn.ls2] = {D};
@@ -790,7 +804,7 @@ void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
 void map_hf(const Reader& rd, const ViTConfig& c, const LayoutInfo& L, ViTWeights* w) {
   const int64_t D = c.hidden;
   const HFNames h = hf_names(L, c.dist_token && c.dist_head);
-  const HFBlockNames bn = hf_block_names(L.hf);
+  const HFBlockNames bn = hf_block_names(L);
   w->patch_w = reshaped(rd(h.patch_w), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
   w->patch_b = c.patch_bias ? rd(h.patch_b) : Tensor({D});  // CLIP: no conv bias (zeros add nothing)
   w->cls = reshaped(rd(h.cls), {D});
@@ -1079,6 +1093,19 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   cfg.in_chans = model_dim(k, ax_in, 1, limits::kMaxInChans, "input channels", N.patch_w, file);
   cfg.patch = model_dim(k, ax_patch, 1, limits::kMaxPatch, "patch size", N.patch_w, file);
   cfg.mlp_hidden = model_dim(need_shape(*src, N.fc1_b0, 2, file), ax_out, 1, limits::kMaxMlp, "mlp width", N.fc1_b0, file);
+  // A gated MLP (SwiGLU) is told by its shapes: fc1 [2I, D] feeds fc2 [D, I] (a plain MLP's
+  // fc1 rows equal fc2's columns). config.json (timm mlp_layer, HF use_swiglu_ffn) must agree.
+  if (!N.fc2_b0.empty() && src->has(N.fc2_b0)) {
+    const Shape f2 = need_shape(*src, N.fc2_b0, 2, file);
+    cfg.glu = f2[1] > 0 && f2[1] * 2 == cfg.mlp_hidden;
+    if (cfg.glu) cfg.mlp_hidden /= 2;
+    if (hints.glu && *hints.glu != cfg.glu) {
+      fail(ErrorCode::kFormat, file + ": " + hints.path + " says " + (*hints.glu ? "a gated (SwiGLU) MLP" : "a plain MLP") +
+                                   " but '" + N.fc1_b0 + "' " + shape_str(need_shape(*src, N.fc1_b0, 2, file)) +
+                                   " and '" + N.fc2_b0 + "' " + shape_str(f2) + " are " +
+                                   (cfg.glu ? "a gated one (fc1 twice fc2's input width)" : "a plain one"));
+    }
+  }
   cfg.num_classes = src->has(N.head_w) ? model_dim(need_shape(*src, N.head_w, 2, file), ax_out, 0, limits::kMaxClasses,
                                                    "classes", N.head_w, file)
                                        : 0;
@@ -1236,6 +1263,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   cfg.act = hints.act.value_or(hf && L.hf == HFFamily::kCLIP              ? Activation::kQuickGelu
                                : L.layout == WeightLayout::kHFSiglip ? Activation::kGeluTanh
                                                                       : Activation::kGeluErf);
+  if (L.hf_swiglu) cfg.act = Activation::kSilu;  // Dinov2SwiGLUFFN: SiLU whatever hidden_act says
   if (!cfg.class_token && cfg.pool == GlobalPool::kToken) {
     if (ov.pool || hints.pool) {
       fail(ErrorCode::kInvalidArgument, file + ": global_pool 'token' needs a class token, and this model has none "
@@ -1311,9 +1339,19 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     cfg_w = static_cast<int>(w);
     size_from = "position table '" + N.pos + "'";
   }
+  // A size that is not a multiple of the patch runs as timm's and HF's stride-P patch conv does:
+  // the grid is floor(size / P) and the last size % P pixel rows / columns are not read
+  // (timm vit_so400m_patch14_siglip_384: 384 px at patch 14, a 27x27 grid over 378 px).
+  if (cfg_h < cfg.patch || cfg_w < cfg.patch) {
+    fail(ov.image_size ? ErrorCode::kInvalidArgument : ErrorCode::kFormat,
+         "image size " + to_s(cfg_h) + "x" + to_s(cfg_w) + " (from " + size_from + ") is smaller than the patch size " +
+             to_s(cfg.patch) + " (" + file + ")");
+  }
   if (cfg_h % cfg.patch != 0 || cfg_w % cfg.patch != 0) {
-    fail(ErrorCode::kInvalidArgument, "image size " + to_s(cfg_h) + "x" + to_s(cfg_w) +
-                                          " is not a multiple of the patch size " + to_s(cfg.patch) + " (" + file + ")");
+    warnings.push_back("image size " + to_s(cfg_h) + "x" + to_s(cfg_w) + " is not a multiple of the patch size " +
+                       to_s(cfg.patch) + ": the patch grid is " + to_s(cfg_h / cfg.patch) + "x" + to_s(cfg_w / cfg.patch) +
+                       " and the last " + to_s(cfg_h % cfg.patch) + " pixel row(s) / " + to_s(cfg_w % cfg.patch) +
+                       " column(s) are not read, as timm's and HF's stride-" + to_s(cfg.patch) + " patch conv");
   }
   // Run-size limits (model/limits.h): a caller's override is an invalid argument, a file's
   // size a format error naming the file.
