@@ -43,6 +43,9 @@ inline Image source_image(const std::string& file) {
   throw std::runtime_error("no decode entry for " + file);
 }
 
+// Manifest "hf_crop": HF CLIPImageProcessor / BitImageProcessor (Pillow backends).
+inline PreprocessConfig hf_crop_config(const nlohmann::json& e);
+
 inline PreprocessConfig config_from(const nlohmann::json& e) {
   PreprocessConfig c;
   for (int i = 0; i < 3; ++i) {
@@ -50,6 +53,15 @@ inline PreprocessConfig config_from(const nlohmann::json& e) {
     c.std[i] = e["std"][i].get<float>();
   }
   c.interpolation = e["interpolation"];
+  return c;
+}
+
+inline PreprocessConfig hf_crop_config(const nlohmann::json& e) {
+  PreprocessConfig c = config_from(e);
+  c.resize = PreprocessConfig::Resize::kShortestEdgeCrop;
+  c.shortest_edge = e["shortest_edge"];
+  c.input_h = e["input_h"];
+  c.input_w = e["input_w"];
   return c;
 }
 

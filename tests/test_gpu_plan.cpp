@@ -129,8 +129,8 @@ TEST(GpuLaunchers, ValidateBeforeLaunching) {
   pp.images = reinterpret_cast<const float*>(dummy);
   pp.cols = dummy;
   pp.B = pp.C = 1;
-  pp.H = pp.W = 30;
-  pp.P = 16;  // 30 % 16 != 0
+  pp.H = pp.W = 12;
+  pp.P = 16;  // smaller than one patch (30 at patch 16 is a floor(30 / 16) = 1 grid, as timm's conv)
   pp.k_pad = 256;
   expect_invalid([&] { launch_patchify(pp, nullptr); });
 }

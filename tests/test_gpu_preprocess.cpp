@@ -35,6 +35,7 @@ namespace {
 
 using nlohmann::json;
 using test::config_from;
+using test::hf_crop_config;
 using test::img_path;
 using test::manifest;
 using test::source_image;
@@ -239,6 +240,22 @@ TEST(GpuPreprocess, HfPilFixturesMatchCpu) {
     ++n;
   }
   EXPECT_GE(n, 2);
+}
+
+TEST(GpuPreprocess, HfShortestEdgeCropFixturesMatchCpu) {
+  VIT_SKIP_WITHOUT_GPU();
+  GpuPreprocessor pre;
+  int n = 0;
+  for (const auto& e : manifest()["hf_crop"]) {
+    const PreprocessConfig cfg = hf_crop_config(e);
+    const std::string src = e["src"];
+    const std::string what = "HF crop " + src + " -> " + std::to_string(cfg.input_h) + "x" + std::to_string(cfg.input_w);
+    SCOPED_TRACE(what);
+    const GpuOut g = run_and_check(pre, what, source_image(src), cfg);
+    expect_equals_fixture(g.out, e["f32"].get<std::string>());  // the processor's own tensor
+    ++n;
+  }
+  EXPECT_GE(n, 4);
 }
 
 TEST(GpuPreprocess, PillowResizeFixtures) {

@@ -24,6 +24,7 @@ namespace {
 
 using nlohmann::json;
 using test::config_from;
+using test::hf_crop_config;
 using test::img_path;
 using test::manifest;
 using test::source_image;
@@ -384,6 +385,33 @@ TEST(ImagePreprocess, HFViTImageProcessorMatches) {
     ++n;
   }
   EXPECT_GE(n, 2);
+}
+
+// CLIPImageProcessorPil / BitImageProcessorPil (DINOv2): shorter side to shortest_edge, HF's
+// floor-offset centre crop (odd differences among the cases), bicubic, CLIP / ImageNet mean-std.
+// Pillow resampling and torchvision-like normalisation: bit-exact.
+TEST(ImagePreprocess, HFShortestEdgeCropProcessorsMatch) {
+  int n = 0;
+  for (const auto& e : manifest()["hf_crop"]) {
+    const PreprocessConfig cfg = hf_crop_config(e);
+    const std::string src = e["src"];
+    const std::string what = "HF " + e["processor"].get<std::string>() + " " + src + " edge " +
+                             std::to_string(cfg.shortest_edge);
+    SCOPED_TRACE(what);
+    check_pipeline(what, source_image(src), cfg, read_f32(e["f32"], size_t(3) * cfg.input_h * cfg.input_w), 0.0, true);
+    ++n;
+  }
+  EXPECT_GE(n, 4);
+  // The plan itself: 640x480 -> 97x73 (int(73 * 640 / 480)), crop 64 at ((97 - 64) // 2, (73 - 64) // 2).
+  PreprocessConfig c;
+  c.resize = PreprocessConfig::Resize::kShortestEdgeCrop;
+  c.shortest_edge = 73;
+  c.input_h = c.input_w = 64;
+  const ResizeCropPlan p = plan_resize_crop(640, 480, c);
+  EXPECT_EQ(p.crop_x, 16);
+  EXPECT_EQ(p.crop_y, 4);
+  c.shortest_edge = 0;
+  EXPECT_THROW(plan_resize_crop(640, 480, c), Error);
 }
 
 TEST(ImagePreprocess, NormalizeLutIsTorchFp32) {

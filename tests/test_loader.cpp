@@ -1156,6 +1156,41 @@ TEST(Loader, HfFamiliesConfig) {
     EXPECT_EQ(c.hf_class, m->cfg.hf_class);
     EXPECT_NE(c.describe().find(c.hf_class), std::string::npos) << c.describe();
   }
+  // Without a preprocessor_config.json, each family's own processor (at the 32 px run size): CLIP
+  // shorter side 32 + crop, OpenAI mean / std; DINOv2 256 / 224 of it (37) + crop, ImageNet; DeiT
+  // ViTImageProcessor's bilinear squash.
+  {
+    const auto clip = load_model(test::data_path("golden_families/hf_clip/model"));
+    const PreprocessConfig& pc = clip->cfg.preprocess;
+    EXPECT_EQ(pc.resize, PreprocessConfig::Resize::kShortestEdgeCrop);
+    EXPECT_EQ(pc.shortest_edge, 32);
+    EXPECT_EQ(pc.interpolation, "bicubic");
+    EXPECT_FLOAT_EQ(pc.mean[0], 0.48145466f);
+    const auto dino = load_model(test::data_path("golden_families/hf_dinov2/model"));
+    EXPECT_EQ(dino->cfg.preprocess.resize, PreprocessConfig::Resize::kShortestEdgeCrop);
+    EXPECT_EQ(dino->cfg.preprocess.shortest_edge, 37);  // round(256 * 32 / 224)
+    EXPECT_FLOAT_EQ(dino->cfg.preprocess.std[2], 0.225f);
+    const auto deit = load_model(test::data_path("golden_families/hf_deit_cls/model"));
+    EXPECT_EQ(deit->cfg.preprocess.resize, PreprocessConfig::Resize::kDirect);
+    // A hub DINOv2 preprocessor_config.json (BitImageProcessor: 256 -> crop 224), the model at 32:
+    // the crop's share of the shorter side is kept (256 * 32 / 224 = 36.6 -> 37).
+    HfCase h = read_hf_case("hf_dinov2");
+    const std::string dir = hf_dir(h);
+    save_json(dir + "/preprocessor_config.json",
+              {{"do_center_crop", true}, {"crop_size", {{"height", 224}, {"width", 224}}},
+               {"size", {{"shortest_edge", 256}}}, {"resample", 3}, {"image_mean", {0.485, 0.456, 0.406}},
+               {"image_std", {0.229, 0.224, 0.225}}, {"image_processor_type", "BitImageProcessor"}});
+    const auto hub = load_model(dir);
+    EXPECT_EQ(hub->cfg.preprocess.resize, PreprocessConfig::Resize::kShortestEdgeCrop);
+    EXPECT_EQ(hub->cfg.preprocess.shortest_edge, 37);
+    EXPECT_EQ(hub->cfg.preprocess.input_h, 32);
+    EXPECT_TRUE(has_warning(*hub, "preprocessing size 224x224 differs from the model input 32x32"));
+    // Without the centre crop, shortest_edge stays a square resize (said in a warning).
+    save_json(dir + "/preprocessor_config.json", {{"size", {{"shortest_edge", 32}}}});
+    const auto sq = load_model(dir);
+    EXPECT_EQ(sq->cfg.preprocess.resize, PreprocessConfig::Resize::kDirect);
+    EXPECT_TRUE(has_warning(*sq, "without a centre crop"));
+  }
   // The projection's width is what info prints for the embeddings.
   const auto p = load_model(test::data_path("golden_families/hf_clip_proj/model"));
   EXPECT_NE(p->cfg.describe().find("embeddings   : 24 (the projected image embedding"), std::string::npos)

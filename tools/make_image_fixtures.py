@@ -127,7 +127,48 @@ def png(im, **kw):
     return b.getvalue()
 
 
+def hf_crop_cases(W):
+    """HF CLIPImageProcessor / BitImageProcessor (DINOv2), their Pillow backends: shorter side to
+    size.shortest_edge (bicubic), centre crop to crop_size with offsets (side - crop) // 2 (odd
+    differences: a floor, not torchvision's round), x/255, mean / std. Manifest "hf_crop"."""
+    from transformers import BitImageProcessorPil, CLIPImageProcessorPil
+    W.manifest["hf_crop"] = []
+
+    def case(cls, src, edge, crop, **kw):
+        proc = cls(size={"shortest_edge": edge}, crop_size={"height": crop[0], "width": crop[1]}, **kw)
+        im = Image.fromarray(W.rgb[src])
+        t = np.asarray(proc(images=im, return_tensors="np")["pixel_values"])[0]
+        assert t.shape == (3, crop[0], crop[1]), t.shape
+        tag = f"hfcrop_{cls.__name__}_{src.replace('.', '_')}_{edge}_{crop[0]}x{crop[1]}"
+        W.put(tag + ".f32", np.ascontiguousarray(t).astype("<f4").tobytes())
+        W.manifest["hf_crop"].append({"src": src, "shortest_edge": edge, "input_h": crop[0], "input_w": crop[1],
+                                      "interpolation": "bicubic", "mean": [float(v) for v in proc.image_mean],
+                                      "std": [float(v) for v in proc.image_std], "f32": tag + ".f32",
+                                      "processor": cls.__name__})
+
+    imagenet = dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    case(CLIPImageProcessorPil, "photo_300x200.jpg", 64, (64, 64))  # landscape: 96x64, crop 16 px off each side
+    case(CLIPImageProcessorPil, "rgb_37x53.png", 48, (48, 48))  # portrait upscale, 48x68: odd offset 10
+    case(BitImageProcessorPil, "photo_640x480.jpg", 73, (64, 64), **imagenet)  # DINOv2: 73 -> 64, odd offsets
+    case(BitImageProcessorPil, "odd_37x53.jpg", 57, (48, 40), **imagenet)  # non-square crop
+
+
+def update_hf_crop():
+    """Adds the hf_crop cases to the committed fixtures (sources decoded from the files there)."""
+    W = Writer()
+    with open(os.path.join(OUT, "manifest.json")) as f:
+        W.manifest = json.load(f)
+    for e in W.manifest["decode"]:
+        with open(os.path.join(OUT, e["file"]), "rb") as f:
+            W.rgb[e["file"]] = pil_rgb(f.read())[0]
+    hf_crop_cases(W)
+    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+        json.dump(W.manifest, f, indent=1)
+
+
 def main():
+    if "--only-hf-crop" in sys.argv:
+        return update_hf_crop()
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
         os.remove(os.path.join(OUT, f))
@@ -260,6 +301,8 @@ def main():
         hf_case("photo_640x480.jpg", 64, "pil")
     hf_case("photo_300x200.jpg", 64, "torchvision")
     hf_case("rgb_37x53.png", 64, "torchvision")
+
+    hf_crop_cases(W)
 
     # ---- broken files -------------------------------------------------------------------------
     def broken(name, data, code):

@@ -125,6 +125,10 @@ VIT_API const char* vit_model_describe(const vit_model* model); /* NULL model ->
 typedef enum vit_resize_mode VIT_ENUM_INT {
   VIT_RESIZE_SHORTEST_THEN_CROP = 0, /* shorter side to size / crop_pct, centre crop */
   VIT_RESIZE_DIRECT = 1,             /* squash straight to the size, aspect not kept */
+  /* HF CLIPImageProcessor / BitImageProcessor (DINOv2): shorter side to
+   * round(image_height / crop_pct) (the processor's size.shortest_edge), centre crop to the size
+   * with offsets (side - size) / 2 rounded down */
+  VIT_RESIZE_SHORTEST_EDGE_THEN_CROP = 2,
   VIT_RESIZE_MODE_FORCE_INT = 0x7fffffff
 } vit_resize_mode;
 typedef enum vit_interpolation VIT_ENUM_INT {

@@ -45,7 +45,7 @@ _PRECISIONS = {"fp32": 0, "fp16": 1, "bf16": 2}
 _GEMMS = {"auto": 0, "custom": 1, "cublaslt": 2}
 _POOLS = {None: 0, "token": 1, "avg": 2}
 _POOL_NAMES = {1: "token", 2: "avg"}
-_RESIZE_NAMES = {0: "shortest_then_crop", 1: "direct"}
+_RESIZE_NAMES = {0: "shortest_then_crop", 1: "direct", 2: "shortest_edge_then_crop"}
 _INTERP_NAMES = {0: "bicubic", 1: "bilinear"}
 
 ImageLike = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Any]

@@ -261,8 +261,9 @@ vit_status* vit_model_get_preprocess(const vit_model* model, vit_preprocess_info
     require(out, fn, "out");
     const vit::PreprocessConfig& pp = model->model->cfg.preprocess;
     vit_preprocess_info i{};
-    i.resize = pp.resize == vit::PreprocessConfig::Resize::kDirect ? VIT_RESIZE_DIRECT
-                                                                    : VIT_RESIZE_SHORTEST_THEN_CROP;
+    i.resize = pp.resize == vit::PreprocessConfig::Resize::kDirect             ? VIT_RESIZE_DIRECT
+               : pp.resize == vit::PreprocessConfig::Resize::kShortestEdgeCrop ? VIT_RESIZE_SHORTEST_EDGE_THEN_CROP
+                                                                               : VIT_RESIZE_SHORTEST_THEN_CROP;
     if (pp.interpolation == "bicubic") {
       i.interpolation = VIT_INTERP_BICUBIC;
     } else if (pp.interpolation == "bilinear") {

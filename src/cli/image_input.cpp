@@ -4,6 +4,7 @@
 // pixels for device-side preprocessing. Decoding refuses images over DecodeLimits' pixel cap.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 
 #include "cli/inputs.h"
 #include "core/error.h"
@@ -25,12 +26,15 @@ bool is_image_path(const std::string& path) {
 vit::PreprocessConfig to_preprocess_config(const InputSpec& spec) {
   vit::PreprocessConfig c;
   const vit_preprocess_info& p = spec.preprocess;
-  c.resize = p.resize == VIT_RESIZE_DIRECT ? vit::PreprocessConfig::Resize::kDirect
-                                           : vit::PreprocessConfig::Resize::kShortestThenCrop;
+  c.resize = p.resize == VIT_RESIZE_DIRECT                    ? vit::PreprocessConfig::Resize::kDirect
+             : p.resize == VIT_RESIZE_SHORTEST_EDGE_THEN_CROP ? vit::PreprocessConfig::Resize::kShortestEdgeCrop
+                                                              : vit::PreprocessConfig::Resize::kShortestThenCrop;
   c.interpolation = p.interpolation == VIT_INTERP_BILINEAR ? "bilinear" : "bicubic";
   c.crop_pct = p.crop_pct;
   c.input_h = spec.height;
   c.input_w = spec.width;
+  if (c.resize == vit::PreprocessConfig::Resize::kShortestEdgeCrop && p.crop_pct > 0.0f)
+    c.shortest_edge = static_cast<int>(std::lround(spec.height / static_cast<double>(p.crop_pct)));
   for (int k = 0; k < 3; ++k) {
     c.mean[k] = p.mean[k];
     c.std[k] = p.std[k];

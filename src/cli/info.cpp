@@ -49,7 +49,9 @@ int run_info(const ModelOptions& o_in) {
     j["gflops_per_image"] = i.flops_per_image * 1e-9;
     j["has_labels"] = model->has_labels();
     j["preprocess"] = {
-        {"resize", pp.resize == VIT_RESIZE_DIRECT ? "direct" : "shortest_then_crop"},
+        {"resize", pp.resize == VIT_RESIZE_DIRECT                    ? "direct"
+                   : pp.resize == VIT_RESIZE_SHORTEST_EDGE_THEN_CROP ? "shortest_edge_then_crop"
+                                                                     : "shortest_then_crop"},
         {"interpolation", pp.interpolation == VIT_INTERP_BILINEAR ? "bilinear" : "bicubic"},
         {"crop_pct", pp.crop_pct},
         {"mean", {pp.mean[0], pp.mean[1], pp.mean[2]}},

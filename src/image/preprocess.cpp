@@ -103,6 +103,29 @@ ResizeCropPlan plan_resize_crop(int src_w, int src_h, const PreprocessConfig& cf
   if (cfg.resize == PreprocessConfig::Resize::kDirect) {
     return plan_resize(src_w, src_h, cfg.input_w, cfg.input_h, f);
   }
+  if (cfg.resize == PreprocessConfig::Resize::kShortestEdgeCrop) {
+    // HF get_resize_output_image_size(default_to_square=False): short -> S, long -> int(S * long /
+    // short); then image_transforms.center_crop: offset (side - crop) // 2, or, where the crop is
+    // larger, the image centred in zeros (offset -((crop - side + 1) // 2): HF pads ceil on the top / left).
+    const int s = cfg.shortest_edge;
+    if (s <= 0) {
+      fail(ErrorCode::kInvalidArgument, "preprocess: shortest_edge must be positive (got " + std::to_string(s) + ")");
+    }
+    const bool w_short = src_w <= src_h;
+    const int64_t shrt = w_short ? src_w : src_h, lng = w_short ? src_h : src_w;
+    const int new_long = static_cast<int>(static_cast<double>(int64_t{s} * lng) / static_cast<double>(shrt));
+    const int rw = w_short ? s : new_long, rh = w_short ? new_long : s;
+    if (rw <= 0 || rh <= 0) {
+      fail(ErrorCode::kInvalidArgument, "preprocess: image " + std::to_string(src_w) + "x" + std::to_string(src_h) +
+                                            " resizes to an empty image");
+    }
+    ResizeCropPlan p = plan_resize(src_w, src_h, rw, rh, f);
+    p.out_w = cfg.input_w;
+    p.out_h = cfg.input_h;
+    p.crop_x = p.out_w > rw ? -((p.out_w - rw + 1) / 2) : (rw - p.out_w) / 2;
+    p.crop_y = p.out_h > rh ? -((p.out_h - rh + 1) / 2) : (rh - p.out_h) / 2;
+    return p;
+  }
   if (!(cfg.crop_pct > 0.0f)) {
     fail(ErrorCode::kInvalidArgument, "preprocess: crop_pct must be positive (got " +
                                           std::to_string(cfg.crop_pct) + ")");

@@ -167,6 +167,8 @@ std::string ViTConfig::describe() const {
   s << "preprocess   : ";
   if (p.resize == PreprocessConfig::Resize::kDirect) {
     s << "resize to " << p.input_h << "x" << p.input_w;
+  } else if (p.resize == PreprocessConfig::Resize::kShortestEdgeCrop) {
+    s << "resize shorter side to " << p.shortest_edge << ", center crop " << p.input_h << "x" << p.input_w;
   } else {
     std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(p.crop_pct));
     s << "resize shorter side (crop_pct " << buf << "), center crop " << p.input_h << "x" << p.input_w;

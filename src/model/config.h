@@ -32,8 +32,13 @@ const char* activation_name(Activation a) noexcept;
 
 // How an image becomes the model input (timm pretrained_cfg / HF preprocessor_config).
 struct PreprocessConfig {
-  enum class Resize { kShortestThenCrop, kDirect };  // timm crop_pct / HF squash
+  // kShortestThenCrop: timm (shorter side to floor(size / crop_pct), torchvision centre crop);
+  // kDirect: HF ViTImageProcessor / JAX squash; kShortestEdgeCrop: HF CLIPImageProcessor /
+  // BitImageProcessor (DINOv2): shorter side to shortest_edge, centre crop to the input size with
+  // HF's offsets ((size - crop) // 2).
+  enum class Resize { kShortestThenCrop, kDirect, kShortestEdgeCrop };
   Resize resize = Resize::kShortestThenCrop;
+  int shortest_edge = 0;  // kShortestEdgeCrop
   std::string interpolation = "bicubic";  // "bicubic" | "bilinear"
   float crop_pct = 0.9f;
   int input_h = 224, input_w = 224;

@@ -65,7 +65,9 @@ const char* timm_entrypoint_args(const std::string& architecture);
 // Detects HF vs timm from the keys and dispatches; kFormat if it is neither.
 ConfigHints parse_config_json(const nlohmann::json& j, const std::string& path);
 
-// HF ViTImageProcessor preprocessor_config.json on top of `pp` (Resize::kDirect).
+// HF ViTImageProcessor preprocessor_config.json on top of `pp` (Resize::kDirect), or
+// CLIPImageProcessor / BitImageProcessor (size {shortest_edge} + do_center_crop + crop_size:
+// Resize::kShortestEdgeCrop, the input size the crop's).
 void apply_hf_preprocessor(const nlohmann::json& j, const std::string& path, PreprocessConfig* pp,
                            std::vector<std::string>* warnings);
 

@@ -233,6 +233,32 @@ LayoutInfo detect_layout(const std::vector<std::string>& names, const std::strin
   return L;
 }
 
+// Without a preprocessor_config.json, each HF family's own processor as its hub checkpoints set
+// it: CLIPImageProcessor (shorter side 224, centre crop 224, bicubic, OpenAI CLIP mean / std),
+// DINOv2's BitImageProcessor (shorter side 256, crop 224, bicubic, ImageNet mean / std),
+// SiglipImageProcessor (bicubic squash, mean = std = 0.5); the rest keep ViTImageProcessor's
+// bilinear squash. Sizes scale with the crop (set to the run size by the caller).
+void hf_family_preprocess(const LayoutInfo& L, PreprocessConfig* pp) {
+  const int crop = pp->input_h;
+  auto shortest_crop = [&](int edge_at_224) {
+    pp->resize = PreprocessConfig::Resize::kShortestEdgeCrop;
+    pp->shortest_edge = static_cast<int>(std::lround(edge_at_224 * (crop / 224.0)));
+    pp->crop_pct = static_cast<float>(static_cast<double>(crop) / pp->shortest_edge);
+    pp->interpolation = "bicubic";
+  };
+  if (L.layout == WeightLayout::kHFSiglip) {
+    pp->interpolation = "bicubic";
+  } else if (L.layout == WeightLayout::kHF && L.hf == HFFamily::kCLIP) {
+    shortest_crop(224);
+    pp->mean = {0.48145466f, 0.4578275f, 0.40821073f};
+    pp->std = {0.26862954f, 0.26130258f, 0.27577711f};
+  } else if (L.layout == WeightLayout::kHF && L.hf == HFFamily::kDinov2) {
+    shortest_crop(256);
+    pp->mean = {0.485f, 0.456f, 0.406f};
+    pp->std = {0.229f, 0.224f, 0.225f};
+  }
+}
+
 // The per-block tensor names (without ".weight" / ".bias") of each HF family.
 struct HFBlockNames {
   const char *ln1, *ln2, *q, *k, *v, *proj, *fc1, *fc2;
@@ -1439,6 +1465,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     cfg.preprocess = PreprocessConfig{};  // timm ViT _cfg: bicubic, crop_pct 0.9, mean = std = 0.5
   } else {
     cfg.preprocess = detail::hf_default_preprocess(cfg.image_h, cfg.image_w);  // HF and JAX: bilinear squash
+    hf_family_preprocess(L, &cfg.preprocess);
   }
   // The engine runs at the run size, so preprocessing must produce exactly that.
   if (pp_from_file && !ov.image_size && (cfg.preprocess.input_h != cfg.image_h || cfg.preprocess.input_w != cfg.image_w)) {
@@ -1446,8 +1473,15 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
                        " differs from the model input " + to_s(cfg.image_h) + "x" + to_s(cfg.image_w) +
                        "; using the model input");
   }
+  if (cfg.preprocess.resize == PreprocessConfig::Resize::kShortestEdgeCrop && cfg.preprocess.input_h != cfg.image_h) {
+    // Another run size keeps the crop's share of the shorter side (DINOv2's 224 of 256 at 448: 512).
+    cfg.preprocess.shortest_edge = static_cast<int>(std::lround(static_cast<double>(cfg.preprocess.shortest_edge) *
+                                                                cfg.image_h / cfg.preprocess.input_h));
+  }
   cfg.preprocess.input_h = cfg.image_h;
   cfg.preprocess.input_w = cfg.image_w;
+  if (cfg.preprocess.resize == PreprocessConfig::Resize::kShortestEdgeCrop)
+    cfg.preprocess.crop_pct = static_cast<float>(static_cast<double>(cfg.image_h) / cfg.preprocess.shortest_edge);
 
   model->cfg = std::move(cfg);
   return model;
