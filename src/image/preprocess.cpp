@@ -103,50 +103,39 @@ ResizeCropPlan plan_resize_crop(int src_w, int src_h, const PreprocessConfig& cf
   if (cfg.resize == PreprocessConfig::Resize::kDirect) {
     return plan_resize(src_w, src_h, cfg.input_w, cfg.input_h, f);
   }
-  if (cfg.resize == PreprocessConfig::Resize::kShortestEdgeCrop) {
-    // HF get_resize_output_image_size(default_to_square=False): short -> S, long -> int(S * long /
-    // short); then image_transforms.center_crop: offset (side - crop) // 2, or, where the crop is
-    // larger, the image centred in zeros (offset -((crop - side + 1) // 2): HF pads ceil on the top / left).
-    const int s = cfg.shortest_edge;
-    if (s <= 0) {
-      fail(ErrorCode::kInvalidArgument, "preprocess: shortest_edge must be positive (got " + std::to_string(s) + ")");
-    }
+  // torchvision Resize(int) and HF get_resize_output_image_size(default_to_square=False): the
+  // shorter side -> s, the longer -> int(s * long / short).
+  int rw = 0, rh = 0;
+  auto shorter_side_to = [&](int s) {
     const bool w_short = src_w <= src_h;
     const int64_t shrt = w_short ? src_w : src_h, lng = w_short ? src_h : src_w;
     const int new_long = static_cast<int>(static_cast<double>(int64_t{s} * lng) / static_cast<double>(shrt));
-    const int rw = w_short ? s : new_long, rh = w_short ? new_long : s;
-    if (rw <= 0 || rh <= 0) {
-      fail(ErrorCode::kInvalidArgument, "preprocess: image " + std::to_string(src_w) + "x" + std::to_string(src_h) +
-                                            " resizes to an empty image");
-    }
-    ResizeCropPlan p = plan_resize(src_w, src_h, rw, rh, f);
-    p.out_w = cfg.input_w;
-    p.out_h = cfg.input_h;
-    p.crop_x = p.out_w > rw ? -((p.out_w - rw + 1) / 2) : (rw - p.out_w) / 2;
-    p.crop_y = p.out_h > rh ? -((p.out_h - rh + 1) / 2) : (rh - p.out_h) / 2;
-    return p;
-  }
-  if (!(cfg.crop_pct > 0.0f)) {
-    fail(ErrorCode::kInvalidArgument, "preprocess: crop_pct must be positive (got " +
-                                          std::to_string(cfg.crop_pct) + ")");
-  }
-  const double crop_pct = float_as_written(cfg.crop_pct);
-  const int scale_h = static_cast<int>(std::floor(cfg.input_h / crop_pct));
-  const int scale_w = static_cast<int>(std::floor(cfg.input_w / crop_pct));
-  int rw = 0, rh = 0;
-  if (scale_h == scale_w) {
-    // torchvision Resize(int): shorter side -> s, longer -> int(s * long / short).
-    const int s = scale_h;
-    const bool w_short = src_w <= src_h;
-    const int64_t shrt = w_short ? src_w : src_h, lng = w_short ? src_h : src_w;
-    const int new_long = static_cast<int>(static_cast<double>(s * lng) / static_cast<double>(shrt));
     rw = w_short ? s : new_long;
     rh = w_short ? new_long : s;
+  };
+  const bool hf = cfg.resize == PreprocessConfig::Resize::kShortestEdgeCrop;
+  if (hf) {
+    if (cfg.shortest_edge <= 0) {
+      fail(ErrorCode::kInvalidArgument,
+           "preprocess: shortest_edge must be positive (got " + std::to_string(cfg.shortest_edge) + ")");
+    }
+    shorter_side_to(cfg.shortest_edge);
   } else {
-    // timm ResizeKeepRatio(longest=0): ratio = min(h / th, w / tw); side = round(side / ratio).
-    const double ratio = std::min(static_cast<double>(src_h) / scale_h, static_cast<double>(src_w) / scale_w);
-    rh = static_cast<int>(round_half_even(src_h / ratio));
-    rw = static_cast<int>(round_half_even(src_w / ratio));
+    if (!(cfg.crop_pct > 0.0f)) {
+      fail(ErrorCode::kInvalidArgument, "preprocess: crop_pct must be positive (got " +
+                                            std::to_string(cfg.crop_pct) + ")");
+    }
+    const double crop_pct = float_as_written(cfg.crop_pct);
+    const int scale_h = static_cast<int>(std::floor(cfg.input_h / crop_pct));
+    const int scale_w = static_cast<int>(std::floor(cfg.input_w / crop_pct));
+    if (scale_h == scale_w) {
+      shorter_side_to(scale_h);
+    } else {
+      // timm ResizeKeepRatio(longest=0): ratio = min(h / th, w / tw); side = round(side / ratio).
+      const double ratio = std::min(static_cast<double>(src_h) / scale_h, static_cast<double>(src_w) / scale_w);
+      rh = static_cast<int>(round_half_even(src_h / ratio));
+      rw = static_cast<int>(round_half_even(src_w / ratio));
+    }
   }
   if (rw <= 0 || rh <= 0) {
     fail(ErrorCode::kInvalidArgument, "preprocess: image " + std::to_string(src_w) + "x" + std::to_string(src_h) +
@@ -155,6 +144,13 @@ ResizeCropPlan plan_resize_crop(int src_w, int src_h, const PreprocessConfig& cf
   ResizeCropPlan p = plan_resize(src_w, src_h, rw, rh, f);
   p.out_w = cfg.input_w;
   p.out_h = cfg.input_h;
+  if (hf) {
+    // HF image_transforms.center_crop: offset (side - crop) // 2; a larger crop centres the image
+    // in zeros with the odd pixel on the top / left (ceil).
+    p.crop_x = p.out_w > rw ? -((p.out_w - rw + 1) / 2) : (rw - p.out_w) / 2;
+    p.crop_y = p.out_h > rh ? -((p.out_h - rh + 1) / 2) : (rh - p.out_h) / 2;
+    return p;
+  }
   // torchvision CenterCrop: if the crop is larger, pad (left = (cw - w) // 2) with zeros and
   // crop at 0 along that axis; otherwise offset = int(round((size - crop) / 2.0)).
   p.crop_x = p.out_w > rw ? -((p.out_w - rw) / 2) : half_round_even(rw - p.out_w);
