@@ -46,21 +46,22 @@ def deit_forward(model, x):
     return mg._np32(logits), mg._np32(emb), {"final": mg._np32(feats)}
 
 
-def hf_siglip_forward(model, x):
+def hf_siglip_forward(model, x, **fwd):
     """float64 forward of transformers' SiglipVisionModel: embeddings = pooler_output (the
     attention-pool head on post_layernorm(x)), checked against head(last_hidden_state); no logits."""
     torch = mg.torch
     m = model.double().eval()
     with torch.no_grad():
-        out = m(pixel_values=torch.from_numpy(x).double())
+        out = m(pixel_values=torch.from_numpy(x).double(), **fwd)
         again = m.head(out.last_hidden_state)
     assert torch.allclose(again, out.pooler_output, rtol=0, atol=1e-12), "siglip: pooler_output is not head(x)"
     return None, mg._np32(out.pooler_output), {"final": mg._np32(out.last_hidden_state)}
 
 
-def case_hf_siglip(d, seed, batch=3, **cfg_kw):
+def case_hf_siglip(d, seed, batch=3, run_img=None, **cfg_kw):
     """transformers' SiglipVisionModel (random, every parameter re-randomised incl. the probe and
-    the MultiheadAttention in_proj), saved with save_pretrained, reloaded with from_pretrained."""
+    the MultiheadAttention in_proj), saved with save_pretrained, reloaded with from_pretrained.
+    run_img: another input size (interpolate_pos_encoding=True; the engine's image_size override)."""
     from transformers import SiglipVisionConfig, SiglipVisionModel
     mg.torch.manual_seed(seed)
     model = SiglipVisionModel(SiglipVisionConfig(**cfg_kw))
@@ -69,10 +70,11 @@ def case_hf_siglip(d, seed, batch=3, **cfg_kw):
     ref = SiglipVisionModel.from_pretrained(str(d / "model")).float().eval()
     for k, v in model.state_dict().items():  # from_pretrained silently re-initialises what it cannot match
         assert mg.torch.equal(v, ref.state_dict()[k]), f"{d.name}: {k} not restored by from_pretrained"
-    img = cfg_kw["image_size"]
+    img = run_img or cfg_kw["image_size"]
     x = mg.make_input((batch, 3, img, img), seed + 1)
-    logits, emb, acts = hf_siglip_forward(ref, x)
-    mg.write_case(d, "model", x, logits, emb, acts, {}, f"transformers {mg.transformers.__version__}",
+    logits, emb, acts = hf_siglip_forward(ref, x, **({"interpolate_pos_encoding": True} if run_img else {}))
+    mg.write_case(d, "model", x, logits, emb, acts, {"image_size": run_img} if run_img else {},
+                  f"transformers {mg.transformers.__version__}",
                   {"generator": "tools/make_golden_families.py",
                    "embeddings_def": "pooler_output (SiglipMultiheadAttentionPoolingHead)"})
 
@@ -172,6 +174,10 @@ def all_cases():
         "hf_siglip_vision": lambda d: case_hf_siglip(d, 217, hidden_size=96, intermediate_size=160,
                                                      num_hidden_layers=2, num_attention_heads=4,
                                                      image_size=40, patch_size=8),
+        # At another size: transformers' interpolate_pos_encoding (bicubic, no antialias) 5x5 -> 7x7.
+        "hf_siglip_vision_56": lambda d: case_hf_siglip(d, 221, batch=2, run_img=56, hidden_size=64,
+                                                        intermediate_size=128, num_hidden_layers=2,
+                                                        num_attention_heads=4, image_size=40, patch_size=8),
         # The HF layouts (transformers' DeiT / CLIP vision / DINOv2 classes): make_golden_hf.py.
         **make_golden_hf.all_cases(),
     }

@@ -137,6 +137,22 @@ void run_cross_attention(CpuCtx& c, const Node& n, void*) {
   kernels().to_bf16(c.scratch.data(), static_cast<uint16_t*>(c.v(n.out[0])), count, c.nt);
 }
 
+// --- the gated MLP's act(gate) * value: the reference math, stored bf16 when annotated (fc2 then
+// reads bf16 like every other MLP's second GEMM) ---------------------------------------------------
+bool supports_glu(const Graph& g, const Node& n) { return is_f32(g, n.in[0]); }
+
+void run_glu(CpuCtx& c, const Node& n, void*) {
+  const int64_t rows = c.rows(n.out[0]), I = c.g.t(n.out[0]).cols();
+  const ActForm form = graph::act_form(n.p<graph::ActParams>().act);
+  if (!is_bf16(c.g, n.out[0])) {
+    ref::glu(c.p(n.in[0]), c.p(n.out[0]), rows, I, c.nt, form);
+    return;
+  }
+  grow(c.scratch, rows * I);
+  ref::glu(c.p(n.in[0]), c.scratch.data(), rows, I, c.nt, form);
+  kernels().to_bf16(c.scratch.data(), static_cast<uint16_t*>(c.v(n.out[0])), rows * I, c.nt);
+}
+
 const std::vector<CpuOpRow>& fast_rows() {
   static const std::vector<CpuOpRow> rows = {
       {Op::kPatchify, "im2col_bf16", supports_patchify, nullptr, run_patchify},
@@ -144,18 +160,19 @@ const std::vector<CpuOpRow>& fast_rows() {
       {Op::kLayerNorm, "layernorm_fast", supports_layernorm, nullptr, run_layernorm},
       {Op::kAttention, "attention_flash", supports_attention, nullptr, run_attention},
       {Op::kCrossAttention, "cross_attention_bf16out", supports_cross_attention, nullptr, run_cross_attention},
+      {Op::kGlu, "glu_bf16out", supports_glu, nullptr, run_glu},
   };
   return rows;
 }
 
 // bf16 storage for a tensor whose producer can write bf16 (LayerNorm's normalised output,
-// attention, cross-attention, patchify, a Linear without residual) and whose every reader is a
+// attention, cross-attention, the gated MLP's middle, patchify, a Linear without residual) and whose every reader is a
 // Linear taking it as x (not the head or the visual projection: logits and embeddings stay fp32
 // end to end). Everything else stays fp32.
 void annotate_bf16(Graph& g) {
   for (const Node& p : g.nodes) {
     const bool producer = p.op == Op::kLayerNorm || p.op == Op::kAttention || p.op == Op::kCrossAttention ||
-                          p.op == Op::kPatchify ||
+                          p.op == Op::kPatchify || p.op == Op::kGlu ||
                           (p.op == Op::kLinear && p.input(3) < 0);
     if (!producer) continue;
     const int t = p.out[0];

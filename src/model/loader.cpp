@@ -1408,21 +1408,14 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     // HF DeiT / CLIP / DINOv2 resample with their interpolate_pos_encoding (DINOv2 always, the
     // others when asked: the only way HF runs them at another size); the prefix rows are kept
     // (HF DINOv2-with-registers: its cls row is folded into the token, so there are none).
-    // Dinov2WithRegisters' own copy passes antialias=True: timm's rule. The HF ViT layout keeps
-    // timm's rule, as before.
+    // Dinov2WithRegisters' own copy passes antialias=True: timm's rule. SiglipVisionModel's
+    // interpolate_pos_encoding is DINOv2's (bicubic, no antialias) over a table without prefix
+    // rows. The HF ViT layout keeps timm's rule, as before.
     const bool hf_antialiased = L.hf == HFFamily::kDinov2 &&
                                 (cfg.reg_tokens > 0 || hints.hf_model_type.value_or("") == "dinov2_with_registers");
-    const PosResample rule = hf && L.hf != HFFamily::kViT && !hf_antialiased ? PosResample::kHF : PosResample::kTimm;
+    const bool hf_rule = (hf && L.hf != HFFamily::kViT && !hf_antialiased) || L.layout == WeightLayout::kHFSiglip;
     model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w(),
-                                      pos_prefix, rule);
-    if (L.layout == WeightLayout::kHFSiglip) {
-      // transformers' interpolate_pos_encoding resizes without antialias (Keys a = -0.75), timm's
-      // rule (used here) with it (a = -0.5): the two differ at every size change.
-      warnings.push_back("position table resampled from " + to_s(cfg.ckpt_grid_h) + "x" + to_s(cfg.ckpt_grid_w) +
-                         " to " + to_s(cfg.grid_h()) + "x" + to_s(cfg.grid_w()) +
-                         " with timm's rule (bicubic, antialias); transformers' interpolate_pos_encoding=True "
-                         "(bicubic, no antialias) gives different numbers at this size");
-    }
+                                      pos_prefix, hf_rule ? PosResample::kHF : PosResample::kTimm);
   }
   // The embed's prefix rows, in timm's concatenation order (cls, dist, registers), unless the
   // prefix is the cls token alone (the graph reads w.cls then).
