@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(256) layernorm_kernel(const LayerNormParams p)
   } else {
     for (int i = lane; i < D; i += 32) sum += to_f(x[i]);
   }
-  const float mean = kern::warp_sum(sum) / static_cast<float>(D);
+  const float mean = p.rms ? 0.0f : kern::warp_sum(sum) / static_cast<float>(D);
   float sq = 0.0f;
   for (int i = lane; i < D; i += 32) {
     const float d = to_f(src[i]) - mean;

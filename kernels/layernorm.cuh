@@ -24,6 +24,7 @@ struct LayerNormParams {
   const void* beta = nullptr;    // [D]
   int rows = 0, D = 0;
   float eps = 1e-6f;
+  bool rms = false;  // RMSNorm (timm RmsNorm): no centring, y = x * rsqrt(mean(x^2) + eps) * gamma + beta
 };
 
 void launch_layernorm(const LayerNormParams& p, cudaStream_t stream);

@@ -374,8 +374,9 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
       {{{"global_pool", ""}}, "global_pool ''"},
       {{{"act_layer", "swiglu"}}, "act_layer=\"swiglu\""},
       {{{"act_layer", "relu"}}, "act_layer=\"relu\""},
-      {{{"mlp_layer", "GluMlp"}}, "mlp_layer=\"GluMlp\" (only Mlp and SwiGLUPacked)"},  // the gate last
-      {{{"mlp_layer", "SwiGLU"}}, "mlp_layer=\"SwiGLU\""},  // separate fc1_g / fc1_x (aimv2)
+      {{{"mlp_layer", "GluMlp"}}, "(only Mlp, SwiGLUPacked and SwiGLU)"},
+      {{{"norm_layer", "BatchNorm"}}, "norm_layer=\"BatchNorm\" (only LayerNorm and RmsNorm)"},
+      {{{"norm_layer", "LayerNorm"}, {"embed_norm_layer", "RmsNorm"}}, "of another kind than norm_layer"},
       {{{"block_fn", "ParallelScalingBlock"}}, "parallel"},
   };
   for (const C& c : cases) {
@@ -394,6 +395,14 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
         detail::parse_config_json({{"architecture", "timm/vit_giant_patch14_dinov2.lvd142m"}}, "t.json");
     EXPECT_TRUE(giant.glu.value_or(false));  // from the entrypoint table
     EXPECT_EQ(giant.act, Activation::kSilu);
+    // aimv2 from its entrypoint: timm SwiGLU, RmsNorm (eps 1e-5) everywhere and on the patch
+    // embeddings, no proj / MLP bias.
+    const detail::ConfigHints aim = detail::parse_config_json({{"architecture", "aimv2_large_patch14_224"}}, "t.json");
+    EXPECT_TRUE(aim.glu.value_or(false));
+    EXPECT_TRUE(aim.rms_norm.value_or(false));
+    EXPECT_TRUE(aim.embed_norm.value_or(false));
+    EXPECT_FALSE(aim.proj_bias.value_or(true));
+    EXPECT_FLOAT_EQ(aim.ln_eps.value_or(0.0f), 1e-5f);
   }
   // Harmless keys are fine: reg_tokens 0, init_values null, dynamic_img_size.
   json j = json::parse(kTimmConfig);

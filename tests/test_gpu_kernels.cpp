@@ -547,6 +547,24 @@ TEST(GpuLayerNorm, RowsResidualAndStride) {
       sync_or_throw();
       EXPECT_TRUE(close_rel(dxo.download(), sum, dt == DType::F32 ? 1e-6f : 1e-2f));
       EXPECT_TRUE(close_rel(dy.download(), ln_ref(sum, lc.D, lc.rows, lc.D, g, b, 1e-6f), tol_rel(dt)));
+
+      // RMSNorm (timm RmsNorm, aimv2): no centring, y = x * rsqrt(mean(x^2) + eps) * g + b, in double.
+      std::vector<float> want(n);
+      for (int row = 0; row < lc.rows; ++row) {
+        double sq = 0.0;
+        for (int j = 0; j < lc.D; ++j) sq += static_cast<double>(x[row * lc.D + j]) * x[row * lc.D + j];
+        const double rstd = 1.0 / std::sqrt(sq / lc.D + 1e-5);
+        for (int j = 0; j < lc.D; ++j) want[row * lc.D + j] = static_cast<float>(x[row * lc.D + j] * rstd * g[j] + b[j]);
+      }
+      p.residual = nullptr;
+      p.rms = true;
+      p.eps = 1e-5f;
+      dy.poison();
+      launch_layernorm(p, nullptr);
+      sync_or_throw();
+      EXPECT_TRUE(close_rel(dy.download(), want, tol_rel(dt)));
+      p.rms = false;
+      p.eps = 1e-6f;
     }
     // Strided: only the cls rows of tokens [B, T, D].
     const int B = 3, T = 197, D = 192;

@@ -663,7 +663,7 @@ TEST(LoaderErrors, UnsupportedVariants) {
       {"blocks.0.attn.q_norm.weight", {8}, "qk_norm"},
       {"attn_pool.q_norm.weight", {8}, "qk_norm in the attention-pool head"},
       {"attn_pool.pos_embed", {9, s.D}, "position embedding in the attention-pool head"},
-      {"blocks.0.mlp.fc1_g.weight", {s.I, s.D}, "SwiGLU"},
+      {"blocks.0.mlp.w12.weight", {2 * s.I, s.D}, "fused SwiGLU"},
       {"blocks.1.attn_out_proj.weight", {s.D, s.D}, "parallel blocks"},
       {"blocks.0.attns.0.attn.qkv.weight", {3 * s.D, s.D}, "parallel blocks"},  // ParallelThingsBlock (18x2)
       {"patch_embed.backbone.conv.weight", {8, 3, 7, 7}, "hybrid CNN stem"},     // vit_*_r*_ hybrids

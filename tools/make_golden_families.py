@@ -166,6 +166,9 @@ def all_cases():
                                                    **dict(TINY, mlp_ratio=2.75)),
         # The giant with 4 registers (no_embed_class) and the SwiGLU MLP.
         "fam_swiglu_reg4": lambda d: case_family(d, "vit_giant_patch14_reg4_dinov2", 219, **TINY),
+        # AIMv2 (aimv2_*): RmsNorm everywhere (eps 1e-5) and on the patch embeddings, timm SwiGLU
+        # (separate fc1_g / fc1_x), no proj / MLP biases, no qkv bias, no class token, avg pool.
+        "fam_aimv2": lambda d: case_family(d, "aimv2_large_patch14_224", 222, batch=3, **TINY),
         # An image size that is not a multiple of the patch (vit_so400m_patch14_siglip_*_384: 384 px at
         # patch 14): 62 px at patch 14, a 4x4 grid over the first 56 px, the rest unread by the conv.
         "fam_patch_floor": lambda d: case_family(d, "vit_so400m_patch14_siglip_gap_384", 220, img=62,

@@ -140,7 +140,8 @@ void run_layernorm(CpuCtx& c, const Node& n, void*) {
     ref::add(x, c.p(n.in[3]), c.p(n.out[1]), R * D, c.nt);
     x = c.p(n.out[1]);
   }
-  ref::layer_norm(x, D, c.p(n.out[0]), D, R, D, c.p(n.in[1]), c.p(n.in[2]), n.p<graph::LayerNormParams>().eps, c.nt);
+  const graph::LayerNormParams& lp = n.p<graph::LayerNormParams>();
+  ref::layer_norm(x, D, c.p(n.out[0]), D, R, D, c.p(n.in[1]), c.p(n.in[2]), lp.eps, c.nt, lp.rms);
 }
 
 void run_attention(CpuCtx& c, const Node& n, void*) { reference_attention(c, n, c.p(n.out[0])); }

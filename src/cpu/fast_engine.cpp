@@ -96,7 +96,8 @@ void run_linear(CpuCtx& c, const Node& n, void* state) {
 
 // --- LayerNorm (+ fused residual add) ----------------------------------------------------------
 bool supports_layernorm(const Graph& g, const Node& n) {
-  return is_f32(g, n.in[0]) && is_f32(g, n.input(3)) && (n.out.size() < 2 || is_f32(g, n.out[1]));
+  return !n.p<graph::LayerNormParams>().rms && is_f32(g, n.in[0]) && is_f32(g, n.input(3)) &&
+         (n.out.size() < 2 || is_f32(g, n.out[1]));
 }
 
 void run_layernorm(CpuCtx& c, const Node& n, void*) {
@@ -171,7 +172,8 @@ const std::vector<CpuOpRow>& fast_rows() {
 // end to end). Everything else stays fp32.
 void annotate_bf16(Graph& g) {
   for (const Node& p : g.nodes) {
-    const bool producer = p.op == Op::kLayerNorm || p.op == Op::kAttention || p.op == Op::kCrossAttention ||
+    // (RMSNorm runs on the reference row, which writes fp32.)
+    const bool producer = (p.op == Op::kLayerNorm && !p.p<graph::LayerNormParams>().rms) || p.op == Op::kAttention || p.op == Op::kCrossAttention ||
                           p.op == Op::kPatchify || p.op == Op::kGlu ||
                           (p.op == Op::kLinear && p.input(3) < 0);
     if (!producer) continue;

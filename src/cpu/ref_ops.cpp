@@ -44,10 +44,11 @@ inline float gelu_any(float v, ActForm form) {
 // One LayerNorm row, statistics in double (two passes). In-place (y == x) is allowed: every
 // x[j] is read before y[j] is written.
 inline void layer_norm_row(const float* x, float* y, int64_t D, const float* g, const float* b,
-                           double eps) {
+                           double eps, bool rms) {
   double sum = 0.0;
-  for (int64_t j = 0; j < D; ++j) sum += x[j];
-  const double mean = sum / static_cast<double>(D);
+  if (!rms)
+    for (int64_t j = 0; j < D; ++j) sum += x[j];
+  const double mean = sum / static_cast<double>(D);  // RMSNorm: no centring (mean 0)
   double sq = 0.0;
   for (int64_t j = 0; j < D; ++j) {
     const double d = x[j] - mean;
@@ -110,9 +111,9 @@ BlasSingleThreaded::~BlasSingleThreaded() { openblas_set_num_threads(saved_); }
 
 // x, y: [rows, D] with row strides ldx / ldy (rows need not be contiguous).
 void layer_norm(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t D, const float* gp,
-                const float* bp, float eps, int nt) {
+                const float* bp, float eps, int nt, bool rms) {
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) layer_norm_row(x + r * ldx, y + r * ldy, D, gp, bp, eps);
+  for (int64_t r = 0; r < rows; ++r) layer_norm_row(x + r * ldx, y + r * ldy, D, gp, bp, eps, rms);
 }
 
 // Each (image, head, query row) is independent: one flat parallel loop over rows, no BLAS inside.

@@ -21,9 +21,10 @@ void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b
             bool accumulate, Epilogue epi, int nt, ActForm form = ActForm::kErf);
 
 // One LayerNorm per row of x [rows, D] (row strides ldx / ldy; y may be x), statistics in double
-// (two passes) so that large-mean rows and HF's eps 1e-12 lose nothing.
+// (two passes) so that large-mean rows and HF's eps 1e-12 lose nothing. rms: RMSNorm (timm
+// RmsNorm: x * rsqrt(mean(x^2) + eps) * g, + b: zeros for RmsNorm's absent bias).
 void layer_norm(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t D, const float* g,
-                const float* b, float eps, int nt);
+                const float* b, float eps, int nt, bool rms = false);
 
 // Multi-head self-attention core.
 //   qkv:     [B, T, 3D]    per token q | k | v, each head-major (head h = columns h*hd .. +hd-1)

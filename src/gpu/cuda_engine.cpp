@@ -1031,6 +1031,7 @@ class CudaEngineImpl final : public CudaEngine {
     p.rows = static_cast<int>(rows_of(n.in[0], bk));
     p.D = static_cast<int>(D);
     p.eps = n.p<graph::LayerNormParams>().eps;
+    p.rms = n.p<graph::LayerNormParams>().rms;
     launch_layernorm(p, s);
   }
   void run_attention(const graph::Node& n, size_t, const Bucket& bk, cudaStream_t s) {

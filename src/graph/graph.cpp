@@ -275,7 +275,7 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   Builder b(g, who);
   const int64_t D = c.hidden, I = c.mlp_hidden, T = c.tokens(), N = c.num_patches();
   const int64_t K = int64_t{c.in_chans} * c.patch * c.patch, C = c.num_classes;
-  const LayerNormParams lnp{c.ln_eps};
+  const LayerNormParams lnp{c.ln_eps, c.rms_norm};
 
   {
     TensorDesc in;
@@ -289,8 +289,16 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   const int cols = b.node(Op::kPatchify, "patchify", {g.images}, {N, K});
   // The conv bias is added with pos by the embed (the kernel's unfused form); fusion moves both
   // into the GEMM's epilogue.
-  const int pe = b.node(Op::kLinear, "patch_embed",
-                        {cols, b.weight(w.patch_w, {D, K}, "patch_embed.proj.weight"), -1, -1}, {N, D}, LinearParams{});
+  const int patch_bias = c.patch_bias ? b.weight(w.patch_b, {D}, "patch_embed.proj.bias") : -1;
+  int pe = b.node(Op::kLinear, "patch_embed",
+                  {cols, b.weight(w.patch_w, {D, K}, "patch_embed.proj.weight"), c.embed_norm ? patch_bias : -1, -1},
+                  {N, D}, LinearParams{});
+  if (c.embed_norm) {  // timm PatchEmbed.norm (aimv2): on conv + bias, before pos
+    pe = b.node(Op::kLayerNorm, "patch_embed.norm",
+                {pe, b.weight(w.patch_norm_w, {D}, "patch_embed.norm.weight"),
+                 b.weight(w.patch_norm_b, {D}, "patch_embed.norm.bias"), -1},
+                {N, D}, lnp);
+  }
   // Prefix rows (cls, dist, registers) then the patch rows; pos is added to the prefix rows
   // too unless the table has none (no_embed_class).
   const int64_t P = c.prefix_tokens();
@@ -300,10 +308,9 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   const int prefix = P == 0 ? -1
                      : cls_only ? b.weight(w.cls, {1, D}, "cls_token")
                                 : b.weight(w.prefix, {P, D}, "prefix tokens (cls_token, dist_token, reg_token)");
-  const int patch_bias = c.patch_bias ? b.weight(w.patch_b, {D}, "patch_embed.proj.bias") : -1;
   EmbedParams ep;
   ep.pos_prefix = !c.no_embed_class;
-  int x = b.node(Op::kEmbed, "embed", {pe, prefix, pos, patch_bias}, {T, D}, ep);
+  int x = b.node(Op::kEmbed, "embed", {pe, prefix, pos, c.embed_norm ? -1 : patch_bias}, {T, D}, ep);
   if (c.pre_norm) {
     x = b.node(Op::kLayerNorm, "norm_pre",
                {x, b.weight(w.norm_pre_w, {D}, "norm_pre.weight"), b.weight(w.norm_pre_b, {D}, "norm_pre.bias"), -1},

@@ -84,6 +84,7 @@ struct LinearParams {
 };
 struct LayerNormParams {
   float eps = 1e-6f;
+  bool rms = false;  // RMSNorm (timm RmsNorm, aimv2): no centring; the absent bias is zeros
 };
 struct AttentionParams {
   int heads = 0;

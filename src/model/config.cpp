@@ -32,6 +32,7 @@ std::string ViTConfig::family() const {
   if (has("siglip") || layout == WeightLayout::kHFSiglip) return "SigLIP tower";
   if (has("clip") || hf("CLIP") || (pre_norm && act == Activation::kQuickGelu)) return "CLIP tower";
   if (has("dinov2") || hf("Dinov2")) return "DINOv2";
+  if (has("aimv2")) return "AIMv2";
   if (has("deit")) return "DeiT";
   if (reg_tokens > 0) return "ViT with registers";
   return "ViT";
@@ -51,6 +52,9 @@ std::vector<std::string> ViTConfig::variant_features() const {
   if (pre_norm) f.push_back("pre-norm (norm_pre)");
   if (!patch_bias) f.push_back("no patch-embed bias");
   if (glu) f.push_back("SwiGLU MLP (gated, " + std::to_string(mlp_hidden) + " wide)");
+  if (rms_norm) f.push_back("RMSNorm");
+  if (embed_norm) f.push_back("patch-embedding norm");
+  if (!proj_bias) f.push_back("no proj / MLP bias");
   if (act != Activation::kGeluErf) f.push_back(activation_name(act));
   if (pool == GlobalPool::kAvgMax || pool == GlobalPool::kMax) f.push_back(std::string("pool ") + global_pool_name(pool));
   if (layer_scale) f.push_back("LayerScale");
@@ -81,18 +85,20 @@ const char* layout_name(WeightLayout l) noexcept {
 int64_t ViTConfig::param_count() const noexcept {
   const int64_t D = hidden, I = mlp_hidden, C = num_classes;
   const int64_t kpp = static_cast<int64_t>(in_chans) * patch * patch;
-  int64_t n = D * kpp + (patch_bias ? D : 0);  // patch embedding
+  const int64_t nb = rms_norm ? D : 2 * D;      // one norm's parameters (RMSNorm: no bias)
+  int64_t n = D * kpp + (patch_bias ? D : 0) + (embed_norm ? nb : 0);  // patch embedding
   n += static_cast<int64_t>(prefix_tokens()) * D;  // cls, dist, register tokens
   n += static_cast<int64_t>(pos_rows(num_patches())) * D;  // position table at the run size
-  if (pre_norm) n += 2 * D;
-  int64_t block = 4 * D;              // norm1, norm2
+  if (pre_norm) n += nb;
+  const int64_t pb = proj_bias ? 1 : 0;
+  int64_t block = 2 * nb;             // norm1, norm2
   block += 3 * D * D + (qkv_bias ? 3 * D : 0);
-  block += D * D + D;                 // proj
-  block += (glu ? 2 : 1) * (I * D + I) + D * I + D;  // fc1 (gate and value halves when gated), fc2
+  block += D * D + pb * D;            // proj
+  block += (glu ? 2 : 1) * (I * D + pb * I) + D * I + pb * D;  // fc1 (gate and value halves when gated), fc2
   if (layer_scale) block += 2 * D;    // ls1, ls2 gammas
   n += depth * block;
-  if (final_norm) n += 2 * D;
-  if (fc_norm) n += 2 * D;
+  if (final_norm) n += nb;
+  if (fc_norm) n += nb;
   if (pool == GlobalPool::kMap) {
     const int64_t L = map_latent_len, M = map_mlp_hidden;
     n += L * D + 3 * D * D + (map_qkv_bias ? 3 * D : 0);  // latent, q, kv
@@ -148,7 +154,7 @@ std::string ViTConfig::describe() const {
     << (heads > 0 ? hidden / heads : 0) << "), mlp " << mlp_hidden << (qkv_bias ? "" : ", no qkv bias")
     << (layer_scale ? ", LayerScale" : "") << "\n";
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
-  s << "norm/pool    : LayerNorm eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
+  s << "norm/pool    : " << (rms_norm ? "RMSNorm" : "LayerNorm") << " eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
     << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "");
   if (pool == GlobalPool::kMap) {
     s << " (attention pool: " << map_latent_len << " latent row(s), " << heads << " heads, mlp " << map_mlp_hidden

@@ -67,6 +67,13 @@ struct ViTConfig {
   // use_swiglu_ffn): fc1 is [2I, D], its output's first half the gate, y = fc2(act(gate) * value);
   // mlp_hidden (I) is fc2's input width. The loader puts the gate half first whatever the file's order.
   bool glu = false;
+  // timm norm_layer=RmsNorm (aimv2): every norm is RMSNorm (weight only); the biases read as zeros.
+  bool rms_norm = false;
+  // timm embed_norm_layer (aimv2): a norm on the patch embeddings (after the conv and its bias,
+  // before the position table), patch_embed.norm.
+  bool embed_norm = false;
+  // timm proj_bias=False (aimv2): attn.proj and the MLP Linears have no bias (read as zeros).
+  bool proj_bias = true;
   // Prefix tokens, in timm's concatenation order: cls (class_token), dist (DeiT distilled),
   // then reg_tokens registers; the patch rows follow them.
   bool class_token = true;

@@ -507,18 +507,18 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
         // itself (the gate in the second half) and SwiGLU (separate fc1_g / fc1_x, aimv2 with
         // RmsNorm) are refused by name.
         const json& m = ma.at("mlp_layer");
-        if (m.is_string() && (m.get<std::string>() == "SwiGLUPacked" || m.get<std::string>() == "Mlp")) {
-          h.glu = m.get<std::string>() == "SwiGLUPacked";
+        const std::string ms = m.is_string() ? m.get<std::string>() : std::string();
+        if (ms == "SwiGLUPacked" || ms == "SwiGLU" || ms == "Mlp") {
+          h.glu = ms != "Mlp";  // SwiGLU: separate fc1_g / fc1_x (aimv2), concatenated at load
         } else {
-          unsupported(path, "mlp_layer=" + brief(m) + " (only Mlp and SwiGLUPacked)");
+          unsupported(path, "mlp_layer=" + brief(m) + " (only Mlp, SwiGLUPacked and SwiGLU)");
         }
       }
       if (has(ma, "block_fn")) unsupported(path, "block_fn=" + brief(ma.at("block_fn")) + " (parallel / residual-post blocks)");
       if (truthy("scale_attn_norm")) unsupported(path, "scale_attn_norm=True");
       if (truthy("scale_mlp_norm")) unsupported(path, "scale_mlp_norm=True");
       if (truthy("pool_include_prefix")) unsupported(path, "pool_include_prefix=True");
-      if (has(ma, "proj_bias") && !get_bool(ma, "proj_bias", mp)) unsupported(path, "proj_bias=False");
-      if (has(ma, "embed_norm_layer")) unsupported(path, "embed_norm_layer=" + brief(ma.at("embed_norm_layer")));
+      if (has(ma, "proj_bias")) h.proj_bias = get_bool(ma, "proj_bias", mp);
       if (has(ma, "backbone")) unsupported(path, "a hybrid CNN stem (backbone=" + brief(ma.at("backbone")) + ")");
       if (has(ma, "embed_args")) unsupported(path, "embed_args=" + brief(ma.at("embed_args")) + " (a custom patch stem)");
       if (has(ma, "attn_layer") && !(ma.at("attn_layer").is_string() && ma.at("attn_layer").get<std::string>() == "attn"))
@@ -532,11 +532,21 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
         if (pe != "learn") unsupported(path, "pos_embed='" + clip(pe) + "'");
       }
       if (has(ma, "act_layer")) h.act = parse_act(ma.at("act_layer"), path);
-      if (has(ma, "norm_layer")) {
-        const json& a = ma.at("norm_layer");
-        if (!a.is_string() || (a.get<std::string>() != "layernorm" && a.get<std::string>() != "LayerNorm")) {
-          unsupported(path, "norm_layer=" + brief(a) + " (only LayerNorm)");
+      // LayerNorm or RmsNorm (aimv2; timm's 'rmsnorm'), for every norm; an embed_norm_layer (the
+      // patch embeddings' norm) of the same kind.
+      auto norm_kind = [&](const char* key) {
+        const json& a = ma.at(key);
+        const std::string s = a.is_string() ? a.get<std::string>() : std::string();
+        if (s == "layernorm" || s == "LayerNorm") return false;
+        if (s == "rmsnorm" || s == "RmsNorm") return true;
+        unsupported(path, std::string(key) + "=" + brief(a) + " (only LayerNorm and RmsNorm)");
+      };
+      if (has(ma, "norm_layer")) h.rms_norm = norm_kind("norm_layer");
+      if (has(ma, "embed_norm_layer") && !ma.at("embed_norm_layer").is_null()) {
+        if (norm_kind("embed_norm_layer") != h.rms_norm.value_or(false)) {
+          unsupported(path, "embed_norm_layer=" + brief(ma.at("embed_norm_layer")) + " of another kind than norm_layer");
         }
+        h.embed_norm = true;
       }
       if (has(ma, "global_pool")) h.pool = parse_pool(get_str(ma, "global_pool", mp), path);
       if (has(ma, "embed_dim")) h.hidden = get_int(ma, "embed_dim", mp, limits::kMaxHidden);

@@ -29,7 +29,8 @@ struct ConfigHints {
   std::optional<GlobalPool> pool;
   std::optional<bool> fc_norm, final_norm, qkv_bias;
   std::optional<Activation> act;
-  std::optional<bool> glu;  // a gated (SwiGLU) MLP: timm mlp_layer=SwiGLUPacked, HF use_swiglu_ffn
+  std::optional<bool> glu;  // a gated (SwiGLU) MLP: timm mlp_layer=SwiGLUPacked / SwiGLU, HF use_swiglu_ffn
+  std::optional<bool> rms_norm, embed_norm, proj_bias;  // timm norm_layer=RmsNorm, embed_norm_layer, proj_bias
   std::optional<bool> class_token, no_embed_class;
   std::optional<int> reg_tokens;
   std::vector<std::string> labels;  // empty: none given

@@ -157,6 +157,7 @@ struct LayoutInfo {
   std::string prefix;  // HF: the base model's attribute ("vit.", "deit.", "dinov2.", "vision_model.") or ""
   HFFamily hf = HFFamily::kViT;
   bool hf_swiglu = false;  // HF DINOv2 use_swiglu_ffn: the MLP is mlp.weights_in / mlp.weights_out
+  bool timm_split_glu = false;  // timm SwiGLU (aimv2): mlp.fc1_g / mlp.fc1_x, concatenated at load
 };
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
@@ -211,7 +212,11 @@ LayoutInfo detect_layout(const std::vector<std::string>& names, const std::strin
                 "[vit. / deit. / dinov2. / vision_model.]embeddings.*, or JAX embedding/kernel; " +
              (kinds == 0 ? std::string("found none") : std::string("found a mix")) + "); tensors: " + name_list(names));
   }
-  if (timm) return {WeightLayout::kTimm, "", HFFamily::kViT};
+  if (timm) {
+    LayoutInfo t{WeightLayout::kTimm, "", HFFamily::kViT};
+    t.timm_split_glu = std::find(names.begin(), names.end(), "blocks.0.mlp.fc1_g.weight") != names.end();
+    return t;
+  }
   if (jax) return {WeightLayout::kJax, "", HFFamily::kViT};
   LayoutInfo L{WeightLayout::kHF, *hf_prefixes.begin(), HFFamily::kViT};
   const std::string& p = L.prefix;
@@ -377,9 +382,7 @@ void reject_variants(const TensorSource& src, const LayoutInfo& L, const std::st
       std::string rest;
       if (timm_block_rest(n, &rest)) {
         if (starts_with(rest, "attn.q_norm.") || starts_with(rest, "attn.k_norm.")) unsupported_variant(file, "qk_norm", n);
-        if (starts_with(rest, "mlp.fc1_g.") || starts_with(rest, "mlp.fc1_x.") || starts_with(rest, "mlp.w12.")) {
-          unsupported_variant(file, "a SwiGLU / gated MLP (mlp_layer=SwiGLU)", n);
-        }
+        if (starts_with(rest, "mlp.w12.")) unsupported_variant(file, "a fused SwiGLU MLP (mlp.w12 / mlp.w3)", n);
         if (starts_with(rest, "norm.") || starts_with(rest, "attn.norm.") || starts_with(rest, "mlp.norm.")) {
           unsupported_variant(file, "norms inside the block (scale_attn_norm / scale_mlp_norm / residual-post blocks)", n);
         }
@@ -425,6 +428,10 @@ Names defining_names(const LayoutInfo& L, bool deit_teacher) {
     case WeightLayout::kTimm:
       n = {"patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "blocks.0.mlp.fc1.weight",
            "head.weight", "head.bias", "blocks.0.attn.qkv.bias", "norm.weight", "blocks.", "blocks.0.mlp.fc2.weight"};
+      if (L.timm_split_glu) {
+        n.fc1_b0 = "blocks.0.mlp.fc1_g.weight";  // the gate's rows: the MLP width
+        n.fc2_b0.clear();                         // gated by its names, not by the shapes
+      }
       break;
     case WeightLayout::kHF: {
       const HFNames h = hf_names(L, deit_teacher);
@@ -573,23 +580,37 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
     e["pos_embed"] = {1, pos_rows, D};
     e["patch_embed.proj.weight"] = {D, Ci, P, P};
     if (c.patch_bias) e["patch_embed.proj.bias"] = {D};
-    if (c.pre_norm) e["norm_pre.weight"] = e["norm_pre.bias"] = {D};
+    // A norm's tensors: weight and bias, or the weight alone (RmsNorm).
+    auto norm = [&](const std::string& n) {
+      e[n + ".weight"] = {D};
+      if (!c.rms_norm) e[n + ".bias"] = {D};
+    };
+    // A Linear's: weight, and its bias unless proj_bias=False took it (attn.proj and the MLP).
+    auto lin = [&](const std::string& n, Shape w) {
+      const int64_t out = w[0];
+      e[n + ".weight"] = std::move(w);
+      if (c.proj_bias) e[n + ".bias"] = {out};
+    };
+    if (c.embed_norm) norm("patch_embed.norm");
+    if (c.pre_norm) norm("norm_pre");
     for (int i = 0; i < c.depth; ++i) {
       const std::string b = "blocks." + std::to_string(i) + ".";
-      e[b + "norm1.weight"] = e[b + "norm1.bias"] = {D};
+      norm(b + "norm1");
       e[b + "attn.qkv.weight"] = {3 * D, D};
       if (c.qkv_bias) e[b + "attn.qkv.bias"] = {3 * D};
-      e[b + "attn.proj.weight"] = {D, D};
-      e[b + "attn.proj.bias"] = {D};
-      e[b + "norm2.weight"] = e[b + "norm2.bias"] = {D};
-      e[b + "mlp.fc1.weight"] = {I1, D};
-      e[b + "mlp.fc1.bias"] = {I1};
-      e[b + "mlp.fc2.weight"] = {D, I};
-      e[b + "mlp.fc2.bias"] = {D};
+      lin(b + "attn.proj", {D, D});
+      norm(b + "norm2");
+      if (L.timm_split_glu) {
+        lin(b + "mlp.fc1_g", {I, D});
+        lin(b + "mlp.fc1_x", {I, D});
+      } else {
+        lin(b + "mlp.fc1", {I1, D});
+      }
+      lin(b + "mlp.fc2", {D, I});
       if (c.layer_scale) e[b + "ls1.gamma"] = e[b + "ls2.gamma"] = {D};
     }
-    if (c.final_norm) e["norm.weight"] = e["norm.bias"] = {D};
-    if (c.fc_norm) e["fc_norm.weight"] = e["fc_norm.bias"] = {D};
+    if (c.final_norm) norm("norm");
+    if (c.fc_norm) norm("fc_norm");
     if (C > 0) {
       e["head.weight"] = {C, D};
       e["head.bias"] = {C};
@@ -774,16 +795,23 @@ void read_split_qkv_blocks(const Reader& rd, const std::string& pre, const Split
   }
 }
 
-void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
-  const int64_t D = c.hidden;
+void map_timm(const Reader& rd, const ViTConfig& c, const LayoutInfo& L, ViTWeights* w) {
+  const int64_t D = c.hidden, I = c.mlp_hidden;
+  // RmsNorm has no bias and proj_bias=False Linears none: zeros, which add nothing.
+  auto nb = [&](const std::string& n) { return c.rms_norm ? Tensor({D}) : rd(n + ".bias"); };
+  auto pb = [&](const std::string& n, int64_t out) { return c.proj_bias ? rd(n + ".bias") : Tensor({out}); };
   w->patch_w = reshaped(rd("patch_embed.proj.weight"), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
   w->patch_b = c.patch_bias ? rd("patch_embed.proj.bias") : Tensor({D});  // CLIP: no conv bias (zeros add nothing)
+  if (c.embed_norm) {
+    w->patch_norm_w = rd("patch_embed.norm.weight");
+    w->patch_norm_b = nb("patch_embed.norm");
+  }
   if (c.class_token) w->cls = reshaped(rd("cls_token"), {D});
   if (c.dist_token) w->dist = reshaped(rd("dist_token"), {D});
   if (c.reg_tokens > 0) w->reg = reshaped(rd("reg_token"), {c.reg_tokens, D});
   if (c.pre_norm) {
     w->norm_pre_w = rd("norm_pre.weight");
-    w->norm_pre_b = rd("norm_pre.bias");
+    w->norm_pre_b = nb("norm_pre");
   }
   Tensor pos = rd("pos_embed");
   const int64_t rows = pos.shape[1];
@@ -793,17 +821,22 @@ void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
     const std::string b = "blocks." + std::to_string(i) + ".";
     BlockWeights& k = w->blocks[i];
     k.ln1_w = rd(b + "norm1.weight");
-    k.ln1_b = rd(b + "norm1.bias");
+    k.ln1_b = nb(b + "norm1");
     k.qkv_w = rd(b + "attn.qkv.weight");
     k.qkv_b = c.qkv_bias ? rd(b + "attn.qkv.bias") : Tensor({3 * D});
     k.proj_w = rd(b + "attn.proj.weight");
-    k.proj_b = rd(b + "attn.proj.bias");
+    k.proj_b = pb(b + "attn.proj", D);
     k.ln2_w = rd(b + "norm2.weight");
-    k.ln2_b = rd(b + "norm2.bias");
-    k.fc1_w = rd(b + "mlp.fc1.weight");
-    k.fc1_b = rd(b + "mlp.fc1.bias");
+    k.ln2_b = nb(b + "norm2");
+    if (L.timm_split_glu) {  // timm SwiGLU: act(fc1_g x) * fc1_x x, as one [2I, D] fc1, gate rows first
+      k.fc1_w = concat_rows({rd(b + "mlp.fc1_g.weight"), rd(b + "mlp.fc1_x.weight")}, {2 * I, D});
+      k.fc1_b = concat_rows({pb(b + "mlp.fc1_g", I), pb(b + "mlp.fc1_x", I)}, {2 * I});
+    } else {
+      k.fc1_w = rd(b + "mlp.fc1.weight");
+      k.fc1_b = pb(b + "mlp.fc1", c.glu ? 2 * I : I);
+    }
     k.fc2_w = rd(b + "mlp.fc2.weight");
-    k.fc2_b = rd(b + "mlp.fc2.bias");
+    k.fc2_b = pb(b + "mlp.fc2", D);
     if (c.layer_scale) {
       k.ls1 = rd(b + "ls1.gamma");
       k.ls2 = rd(b + "ls2.gamma");
@@ -811,11 +844,11 @@ void map_timm(const Reader& rd, const ViTConfig& c, ViTWeights* w) {
   }
   if (c.final_norm) {
     w->norm_w = rd("norm.weight");
-    w->norm_b = rd("norm.bias");
+    w->norm_b = nb("norm");
   }
   if (c.fc_norm) {
     w->fc_norm_w = rd("fc_norm.weight");
-    w->fc_norm_b = rd("fc_norm.bias");
+    w->fc_norm_b = nb("fc_norm");
   }
   if (c.num_classes > 0) {
     w->head_w = rd("head.weight");
@@ -1132,6 +1165,13 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
                                    (cfg.glu ? "a gated one (fc1 twice fc2's input width)" : "a plain one"));
     }
   }
+  if (L.timm_split_glu) {
+    cfg.glu = true;  // timm SwiGLU: the gate and value Linears are separate tensors
+    if (hints.glu && !*hints.glu) {
+      fail(ErrorCode::kFormat, file + ": " + hints.path + " says a plain MLP but the tensors hold mlp.fc1_g / mlp.fc1_x "
+                                                          "(a SwiGLU MLP)");
+    }
+  }
   cfg.num_classes = src->has(N.head_w) ? model_dim(need_shape(*src, N.head_w, 2, file), ax_out, 0, limits::kMaxClasses,
                                                    "classes", N.head_w, file)
                                        : 0;
@@ -1249,6 +1289,16 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
                                            : 0;
     cfg.pre_norm = src->has("norm_pre.weight");
     cfg.patch_bias = src->has("patch_embed.proj.bias");
+    // aimv2: RmsNorm everywhere (as config.json / the entrypoint says: a missing norm bias alone
+    // stays an error), a norm on the patch embeddings, no proj / MLP biases.
+    cfg.rms_norm = hints.rms_norm.value_or(false);
+    cfg.embed_norm = src->has("patch_embed.norm.weight");
+    if (hints.embed_norm && *hints.embed_norm != cfg.embed_norm) {
+      fail(ErrorCode::kFormat, file + ": " + hints.path + " says embed_norm_layer " +
+                                   (*hints.embed_norm ? "is set" : "is not") + " but the tensors " +
+                                   (cfg.embed_norm ? "hold" : "lack") + " patch_embed.norm.weight");
+    }
+    cfg.proj_bias = hints.proj_bias ? *hints.proj_bias : src->has("blocks.0.attn.proj.bias");
     if (hints.class_token && *hints.class_token != cfg.class_token) {
       warnings.push_back(hints.path + " says class_token " + (*hints.class_token ? "true" : "false") +
                          " but the tensors " + (cfg.class_token ? "hold" : "lack") + " cls_token; using the tensors");
@@ -1397,7 +1447,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
 
   const Reader rd(*src, &warnings);
   switch (L.layout) {
-    case WeightLayout::kTimm: map_timm(rd, cfg, &model->w); break;
+    case WeightLayout::kTimm: map_timm(rd, cfg, L, &model->w); break;
     case WeightLayout::kHF: map_hf(rd, cfg, L, &model->w); break;
     case WeightLayout::kJax: map_jax(rd, cfg, &model->w); break;
     case WeightLayout::kHFSiglip: map_hf_siglip(rd, cfg, L.prefix, &model->w); break;

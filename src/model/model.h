@@ -37,6 +37,7 @@ struct AttnPoolWeights {
 struct ViTWeights {
   Tensor patch_w;  // [D, C*P*P]  (conv weight OIHW flattened: c, py, px)
   Tensor patch_b;  // [D]
+  Tensor patch_norm_w, patch_norm_b;  // [D], empty unless cfg.embed_norm (RMSNorm: bias zeros)
   Tensor cls;      // [D]; empty without a class token
   Tensor dist;     // [D]; DeiT distilled only
   Tensor reg;      // [reg_tokens, D]; empty without registers
