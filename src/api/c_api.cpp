@@ -272,7 +272,10 @@ vit_status* vit_model_get_preprocess(const vit_model* model, vit_preprocess_info
       vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": interpolation '" + pp.interpolation +
                                              "' has no vit_interpolation value");
     }
-    i.crop_pct = pp.crop_pct;
+    // The HF crop mode's shorter side as a fraction (image_input / vit.h: round(height / crop_pct)).
+    i.crop_pct = pp.resize == vit::PreprocessConfig::Resize::kShortestEdgeCrop
+                     ? static_cast<float>(static_cast<double>(pp.input_h) / pp.shortest_edge)
+                     : pp.crop_pct;
     for (int k = 0; k < 3; ++k) {
       i.mean[k] = pp.mean[k];
       i.std[k] = pp.std[k];

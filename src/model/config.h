@@ -38,7 +38,7 @@ struct PreprocessConfig {
   // HF's offsets ((size - crop) // 2).
   enum class Resize { kShortestThenCrop, kDirect, kShortestEdgeCrop };
   Resize resize = Resize::kShortestThenCrop;
-  int shortest_edge = 0;  // kShortestEdgeCrop
+  int shortest_edge = 0;  // kShortestEdgeCrop (crop_pct is unused there; the C API reports input_h / shortest_edge)
   std::string interpolation = "bicubic";  // "bicubic" | "bilinear"
   float crop_pct = 0.9f;
   int input_h = 224, input_w = 224;

@@ -631,28 +631,29 @@ void apply_hf_preprocessor(const json& j, const std::string& path, PreprocessCon
     // CLIPImageProcessor / BitImageProcessor (DINOv2): size {shortest_edge} then a centre crop
     // of crop_size (an integer or {height, width}).
     const bool crop = has(j, "do_center_crop") && get_bool(j, "do_center_crop", path) && has(j, "crop_size");
+    // A size given as an integer or {height, width}: true when it was one of those.
+    auto hw = [&](const json& v, const std::string& key) {
+      if (v.is_number_integer()) {
+        pp->input_h = pp->input_w = int_value(v, key, path, 1, limits::kMaxImageSide);
+      } else if (v.is_object() && has(v, "height") && has(v, "width")) {
+        pp->input_h = int_value(v.at("height"), key + ".height", path, 1, limits::kMaxImageSide);
+        pp->input_w = int_value(v.at("width"), key + ".width", path, 1, limits::kMaxImageSide);
+      } else {
+        return false;
+      }
+      return true;
+    };
     if (has(j, "size")) {
       const json& s = j.at("size");
-      if (s.is_number_integer()) {
-        pp->input_h = pp->input_w = int_value(s, "size", path, 1, limits::kMaxImageSide);
-      } else if (s.is_object() && has(s, "height") && has(s, "width")) {
-        pp->input_h = int_value(s.at("height"), "size.height", path, 1, limits::kMaxImageSide);
-        pp->input_w = int_value(s.at("width"), "size.width", path, 1, limits::kMaxImageSide);
+      if (hw(s, "size")) {
       } else if (s.is_object() && has(s, "shortest_edge")) {
         const int edge = int_value(s.at("shortest_edge"), "size.shortest_edge", path, 1, limits::kMaxImageSide);
         if (crop) {
           pp->resize = PreprocessConfig::Resize::kShortestEdgeCrop;
           pp->shortest_edge = edge;
-          const json& cs = j.at("crop_size");
-          if (cs.is_number_integer()) {
-            pp->input_h = pp->input_w = int_value(cs, "crop_size", path, 1, limits::kMaxImageSide);
-          } else if (cs.is_object() && has(cs, "height") && has(cs, "width")) {
-            pp->input_h = int_value(cs.at("height"), "crop_size.height", path, 1, limits::kMaxImageSide);
-            pp->input_w = int_value(cs.at("width"), "crop_size.width", path, 1, limits::kMaxImageSide);
-          } else {
-            bad(path, "crop_size", "must be an integer or {height, width}, got " + brief(cs));
+          if (!hw(j.at("crop_size"), "crop_size")) {
+            bad(path, "crop_size", "must be an integer or {height, width}, got " + brief(j.at("crop_size")));
           }
-          pp->crop_pct = static_cast<float>(static_cast<double>(pp->input_h) / edge);  // informational (C API)
         } else {
           pp->input_h = pp->input_w = edge;
           warnings->push_back(path + ": size {shortest_edge} without a centre crop treated as a square resize");

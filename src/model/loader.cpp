@@ -248,7 +248,6 @@ void hf_family_preprocess(const LayoutInfo& L, PreprocessConfig* pp) {
   auto shortest_crop = [&](int edge_at_224) {
     pp->resize = PreprocessConfig::Resize::kShortestEdgeCrop;
     pp->shortest_edge = static_cast<int>(std::lround(edge_at_224 * (crop / 224.0)));
-    pp->crop_pct = static_cast<float>(static_cast<double>(crop) / pp->shortest_edge);
     pp->interpolation = "bicubic";
   };
   if (L.layout == WeightLayout::kHFSiglip) {
@@ -1523,8 +1522,6 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   }
   cfg.preprocess.input_h = cfg.image_h;
   cfg.preprocess.input_w = cfg.image_w;
-  if (cfg.preprocess.resize == PreprocessConfig::Resize::kShortestEdgeCrop)
-    cfg.preprocess.crop_pct = static_cast<float>(static_cast<double>(cfg.image_h) / cfg.preprocess.shortest_edge);
 
   model->cfg = std::move(cfg);
   return model;
