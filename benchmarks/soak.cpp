@@ -32,6 +32,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/precision.h"
 #include "vit/vit.h"
 
 #ifdef VIT_WITH_CUDA
@@ -434,15 +435,11 @@ int soak(const Options& o) {
   vit_session_params sp = vit_session_default_params();
   sp.device = cuda ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
   sp.device_id = o.device_id;
-  if (o.precision == "fp32") {
-    sp.precision = VIT_PRECISION_FP32;
-  } else if (o.precision == "fp16") {
-    sp.precision = VIT_PRECISION_FP16;
-  } else if (o.precision == "bf16") {
-    sp.precision = VIT_PRECISION_BF16;
+  if (const vit::PrecisionInfo* p = vit::find_precision(o.precision)) {
+    sp.precision = p->c_value;
   } else {
     vit_model_free(model);
-    throw StartError("--precision: '" + o.precision + "' is not fp32 | fp16 | bf16");
+    throw StartError("--precision: '" + o.precision + "' is not " + vit::precision_names());
   }
   sp.max_batch = o.max_batch;
   sp.num_threads = o.threads;

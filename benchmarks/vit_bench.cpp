@@ -75,10 +75,8 @@ template <class E>
 struct HasProfileNodes<E, std::void_t<decltype(std::declval<E&>().profile_nodes(1, 1))>> : std::true_type {};
 
 Precision parse_precision(const std::string& s) {
-  if (s == "fp32") return Precision::kFP32;
-  if (s == "fp16") return Precision::kFP16;
-  if (s == "bf16") return Precision::kBF16;
-  fail(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16 or bf16, got '" + s + "'");
+  if (const PrecisionInfo* p = find_precision(s)) return p->precision;
+  fail(ErrorCode::kInvalidArgument, "--precision must be " + precision_names(", ") + ", got '" + s + "'");
 }
 
 GemmChoice parse_gemm(const std::string& s) {

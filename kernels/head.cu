@@ -1,7 +1,5 @@
 // vit-infer: head kernels (see head.cuh). pool: one thread per (b, j) column sum over tokens
-// (consecutive threads read consecutive j: coalesced). softmax_topk: one block of 256 threads
-// per row; max and sum via block reductions, then k rounds of block arg-max that skip the
-// indices already taken (k <= 32), so no C-sized shared buffer is needed for any C.
+// (consecutive threads read consecutive j: coalesced).
 #include "head.cuh"
 
 #include <string>
@@ -37,90 +35,6 @@ __global__ void pool_kernel(const PoolParams p) {
     }
     const float mean = s / static_cast<float>(p.T - p.first);
     out[i] = from_f<T>(p.mode == PoolMode::kMean ? mean : p.mode == PoolMode::kMax ? mx : 0.5f * (mean + mx));
-  }
-}
-
-constexpr int kNoIndex = 0x7fffffff;
-
-// Whether candidate (ov, oi) beats (v, idx): any real index beats kNoIndex, a number beats NaN,
-// then the larger value, then the lower index. A total order even with NaN logits, so that
-// every rank gets a real, distinct index (with plain `>` a NaN could make kNoIndex win and the
-// host would index logits with 2^31 - 1).
-__device__ __forceinline__ bool better(float ov, int oi, float v, int idx) {
-  if (oi == kNoIndex) return false;
-  if (idx == kNoIndex) return true;
-  const bool on = ov != ov, vn = v != v;
-  if (on != vn) return vn;
-  return ov > v || ((ov == v || on) && oi < idx);
-}
-
-// Block-wide (256 threads) reduction of (value, index) under `better`.
-__device__ void block_argmax(float& v, int& idx, float* sv, int* si) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-    if (better(ov, oi, v, idx)) { v = ov; idx = oi; }
-  }
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) { sv[warp] = v; si[warp] = idx; }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < 8; ++w) {
-      if (better(sv[w], si[w], sv[0], si[0])) { sv[0] = sv[w]; si[0] = si[w]; }
-    }
-  }
-  __syncthreads();
-  v = sv[0];
-  idx = si[0];
-  __syncthreads();
-}
-
-template <typename T>
-__global__ void __launch_bounds__(256) softmax_topk_kernel(const SoftmaxTopkParams p) {
-  __shared__ float sv[8];
-  __shared__ int si[8];
-  __shared__ int taken[32];
-  const int b = blockIdx.x, tid = threadIdx.x;
-  const T* x = static_cast<const T*>(p.logits) + static_cast<int64_t>(b) * p.C;
-  const int big = kNoIndex;
-
-  float mx = -INFINITY;
-  int mi = big;
-  for (int c = tid; c < p.C; c += 256) {
-    const float v = to_f(x[c]);
-    if (better(v, c, mx, mi)) { mx = v; mi = c; }
-  }
-  block_argmax(mx, mi, sv, si);
-  float sum = 0.0f;
-  for (int c = tid; c < p.C; c += 256) sum += expf(to_f(x[c]) - mx);
-  sum = kern::warp_sum(sum);
-  if (tid % 32 == 0) sv[tid / 32] = sum;
-  __syncthreads();
-  float total = 0.0f;
-  for (int w = 0; w < 8; ++w) total += sv[w];
-  __syncthreads();
-  const float inv = 1.0f / total;
-  if (p.probs) {
-    for (int c = tid; c < p.C; c += 256) p.probs[static_cast<int64_t>(b) * p.C + c] = expf(to_f(x[c]) - mx) * inv;
-  }
-  for (int r = 0; r < p.k; ++r) {
-    float v = -INFINITY;
-    int idx = big;
-    for (int c = tid; c < p.C; c += 256) {
-      bool used = false;
-      for (int q = 0; q < r; ++q) used |= taken[q] == c;
-      if (used) continue;
-      const float xv = to_f(x[c]);
-      if (better(xv, c, v, idx)) { v = xv; idx = c; }
-    }
-    block_argmax(v, idx, sv, si);
-    if (tid == 0) {
-      taken[r] = idx;
-      p.topk_index[static_cast<int64_t>(b) * p.k + r] = idx;
-      p.topk_prob[static_cast<int64_t>(b) * p.k + r] = expf(v - mx) * inv;
-    }
-    __syncthreads();
   }
 }
 
@@ -191,16 +105,6 @@ void launch_pool(const PoolParams& p, cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(p.B) * p.D;
   VIT_DISPATCH_DTYPE(p.dtype, L, pool_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
   VIT_CHECK_LAUNCH("pool_kernel");
-}
-
-void launch_softmax_topk(const SoftmaxTopkParams& p, cudaStream_t stream) {
-  const char* L = "launch_softmax_topk";
-  cuda::require(p.B > 0 && p.C > 0, L, "B and C must be positive");
-  cuda::require(p.k >= 1 && p.k <= 32 && p.k <= p.C, L, "k must be in 1..min(C, 32)");
-  cuda::require(p.logits && p.topk_index && p.topk_prob, L, "logits and top-k outputs must not be null");
-  cuda::require(p.B <= 2147483647, L, "B too large");
-  VIT_DISPATCH_DTYPE(p.dtype, L, softmax_topk_kernel<T><<<p.B, 256, 0, stream>>>(p));
-  VIT_CHECK_LAUNCH("softmax_topk_kernel");
 }
 
 void launch_to_f32(const ToF32Params& p, cudaStream_t stream) {

@@ -1,8 +1,8 @@
 // vit-infer: the classification head's device pieces and small elementwise helpers.
 // pool: tokens [B, T, D] -> pooled [B, D] (one row, or the mean / max / avgmax of the patch rows).
 // The final LayerNorm on pooled rows is launch_layernorm (strided cls rows or fc_norm), the
-// classifier is launch_gemm. softmax_topk: logits [B, C] -> fp32 probabilities and the top-k
-// (index, probability) per row, on device. to_f32 / gelu: conversions and the GELU (any
+// classifier is launch_gemm (softmax and top-k of the logits run on the host).
+// to_f32 / gelu: conversions and the GELU (any
 // ActForm) applied after a cuBLASLt bias epilogue or as the unfused graph's GELU node; glu: the
 // gated MLP's act(gate) * value; binary: add / LayerScale / mean of two (DeiT distilled).
 #pragma once
@@ -25,15 +25,6 @@ struct PoolParams {
   int B = 0, T = 0, D = 0;
   PoolMode mode = PoolMode::kRow;
   int first = 0;            // 0 <= first < T
-};
-
-struct SoftmaxTopkParams {
-  DType dtype = DType::F32;
-  const void* logits = nullptr;  // [B, C]
-  float* probs = nullptr;        // [B, C] fp32, or null
-  int* topk_index = nullptr;     // [B, k]  (descending probability; ties -> lower index)
-  float* topk_prob = nullptr;    // [B, k]
-  int B = 0, C = 0, k = 0;       // 1 <= k <= min(C, 32)
 };
 
 struct ToF32Params {
@@ -75,7 +66,6 @@ struct BinaryParams {
 };
 void launch_pool(const PoolParams& p, cudaStream_t stream);
 void launch_binary(const BinaryParams& p, cudaStream_t stream);
-void launch_softmax_topk(const SoftmaxTopkParams& p, cudaStream_t stream);
 void launch_to_f32(const ToF32Params& p, cudaStream_t stream);
 void launch_gelu(const GeluParams& p, cudaStream_t stream);
 void launch_glu(const GluParams& p, cudaStream_t stream);

@@ -24,11 +24,13 @@ endif()
 #   test_gpu_emu         test_gpu_kernels.cpp against the emulated kernels
 #   test_gpu_emu_golden  test_gpu_golden.cpp: every golden fixture, every precision
 #   test_gpu_emu_engine  test_gpu_engine_small.cpp against the whole CudaEngine
-#                        (src/gpu/cuda_engine.cpp) on the emulated runtime: graph capture and
+#                        (src/gpu) on the emulated runtime: graph capture and
 #                        replay, arena growth, a device-memory budget for out-of-memory, run_images
 #                        through GpuPreprocessor, attention maps. cuBLASLt is not emulated
 #                        (gpu_emu/lt_gemm_stub.cpp: every GEMM takes the custom kernels) unless
 #                        VIT_EMU_CUBLASLT=1 (a host reference GEMM, for the agreement-check test).
+#   test_gpu_emu_preprocess  test_gpu_preprocess.cpp: GpuPreprocessor (src/gpu/gpu_preprocess.cpp)
+#                        and the resize kernels, bit for bit against the CPU path and the fixtures.
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   set(_emu_src)
   # The product's own lists (CMakeLists.txt: VIT_KERNEL_SRC, VIT_GPU_HOST_SRC): a kernel added
@@ -59,7 +61,9 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   add_executable(test_gpu_emu test_gpu_kernels.cpp)
   add_executable(test_gpu_emu_engine test_gpu_engine_small.cpp model_fixture.cpp)
   add_executable(test_gpu_emu_golden test_gpu_golden.cpp)
-  foreach(t test_gpu_emu test_gpu_emu_engine test_gpu_emu_golden)
+  add_executable(test_gpu_emu_preprocess test_gpu_preprocess.cpp)
+  target_link_libraries(test_gpu_emu_preprocess PRIVATE vit_image)
+  foreach(t test_gpu_emu test_gpu_emu_engine test_gpu_emu_golden test_gpu_emu_preprocess)
     target_link_libraries(${t} PRIVATE vit_gpu_emu vit_test_util vit_golden_cases GTest::gtest_main)
     gtest_discover_tests(${t} TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                          PROPERTIES TIMEOUT 900)

@@ -43,6 +43,7 @@ if(TARGET vit_gpu_emu)
   add_executable(vit-soak-emu ${_bench_src}/soak.cpp)
   # The emulator's cuda_runtime_api.h (declarations only; the definitions come from vit_emu_rt).
   target_include_directories(vit-soak-emu BEFORE PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/gpu_emu)
+  target_include_directories(vit-soak-emu PRIVATE ${PROJECT_SOURCE_DIR}/src)  # core/precision.h
   target_link_libraries(vit-soak-emu PRIVATE vit_emu_rt nlohmann_json::nlohmann_json CLI11::CLI11)
   target_compile_definitions(vit-soak-emu PRIVATE VIT_WITH_CUDA=1 VIT_GIT_HASH="${_emu_git_hash}"
                                                   VIT_SOURCE_DIR="${PROJECT_SOURCE_DIR}")

@@ -96,9 +96,9 @@ gpu::CudaEngine* as_cuda(const std::unique_ptr<Engine>& e) {
 
 // The GEMM agreement check of the executor (executor.h, gemm_choices): a custom kernel whose
 // result disagrees with cuBLASLt on the check's random input is never selected by kAuto, even
-// when it would win (test_prefer_gemm stands for "faster"); the rejection is logged on stderr,
+// when it would win (CudaTestHooks::prefer_gemm stands for "faster"); the rejection is logged on stderr,
 // naming the shape; a forced --gemm custom keeps the custom kernel and only warns. The
-// disagreement is injected with test_corrupt_gemm (it perturbs the check's copy of that
+// disagreement is injected with CudaTestHooks::corrupt_gemm (it perturbs the check's copy of that
 // kernel's result, not the kernel). In the emulator, cuBLASLt is the host stand-in of
 // gpu_emu/lt_gemm_stub.cpp (VIT_EMU_CUBLASLT=1) and the wgmma kernel runs (compute capability 9.0).
 TEST(GpuEngineSmall, GemmAgreementCheckNeverSelectsADisagreeingKernel) {
@@ -118,9 +118,10 @@ TEST(GpuEngineSmall, GemmAgreementCheckNeverSelectsADisagreeingKernel) {
     o.precision = Precision::kBF16;
     o.max_batch = 2;
     o.gemm = g;
-    o.test_prefer_gemm = "mma_sync,wgmma";
-    o.test_corrupt_gemm = corrupt;
-    auto gpu = make_cuda_engine(model, o);
+    gpu::CudaTestHooks hooks;
+    hooks.prefer_gemm = "mma_sync,wgmma";
+    hooks.corrupt_gemm = corrupt;
+    auto gpu = gpu::make_cuda_engine(model, o, hooks);
     ::testing::internal::CaptureStderr();
     Outputs got;
     try {
@@ -174,7 +175,7 @@ TEST(GpuEngineSmall, GemmAgreementCheckNeverSelectsADisagreeingKernel) {
 }
 
 // The agreement checks are cached by what they run (N, K, epilogue, check rows, candidate,
-// reference). With test_check_rows = 1 every check input is one image, except the head's (one
+// reference). With CudaTestHooks::check_rows = 1 every check input is one image, except the head's (one
 // row per image: min(batch, 2) images), so bucket 4 needs exactly the checks that bucket 2 ran
 // and bucket 1 needs new ones (its head check has one row). kAuto times after warming the GPU.
 TEST(GpuEngineSmall, GemmChecksCachedAcrossBucketsAndTimedWarm) {
@@ -184,10 +185,11 @@ TEST(GpuEngineSmall, GemmChecksCachedAcrossBucketsAndTimedWarm) {
   o.precision = Precision::kBF16;
   o.max_batch = 8;
   o.gemm = GemmChoice::kAuto;
-  o.test_check_rows = 1;
+  gpu::CudaTestHooks hooks;
+  hooks.check_rows = 1;
   const ViTConfig cfg = tiny_config();
   std::shared_ptr<const Model> model = random_model(cfg, 44, 1.0f);
-  auto gpu = make_cuda_engine(model, o);
+  auto gpu = gpu::make_cuda_engine(model, o, hooks);
   auto cpu = make_cpu_engine(model, 2);
   gpu::CudaEngine* ce = as_cuda(gpu);
   EXPECT_EQ(ce->gemm_pick_stats().agreement_checks, 0);
@@ -369,10 +371,11 @@ TEST(GpuEngineSmall, FailedGraphCaptureFallsBackToPlainLaunches) {
   const auto img = images_for(cfg, 3);
   const Outputs want = run_engine(*plain, cfg, img, 3);
   for (int via_env = 0; via_env < 2; ++via_env) {
-    SCOPED_TRACE(via_env ? "VIT_TEST_FAIL_GRAPH_CAPTURE=1" : "fail_graph_capture option");
-    o.fail_graph_capture = !via_env;
+    SCOPED_TRACE(via_env ? "VIT_TEST_FAIL_GRAPH_CAPTURE=1" : "CudaTestHooks::fail_graph_capture");
+    gpu::CudaTestHooks hooks;
+    hooks.fail_graph_capture = !via_env;
     if (via_env) setenv("VIT_TEST_FAIL_GRAPH_CAPTURE", "1", 1);
-    auto gpu = make_cuda_engine(model, o);
+    auto gpu = gpu::make_cuda_engine(model, o, hooks);
     if (via_env) unsetenv("VIT_TEST_FAIL_GRAPH_CAPTURE");
     for (int rep = 0; rep < 2; ++rep) {  // the second run takes the "graphs disabled" path
       const Outputs got = run_engine(*gpu, cfg, img, 3);

@@ -25,6 +25,7 @@
 #include "core/error.h"
 #include "image/decode.h"
 #include "image/preprocess.h"
+#include "gpu/gpu_preprocess.h"
 #include "resize_normalize.cuh"
 #include "test_gpu_util.h"
 #include "image_fixtures.h"

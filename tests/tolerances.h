@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/precision.h"
 #include "core/tensor.h"
 
 namespace vit::test {
@@ -27,7 +28,9 @@ inline float tol_rel(DType t) { return t == DType::F32 ? 1e-4f : 2e-2f; }
 // off by up to 1.5% (.to(bfloat16)) / 2.6% (autocast). The engine (CPU emulator) measured 3.0%
 // (timm_token) and 2.4% (f16) at worst, 4.2% before the patch GEMM took over the bias and
 // position-embedding adds (one rounding of each patch token instead of two). Top-1 is exact.
-inline float tol_golden_rel(DType t) { return t == DType::BF16 ? 6e-2f : tol_rel(t); }
+inline float tol_golden_rel(DType t) { return find_precision(t)->logits_rel_tol; }  // core/precision.h
+static_assert(kPrecisions[0].logits_rel_tol == 1e-4f && kPrecisions[1].logits_rel_tol == 2e-2f,
+              "fp32 / fp16 golden bounds are tol_rel's");
 
 // Whole small random models against the CPU engine (test_gpu_engine_small: 2 blocks, D 64):
 // fp32 1e-4 (summation order); 16-bit 4e-2: activations and weights are stored in 16 bits at ~15

@@ -5,7 +5,9 @@
 // outputs are caller-owned host fp32 buffers in the layouts documented in vit.h.
 #include "vit/vit.h"
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/precision.h"
 #include "cpu/cpu_engine.h"
 #include "gpu/cuda_engine.h"
 #include "image/decode.h"
@@ -105,23 +108,18 @@ vit_pool to_c_pool(vit::GlobalPool p) {
   return p == vit::GlobalPool::kAvg ? VIT_POOL_AVG : VIT_POOL_TOKEN;
 }
 
+// The precision table (core/precision.h) holds the C values; raw values are range-checked first.
 const char* precision_name(vit_precision p) {
-  switch (p) {
-    case VIT_PRECISION_FP32: return "fp32";
-    case VIT_PRECISION_FP16: return "fp16";
-    case VIT_PRECISION_BF16: return "bf16";
-    default: return "?";
-  }
+  const vit::PrecisionInfo* i = vit::find_precision(p);
+  return i ? i->name : "?";
+}
+
+vit::Precision to_internal(vit_precision p) {
+  const vit::PrecisionInfo* i = vit::find_precision(p);
+  return i ? i->precision : vit::Precision::kFP32;
 }
 
 #ifdef VIT_WITH_CUDA
-vit::Precision to_internal(vit_precision p) {
-  switch (p) {
-    case VIT_PRECISION_FP16: return vit::Precision::kFP16;
-    case VIT_PRECISION_BF16: return vit::Precision::kBF16;
-    default: return vit::Precision::kFP32;
-  }
-}
 vit::GemmChoice to_internal(vit_gemm g) {
   switch (g) {
     case VIT_GEMM_CUSTOM: return vit::GemmChoice::kCustom;
@@ -333,7 +331,8 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
 
     if (p.max_batch < 1) invalid(fn, "max_batch " + std::to_string(p.max_batch) + " must be >= 1");
     const int precision = raw_enum(p.precision), gemm = raw_enum(p.gemm), device = raw_enum(p.device);
-    if (precision < VIT_PRECISION_FP32 || precision > VIT_PRECISION_BF16)
+    if (std::none_of(std::begin(vit::kPrecisions), std::end(vit::kPrecisions),
+                     [&](const vit::PrecisionInfo& i) { return i.c_value == precision; }))
       invalid(fn, "precision " + std::to_string(precision) + " is not a vit_precision value");
     if (gemm < VIT_GEMM_AUTO || gemm > VIT_GEMM_REFERENCE)
       invalid(fn, "gemm " + std::to_string(gemm) + " is not a vit_gemm value");
@@ -367,7 +366,7 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
         s->engine = vit::make_cpu_engine(s->model, p.num_threads, p.fusion != 0);
       } else {
         s->engine = vit::make_fast_cpu_engine(s->model,
-                                              p.precision == VIT_PRECISION_BF16 ? vit::DType::BF16 : vit::DType::F32,
+                                              vit::storage_type(to_internal(p.precision)),
                                               p.num_threads, p.fusion != 0);
       }
     } else {  // VIT_DEVICE_CUDA

@@ -60,7 +60,7 @@ void add_attention_options(CLI::App* cmd, AttentionOptions& o) {
   cmd->add_option("--device", o.device, "cpu | cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("--precision", o.precision, "fp32 | fp16 | bf16 (cpu: fp32 | bf16)")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
+      ->check(CLI::IsMember(precision_choices()))->capture_default_str();
   cmd->add_flag("--reference", o.reference, "cpu: the fp32 reference engine instead of the fast one");
   cmd->add_option("-t,--threads", o.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -132,7 +132,7 @@ int run_attention(const AttentionOptions& o) {
   try {
     vit_session_params sp = vit_session_default_params();
     sp.device = o.device == "cuda" ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
-    sp.precision = o.precision == "fp16" ? VIT_PRECISION_FP16 : o.precision == "bf16" ? VIT_PRECISION_BF16 : VIT_PRECISION_FP32;
+    sp.precision = precision_value(o.precision);
     if (o.reference) sp.gemm = VIT_GEMM_REFERENCE;
     sp.max_batch = 1;
     sp.num_threads = o.threads;

@@ -40,7 +40,7 @@ using Clock = std::chrono::steady_clock;
 vit_session_params session_params(const ClassifyOptions& o) {
   vit_session_params p = vit_session_default_params();
   p.device = o.device == "cuda" ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
-  p.precision = o.precision == "fp16" ? VIT_PRECISION_FP16 : o.precision == "bf16" ? VIT_PRECISION_BF16 : VIT_PRECISION_FP32;
+  p.precision = precision_value(o.precision);
   p.gemm = o.gemm == "custom" ? VIT_GEMM_CUSTOM : o.gemm == "cublaslt" ? VIT_GEMM_CUBLASLT : VIT_GEMM_AUTO;
   if (o.reference || o.gemm == "reference") p.gemm = VIT_GEMM_REFERENCE;
   p.max_batch = o.batch;

@@ -60,6 +60,10 @@ bool resolve_default_model(ModelOptions& m);
 std::string find_data_file(const std::string& name);
 
 // "vit-infer: error: <msg>" on stderr.
+// The run precisions (core/precision.h): the names --precision accepts, and a name's C value.
+std::vector<std::string> precision_choices();
+vit_precision precision_value(const std::string& name);
+
 void log_error(const std::string& msg);
 void log_info(const std::string& msg);
 

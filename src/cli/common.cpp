@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "core/precision.h"
 
 #ifndef VIT_INSTALL_DATADIR
 #define VIT_INSTALL_DATADIR "/usr/local/share/vit-infer"
@@ -82,6 +83,17 @@ std::string find_data_file(const std::string& name) {
     if (fs::is_regular_file(c, ec)) return c.string();
   }
   return {};
+}
+
+std::vector<std::string> precision_choices() {
+  std::vector<std::string> v;
+  for (const vit::PrecisionInfo& p : vit::kPrecisions) v.emplace_back(p.name);
+  return v;
+}
+
+vit_precision precision_value(const std::string& name) {
+  const vit::PrecisionInfo* p = vit::find_precision(name);
+  return p ? p->c_value : VIT_PRECISION_FP32;  // CLI11 has checked the name (precision_choices)
 }
 
 void log_error(const std::string& msg) { std::cerr << "vit-infer: error: " << msg << std::endl; }

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   classify->add_option("--device", c.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   classify->add_option("--precision", c.precision, "fp32 | fp16 | bf16 (cpu: fp32 | bf16)")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
+      ->check(CLI::IsMember(vitcli::precision_choices()))->capture_default_str();
   classify->add_option("-k,--top-k", c.top_k, "classes to print per image (clamped to num_classes)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   classify->add_option("--logits-out", c.logits_out, "write float32 logits [rows, classes] (.npy), input order");

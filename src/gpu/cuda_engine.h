@@ -6,18 +6,11 @@
 #include <memory>
 #include <string>
 
+#include "core/precision.h"
 #include "engine/engine.h"
 
 namespace vit {
 
-enum class Precision { kFP32, kFP16, kBF16 };
-// The storage type of activations and weights in a precision (accumulation is always fp32).
-inline DType storage_type(Precision p) {
-  return p == Precision::kFP16 ? DType::F16 : p == Precision::kBF16 ? DType::BF16 : DType::F32;
-}
-inline const char* precision_name(Precision p) {
-  return p == Precision::kFP16 ? "fp16" : p == Precision::kBF16 ? "bf16" : "fp32";
-}
 // kAuto: per GEMM shape, the fastest of cuBLASLt and the custom kernels that agree with cuBLASLt
 // on a random input; kCustom: the hand-written kernels (the wgmma one on sm_90); kCublasLt.
 enum class GemmChoice { kAuto, kCustom, kCublasLt };
@@ -33,17 +26,6 @@ struct CudaEngineOptions {
   // which computes the same function with more nodes (tests compare the two).
   bool fusion = true;
   void* stream = nullptr;   // cudaStream_t of the caller; null = the engine's own stream
-  // Testing: make every CUDA graph capture fail (as an illegal call inside the capture would), so
-  // that the fallback to plain launches runs. Also set by env VIT_TEST_FAIL_GRAPH_CAPTURE=1.
-  bool fail_graph_capture = false;
-  // Testing the GEMM agreement check (executor.h): implementations ("mma_sync", "wgmma",
-  // "cublaslt", comma-separated) whose check result is perturbed so that the check must reject
-  // them, and ones that kAuto selects whenever they pass the check (instead of timing).
-  // Also set by env VIT_TEST_GEMM_CORRUPT / VIT_TEST_GEMM_PREFER.
-  std::string test_corrupt_gemm, test_prefer_gemm;
-  // Testing: rows of the agreement check's input, whole images up to this many (0: 8192), so
-  // that small emulated models reach the size from which buckets share their checks.
-  int test_check_rows = 0;
 };
 
 // True when the CUDA runtime reports at least one usable device (never throws).

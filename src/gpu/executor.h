@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +31,23 @@ struct GemmPickStats {
   int agreement_checks = 0;
   int timings = 0;
   bool warmed = false;
+};
+
+// Test hooks of the CUDA engine, injected by tests (make_cuda_engine below); the product's
+// options (CudaEngineOptions) carry none. Each can also be set from the environment, so that a
+// shipped program can be driven into the same paths (the env wins where both are given).
+struct CudaTestHooks {
+  // Every CUDA graph capture fails (as an illegal call inside the capture would), so that the
+  // fallback to plain launches runs. Env VIT_TEST_FAIL_GRAPH_CAPTURE=1.
+  bool fail_graph_capture = false;
+  // The GEMM agreement check (gemm_tuner.h): implementations ("mma_sync", "wgmma", "cublaslt",
+  // comma-separated) whose check result is perturbed so that the check must reject them, and
+  // ones that kAuto selects whenever they pass the check (instead of timing).
+  // Env VIT_TEST_GEMM_CORRUPT / VIT_TEST_GEMM_PREFER.
+  std::string corrupt_gemm, prefer_gemm;
+  // Rows of the agreement check's input, whole images up to this many (0: 8192), so that small
+  // emulated models reach the size from which buckets share their checks.
+  int check_rows = 0;
 };
 
 class CudaEngine : public Engine {
@@ -66,5 +84,9 @@ class CudaEngine : public Engine {
   // only; outputs are not defined). Returns the mean ms per node in graph order. Synchronises.
   virtual std::vector<NodeTiming> profile_nodes(int batch, int reps) = 0;
 };
+
+// make_cuda_engine (cuda_engine.h) with test hooks.
+std::unique_ptr<Engine> make_cuda_engine(std::shared_ptr<const Model> model, const CudaEngineOptions& opt,
+                                         const CudaTestHooks& hooks);
 
 }  // namespace vit::gpu

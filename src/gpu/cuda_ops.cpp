@@ -1,0 +1,235 @@
+// vit-infer: the CUDA backend's op table (see cuda_ops.h). Activations are batch-major
+// row-major in the run precision (tokens [B, T, D]); weights come from the packed weight
+// buffer; every launcher validates its params and checks its launch.
+#include "gpu/cuda_ops.h"
+
+#include <cmath>
+
+#include "head.cuh"
+#include "layernorm.cuh"
+#include "patch_embed.cuh"
+
+namespace vit::gpu {
+
+AttentionParams CudaRunCtx::attention_layout(int qkv_node) const {
+  const int64_t T = gemm.tokens(), H = gemm.heads(), hd = gemm.head_dim(), D = H * hd;
+  const GemmNode& qn = L.gemm[static_cast<size_t>(qkv_node)];
+  const char* base = t(qn.out);
+  const int64_t es = static_cast<int64_t>(dtype_size(dt()));
+  AttentionParams a;
+  a.dtype = dt();
+  if (!qn.qkv || bk.gemm_impl[static_cast<size_t>(qkv_node)] == GemmImpl::kCublasLt) {  // [B, T, 3, H, hd]
+    a.q = base;
+    a.k = base + D * es;
+    a.v = base + 2 * D * es;
+    a.stride_b = T * 3 * D;
+    a.stride_h = hd;
+    a.stride_t = 3 * D;
+  } else {  // [3, B, H, T, hd]
+    const int64_t part = int64_t{bk.batch} * H * T * hd;
+    a.q = base;
+    a.k = base + part * es;
+    a.v = base + 2 * part * es;
+    a.stride_b = H * T * hd;
+    a.stride_h = T * hd;
+    a.stride_t = hd;
+  }
+  a.B = bk.batch;
+  a.H = static_cast<int>(H);
+  a.T = static_cast<int>(T);
+  a.head_dim = static_cast<int>(hd);
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  return a;
+}
+
+namespace {
+
+using Ctx = CudaRunCtx;
+using graph::Node;
+
+bool any(const Node&) { return true; }
+bool linear_ok(const Node& n) {
+  // The GEMM epilogues apply one of GELU / residual / QKV scatter, not two.
+  const graph::LinearParams& p = n.p<graph::LinearParams>();
+  return (p.act != graph::Act::kNone) + (n.input(3) >= 0) + p.qkv_scatter <= 1;
+}
+
+void run_patchify(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  PatchifyParams p;
+  p.dtype = c.dt();
+  p.images = reinterpret_cast<const float*>(c.t(n.in[0]));
+  p.cols = c.t(n.out[0]);
+  p.B = c.bk.batch;
+  p.C = c.cfg.in_chans;
+  p.H = c.cfg.image_h;
+  p.W = c.cfg.image_w;
+  p.P = c.cfg.patch;
+  p.k_pad = static_cast<int>(c.L.pitch[static_cast<size_t>(n.out[0])]);
+  launch_patchify(p, s);
+}
+
+void run_linear(const Ctx& c, const Node&, size_t i, cudaStream_t s) {
+  const GemmNode& g = c.L.gemm[i];
+  const GemmImpl impl = c.bk.gemm_impl[i];
+  c.gemm.run(g, c.operands(g), impl, s);
+}
+
+void run_embed(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  EmbedParams p;
+  p.dtype = c.dt();
+  p.patches = c.t(n.in[0]);
+  const graph::EmbedParams& ep = n.p<graph::EmbedParams>();
+  p.patches_final = ep.patches_final;
+  p.pos_prefix = ep.pos_prefix;
+  p.prefix = n.input(1) >= 0 ? c.weight(n.in[1]) : nullptr;
+  p.P = n.input(1) >= 0 ? static_cast<int>(c.L.t(n.in[1]).rows()) : 0;
+  p.pos = c.weight(n.in[2]);
+  p.bias = n.input(3) >= 0 ? c.weight(n.in[3]) : nullptr;
+  p.tokens = c.t(n.out[0]);
+  p.B = c.bk.batch;
+  p.N = static_cast<int>(c.L.t(n.in[0]).rows());
+  p.D = static_cast<int>(c.L.t(n.in[0]).cols());
+  launch_embed_finish(p, s);
+}
+
+void run_layernorm(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  const int64_t D = c.L.t(n.in[0]).cols();
+  LayerNormParams p;
+  p.dtype = c.dt();
+  p.x = c.t(n.in[0]);
+  p.x_stride = D;
+  if (n.input(3) >= 0) {  // fused residual add: out[1] = x + residual, out[0] = LN(out[1])
+    p.residual = c.t(n.in[3]);
+    p.x_out = c.t(n.out[1]);
+  }
+  p.y = c.t(n.out[0]);
+  p.y_stride = D;
+  p.gamma = c.weight(n.in[1]);
+  p.beta = c.weight(n.in[2]);
+  p.rows = static_cast<int>(c.rows(n.in[0]));
+  p.D = static_cast<int>(D);
+  p.eps = n.p<graph::LayerNormParams>().eps;
+  p.rms = n.p<graph::LayerNormParams>().rms;
+  launch_layernorm(p, s);
+}
+
+void run_attention(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  AttentionParams p = c.attention_layout(c.L.producer[static_cast<size_t>(n.in[0])]);
+  p.o = c.t(n.out[0]);
+  launch_attention(p, s);
+}
+
+void run_binary(const Ctx& c, const Node& n, cudaStream_t s, BinaryOp op, const void* b) {
+  BinaryParams p;
+  p.dtype = c.dt();
+  p.a = c.t(n.in[0]);
+  p.b = b;
+  p.y = c.t(n.out[0]);
+  p.rows = c.rows(n.in[0]);
+  p.cols = c.L.t(n.in[0]).cols();
+  p.op = op;
+  launch_binary(p, s);
+}
+void run_add(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  run_binary(c, n, s, BinaryOp::kAdd, c.t(n.in[1]));
+}
+void run_scale(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  run_binary(c, n, s, BinaryOp::kMulCols, c.weight(n.in[1]));
+}
+void run_mean2(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  run_binary(c, n, s, BinaryOp::kMean, c.t(n.in[1]));
+}
+
+void run_gelu(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  const int64_t rows = c.rows(n.in[0]), cols = c.L.t(n.in[0]).cols();
+  VIT_CUDA_CHECK(cudaMemcpyAsync(c.t(n.out[0]), c.t(n.in[0]), static_cast<size_t>(rows * cols) * dtype_size(c.dt()),
+                                 cudaMemcpyDeviceToDevice, s));
+  GeluParams p;
+  p.dtype = c.dt();
+  p.x = c.t(n.out[0]);
+  p.rows = rows;
+  p.cols = cols;
+  p.ld = cols;
+  p.form = graph::act_form(n.p<graph::ActParams>().act);
+  launch_gelu(p, s);
+}
+
+void run_glu(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  GluParams p;
+  p.dtype = c.dt();
+  p.x = c.t(n.in[0]);
+  p.y = c.t(n.out[0]);
+  p.rows = c.rows(n.out[0]);
+  p.cols = c.L.t(n.out[0]).cols();
+  p.form = graph::act_form(n.p<graph::ActParams>().act);
+  launch_glu(p, s);
+}
+
+void run_cross_attention(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  const graph::CrossAttentionParams& cp = n.p<graph::CrossAttentionParams>();
+  const graph::TensorDesc& q = c.L.t(n.in[0]);
+  const bool q_weight = q.kind == graph::TensorKind::kWeight;  // the map head's projected latent
+  CrossAttentionParams p;
+  p.dtype = c.dt();
+  p.q = q_weight ? c.weight(n.in[0]) : c.t(n.in[0]);
+  p.q_stride_b = q_weight ? 0 : q.numel();
+  p.kv = c.t(n.in[1]);
+  p.o = c.t(n.out[0]);
+  p.B = c.bk.batch;
+  p.L = static_cast<int>(q.rows());
+  p.T = static_cast<int>(c.L.t(n.in[1]).rows());
+  p.first = cp.first;
+  p.H = cp.heads;
+  p.head_dim = static_cast<int>(q.cols()) / cp.heads;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(p.head_dim));
+  launch_cross_attention(p, s);
+}
+
+void run_pool(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  PoolParams p;
+  p.dtype = c.dt();
+  p.x = c.t(n.in[0]);
+  p.out = c.t(n.out[0]);
+  p.B = c.bk.batch;
+  p.T = static_cast<int>(c.L.t(n.in[0]).rows());
+  p.D = static_cast<int>(c.L.t(n.in[0]).cols());
+  const graph::PoolParams& pp = n.p<graph::PoolParams>();
+  p.mode = graph::pool_mode(pp.kind);
+  p.first = pp.first_row();
+  launch_pool(p, s);
+}
+
+void run_cast(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  ToF32Params p;
+  p.dtype = c.dt();
+  p.src = c.t(n.in[0]);
+  p.dst = reinterpret_cast<float*>(c.t(n.out[0]));
+  p.n = c.rows(n.in[0]) * c.L.t(n.in[0]).cols();
+  launch_to_f32(p, s);
+}
+
+const CudaOpRow kCudaOps[graph::kOpCount] = {
+    {graph::Op::kPatchify, "patchify", any, run_patchify},
+    {graph::Op::kLinear, "gemm", linear_ok, run_linear},
+    {graph::Op::kEmbed, "embed", any, run_embed},
+    {graph::Op::kLayerNorm, "layernorm", any, run_layernorm},
+    {graph::Op::kAttention, "attention", any, run_attention},
+    {graph::Op::kAdd, "add", any, run_add},
+    {graph::Op::kGelu, "gelu", any, run_gelu},
+    {graph::Op::kGlu, "glu", any, run_glu},
+    {graph::Op::kScale, "scale", any, run_scale},
+    {graph::Op::kPool, "pool", any, run_pool},
+    {graph::Op::kMean2, "mean2", any, run_mean2},
+    {graph::Op::kCrossAttention, "cross_attention", any, run_cross_attention},
+    {graph::Op::kCast, "to_f32", any, run_cast},
+};
+
+}  // namespace
+
+const CudaOpRow* cuda_op_row(const graph::Node& n) {
+  for (const CudaOpRow& r : kCudaOps)
+    if (r.op == n.op && r.supports(n)) return &r;
+  return nullptr;
+}
+
+}  // namespace vit::gpu

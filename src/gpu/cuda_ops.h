@@ -1,0 +1,49 @@
+// vit-infer: the CUDA backend's op table, one row per graph op {op, profile kind, supports,
+// run}: how a node of the shared graph (graph/graph.h) becomes a kernel launch, given where the
+// bucket's tensors are (CudaRunCtx). The engine (cuda_engine.cpp) picks a row per node once at
+// lowering and then only calls run(); adding an op is a kernel, a run function and its row here.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "attention.cuh"
+#include "gpu/gemm_tuner.h"
+#include "gpu/lowering.h"
+
+namespace vit::gpu {
+
+// Everything a node's launch reads: the lowered graph, the bucket (batch, arena offsets, GEMM
+// choice), the arena base, the GEMM launcher (which also knows the weight buffer).
+struct CudaRunCtx {
+  const ViTConfig& cfg;
+  const LoweredGraph& L;
+  const Bucket& bk;
+  char* arena;
+  const GemmLauncher& gemm;
+
+  DType dt() const { return gemm.dtype(); }
+  char* t(int id) const { return arena + bk.plan.offsets[static_cast<size_t>(id)]; }
+  const void* weight(int id) const { return gemm.wptr(L.woff[static_cast<size_t>(id)]); }
+  int64_t rows(int id) const { return L.t(id).rows() * bk.batch; }
+  // A linear node's operands in the arena.
+  GemmOperands operands(const GemmNode& n) const {
+    return GemmOperands{t(n.in), t(n.out), n.res >= 0 ? t(n.res) : nullptr, bk.batch * n.rows_per_image};
+  }
+  // Q / K / V of the attention reading the output of QKV GEMM node `qkv_node`: [B, T, 3, H, hd]
+  // where that GEMM runs on cuBLASLt (or has no scatter epilogue), else [3, B, H, T, hd].
+  AttentionParams attention_layout(int qkv_node) const;
+};
+
+struct CudaOpRow {
+  graph::Op op;
+  const char* kind;  // NodeTiming::kind
+  bool (*supports)(const graph::Node&);
+  void (*run)(const CudaRunCtx&, const graph::Node&, size_t node, cudaStream_t);
+};
+
+// The row that runs `n`, or null when no CUDA kernel does.
+const CudaOpRow* cuda_op_row(const graph::Node& n);
+
+}  // namespace vit::gpu
