@@ -179,10 +179,23 @@ TEST(ConfigJson, HfConfig) {
 }
 
 TEST(ConfigJson, HfConfigRejects) {
-  for (const char* act : {"gelu_fast", "relu", "silu"}) {
+  for (const char* act : {"gelu_fast", "relu", "mish"}) {
     expect_error([&] { detail::parse_hf_config({{"model_type", "vit"}, {"hidden_act", act}}, "c.json"); },
                  ErrorCode::kUnsupported, act);
   }
+  // SiLU (AIMv2's gate; ACT2FN "silu" / "swish") is an activation the MLP kernels have.
+  for (const char* act : {"silu", "swish"})
+    EXPECT_EQ(*detail::parse_hf_config({{"model_type", "vit"}, {"hidden_act", act}}, "c.json").act, Activation::kSilu);
+  // Aimv2VisionConfig: its defaults where the file leaves them out.
+  const detail::ConfigHints a = detail::parse_hf_config({{"model_type", "aimv2_vision_model"}}, "c.json");
+  EXPECT_FLOAT_EQ(*a.ln_eps, 1e-5f);
+  EXPECT_EQ(*a.act, Activation::kSilu);
+  EXPECT_TRUE(*a.glu && *a.rms_norm && *a.embed_norm);
+  EXPECT_FALSE(*a.class_token);
+  EXPECT_FALSE(*a.qkv_bias);
+  EXPECT_EQ(*a.pool, GlobalPool::kMap);
+  EXPECT_EQ(*detail::parse_hf_config({{"model_type", "aimv2_vision_model"}, {"use_head", false}}, "c.json").pool,
+            GlobalPool::kAvg);
   // The HF families the loader maps are accepted; SigLIP, a full CLIPModel and other models are
   // refused by name, as is quick-GELU outside the CLIP tower. DINOv2's SwiGLU FFN is a gated MLP
   // with SiLU, whatever hidden_act says (transformers hard-codes it).

@@ -163,7 +163,7 @@ TEST(GoldenData, AllCasesPresent) {
   for (const char* must : {"fam_reg_noembedcls", "fam_reg_avg", "fam_gap_nocls", "fam_avgmax_tanh", "fam_max",
                            "fam_nonorm", "fam_clip_quickgelu", "fam_clip", "fam_siglip_gap", "fam_deit_distilled",
                            "fam_reg4_gap_ls", "fam_dinov2_reg4", "fam_siglip_map", "fam_siglip2_map_tanh",
-                           "fam_reg4_map", "fam_map_latent2", "hf_siglip_vision",
+                           "fam_reg4_map", "fam_map_latent2", "hf_siglip_vision", "hf_aimv2_vision", "hf_aimv2_vision_bias",
                            // tools/make_golden_hf.py: the HF layouts of the families
                            "hf_deit_teacher", "hf_deit_cls", "hf_deit_bare", "hf_clip", "hf_clip_proj", "hf_dinov2",
                            "hf_dinov2_reg", "hf_dinov2_48", "hf_dinov2_reg_24", "hf_clip_proj_56",

@@ -1118,6 +1118,87 @@ HfCase read_hf_case(const std::string& name) {
 
 std::string hf_dir(const HfCase& c) { return make_dir(c.t, "model.safetensors", c.cfg); }
 
+// transformers' Aimv2VisionModel (the golden fixtures hf_aimv2_vision / _bias, whose numbers
+// test_golden checks): RMSNorm on the patches, in the blocks and at the end, SwiGLU from
+// gate_proj / up_proj, no class token, the attention-pool head with the raw cls_token as query
+// and no MLP, biases as qkv_bias / mlp_bias say; without config.json the same from the tensors.
+TEST(Loader, HfAimv2VisionModel) {
+  for (const bool with_cfg : {true, false}) {
+    SCOPED_TRACE(with_cfg ? "config.json" : "tensors only");
+    HfCase c = read_hf_case("hf_aimv2_vision");
+    auto m = load_model(make_dir(c.t, "model.safetensors", with_cfg ? c.cfg : json(nullptr)), with_cfg ? ConfigOverrides{} : heads(4));
+    const ViTConfig& k = m->cfg;
+    EXPECT_EQ(k.layout, WeightLayout::kHFAimv2);
+    EXPECT_EQ(k.family(), "AIMv2");
+    EXPECT_FALSE(k.class_token);
+    EXPECT_EQ(k.prefix_tokens(), 0);
+    EXPECT_TRUE(k.rms_norm && k.embed_norm && k.glu && k.final_norm);
+    EXPECT_FALSE(k.qkv_bias);
+    EXPECT_FALSE(k.proj_bias);
+    EXPECT_EQ(k.act, Activation::kSilu);
+    EXPECT_FLOAT_EQ(k.ln_eps, 1e-5f);
+    EXPECT_EQ(k.mlp_hidden, 88);
+    EXPECT_EQ(k.pool, GlobalPool::kMap);
+    EXPECT_EQ(k.map_latent_len, 1);
+    EXPECT_EQ(k.map_mlp_hidden, 0);
+    EXPECT_FALSE(k.map_qkv_bias);
+    EXPECT_EQ(k.num_classes, 0);
+    EXPECT_EQ(k.tokens(), 16);
+    // CLIPImageProcessor's plan (apple/aimv2-*): shorter side, then the centre crop; OpenAI mean.
+    EXPECT_EQ(k.preprocess.resize, PreprocessConfig::Resize::kShortestEdgeCrop);
+    EXPECT_NEAR(k.preprocess.mean[0], 0.48145466f, 1e-7f);
+    // The SwiGLU fc1: gate rows first, then up; the head's query is the cls_token itself.
+    const Tensor& g = c.t.at("encoder.layers.1.ffn.gate_proj.weight");
+    const Tensor& u = c.t.at("encoder.layers.1.ffn.up_proj.weight");
+    const std::vector<float>& fc1 = m->w.blocks[1].fc1_w.data;
+    ASSERT_EQ(fc1.size(), g.data.size() + u.data.size());
+    EXPECT_TRUE(std::equal(g.data.begin(), g.data.end(), fc1.begin()));
+    EXPECT_TRUE(std::equal(u.data.begin(), u.data.end(), fc1.begin() + static_cast<std::ptrdiff_t>(g.data.size())));
+    EXPECT_EQ(m->w.attn_pool.latent.data, c.t.at("head.cls_token").data);
+    EXPECT_EQ(m->w.patch_norm_w.data, c.t.at("embeddings.rms_norm.weight").data);
+    int64_t stored = 0;  // no identity q in the count: the head has no q projection
+    for (const auto& kv : c.t) stored += kv.second.numel();
+    EXPECT_EQ(k.param_count(), stored);
+    if (with_cfg) EXPECT_TRUE(m->warnings.empty()) << m->warnings.front();
+  }
+  {
+    SCOPED_TRACE("qkv_bias, mlp_bias, no head");
+    auto m = load_model(test::data_path("golden_families/hf_aimv2_vision_bias/model"));
+    EXPECT_TRUE(m->cfg.qkv_bias);
+    EXPECT_TRUE(m->cfg.proj_bias);
+    EXPECT_EQ(m->cfg.pool, GlobalPool::kAvg);
+    EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-6f);
+  }
+  HfCase c = read_hf_case("hf_aimv2_vision");
+  {
+    SCOPED_TRACE("is_native");
+    json cfg = c.cfg;
+    cfg["is_native"] = true;
+    expect_error([&] { load_model(make_dir(c.t, "model.safetensors", cfg)); }, ErrorCode::kUnsupported, {"is_native"});
+  }
+  {
+    SCOPED_TRACE("a missing head tensor is named");
+    TensorMap t = c.t;
+    t.erase("head.v_proj.weight");
+    expect_error([&] { load_model(make_dir(t, "model.safetensors", c.cfg)); }, ErrorCode::kFormat,
+                 {"missing", "head.v_proj.weight"});
+  }
+  {
+    SCOPED_TRACE("a bias the config does not expect");
+    TensorMap t = c.t;
+    t["encoder.layers.0.ffn.gate_proj.bias"] = Tensor({88});
+    expect_error([&] { load_model(make_dir(t, "model.safetensors", c.cfg)); }, ErrorCode::kFormat, {"missing"});
+  }
+  {
+    SCOPED_TRACE("the whole AIMv2 model");
+    json cfg = c.cfg;
+    cfg["model_type"] = "aimv2";
+    expect_error([&] { load_model(make_dir(c.t, "model.safetensors", cfg)); }, ErrorCode::kUnsupported,
+                 {"aimv2_vision_model"});
+  }
+}
+
+
 TEST(Loader, HfFamiliesConfig) {
   struct Want {
     const char* name;

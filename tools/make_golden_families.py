@@ -2,7 +2,8 @@
 r"""Golden fixtures for the ViT families (issue 12): register tokens, no_embed_class, no class
 token with avg / avgmax / max pooling, pre-norm CLIP towers with quick-GELU and eps 1e-5,
 tanh-GELU, qkv_bias=False, no final norm, DeiT distilled, the attention-pool head (global_pool
-'map': timm SigLIP towers and *_reg4_map, transformers' SiglipVisionModel). Each model is built with timm's own
+'map': timm SigLIP towers and *_reg4_map, transformers' SiglipVisionModel), AIMv2 (timm aimv2_*,
+transformers' Aimv2VisionModel). Each model is built with timm's own
 code from its architecture name (the family's entrypoint) with tiny sizes, every parameter
 re-randomised, saved with timm's save_for_hf, reloaded with timm's local-dir loader, and run in
 float64 (tools/make_golden.py: the same helpers, the same case layout), under
@@ -58,18 +59,26 @@ def hf_siglip_forward(model, x, **fwd):
     return None, mg._np32(out.pooler_output), {"final": mg._np32(out.last_hidden_state)}
 
 
+def hf_build_reload(d, cls, config_cls, seed, cfg_kw):
+    """A transformers model of `cls` (random, every parameter re-randomised), saved with
+    save_pretrained under d/model and reloaded with from_pretrained, which must restore every
+    tensor (it silently re-initialises what it cannot match)."""
+    mg.torch.manual_seed(seed)
+    model = cls(config_cls(**cfg_kw))
+    mg.randomize(model, seed)
+    model.save_pretrained(str(d / "model"), safe_serialization=True)
+    ref = cls.from_pretrained(str(d / "model")).float().eval()
+    for k, v in model.state_dict().items():
+        assert mg.torch.equal(v, ref.state_dict()[k]), f"{d.name}: {k} not restored by from_pretrained"
+    return ref
+
+
 def case_hf_siglip(d, seed, batch=3, run_img=None, **cfg_kw):
     """transformers' SiglipVisionModel (random, every parameter re-randomised incl. the probe and
     the MultiheadAttention in_proj), saved with save_pretrained, reloaded with from_pretrained.
     run_img: another input size (interpolate_pos_encoding=True; the engine's image_size override)."""
     from transformers import SiglipVisionConfig, SiglipVisionModel
-    mg.torch.manual_seed(seed)
-    model = SiglipVisionModel(SiglipVisionConfig(**cfg_kw))
-    mg.randomize(model, seed)
-    model.save_pretrained(str(d / "model"), safe_serialization=True)
-    ref = SiglipVisionModel.from_pretrained(str(d / "model")).float().eval()
-    for k, v in model.state_dict().items():  # from_pretrained silently re-initialises what it cannot match
-        assert mg.torch.equal(v, ref.state_dict()[k]), f"{d.name}: {k} not restored by from_pretrained"
+    ref = hf_build_reload(d, SiglipVisionModel, SiglipVisionConfig, seed, cfg_kw)
     img = run_img or cfg_kw["image_size"]
     x = mg.make_input((batch, 3, img, img), seed + 1)
     logits, emb, acts = hf_siglip_forward(ref, x, **({"interpolate_pos_encoding": True} if run_img else {}))
@@ -77,6 +86,38 @@ def case_hf_siglip(d, seed, batch=3, run_img=None, **cfg_kw):
                   f"transformers {mg.transformers.__version__}",
                   {"generator": "tools/make_golden_families.py",
                    "embeddings_def": "pooler_output (SiglipMultiheadAttentionPoolingHead)"})
+
+
+def hf_aimv2_forward(model, x):
+    """float64 forward of transformers' Aimv2VisionModel: embeddings = pooler_output (the
+    Aimv2AttentionPoolingHead on rms_norm(x): the raw cls_token as the query, k / v projections,
+    output_proj; no norm, no MLP), checked against head(last_hidden_state); without the head
+    (use_head=False) the mean of last_hidden_state (timm's aimv2 pools avg); no logits."""
+    torch = mg.torch
+    m = model.double().eval()
+    with torch.no_grad():
+        out = m(pixel_values=torch.from_numpy(x).double())
+        if m.config.use_head:
+            pooled = out.pooler_output
+            assert torch.allclose(m.head(out.last_hidden_state), pooled, rtol=0, atol=1e-12), "aimv2: pooler_output"
+        else:
+            assert out.pooler_output is None
+            pooled = out.last_hidden_state.mean(dim=1)
+    return None, mg._np32(pooled), {"final": mg._np32(out.last_hidden_state)}
+
+
+def case_hf_aimv2(d, seed, batch=3, **cfg_kw):
+    """transformers' Aimv2VisionModel (random, every parameter re-randomised incl. the head's
+    cls_token and every RMSNorm weight), saved with save_pretrained, reloaded with from_pretrained."""
+    from transformers import Aimv2VisionConfig, Aimv2VisionModel
+    ref = hf_build_reload(d, Aimv2VisionModel, Aimv2VisionConfig, seed, cfg_kw)
+    img = cfg_kw["image_size"]
+    x = mg.make_input((batch, 3, img, img), seed + 1)
+    logits, emb, acts = hf_aimv2_forward(ref, x)
+    mg.write_case(d, "model", x, logits, emb, acts, {}, f"transformers {mg.transformers.__version__}",
+                  {"generator": "tools/make_golden_families.py",
+                   "embeddings_def": "pooler_output (Aimv2AttentionPoolingHead)" if ref.config.use_head
+                   else "mean of last_hidden_state (use_head=False)"})
 
 
 def case_map_latent2(d, seed, batch=3, img=32):
@@ -181,6 +222,18 @@ def all_cases():
         "hf_siglip_vision_56": lambda d: case_hf_siglip(d, 221, batch=2, run_img=56, hidden_size=64,
                                                         intermediate_size=128, num_hidden_layers=2,
                                                         num_attention_heads=4, image_size=40, patch_size=8),
+        # transformers' Aimv2VisionModel (apple/aimv2-*): RMSNorm (eps 1e-5) on the patch embeddings,
+        # in every block and at the end, SwiGLU (gate_proj / up_proj / down_proj), no biases, no
+        # class token, the attention-pool head with the raw cls_token as its query.
+        "hf_aimv2_vision": lambda d: case_hf_aimv2(d, 223, hidden_size=64, intermediate_size=88,
+                                                   num_hidden_layers=2, num_attention_heads=4,
+                                                   image_size=32, patch_size=8),
+        # With qkv_bias (q / k / v, out_proj and the head's k / v) and mlp_bias, head dim 24,
+        # eps 1e-6 and no head (use_head=False: pooled as the mean of the tokens).
+        "hf_aimv2_vision_bias": lambda d: case_hf_aimv2(d, 224, batch=2, hidden_size=96, intermediate_size=128,
+                                                        num_hidden_layers=2, num_attention_heads=4,
+                                                        image_size=40, patch_size=8, qkv_bias=True,
+                                                        mlp_bias=True, rms_norm_eps=1e-6, use_head=False),
         # The HF layouts (transformers' DeiT / CLIP vision / DINOv2 classes): make_golden_hf.py.
         **make_golden_hf.all_cases(),
     }

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/precision.h"
 #include "vit/vit.h"
 
 namespace nb = nanobind;
@@ -306,6 +307,14 @@ nb::ndarray<nb::numpy, uint8_t> decode_image(nb::bytes data, const std::string& 
 NB_MODULE(_vit_infer, m) {
   m.doc() = "Binding of the vit-infer C API (libvit). Use the vit_infer package, not this module.";
   m.attr("api_version") = VIT_API_VERSION;
+  m.def(
+      "_precisions",
+      [] {
+        nb::dict d;
+        for (const vit::PrecisionInfo& p : vit::kPrecisions) d[p.name] = static_cast<int>(p.c_value);
+        return d;
+      },
+      "The run precisions (core/precision.h): name -> vit_precision value.");
   m.def("version", [] { return std::string(vit_version()); }, "The version of the libvit actually loaded.");
   m.def("status_code_name", [](int code) { return std::string(vit_status_code_name(static_cast<vit_status_code>(code))); },
         "code"_a, "Short name of a vit_status_code value.");

@@ -41,7 +41,7 @@ OUTPUTS: Tuple[str, ...] = ("logits", "embeddings", "attention", "attention_laye
 # Names of the C API's enum values (vit.h). Which device takes which precision is the library's
 # business: every pair is passed through and the library's own error comes back.
 _DEVICES = {"cpu": 0, "cuda": 1}
-_PRECISIONS = {"fp32": 0, "fp16": 1, "bf16": 2}
+_PRECISIONS: Dict[str, int] = dict(_vit_infer._precisions())  # the library's table (core/precision.h)
 _GEMMS = {"auto": 0, "custom": 1, "cublaslt": 2}
 _POOLS = {None: 0, "token": 1, "avg": 2}
 _POOL_NAMES = {1: "token", 2: "avg"}

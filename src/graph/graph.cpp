@@ -206,7 +206,7 @@ Tensor project_latent(const Tensor& latent, const Tensor& qw, const Tensor& qb, 
 int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, const ActParams& act,
              const LayerNormParams& lnp, const char* who) {
   const int64_t D = c.hidden, T = c.tokens(), L = c.map_latent_len, M = c.map_mlp_hidden;
-  if (L <= 0 || M <= 0) {
+  if (L <= 0 || M < 0) {
     fail(ErrorCode::kInvalidArgument, std::string(who) + ": map pooling needs the attention-pool weights (latent rows " +
                                           std::to_string(L) + ", mlp width " + std::to_string(M) + ")");
   }
@@ -228,15 +228,16 @@ int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, co
   cp.first = c.prefix_tokens();  // timm: x[:, num_prefix_tokens:] before attn_pool
   int y = b.node(Op::kCrossAttention, p + "attn", {q, kv}, {L, D}, cp);
   y = linear("proj", y, w.proj_w, w.proj_b, L, D, D);
+  PoolParams pp;
+  pp.kind = PoolKind::kCls;  // AttentionPoolLatent pool_type 'token': latent row 0
+  pp.row = 0;
+  if (M == 0) return b.node(Op::kPool, "pool", {y}, {D}, pp);  // HF Aimv2AttentionPoolingHead: no norm, no MLP
   int h = b.node(Op::kLayerNorm, p + "norm", {y, W(w.norm_w, {D}, "norm.weight"), W(w.norm_b, {D}, "norm.bias"), -1},
                  {L, D}, lnp);
   h = linear("mlp.fc1", h, w.fc1_w, w.fc1_b, L, M, D);
   h = b.node(Op::kGelu, p + "mlp.act", {h}, {L, M}, act);
   h = linear("mlp.fc2", h, w.fc2_w, w.fc2_b, L, D, M);
   y = b.node(Op::kAdd, p + "add", {y, h}, {L, D});
-  PoolParams pp;
-  pp.kind = PoolKind::kCls;  // AttentionPoolLatent pool_type 'token': latent row 0
-  pp.row = 0;
   return b.node(Op::kPool, "pool", {y}, {D}, pp);
 }
 

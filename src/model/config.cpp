@@ -32,7 +32,7 @@ std::string ViTConfig::family() const {
   if (has("siglip") || layout == WeightLayout::kHFSiglip) return "SigLIP tower";
   if (has("clip") || hf("CLIP") || (pre_norm && act == Activation::kQuickGelu)) return "CLIP tower";
   if (has("dinov2") || hf("Dinov2")) return "DINOv2";
-  if (has("aimv2")) return "AIMv2";
+  if (has("aimv2") || layout == WeightLayout::kHFAimv2) return "AIMv2";
   if (has("deit")) return "DeiT";
   if (reg_tokens > 0) return "ViT with registers";
   return "ViT";
@@ -78,6 +78,7 @@ const char* layout_name(WeightLayout l) noexcept {
     case WeightLayout::kHF: return "hf";
     case WeightLayout::kJax: return "jax";
     case WeightLayout::kHFSiglip: return "hf-siglip";
+    case WeightLayout::kHFAimv2: return "hf-aimv2";
   }
   return "?";
 }
@@ -101,8 +102,9 @@ int64_t ViTConfig::param_count() const noexcept {
   if (fc_norm) n += nb;
   if (pool == GlobalPool::kMap) {
     const int64_t L = map_latent_len, M = map_mlp_hidden;
-    n += L * D + 3 * D * D + (map_qkv_bias ? 3 * D : 0);  // latent, q, kv
-    n += D * D + D + 2 * D + M * D + M + D * M + D;        // proj, norm, mlp
+    const int64_t lin = map_query_proj ? 3 : 2;            // q (unless the latent is the query), k, v
+    n += L * D + lin * D * D + (map_qkv_bias ? lin * D : 0);  // latent, q, kv
+    n += D * D + D + (M > 0 ? 2 * D + M * D + M + D * M + D : 0);  // proj, norm, mlp
   }
   if (C > 0) n += (dist_token && dist_head ? 2 : 1) * (C * D + C);
   n += static_cast<int64_t>(proj_dim) * D;
@@ -157,8 +159,10 @@ std::string ViTConfig::describe() const {
   s << "norm/pool    : " << (rms_norm ? "RMSNorm" : "LayerNorm") << " eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
     << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "");
   if (pool == GlobalPool::kMap) {
-    s << " (attention pool: " << map_latent_len << " latent row(s), " << heads << " heads, mlp " << map_mlp_hidden
-      << (map_qkv_bias ? "" : ", no q/kv bias") << ")";
+    s << " (attention pool: " << map_latent_len << " latent row(s), " << heads << " heads, ";
+    if (map_mlp_hidden > 0) s << "mlp " << map_mlp_hidden;
+    else s << "no mlp";
+    s << (map_qkv_bias ? "" : ", no q/kv bias") << ")";
   }
   s << "\n";
   if (proj_dim > 0) {

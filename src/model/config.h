@@ -23,8 +23,9 @@ enum class GlobalPool { kToken, kAvg, kAvgMax, kMax, kMap };
 // timm 'gelu_tanh'), quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP, timm 'quick_gelu'), SiLU
 // x * sigmoid(x) (timm 'silu' / nn.SiLU: the gate of a SwiGLU MLP).
 enum class Activation { kGeluErf, kGeluTanh, kQuickGelu, kSilu };
-// kHFSiglip: transformers' SiglipVisionModel (vision_model.embeddings.patch_embedding, ...).
-enum class WeightLayout { kTimm, kHF, kJax, kHFSiglip };
+// kHFSiglip: transformers' SiglipVisionModel (vision_model.embeddings.patch_embedding, ...);
+// kHFAimv2: transformers' Aimv2VisionModel (embeddings.patch_embed, encoder.layers.N.attention, ...).
+enum class WeightLayout { kTimm, kHF, kJax, kHFSiglip, kHFAimv2 };
 
 const char* global_pool_name(GlobalPool p) noexcept;
 const char* layout_name(WeightLayout l) noexcept;
@@ -99,11 +100,14 @@ struct ViTConfig {
   // normed patch rows), run as the two halves of its [C, 2D] weight: head(cls) + head_mean(mean).
   bool head_cls_mean = false;
   // The attention-pool head (pool == kMap): latent query rows (timm attn_pool.latent [1, L, D],
-  // HF probe [1, 1, D]; row 0 is the pooled output), the head's MLP width, and whether its q / kv
-  // Linears have biases (timm qkv_bias).
+  // HF probe [1, 1, D]; row 0 is the pooled output), the head's MLP width (0: no norm and MLP
+  // after proj, HF Aimv2AttentionPoolingHead), and whether its q / kv Linears have biases.
   int map_latent_len = 0;
   int map_mlp_hidden = 0;
   bool map_qkv_bias = true;
+  // The head projects its latent with a q Linear (timm, SigLIP); HF Aimv2AttentionPoolingHead
+  // uses its cls_token as the query as it is (the loader gives it an identity q).
+  bool map_query_proj = true;
 
   // Provenance.
   WeightLayout layout = WeightLayout::kTimm;

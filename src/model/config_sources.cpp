@@ -263,14 +263,15 @@ std::vector<std::string> parse_label_names(const json& v, const std::string& pat
 
 // HF ACT2FN names of the GELU forms the engine runs: "gelu" / "gelu_python" are the exact erf
 // form; "gelu_pytorch_tanh" and "gelu_new" the tanh approximation (the same formula);
-// "quick_gelu" x * sigmoid(1.702 x). Others ("gelu_fast" evaluates tanh differently, relu, silu,
-// ...) are refused by name.
+// "quick_gelu" x * sigmoid(1.702 x); "silu" / "swish" x * sigmoid(x) (AIMv2's SwiGLU gate). Others
+// ("gelu_fast" evaluates tanh differently, relu, ...) are refused by name.
 Activation parse_hf_act(const std::string& act, const std::string& path) {
   if (act == "gelu" || act == "gelu_python") return Activation::kGeluErf;
   if (act == "gelu_pytorch_tanh" || act == "gelu_new") return Activation::kGeluTanh;
   if (act == "quick_gelu") return Activation::kQuickGelu;
+  if (act == "silu" || act == "swish") return Activation::kSilu;
   unsupported(path, "hidden_act '" + clip(act) +
-                        "' (only 'gelu', 'gelu_python', 'gelu_pytorch_tanh', 'gelu_new' and 'quick_gelu')");
+                        "' (only 'gelu', 'gelu_python', 'gelu_pytorch_tanh', 'gelu_new', 'quick_gelu', 'silu' and 'swish')");
 }
 
 // transformers' SiglipVisionConfig (model_type "siglip_vision_model"): no class token, the
@@ -285,6 +286,26 @@ void apply_siglip_vision(const json& j, const std::string& path, ConfigHints* h)
   h->pool = GlobalPool::kMap;
   h->class_token = false;
   h->final_norm = true;  // post_layernorm
+}
+
+// transformers' Aimv2VisionConfig (model_type "aimv2_vision_model", apple/aimv2-*): RMSNorm
+// (rms_norm_eps, default 1e-5) on the patch embeddings, in every block and at the end, a SwiGLU
+// MLP (silu), no class token, biases per qkv_bias / mlp_bias (both default false: the loader
+// reads them from the tensors), and the attention-pool head when use_head (default true; without
+// it the tokens are pooled avg, as timm's aimv2_* do). is_native (2D sin-cos positions) is refused.
+void apply_aimv2_vision(const json& j, const std::string& path, ConfigHints* h) {
+  if (has(j, "is_native") && get_bool(j, "is_native", path)) {
+    unsupported(path, "is_native=true (AIMv2 native resolution: 2D sin-cos positions computed per image size)");
+  }
+  h->ln_eps = has(j, "rms_norm_eps") ? get_eps(j, "rms_norm_eps", path) : 1e-5f;
+  if (!has(j, "hidden_act")) h->act = Activation::kSilu;
+  h->glu = true;
+  h->rms_norm = true;
+  h->embed_norm = true;
+  h->class_token = false;
+  h->final_norm = true;  // rms_norm
+  h->qkv_bias = has(j, "qkv_bias") && get_bool(j, "qkv_bias", path);
+  h->pool = !has(j, "use_head") || get_bool(j, "use_head", path) ? GlobalPool::kMap : GlobalPool::kAvg;
 }
 
 }  // namespace
@@ -322,15 +343,19 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
         unsupported(path, "model_type 'siglip' (a whole SigLIP model, text tower included; save its "
                           "SiglipVisionModel, model_type 'siglip_vision_model')");
       }
+      if (mt == "aimv2") {
+        unsupported(path, "model_type 'aimv2' (a whole AIMv2 model, text tower included; save its "
+                          "Aimv2VisionModel, model_type 'aimv2_vision_model')");
+      }
       if (mt == "clip") {
         unsupported(path, "model_type 'clip' (a full CLIPModel, text and vision towers; save its vision tower with "
                           "CLIPVisionModelWithProjection.save_pretrained)");
       }
       if (mt != "vit" && mt != "deit" && mt != "dinov2" && mt != "dinov2_with_registers" && mt != "clip_vision_model" &&
-          mt != "siglip_vision_model") {
+          mt != "siglip_vision_model" && mt != "aimv2_vision_model") {
         unsupported(path, "model_type '" + clip(mt) +
                               "' (only 'vit', 'deit', 'dinov2', 'dinov2_with_registers', 'clip_vision_model', "
-                              "'siglip_vision_model')");
+                              "'siglip_vision_model', 'aimv2_vision_model')");
       }
       h.hf_model_type = mt;
     }
@@ -396,6 +421,7 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
       }
     }
     if (siglip) apply_siglip_vision(j, path, &h);
+    if (mt == "aimv2_vision_model") apply_aimv2_vision(j, path, &h);
   } catch (const json::exception& e) {
     fail(ErrorCode::kFormat, path + ": " + e.what());
   }

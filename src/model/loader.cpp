@@ -158,6 +158,7 @@ struct LayoutInfo {
   HFFamily hf = HFFamily::kViT;
   bool hf_swiglu = false;  // HF DINOv2 use_swiglu_ffn: the MLP is mlp.weights_in / mlp.weights_out
   bool timm_split_glu = false;  // timm SwiGLU (aimv2): mlp.fc1_g / mlp.fc1_x, concatenated at load
+  bool mlp_bias = true;  // HF Aimv2 mlp_bias: the ffn's gate / up / down Linears have biases
 };
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
@@ -186,12 +187,28 @@ bool detect_hf_siglip(const std::vector<std::string>& names, LayoutInfo* L) {
   return false;
 }
 
+// Aimv2VisionModel names: "[vision_model.]embeddings.patch_embed.weight" with embeddings.rms_norm,
+// encoder.layers.N.{rms_norm1, attention.{q,k,v,out}_proj, rms_norm2, ffn.{gate,up,down}_proj},
+// rms_norm, head.{cls_token, k_proj, v_proj, output_proj}.
+bool detect_hf_aimv2(const std::vector<std::string>& names, LayoutInfo* L) {
+  const auto has = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+  for (const char* p : {"vision_model.", ""}) {
+    if (has(std::string(p) + "embeddings.patch_embed.weight") && has(std::string(p) + "embeddings.rms_norm.weight")) {
+      *L = {WeightLayout::kHFAimv2, p, HFFamily::kViT};
+      L->mlp_bias = has(std::string(p) + "encoder.layers.0.ffn.gate_proj.bias");
+      return true;
+    }
+  }
+  return false;
+}
+
 // HF base-model prefixes: ViTForImageClassification "vit.", DeiT* "deit.", Dinov2For* "dinov2." /
 // "dinov2_with_registers.", CLIPVisionModel(WithProjection) "vision_model."; bare models none.
 constexpr const char* kHFPrefixes[] = {"vit.", "deit.", "dinov2.", "dinov2_with_registers.", "vision_model.", ""};
 
 LayoutInfo detect_layout(const std::vector<std::string>& names, const std::string& file) {
   if (LayoutInfo s; detect_hf_siglip(names, &s)) return s;
+  if (LayoutInfo a; detect_hf_aimv2(names, &a)) return a;
   bool timm = false, jax = false;
   std::set<std::string> hf_prefixes;
   for (const std::string& n : names) {
@@ -252,7 +269,8 @@ void hf_family_preprocess(const LayoutInfo& L, PreprocessConfig* pp) {
   };
   if (L.layout == WeightLayout::kHFSiglip) {
     pp->interpolation = "bicubic";
-  } else if (L.layout == WeightLayout::kHF && L.hf == HFFamily::kCLIP) {
+  } else if ((L.layout == WeightLayout::kHF && L.hf == HFFamily::kCLIP) || L.layout == WeightLayout::kHFAimv2) {
+    // apple/aimv2-* ship CLIPImageProcessor with OpenAI CLIP's mean / std.
     shortest_crop(224);
     pp->mean = {0.48145466f, 0.4578275f, 0.40821073f};
     pp->std = {0.26862954f, 0.26130258f, 0.27577711f};
@@ -454,6 +472,13 @@ Names defining_names(const LayoutInfo& L, bool deit_teacher) {
            p + "encoder.layers.0.self_attn.q_proj.bias", p + "post_layernorm.weight", p + "encoder.layers."};
       break;
     }
+    case WeightLayout::kHFAimv2: {  // no cls token, no classifier; gated by its names (gate_proj / up_proj)
+      const std::string& p = L.prefix;
+      n = {p + "embeddings.patch_embed.weight", p + "embeddings.patch_embed.bias", "",
+           p + "embeddings.position_embedding.weight", p + "encoder.layers.0.ffn.gate_proj.weight", "", "",
+           p + "encoder.layers.0.attention.q_proj.bias", p + "rms_norm.weight", p + "encoder.layers."};
+      break;
+    }
   }
   return n;
 }
@@ -484,9 +509,13 @@ int model_dim(const Shape& s, size_t i, int64_t lo, int64_t hi, const char* what
 
 // The head's tensor names in a layout (timm AttentionPoolLatent / HF SiglipMultiheadAttentionPoolingHead).
 struct AttnPoolNames {
-  std::string latent, fc1_w, q_bias;  // q_bias: timm attn_pool.q.bias, HF in_proj_bias
+  std::string latent, fc1_w, q_bias;  // q_bias: timm attn_pool.q.bias, HF in_proj_bias (Aimv2: k_proj.bias)
 };
 AttnPoolNames attn_pool_names(const LayoutInfo& L) {
+  if (L.layout == WeightLayout::kHFAimv2) {  // Aimv2AttentionPoolingHead: no q projection, no MLP
+    const std::string h = L.prefix + "head.";
+    return {h + "cls_token", "", h + "k_proj.bias"};
+  }
   if (L.layout == WeightLayout::kHFSiglip) {
     const std::string h = L.prefix + "head.";
     return {h + "probe", h + "mlp.fc1.weight", h + "attention.in_proj_bias"};
@@ -495,7 +524,8 @@ AttnPoolNames attn_pool_names(const LayoutInfo& L) {
 }
 
 bool has_attn_pool(const TensorSource& src, const LayoutInfo& L) {
-  return (L.layout == WeightLayout::kTimm || L.layout == WeightLayout::kHFSiglip) && src.has(attn_pool_names(L).latent);
+  return (L.layout == WeightLayout::kTimm || L.layout == WeightLayout::kHFSiglip || L.layout == WeightLayout::kHFAimv2) &&
+         src.has(attn_pool_names(L).latent);
 }
 
 // The head's sizes from its tensors: latent rows L (timm latent [1, L, D]; HF probe [1, 1, D]),
@@ -505,13 +535,25 @@ void resolve_attn_pool(const TensorSource& src, const LayoutInfo& L, ViTConfig* 
   cfg->map_latent_len =
       model_dim(need_shape(src, an.latent, 3, file), 1, 1, limits::kMaxPatches, "latent rows", an.latent, file);
   cfg->map_mlp_hidden =
-      model_dim(need_shape(src, an.fc1_w, 2, file), 0, 1, limits::kMaxMlp, "mlp width", an.fc1_w, file);
+      an.fc1_w.empty() ? 0 : model_dim(need_shape(src, an.fc1_w, 2, file), 0, 1, limits::kMaxMlp, "mlp width", an.fc1_w, file);
   cfg->map_qkv_bias = L.layout == WeightLayout::kHFSiglip || src.has(an.q_bias);
+  cfg->map_query_proj = L.layout != WeightLayout::kHFAimv2;
 }
 
 // Every tensor of the head, source name -> stored shape.
 void expected_attn_pool(const LayoutInfo& L, const ViTConfig& c, std::map<std::string, Shape>* e) {
   const int64_t D = c.hidden, M = c.map_mlp_hidden;
+  if (L.layout == WeightLayout::kHFAimv2) {
+    const std::string h = L.prefix + "head.";
+    (*e)[h + "cls_token"] = {1, c.map_latent_len, D};
+    for (const char* m : {"k_proj", "v_proj"}) {
+      (*e)[h + m + ".weight"] = {D, D};
+      if (c.map_qkv_bias) (*e)[h + m + ".bias"] = {D};
+    }
+    (*e)[h + "output_proj.weight"] = {D, D};
+    (*e)[h + "output_proj.bias"] = {D};
+    return;
+  }
   if (L.layout == WeightLayout::kHFSiglip) {
     const std::string h = L.prefix + "head.";
     (*e)[h + "probe"] = {1, c.map_latent_len, D};
@@ -564,6 +606,32 @@ void expected_hf_siglip(const LayoutInfo& L, const ViTConfig& c, int64_t pos_row
     (*e)[b + "mlp.fc2.bias"] = {D};
   }
   (*e)[p + "post_layernorm.weight"] = (*e)[p + "post_layernorm.bias"] = {D};
+}
+
+// Aimv2VisionModel's encoder, source name -> stored shape (no class token; the position table is
+// an nn.Embedding [N, D]; RMSNorm weights only; biases per qkv_bias (q / k / v and out_proj) and
+// mlp_bias).
+void expected_hf_aimv2(const LayoutInfo& L, const ViTConfig& c, int64_t pos_rows, std::map<std::string, Shape>* e) {
+  const std::string& p = L.prefix;
+  const int64_t D = c.hidden, I = c.mlp_hidden;
+  (*e)[p + "embeddings.patch_embed.weight"] = {D, c.in_chans, c.patch, c.patch};
+  (*e)[p + "embeddings.patch_embed.bias"] = {D};
+  (*e)[p + "embeddings.rms_norm.weight"] = {D};
+  (*e)[p + "embeddings.position_embedding.weight"] = {pos_rows, D};
+  auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
+    (*e)[n + ".weight"] = {out, in};
+    if (bias) (*e)[n + ".bias"] = {out};
+  };
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = p + "encoder.layers." + std::to_string(i) + ".";
+    for (const char* q : {"q_proj", "k_proj", "v_proj"}) lin(b + "attention." + q, D, D, c.qkv_bias);
+    lin(b + "attention.out_proj", D, D, c.proj_bias);
+    lin(b + "ffn.gate_proj", I, D, L.mlp_bias);
+    lin(b + "ffn.up_proj", I, D, L.mlp_bias);
+    lin(b + "ffn.down_proj", D, I, L.mlp_bias);
+    (*e)[b + "rms_norm1.weight"] = (*e)[b + "rms_norm2.weight"] = {D};
+  }
+  (*e)[p + "rms_norm.weight"] = {D};
 }
 
 // Every tensor the resolved config implies, source name -> expected stored shape.
@@ -683,6 +751,8 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
     }
   } else if (L.layout == WeightLayout::kHFSiglip) {
     expected_hf_siglip(L, c, pos_rows, &e);
+  } else if (L.layout == WeightLayout::kHFAimv2) {
+    expected_hf_aimv2(L, c, pos_rows, &e);
   }
   if (c.pool == GlobalPool::kMap) expected_attn_pool(L, c, &e);
   return e;
@@ -994,6 +1064,41 @@ void map_hf_siglip(const Reader& rd, const ViTConfig& c, const std::string& p, V
   w->norm_b = rd(p + "post_layernorm.bias");
 }
 
+// Aimv2VisionModel -> the internal weights: q / k / v concatenated, the SwiGLU's gate_proj and
+// up_proj as one [2I, D] fc1 (gate rows first: act(gate x) * up x), zeros for every absent bias
+// (RMSNorm, qkv_bias / mlp_bias false).
+void map_hf_aimv2(const Reader& rd, const ViTConfig& c, const LayoutInfo& L, ViTWeights* w) {
+  const std::string& p = L.prefix;
+  const int64_t D = c.hidden, I = c.mlp_hidden;
+  auto bias = [&](const std::string& n, int64_t out, bool has) { return has ? rd(n + ".bias") : Tensor({out}); };
+  w->patch_w = reshaped(rd(p + "embeddings.patch_embed.weight"), {D, static_cast<int64_t>(c.in_chans) * c.patch * c.patch});
+  w->patch_b = rd(p + "embeddings.patch_embed.bias");
+  w->patch_norm_w = rd(p + "embeddings.rms_norm.weight");
+  w->patch_norm_b = Tensor({D});
+  w->pos = rd(p + "embeddings.position_embedding.weight");  // [N, D]: no prefix rows
+  w->blocks.resize(static_cast<size_t>(c.depth));
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = p + "encoder.layers." + std::to_string(i) + ".", a = b + "attention.", f = b + "ffn.";
+    BlockWeights& k = w->blocks[static_cast<size_t>(i)];
+    k.ln1_w = rd(b + "rms_norm1.weight");
+    k.ln1_b = Tensor({D});
+    k.qkv_w = concat_rows({rd(a + "q_proj.weight"), rd(a + "k_proj.weight"), rd(a + "v_proj.weight")}, {3 * D, D});
+    k.qkv_b = concat_rows({bias(a + "q_proj", D, c.qkv_bias), bias(a + "k_proj", D, c.qkv_bias),
+                           bias(a + "v_proj", D, c.qkv_bias)},
+                          {3 * D});
+    k.proj_w = rd(a + "out_proj.weight");
+    k.proj_b = bias(a + "out_proj", D, c.proj_bias);
+    k.ln2_w = rd(b + "rms_norm2.weight");
+    k.ln2_b = Tensor({D});
+    k.fc1_w = concat_rows({rd(f + "gate_proj.weight"), rd(f + "up_proj.weight")}, {2 * I, D});
+    k.fc1_b = concat_rows({bias(f + "gate_proj", I, L.mlp_bias), bias(f + "up_proj", I, L.mlp_bias)}, {2 * I});
+    k.fc2_w = rd(f + "down_proj.weight");
+    k.fc2_b = bias(f + "down_proj", D, L.mlp_bias);
+  }
+  w->norm_w = rd(p + "rms_norm.weight");
+  w->norm_b = Tensor({D});
+}
+
 // Rows [r0, r0 + n) of a [rows, cols] tensor (or of a vector when cols == 1).
 Tensor row_slice(const Tensor& t, int64_t r0, int64_t n, int64_t cols) {
   Tensor o(cols == 1 ? Shape{n} : Shape{n, cols});
@@ -1005,6 +1110,21 @@ Tensor row_slice(const Tensor& t, int64_t r0, int64_t n, int64_t cols) {
 // q | k | v, so q is rows 0..D and kv (k | v, as timm's kv Linear) rows D..3D.
 void map_attn_pool(const Reader& rd, const LayoutInfo& L, const ViTConfig& c, AttnPoolWeights* w) {
   const int64_t D = c.hidden, Lq = c.map_latent_len;
+  if (L.layout == WeightLayout::kHFAimv2) {
+    // Aimv2AttentionPoolingHead: the raw cls_token is the query (q = identity, no bias: the
+    // derived query latent I + 0 is the latent exactly), k / v projections, output_proj; no norm
+    // and no MLP (map_mlp_hidden 0).
+    const std::string h = L.prefix + "head.";
+    w->latent = reshaped(rd(h + "cls_token"), {Lq, D});
+    w->q_w = Tensor({D, D});
+    for (int64_t i = 0; i < D; ++i) w->q_w.data[static_cast<size_t>(i * D + i)] = 1.0f;
+    w->q_b = Tensor({D});
+    w->kv_w = concat_rows({rd(h + "k_proj.weight"), rd(h + "v_proj.weight")}, {2 * D, D});
+    w->kv_b = c.map_qkv_bias ? concat_rows({rd(h + "k_proj.bias"), rd(h + "v_proj.bias")}, {2 * D}) : Tensor({2 * D});
+    w->proj_w = rd(h + "output_proj.weight");
+    w->proj_b = rd(h + "output_proj.bias");
+    return;
+  }
   const bool hf = L.layout == WeightLayout::kHFSiglip;
   const std::string h = hf ? L.prefix + "head." : "attn_pool.";
   auto linear = [&](const char* m, Tensor* wt, Tensor* bt) {
@@ -1182,7 +1302,8 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   // The stored table: prefix + gh*gw rows, at most limits::kMaxPatches + 1 (HF DeiT: + its dist row). HF
   // CLIP and SigLIP keep it as an nn.Embedding [rows, D], the others as [1, rows, D].
   const bool hf = L.layout == WeightLayout::kHF;
-  const bool pos_2d = (hf && L.hf == HFFamily::kCLIP) || L.layout == WeightLayout::kHFSiglip;
+  const bool pos_2d =
+      (hf && L.hf == HFFamily::kCLIP) || L.layout == WeightLayout::kHFSiglip || L.layout == WeightLayout::kHFAimv2;
   const int64_t pos_rows = model_dim(need_shape(*src, N.pos, pos_2d ? 2 : 3, file), pos_2d ? 0 : 1, 1,
                                      limits::kMaxPatches + 1 + (hf && L.hf == HFFamily::kDeiT), "position rows", N.pos,
                                      file);
@@ -1235,7 +1356,11 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   } else {
     // HF: each config class's default (ViTConfig / DeiTConfig 1e-12, Dinov2Config 1e-6,
     // CLIPVisionConfig 1e-5); timm / JAX 1e-6.
-    cfg.ln_eps = !hf ? 1e-6f : L.hf == HFFamily::kDinov2 ? 1e-6f : L.hf == HFFamily::kCLIP ? 1e-5f : 1e-12f;
+    cfg.ln_eps = L.layout == WeightLayout::kHFAimv2 ? 1e-5f  // Aimv2VisionConfig rms_norm_eps
+                 : !hf                             ? 1e-6f
+                 : L.hf == HFFamily::kDinov2       ? 1e-6f
+                 : L.hf == HFFamily::kCLIP         ? 1e-5f
+                                                   : 1e-12f;
   }
 
   // qkv bias: the config when it says, else the tensors (then checked like any other).
@@ -1249,10 +1374,10 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
              : hints.pool ? *hints.pool
                           : has_attn_pool(*src, L) ? GlobalPool::kMap : GlobalPool::kToken;
   if (cfg.pool == GlobalPool::kMap) {
-    if (L.layout != WeightLayout::kTimm && L.layout != WeightLayout::kHFSiglip) {
+    if (L.layout != WeightLayout::kTimm && L.layout != WeightLayout::kHFSiglip && L.layout != WeightLayout::kHFAimv2) {
       fail(ErrorCode::kUnsupported, file + ": map pooling (the attention-pool head) with the " +
-                                        std::string(layout_name(L.layout)) + " layout: only timm attn_pool.* and HF "
-                                        "SiglipVisionModel head.* checkpoints carry that head");
+                                        std::string(layout_name(L.layout)) + " layout: only timm attn_pool.*, HF "
+                                        "SiglipVisionModel and Aimv2VisionModel head.* checkpoints carry that head");
     }
     resolve_attn_pool(*src, L, &cfg, file);
   }
@@ -1332,11 +1457,24 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     cfg.head_cls_mean = L.hf == HFFamily::kDinov2 && cfg.num_classes > 0;
   } else if (L.layout == WeightLayout::kHFSiglip) {
     cfg.class_token = false;  // SiglipVisionEmbeddings: patches + pos, no prefix tokens
+  } else if (L.layout == WeightLayout::kHFAimv2) {
+    // Aimv2VisionEmbeddings: rms_norm(patch_embed(x)) + pos, no prefix tokens; RMSNorm
+    // everywhere; a SwiGLU MLP; out_proj's bias follows qkv_bias (the tensors say).
+    cfg.class_token = false;
+    cfg.rms_norm = true;
+    cfg.embed_norm = true;
+    cfg.glu = true;
+    cfg.proj_bias = src->has(L.prefix + "encoder.layers.0.attention.out_proj.bias");
+    if (hints.glu && !*hints.glu) {
+      fail(ErrorCode::kFormat, file + ": " + hints.path + " says a plain MLP but the tensors hold ffn.gate_proj / "
+                                                          "ffn.up_proj (a SwiGLU MLP)");
+    }
   }
   // HF CLIPVisionConfig's default activation is quick-GELU (OpenAI CLIP), SiglipVisionConfig's
   // gelu_pytorch_tanh; the rest erf GELU.
   cfg.act = hints.act.value_or(hf && L.hf == HFFamily::kCLIP              ? Activation::kQuickGelu
                                : L.layout == WeightLayout::kHFSiglip ? Activation::kGeluTanh
+                               : L.layout == WeightLayout::kHFAimv2  ? Activation::kSilu
                                                                       : Activation::kGeluErf);
   if (L.hf_swiglu) cfg.act = Activation::kSilu;  // Dinov2SwiGLUFFN: SiLU whatever hidden_act says
   if (!cfg.class_token && cfg.pool == GlobalPool::kToken) {
@@ -1450,6 +1588,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     case WeightLayout::kHF: map_hf(rd, cfg, L, &model->w); break;
     case WeightLayout::kJax: map_jax(rd, cfg, &model->w); break;
     case WeightLayout::kHFSiglip: map_hf_siglip(rd, cfg, L.prefix, &model->w); break;
+    case WeightLayout::kHFAimv2: map_hf_aimv2(rd, cfg, L, &model->w); break;
   }
   if (cfg.pool == GlobalPool::kMap) map_attn_pool(rd, L, cfg, &model->w.attn_pool);
   src.reset();  // unmap before resampling: the weights are copied out
