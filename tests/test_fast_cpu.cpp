@@ -82,24 +82,25 @@ TEST(FastCpuKernels, LayerNormMatchesReference) {
   for (CpuIsa isa : kernel_levels()) {
     const fc::Kernels& k = fc::kernels_for(isa);
     for (int64_t rows : {197 * 3, 50, 577}) {
-      for (int64_t D : {96, 768, 320}) {
-        SCOPED_TRACE(std::string(vit::cpu_isa_name(isa)) + " rows " + std::to_string(rows) + " D " + std::to_string(D));
+      for (int64_t D : {96, 768, 320}) for (const bool rms : {false, true}) {
+        SCOPED_TRACE(std::string(vit::cpu_isa_name(isa)) + " rows " + std::to_string(rows) + " D " + std::to_string(D) +
+                     (rms ? " RMSNorm" : " LayerNorm"));
         std::vector<float> x = random_vec(rows * D, -3.0f, 5.0f);  // non-zero mean
         vit::Tensor g = tensor_of(random_vec(D, 0.5f, 1.5f), {D}), b = tensor_of(random_vec(D), {D});
         std::vector<float> want(rows * D, kNaN), got(rows * D, kNaN);
-        vit::ref::layer_norm(x.data(), D, want.data(), D, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
-        k.layer_norm(x.data(), nullptr, nullptr, got.data(), false, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        vit::ref::layer_norm(x.data(), D, want.data(), D, rows, D, g.ptr(), b.ptr(), 1e-6f, 2, rms);
+        k.layer_norm(x.data(), nullptr, nullptr, got.data(), false, rows, D, g.ptr(), b.ptr(), 1e-6f, rms, 2);
         EXPECT_TRUE(close_rel(got, want, tol_rel(DType::F32)));
         std::vector<uint16_t> got16(rows * D, 0xffff);  // 0xffff: a bf16 NaN
-        k.layer_norm(x.data(), nullptr, nullptr, got16.data(), true, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        k.layer_norm(x.data(), nullptr, nullptr, got16.data(), true, rows, D, g.ptr(), b.ptr(), 1e-6f, rms, 2);
         EXPECT_TRUE(close_rel(from_bf16(got16), want, tol_rel(DType::BF16)));
         // With the fused residual add: sum = x + r, y = LN(sum).
         const std::vector<float> r = random_vec(rows * D);
         std::vector<float> want_sum(rows * D), sum(rows * D, kNaN);
         for (size_t i = 0; i < want_sum.size(); ++i) want_sum[i] = x[i] + r[i];
-        vit::ref::layer_norm(want_sum.data(), D, want.data(), D, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        vit::ref::layer_norm(want_sum.data(), D, want.data(), D, rows, D, g.ptr(), b.ptr(), 1e-6f, 2, rms);
         std::fill(got.begin(), got.end(), kNaN);
-        k.layer_norm(x.data(), r.data(), sum.data(), got.data(), false, rows, D, g.ptr(), b.ptr(), 1e-6f, 2);
+        k.layer_norm(x.data(), r.data(), sum.data(), got.data(), false, rows, D, g.ptr(), b.ptr(), 1e-6f, rms, 2);
         EXPECT_EQ(sum, want_sum);
         EXPECT_TRUE(close_rel(got, want, tol_rel(DType::F32)));
       }

@@ -96,7 +96,7 @@ void run_linear(CpuCtx& c, const Node& n, void* state) {
 
 // --- LayerNorm (+ fused residual add) ----------------------------------------------------------
 bool supports_layernorm(const Graph& g, const Node& n) {
-  return !n.p<graph::LayerNormParams>().rms && is_f32(g, n.in[0]) && is_f32(g, n.input(3)) &&
+  return is_f32(g, n.in[0]) && is_f32(g, n.input(3)) &&
          (n.out.size() < 2 || is_f32(g, n.out[1]));
 }
 
@@ -105,7 +105,7 @@ void run_layernorm(CpuCtx& c, const Node& n, void*) {
   const bool res = n.input(3) >= 0;
   kernels().layer_norm(c.p(n.in[0]), res ? c.p(n.in[3]) : nullptr, res ? c.p(n.out[1]) : nullptr, c.v(n.out[0]),
                        is_bf16(c.g, n.out[0]), R, D, c.p(n.in[1]), c.p(n.in[2]), n.p<graph::LayerNormParams>().eps,
-                       c.nt);
+                       n.p<graph::LayerNormParams>().rms, c.nt);
 }
 
 // --- attention: flash kernel; the reference one as well when the maps are wanted ---------------
@@ -172,8 +172,7 @@ const std::vector<CpuOpRow>& fast_rows() {
 // end to end). Everything else stays fp32.
 void annotate_bf16(Graph& g) {
   for (const Node& p : g.nodes) {
-    // (RMSNorm runs on the reference row, which writes fp32.)
-    const bool producer = (p.op == Op::kLayerNorm && !p.p<graph::LayerNormParams>().rms) || p.op == Op::kAttention || p.op == Op::kCrossAttention ||
+    const bool producer = p.op == Op::kLayerNorm || p.op == Op::kAttention || p.op == Op::kCrossAttention ||
                           p.op == Op::kPatchify || p.op == Op::kGlu ||
                           (p.op == Op::kLinear && p.input(3) < 0);
     if (!producer) continue;

@@ -30,9 +30,9 @@ inline float from_bf16(uint16_t h) {
 struct Kernels {
   // y = LN(x) * g + b per row; x [rows, D] fp32, y [rows, D] fp32 or bf16. With a residual r
   // [rows, D] (and sum non-null): sum = x + r is written too and y = LN(sum) (the fused
-  // residual add + LayerNorm of the graph).
+  // residual add + LayerNorm of the graph). rms: RMSNorm, x * rsqrt(mean(x^2) + eps) * g + b.
   void (*layer_norm)(const float* x, const float* r, float* sum, void* y, bool y_bf16, int64_t rows, int64_t D,
-                     const float* g, const float* b, float eps, int nt);
+                     const float* g, const float* b, float eps, bool rms, int nt);
   // Multi-head self-attention without a T x T matrix: per (image, head, block of query rows),
   // key blocks stream through an online softmax (running max m and sum l in fp32), so only a
   // [query block, key block] score tile exists at a time.
