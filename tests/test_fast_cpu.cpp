@@ -108,6 +108,29 @@ TEST(FastCpuKernels, LayerNormMatchesReference) {
   }
 }
 
+// The SwiGLU middle against ref::glu (SiLU), gates across the range where exp_neg clamps, odd
+// widths (I = 88 and 1365: tails of every vector width), fp32 and bf16 outputs, poisoned.
+TEST(FastCpuKernels, GluSiluMatchesReference) {
+  for (CpuIsa isa : kernel_levels()) {
+    const fc::Kernels& k = fc::kernels_for(isa);
+    for (int64_t rows : {1, 197 * 3}) {
+      for (int64_t I : {88, 1365, 2048}) {
+        SCOPED_TRACE(std::string(vit::cpu_isa_name(isa)) + " rows " + std::to_string(rows) + " I " + std::to_string(I));
+        std::vector<float> x = random_vec(rows * 2 * I, -12.0f, 12.0f);
+        x[0] = -100.0f;  // silu -> -0 (exp_neg flushes)
+        x[1] = 100.0f;   // silu -> the gate itself
+        std::vector<float> want(rows * I, kNaN), got(rows * I, kNaN);
+        vit::ref::glu(x.data(), want.data(), rows, I, 2, vit::ActForm::kSilu);
+        k.glu_silu(x.data(), got.data(), false, rows, I, 2);
+        EXPECT_TRUE(close_rel(got, want, 1e-5f));
+        std::vector<uint16_t> got16(rows * I, 0xffff);
+        k.glu_silu(x.data(), got16.data(), true, rows, I, 2);
+        EXPECT_TRUE(close_rel(from_bf16(got16), want, tol_rel(DType::BF16)));
+      }
+    }
+  }
+}
+
 struct AttnShape {
   int64_t B, T, H, hd;
 };

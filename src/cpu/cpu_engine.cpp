@@ -9,6 +9,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -210,6 +214,8 @@ class CpuEngine final : public Engine {
   CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend)
       : model_(std::move(model)), backend_(std::move(backend)) {
     if (!model_) fail(ErrorCode::kInvalidArgument, backend_.name + " engine: model is null");
+    const char* prof = std::getenv("VIT_CPU_PROFILE");
+    profile_ = prof && *prof && std::strcmp(prof, "0") != 0;
     graph_ = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str());
     if (graph::fusion_enabled(fusion)) graph::fuse(graph_);
     if (backend_.annotate) backend_.annotate(graph_);
@@ -278,7 +284,16 @@ class CpuEngine final : public Engine {
       if (cancel && cancel->load(std::memory_order_relaxed)) {
         fail(ErrorCode::kCancelled, "cpu engine run: cancelled before node '" + graph_.nodes[i].name + "'");
       }
+      if (!profile_) {
+        rows_[i]->run(ctx, graph_.nodes[i], state_[i].get());
+        continue;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
       rows_[i]->run(ctx, graph_.nodes[i], state_[i].get());
+      const std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - t0;
+      Prof& p = prof_[std::string(graph::op_name(graph_.nodes[i].op)) + " / " + rows_[i]->name];
+      p.ms += ms.count();
+      ++p.calls;
     }
     const ViTConfig& c = model_->cfg;
     if (out.embeddings)
@@ -291,6 +306,29 @@ class CpuEngine final : public Engine {
     }
   }
 
+  // VIT_CPU_PROFILE=1: wall time per (op, row) over the engine's life, printed to stderr when it
+  // is destroyed (a development aid: the rows run one after another, so the times add up).
+  struct Prof {
+    double ms = 0;
+    int64_t calls = 0;
+  };
+  bool profile_ = false;
+  std::map<std::string, Prof> prof_;
+
+ public:
+  ~CpuEngine() override {
+    if (!profile_ || prof_.empty()) return;
+    std::vector<std::pair<std::string, Prof>> v(prof_.begin(), prof_.end());
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    double total = 0;
+    for (const auto& e : v) total += e.second.ms;
+    std::fprintf(stderr, "[vit-cpu] %s: %.1f ms in %zu (op / row) kinds\n", backend_.name.c_str(), total, v.size());
+    for (const auto& e : v)
+      std::fprintf(stderr, "[vit-cpu] %10.1f ms %5.1f%% %7lld calls  %s\n", e.second.ms, 100.0 * e.second.ms / total,
+                   static_cast<long long>(e.second.calls), e.first.c_str());
+  }
+
+ private:
   std::shared_ptr<const Model> model_;
   Graph graph_;
   CpuBackend backend_;

@@ -138,13 +138,17 @@ void run_cross_attention(CpuCtx& c, const Node& n, void*) {
   kernels().to_bf16(c.scratch.data(), static_cast<uint16_t*>(c.v(n.out[0])), count, c.nt);
 }
 
-// --- the gated MLP's act(gate) * value: the reference math, stored bf16 when annotated (fc2 then
-// reads bf16 like every other MLP's second GEMM) ---------------------------------------------------
+// --- the gated MLP's act(gate) * value: SiLU (SwiGLU) by the vectorised kernel, other forms by the
+// reference math; stored bf16 when annotated (fc2 then reads bf16 like every other MLP's second GEMM)
 bool supports_glu(const Graph& g, const Node& n) { return is_f32(g, n.in[0]); }
 
 void run_glu(CpuCtx& c, const Node& n, void*) {
   const int64_t rows = c.rows(n.out[0]), I = c.g.t(n.out[0]).cols();
   const ActForm form = graph::act_form(n.p<graph::ActParams>().act);
+  if (form == ActForm::kSilu) {  // SwiGLU (DINOv2 giants, AIMv2): the vectorised kernel
+    kernels().glu_silu(c.p(n.in[0]), c.v(n.out[0]), is_bf16(c.g, n.out[0]), rows, I, c.nt);
+    return;
+  }
   if (!is_bf16(c.g, n.out[0])) {
     ref::glu(c.p(n.in[0]), c.p(n.out[0]), rows, I, c.nt, form);
     return;

@@ -41,6 +41,9 @@ struct Kernels {
   void (*attention)(const float* qkv, void* out, bool out_bf16, int64_t B, int64_t T, int64_t H, int64_t hd, int nt);
   // dst[i] = bf16(src[i]), i < n.
   void (*to_bf16)(const float* src, uint16_t* dst, int64_t n, int nt);
+  // The SwiGLU middle: y[r, j] = silu(x[r, j]) * x[r, I + j], x [rows, 2I] fp32 (gate | value),
+  // y [rows, I] fp32 or bf16.
+  void (*glu_silu)(const float* x, void* y, bool y_bf16, int64_t rows, int64_t I, int nt);
 };
 
 // The kernel set compiled for `isa` (AMX and AVX512-BF16 share the AVX-512 one: their matrix
