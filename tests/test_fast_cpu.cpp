@@ -137,7 +137,7 @@ struct AttnShape {
 
 TEST(FastCpuKernels, FlashAttentionMatchesReference) {
   const AttnShape shapes[] = {{1, 197, 3, 64}, {3, 197, 2, 24}, {1, 50, 4, 80}, {3, 50, 2, 64},
-                              {1, 577, 2, 80}, {3, 577, 1, 24}};
+                              {1, 577, 2, 80}, {3, 577, 1, 24}, {2, 35, 3, 40}, {1, 35, 2, 64}};
   for (CpuIsa isa : kernel_levels()) {
     const fc::Kernels& k = fc::kernels_for(isa);
     for (const AttnShape& s : shapes) {
