@@ -1,4 +1,4 @@
 # The golden fixtures (golden_cases.h), read by the CPU, CUDA and CLI golden tests.
 add_library(vit_golden_cases STATIC golden_cases.cpp)
-target_link_libraries(vit_golden_cases PUBLIC vit_test_util vit_model)
+target_link_libraries(vit_golden_cases PUBLIC vit_test_util vit_model vit_engine)
 vit_add_test(test_golden test_golden.cpp LIBS vit_cpu vit_golden_cases)

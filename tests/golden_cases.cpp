@@ -15,7 +15,9 @@
 
 #include "io/npy.h"
 #include "io/npz.h"
+#include "model/model.h"
 #include "test_util.h"
+#include "tolerances.h"
 
 namespace vit::test {
 namespace {
@@ -102,6 +104,90 @@ GoldenCase load_golden_case(const std::string& name, const std::string& set) {
   if (c.has_logits && (c.logits.shape.size() != 2 || c.logits.shape[0] != c.input.shape[0]))
     throw std::runtime_error(name + ": logits.npy is not [B, C]");
   return c;
+}
+
+DynamicCase load_dynamic_case(const std::string& name) {
+  DynamicCase c;
+  c.name = name;
+  const std::string dir = golden_root(kDynamicSet) + "/" + name;
+  const json meta = read_json(dir + "/case.json");
+  c.model_path = dir + "/model";
+  c.framework = meta.value("framework", std::string("?"));
+  c.model_h = meta.at("model_size").at(0).get<int>();
+  c.model_w = meta.at("model_size").at(1).get<int>();
+  for (const json& r : meta.at("runs")) {
+    DynamicRun run;
+    run.name = r.at("dir").get<std::string>();
+    run.h = r.at("height").get<int>();
+    run.w = r.at("width").get<int>();
+    run.tokens = r.at("tokens").get<int>();
+    const std::string rd = dir + "/runs/" + run.name;
+    run.input = read_npy(rd + "/input.npy");
+    run.embeddings = read_npy(rd + "/embeddings.npy");
+    run.features = read_npy(rd + "/features.npy");
+    if (fs::exists(rd + "/logits.npy")) run.logits = read_npy(rd + "/logits.npy");
+    if (run.input.shape != std::vector<int64_t>{run.input.shape[0], 3, run.h, run.w} ||
+        run.features.shape.size() != 3 || run.features.shape[1] != run.tokens)
+      throw std::runtime_error(name + "/" + run.name + ": input / features shapes disagree with case.json");
+    c.runs.push_back(std::move(run));
+  }
+  if (c.runs.empty()) throw std::runtime_error(name + ": case.json lists no runs");
+  return c;
+}
+
+namespace {
+
+struct DynamicResult {
+  std::vector<float> logits, emb, feat;
+};
+
+DynamicResult run_dynamic(Engine& e, const ViTConfig& cfg, const DynamicRun& r) {
+  const int B = static_cast<int>(r.input.shape[0]);
+  DynamicResult out;
+  out.logits.assign(static_cast<size_t>(B) * std::max(cfg.num_classes, 1), NAN);  // poisoned
+  out.emb.assign(static_cast<size_t>(B) * cfg.embed_dim(), NAN);
+  out.feat.assign(static_cast<size_t>(B) * r.tokens * cfg.hidden, NAN);
+  RunOutputs o;
+  o.logits = r.logits.empty() ? nullptr : out.logits.data();
+  o.embeddings = out.emb.data();
+  o.features = out.feat.data();
+  e.run_at(r.input.ptr(), B, r.h, r.w, o);
+  if (r.logits.empty()) out.logits.clear();
+  return out;
+}
+
+}  // namespace
+
+void check_dynamic_case(const std::string& name, const std::vector<DType>& precisions,
+                        const std::function<std::unique_ptr<Engine>(std::shared_ptr<const Model>, DType)>& make,
+                        const std::function<float(DType)>& tol) {
+  const DynamicCase dc = load_dynamic_case(name);
+  SCOPED_TRACE(dc.name + " (" + dc.framework + ")");
+  std::shared_ptr<const Model> model = load_model(dc.model_path);
+  const ViTConfig& cfg = model->cfg;
+  ASSERT_EQ(cfg.image_h, dc.model_h);
+  ASSERT_EQ(cfg.image_w, dc.model_w);
+  for (DType dt : precisions) {
+    SCOPED_TRACE(dtype_name(dt));
+    std::unique_ptr<Engine> e = make(model, dt);
+    std::vector<DynamicResult> got;
+    for (const DynamicRun& r : dc.runs) {
+      SCOPED_TRACE("run " + r.name);
+      got.push_back(run_dynamic(*e, cfg, r));
+      const DynamicResult& g = got.back();
+      EXPECT_TRUE(close_rel(g.emb, r.embeddings.data, tol(dt))) << "embeddings vs " << dc.framework;
+      EXPECT_TRUE(close_rel(g.feat, r.features.data, tol(dt))) << "features vs " << dc.framework;
+      if (r.logits.empty()) continue;
+      EXPECT_TRUE(close_rel(g.logits, r.logits.data, tol(dt))) << "logits vs " << dc.framework;
+      const float slack = top1_slack(r.logits.ptr(), r.logits.data.size(), tol(dt));
+      for (int b = 0; b < static_cast<int>(r.input.shape[0]); ++b)
+        expect_top1(name, dc.framework.c_str(), g.logits.data(), r.logits.ptr(), cfg.num_classes, b, slack);
+    }
+    // The first size again, after the others: its cached graph gives the same bits.
+    const DynamicResult again = run_dynamic(*e, cfg, dc.runs.front());
+    EXPECT_EQ(again.emb, got.front().emb) << "run " << dc.runs.front().name << " repeated";
+    EXPECT_EQ(again.feat, got.front().feat) << "run " << dc.runs.front().name << " repeated";
+  }
 }
 
 int argmax_row(const float* m, int cols, int r) {

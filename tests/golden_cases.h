@@ -7,10 +7,13 @@
 // for models without a classifier); the references are float64 forward passes.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "engine/engine.h"
 #include "model/config.h"
 
 namespace vit::test {
@@ -36,6 +39,30 @@ struct GoldenCase {
 // families of issue 12, run by the graph backends).
 constexpr const char* kGoldenSet = "golden";
 constexpr const char* kFamilySet = "golden_families";
+// tests/data/golden_dynamic (tools/make_golden_dynamic.py): one checkpoint, runs at several sizes
+// (timm dynamic_img_size, HF interpolate_pos_encoding), read by load_dynamic_case.
+constexpr const char* kDynamicSet = "golden_dynamic";
+
+// One run of a dynamic-size case: the framework's float64 outputs for input [B, 3, h, w].
+struct DynamicRun {
+  std::string name;  // runs/<name>, e.g. "48x40"
+  int h = 0, w = 0, tokens = 0;
+  Tensor input, logits, embeddings, features;  // logits empty without a classifier
+};
+struct DynamicCase {
+  std::string name, model_path, framework;
+  int model_h = 0, model_w = 0;  // the size the checkpoint was saved at
+  std::vector<DynamicRun> runs;  // in the order a test runs them (sizes change run to run, one repeats)
+};
+DynamicCase load_dynamic_case(const std::string& name);
+
+// Runs every run of dynamic case `name` in order through ONE engine per precision (make(model,
+// precision)), at each run's size (Engine::run_at), and checks logits, embeddings and the final
+// tokens against the framework within tol(precision), top-1 too; then re-runs the first run and
+// expects bit-identical outputs (the size's cached graph). Gtest expectations.
+void check_dynamic_case(const std::string& name, const std::vector<DType>& precisions,
+                        const std::function<std::unique_ptr<Engine>(std::shared_ptr<const Model>, DType)>& make,
+                        const std::function<float(DType)>& tol);
 
 // Every subdirectory of tests/data/<set> holding a case.json, sorted (stable test names).
 std::vector<std::string> list_golden_cases(const std::string& set = kGoldenSet);

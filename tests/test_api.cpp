@@ -5,6 +5,8 @@
 // run the same code on the same weights with the same thread count.
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -613,6 +615,86 @@ TEST(CApi, ParamsStructsAreVersionedBySize) {
   vit_model* m2 = nullptr;
   EXPECT_STATUS(vit_model_load(tiny().dir.c_str(), &lp, &m2), VIT_ERR_INVALID_ARGUMENT, "struct_size");
   EXPECT_EQ(m2, nullptr);
+  vit_model_free(m);
+}
+
+// vit_session_run_at: other input sizes with max_image_size > 0, each equal to the engine's
+// run_at (bit for bit); the model's own size is vit_session_run; every rule named when broken; a
+// caller built against the version-3 struct (no max_image_size) gets the model's size only.
+TEST(CApi, RunAtOtherSizes) {
+  vit_model* m = nullptr;
+  ASSERT_OK(vit_model_load(tiny().dir.c_str(), nullptr, &m));
+  const vit_model_info i = info_of(m);  // 32x32, patch 8, cls: 17 tokens
+  EXPECT_EQ(vit_model_get_num_tokens(m, 32, 32), i.num_tokens);
+  EXPECT_EQ(vit_model_get_num_tokens(m, 48, 16), 1 + 6 * 2);
+  EXPECT_EQ(vit_model_get_num_tokens(m, 50, 17), 1 + 6 * 2);  // floor, as the patch conv
+  EXPECT_EQ(vit_model_get_num_tokens(m, 4, 32), -1);
+  EXPECT_EQ(vit_model_get_num_tokens(nullptr, 32, 32), -1);
+  vit_session_params p = vit_session_default_params();
+  EXPECT_EQ(p.max_image_size, 0);
+  p.num_threads = kThreads;
+  p.max_batch = 4;
+  p.max_image_size = 64;
+  vit_session* s = nullptr;
+  ASSERT_OK(vit_session_create(m, &p, &s));
+  auto model = vit::load_model(tiny().dir);
+  auto eng = vit::make_fast_cpu_engine(model, vit::DType::F32, kThreads);
+  for (const auto& [h, w, batch] : std::vector<std::array<int, 3>>{{48, 40, 3}, {32, 32, 2}, {64, 16, 1}, {48, 40, 1}}) {
+    SCOPED_TRACE(std::to_string(h) + "x" + std::to_string(w));
+    const int T = vit_model_get_num_tokens(m, h, w);
+    ASSERT_EQ(T, 1 + (h / 8) * (w / 8));
+    const std::vector<float> x = random_vec(static_cast<size_t>(batch) * 3 * h * w);
+    Result got, want;
+    for (Result* r : {&got, &want}) {
+      r->logits.assign(static_cast<size_t>(batch) * i.num_classes, kNaN);
+      r->emb.assign(static_cast<size_t>(batch) * i.hidden_size, kNaN);
+      r->attn.assign(static_cast<size_t>(batch) * i.num_heads * T * T, kNaN);
+      r->feat.assign(static_cast<size_t>(batch) * T * i.hidden_size, kNaN);
+    }
+    vit_outputs o{};
+    o.logits = got.logits.data();
+    o.embeddings = got.emb.data();
+    o.attention = got.attn.data();
+    o.features = got.feat.data();
+    ASSERT_OK(vit_session_run_at(s, x.data(), batch, h, w, &o));
+    vit::RunOutputs ro;
+    ro.logits = want.logits.data();
+    ro.embeddings = want.emb.data();
+    ro.attention = want.attn.data();
+    ro.features = want.feat.data();
+    eng->run_at(x.data(), batch, h, w, ro);
+    ASSERT_TRUE(all_finite(got.attn));
+    expect_bitwise_equal(got.logits, want.logits, "logits");
+    expect_bitwise_equal(got.emb, want.emb, "embeddings");
+    expect_bitwise_equal(got.attn, want.attn, "attention");
+    expect_bitwise_equal(got.feat, want.feat, "features");
+  }
+  std::vector<float> x = random_vec(4 * 3 * 64 * 64), logits(4 * 10);
+  vit_outputs o{};
+  o.logits = logits.data();
+  EXPECT_STATUS(vit_session_run_at(s, x.data(), 1, 36, 32, &o), VIT_ERR_INVALID_ARGUMENT, "not a multiple of the patch size 8");
+  EXPECT_STATUS(vit_session_run_at(s, x.data(), 1, 72, 32, &o), VIT_ERR_INVALID_ARGUMENT, "maximum image size 64");
+  EXPECT_STATUS(vit_session_run_at(s, x.data(), 1, 0, 32, &o), VIT_ERR_INVALID_ARGUMENT, "smaller than the patch");
+  EXPECT_STATUS(vit_session_run_at(s, x.data(), 5, 32, 32, &o), VIT_ERR_INVALID_ARGUMENT, "max_batch = 4");
+  EXPECT_STATUS(vit_session_run_at(nullptr, x.data(), 1, 32, 32, &o), VIT_ERR_INVALID_ARGUMENT, "session");
+  vit_session_free(s);
+  for (int bad : {-1, 100000}) {
+    p.max_image_size = bad;
+    EXPECT_STATUS(vit_session_create(m, &p, &s), VIT_ERR_INVALID_ARGUMENT, "max_image_size");
+  }
+  // max_image_size 0 (the default), and a version-3 caller whose struct ends before the field
+  // (whatever lies past it is not read): the model's own size only.
+  for (uint32_t size : {static_cast<uint32_t>(sizeof(vit_session_params)),
+                        static_cast<uint32_t>(offsetof(vit_session_params, max_image_size))}) {
+    p = vit_session_default_params();
+    p.struct_size = size;
+    p.num_threads = kThreads;
+    p.max_image_size = size == sizeof(vit_session_params) ? 0 : 64;
+    ASSERT_OK(vit_session_create(m, &p, &s));
+    EXPECT_STATUS(vit_session_run_at(s, x.data(), 1, 48, 48, &o), VIT_ERR_INVALID_ARGUMENT, "max_image_size is 0");
+    ASSERT_OK(vit_session_run_at(s, x.data(), 1, 32, 32, &o));
+    vit_session_free(s);
+  }
   vit_model_free(m);
 }
 

@@ -304,6 +304,52 @@ TEST(Cli, GoldenFixtureLogits) {
   if (checked == 0) GTEST_SKIP() << "no golden fixtures under tests/data/golden";
 }
 
+// --max-image-size: .npy arrays at other sizes run at their own size (tests/data/golden_dynamic:
+// timm dynamic_img_size in float64), sizes changing between inputs (each batch one size); without
+// the flag such an array is a bad input, reported while the rest run; --features-out refuses a
+// size whose token count differs, naming it, and goes on.
+TEST(Cli, OtherInputSizesWithMaxImageSize) {
+  const vit::test::DynamicCase dc = vit::test::load_dynamic_case("dyn_vit");
+  const std::string dir = vit::test::data_path("golden_dynamic/dyn_vit");
+  std::vector<std::string> inputs;
+  std::vector<float> want;
+  for (const vit::test::DynamicRun& r : dc.runs) {
+    inputs.push_back(dir + "/runs/" + r.name + "/input.npy");
+    want.insert(want.end(), r.logits.data.begin(), r.logits.data.end());
+  }
+  const std::string out = vit::test::temp_dir() + "/dyn_logits.npy";
+  std::vector<std::string> args = {"classify", "--model", dc.model_path, "--max-image-size", "64", "--batch", "2",
+                                   "--json", "--logits-out", out};
+  args.insert(args.end(), inputs.begin(), inputs.end());
+  Proc p = run_cli(args);
+  ASSERT_EQ(p.rc, 0) << p.describe();
+  const vit::Tensor got = vit::read_npy(out);
+  ASSERT_EQ(got.numel(), static_cast<int64_t>(want.size()));
+  EXPECT_TRUE(vit::test::close_rel(got.data, want, 1e-4f));
+
+  // Without the flag: the arrays at other sizes are bad inputs; the model-size one runs.
+  args = {"classify", "--model", dc.model_path, "--json", "--logits-out", out};
+  args.insert(args.end(), inputs.begin(), inputs.end());
+  p = run_cli(args);
+  EXPECT_EQ(p.rc, 1) << p.describe();
+  EXPECT_NE(p.err.find("runs/48x48/input.npy: array shape [2, 3, 48, 48] does not match the model input"),
+            std::string::npos) << p.err;
+  EXPECT_EQ(vit::read_npy(out).shape, (std::vector<int64_t>{2, 10})) << "the 32x32 array still ran";
+
+  // A size that is not a multiple of the patch, and --features-out with another token count.
+  const std::string odd = vit::test::temp_dir() + "/odd.npy";
+  std::vector<float> zeros(3 * 36 * 32, 0.25f);
+  vit::write_npy(odd, zeros.data(), {1, 3, 36, 32});
+  const std::string feat = vit::test::temp_dir() + "/dyn_features.npy";
+  p = run_cli({"classify", "--model", dc.model_path, "--max-image-size", "64", "--features-out", feat, odd,
+               inputs[0], inputs[1]});
+  EXPECT_EQ(p.rc, 1) << p.describe();
+  EXPECT_NE(p.err.find("multiples of the patch 8"), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("--features-out holds the model's 17 tokens per row; this array is 48x48"), std::string::npos)
+      << p.err;
+  EXPECT_EQ(vit::read_npy(feat).shape, (std::vector<int64_t>{2, 17, 64}));
+}
+
 // HF CLIPVisionModelWithProjection: the embeddings are the projected image_embeds (24 wide, not
 // the width 64), through `info` and `classify --embeddings-out`, matching transformers.
 TEST(Cli, ClipProjectedEmbeddings) {

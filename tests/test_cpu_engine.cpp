@@ -7,6 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <memory>
+#include <utility>
 #include <ostream>
 #include <random>
 #include <string>
@@ -507,6 +510,62 @@ TEST(CpuEngine, CancelFlagThrowsCancelled) {
   cancel = false;
   engine->run(images.data(), 1, out.ptrs(), &cancel);
   for (float v : out.logits) ASSERT_TRUE(std::isfinite(v));
+}
+
+// Per-run sizes (Engine::run_at): each size's output equals that of the same model rebuilt at
+// that size (its position table resampled by pos_embed_at, its own graph), on the reference and
+// the fast engine; more sizes than the cache keeps (8 besides the model's own), so the least
+// recently used are dropped and rebuilt, and a size run again gives the same bits; head dim 24,
+// grids from 1x1 to 9x9, odd and even batches.
+TEST(CpuEngine, RunSizesMatchTheModelBuiltAtThatSize) {
+  const ViTConfig cfg = test::small_config(32, 32, 8, 48, 2, 2, 7);
+  std::shared_ptr<const Model> model = test::random_model(cfg, fresh_seed());
+  const std::vector<std::pair<int, int>> sizes = {{48, 48}, {32, 32}, {16, 40}, {64, 24}, {24, 24}, {40, 40},
+                                                  {56, 16}, {8, 8},   {32, 48}, {48, 32}, {72, 72}, {48, 48}};
+  for (bool fast : {false, true}) {
+    SCOPED_TRACE(fast ? "fast engine" : "reference engine");
+    auto engine = fast ? make_fast_cpu_engine(model, DType::F32, 2) : make_cpu_engine(model, 2);
+    std::map<std::pair<int, int>, std::vector<float>> first;  // logits of each size's first run
+    for (const auto& [h, w] : sizes) {
+      SCOPED_TRACE(std::to_string(h) + "x" + std::to_string(w));
+      auto sized = std::make_shared<Model>(*model);
+      sized->cfg = model->cfg.at_size(h, w);
+      sized->w.pos = pos_embed_at(*model, h / cfg.patch, w / cfg.patch);
+      const int B = 1 + (h / cfg.patch + w / cfg.patch) % 3;  // 1..3, the same when a size repeats
+      std::mt19937 rng(static_cast<uint32_t>(h * 1000 + w));  // the same images when a size repeats
+      std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+      std::vector<float> images(B * image_numel(sized->cfg));
+      for (float& v : images) v = u(rng);
+      Outputs got(sized->cfg, B), want(sized->cfg, B);
+      engine->run_at(images.data(), B, h, w, got.ptrs());
+      make_cpu_engine(sized, 2)->run(images.data(), B, want.ptrs());
+      expect_close_f(got.logits.data(), want.logits.data(), got.logits.size(), "logits");
+      expect_close_f(got.emb.data(), want.emb.data(), got.emb.size(), "embeddings");
+      expect_close_f(got.attn.data(), want.attn.data(), got.attn.size(), "attention");
+      const auto [it, fresh] = first.emplace(std::make_pair(h, w), got.logits);
+      if (!fresh) EXPECT_EQ(got.logits, it->second) << "the size run again (its graph dropped and rebuilt)";
+    }
+  }
+}
+
+TEST(CpuEngine, RunSizeRules) {
+  const ViTConfig cfg = consistency_config();
+  auto engine = make_cpu_engine(test::random_model(cfg, fresh_seed()), 2);
+  std::vector<float> images = test::random_vec(4 * image_numel(cfg));
+  Outputs own(cfg, 1), at(cfg, 1);
+  engine->run(images.data(), 1, own.ptrs());
+  engine->run_at(images.data(), 1, cfg.image_h, cfg.image_w, at.ptrs());
+  EXPECT_EQ(own.logits, at.logits) << "run_at at the model's size is run";
+  Outputs out(cfg.at_size(2 * cfg.patch, 2 * cfg.patch), 1);
+  expect_error(ErrorCode::kInvalidArgument, "not a multiple of the patch size",
+               [&] { engine->run_at(images.data(), 1, cfg.image_h + 1, cfg.image_w, out.ptrs()); });
+  expect_error(ErrorCode::kInvalidArgument, "smaller than the patch size",
+               [&] { engine->run_at(images.data(), 1, cfg.patch / 2, cfg.image_w, out.ptrs()); });
+  expect_error(ErrorCode::kInvalidArgument, "exceeds",
+               [&] { engine->run_at(images.data(), 1, 9000 / cfg.patch * cfg.patch, cfg.patch, out.ptrs()); });
+  // A failed size leaves the engine as it was.
+  engine->run_at(images.data(), 1, 2 * cfg.patch, 2 * cfg.patch, out.ptrs());
+  for (float v : out.logits) EXPECT_TRUE(std::isfinite(v));
 }
 
 TEST(CpuEngine, InvalidRunArguments) {

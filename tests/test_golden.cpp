@@ -150,6 +150,24 @@ INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(vit::test::list
 INSTANTIATE_TEST_SUITE_P(Families, FamilyGoldenTest,
                          ::testing::ValuesIn(vit::test::list_golden_cases(vit::test::kFamilySet)), case_test_name);
 
+// Per-run sizes (tests/data/golden_dynamic): one engine per precision runs every size of the
+// case in turn (Engine::run_at): the reference and fast fp32 within 1e-4 of the framework, fast
+// bf16 within the bf16 golden bound.
+class DynamicSizeTest : public ::testing::TestWithParam<std::string> {};
+TEST_P(DynamicSizeTest, EverySizeMatchesFramework) {
+  using vit::DType;
+  const auto tol = [](DType d) { return vit::test::tol_golden_rel(d); };
+  vit::test::check_dynamic_case(GetParam(), {DType::F32},
+                                [](std::shared_ptr<const vit::Model> m, DType) { return vit::make_cpu_engine(m, 2); }, tol);
+  vit::test::check_dynamic_case(GetParam(), {DType::F32, DType::BF16},
+                                [](std::shared_ptr<const vit::Model> m, DType d) {
+                                  return vit::make_fast_cpu_engine(m, d, 2);
+                                },
+                                tol);
+}
+INSTANTIATE_TEST_SUITE_P(Dynamic, DynamicSizeTest,
+                         ::testing::ValuesIn(vit::test::list_golden_cases(vit::test::kDynamicSet)), case_test_name);
+
 // A missing or emptied tests/data/golden must fail loudly, not pass with zero cases.
 TEST(GoldenData, AllCasesPresent) {
   const std::vector<std::string> cases = vit::test::list_golden_cases();
@@ -170,6 +188,10 @@ TEST(GoldenData, AllCasesPresent) {
                            "hf_deit_teacher_48", "hf_dinov2_cls", "hf_dinov2_reg_cls"}) {
     EXPECT_TRUE(std::find(fams.begin(), fams.end(), must) != fams.end())
         << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py / make_golden_hf.py";
+  }  const std::vector<std::string> dyn = vit::test::list_golden_cases(vit::test::kDynamicSet);
+  for (const char* must : {"dyn_vit", "dyn_reg4_gap", "dyn_siglip_map", "dyn_hf_dinov2", "dyn_hf_dinov2_reg", "dyn_hf_siglip"}) {
+    EXPECT_TRUE(std::find(dyn.begin(), dyn.end(), must) != dyn.end())
+        << "missing dynamic-size fixture " << must << "; regenerate with tools/make_golden_dynamic.py";
   }
 }
 
@@ -178,3 +200,4 @@ TEST(GoldenData, AllCasesPresent) {
 // With no case dirs the parameterised suite has no instances; GoldenData reports that instead.
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GoldenTest);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(FamilyGoldenTest);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(DynamicSizeTest);

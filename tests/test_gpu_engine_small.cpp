@@ -12,9 +12,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -263,6 +265,64 @@ TEST(GpuEngineSmall, FusedAndUnfusedGraphsMatchCpuWithLayerScale) {
         expect_close(run_engine(*gpu, cfg, img, 3, true), want, prec);
       }
     }
+  }
+}
+
+// Per-run sizes (run_at): a lowered graph, buckets and CUDA graphs per size, the model's weights
+// one copy and each size's position table its own segment. Every size against the CPU engine's
+// run_at (itself checked against models rebuilt at each size, test_cpu_engine), with the attention
+// outputs at one size; more sizes than the engine caches, so the least recently used are dropped
+// (their graphs and tables freed: the emulator poisons freed memory) and rebuilt, and a size run
+// again gives the same bits; a size in two chunks (batch 3, max_batch 2).
+TEST(GpuEngineSmall, RunSizesMatchCpuThroughEviction) {
+  VIT_SKIP_WITHOUT_GPU();
+  const ViTConfig cfg = tiny_config();
+  std::shared_ptr<const Model> model = random_model(cfg, 43, 1.0f);
+  auto cpu = make_cpu_engine(model, 2);
+  const std::vector<std::pair<int, int>> sizes = {{48, 48}, {32, 32}, {16, 40}, {64, 24}, {24, 24}, {40, 40},
+                                                  {56, 16}, {8, 8},   {32, 48}, {48, 32}, {72, 64}, {48, 48}};
+  for (Precision prec : {Precision::kFP32, Precision::kBF16}) {
+    CudaEngineOptions o;
+    o.precision = prec;
+    o.max_batch = 2;
+    o.gemm = GemmChoice::kCustom;  // no tuner timing in the emulator
+    auto gpu = make_cuda_engine(model, o);
+    std::map<std::pair<int, int>, std::vector<float>> first;
+    const size_t n = prec == Precision::kFP32 ? sizes.size() : 3;
+    for (size_t k = 0; k < n; ++k) {
+      const auto [h, w] = sizes[k];
+      SCOPED_TRACE(std::string(precision_name(prec)) + " " + std::to_string(h) + "x" + std::to_string(w));
+      const ViTConfig at = cfg.at_size(h, w);
+      const int B = 1 + (h / cfg.patch + w / cfg.patch) % 3;
+      std::mt19937 rng(static_cast<uint32_t>(h * 1000 + w));
+      std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+      std::vector<float> img(static_cast<size_t>(B) * at.in_chans * h * w);
+      for (float& v : img) v = u(rng);
+      const bool maps = k == 2;
+      Outputs got, want;
+      const RunOutputs go = bind(got, at, B, maps, maps), wo = bind(want, at, B, maps, maps);
+      gpu->run_at(img.data(), B, h, w, go);
+      cpu->run_at(img.data(), B, h, w, wo);
+      expect_close(got, want, prec);
+      const auto [it, fresh] = first.emplace(std::make_pair(h, w), got.logits);
+      if (!fresh) EXPECT_EQ(got.logits, it->second) << "the size run again (dropped and rebuilt)";
+    }
+    const std::string rep = as_cuda(gpu)->report();
+    EXPECT_NE(rep.find("run sizes cached"), std::string::npos) << rep;
+  }
+  // A size the CUDA engine cannot run is refused before any work, naming the rule.
+  CudaEngineOptions o;
+  o.max_batch = 1;
+  auto gpu = make_cuda_engine(model, o);
+  std::vector<float> img(3 * 36 * 32), out(10);
+  RunOutputs ro;
+  ro.logits = out.data();
+  try {
+    gpu->run_at(img.data(), 1, 36, 32, ro);
+    ADD_FAILURE() << "36x32 at patch 8 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("not a multiple of the patch size 8"), std::string::npos) << e.what();
   }
 }
 

@@ -138,16 +138,36 @@ TEST_P(GpuGoldenFamilies, MatchFrameworkEveryPrecisionOrRefusedByName) {
   check_gpu_case(GetParam(), kFamilySet);
 }
 
+// Per-run sizes (tests/data/golden_dynamic): one CUDA engine per precision runs every size of the
+// case in turn (run_at: a lowered graph, buckets and CUDA graphs per size, the model's weights
+// shared), against the framework within the golden bound of each precision.
+class GpuGoldenDynamic : public ::testing::TestWithParam<std::string> {};
+TEST_P(GpuGoldenDynamic, EverySizeMatchesFramework) {
+  VIT_SKIP_WITHOUT_GPU();
+  check_dynamic_case(GetParam(), {DType::F32, DType::F16, DType::BF16},
+                     [](std::shared_ptr<const Model> m, DType d) {
+                       CudaEngineOptions o;
+                       o.precision = d == DType::F32 ? Precision::kFP32 : d == DType::F16 ? Precision::kFP16
+                                                                                          : Precision::kBF16;
+                       o.max_batch = 2;  // runs of 3 images take two chunks
+                       return make_cuda_engine(m, o);
+                     },
+                     [](DType d) { return tol_golden_rel(d); });
+}
+
 std::string case_test_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
 INSTANTIATE_TEST_SUITE_P(Golden, GpuGolden, ::testing::ValuesIn(list_golden_cases()), case_test_name);
 INSTANTIATE_TEST_SUITE_P(Families, GpuGoldenFamilies, ::testing::ValuesIn(list_golden_cases(kFamilySet)),
+                         case_test_name);
+INSTANTIATE_TEST_SUITE_P(Dynamic, GpuGoldenDynamic, ::testing::ValuesIn(list_golden_cases(kDynamicSet)),
                          case_test_name);
 
 // A missing tests/data/golden must fail, not pass with zero instances.
 TEST(GpuGoldenData, CasesPresent) {
   EXPECT_GE(list_golden_cases().size(), 9u);
   EXPECT_GE(list_golden_cases(kFamilySet).size(), 12u);
+  EXPECT_GE(list_golden_cases(kDynamicSet).size(), 6u);
 }
 
 }  // namespace

@@ -115,6 +115,10 @@ VIT_API vit_status* vit_model_get_info(const vit_model* model, vit_model_info* o
 /* Width of vit_outputs.embeddings: hidden_size, or the projection's width for a model whose
  * embeddings are projected (HF CLIPVisionModelWithProjection: image_embeds). 0 for NULL. */
 VIT_API int vit_model_get_embedding_size(const vit_model* model);
+/* Tokens T of a run at height x width pixels: the prefix tokens (class, distillation, registers)
+ * plus floor(height / patch) * floor(width / patch); the model's own size gives
+ * vit_model_info.num_tokens. -1 for a NULL model or a side smaller than the patch. */
+VIT_API int vit_model_get_num_tokens(const vit_model* model, int height, int width);
 /* Multi-line human-readable description of the resolved configuration (architecture,
  * layout, sizes, eps, pooling, preprocessing), as `vit-infer info` prints it. */
 VIT_API const char* vit_model_describe(const vit_model* model); /* NULL model -> "" */
@@ -192,6 +196,11 @@ typedef struct vit_session_params {
                               fields within it: a caller built against an older vit.h (whose
                               vit_session_params ends before this field) gets the first
                               version's size, so fields its vit_outputs lacks are never read. */
+  /* -- version 4 -- */
+  int max_image_size;      /* default 0: runs take the model's own size only. > 0: vit_session_run_at
+                              also takes other sizes whose sides are multiples of the patch size
+                              and at most this many pixels (each size's graph is built at its first
+                              run and cached). */
 } vit_session_params;
 #define VIT_LOAD_PARAMS_V1_SIZE sizeof(vit_load_params)
 #define VIT_SESSION_PARAMS_V1_SIZE offsetof(vit_session_params, fusion)
@@ -230,6 +239,20 @@ typedef struct vit_outputs {
  * On an error the contents of the output buffers are unspecified. */
 VIT_API vit_status* vit_session_run(vit_session* session, const float* images, int batch,
                                     const vit_outputs* outputs);
+
+/* vit_session_run at another input size: images [batch, in_chans, height, width], normalised.
+ * height x width is the model's own size (vit_model_info image_height x image_width: exactly
+ * vit_session_run) or, when the session's max_image_size is > 0, any size whose sides are
+ * multiples of the patch size and at most max_image_size. The position embeddings are resampled
+ * to the size's patch grid as the model's framework does on every forward (timm dynamic_img_size:
+ * bicubic with antialias from the model's table; HF interpolate_pos_encoding of DINOv2 / CLIP /
+ * SigLIP / DeiT: bicubic without antialias from the checkpoint's), once per size: each size's
+ * graph is built at its first run and cached (8 sizes besides the model's own; the least recently
+ * used is dropped). attention, attention_layers and features have the size's token count T
+ * (vit_model_get_num_tokens). Errors: VIT_ERR_INVALID_ARGUMENT naming the size and the rule it
+ * breaks, plus those of vit_session_run. */
+VIT_API vit_status* vit_session_run_at(vit_session* session, const float* images, int batch, int height, int width,
+                                       const vit_outputs* outputs);
 
 /* A caller-owned decoded image: interleaved RGB8, [height, width, 3] uint8, row-major, rows
  * packed (stride width * 3). Only read during the call. */

@@ -56,6 +56,8 @@ class Model {
   const vit_model_info& info() const noexcept { return info_; }
   // Width of the embeddings output: hidden_size, or a CLIP projection's.
   int embedding_size() const noexcept { return vit_model_get_embedding_size(m_.get()); }
+  // Tokens of a run at height x width (vit_model_get_num_tokens; -1 below the patch size).
+  int num_tokens(int height, int width) const noexcept { return vit_model_get_num_tokens(m_.get(), height, width); }
   std::string describe() const { return vit_model_describe(m_.get()); }
   vit_preprocess_info preprocess() const {
     vit_preprocess_info p{};
@@ -115,6 +117,11 @@ class Session {
   // Raw run into caller-owned buffers (any of outputs' pointers may be null).
   void run(const float* images, int batch, const vit_outputs& outputs) {
     detail::check(vit_session_run(s_.get(), images, batch, &outputs));
+  }
+
+  // The same at another input size (vit_session_run_at: the session's max_image_size > 0).
+  void run_at(const float* images, int batch, int height, int width, const vit_outputs& outputs) {
+    detail::check(vit_session_run_at(s_.get(), images, batch, height, width, &outputs));
   }
 
   // Raw RGB8 images (vit_image), preprocessed by the library as the model says.

@@ -144,12 +144,13 @@ struct Model {
 };
 
 // The checked view of a run's input: [B, C, H, W] float32, C-contiguous, host memory, of the
-// model's run size. Errors are ValueError / TypeError naming what is wrong with `x`.
+// model's run size or, when the session takes other sizes (max_image_size > 0), any H x W (the
+// library names a size it cannot run). Errors are ValueError / TypeError naming what is wrong with `x`.
 struct Input {
   const float* data;
-  int batch;
+  int batch, h, w;
 };
-Input checked_input(const nb::ndarray<nb::ro>& x, const vit_model_info& info) {
+Input checked_input(const nb::ndarray<nb::ro>& x, const vit_model_info& info, int max_image_size) {
   if (x.device_type() != nb::device::cpu::value)
     throw nb::type_error(("x is in device memory (DLPack device type " + std::to_string(x.device_type()) +
                           "); vit_session_run reads host memory: copy it to the host first (e.g. x.cpu())")
@@ -162,9 +163,13 @@ Input checked_input(const nb::ndarray<nb::ro>& x, const vit_model_info& info) {
   if (x.ndim() != 3 && x.ndim() != 4)
     throw nb::value_error(("x has shape " + shape_str(x) + "; the model takes " + want).c_str());
   const size_t o = x.ndim() == 4 ? 1 : 0;
-  if (x.shape(o) != static_cast<size_t>(info.in_chans) || x.shape(o + 1) != static_cast<size_t>(info.image_height) ||
-      x.shape(o + 2) != static_cast<size_t>(info.image_width))
-    throw nb::value_error(("x has shape " + shape_str(x) + "; the model takes " + want).c_str());
+  const bool own = x.shape(o + 1) == static_cast<size_t>(info.image_height) &&
+                   x.shape(o + 2) == static_cast<size_t>(info.image_width);
+  if (x.shape(o) != static_cast<size_t>(info.in_chans) ||
+      (!own && (max_image_size <= 0 || x.shape(o + 1) > 0x7fffffff || x.shape(o + 2) > 0x7fffffff)))
+    throw nb::value_error(("x has shape " + shape_str(x) + "; the model takes " + want +
+                           (max_image_size > 0 ? "" : " (other sizes: Session(max_image_size=...))"))
+                              .c_str());
   const size_t b = x.ndim() == 4 ? x.shape(0) : 1;
   if (b == 0) throw nb::value_error("x has an empty batch (shape [0, ...]); pass at least one image");
   if (b > 0x7fffffff) throw nb::value_error("x has more than 2^31 - 1 images");
@@ -172,18 +177,20 @@ Input checked_input(const nb::ndarray<nb::ro>& x, const vit_model_info& info) {
     throw nb::value_error(("x (shape " + shape_str(x) +
                            ") is not C-contiguous; pass numpy.ascontiguousarray(x) (the engine reads it in place)")
                               .c_str());
-  return Input{static_cast<const float*>(x.data()), static_cast<int>(b)};
+  return Input{static_cast<const float*>(x.data()), static_cast<int>(b), static_cast<int>(x.shape(o + 1)),
+               static_cast<int>(x.shape(o + 2))};
 }
 
 struct Session {
   nb::object model_ref;  // keeps the Python Model (labels, info) alive
   Model* model;
   vit_session* s = nullptr;
-  int max_batch;
+  int max_batch, max_image_size;
 
   Session(nb::object model_obj, int device, int device_id, int precision, int max_batch_, int threads, int gemm,
-          bool cuda_graphs, bool allow_tf32)
-      : model_ref(model_obj), model(nb::cast<Model*>(model_obj)), max_batch(max_batch_) {
+          bool cuda_graphs, bool allow_tf32, int max_image_size_)
+      : model_ref(model_obj), model(nb::cast<Model*>(model_obj)), max_batch(max_batch_),
+        max_image_size(max_image_size_) {
     vit_session_params p = vit_session_default_params();  // fills any field added later
     p.device = static_cast<vit_device>(device);
     p.device_id = device_id;
@@ -193,6 +200,7 @@ struct Session {
     p.gemm = static_cast<vit_gemm>(gemm);
     p.use_cuda_graphs = cuda_graphs ? 1 : 0;
     p.allow_tf32 = allow_tf32 ? 1 : 0;
+    p.max_image_size = max_image_size_;
     vit_status* st;
     {
       nb::gil_scoped_release nogil;  // a CUDA session times its GEMMs and captures graphs
@@ -204,11 +212,12 @@ struct Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Output arrays for `batch` rows, in the order logits, embeddings, attention, attention_layers,
-  // features (None where not asked), and the vit_outputs pointing into them.
-  nb::tuple outputs(int batch, bool logits, bool emb, bool attn, bool attn_layers, bool feat, vit_outputs& o) {
+  // Output arrays for `batch` rows with `tokens` tokens, in the order logits, embeddings,
+  // attention, attention_layers, features (None where not asked), and the vit_outputs pointing into them.
+  nb::tuple outputs(int batch, int tokens, bool logits, bool emb, bool attn, bool attn_layers, bool feat,
+                    vit_outputs& o) {
     const vit_model_info& i = model->info;
-    const size_t B = static_cast<size_t>(batch), T = static_cast<size_t>(i.num_tokens);
+    const size_t B = static_cast<size_t>(batch), T = static_cast<size_t>(std::max(tokens, 1));
     nb::object r[5] = {nb::none(), nb::none(), nb::none(), nb::none(), nb::none()};
     o = vit_outputs{};
     if (logits) {
@@ -240,13 +249,15 @@ struct Session {
   }
 
   nb::tuple run(const nb::ndarray<nb::ro>& x, bool logits, bool emb, bool attn, bool attn_layers, bool feat) {
-    const Input in = checked_input(x, model->info);
+    const Input in = checked_input(x, model->info, max_image_size);
     vit_outputs o;
-    nb::tuple r = outputs(in.batch, logits, emb, attn, attn_layers, feat, o);
+    // A size the library refuses fails in the run, before any output is read.
+    nb::tuple r = outputs(in.batch, vit_model_get_num_tokens(model->m, in.h, in.w), logits, emb, attn, attn_layers,
+                          feat, o);
     vit_status* st;
     {
       nb::gil_scoped_release nogil;
-      st = vit_session_run(s, in.data, in.batch, &o);
+      st = vit_session_run_at(s, in.data, in.batch, in.h, in.w, &o);
     }
     check(st);
     return r;
@@ -271,7 +282,7 @@ struct Session {
     if (images.size() > 0x7fffffff) throw nb::value_error("too many images");
     const int n = static_cast<int>(images.size());
     vit_outputs o;
-    nb::tuple r = outputs(n, logits, emb, attn, attn_layers, feat, o);
+    nb::tuple r = outputs(n, model->info.num_tokens, logits, emb, attn, attn_layers, feat, o);
     vit_status* st;
     {
       nb::gil_scoped_release nogil;
@@ -335,12 +346,13 @@ NB_MODULE(_vit_infer, m) {
            "The resolved configuration as `vit-infer info` prints it.");
 
   nb::class_<Session>(m, "Session", "An engine instance (vit_session).")
-      .def(nb::init<nb::object, int, int, int, int, int, int, bool, bool>(), "model"_a, "device"_a, "device_id"_a,
-           "precision"_a, "max_batch"_a, "threads"_a, "gemm"_a, "cuda_graphs"_a, "allow_tf32"_a)
+      .def(nb::init<nb::object, int, int, int, int, int, int, bool, bool, int>(), "model"_a, "device"_a, "device_id"_a,
+           "precision"_a, "max_batch"_a, "threads"_a, "gemm"_a, "cuda_graphs"_a, "allow_tf32"_a,
+           "max_image_size"_a = 0)
       .def_ro("max_batch", &Session::max_batch)
       .def("run", &Session::run, "x"_a, "logits"_a, "embeddings"_a, "attention"_a, "attention_layers"_a,
            "features"_a,
-           "vit_session_run on a float32 array; returns (logits, embeddings, attention, attention_layers, features).")
+           "vit_session_run_at on a float32 array at its own size; returns (logits, embeddings, attention, attention_layers, features).")
       .def("run_images", &Session::run_images, "images"_a, "logits"_a, "embeddings"_a, "attention"_a,
            "attention_layers"_a, "features"_a, "vit_session_run_images on uint8 [h, w, 3] arrays.")
       .def("cancel", &Session::cancel, "vit_session_cancel: stops the run in progress (or the next one).");
@@ -349,7 +361,7 @@ NB_MODULE(_vit_infer, m) {
   // is not copied (it equals the producer's own data pointer).
   m.def("_input_address",
         [](const Model& model, const nb::ndarray<nb::ro>& x) {
-          return reinterpret_cast<uintptr_t>(checked_input(x, model.info).data);
+          return reinterpret_cast<uintptr_t>(checked_input(x, model.info, 0).data);
         },
         "model"_a, "x"_a);
 }

@@ -115,6 +115,34 @@ def test_dtype_shape_and_contiguity_errors(demo_session):
     assert np.isfinite(demo_session.run(good)).all()
 
 
+@pytest.mark.parametrize("case", ["dyn_vit", "dyn_hf_dinov2"])
+def test_other_input_sizes_match_the_framework(case):
+    """max_image_size: run() takes arrays at their own size (tests/data/golden_dynamic: timm
+    dynamic_img_size / HF interpolate_pos_encoding in float64), one session for every size."""
+    d = ROOT / "tests" / "data" / "golden_dynamic" / case
+    meta = json.loads((d / "case.json").read_text())
+    model = vit_infer.Model(str(d / "model"))
+    s = vit_infer.Session(model, device="cpu", max_batch=2, max_image_size=64)
+    for r in meta["runs"]:
+        rd = d / "runs" / r["dir"]
+        x = np.load(rd / "input.npy")
+        got = s.run(x, outputs=("embeddings", "features", "attention"))
+        t = r["tokens"]
+        assert got["features"].shape == (x.shape[0], t, model.info.hidden_size)
+        assert got["attention"].shape == (x.shape[0], model.info.num_heads, t, t)
+        for name, f in (("embeddings", "embeddings.npy"), ("features", "features.npy")):
+            want = np.load(rd / f)
+            np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-4 * np.abs(want).max(), err_msg=name)
+        np.testing.assert_allclose(got["attention"].sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(vit_infer.InvalidArgumentError, match="not a multiple of the patch size 8"):
+        s.run(np.zeros((1, 3, 36, 32), np.float32))
+    with pytest.raises(vit_infer.InvalidArgumentError, match="maximum image size 64"):
+        s.run(np.zeros((1, 3, 72, 32), np.float32))
+    fixed = vit_infer.Session(model, device="cpu")
+    with pytest.raises(ValueError, match=r"max_image_size"):
+        fixed.run(np.zeros((1, 3, 48, 48), np.float32))
+
+
 class DLPackOnly:
     """Exposes an array only through the DLPack protocol (as torch / jax / cupy tensors do)."""
 

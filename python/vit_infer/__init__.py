@@ -226,8 +226,10 @@ class Session:
     ``device``: "cpu", "cuda", or "auto" (CUDA when a CUDA session can be made, else the CPU);
     ``precision``: "fp32", "fp16", "bf16" (which device supports which is the library's answer: an
     unsupported pair raises UnsupportedError); ``max_batch``: the largest batch one engine run takes
-    (bigger inputs run in chunks of it); ``threads``: CPU threads, 0 = all; CUDA knobs ``device_id``,
-    ``gemm`` ("auto", "custom", "cublaslt"), ``cuda_graphs``, ``allow_tf32``.
+    (bigger inputs run in chunks of it); ``threads``: CPU threads, 0 = all; ``max_image_size``: 0 (runs take
+    the model's own size), or the largest side of other input sizes run() takes (multiples of the patch;
+    the position embeddings are resampled per size as the model's framework does, each size's graph built
+    once); CUDA knobs ``device_id``, ``gemm`` ("auto", "custom", "cublaslt"), ``cuda_graphs``, ``allow_tf32``.
 
     Runs release the GIL. A session may be shared by threads: its runs are serialised by the
     library's lock. ``cancel()`` from any thread stops the run in progress (or the next one), which
@@ -236,7 +238,7 @@ class Session:
 
     def __init__(self, model: Model, device: str = "auto", precision: str = "fp32", max_batch: int = 64,
                  threads: int = 0, *, device_id: int = 0, gemm: str = "auto", cuda_graphs: bool = True,
-                 allow_tf32: bool = False) -> None:
+                 allow_tf32: bool = False, max_image_size: int = 0) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"model must be a vit_infer.Model, not {type(model).__name__}")
         self.model = model
@@ -246,17 +248,18 @@ class Session:
         if device == "auto":
             try:
                 self._s = _vit_infer.Session(model._m, _DEVICES["cuda"], device_id, prec, max_batch, threads, g,
-                                             cuda_graphs, allow_tf32)
+                                             cuda_graphs, allow_tf32, max_image_size)
                 self.device = "cuda"
             except (DeviceError, UnsupportedError):  # no device, or a build without CUDA
                 self._s = _vit_infer.Session(model._m, _DEVICES["cpu"], device_id, prec, max_batch, threads, g,
-                                             cuda_graphs, allow_tf32)
+                                             cuda_graphs, allow_tf32, max_image_size)
                 self.device = "cpu"
         else:
             self._s = _vit_infer.Session(model._m, _choice("device", device, _DEVICES), device_id, prec, max_batch,
-                                         threads, g, cuda_graphs, allow_tf32)
+                                         threads, g, cuda_graphs, allow_tf32, max_image_size)
             self.device = device
         self.max_batch: int = max_batch
+        self.max_image_size: int = max_image_size
 
     def __repr__(self) -> str:
         return f"Session({self.model.path!r}, device={self.device!r}, precision={self.precision!r}, " \
@@ -268,7 +271,8 @@ class Session:
     def run(self, x: Any, outputs: Sequence[str]) -> Dict[str, np.ndarray]: ...
 
     def run(self, x: Any, outputs: OutputsArg = "logits") -> Any:
-        """Runs normalised float32 images ``x`` ``[B, C, H, W]`` (or ``[C, H, W]``, a batch of one).
+        """Runs normalised float32 images ``x`` ``[B, C, H, W]`` (or ``[C, H, W]``, a batch of one) at the
+        model's size or, with ``max_image_size`` set, at their own H x W (T below is that size's tokens).
 
         ``outputs``: one name of OUTPUTS (returns that array) or a sequence of them (returns a dict):
         logits ``[B, classes]``, embeddings ``[B, hidden]`` (the pooled features the head reads),

@@ -6,6 +6,7 @@
 #include "vit/vit.h"
 
 #include <algorithm>
+#include <climits>
 #include <atomic>
 #include <iterator>
 #include <cmath>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/limits.h"
 #include "core/precision.h"
 #include "cpu/cpu_engine.h"
 #include "gpu/cuda_engine.h"
@@ -39,6 +41,7 @@ struct vit_session {
   std::shared_ptr<const vit::Model> model;  // keeps weights alive after vit_model_free
   std::unique_ptr<vit::Engine> engine;
   int max_batch = 1;
+  int max_image_size = 0;  // > 0: vit_session_run_at takes other sizes up to this side
   size_t outputs_size = VIT_OUTPUTS_V1_SIZE;  // the caller's sizeof(vit_outputs): fields read
   std::mutex run_mu;  // serialises runs: engines own scratch buffers sized for one run
   // Pending cancellation request; consumed (cleared) by the run that observes it, or by the
@@ -250,6 +253,14 @@ vit_status* vit_model_get_info(const vit_model* model, vit_model_info* out) {
 
 int vit_model_get_embedding_size(const vit_model* model) { return model ? model->model->cfg.embed_dim() : 0; }
 
+int vit_model_get_num_tokens(const vit_model* model, int height, int width) {
+  if (!model) return -1;
+  const vit::ViTConfig& c = model->model->cfg;
+  if (height < c.patch || width < c.patch) return -1;
+  const int64_t t = int64_t{height / c.patch} * (width / c.patch) + c.prefix_tokens();
+  return t > INT_MAX ? -1 : static_cast<int>(t);
+}
+
 const char* vit_model_describe(const vit_model* model) { return model ? model->description.c_str() : ""; }
 
 vit_status* vit_model_get_preprocess(const vit_model* model, vit_preprocess_info* out) {
@@ -317,6 +328,7 @@ vit_session_params vit_session_default_params(void) {
   p.cuda_stream = nullptr;
   p.fusion = 1;
   p.outputs_struct_size = sizeof(vit_outputs);
+  p.max_image_size = 0;
   return p;
 }
 
@@ -339,6 +351,9 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
     if (device != VIT_DEVICE_CPU && device != VIT_DEVICE_CUDA)
       invalid(fn, "device " + std::to_string(device) + " is not a vit_device value");
     if (p.num_threads < 0) invalid(fn, "num_threads " + std::to_string(p.num_threads) + " is negative");
+    if (p.max_image_size < 0 || p.max_image_size > vit::limits::kMaxImageSide)
+      invalid(fn, "max_image_size " + std::to_string(p.max_image_size) + " is outside 0.." +
+                      std::to_string(vit::limits::kMaxImageSide) + " (0: the model's own size only)");
 
     // An older caller's struct ends before outputs_struct_size: the default is then the first
     // vit_outputs version (read_params fills it from vit_session_default_params otherwise).
@@ -352,6 +367,7 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
     auto s = std::make_unique<vit_session>();
     s->model = model->model;
     s->max_batch = p.max_batch;
+    s->max_image_size = p.max_image_size;
     s->outputs_size = outputs_size;
     if (p.device == VIT_DEVICE_CPU) {
       if (p.precision == VIT_PRECISION_FP16)
@@ -436,6 +452,19 @@ void run_locked(const char* fn, vit_session* session, F&& body) {
   body();
 }
 
+// vit_session_run / _run_at: the checks, then the engine's run at height x width.
+void run_sized(const char* fn, vit_session* session, const float* images, int batch, int height, int width,
+               const vit_outputs* outputs) {
+  require(images, fn, "images");
+  require(outputs, fn, "outputs");
+  if (batch < 1 || batch > session->max_batch)
+    invalid(fn, "batch " + std::to_string(batch) + " out of range [1, max_batch = " +
+                    std::to_string(session->max_batch) + "]");
+  session->model->cfg.check_run_size(height, width, session->max_image_size, fn);
+  const vit::RunOutputs o = checked_outputs(fn, session, outputs);
+  run_locked(fn, session, [&] { session->engine->run_at(images, batch, height, width, o, &session->cancel); });
+}
+
 }  // namespace
 
 extern "C" {
@@ -444,13 +473,17 @@ vit_status* vit_session_run(vit_session* session, const float* images, int batch
   static const char* fn = "vit_session_run";
   return guarded(fn, [&] {
     require(session, fn, "session");
-    require(images, fn, "images");
-    require(outputs, fn, "outputs");
-    if (batch < 1 || batch > session->max_batch)
-      invalid(fn, "batch " + std::to_string(batch) + " out of range [1, max_batch = " +
-                      std::to_string(session->max_batch) + "]");
-    const vit::RunOutputs o = checked_outputs(fn, session, outputs);
-    run_locked(fn, session, [&] { session->engine->run(images, batch, o, &session->cancel); });
+    const vit::ViTConfig& c = session->model->cfg;
+    run_sized(fn, session, images, batch, c.image_h, c.image_w, outputs);
+  });
+}
+
+vit_status* vit_session_run_at(vit_session* session, const float* images, int batch, int height, int width,
+                               const vit_outputs* outputs) {
+  static const char* fn = "vit_session_run_at";
+  return guarded(fn, [&] {
+    require(session, fn, "session");
+    run_sized(fn, session, images, batch, height, width, outputs);
   });
 }
 

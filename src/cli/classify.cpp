@@ -45,6 +45,7 @@ vit_session_params session_params(const ClassifyOptions& o) {
   if (o.reference || o.gemm == "reference") p.gemm = VIT_GEMM_REFERENCE;
   p.max_batch = o.batch;
   p.num_threads = o.threads;
+  p.max_image_size = o.max_image_size;
   return p;
 }
 
@@ -333,6 +334,8 @@ int run_classify(const ClassifyOptions& o_in) {
     spec.height = mi.image_height;
     spec.width = mi.image_width;
     spec.preprocess = model->preprocess();
+    spec.max_size = o.max_image_size;
+    spec.patch = mi.patch_size;
   } catch (const vitpp::Error& e) {
     log_error(e.what());
     return kExitFailure;
@@ -375,7 +378,8 @@ int run_classify(const ClassifyOptions& o_in) {
   const bool want_emb = !o.embeddings_out.empty() || C == 0;
   const bool want_feat = !o.features_out.empty();
   const size_t feat_row = static_cast<size_t>(mi.num_tokens) * D;  // [tokens, hidden] per image
-  const size_t row_elems = static_cast<size_t>(spec.channels) * spec.height * spec.width;
+  int batch_h = spec.height, batch_w = spec.width;  // the size of the float rows in batch_buf
+  size_t row_elems = static_cast<size_t>(spec.channels) * batch_h * batch_w;
   std::vector<float> batch_buf;          // [batch, C, H, W] fp32 (array rows / CPU-preprocessed images)
   std::vector<vit::Image> batch_images;  // raw images of the batch, when raw
   bool batch_raw = false;
@@ -426,7 +430,7 @@ int run_classify(const ClassifyOptions& o_in) {
       session->run_images(views.data(), in_batch, out);
       batch_images.clear();
     } else {
-      session->run(batch_buf.data(), in_batch, out);
+      session->run_at(batch_buf.data(), in_batch, batch_h, batch_w, out);
     }
     batch_base = rows_done;
     rows_done += in_batch;
@@ -468,12 +472,27 @@ int run_classify(const ClassifyOptions& o_in) {
         e.global_row = rows_total++;
         pending.push_back(std::move(e));
         if (++in_batch == o.batch) run_batch();
+      } else if (want_feat && (l.rows.shape[2] != spec.height || l.rows.shape[3] != spec.width)) {
+        // --features-out is one [rows, tokens, hidden] array: another size has another token count.
+        add_error(name, name + ": --features-out holds the model's " + std::to_string(mi.num_tokens) +
+                            " tokens per row; this array is " + std::to_string(l.rows.shape[2]) + "x" +
+                            std::to_string(l.rows.shape[3]) + " (run it without --features-out)");
       } else {
         if (in_batch > 0 && batch_raw) run_batch();
         batch_raw = false;
+        // A batch holds rows of one size: another size runs what is there first.
+        const int h = static_cast<int>(l.rows.shape[2]), w = static_cast<int>(l.rows.shape[3]);
+        if (h != batch_h || w != batch_w) {
+          run_batch();
+          batch_h = h;
+          batch_w = w;
+          row_elems = static_cast<size_t>(spec.channels) * h * w;
+          batch_buf.clear();
+        }
         const int64_t n = l.rows.shape[0];
         for (int64_t r = 0; r < n; ++r) {
-          if (batch_buf.empty()) batch_buf.resize(static_cast<size_t>(o.batch) * row_elems);
+          if (batch_buf.size() < static_cast<size_t>(o.batch) * row_elems)
+            batch_buf.resize(static_cast<size_t>(o.batch) * row_elems);
           std::memcpy(batch_buf.data() + static_cast<size_t>(in_batch) * row_elems, l.rows.ptr() + r * row_elems,
                       row_elems * sizeof(float));
           Event e;

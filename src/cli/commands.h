@@ -40,6 +40,7 @@ struct ClassifyOptions {
   std::string logits_out;
   std::string embeddings_out;
   std::string features_out;
+  int max_image_size = 0;    // > 0: .npy arrays at other sizes (multiples of the patch, sides <= this) run at theirs
   int decode_threads = 0;    // decode + preprocess workers; 0 = hardware threads
   bool no_progress = false;  // the stderr progress bar (drawn only when stderr is a tty)
   std::vector<std::string> inputs;

@@ -67,9 +67,18 @@ class NpyItem final : public InputItem {
     if (t.shape.size() != 4)
       vit::fail(ErrorCode::kInvalidArgument,
                 path_ + ": array shape " + vit::shape_str(t.shape) + " is not an image batch; the model takes " + want);
-    if (t.shape[1] != spec.channels || t.shape[2] != spec.height || t.shape[3] != spec.width)
+    const bool own = t.shape[2] == spec.height && t.shape[3] == spec.width;
+    const auto other_ok = [&](int64_t side) {
+      return side >= spec.patch && side % spec.patch == 0 && side <= spec.max_size;
+    };
+    if (t.shape[1] != spec.channels || (!own && !(spec.max_size > 0 && other_ok(t.shape[2]) && other_ok(t.shape[3])))) {
+      const std::string others =
+          spec.max_size > 0 ? " (or another size: sides multiples of the patch " + std::to_string(spec.patch) +
+                                  ", at most --max-image-size " + std::to_string(spec.max_size) + ")"
+                            : "";
       vit::fail(ErrorCode::kInvalidArgument,
-                path_ + ": array shape " + vit::shape_str(t.shape) + " does not match the model input " + want);
+                path_ + ": array shape " + vit::shape_str(t.shape) + " does not match the model input " + want + others);
+    }
     if (t.shape[0] < 1) vit::fail(ErrorCode::kInvalidArgument, path_ + ": array holds no images (batch 0)");
     return t;
   }

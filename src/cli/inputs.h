@@ -22,6 +22,9 @@ namespace vitcli {
 struct InputSpec {
   int channels = 3, height = 224, width = 224;
   vit_preprocess_info preprocess{};
+  // > 0: arrays of another height x width are taken when both are multiples of `patch` and at
+  // most max_size (--max-image-size; they run at their own size); 0: the model's size only.
+  int max_size = 0, patch = 16;
 };
 
 class InputItem {

@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
                        "write float32 final tokens [rows, tokens, hidden] (.npy), input order: the prefix tokens "
                        "(cls / dist / registers) then the patches, after the final norm (timm forward_features); "
                        "held in memory until the end");
+  classify->add_option("--max-image-size", c.max_image_size,
+                       "run .npy arrays of other sizes at their own size (sides multiples of the patch, at most "
+                       "this many pixels; the position embeddings resampled per size as the model's framework "
+                       "does); 0: every input must have the model's size")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   classify->add_option("-b,--batch", c.batch, "largest batch per run")->check(CLI::PositiveNumber)
       ->capture_default_str();
   classify->add_option("-t,--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)

@@ -25,6 +25,7 @@
 #include "cpu/ref_ops.h"
 #include "graph/arena.h"
 #include "graph/graph.h"
+#include "model/limits.h"
 
 namespace vit {
 namespace cpu {
@@ -209,37 +210,51 @@ const CpuOpRow& row_for(const CpuBackend& be, const Graph& g, const Node& n) {
                                     "' (" + dtype_name(g.t(n.out[0]).dtype) + " out)");
 }
 
+// Run sizes other than the model's own whose graphs stay cached (least recently used dropped).
+constexpr size_t kCachedSizes = 8;
+
+// One run size's executable graph: fused and annotated, the op-table row and the prepared state
+// of each node, tensor lifetimes.
+struct SizedGraph {
+  Graph graph;
+  std::vector<const CpuOpRow*> rows;         // per node: the op-table row that runs it
+  std::vector<std::shared_ptr<void>> state;  // per node: what its row's prepare made
+  std::vector<int> first, last;              // tensor lifetimes (node indices)
+  uint64_t used = 0;                         // last use (the engine's run counter)
+};
+
 class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend)
-      : model_(std::move(model)), backend_(std::move(backend)) {
+      : model_(std::move(model)), backend_(std::move(backend)), fusion_(fusion) {
     if (!model_) fail(ErrorCode::kInvalidArgument, backend_.name + " engine: model is null");
     const char* prof = std::getenv("VIT_CPU_PROFILE");
     profile_ = prof && *prof && std::strcmp(prof, "0") != 0;
-    graph_ = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str());
-    if (graph::fusion_enabled(fusion)) graph::fuse(graph_);
-    if (backend_.annotate) backend_.annotate(graph_);
-    for (const Node& n : graph_.nodes) {
-      rows_.push_back(&row_for(backend_, graph_, n));
-      state_.push_back(rows_.back()->prepare ? rows_.back()->prepare(graph_, n) : nullptr);
-    }
-    graph_.lifetimes(first_, last_);
+    own_ = graph::RunSize{model_->cfg.image_h, model_->cfg.image_w};
+    graphs_[own_] = make_sized(own_);  // validates the model and prepares (packs) every weight
     threads_ = threads > 0 ? threads : std::max(1, omp_get_num_procs());
   }
 
   const char* name() const noexcept override { return backend_.name.c_str(); }
 
   void run(const float* images, int batch, const RunOutputs& out, const std::atomic<bool>* cancel) override {
+    run_at(images, batch, own_.h, own_.w, out, cancel);
+  }
+
+  void run_at(const float* images, int batch, int h, int w, const RunOutputs& out,
+              const std::atomic<bool>* cancel) override {
     if (batch < 1) {
       fail(ErrorCode::kInvalidArgument, "cpu engine run: batch must be >= 1, got " + std::to_string(batch));
     }
     if (!images) fail(ErrorCode::kInvalidArgument, "cpu engine run: images is null");
+    const ViTConfig& c = model_->cfg;
+    c.check_run_size(h, w, limits::kMaxImageSide, "cpu engine run");
 
     std::lock_guard<std::mutex> lock(mu_);
+    SizedGraph& sg = sized(graph::RunSize{h, w});
     ref::BlasSingleThreaded blas_guard;
-    const ViTConfig& c = model_->cfg;
-    const int64_t image_size = int64_t{c.in_chans} * c.image_h * c.image_w;
-    const int64_t T = c.tokens();
+    const int64_t image_size = int64_t{c.in_chans} * h * w;
+    const int64_t T = sg.graph.tokens;
     for (int b0 = 0; b0 < batch; b0 += kChunk) {
       const int nb = std::min(kChunk, batch - b0);
       RunOutputs o;
@@ -249,26 +264,69 @@ class CpuEngine final : public Engine {
       o.attention = out.attention ? out.attention + int64_t{b0} * c.heads * T * T : nullptr;
       o.attention_layers = out.attention_layers ? out.attention_layers + int64_t{b0} * T * T : nullptr;
       // attention_layers is [depth, batch, T, T]: one layer spans the whole batch, not the chunk.
-      run_chunk(images + b0 * image_size, nb, o, int64_t{batch} * T * T, cancel);
+      run_chunk(sg, images + b0 * image_size, nb, o, int64_t{batch} * T * T, cancel);
     }
   }
 
  private:
+  // The graph of run size `size`, built, fused, annotated and bound to its rows. A node's
+  // prepared state (packed weights) is shared by every size's graph: the same row on the same
+  // node name reads the same weights (only the position table, a run-time input, differs).
+  std::unique_ptr<SizedGraph> make_sized(graph::RunSize size) {
+    auto sg = std::make_unique<SizedGraph>();
+    sg->graph = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str(), size);
+    if (graph::fusion_enabled(fusion_)) graph::fuse(sg->graph);
+    if (backend_.annotate) backend_.annotate(sg->graph);
+    for (const Node& n : sg->graph.nodes) {
+      const CpuOpRow* r = &row_for(backend_, sg->graph, n);
+      sg->rows.push_back(r);
+      std::shared_ptr<void> st;
+      if (r->prepare) {
+        std::shared_ptr<void>& shared = prepared_[std::string(r->name) + "|" + n.name];
+        if (!shared) shared = r->prepare(sg->graph, n);
+        st = shared;
+      }
+      sg->state.push_back(std::move(st));
+    }
+    sg->graph.lifetimes(sg->first, sg->last);
+    return sg;
+  }
+
+  // The cached graph of `size` (built at its first run); the least recently used other size is
+  // dropped beyond kCachedSizes. Under mu_.
+  SizedGraph& sized(graph::RunSize size) {
+    ++runs_;
+    auto it = graphs_.find(size);
+    if (it == graphs_.end()) {
+      std::unique_ptr<SizedGraph> sg = make_sized(size);  // may throw: the cache is unchanged then
+      if (graphs_.size() > kCachedSizes) {
+        auto victim = graphs_.end();
+        for (auto g = graphs_.begin(); g != graphs_.end(); ++g)
+          if (!(g->first == own_) && (victim == graphs_.end() || g->second->used < victim->second->used)) victim = g;
+        graphs_.erase(victim);
+      }
+      it = graphs_.emplace(size, std::move(sg)).first;
+    }
+    it->second->used = runs_;
+    return *it->second;
+  }
+
   // Packs this chunk's activations (planned for `nb` images) into arena_, points every tensor
-  // at its storage (weights at the model's host data, the input at the caller's images).
-  void bind(const float* images, int64_t nb) {
+  // at its storage (weights at their host data, the input at the caller's images).
+  void bind(const SizedGraph& sg, const float* images, int64_t nb) {
+    const Graph& g = sg.graph;
     std::vector<ArenaRequest> req;
-    for (size_t t = 0; t < graph_.tensors.size(); ++t) {
-      const graph::TensorDesc& d = graph_.tensors[t];
-      const bool planned = d.kind == graph::TensorKind::kActivation && first_[t] >= 0;
+    for (size_t t = 0; t < g.tensors.size(); ++t) {
+      const graph::TensorDesc& d = g.tensors[t];
+      const bool planned = d.kind == graph::TensorKind::kActivation && sg.first[t] >= 0;
       const int64_t bytes = d.numel() * nb * static_cast<int64_t>(dtype_size(d.dtype));
-      req.push_back({planned ? bytes : 0, std::max(0, first_[t]), std::max(0, last_[t])});
+      req.push_back({planned ? bytes : 0, std::max(0, sg.first[t]), std::max(0, sg.last[t])});
     }
     const ArenaPlan plan = plan_arena(req, 64);
     grow(arena_, plan.total / 4 + 1, "the activations of a chunk of images");
-    ptr_.assign(graph_.tensors.size(), nullptr);
-    for (size_t t = 0; t < graph_.tensors.size(); ++t) {
-      const graph::TensorDesc& d = graph_.tensors[t];
+    ptr_.assign(g.tensors.size(), nullptr);
+    for (size_t t = 0; t < g.tensors.size(); ++t) {
+      const graph::TensorDesc& d = g.tensors[t];
       if (d.kind == graph::TensorKind::kWeight) ptr_[t] = const_cast<float*>(d.host->ptr());
       else if (d.kind == graph::TensorKind::kInput) ptr_[t] = const_cast<float*>(images);  // read only
       else ptr_[t] = arena_.data() + plan.offsets[t] / 4;
@@ -276,33 +334,34 @@ class CpuEngine final : public Engine {
   }
 
   // layer_stride: floats between consecutive layers of out.attention_layers (batch * T * T).
-  void run_chunk(const float* images, int nb, const RunOutputs& out, int64_t layer_stride,
+  void run_chunk(const SizedGraph& sg, const float* images, int nb, const RunOutputs& out, int64_t layer_stride,
                  const std::atomic<bool>* cancel) {
-    bind(images, nb);
-    CpuCtx ctx{graph_, ptr_, nb, threads_, kt_, scratch_, probs_, out, layer_stride};
-    for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+    const Graph& g = sg.graph;
+    bind(sg, images, nb);
+    CpuCtx ctx{g, ptr_, nb, threads_, kt_, scratch_, probs_, out, layer_stride};
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
       if (cancel && cancel->load(std::memory_order_relaxed)) {
-        fail(ErrorCode::kCancelled, "cpu engine run: cancelled before node '" + graph_.nodes[i].name + "'");
+        fail(ErrorCode::kCancelled, "cpu engine run: cancelled before node '" + g.nodes[i].name + "'");
       }
       if (!profile_) {
-        rows_[i]->run(ctx, graph_.nodes[i], state_[i].get());
+        sg.rows[i]->run(ctx, g.nodes[i], sg.state[i].get());
         continue;
       }
       const auto t0 = std::chrono::steady_clock::now();
-      rows_[i]->run(ctx, graph_.nodes[i], state_[i].get());
+      sg.rows[i]->run(ctx, g.nodes[i], sg.state[i].get());
       const std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - t0;
-      Prof& p = prof_[std::string(graph::op_name(graph_.nodes[i].op)) + " / " + rows_[i]->name];
+      Prof& p = prof_[std::string(graph::op_name(g.nodes[i].op)) + " / " + sg.rows[i]->name];
       p.ms += ms.count();
       ++p.calls;
     }
     const ViTConfig& c = model_->cfg;
     if (out.embeddings)
-      std::memcpy(out.embeddings, ctx.p(graph_.embeddings), static_cast<size_t>(nb) * c.embed_dim() * sizeof(float));
-    if (out.logits && graph_.logits >= 0)
-      std::memcpy(out.logits, ctx.p(graph_.logits), static_cast<size_t>(nb) * c.num_classes * sizeof(float));
+      std::memcpy(out.embeddings, ctx.p(g.embeddings), static_cast<size_t>(nb) * c.embed_dim() * sizeof(float));
+    if (out.logits && g.logits >= 0)
+      std::memcpy(out.logits, ctx.p(g.logits), static_cast<size_t>(nb) * c.num_classes * sizeof(float));
     if (out.features) {
-      const graph::TensorDesc& f = graph_.t(graph_.features);
-      widen_to_f32(f.dtype, ptr_[static_cast<size_t>(graph_.features)], nb * f.numel(), out.features);
+      const graph::TensorDesc& f = g.t(g.features);
+      widen_to_f32(f.dtype, ptr_[static_cast<size_t>(g.features)], nb * f.numel(), out.features);
     }
   }
 
@@ -330,11 +389,12 @@ class CpuEngine final : public Engine {
 
  private:
   std::shared_ptr<const Model> model_;
-  Graph graph_;
   CpuBackend backend_;
-  std::vector<const CpuOpRow*> rows_;        // per node: the op-table row that runs it
-  std::vector<std::shared_ptr<void>> state_;  // per node: what its row's prepare made
-  std::vector<int> first_, last_;      // tensor lifetimes (node indices)
+  bool fusion_ = true;
+  graph::RunSize own_;                                            // the model's size (always cached)
+  std::map<graph::RunSize, std::unique_ptr<SizedGraph>> graphs_;  // per run size
+  std::map<std::string, std::shared_ptr<void>> prepared_;         // "row|node" -> prepared state
+  uint64_t runs_ = 0;
   int threads_ = 1;
   std::mutex mu_;  // one run at a time: the workspace below is shared
   std::vector<float> arena_, kt_, scratch_, probs_;

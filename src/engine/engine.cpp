@@ -1,6 +1,6 @@
 // vit-infer: the default Engine::run_images: raw RGB8 images [h, w, 3] u8 are preprocessed on
 // the host (image/preprocess.h: Pillow-exact resize, timm/HF crop, normalisation) into one
-// [n, 3, H, W] fp32 batch, in parallel over the images, which then goes through run().
+// [n, 3, H, W] fp32 batch, in parallel over the images, which then goes through run_at().
 // Engines that can preprocess on their own device (CUDA: GpuPreprocessor) override it.
 #include <omp.h>
 
@@ -69,7 +69,7 @@ void Engine::run_images(const ImageView* images, int n, const PreprocessConfig& 
     }
     // bad_alloc and anything else propagate unchanged from the rethrow above.
   }
-  run(batch.data(), n, out, cancel);
+  run_at(batch.data(), n, pp.input_h, pp.input_w, out, cancel);
 }
 
 }  // namespace vit

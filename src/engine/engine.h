@@ -39,10 +39,17 @@ class Engine {
   // `cancel` (may be null) is polled between layers; when set the run throws kCancelled.
   virtual void run(const float* images, int batch, const RunOutputs& out,
                    const std::atomic<bool>* cancel = nullptr) = 0;
+  // The same at run size h x w pixels: the model's own, or another that
+  // ViTConfig::check_run_size accepts (multiples of the patch; the caller bounds the size). The
+  // position table is resampled as the model's framework does per forward; each size's graph is
+  // built at its first run and cached (a bounded number of sizes: the least recently used one is
+  // dropped). T in the outputs' shapes is the size's token count, prefix + (h / P) * (w / P).
+  virtual void run_at(const float* images, int batch, int h, int w, const RunOutputs& out,
+                      const std::atomic<bool>* cancel = nullptr) = 0;
   // Raw RGB8 images in, same outputs as run(): each image is resized / cropped / normalised
   // per `pp` (image/preprocess.h, bit-exact Pillow + timm/HF sizing) into slot i of a
-  // [n, 3, pp.input_h, pp.input_w] batch, which then runs. pp.input_h/w must equal the
-  // model's run size, the model must take 3 channels, 1 <= n <= the engine's max batch.
+  // [n, 3, pp.input_h, pp.input_w] batch, which then runs at that size (run_at). The model must
+  // take 3 channels, 1 <= n <= the engine's max batch.
   // Default (src/engine/engine.cpp): preprocess on the host, in parallel over the images, then
   // run(). A GPU engine overrides it to preprocess on the device (GpuPreprocessor).
   // Throws vit::Error naming image i for a bad image (0-sized, null pixels).

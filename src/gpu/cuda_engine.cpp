@@ -9,6 +9,10 @@
 // after its attention node, while that block's Q/K are still in the arena.
 // Memory: the arena is allocated at the first run of a bucket that does not fit the current one
 // (planned per bucket, so small batches never pay for max_batch); moving it re-records graphs.
+// Run sizes: each size (the model's own, or another multiple of the patch; run_at) has its own
+// lowered graph, buckets and CUDA graphs (SizeState), built at its first run and cached (the least
+// recently used of more than kCachedSizes others dropped); the model's weights are one copy that
+// every size reads, a size's resampled position table its own weight segment. The arena is shared.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -18,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -37,6 +42,7 @@
 #include "gpu/lowering.h"
 #include "gpu/lt_gemm.h"
 #include "graph/graph.h"
+#include "model/limits.h"
 
 namespace vit {
 
@@ -53,6 +59,21 @@ bool cuda_device_available() noexcept {
 
 namespace gpu {
 namespace {
+
+// Run sizes other than the model's own whose graphs stay cached.
+constexpr size_t kCachedSizes = 8;
+
+// One run size: the graph lowered at that size, its op-table rows, its buckets (arena plans,
+// GEMM choices, CUDA graphs) and the weight segment of its own tables.
+struct SizeState {
+  ViTConfig cfg;  // the model's config at this size (patchify reads its image size)
+  LoweredGraph L;
+  std::vector<const CudaOpRow*> row;  // per node: its op-table row
+  std::vector<Bucket> buckets;
+  int64_t segment = -1;  // WeightStore segment of the size's own tables (-1: none)
+  uint64_t used = 0;     // last use (the engine's run counter)
+  const std::vector<graph::Node>& nodes() const { return L.nodes(); }
+};
 
 class CudaEngineImpl final : public CudaEngine {
  public:
@@ -79,23 +100,12 @@ class CudaEngineImpl final : public CudaEngine {
       VIT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_.s, cudaStreamNonBlocking));
       stream_.owned = true;
     }
-    L_ = lower_graph(*model_, dt_, graph::fusion_enabled(opt.fusion), weights_);
-    for (const graph::Node& n : nodes()) {
-      const CudaOpRow* r = cuda_op_row(n);
-      if (!r) {
-        fail(ErrorCode::kUnsupported,
-             std::string("make_cuda_engine: no CUDA kernel for ") + graph::op_name(n.op) + " node '" + n.name + "'");
-      }
-      row_.push_back(r);
-    }
-    make_buckets();  // plans every bucket's arena (host only); nothing is allocated for it yet
-    weights_.upload(wbuf_);
-    // cudaMemset and pageable cudaMemcpy run on the legacy default stream and may still be in
-    // flight when they return; the engine's stream is non-blocking and does not wait for them.
-    VIT_CUDA_CHECK(cudaDeviceSynchronize());
+    // Plans every bucket's arena (host only; nothing is allocated for it yet) and uploads the weights.
+    own_size_ = graph::RunSize{model_->cfg.image_h, model_->cfg.image_w};
+    own_ = sizes_.emplace(own_size_, make_size(own_size_)).first->second.get();
     lt_ = std::make_unique<LtGemm>(opt_.allow_tf32 && dt_ == DType::F32);
     const ViTConfig& c = model_->cfg;
-    gemm_ = std::make_unique<GemmLauncher>(dt_, wbuf_.c(), c.tokens(), c.heads, c.head_dim(), lt_.get());
+    gemm_ = std::make_unique<GemmLauncher>(dt_, weights_, c.heads, c.head_dim(), lt_.get());
     GemmTunerOptions to;
     to.choice = opt_.gemm;
     to.allow_tf32 = opt_.allow_tf32;
@@ -116,8 +126,9 @@ class CudaEngineImpl final : public CudaEngine {
     int prev = -1;
     const bool have_prev = cudaGetDevice(&prev) == cudaSuccess;
     if (cudaSetDevice(opt_.device_id) == cudaSuccess && stream_.s) cudaStreamSynchronize(stream_.s);
-    for (Bucket& b : buckets_)
-      if (b.exec) cudaGraphExecDestroy(b.exec);
+    for (auto& [size, st] : sizes_)
+      for (Bucket& b : st->buckets)
+        if (b.exec) cudaGraphExecDestroy(b.exec);
     (void)cudaGetLastError();
     if (have_prev) cudaSetDevice(prev);
   }
@@ -129,28 +140,28 @@ class CudaEngineImpl final : public CudaEngine {
       fail(ErrorCode::kInvalidArgument, "cuda engine arena_bytes_for: batch must be in 1.." +
                                             std::to_string(opt_.max_batch) + ", got " + std::to_string(batch));
     }
-    for (const Bucket& b : buckets_)
+    for (const Bucket& b : own_->buckets)
       if (b.batch >= batch) return b.plan.total;
     return 0;
   }
   int64_t weight_bytes() const override { return weights_.total(); }
   std::vector<int> buckets() const override {
     std::vector<int> v;
-    for (const Bucket& b : buckets_) v.push_back(b.batch);
+    for (const Bucket& b : own_->buckets) v.push_back(b.batch);
     return v;
   }
   bool bucket_uses_graph(int bucket) const override {
-    for (const Bucket& b : buckets_)
+    for (const Bucket& b : own_->buckets)
       if (b.batch == bucket) return b.exec != nullptr;
     return false;
   }
 
   std::vector<std::pair<std::string, std::string>> gemm_choices(int bucket) const override {
     std::vector<std::pair<std::string, std::string>> v;
-    for (const Bucket& b : buckets_) {
+    for (const Bucket& b : own_->buckets) {
       if (b.batch != bucket || !b.gemms_chosen) continue;
-      for (size_t i = 0; i < nodes().size(); ++i)
-        if (nodes()[i].op == graph::Op::kLinear) v.emplace_back(nodes()[i].name, impl_name(b.gemm_impl[i]));
+      for (size_t i = 0; i < own_->nodes().size(); ++i)
+        if (own_->nodes()[i].op == graph::Op::kLinear) v.emplace_back(own_->nodes()[i].name, impl_name(b.gemm_impl[i]));
     }
     return v;
   }
@@ -160,14 +171,20 @@ class CudaEngineImpl final : public CudaEngine {
   std::string report() const override {
     std::ostringstream os;
     const auto mib = [](int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
-    os << "cuda engine: " << nodes().size() << (L_.graph.fused ? " nodes (fused), " : " nodes (unfused), ") << L_.tensors.size() << " tensors, precision "
-       << dtype_name(dt_) << ", max_batch " << opt_.max_batch << "\n";
+    const SizeState& st = *own_;
+    os << "cuda engine: " << st.nodes().size() << (st.L.graph.fused ? " nodes (fused), " : " nodes (unfused), ")
+       << st.L.tensors.size() << " tensors, precision " << dtype_name(dt_) << ", max_batch " << opt_.max_batch << "\n";
     os << "  arena allocated " << mib(arena_.bytes) << " MiB, weights " << mib(weights_.total()) << " MiB"
        << (graphs_disabled_ ? ", CUDA graphs disabled after a failed capture" : "") << "\n";
-    for (const Bucket& b : buckets_) {
+    if (sizes_.size() > 1) {
+      os << "  run sizes cached:";
+      for (const auto& [size, other] : sizes_) os << " " << size.h << "x" << size.w;
+      os << " (buckets below: the model's own " << own_size_.h << "x" << own_size_.w << ")\n";
+    }
+    for (const Bucket& b : st.buckets) {
       int lt = 0, gem = 0, wg = 0;
-      for (size_t i = 0; i < nodes().size(); ++i) {
-        if (nodes()[i].op != graph::Op::kLinear) continue;
+      for (size_t i = 0; i < st.nodes().size(); ++i) {
+        if (st.nodes()[i].op != graph::Op::kLinear) continue;
         ++gem;
         lt += b.gemm_impl[i] == GemmImpl::kCublasLt ? 1 : 0;
         wg += b.gemm_impl[i] == GemmImpl::kWgmma ? 1 : 0;
@@ -183,13 +200,20 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   void run(const float* images, int batch, const RunOutputs& out, const std::atomic<bool>* cancel) override {
+    run_at(images, batch, own_size_.h, own_size_.w, out, cancel);
+  }
+
+  void run_at(const float* images, int batch, int h, int w, const RunOutputs& out,
+              const std::atomic<bool>* cancel) override {
     if (batch < 1) fail(ErrorCode::kInvalidArgument, "cuda engine run: batch must be >= 1, got " + std::to_string(batch));
     if (!images) fail(ErrorCode::kInvalidArgument, "cuda engine run: images is null");
     const ViTConfig& c = model_->cfg;
-    const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
+    c.check_run_size(h, w, limits::kMaxImageSide, "cuda engine run");
+    const int64_t img = int64_t{c.in_chans} * h * w;
     std::lock_guard<std::mutex> lock(mu_);
     DeviceGuard guard(opt_.device_id);
-    run_chunks("run", batch, out, cancel, [&](int b0, int nb, const Bucket& bk, float* d_img) {
+    SizeState& st = size_state(graph::RunSize{h, w});
+    run_chunks(st, "run", batch, out, cancel, [&](int b0, int nb, const Bucket& bk, float* d_img) {
       // Images -> pinned staging -> arena.
       h_images_.grow(int64_t{bk.batch} * img * 4, "input staging");
       std::memcpy(h_images_.p, images + b0 * img, static_cast<size_t>(nb * img) * sizeof(float));
@@ -205,11 +229,7 @@ class CudaEngineImpl final : public CudaEngine {
     const ViTConfig& c = model_->cfg;
     if (n < 1) fail(ErrorCode::kInvalidArgument, "cuda engine run_images: image count " + std::to_string(n) + " must be >= 1");
     if (!images) fail(ErrorCode::kInvalidArgument, "cuda engine run_images: images is null");
-    if (pp.input_h != c.image_h || pp.input_w != c.image_w) {
-      fail(ErrorCode::kInvalidArgument, "cuda engine run_images: preprocessing size " + std::to_string(pp.input_h) + "x" +
-                                            std::to_string(pp.input_w) + " differs from the model's input size " +
-                                            std::to_string(c.image_h) + "x" + std::to_string(c.image_w));
-    }
+    c.check_run_size(pp.input_h, pp.input_w, limits::kMaxImageSide, "cuda engine run_images");
     if (c.in_chans != 3) {
       fail(ErrorCode::kInvalidArgument, "cuda engine run_images: the model takes " + std::to_string(c.in_chans) +
                                             " channels; RGB images need 3");
@@ -218,7 +238,8 @@ class CudaEngineImpl final : public CudaEngine {
     std::lock_guard<std::mutex> lock(mu_);
     DeviceGuard guard(opt_.device_id);
     if (!pre_) pre_ = std::make_unique<GpuPreprocessor>();
-    run_chunks("run_images", n, out, cancel, [&](int b0, int nb, const Bucket&, float* d_img) {
+    SizeState& st = size_state(graph::RunSize{pp.input_h, pp.input_w});
+    run_chunks(st, "run_images", n, out, cancel, [&](int b0, int nb, const Bucket&, float* d_img) {
       for (int i = 0; i < nb; ++i) {
         const ImageView& v = images[b0 + i];
         try {
@@ -242,21 +263,22 @@ class CudaEngineImpl final : public CudaEngine {
     const ViTConfig& c = model_->cfg;
     const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
     cudaStream_t s = stream_.s;
-    Bucket& bk = bucket_for(batch);
-    prepare(bk, batch);
+    SizeState& st = *own_;
+    Bucket& bk = bucket_for(st, batch);
+    prepare(st, bk, batch);
     // The graph reads the images from the arena (its pointers are fixed at capture), so the
     // caller's buffer is copied in: 0.6 MB per 224x224 image, a few us at HBM speed.
-    float* d_img = reinterpret_cast<float*>(tptr(bk, L_.graph.images));
+    float* d_img = reinterpret_cast<float*>(tptr(bk, st.L.graph.images));
     VIT_CUDA_CHECK(cudaMemcpyAsync(d_img, d_images, static_cast<size_t>(batch * img) * sizeof(float),
                                    cudaMemcpyDeviceToDevice, s));
     if (bk.batch > batch) {
       VIT_CUDA_CHECK(cudaMemsetAsync(d_img + batch * img, 0, static_cast<size_t>((bk.batch - batch) * img) * sizeof(float), s));
     }
-    forward(bk);
+    forward(st, bk);
     if (d_logits) {
       const bool logits = c.num_classes > 0;
       const int64_t per = logits ? c.num_classes : c.embed_dim();
-      VIT_CUDA_CHECK(cudaMemcpyAsync(d_logits, tptr(bk, logits ? L_.graph.logits : L_.graph.embeddings),
+      VIT_CUDA_CHECK(cudaMemcpyAsync(d_logits, tptr(bk, logits ? st.L.graph.logits : st.L.graph.embeddings),
                                      static_cast<size_t>(batch * per) * sizeof(float), cudaMemcpyDeviceToDevice, s));
     }
   }
@@ -270,9 +292,10 @@ class CudaEngineImpl final : public CudaEngine {
     std::lock_guard<std::mutex> lock(mu_);
     DeviceGuard guard(opt_.device_id);
     cudaStream_t s = stream_.s;
-    Bucket& bk = bucket_for(batch);
-    prepare(bk, batch);
-    const size_t n = nodes().size();
+    SizeState& st = *own_;
+    Bucket& bk = bucket_for(st, batch);
+    prepare(st, bk, batch);
+    const size_t n = st.nodes().size();
     std::vector<cudaEvent_t> ev(n + 1, nullptr);
     struct Events {
       std::vector<cudaEvent_t>& v;
@@ -282,12 +305,12 @@ class CudaEngineImpl final : public CudaEngine {
       }
     } guard_events{ev};
     for (cudaEvent_t& e : ev) VIT_CUDA_CHECK(cudaEventCreate(&e));
-    execute(bk, s);  // warm-up: first-use costs (module loading, cuBLASLt heuristics) stay out
+    execute(st, bk, s);  // warm-up: first-use costs (module loading, cuBLASLt heuristics) stay out
     std::vector<double> sum(n, 0.0);
     for (int r = 0; r < reps; ++r) {
       VIT_CUDA_CHECK(cudaEventRecord(ev[0], s));
       for (size_t i = 0; i < n; ++i) {
-        execute_node(i, bk, s);
+        execute_node(st, i, bk, s);
         VIT_CUDA_CHECK(cudaEventRecord(ev[i + 1], s));
       }
       VIT_CUDA_CHECK(cudaEventSynchronize(ev[n]));
@@ -301,10 +324,10 @@ class CudaEngineImpl final : public CudaEngine {
     out.reserve(n);
     for (size_t i = 0; i < n; ++i) {
       NodeTiming t;
-      t.name = nodes()[i].name;
-      if (nodes()[i].op == graph::Op::kLinear && bk.gemm_impl[i] != GemmImpl::kMmaSync)
+      t.name = st.nodes()[i].name;
+      if (st.nodes()[i].op == graph::Op::kLinear && bk.gemm_impl[i] != GemmImpl::kMmaSync)
         t.name += std::string(" [") + impl_name(bk.gemm_impl[i]) + "]";
-      t.kind = row_[i]->kind;
+      t.kind = st.row[i]->kind;
       t.ms = sum[i] / reps;
       out.push_back(std::move(t));
     }
@@ -316,9 +339,9 @@ class CudaEngineImpl final : public CudaEngine {
   // enqueues the images into d_img [nb, C, H, W] fp32 on the engine's stream; the bucket's
   // padding rows are zeroed (they are computed and discarded; every op is per image, so they
   // cannot affect real rows), then the forward and the D2H copies of the requested outputs.
-  void run_chunks(const char* what, int batch, const RunOutputs& out, const std::atomic<bool>* cancel,
+  void run_chunks(SizeState& st, const char* what, int batch, const RunOutputs& out, const std::atomic<bool>* cancel,
                   const std::function<void(int, int, const Bucket&, float*)>& load) {
-    const ViTConfig& c = model_->cfg;
+    const ViTConfig& c = st.cfg;
     const int64_t img = int64_t{c.in_chans} * c.image_h * c.image_w;
     // E: the embeddings' width (the hidden size, or a CLIP projection's).
     const int64_t C = c.num_classes, D = c.hidden, E = c.embed_dim(), H = c.heads, T = c.tokens();
@@ -329,39 +352,39 @@ class CudaEngineImpl final : public CudaEngine {
                                         std::to_string(b0) + ".." + std::to_string(batch - 1));
       }
       const int nb = std::min(opt_.max_batch, batch - b0);
-      Bucket& bk = bucket_for(nb);
-      prepare(bk, nb);  // may throw kOutOfMemory; nothing of this chunk is enqueued yet
+      Bucket& bk = bucket_for(st, nb);
+      prepare(st, bk, nb);  // may throw kOutOfMemory; nothing of this chunk is enqueued yet
       // Staging grows only here: the previous chunk's copies finished at its synchronisation.
       if (out.logits && C > 0) h_logits_.grow(int64_t{bk.batch} * C * 4, "logits staging");
       if (out.embeddings) h_emb_.grow(int64_t{bk.batch} * E * 4, "embeddings staging");
       // The features leave in the run precision and are widened on the host (no device copy).
       const int64_t feat_bytes = int64_t{nb} * T * D * static_cast<int64_t>(dtype_size(dt_));
       if (out.features) h_feat_.grow(int64_t{bk.batch} * T * D * static_cast<int64_t>(dtype_size(dt_)), "features staging");
-      float* d_img = reinterpret_cast<float*>(tptr(bk, L_.graph.images));
+      float* d_img = reinterpret_cast<float*>(tptr(bk, st.L.graph.images));
       load(b0, nb, bk, d_img);
       if (bk.batch > nb) {
         VIT_CUDA_CHECK(cudaMemsetAsync(d_img + nb * img, 0, static_cast<size_t>((bk.batch - nb) * img) * sizeof(float), s));
       }
       if (out.attention_layers) {
         // [depth, batch, T, T]: one layer spans the whole batch, this chunk starts at row b0.
-        forward_with_layers(bk, nb, out.attention_layers + int64_t{b0} * T * T, int64_t{batch} * T * T);
+        forward_with_layers(st, bk, nb, out.attention_layers + int64_t{b0} * T * T, int64_t{batch} * T * T);
       } else {
-        forward(bk);
+        forward(st, bk);
       }
       if (out.logits && C > 0) {
-        VIT_CUDA_CHECK(cudaMemcpyAsync(h_logits_.p, tptr(bk, L_.graph.logits), static_cast<size_t>(nb * C) * sizeof(float),
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_logits_.p, tptr(bk, st.L.graph.logits), static_cast<size_t>(nb * C) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.embeddings) {
-        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(bk, L_.graph.embeddings), static_cast<size_t>(nb * E) * sizeof(float),
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_emb_.p, tptr(bk, st.L.graph.embeddings), static_cast<size_t>(nb * E) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.features) {
-        VIT_CUDA_CHECK(cudaMemcpyAsync(h_feat_.p, tptr(bk, L_.graph.features), static_cast<size_t>(feat_bytes),
+        VIT_CUDA_CHECK(cudaMemcpyAsync(h_feat_.p, tptr(bk, st.L.graph.features), static_cast<size_t>(feat_bytes),
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.attention) {
-        launch_probs(L_.last_qkv_node, bk, nb);  // the last block's Q/K are kept alive to the end
+        launch_probs(st, st.L.last_qkv_node, bk, nb);  // the last block's Q/K are kept alive to the end
         VIT_CUDA_CHECK(cudaMemcpyAsync(out.attention + b0 * H * T * T, probs_.p,
                                        static_cast<size_t>(int64_t{nb} * H * T * T) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
@@ -377,11 +400,11 @@ class CudaEngineImpl final : public CudaEngine {
 
   // Softmax probabilities of the block whose QKV GEMM is node `qkv_node`, for the first nb
   // images of the bucket: probs_ [nb, H, T, T] fp32. Enqueued on the engine's stream.
-  void launch_probs(int qkv_node, const Bucket& bk, int nb) {
-    const ViTConfig& c = model_->cfg;
+  void launch_probs(const SizeState& st, int qkv_node, const Bucket& bk, int nb) {
+    const ViTConfig& c = st.cfg;
     const int64_t n = int64_t{nb} * c.heads * c.tokens() * c.tokens();
     if (probs_.bytes < n * 4) probs_.alloc(n * 4, "attention probabilities");
-    const AttentionParams lay = ctx(bk).attention_layout(qkv_node);
+    const AttentionParams lay = ctx(st, bk).attention_layout(qkv_node);
     AttentionProbsParams ap;
     ap.dtype = dt_;
     ap.q = lay.q;
@@ -403,16 +426,16 @@ class CudaEngineImpl final : public CudaEngine {
   // l's attention node (its Q/K are alive until then) its probabilities are computed and
   // averaged over heads into layers_ [depth, nb, T, T]; then D2H, layer l of this chunk to
   // dst + l * layer_stride (host fp32). Synchronised by the caller.
-  void forward_with_layers(const Bucket& bk, int nb, float* dst, int64_t layer_stride) {
-    const ViTConfig& c = model_->cfg;
+  void forward_with_layers(const SizeState& st, const Bucket& bk, int nb, float* dst, int64_t layer_stride) {
+    const ViTConfig& c = st.cfg;
     const int64_t T = c.tokens(), per_layer = int64_t{nb} * T * T;
     cudaStream_t s = stream_.s;
     if (layers_.bytes < c.depth * per_layer * 4) layers_.alloc(c.depth * per_layer * 4, "per-block attention maps");
     int layer = 0;
-    for (size_t i = 0; i < nodes().size(); ++i) {
-      execute_node(i, bk, s);
-      if (nodes()[i].op != graph::Op::kAttention) continue;
-      launch_probs(L_.producer[static_cast<size_t>(nodes()[i].in[0])], bk, nb);
+    for (size_t i = 0; i < st.nodes().size(); ++i) {
+      execute_node(st, i, bk, s);
+      if (st.nodes()[i].op != graph::Op::kAttention) continue;
+      launch_probs(st, st.L.producer[static_cast<size_t>(st.nodes()[i].in[0])], bk, nb);
       AttentionHeadMeanParams hm;
       hm.probs = static_cast<const float*>(probs_.p);
       hm.out = static_cast<float*>(layers_.p) + layer * per_layer;
@@ -434,13 +457,13 @@ class CudaEngineImpl final : public CudaEngine {
   // and its graph. All three run the bucket's nodes on whatever the arena holds (timing passes,
   // the warm-up pass before capture), and the images tensor shares memory with later tensors,
   // so this must happen before the caller writes the images, never between that and forward().
-  void prepare(Bucket& bk, int nb) {
+  void prepare(SizeState& st, Bucket& bk, int nb) {
     ensure_arena(bk, nb);
     if (!bk.gemms_chosen) {
-      tuner_->choose(L_, bk, [&](const GemmNode& n) { return ctx(bk).operands(n); });
+      tuner_->choose(st.L, bk, [&](const GemmNode& n) { return ctx(st, bk).operands(n); });
       bk.gemms_chosen = true;
     }
-    if (opt_.cuda_graphs && !graphs_disabled_ && !bk.exec && !bk.capture_tried) capture(bk);
+    if (opt_.cuda_graphs && !graphs_disabled_ && !bk.exec && !bk.capture_tried) capture(st, bk);
   }
 
   // Grows the arena to the bucket's plan. On failure: kOutOfMemory naming the batch and the
@@ -485,11 +508,64 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   void drop_graphs() {
-    for (Bucket& b : buckets_) {
+    for (auto& [size, st] : sizes_) drop_graphs(*st);
+  }
+  static void drop_graphs(SizeState& st) {
+    for (Bucket& b : st.buckets) {
       if (b.exec) cudaGraphExecDestroy(b.exec);
       b.exec = nullptr;
       b.capture_tried = false;
     }
+  }
+
+  // --- run sizes ------------------------------------------------------------------------------
+  // The graph of `size` lowered (its weights registered: the model's shared with every size, its
+  // own tables new), bound to op-table rows, its buckets planned, its new weights uploaded.
+  std::unique_ptr<SizeState> make_size(graph::RunSize size) {
+    auto st = std::make_unique<SizeState>();
+    st->cfg = model_->cfg.at_size(size.h, size.w);
+    if (static_cast<int64_t>(opt_.max_batch) * st->cfg.tokens() > INT_MAX) {
+      fail(ErrorCode::kInvalidArgument, "cuda engine: max_batch " + std::to_string(opt_.max_batch) + " x " +
+                                            std::to_string(st->cfg.tokens()) + " tokens at " + std::to_string(size.h) +
+                                            "x" + std::to_string(size.w) + " exceeds the 2^31 row limit");
+    }
+    st->L = lower_graph(*model_, dt_, graph::fusion_enabled(opt_.fusion), weights_, size);
+    for (const graph::Node& n : st->nodes()) {
+      const CudaOpRow* r = cuda_op_row(n);
+      if (!r) {
+        fail(ErrorCode::kUnsupported,
+             std::string("make_cuda_engine: no CUDA kernel for ") + graph::op_name(n.op) + " node '" + n.name + "'");
+      }
+      st->row.push_back(r);
+    }
+    make_buckets(*st);
+    st->segment = weights_.upload();
+    // cudaMemset and pageable cudaMemcpy run on the legacy default stream and may still be in
+    // flight when they return; the engine's stream is non-blocking and does not wait for them.
+    VIT_CUDA_CHECK(cudaDeviceSynchronize());
+    return st;
+  }
+
+  // The state of run size `size`, made at its first run; beyond kCachedSizes other sizes the
+  // least recently used one is dropped (its graphs and weight segment freed). Under mu_.
+  SizeState& size_state(graph::RunSize size) {
+    ++runs_;
+    auto it = sizes_.find(size);
+    if (it == sizes_.end()) {
+      if (sizes_.size() > kCachedSizes) {
+        auto victim = sizes_.end();
+        for (auto v = sizes_.begin(); v != sizes_.end(); ++v)
+          if (v->second.get() != own_ && (victim == sizes_.end() || v->second->used < victim->second->used)) victim = v;
+        // run_device returns with work in flight that may use the victim's graphs and tables.
+        VIT_CUDA_CHECK(cudaStreamSynchronize(stream_.s));
+        drop_graphs(*victim->second);
+        weights_.release(victim->second->segment);
+        sizes_.erase(victim);
+      }
+      it = sizes_.emplace(size, make_size(size)).first;
+    }
+    it->second->used = runs_;
+    return *it->second;
   }
 
  private:
@@ -515,9 +591,6 @@ class CudaEngineImpl final : public CudaEngine {
                                         list + " yet (use --device cpu)");
     }
     if (opt_.max_batch < 1) bad("max_batch must be >= 1");
-    if (static_cast<int64_t>(opt_.max_batch) * c.tokens() > INT_MAX) {
-      bad("max_batch " + std::to_string(opt_.max_batch) + " x tokens exceeds the 2^31 row limit");
-    }
     if (static_cast<int>(model_->w.blocks.size()) != c.depth) bad("model block count differs from config depth");
   }
 
@@ -531,52 +604,55 @@ class CudaEngineImpl final : public CudaEngine {
     return h;
   }
 
-  const std::vector<graph::Node>& nodes() const { return L_.nodes(); }
   char* tptr(const Bucket& bk, int t) const { return arena_.c() + bk.plan.offsets[static_cast<size_t>(t)]; }
-  CudaRunCtx ctx(const Bucket& bk) const { return CudaRunCtx{model_->cfg, L_, bk, arena_.c(), *gemm_}; }
+  CudaRunCtx ctx(const SizeState& st, const Bucket& bk) const {
+    return CudaRunCtx{st.cfg, st.L, bk, arena_.c(), *gemm_};
+  }
 
-  void make_buckets() {
+  void make_buckets(SizeState& st) const {
     for (int b = 1; b < opt_.max_batch; b *= 2) {
-      buckets_.emplace_back();
-      buckets_.back().batch = b;
+      st.buckets.emplace_back();
+      st.buckets.back().batch = b;
     }
-    buckets_.emplace_back();
-    buckets_.back().batch = opt_.max_batch;
-    for (Bucket& b : buckets_) {
-      b.gemm_impl.assign(nodes().size(), GemmImpl::kMmaSync);
-      b.plan = L_.plan_for(b.batch);
+    st.buckets.emplace_back();
+    st.buckets.back().batch = opt_.max_batch;
+    for (Bucket& b : st.buckets) {
+      b.gemm_impl.assign(st.nodes().size(), GemmImpl::kMmaSync);
+      b.plan = st.L.plan_for(b.batch);
     }
   }
 
-  Bucket& bucket_for(int nb) {
-    for (Bucket& b : buckets_)
+  static Bucket& bucket_for(SizeState& st, int nb) {
+    for (Bucket& b : st.buckets)
       if (b.batch >= nb) return b;
     fail(ErrorCode::kInternal, "cuda engine: no bucket for batch " + std::to_string(nb));
   }
 
-  void execute_node(size_t i, const Bucket& bk, cudaStream_t s) { row_[i]->run(ctx(bk), nodes()[i], i, s); }
-  void execute(const Bucket& bk, cudaStream_t s) {
-    const CudaRunCtx c = ctx(bk);
-    for (size_t i = 0; i < nodes().size(); ++i) row_[i]->run(c, nodes()[i], i, s);
+  void execute_node(const SizeState& st, size_t i, const Bucket& bk, cudaStream_t s) {
+    st.row[i]->run(ctx(st, bk), st.nodes()[i], i, s);
+  }
+  void execute(const SizeState& st, const Bucket& bk, cudaStream_t s) {
+    const CudaRunCtx c = ctx(st, bk);
+    for (size_t i = 0; i < st.nodes().size(); ++i) st.row[i]->run(c, st.nodes()[i], i, s);
   }
 
   // The bucket's graph (captured by prepare()) or, without one, plain launches.
-  void forward(const Bucket& bk) {
+  void forward(const SizeState& st, const Bucket& bk) {
     cudaStream_t s = stream_.s;
     if (bk.exec && !graphs_disabled_) {
       VIT_CUDA_CHECK(cudaGraphLaunch(bk.exec, s));
       return;
     }
-    execute(bk, s);
+    execute(st, bk, s);
   }
 
-  void capture(Bucket& bk) {
+  void capture(const SizeState& st, Bucket& bk) {
     bk.capture_tried = true;
     cudaStream_t s = stream_.s;
     // One plain pass first: lazy module loading and any one-time library setup (cuBLASLt
     // kernels, cudaFuncSetAttribute) happen outside the capture, where they are always legal.
     // It overwrites the arena (the images included): prepare() runs it before the inputs load.
-    execute(bk, s);
+    execute(st, bk, s);
     auto give_up = [&](const std::string& why) {
       (void)cudaGetLastError();
       graphs_disabled_ = true;
@@ -588,7 +664,7 @@ class CudaEngineImpl final : public CudaEngine {
     cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) return give_up(std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e));
     try {
-      execute(bk, s);
+      execute(st, bk, s);
     } catch (const std::exception& ex) {
       cudaGraph_t g = nullptr;
       cudaStreamEndCapture(s, &g);
@@ -621,11 +697,13 @@ class CudaEngineImpl final : public CudaEngine {
   CudaTestHooks hooks_;
   DType dt_;
   WeightStore weights_;
-  LoweredGraph L_;
-  std::vector<const CudaOpRow*> row_;  // per node: its op-table row
+  graph::RunSize own_size_;                                     // the model's size (always cached)
+  std::map<graph::RunSize, std::unique_ptr<SizeState>> sizes_;  // per run size
+  SizeState* own_ = nullptr;                                    // sizes_[own_size_]
+  uint64_t runs_ = 0;
 
   StreamHolder stream_;
-  DeviceBuffer arena_, wbuf_;
+  DeviceBuffer arena_;
   DeviceBuffer probs_;   // [nb, H, T, T] fp32, on request
   DeviceBuffer layers_;  // [depth, nb, T, T] fp32, on request (attention_layers)
   PinnedBuffer h_images_, h_logits_, h_emb_, h_feat_;
@@ -633,7 +711,6 @@ class CudaEngineImpl final : public CudaEngine {
   std::unique_ptr<GemmLauncher> gemm_;
   std::unique_ptr<GemmTuner> tuner_;
   std::unique_ptr<GpuPreprocessor> pre_;  // run_images, created at its first use
-  std::vector<Bucket> buckets_;
   bool graphs_disabled_ = false, capture_warned_ = false;
   std::mutex mu_;
 };

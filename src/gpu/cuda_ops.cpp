@@ -12,7 +12,7 @@
 namespace vit::gpu {
 
 AttentionParams CudaRunCtx::attention_layout(int qkv_node) const {
-  const int64_t T = gemm.tokens(), H = gemm.heads(), hd = gemm.head_dim(), D = H * hd;
+  const int64_t T = L.graph.tokens, H = gemm.heads(), hd = gemm.head_dim(), D = H * hd;
   const GemmNode& qn = L.gemm[static_cast<size_t>(qkv_node)];
   const char* base = t(qn.out);
   const int64_t es = static_cast<int64_t>(dtype_size(dt()));

@@ -79,7 +79,7 @@ GemmParams GemmLauncher::params(const GemmNode& n, const GemmOperands& o, GemmIm
     if (impl == GemmImpl::kCublasLt) {
       p.epilogue = GemmEpilogue::kNone;  // plain [M, 3D]: attention reads it through strides
     } else {
-      p.tokens = tokens_;
+      p.tokens = n.rows_per_image;  // the QKV GEMM's rows per image are the tokens
       p.heads = heads_;
       p.head_dim = head_dim_;
     }
@@ -227,7 +227,7 @@ bool GemmTuner::run_check(const GemmNode& n, int batch, int nb, GemmImpl cand, G
   std::vector<float> got = g;
   if (n.qkv && (ref == GemmImpl::kCublasLt) != (cand == GemmImpl::kCublasLt)) {
     // Bring the scattered [3, B, H, T, hd] result into the plain [M, 3D] order of the other.
-    const int T = gl_.tokens(), H = gl_.heads(), hd = gl_.head_dim(), D = H * hd;
+    const int T = n.rows_per_image, H = gl_.heads(), hd = gl_.head_dim(), D = H * hd;
     const bool cand_scattered = cand != GemmImpl::kCublasLt;
     const std::vector<float>& sc = cand_scattered ? g : r;
     std::vector<float> plain(sc.size());

@@ -34,10 +34,11 @@ struct GemmOperands {
 
 class GemmLauncher {
  public:
-  // dt: the run precision; wbuf: the packed weights (WeightStore); tokens / heads / head_dim:
-  // the QKV scatter's shape; lt: cuBLASLt (owned by the engine).
-  GemmLauncher(DType dt, const char* wbuf, int tokens, int heads, int head_dim, LtGemm* lt)
-      : dt_(dt), wbuf_(wbuf), tokens_(tokens), heads_(heads), head_dim_(head_dim), lt_(lt) {}
+  // dt: the run precision; weights: the packed weights (owned by the engine); heads / head_dim:
+  // the QKV scatter's shape (its tokens are the QKV node's rows per image, which follow the run
+  // size); lt: cuBLASLt (owned by the engine).
+  GemmLauncher(DType dt, const WeightStore& weights, int heads, int head_dim, LtGemm* lt)
+      : dt_(dt), weights_(weights), heads_(heads), head_dim_(head_dim), lt_(lt) {}
   // The node's GEMM on these operands as `impl` runs it: cuBLASLt writes the QKV output plain
   // [M, 3D] (attention reads it through strides), the custom kernels scatter it [3, B, H, T, hd].
   GemmParams params(const GemmNode& n, const GemmOperands& o, GemmImpl impl) const;
@@ -45,17 +46,16 @@ class GemmLauncher {
   void run(const GemmNode& n, const GemmOperands& o, GemmImpl impl, cudaStream_t s) const {
     launch(params(n, o, impl), impl, s);
   }
-  const void* wptr(int64_t off) const { return off < 0 ? nullptr : wbuf_ + off; }
+  const void* wptr(int64_t off) const { return weights_.ptr(off); }
   LtGemm& lt() const { return *lt_; }
   DType dtype() const { return dt_; }
-  int tokens() const { return tokens_; }
   int heads() const { return heads_; }
   int head_dim() const { return head_dim_; }
 
  private:
   DType dt_;
-  const char* wbuf_;
-  int tokens_, heads_, head_dim_;
+  const WeightStore& weights_;
+  int heads_, head_dim_;
   LtGemm* lt_;
 };
 

@@ -1,7 +1,10 @@
 // vit-infer: lowering of the shared graph for the CUDA engine (see lowering.h).
 #include "gpu/lowering.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <memory>
 
 #include "core/error.h"
 
@@ -15,23 +18,44 @@ const char* impl_name(GemmImpl g) {
   }
 }
 
-int64_t WeightStore::add(const Tensor& t, int64_t rows, int64_t cols, int64_t cols_pad, const std::string& name) {
+int64_t WeightStore::add(const Tensor& t, int64_t rows, int64_t cols, int64_t cols_pad, const std::string& name,
+                         bool shared) {
   if (t.numel() != rows * cols) {
     fail(ErrorCode::kInvalidArgument, "cuda engine: weight '" + name + "' has " + std::to_string(t.numel()) +
                                           " values, expected " + std::to_string(rows * cols));
   }
-  Entry e{&t, rows, cols, cols_pad, total_};
-  entries_.push_back(e);
-  total_ += (rows * cols_pad * elem_ + 255) / 256 * 256;
+  if (shared) {
+    const auto it = shared_.find({&t, cols_pad});
+    if (it != shared_.end()) return it->second;
+  }
+  Entry e{&t, rows, cols, cols_pad, next_};
+  pending_.push_back(e);
+  next_ += (rows * cols_pad * elem_ + 255) / 256 * 256;
+  if (shared) shared_[{&t, cols_pad}] = e.offset;
   return e.offset;
 }
 
-void WeightStore::upload(DeviceBuffer& buf) const {
-  buf.alloc(total_, "weights");
-  VIT_CUDA_CHECK(cudaMemset(buf.p, 0, static_cast<size_t>(total_)));
+int64_t WeightStore::total() const {
+  int64_t n = pending_.empty() ? 0 : next_ - pending_.front().offset;
+  for (const auto& [begin, seg] : segments_) n += seg.end - begin;
+  return n;
+}
+
+int64_t WeightStore::upload() {
+  if (pending_.empty()) return -1;
+  const int64_t begin = pending_.front().offset;
+  Segment& seg = segments_[begin];
+  seg.end = next_;
+  try {
+    seg.buf.alloc(next_ - begin, "weights");
+  } catch (...) {
+    segments_.erase(begin);
+    throw;
+  }
+  VIT_CUDA_CHECK(cudaMemset(seg.buf.p, 0, static_cast<size_t>(next_ - begin)));
   std::vector<float> f32;
   std::vector<uint16_t> u16;
-  for (const Entry& e : entries_) {
+  for (const Entry& e : pending_) {
     const int64_t n = e.rows * e.cols_pad;
     const float* src = e.t->ptr();
     const void* host = nullptr;
@@ -49,8 +73,25 @@ void WeightStore::upload(DeviceBuffer& buf) const {
         }
       host = u16.data();
     }
-    VIT_CUDA_CHECK(cudaMemcpy(buf.c() + e.offset, host, static_cast<size_t>(n * elem_), cudaMemcpyHostToDevice));
+    VIT_CUDA_CHECK(
+        cudaMemcpy(seg.buf.c() + (e.offset - begin), host, static_cast<size_t>(n * elem_), cudaMemcpyHostToDevice));
   }
+  pending_.clear();
+  return begin;
+}
+
+void WeightStore::release(int64_t segment) {
+  if (segment >= 0) segments_.erase(segment);
+}
+
+const char* WeightStore::ptr(int64_t off) const {
+  if (off < 0) return nullptr;
+  auto it = segments_.upper_bound(off);
+  if (it == segments_.begin() || off >= std::prev(it)->second.end) {
+    fail(ErrorCode::kInternal, "cuda engine: weight offset " + std::to_string(off) + " is in no uploaded segment");
+  }
+  --it;
+  return it->second.buf.c() + (off - it->first);
 }
 
 ArenaPlan LoweredGraph::plan_for(int batch) const {
@@ -99,9 +140,9 @@ GemmNode gemm_node(const LoweredGraph& L, const graph::Node& n, DType dt) {
 
 }  // namespace
 
-LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore& weights) {
+LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore& weights, graph::RunSize size) {
   LoweredGraph L;
-  L.graph = graph::build_vit(model, dt, "make_cuda_engine");
+  L.graph = graph::build_vit(model, dt, "make_cuda_engine", size);
   if (fusion) graph::fuse(L.graph);
   const size_t nt = L.graph.tensors.size();
   std::vector<int> first, last;
@@ -131,7 +172,11 @@ LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore&
       const graph::TensorDesc& d = L.t(t);
       // A linear's weight rows are padded to the pitch of its input.
       const int64_t cols_pad = n.op == graph::Op::kLinear && k == 1 ? L.pitch[static_cast<size_t>(n.in[0])] : d.cols();
-      L.woff[static_cast<size_t>(t)] = weights.add(*d.host, d.rows(), d.cols(), cols_pad, d.name);
+      // The graph's derived weights (a run size's position table, the map head's query) die
+      // with it: never shared by host address.
+      const bool derived = std::any_of(L.graph.derived.begin(), L.graph.derived.end(),
+                                       [&](const std::shared_ptr<const Tensor>& p) { return p.get() == d.host; });
+      L.woff[static_cast<size_t>(t)] = weights.add(*d.host, d.rows(), d.cols(), cols_pad, d.name, !derived);
     }
     if (n.op == graph::Op::kLinear) L.gemm[i] = gemm_node(L, n, dt);
     if (n.op == graph::Op::kAttention) L.last_qkv_node = L.producer[static_cast<size_t>(n.in[0])];

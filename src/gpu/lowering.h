@@ -9,7 +9,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/op_forms.h"
@@ -43,25 +45,43 @@ struct GemmNode {
   int64_t res_w = -1;
 };
 
-// Weights in the run precision, packed into one device buffer (256-byte aligned entries).
+// Weights in the run precision, packed into device segments (256-byte aligned entries) addressed
+// by one byte-offset space: the model's weights are registered once and shared by every run
+// size's graph; a size's own tables (its resampled position embeddings) go into a segment of
+// their own, freed when that size is dropped. Offsets are never reused.
 class WeightStore {
  public:
   explicit WeightStore(DType dt) : dt_(dt), elem_(static_cast<int64_t>(dtype_size(dt))) {}
   // Registers a [rows, cols] host tensor, zero-padding each row to cols_pad; returns its offset.
-  int64_t add(const Tensor& t, int64_t rows, int64_t cols, int64_t cols_pad, const std::string& name);
-  int64_t total() const { return total_; }
-  // Allocates `buf` and copies every registered tensor into it, converted to the run precision.
-  void upload(DeviceBuffer& buf) const;
+  // shared: the tensor lives as long as the engine (a model weight), so a second registration
+  // with the same padding returns the first offset; a graph's derived tensors are not shared.
+  int64_t add(const Tensor& t, int64_t rows, int64_t cols, int64_t cols_pad, const std::string& name,
+              bool shared = true);
+  // Device bytes held (uploaded segments) and registered but not yet uploaded.
+  int64_t total() const;
+  // Copies every tensor registered since the last upload into a new device segment, converted to
+  // the run precision; returns the segment (its first offset), -1 when nothing was pending.
+  int64_t upload();
+  // Frees a segment upload() returned (-1: nothing).
+  void release(int64_t segment);
+  // The device address of offset `off` (-1: null).
+  const char* ptr(int64_t off) const;
 
  private:
   struct Entry {
     const Tensor* t;
     int64_t rows, cols, cols_pad, offset;
   };
+  struct Segment {
+    int64_t end = 0;
+    DeviceBuffer buf;
+  };
   DType dt_;
-  std::vector<Entry> entries_;
-  int64_t total_ = 0;
   int64_t elem_;
+  int64_t next_ = 0;                                       // the next entry's offset
+  std::vector<Entry> pending_;                             // registered, not uploaded
+  std::map<std::pair<const Tensor*, int64_t>, int64_t> shared_;  // (tensor, cols_pad) -> offset
+  std::map<int64_t, Segment> segments_;                    // by first offset
 };
 
 // The implementations a GEMM node can run on. kMmaSync: kernels/gemm.cu (mma.sync, or SIMT for
@@ -93,11 +113,13 @@ struct LoweredGraph {
   ArenaPlan plan_for(int batch) const;
 };
 
-// The shared graph of `model` in the run precision `dt`, fused when `fusion`; its weights are
-// registered in `weights` (not uploaded), its activations sized for the arena. The 16-bit
+// The shared graph of `model` at run size `size` (graph::RunSize: {} = the model's own) in the
+// run precision `dt`, fused when `fusion`; its weights are registered in `weights` (not
+// uploaded; the model's own shared with every other size's graph), its activations sized for the arena. The 16-bit
 // tensor-core GEMM needs K % 8 == 0: patch columns are zero-padded (P = 14: K = 588 -> 592),
 // and so are the rows of the weight that reads them. The last block's Q/K stay alive to the end
 // of the graph (attention probabilities are computed after the forward on request).
-LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore& weights);
+LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore& weights,
+                         graph::RunSize size = {});
 
 }  // namespace vit::gpu

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "model/limits.h"
 
 namespace vit::graph {
 
@@ -170,10 +171,10 @@ class Builder {
   const std::vector<int64_t>& shape(int t) const { return g_.t(t).shape; }
 
   // A weight computed here from the model's (owned by the graph).
-  int derived(Tensor t, const std::string& name) {
+  int derived(Tensor t, const std::string& name, std::vector<int64_t> shape = {}) {
     auto owned = std::make_shared<const Tensor>(std::move(t));
     g_.derived.push_back(owned);
-    return weight(*owned, owned->shape, name);
+    return weight(*owned, shape.empty() ? owned->shape : std::move(shape), name);
   }
 
  private:
@@ -243,8 +244,11 @@ int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, co
 
 }  // namespace
 
-Graph build_vit(const Model& m, DType act, const char* who) {
-  const ViTConfig& c = m.cfg;
+Graph build_vit(const Model& m, DType act, const char* who, RunSize size) {
+  if (size.h > 0 || size.w > 0) m.cfg.check_run_size(size.h, size.w, limits::kMaxImageSide, who);
+  const bool own_size = size.h <= 0 || (size.h == m.cfg.image_h && size.w == m.cfg.image_w);
+  const ViTConfig sized = own_size ? ViTConfig{} : m.cfg.at_size(size.h, size.w);
+  const ViTConfig& c = own_size ? m.cfg : sized;
   const ViTWeights& w = m.w;
   auto bad = [&](const std::string& msg) { fail(ErrorCode::kInvalidArgument, std::string(who) + ": " + msg); };
   auto positive = [&](int v, const char* what) {
@@ -273,6 +277,8 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   g.depth = c.depth;
   g.heads = c.heads;
   g.tokens = c.tokens();
+  g.image_h = c.image_h;
+  g.image_w = c.image_w;
   Builder b(g, who);
   const int64_t D = c.hidden, I = c.mlp_hidden, T = c.tokens(), N = c.num_patches();
   const int64_t K = int64_t{c.in_chans} * c.patch * c.patch, C = c.num_classes;
@@ -303,7 +309,9 @@ Graph build_vit(const Model& m, DType act, const char* who) {
   // Prefix rows (cls, dist, registers) then the patch rows; pos is added to the prefix rows
   // too unless the table has none (no_embed_class).
   const int64_t P = c.prefix_tokens();
-  const int pos = b.weight(w.pos, {c.pos_rows(c.num_patches()), D}, "pos_embed");
+  // At another run size the table is resampled for it (owned by the graph); else the model's.
+  const int pos = own_size ? b.weight(w.pos, {c.pos_rows(c.num_patches()), D}, "pos_embed")
+                           : b.derived(pos_embed_at(m, c.grid_h(), c.grid_w()), "pos_embed", {c.pos_rows(c.num_patches()), D});
   // The plain ViT's prefix is its cls token alone; the families' rows are concatenated by the loader.
   const bool cls_only = P == 1 && c.class_token;
   const int prefix = P == 0 ? -1

@@ -147,6 +147,7 @@ struct Graph {
   // when a run asks): the final tokens after the final norm, timm's forward_features.
   int features = -1;
   int depth = 0, heads = 0, tokens = 0;
+  int image_h = 0, image_w = 0;  // the run size the graph is built for (its input [C, H, W])
   bool fused = false;
   // Weights the builder derives from the model's (the map head's projected latent query); the
   // tensor table's host pointers point into these, so they live as long as the graph.
@@ -163,10 +164,21 @@ struct Graph {
   std::string describe() const;
 };
 
-// The ViT forward of `m`, unfused, activations in `act` (F32 / F16 / BF16), outputs in f32.
-// Validates every weight against the config (throws vit::Error kInvalidArgument naming the
-// tensor, its shape and the shape the config implies). `who` prefixes error messages.
-Graph build_vit(const Model& m, DType act, const char* who);
+// A run size in pixels; {0, 0}: the model's own (cfg.image_h x cfg.image_w).
+struct RunSize {
+  int h = 0, w = 0;
+  bool operator<(const RunSize& o) const noexcept { return h != o.h ? h < o.h : w < o.w; }
+  bool operator==(const RunSize& o) const noexcept { return h == o.h && w == o.w; }
+};
+
+// The ViT forward of `m`, unfused, activations in `act` (F32 / F16 / BF16), outputs in f32, for
+// input images at `size` (default: the model's own). At another size the token count follows the
+// grid and the position table is the model's resampled as its framework does per forward
+// (pos_embed_at: timm dynamic_img_size, HF interpolate_pos_encoding), a derived weight of the
+// graph; every other weight is the model's, shared. Validates every weight against the config
+// (throws vit::Error kInvalidArgument naming the tensor, its shape and the shape the config
+// implies) and the size (ViTConfig::check_run_size). `who` prefixes error messages.
+Graph build_vit(const Model& m, DType act, const char* who, RunSize size = {});
 
 // The fusion pass (fusion.cpp): GEMM + GELU, GEMM + residual add, add + LayerNorm, patch GEMM +
 // bias + pos (periodic table residual), QKV GEMM -> attention scatter. Semantics unchanged.

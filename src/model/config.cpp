@@ -5,6 +5,10 @@
 
 #include <cstdio>
 #include <sstream>
+#include <string>
+
+#include "core/error.h"
+#include "model/limits.h"
 
 namespace vit {
 
@@ -23,6 +27,24 @@ const char* activation_name(Activation a) noexcept {
   static const char* const kNames[] = {"GELU (erf)", "GELU (tanh)", "quick-GELU", "SiLU"};  // enum order
   const auto i = static_cast<size_t>(a);
   return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "?";
+}
+
+void ViTConfig::check_run_size(int h, int w, int max_side, const char* who) const {
+  if (h == image_h && w == image_w) return;
+  const std::string size = std::to_string(h) + "x" + std::to_string(w);
+  const std::string own = std::to_string(image_h) + "x" + std::to_string(image_w);
+  auto bad = [&](const std::string& why) {
+    fail(ErrorCode::kInvalidArgument, std::string(who) + ": run size " + size + " " + why);
+  };
+  if (max_side <= 0) bad("differs from the model's size " + own + " and this session runs that size only (its max_image_size is 0)");
+  if (h < patch || w < patch) bad("is smaller than the patch size " + std::to_string(patch));
+  if (h % patch != 0 || w % patch != 0)
+    bad("is not a multiple of the patch size " + std::to_string(patch) + " (the model's own " + own +
+        " is the only size that may leave pixels unread)");
+  if (h > max_side || w > max_side)
+    bad("exceeds the session's maximum image size " + std::to_string(max_side));
+  if (static_cast<int64_t>(h / patch) * (w / patch) > limits::kMaxPatches)
+    bad("has more than " + std::to_string(limits::kMaxPatches) + " patches");
 }
 
 std::string ViTConfig::family() const {

@@ -27,6 +27,12 @@ enum class Activation { kGeluErf, kGeluTanh, kQuickGelu, kSilu };
 // kHFAimv2: transformers' Aimv2VisionModel (embeddings.patch_embed, encoder.layers.N.attention, ...).
 enum class WeightLayout { kTimm, kHF, kJax, kHFSiglip, kHFAimv2 };
 
+// How a position table is resampled: timm's resample_abs_pos_embed (F.interpolate bicubic,
+// antialias=True, align_corners=False; also HF Dinov2WithRegisters' interpolate_pos_encoding), or
+// HF's interpolate_pos_encoding of DeiT / CLIP / DINOv2 / SigLIP: the same without antialias, i.e.
+// PyTorch's upsample_bicubic2d with a = -0.75.
+enum class PosResample { kTimm, kHF };
+
 const char* global_pool_name(GlobalPool p) noexcept;
 const char* layout_name(WeightLayout l) noexcept;
 const char* activation_name(Activation a) noexcept;
@@ -114,6 +120,7 @@ struct ViTConfig {
   std::string architecture;  // e.g. "vit_base_patch16_224" when known
   std::string hf_class;      // HF config.json architectures[0], e.g. "Dinov2Model"; empty if unsaid
   int ckpt_grid_h = 14, ckpt_grid_w = 14;  // patch grid of the stored position embeddings
+  PosResample pos_rule = PosResample::kTimm;  // how this family resamples its table (other run sizes)
 
   std::vector<std::string> labels;  // id2label / label_names; may be empty
   PreprocessConfig preprocess;
@@ -121,6 +128,18 @@ struct ViTConfig {
   int head_dim() const noexcept { return hidden / heads; }
   // Width of the embeddings output: the projection's when there is one, else D.
   int embed_dim() const noexcept { return proj_dim > 0 ? proj_dim : hidden; }
+  // This config at another run size (h x w pixels): the same model, its grid and token count at
+  // that size. No check here: check_run_size says whether the size can be run.
+  ViTConfig at_size(int h, int w) const {
+    ViTConfig c = *this;
+    c.image_h = h;
+    c.image_w = w;
+    return c;
+  }
+  // Throws vit::Error(kInvalidArgument) naming the size unless h x w can be a run size of this
+  // model: its own size, or both sides multiples of the patch (timm's dynamic_img_size asserts
+  // that too) within 1..max_side pixels. `who` prefixes the message.
+  void check_run_size(int h, int w, int max_side, const char* who) const;
   int grid_h() const noexcept { return image_h / patch; }
   int grid_w() const noexcept { return image_w / patch; }
   int num_patches() const noexcept { return grid_h() * grid_w(); }

@@ -1592,18 +1592,22 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   }
   if (cfg.pool == GlobalPool::kMap) map_attn_pool(rd, L, cfg, &model->w.attn_pool);
   src.reset();  // unmap before resampling: the weights are copied out
+  // HF DeiT / CLIP / DINOv2 resample with their interpolate_pos_encoding (DINOv2 always, the
+  // others when asked: the only way HF runs them at another size); the prefix rows are kept
+  // (HF DINOv2-with-registers: its cls row is folded into the token, so there are none).
+  // Dinov2WithRegisters' own copy passes antialias=True: timm's rule. SiglipVisionModel's
+  // interpolate_pos_encoding is DINOv2's (bicubic, no antialias) over a table without prefix
+  // rows. The HF ViT layout keeps timm's rule, as before.
+  const bool hf_antialiased = L.hf == HFFamily::kDinov2 &&
+                              (cfg.reg_tokens > 0 || hints.hf_model_type.value_or("") == "dinov2_with_registers");
+  const bool hf_rule = (hf && L.hf != HFFamily::kViT && !hf_antialiased) || L.layout == WeightLayout::kHFSiglip;
+  cfg.pos_rule = hf_rule ? PosResample::kHF : PosResample::kTimm;
   if (cfg.grid_h() != cfg.ckpt_grid_h || cfg.grid_w() != cfg.ckpt_grid_w) {
-    // HF DeiT / CLIP / DINOv2 resample with their interpolate_pos_encoding (DINOv2 always, the
-    // others when asked: the only way HF runs them at another size); the prefix rows are kept
-    // (HF DINOv2-with-registers: its cls row is folded into the token, so there are none).
-    // Dinov2WithRegisters' own copy passes antialias=True: timm's rule. SiglipVisionModel's
-    // interpolate_pos_encoding is DINOv2's (bicubic, no antialias) over a table without prefix
-    // rows. The HF ViT layout keeps timm's rule, as before.
-    const bool hf_antialiased = L.hf == HFFamily::kDinov2 &&
-                                (cfg.reg_tokens > 0 || hints.hf_model_type.value_or("") == "dinov2_with_registers");
-    const bool hf_rule = (hf && L.hf != HFFamily::kViT && !hf_antialiased) || L.layout == WeightLayout::kHFSiglip;
-    model->w.pos = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w(),
-                                      pos_prefix, hf_rule ? PosResample::kHF : PosResample::kTimm);
+    Tensor resampled = resample_pos_embed(model->w.pos, cfg.ckpt_grid_h, cfg.ckpt_grid_w, cfg.grid_h(), cfg.grid_w(),
+                                          pos_prefix, cfg.pos_rule);
+    // HF resamples the stored table on every forward: other run sizes start from it (pos_embed_at).
+    if (hf_rule) model->w.pos_ckpt = std::move(model->w.pos);
+    model->w.pos = std::move(resampled);
   }
   // The embed's prefix rows, in timm's concatenation order (cls, dist, registers), unless the
   // prefix is the cls token alone (the graph reads w.cls then).

@@ -43,6 +43,10 @@ struct ViTWeights {
   Tensor reg;      // [reg_tokens, D]; empty without registers
   Tensor prefix;   // [prefix_tokens, D]: cls, dist, reg rows concatenated; empty for cls alone
   Tensor pos;      // [pos_rows, D] (prefix rows first unless no_embed_class), resampled to the run size
+  // The checkpoint's own table at cfg.ckpt_grid, kept only where the loader resampled it with HF's
+  // rule: HF's interpolate_pos_encoding resamples the stored table on every forward, so other run
+  // sizes start from it (timm's dynamic_img_size resamples the model's table, `pos`).
+  Tensor pos_ckpt;
   Tensor norm_pre_w, norm_pre_b;  // [D], empty unless cfg.pre_norm
   std::vector<BlockWeights> blocks;
   Tensor norm_w, norm_b;        // [D], empty unless cfg.final_norm
@@ -67,15 +71,15 @@ struct Model {
 // variants (register tokens, distillation, no_embed_class, ...).
 std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOverrides& ov = {});
 
-// How a position table is resampled: timm's resample_abs_pos_embed (F.interpolate bicubic,
-// antialias=True, align_corners=False; also HF Dinov2WithRegisters' interpolate_pos_encoding), or
-// HF's interpolate_pos_encoding of DeiT / CLIP / DINOv2: the same without antialias, i.e.
-// PyTorch's upsample_bicubic2d with a = -0.75.
-enum class PosResample { kTimm, kHF };
-
 // Bicubic resampling of the position-embedding grid exactly as `rule` says.
 // pos: [prefix + gh*gw, D] (prefix slots first, kept as they are) -> [prefix + nh*nw, D].
 Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw, int prefix = 1,
                           PosResample rule = PosResample::kTimm);
+
+// The position table of `m` at a run grid of gh x gw patches, as the model's framework resamples
+// it per forward (cfg.pos_rule): timm's dynamic_img_size from the model's table (`pos`, at the
+// model's grid), HF's interpolate_pos_encoding from the checkpoint's. At the model's own grid,
+// `pos` itself (a copy).
+Tensor pos_embed_at(const Model& m, int gh, int gw);
 
 }  // namespace vit

@@ -105,4 +105,13 @@ Tensor resample_pos_embed(const Tensor& pos, int gh, int gw, int nh, int nw, int
   return out;
 }
 
+Tensor pos_embed_at(const Model& m, int gh, int gw) {
+  const ViTConfig& c = m.cfg;
+  if (gh == c.grid_h() && gw == c.grid_w()) return m.w.pos;
+  const int prefix = c.no_embed_class ? 0 : c.prefix_tokens();
+  if (c.pos_rule == PosResample::kHF && !m.w.pos_ckpt.empty())
+    return resample_pos_embed(m.w.pos_ckpt, c.ckpt_grid_h, c.ckpt_grid_w, gh, gw, prefix, PosResample::kHF);
+  return resample_pos_embed(m.w.pos, c.grid_h(), c.grid_w(), gh, gw, prefix, c.pos_rule);
+}
+
 }  // namespace vit
