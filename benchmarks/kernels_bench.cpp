@@ -1,7 +1,9 @@
-// vit-kernels-bench: Google Benchmark over the SHIPPED launchers (kernels/*.cuh, and the
-// executor's cuBLASLt wrapper src/gpu/lt_gemm.h) at the ViT-B/16 shapes of batch 256
-// (M = 256 * 197 token rows, D = 768, I = 3072, 12 heads of 64), with the ceilings measured in
-// the same run: an 8192^3 cuBLASLt GEMM and a device-to-device copy. Times are CUDA events
+// vit-kernels-bench: Google Benchmark over the SHIPPED launch path at the ViT-B/16 shapes of batch
+// 256 (M = 256 * 197 token rows, D = 768, I = 3072, 12 heads of 64): the op table's perf cases
+// (tests/op_cases.h, "op/..."; the graph nodes the engine runs, through its op-table rows on
+// gpu::OpRunner, each GEMM implementation), the eager attention baseline (cuBLAS + softmax) and
+// two accuracy checks, with the ceilings measured in the same run: an 8192^3 cuBLASLt GEMM and a
+// device-to-device copy. Times are CUDA events
 // (manual time), counters are TFLOP/s or GB/s at the median launch. Every activation operand
 // is 77-310 MB, above the H200's L2, so no input rotation is needed; weights (<= 5 MB) stay
 // cache-resident as they do in the engine. Without a GPU every benchmark skips with a message.
@@ -26,7 +28,8 @@
 #include "gemm.cuh"
 #include "gemm_sm90.cuh"
 #include "gpu/lt_gemm.h"
-#include "layernorm.cuh"
+#include "gpu/op_runner.h"
+#include "op_cases.h"
 #include "softmax.h"
 
 namespace vit::bench {
@@ -34,7 +37,6 @@ namespace {
 
 // ViT-B/16 at batch 256.
 constexpr int kBatch = 256, kTokens = 197, kD = 768, kI = 3072, kHeads = 12, kHd = 64;
-constexpr int kM = kBatch * kTokens;  // 50432 token rows
 
 bool g_gpu = false;
 std::string g_why;
@@ -136,19 +138,7 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
   return den > 0 ? std::sqrt(num / den) : INFINITY;
 }
 
-// --- GEMMs ------------------------------------------------------------------------------------
-struct GemmShape {
-  const char* name;
-  int N, K;
-  GemmEpilogue epi;  // what the executor fuses into this GEMM
-};
-const GemmShape kShapes[] = {
-    {"qkv", 3 * kD, kD, GemmEpilogue::kQkv},         // x[M,768] -> q|k|v
-    {"proj", kD, kD, GemmEpilogue::kResidual},       // attn out -> residual stream
-    {"fc1", kI, kD, GemmEpilogue::kGelu},            // -> GELU(hidden)
-    {"fc2", kD, kI, GemmEpilogue::kResidual},        // -> residual stream
-};
-
+// --- GEMMs ---------------------------------------------------------------------------------
 // A dense row-major GEMM y[M, N] = x[M, K] W[N, K]^T + bias[N] on the given buffers.
 GemmParams dense_gemm(DType dt, const void* x, const void* w, const void* bias, void* y, int M, int N, int K) {
   GemmParams p;
@@ -164,60 +154,6 @@ GemmParams dense_gemm(DType dt, const void* x, const void* w, const void* bias, 
   p.N = N;
   p.K = K;
   return p;
-}
-
-// y = x W^T + b with the epilogue the executor uses for the shape. cuBLASLt has no QKV
-// scatter: there it writes plain [M, 3D] (which attention reads through strides), exactly
-// the choice the executor's auto mode weighs.
-// kernel: which hand-written GEMM (kAuto = the launcher's own choice, kSm90 = the wgmma path).
-void bm_gemm(benchmark::State& state, GemmShape sh, int M, bool lt, DType dt, GemmKernel kernel = GemmKernel::kAuto) {
-  guarded(state, [&](benchmark::State& st) {
-    Ctx& c = ctx();
-    const int N = sh.N, K = sh.K;
-    DeviceMem a(static_cast<size_t>(M) * K * esize(dt));  // x [M, K]
-    DeviceMem w(static_cast<size_t>(N) * K * esize(dt));  // W [N, K]
-    DeviceMem b(static_cast<size_t>(N) * esize(dt));      // bias [N]
-    DeviceMem y(static_cast<size_t>(M) * N * esize(dt));  // y [M, N] (or [3, B, H, T, hd])
-    const float wa = std::sqrt(3.0f / static_cast<float>(K));
-    fill_uniform(a.p, dt, int64_t{M} * K, -1.0f, 1.0f, 11, c.s);
-    fill_uniform(w.p, dt, int64_t{N} * K, -wa, wa, 12, c.s);
-    fill_uniform(b.p, dt, N, -0.1f, 0.1f, 13, c.s);
-    fill_uniform(y.p, dt, int64_t{M} * N, -1.0f, 1.0f, 14, c.s);
-    GemmParams p = dense_gemm(dt, a.p, w.p, b.p, y.p, M, N, K);
-    p.epilogue = sh.epi;
-    if (sh.epi == GemmEpilogue::kResidual) {
-      p.residual = y.p;  // in place, as the executor does (x += proj(...))
-      p.ldr = N;
-    }
-    if (sh.epi == GemmEpilogue::kQkv) {
-      if (lt) {
-        p.epilogue = GemmEpilogue::kNone;
-      } else {
-        p.tokens = kTokens;
-        p.heads = kHeads;
-        p.head_dim = kHd;
-      }
-    }
-    if (lt && !c.lt->supports(p)) {
-      st.SkipWithError("cuBLASLt offers no algorithm for this GEMM");
-      return;
-    }
-    p.kernel = kernel;
-    if (!lt && kernel == GemmKernel::kSm90 && !(gemm_sm90_available() && gemm_sm90_supports(p))) {
-      st.SkipWithError("the wgmma GEMM is not available on this device / for this shape");
-      return;
-    }
-    if (!lt) st.counters["tensor_cores"] = gemm_uses_tensor_cores(p) ? 1 : 0;
-    auto launch = [&] {
-      if (lt) {
-        c.lt->run(p, c.s);
-      } else {
-        launch_gemm(p, c.s);
-      }
-    };
-    time_launches(st, launch, 2.0 * M * N * K, "TFLOP/s", 1e12);
-    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
-  });
 }
 
 // Custom vs cuBLASLt on the same plain GEMM (kNone + bias): ||custom - lt|| / ||lt||.
@@ -306,17 +242,6 @@ void unfused_attention(const AttnBuffers& b, cudaStream_t s) {
 
 constexpr double kAttnFlops = 4.0 * kBatch * kHeads * kTokens * kTokens * kHd;  // QK^T + PV
 
-void bm_attention_fused(benchmark::State& state, DType dt) {
-  guarded(state, [&](benchmark::State& st) {
-    Ctx& c = ctx();
-    AttnBuffers b(dt, false);
-    const AttentionParams p = fused_params(b);
-    st.counters["tensor_cores"] = attention_uses_tensor_cores(p) ? 1 : 0;
-    time_launches(st, [&] { launch_attention(p, c.s); }, kAttnFlops, "TFLOP/s", 1e12);
-    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
-  });
-}
-
 void bm_attention_unfused(benchmark::State& state, DType dt) {
   guarded(state, [&](benchmark::State& st) {
     Ctx& c = ctx();
@@ -352,29 +277,53 @@ void bm_attention_check(benchmark::State& state, DType dt) {
   });
 }
 
-// --- LayerNorm ------------------------------------------------------------------------------
-void bm_layernorm(benchmark::State& state, DType dt) {
+// --- the op table's perf cases (tests/op_cases.h) on the CUDA rows -----------------------------
+// The graph of the case (the node or pattern the engine runs, its fused epilogue included) on the
+// engine's own launch path (gpu::OpRunner: the lowered graph and the op-table rows), each GEMM on
+// `impl`. Counters: ms per run, TFLOP/s (GEMMs + attention) or GB/s (activation bytes read and
+// written, for the memory-bound ops).
+void bm_op(benchmark::State& state, const test::OpCase& c, DType dt, gpu::GemmImpl impl) {
   guarded(state, [&](benchmark::State& st) {
-    Ctx& c = ctx();
-    DeviceMem x(static_cast<size_t>(kM) * kD * esize(dt)), y(static_cast<size_t>(kM) * kD * esize(dt));
-    DeviceMem g(kD * esize(dt)), be(kD * esize(dt));
-    fill_uniform(x.p, dt, int64_t{kM} * kD, -2.0f, 2.0f, 41, c.s);
-    fill_uniform(g.p, dt, kD, 0.8f, 1.2f, 42, c.s);
-    fill_uniform(be.p, dt, kD, -0.1f, 0.1f, 43, c.s);
-    LayerNormParams p;
-    p.dtype = dt;
-    p.x = x.p;
-    p.x_stride = kD;
-    p.y = y.p;
-    p.y_stride = kD;
-    p.gamma = g.p;
-    p.beta = be.p;
-    p.rows = kM;
-    p.D = kD;
-    p.eps = 1e-6f;
-    const double bytes = 2.0 * kM * kD * esize(dt);  // read x, write y
-    time_launches(st, [&] { launch_layernorm(p, c.s); }, bytes, "GB/s", 1e9);
-    VIT_CUDA_CHECK(cudaStreamSynchronize(c.s));
+    gpu::OpRunner r(test::case_graph(c, dt, 71), dt, c.batch, impl);
+    if (const std::string why = r.gemm_unsupported(); !why.empty()) {
+      st.SkipWithError(why.c_str());
+      return;
+    }
+    const graph::Graph& g = r.graph();
+    double flops = 0, bytes = 0;
+    for (const graph::Node& n : g.nodes) {
+      if (n.op == graph::Op::kLinear) {
+        const graph::TensorDesc& w = g.t(n.in[1]);
+        flops += 2.0 * c.batch * g.t(n.in[0]).rows() * w.shape[0] * w.cols();
+      } else if (n.op == graph::Op::kAttention) {
+        const double T = static_cast<double>(g.t(n.in[0]).rows()), D = static_cast<double>(g.t(n.out[0]).cols());
+        flops += 4.0 * c.batch * T * T * D;  // Q K^T and P V over every head
+      }
+      for (const std::vector<int>* ts : {&n.in, &n.out})
+        for (int t : *ts)
+          if (t >= 0 && g.t(t).kind != graph::TensorKind::kWeight)
+            bytes += static_cast<double>(g.t(t).numel()) * c.batch * static_cast<double>(dtype_size(g.t(t).dtype));
+    }
+    for (const graph::TensorDesc& d : g.tensors) {
+      if (d.kind != graph::TensorKind::kInput) continue;
+      std::vector<float> v(static_cast<size_t>(d.numel() * c.batch));
+      for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+      r.set_input(static_cast<int>(&d - g.tensors.data()), v);
+    }
+    const double one = std::max(1e-3, r.time_ms(1));
+    const int inner = static_cast<int>(std::clamp(std::ceil(1.0 / one), 1.0, 200.0));
+    std::vector<double> per;
+    for (auto _ : st) {
+      const double ms = r.time_ms(inner);
+      per.push_back(ms);
+      st.SetIterationTime(ms * 1e-3);
+    }
+    const double med = stats_of(per).median;
+    st.counters["ms"] = med;
+    if (med > 0) {
+      if (flops > 0) st.counters["TFLOP/s"] = flops / (med * 1e-3) / 1e12;
+      else st.counters["GB/s"] = bytes / (med * 1e-3) / 1e9;
+    }
   });
 }
 
@@ -426,19 +375,23 @@ void register_all() {
     const std::string d = dname(dt);
     reg("ceiling/gemm_8192^3/cublaslt/" + d, [dt](benchmark::State& s) { bm_ceiling_gemm(s, dt, true); });
     reg("ceiling/gemm_8192^3/custom/" + d, [dt](benchmark::State& s) { bm_ceiling_gemm(s, dt, false); });
-    for (const GemmShape& sh : kShapes) {
-      const std::string base = std::string("gemm/") + sh.name + "_" + std::to_string(kM) + "x" +
-                               std::to_string(sh.N) + "x" + std::to_string(sh.K);
-      reg(base + "/custom/" + d, [sh, dt](benchmark::State& s) { bm_gemm(s, sh, kM, false, dt); });
-      reg(base + "/custom_wgmma/" + d,
-          [sh, dt](benchmark::State& s) { bm_gemm(s, sh, kM, false, dt, GemmKernel::kSm90); });
-      reg(base + "/cublaslt/" + d, [sh, dt](benchmark::State& s) { bm_gemm(s, sh, kM, true, dt); });
+    // The op table's perf cases (ViT-B/16 at batch 256), every GEMM implementation where the
+    // case has GEMMs: the same rows the op tests check, timed.
+    for (const test::OpCase& oc : test::perf_cases()) {
+      bool gemm = false;
+      for (const graph::Node& n : oc.build(DType::F32, 1).nodes) gemm = gemm || n.op == graph::Op::kLinear;
+      const std::vector<gpu::GemmImpl> impls = gemm ? std::vector<gpu::GemmImpl>{gpu::GemmImpl::kMmaSync,
+                                                                                 gpu::GemmImpl::kWgmma,
+                                                                                 gpu::GemmImpl::kCublasLt}
+                                                    : std::vector<gpu::GemmImpl>{gpu::GemmImpl::kMmaSync};
+      for (gpu::GemmImpl impl : impls) {
+        const std::string name = "op/" + oc.name + (gemm ? std::string("/") + gpu::impl_name(impl) : "") + "/" + d;
+        reg(name, [&oc, dt, impl](benchmark::State& s) { bm_op(s, oc, dt, impl); });
+      }
     }
     check("check/gemm_custom_vs_cublaslt/" + d, [dt](benchmark::State& s) { bm_gemm_check(s, dt); });
-    reg("attention/fused_T197_hd64_h12_b256/" + d, [dt](benchmark::State& s) { bm_attention_fused(s, dt); });
     reg("attention/unfused_cublas_softmax/" + d, [dt](benchmark::State& s) { bm_attention_unfused(s, dt); });
     check("check/attention_fused_vs_unfused/" + d, [dt](benchmark::State& s) { bm_attention_check(s, dt); });
-    reg("layernorm/" + std::to_string(kM) + "x768/" + d, [dt](benchmark::State& s) { bm_layernorm(s, dt); });
   }
 }
 

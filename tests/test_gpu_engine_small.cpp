@@ -90,6 +90,18 @@ struct EmulatedCublasLt {
 #endif
 };
 
+// f() throws vit::Error(kInvalidArgument) whose message holds `needle`.
+template <class F>
+void expect_invalid(const std::string& needle, F&& f) {
+  try {
+    f();
+    ADD_FAILURE() << "expected kInvalidArgument mentioning '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 gpu::CudaEngine* as_cuda(const std::unique_ptr<Engine>& e) {
   auto* ce = dynamic_cast<gpu::CudaEngine*>(e.get());
   if (!ce) throw std::runtime_error("not a CudaEngine");
@@ -317,13 +329,7 @@ TEST(GpuEngineSmall, RunSizesMatchCpuThroughEviction) {
   std::vector<float> img(3 * 36 * 32), out(10);
   RunOutputs ro;
   ro.logits = out.data();
-  try {
-    gpu->run_at(img.data(), 1, 36, 32, ro);
-    ADD_FAILURE() << "36x32 at patch 8 was accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("not a multiple of the patch size 8"), std::string::npos) << e.what();
-  }
+  expect_invalid("not a multiple of the patch size 8", [&] { gpu->run_at(img.data(), 1, 36, 32, ro); });
 }
 
 // The arena grows 1 -> 4 images: the graph of bucket 1 was captured over the old arena and must
@@ -513,15 +519,19 @@ TEST(GpuEngineSmall, RunImagesMatchesHostPreprocessing) {
   bad[1].rgb = nullptr;
   Outputs junk;
   const RunOutputs rj = bind(junk, cfg, n, false, false);
-  try {
-    gpu->run_images(bad.data(), n, pp, rj);
-    FAIL() << "expected kInvalidArgument";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("image 1"), std::string::npos) << e.what();
-  }
+  expect_invalid("image 1", [&] { gpu->run_images(bad.data(), n, pp, rj); });
+  // Another run size: the images preprocessed to it on the device, as the CPU engine does on the
+  // host; a size that is not a multiple of the patch is refused, naming the rule.
   pp.input_h = cfg.image_h + 8;
-  EXPECT_THROW(gpu->run_images(views.data(), n, pp, rj), Error);
+  {
+    Outputs got, want;
+    const RunOutputs rg = bind(got, cfg, n, false, false), rc = bind(want, cfg, n, false, false);
+    gpu->run_images(views.data(), n, pp, rg);
+    cpu->run_images(views.data(), n, pp, rc);
+    expect_close(got, want, Precision::kFP32);
+  }
+  pp.input_h = cfg.image_h + 3;
+  expect_invalid("not a multiple of the patch size", [&] { gpu->run_images(views.data(), n, pp, rj); });
 }
 
 TEST(GpuEngineSmall, AttentionAndPerLayerMapsMatchCpu) {

@@ -8,10 +8,13 @@
 // (fast_engine.cpp: oneDNN GEMMs, flash attention, bf16 where the graph is annotated so).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/cpu_engine.h"
@@ -51,10 +54,53 @@ struct CpuBackend {
   std::function<void(graph::Graph&)> annotate;  // after fusion: e.g. bf16 GEMM inputs; may be empty
 };
 
+// What the rows of a run write besides their outputs: the activation arena and the workspaces
+// (one run at a time; an engine shares one across its run sizes' graphs).
+struct Workspace {
+  std::vector<float> arena, kt, scratch, probs;
+  std::vector<void*> ptr;  // per tensor of the graph last run: its storage
+};
+
+// The executor of one graph on one backend: per node the backend's row (its own rows first, then
+// the reference rows) and what the row's prepare made. Any graph: the ViT's (the engine below)
+// or the op tests' one-node graphs, whose activation inputs are TensorKind::kInput tensors bound
+// to the caller's memory.
+class GraphRunner {
+ public:
+  // `prepared` (may be null): row states shared by key "row|node" (the same node of another run
+  // size's graph reads the same weights: its packed weights are made once).
+  GraphRunner(graph::Graph g, const CpuBackend& backend, std::map<std::string, std::shared_ptr<void>>* prepared = nullptr);
+  const graph::Graph& graph() const { return g_; }
+  const char* row_name(size_t node) const { return rows_[node]->name; }
+  // With poison set, the arena is filled with NaN bytes (0xFF) before each chunk: a row that
+  // leaves part of its output unwritten shows (the op tests).
+  void set_poison(bool on) { poison_ = on; }
+  // Runs the graph for nb images: each kInput tensor reads inputs.at(id) ([nb, shape] in its
+  // dtype), the rest live in ws.arena (ws.ptr[t] afterwards: valid until the next run on ws);
+  // `out` receives the attention maps the rows write (CpuCtx). Polls `cancel` between nodes.
+  // `profile` (may be null): wall ms and calls per "op / row".
+  void run(Workspace& ws, int64_t nb, int threads, const std::map<int, const void*>& inputs, const RunOutputs& out,
+           int64_t layer_stride, const std::atomic<bool>* cancel,
+           std::map<std::string, std::pair<double, int64_t>>* profile = nullptr) const;
+
+ private:
+  graph::Graph g_;
+  std::vector<const CpuOpRow*> rows_;
+  std::vector<std::shared_ptr<void>> state_;
+  std::vector<int> first_, last_;
+  bool poison_ = false;
+};
+
 // The engine that executes `backend` on the (fused unless `fusion` is false or
 // VIT_DISABLE_FUSION=1) graph of `model`. threads <= 0: all hardware threads.
 std::unique_ptr<Engine> make_graph_engine(std::shared_ptr<const Model> model, int threads, bool fusion,
                                           CpuBackend backend);
+
+// The backends: the fp32 reference (rows: none of its own, the reference rows) and the fast one
+// (fast_engine.cpp) in `precision` F32 or BF16 (bf16 annotation only where the CPU has bf16 dot
+// products; the name says which ISA).
+CpuBackend reference_backend();
+CpuBackend fast_backend(DType precision);
 
 // Helpers the backends' rows share with the reference rows.
 bool all_f32(const graph::Graph& g, const graph::Node& n);

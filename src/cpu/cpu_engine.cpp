@@ -210,17 +210,85 @@ const CpuOpRow& row_for(const CpuBackend& be, const Graph& g, const Node& n) {
                                     "' (" + dtype_name(g.t(n.out[0]).dtype) + " out)");
 }
 
+}  // namespace
+
+// --- the executor ------------------------------------------------------------------------------
+GraphRunner::GraphRunner(Graph g, const CpuBackend& backend, std::map<std::string, std::shared_ptr<void>>* prepared)
+    : g_(std::move(g)) {
+  for (const Node& n : g_.nodes) {
+    const CpuOpRow* r = &row_for(backend, g_, n);
+    rows_.push_back(r);
+    std::shared_ptr<void> st;
+    if (r->prepare) {
+      if (prepared) {
+        std::shared_ptr<void>& shared = (*prepared)[std::string(r->name) + "|" + n.name];
+        if (!shared) shared = r->prepare(g_, n);
+        st = shared;
+      } else {
+        st = r->prepare(g_, n);
+      }
+    }
+    state_.push_back(std::move(st));
+  }
+  g_.lifetimes(first_, last_);
+}
+
+void GraphRunner::run(Workspace& ws, int64_t nb, int threads, const std::map<int, const void*>& inputs,
+                      const RunOutputs& out, int64_t layer_stride, const std::atomic<bool>* cancel,
+                      std::map<std::string, std::pair<double, int64_t>>* profile) const {
+  // This chunk's activations (planned for nb images) packed into ws.arena by lifetime; weights
+  // at their host data, inputs at the caller's memory (read only).
+  std::vector<ArenaRequest> req;
+  for (size_t t = 0; t < g_.tensors.size(); ++t) {
+    const graph::TensorDesc& d = g_.tensors[t];
+    const bool planned = d.kind == graph::TensorKind::kActivation && first_[t] >= 0;
+    const int64_t bytes = d.numel() * nb * static_cast<int64_t>(dtype_size(d.dtype));
+    req.push_back({planned ? bytes : 0, std::max(0, first_[t]), std::max(0, last_[t])});
+  }
+  const ArenaPlan plan = plan_arena(req, 64);
+  grow(ws.arena, plan.total / 4 + 1, "the activations of a chunk of images");
+  if (poison_) std::memset(ws.arena.data(), 0xFF, ws.arena.size() * sizeof(float));
+  ws.ptr.assign(g_.tensors.size(), nullptr);
+  for (size_t t = 0; t < g_.tensors.size(); ++t) {
+    const graph::TensorDesc& d = g_.tensors[t];
+    if (d.kind == graph::TensorKind::kWeight) {
+      ws.ptr[t] = const_cast<float*>(d.host->ptr());
+    } else if (d.kind == graph::TensorKind::kInput) {
+      const auto it = inputs.find(static_cast<int>(t));
+      if (it == inputs.end() || !it->second)
+        fail(ErrorCode::kInvalidArgument, "cpu graph runner: no data for input '" + d.name + "'");
+      ws.ptr[t] = const_cast<void*>(it->second);
+    } else {
+      ws.ptr[t] = ws.arena.data() + plan.offsets[t] / 4;
+    }
+  }
+  CpuCtx ctx{g_, ws.ptr, nb, threads, ws.kt, ws.scratch, ws.probs, out, layer_stride};
+  for (size_t i = 0; i < g_.nodes.size(); ++i) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) {
+      fail(ErrorCode::kCancelled, "cpu engine run: cancelled before node '" + g_.nodes[i].name + "'");
+    }
+    if (!profile) {
+      rows_[i]->run(ctx, g_.nodes[i], state_[i].get());
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    rows_[i]->run(ctx, g_.nodes[i], state_[i].get());
+    const std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - t0;
+    auto& p = (*profile)[std::string(graph::op_name(g_.nodes[i].op)) + " / " + rows_[i]->name];
+    p.first += ms.count();
+    ++p.second;
+  }
+}
+
+namespace {
+
 // Run sizes other than the model's own whose graphs stay cached (least recently used dropped).
 constexpr size_t kCachedSizes = 8;
 
-// One run size's executable graph: fused and annotated, the op-table row and the prepared state
-// of each node, tensor lifetimes.
+// One run size's executable graph and its last use (the engine's run counter).
 struct SizedGraph {
-  Graph graph;
-  std::vector<const CpuOpRow*> rows;         // per node: the op-table row that runs it
-  std::vector<std::shared_ptr<void>> state;  // per node: what its row's prepare made
-  std::vector<int> first, last;              // tensor lifetimes (node indices)
-  uint64_t used = 0;                         // last use (the engine's run counter)
+  GraphRunner runner;
+  uint64_t used = 0;
 };
 
 class CpuEngine final : public Engine {
@@ -231,7 +299,7 @@ class CpuEngine final : public Engine {
     const char* prof = std::getenv("VIT_CPU_PROFILE");
     profile_ = prof && *prof && std::strcmp(prof, "0") != 0;
     own_ = graph::RunSize{model_->cfg.image_h, model_->cfg.image_w};
-    graphs_[own_] = make_sized(own_);  // validates the model and prepares (packs) every weight
+    graphs_.emplace(own_, make_sized(own_));  // validates the model and prepares (packs) every weight
     threads_ = threads > 0 ? threads : std::max(1, omp_get_num_procs());
   }
 
@@ -251,10 +319,11 @@ class CpuEngine final : public Engine {
     c.check_run_size(h, w, limits::kMaxImageSide, "cpu engine run");
 
     std::lock_guard<std::mutex> lock(mu_);
-    SizedGraph& sg = sized(graph::RunSize{h, w});
+    const GraphRunner& runner = sized(graph::RunSize{h, w});
+    const Graph& g = runner.graph();
     ref::BlasSingleThreaded blas_guard;
     const int64_t image_size = int64_t{c.in_chans} * h * w;
-    const int64_t T = sg.graph.tokens;
+    const int64_t T = g.tokens;
     for (int b0 = 0; b0 < batch; b0 += kChunk) {
       const int nb = std::min(kChunk, batch - b0);
       RunOutputs o;
@@ -264,8 +333,32 @@ class CpuEngine final : public Engine {
       o.attention = out.attention ? out.attention + int64_t{b0} * c.heads * T * T : nullptr;
       o.attention_layers = out.attention_layers ? out.attention_layers + int64_t{b0} * T * T : nullptr;
       // attention_layers is [depth, batch, T, T]: one layer spans the whole batch, not the chunk.
-      run_chunk(sg, images + b0 * image_size, nb, o, int64_t{batch} * T * T, cancel);
+      runner.run(ws_, nb, threads_, {{g.images, images + b0 * image_size}}, o, int64_t{batch} * T * T, cancel,
+                 profile_ ? &prof_ : nullptr);
+      if (o.embeddings)
+        std::memcpy(o.embeddings, ws_.ptr[static_cast<size_t>(g.embeddings)],
+                    static_cast<size_t>(nb) * c.embed_dim() * sizeof(float));
+      if (o.logits && g.logits >= 0)
+        std::memcpy(o.logits, ws_.ptr[static_cast<size_t>(g.logits)], static_cast<size_t>(nb) * c.num_classes * sizeof(float));
+      if (o.features) {
+        const graph::TensorDesc& f = g.t(g.features);
+        widen_to_f32(f.dtype, ws_.ptr[static_cast<size_t>(g.features)], nb * f.numel(), o.features);
+      }
     }
+  }
+
+  // VIT_CPU_PROFILE=1: wall time per (op, row) over the engine's life, printed to stderr when it
+  // is destroyed (a development aid: the rows run one after another, so the times add up).
+  ~CpuEngine() override {
+    if (!profile_ || prof_.empty()) return;
+    std::vector<std::pair<std::string, std::pair<double, int64_t>>> v(prof_.begin(), prof_.end());
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+    double total = 0;
+    for (const auto& e : v) total += e.second.first;
+    std::fprintf(stderr, "[vit-cpu] %s: %.1f ms in %zu (op / row) kinds\n", backend_.name.c_str(), total, v.size());
+    for (const auto& e : v)
+      std::fprintf(stderr, "[vit-cpu] %10.1f ms %5.1f%% %7lld calls  %s\n", e.second.first,
+                   100.0 * e.second.first / total, static_cast<long long>(e.second.second), e.first.c_str());
   }
 
  private:
@@ -273,28 +366,15 @@ class CpuEngine final : public Engine {
   // prepared state (packed weights) is shared by every size's graph: the same row on the same
   // node name reads the same weights (only the position table, a run-time input, differs).
   std::unique_ptr<SizedGraph> make_sized(graph::RunSize size) {
-    auto sg = std::make_unique<SizedGraph>();
-    sg->graph = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str(), size);
-    if (graph::fusion_enabled(fusion_)) graph::fuse(sg->graph);
-    if (backend_.annotate) backend_.annotate(sg->graph);
-    for (const Node& n : sg->graph.nodes) {
-      const CpuOpRow* r = &row_for(backend_, sg->graph, n);
-      sg->rows.push_back(r);
-      std::shared_ptr<void> st;
-      if (r->prepare) {
-        std::shared_ptr<void>& shared = prepared_[std::string(r->name) + "|" + n.name];
-        if (!shared) shared = r->prepare(sg->graph, n);
-        st = shared;
-      }
-      sg->state.push_back(std::move(st));
-    }
-    sg->graph.lifetimes(sg->first, sg->last);
-    return sg;
+    Graph g = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str(), size);
+    if (graph::fusion_enabled(fusion_)) graph::fuse(g);
+    if (backend_.annotate) backend_.annotate(g);
+    return std::make_unique<SizedGraph>(SizedGraph{GraphRunner(std::move(g), backend_, &prepared_), 0});
   }
 
   // The cached graph of `size` (built at its first run); the least recently used other size is
   // dropped beyond kCachedSizes. Under mu_.
-  SizedGraph& sized(graph::RunSize size) {
+  const GraphRunner& sized(graph::RunSize size) {
     ++runs_;
     auto it = graphs_.find(size);
     if (it == graphs_.end()) {
@@ -308,97 +388,21 @@ class CpuEngine final : public Engine {
       it = graphs_.emplace(size, std::move(sg)).first;
     }
     it->second->used = runs_;
-    return *it->second;
+    return it->second->runner;
   }
 
-  // Packs this chunk's activations (planned for `nb` images) into arena_, points every tensor
-  // at its storage (weights at their host data, the input at the caller's images).
-  void bind(const SizedGraph& sg, const float* images, int64_t nb) {
-    const Graph& g = sg.graph;
-    std::vector<ArenaRequest> req;
-    for (size_t t = 0; t < g.tensors.size(); ++t) {
-      const graph::TensorDesc& d = g.tensors[t];
-      const bool planned = d.kind == graph::TensorKind::kActivation && sg.first[t] >= 0;
-      const int64_t bytes = d.numel() * nb * static_cast<int64_t>(dtype_size(d.dtype));
-      req.push_back({planned ? bytes : 0, std::max(0, sg.first[t]), std::max(0, sg.last[t])});
-    }
-    const ArenaPlan plan = plan_arena(req, 64);
-    grow(arena_, plan.total / 4 + 1, "the activations of a chunk of images");
-    ptr_.assign(g.tensors.size(), nullptr);
-    for (size_t t = 0; t < g.tensors.size(); ++t) {
-      const graph::TensorDesc& d = g.tensors[t];
-      if (d.kind == graph::TensorKind::kWeight) ptr_[t] = const_cast<float*>(d.host->ptr());
-      else if (d.kind == graph::TensorKind::kInput) ptr_[t] = const_cast<float*>(images);  // read only
-      else ptr_[t] = arena_.data() + plan.offsets[t] / 4;
-    }
-  }
-
-  // layer_stride: floats between consecutive layers of out.attention_layers (batch * T * T).
-  void run_chunk(const SizedGraph& sg, const float* images, int nb, const RunOutputs& out, int64_t layer_stride,
-                 const std::atomic<bool>* cancel) {
-    const Graph& g = sg.graph;
-    bind(sg, images, nb);
-    CpuCtx ctx{g, ptr_, nb, threads_, kt_, scratch_, probs_, out, layer_stride};
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      if (cancel && cancel->load(std::memory_order_relaxed)) {
-        fail(ErrorCode::kCancelled, "cpu engine run: cancelled before node '" + g.nodes[i].name + "'");
-      }
-      if (!profile_) {
-        sg.rows[i]->run(ctx, g.nodes[i], sg.state[i].get());
-        continue;
-      }
-      const auto t0 = std::chrono::steady_clock::now();
-      sg.rows[i]->run(ctx, g.nodes[i], sg.state[i].get());
-      const std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - t0;
-      Prof& p = prof_[std::string(graph::op_name(g.nodes[i].op)) + " / " + sg.rows[i]->name];
-      p.ms += ms.count();
-      ++p.calls;
-    }
-    const ViTConfig& c = model_->cfg;
-    if (out.embeddings)
-      std::memcpy(out.embeddings, ctx.p(g.embeddings), static_cast<size_t>(nb) * c.embed_dim() * sizeof(float));
-    if (out.logits && g.logits >= 0)
-      std::memcpy(out.logits, ctx.p(g.logits), static_cast<size_t>(nb) * c.num_classes * sizeof(float));
-    if (out.features) {
-      const graph::TensorDesc& f = g.t(g.features);
-      widen_to_f32(f.dtype, ptr_[static_cast<size_t>(g.features)], nb * f.numel(), out.features);
-    }
-  }
-
-  // VIT_CPU_PROFILE=1: wall time per (op, row) over the engine's life, printed to stderr when it
-  // is destroyed (a development aid: the rows run one after another, so the times add up).
-  struct Prof {
-    double ms = 0;
-    int64_t calls = 0;
-  };
-  bool profile_ = false;
-  std::map<std::string, Prof> prof_;
-
- public:
-  ~CpuEngine() override {
-    if (!profile_ || prof_.empty()) return;
-    std::vector<std::pair<std::string, Prof>> v(prof_.begin(), prof_.end());
-    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
-    double total = 0;
-    for (const auto& e : v) total += e.second.ms;
-    std::fprintf(stderr, "[vit-cpu] %s: %.1f ms in %zu (op / row) kinds\n", backend_.name.c_str(), total, v.size());
-    for (const auto& e : v)
-      std::fprintf(stderr, "[vit-cpu] %10.1f ms %5.1f%% %7lld calls  %s\n", e.second.ms, 100.0 * e.second.ms / total,
-                   static_cast<long long>(e.second.calls), e.first.c_str());
-  }
-
- private:
   std::shared_ptr<const Model> model_;
   CpuBackend backend_;
   bool fusion_ = true;
+  bool profile_ = false;
+  std::map<std::string, std::pair<double, int64_t>> prof_;         // VIT_CPU_PROFILE: ms, calls
   graph::RunSize own_;                                            // the model's size (always cached)
   std::map<graph::RunSize, std::unique_ptr<SizedGraph>> graphs_;  // per run size
   std::map<std::string, std::shared_ptr<void>> prepared_;         // "row|node" -> prepared state
   uint64_t runs_ = 0;
   int threads_ = 1;
-  std::mutex mu_;  // one run at a time: the workspace below is shared
-  std::vector<float> arena_, kt_, scratch_, probs_;
-  std::vector<void*> ptr_;
+  std::mutex mu_;  // one run at a time: the workspace is shared
+  Workspace ws_;
 };
 
 }  // namespace
@@ -410,10 +414,16 @@ std::unique_ptr<Engine> make_graph_engine(std::shared_ptr<const Model> model, in
 
 }  // namespace cpu
 
-std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads, bool fusion) {
-  cpu::CpuBackend reference;
+namespace cpu {
+CpuBackend reference_backend() {
+  CpuBackend reference;
   reference.name = "cpu";
-  return cpu::make_graph_engine(std::move(model), threads, fusion, std::move(reference));
+  return reference;
+}
+}  // namespace cpu
+
+std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads, bool fusion) {
+  return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::reference_backend());
 }
 
 }  // namespace vit

@@ -195,18 +195,24 @@ void annotate_bf16(Graph& g) {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_fast_cpu_engine(std::shared_ptr<const Model> model, DType precision, int threads,
-                                             bool fusion) {
+namespace cpu {
+CpuBackend fast_backend(DType precision) {
   if (precision != DType::F32 && precision != DType::BF16)
     fail(ErrorCode::kUnsupported, "make_fast_cpu_engine: precision must be fp32 or bf16");
   const CpuIsa isa = fast_isa();
   // bf16 needs the bf16 dot-product instructions (AMX or AVX512-BF16); below that it runs fp32.
   const bool bf16 = precision == DType::BF16 && static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx512Bf16);
-  cpu::CpuBackend be;
+  CpuBackend be;
   be.name = std::string("cpu-fast ") + (bf16 ? "bf16" : "fp32") + " (" + cpu_isa_name(isa) + ")";
   be.rows = fast_rows();
   if (bf16) be.annotate = annotate_bf16;
-  return cpu::make_graph_engine(std::move(model), threads, fusion, std::move(be));
+  return be;
+}
+}  // namespace cpu
+
+std::unique_ptr<Engine> make_fast_cpu_engine(std::shared_ptr<const Model> model, DType precision, int threads,
+                                             bool fusion) {
+  return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::fast_backend(precision));
 }
 
 }  // namespace vit

@@ -66,7 +66,7 @@ constexpr size_t kCachedSizes = 8;
 // One run size: the graph lowered at that size, its op-table rows, its buckets (arena plans,
 // GEMM choices, CUDA graphs) and the weight segment of its own tables.
 struct SizeState {
-  ViTConfig cfg;  // the model's config at this size (patchify reads its image size)
+  ViTConfig cfg;  // the model's config at this size (token count, image size of the staging)
   LoweredGraph L;
   std::vector<const CudaOpRow*> row;  // per node: its op-table row
   std::vector<Bucket> buckets;
@@ -104,8 +104,7 @@ class CudaEngineImpl final : public CudaEngine {
     own_size_ = graph::RunSize{model_->cfg.image_h, model_->cfg.image_w};
     own_ = sizes_.emplace(own_size_, make_size(own_size_)).first->second.get();
     lt_ = std::make_unique<LtGemm>(opt_.allow_tf32 && dt_ == DType::F32);
-    const ViTConfig& c = model_->cfg;
-    gemm_ = std::make_unique<GemmLauncher>(dt_, weights_, c.heads, c.head_dim(), lt_.get());
+    gemm_ = std::make_unique<GemmLauncher>(dt_, weights_, lt_.get());
     GemmTunerOptions to;
     to.choice = opt_.gemm;
     to.allow_tf32 = opt_.allow_tf32;
@@ -384,7 +383,7 @@ class CudaEngineImpl final : public CudaEngine {
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.attention) {
-        launch_probs(st, st.L.last_qkv_node, bk, nb);  // the last block's Q/K are kept alive to the end
+        launch_probs(st, st.L.last_attention, bk, nb);  // the last block's Q/K are kept alive to the end
         VIT_CUDA_CHECK(cudaMemcpyAsync(out.attention + b0 * H * T * T, probs_.p,
                                        static_cast<size_t>(int64_t{nb} * H * T * T) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
@@ -398,13 +397,13 @@ class CudaEngineImpl final : public CudaEngine {
     }
   }
 
-  // Softmax probabilities of the block whose QKV GEMM is node `qkv_node`, for the first nb
-  // images of the bucket: probs_ [nb, H, T, T] fp32. Enqueued on the engine's stream.
-  void launch_probs(const SizeState& st, int qkv_node, const Bucket& bk, int nb) {
+  // Softmax probabilities of attention node `attn_node` (its Q / K still in the arena), for the
+  // first nb images of the bucket: probs_ [nb, H, T, T] fp32. Enqueued on the engine's stream.
+  void launch_probs(const SizeState& st, int attn_node, const Bucket& bk, int nb) {
     const ViTConfig& c = st.cfg;
     const int64_t n = int64_t{nb} * c.heads * c.tokens() * c.tokens();
     if (probs_.bytes < n * 4) probs_.alloc(n * 4, "attention probabilities");
-    const AttentionParams lay = ctx(st, bk).attention_layout(qkv_node);
+    const AttentionParams lay = ctx(st, bk).attention_layout(st.nodes()[static_cast<size_t>(attn_node)]);
     AttentionProbsParams ap;
     ap.dtype = dt_;
     ap.q = lay.q;
@@ -435,7 +434,7 @@ class CudaEngineImpl final : public CudaEngine {
     for (size_t i = 0; i < st.nodes().size(); ++i) {
       execute_node(st, i, bk, s);
       if (st.nodes()[i].op != graph::Op::kAttention) continue;
-      launch_probs(st, st.L.producer[static_cast<size_t>(st.nodes()[i].in[0])], bk, nb);
+      launch_probs(st, static_cast<int>(i), bk, nb);
       AttentionHeadMeanParams hm;
       hm.probs = static_cast<const float*>(probs_.p);
       hm.out = static_cast<float*>(layers_.p) + layer * per_layer;
@@ -606,7 +605,7 @@ class CudaEngineImpl final : public CudaEngine {
 
   char* tptr(const Bucket& bk, int t) const { return arena_.c() + bk.plan.offsets[static_cast<size_t>(t)]; }
   CudaRunCtx ctx(const SizeState& st, const Bucket& bk) const {
-    return CudaRunCtx{st.cfg, st.L, bk, arena_.c(), *gemm_};
+    return CudaRunCtx{st.L, bk, arena_.c(), *gemm_};
   }
 
   void make_buckets(SizeState& st) const {

@@ -11,14 +11,17 @@
 
 namespace vit::gpu {
 
-AttentionParams CudaRunCtx::attention_layout(int qkv_node) const {
-  const int64_t T = L.graph.tokens, H = gemm.heads(), hd = gemm.head_dim(), D = H * hd;
-  const GemmNode& qn = L.gemm[static_cast<size_t>(qkv_node)];
-  const char* base = t(qn.out);
+AttentionParams CudaRunCtx::attention_layout(const graph::Node& attn) const {
+  const int64_t T = L.t(attn.in[0]).rows(), D = L.t(attn.out[0]).cols();
+  const int64_t H = attn.p<graph::AttentionParams>().heads, hd = D / H;
+  const int qkv_node = L.producer[static_cast<size_t>(attn.in[0])];
+  const bool scattered = qkv_node >= 0 && L.gemm[static_cast<size_t>(qkv_node)].qkv &&
+                         bk.gemm_impl[static_cast<size_t>(qkv_node)] != GemmImpl::kCublasLt;
+  const char* base = t(attn.in[0]);
   const int64_t es = static_cast<int64_t>(dtype_size(dt()));
   AttentionParams a;
   a.dtype = dt();
-  if (!qn.qkv || bk.gemm_impl[static_cast<size_t>(qkv_node)] == GemmImpl::kCublasLt) {  // [B, T, 3, H, hd]
+  if (!scattered) {  // [B, T, 3, H, hd]
     a.q = base;
     a.k = base + D * es;
     a.v = base + 2 * D * es;
@@ -55,15 +58,19 @@ bool linear_ok(const Node& n) {
 }
 
 void run_patchify(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  const graph::TensorDesc& img = c.L.t(n.in[0]);  // [C, H, W]
+  const int64_t K = c.L.t(n.out[0]).cols();        // C * P * P
+  int P = 1;
+  while (img.shape[0] * P * P < K) ++P;
   PatchifyParams p;
   p.dtype = c.dt();
   p.images = reinterpret_cast<const float*>(c.t(n.in[0]));
   p.cols = c.t(n.out[0]);
   p.B = c.bk.batch;
-  p.C = c.cfg.in_chans;
-  p.H = c.cfg.image_h;
-  p.W = c.cfg.image_w;
-  p.P = c.cfg.patch;
+  p.C = static_cast<int>(img.shape[0]);
+  p.H = static_cast<int>(img.shape[1]);
+  p.W = static_cast<int>(img.shape[2]);
+  p.P = P;
   p.k_pad = static_cast<int>(c.L.pitch[static_cast<size_t>(n.out[0])]);
   launch_patchify(p, s);
 }
@@ -114,7 +121,7 @@ void run_layernorm(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
 }
 
 void run_attention(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
-  AttentionParams p = c.attention_layout(c.L.producer[static_cast<size_t>(n.in[0])]);
+  AttentionParams p = c.attention_layout(n);
   p.o = c.t(n.out[0]);
   launch_attention(p, s);
 }

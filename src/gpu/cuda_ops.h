@@ -14,10 +14,10 @@
 
 namespace vit::gpu {
 
-// Everything a node's launch reads: the lowered graph, the bucket (batch, arena offsets, GEMM
-// choice), the arena base, the GEMM launcher (which also knows the weight buffer).
+// Everything a node's launch reads: the lowered graph (shapes and params are the graph's), the
+// bucket (batch, arena offsets, GEMM choice), the arena base, the GEMM launcher (which also knows
+// the weights).
 struct CudaRunCtx {
-  const ViTConfig& cfg;
   const LoweredGraph& L;
   const Bucket& bk;
   char* arena;
@@ -31,9 +31,9 @@ struct CudaRunCtx {
   GemmOperands operands(const GemmNode& n) const {
     return GemmOperands{t(n.in), t(n.out), n.res >= 0 ? t(n.res) : nullptr, bk.batch * n.rows_per_image};
   }
-  // Q / K / V of the attention reading the output of QKV GEMM node `qkv_node`: [B, T, 3, H, hd]
-  // where that GEMM runs on cuBLASLt (or has no scatter epilogue), else [3, B, H, T, hd].
-  AttentionParams attention_layout(int qkv_node) const;
+  // Q / K / V of attention node `attn` (its input's producer, when that is a QKV GEMM with the
+  // scatter epilogue not on cuBLASLt, wrote [3, B, H, T, hd]; else the input is [B, T, 3, H, hd]).
+  AttentionParams attention_layout(const graph::Node& attn) const;
 };
 
 struct CudaOpRow {

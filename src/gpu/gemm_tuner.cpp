@@ -80,8 +80,8 @@ GemmParams GemmLauncher::params(const GemmNode& n, const GemmOperands& o, GemmIm
       p.epilogue = GemmEpilogue::kNone;  // plain [M, 3D]: attention reads it through strides
     } else {
       p.tokens = n.rows_per_image;  // the QKV GEMM's rows per image are the tokens
-      p.heads = heads_;
-      p.head_dim = head_dim_;
+      p.heads = n.heads;
+      p.head_dim = n.N / 3 / n.heads;
     }
   }
   return p;
@@ -227,7 +227,7 @@ bool GemmTuner::run_check(const GemmNode& n, int batch, int nb, GemmImpl cand, G
   std::vector<float> got = g;
   if (n.qkv && (ref == GemmImpl::kCublasLt) != (cand == GemmImpl::kCublasLt)) {
     // Bring the scattered [3, B, H, T, hd] result into the plain [M, 3D] order of the other.
-    const int T = n.rows_per_image, H = gl_.heads(), hd = gl_.head_dim(), D = H * hd;
+    const int T = n.rows_per_image, H = n.heads, hd = n.N / 3 / n.heads, D = H * hd;
     const bool cand_scattered = cand != GemmImpl::kCublasLt;
     const std::vector<float>& sc = cand_scattered ? g : r;
     std::vector<float> plain(sc.size());

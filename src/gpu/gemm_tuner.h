@@ -34,11 +34,9 @@ struct GemmOperands {
 
 class GemmLauncher {
  public:
-  // dt: the run precision; weights: the packed weights (owned by the engine); heads / head_dim:
-  // the QKV scatter's shape (its tokens are the QKV node's rows per image, which follow the run
-  // size); lt: cuBLASLt (owned by the engine).
-  GemmLauncher(DType dt, const WeightStore& weights, int heads, int head_dim, LtGemm* lt)
-      : dt_(dt), weights_(weights), heads_(heads), head_dim_(head_dim), lt_(lt) {}
+  // dt: the run precision; weights: the packed weights (owned by the engine); lt: cuBLASLt (owned
+  // by the engine). A QKV scatter's shape is its node's (GemmNode::heads, rows_per_image).
+  GemmLauncher(DType dt, const WeightStore& weights, LtGemm* lt) : dt_(dt), weights_(weights), lt_(lt) {}
   // The node's GEMM on these operands as `impl` runs it: cuBLASLt writes the QKV output plain
   // [M, 3D] (attention reads it through strides), the custom kernels scatter it [3, B, H, T, hd].
   GemmParams params(const GemmNode& n, const GemmOperands& o, GemmImpl impl) const;
@@ -49,13 +47,10 @@ class GemmLauncher {
   const void* wptr(int64_t off) const { return weights_.ptr(off); }
   LtGemm& lt() const { return *lt_; }
   DType dtype() const { return dt_; }
-  int heads() const { return heads_; }
-  int head_dim() const { return head_dim_; }
 
  private:
   DType dt_;
   const WeightStore& weights_;
-  int heads_, head_dim_;
   LtGemm* lt_;
 };
 

@@ -134,6 +134,7 @@ GemmNode gemm_node(const LoweredGraph& L, const graph::Node& n, DType dt) {
   if (lp.qkv_scatter) {
     g.epi = GemmEpilogue::kQkv;
     g.qkv = true;
+    g.heads = lp.heads;
   }
   return g;
 }
@@ -141,9 +142,14 @@ GemmNode gemm_node(const LoweredGraph& L, const graph::Node& n, DType dt) {
 }  // namespace
 
 LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore& weights, graph::RunSize size) {
+  graph::Graph g = graph::build_vit(model, dt, "make_cuda_engine", size);
+  if (fusion) graph::fuse(g);
+  return lower_graph(std::move(g), dt, weights);
+}
+
+LoweredGraph lower_graph(graph::Graph g, DType dt, WeightStore& weights) {
   LoweredGraph L;
-  L.graph = graph::build_vit(model, dt, "make_cuda_engine", size);
-  if (fusion) graph::fuse(L.graph);
+  L.graph = std::move(g);
   const size_t nt = L.graph.tensors.size();
   std::vector<int> first, last;
   L.graph.lifetimes(first, last);
@@ -179,10 +185,11 @@ LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore&
       L.woff[static_cast<size_t>(t)] = weights.add(*d.host, d.rows(), d.cols(), cols_pad, d.name, !derived);
     }
     if (n.op == graph::Op::kLinear) L.gemm[i] = gemm_node(L, n, dt);
-    if (n.op == graph::Op::kAttention) L.last_qkv_node = L.producer[static_cast<size_t>(n.in[0])];
+    if (n.op == graph::Op::kAttention) L.last_attention = static_cast<int>(i);
   }
-  if (L.last_qkv_node >= 0)
-    last[static_cast<size_t>(nodes[static_cast<size_t>(L.last_qkv_node)].out[0])] = static_cast<int>(nodes.size());
+  // The last block's Q / K stay alive to the end: its probabilities are computed after the forward.
+  if (L.last_attention >= 0)
+    last[static_cast<size_t>(nodes[static_cast<size_t>(L.last_attention)].in[0])] = static_cast<int>(nodes.size());
   for (size_t t = 0; t < nt; ++t) {
     const graph::TensorDesc& d = L.graph.tensors[t];
     if (d.kind == graph::TensorKind::kWeight || first[t] < 0) continue;  // weights; tensors fused away

@@ -40,6 +40,7 @@ struct GemmNode {
   GemmEpilogue epi = GemmEpilogue::kNone;
   ActForm gelu = ActForm::kErf;  // kGelu
   bool qkv = false;
+  int heads = 0;  // qkv: the scatter's heads (head dim = N / 3 / heads; tokens = rows_per_image)
   // kResidual from a weight table: row r adds row r % rows_per_image of the table at this
   // weight-buffer offset (the position embeddings, in the patch-embedding GEMM).
   int64_t res_w = -1;
@@ -105,13 +106,18 @@ struct LoweredGraph {
   std::vector<int64_t> woff, pitch;    // per graph tensor: weight offset (-1), row pitch (elements)
   std::vector<int> producer;           // per graph tensor: the node writing it (-1)
   std::vector<GemmNode> gemm;          // per node (linear nodes only)
-  int last_qkv_node = -1;              // the QKV GEMM of the last block (attention on request)
+  int last_attention = -1;             // the last block's attention node (its maps on request)
 
   const std::vector<graph::Node>& nodes() const { return graph.nodes; }
   const graph::TensorDesc& t(int id) const { return graph.t(id); }
   // The arena of one bucket: every tensor at `batch` images, packed by lifetime.
   ArenaPlan plan_for(int batch) const;
 };
+
+// A graph lowered as it is (any graph: the ViT's, or the op tests' one-node graphs): its weights
+// registered in `weights`, activations and inputs (TensorKind::kInput) sized for the arena. The
+// QKV GEMM feeding the last attention node keeps its output alive to the end of the graph.
+LoweredGraph lower_graph(graph::Graph g, DType dt, WeightStore& weights);
 
 // The shared graph of `model` at run size `size` (graph::RunSize: {} = the model's own) in the
 // run precision `dt`, fused when `fusion`; its weights are registered in `weights` (not
