@@ -57,7 +57,7 @@ std::vector<float> from_bf16(const std::vector<uint16_t>& v) {
 // The kernel levels this CPU can run, all tested in one process.
 std::vector<CpuIsa> kernel_levels() {
   std::vector<CpuIsa> v;
-  for (CpuIsa i : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512})
+  for (CpuIsa i : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16})
     if (static_cast<int>(i) <= static_cast<int>(vit::detect_cpu_isa())) v.push_back(i);
   return v;
 }

@@ -2,7 +2,7 @@
 // flash-style attention and fp32 -> bf16 conversion. All activations are row-major; bf16 is
 // stored as uint16_t (the upper half of an fp32, rounded to nearest even). Statistics (LayerNorm
 // mean / variance, softmax max / sum) are always fp32. The same source (fast_kernels.inc) is
-// compiled once per ISA level (baseline, AVX2+FMA, AVX-512) and picked at run time by CpuIsa, so
+// compiled once per ISA level (baseline, AVX2+FMA, AVX-512, AVX-512 + AVX512-BF16) and picked at run time by CpuIsa, so
 // the AVX2 path runs (and is tested) on an AVX-512 machine when VIT_CPU_ISA forces it.
 #pragma once
 
@@ -38,6 +38,8 @@ struct Kernels {
   // [query block, key block] score tile exists at a time.
   //   qkv: [B, T, 3D] fp32, per token q | k | v, each head-major (head h = columns h*hd .. +hd-1)
   //   out: [B, T, D] fp32 or bf16, heads concatenated head-major
+  // With a bf16 output on the AVX512-BF16 level, q, k, v and the probabilities go through the bf16
+  // dot-product unit (fp32 accumulation and softmax statistics); otherwise everything is fp32.
   void (*attention)(const float* qkv, void* out, bool out_bf16, int64_t B, int64_t T, int64_t H, int64_t hd, int nt);
   // dst[i] = bf16(src[i]), i < n.
   void (*to_bf16)(const float* src, uint16_t* dst, int64_t n, int nt);
@@ -46,8 +48,8 @@ struct Kernels {
   void (*glu_silu)(const float* x, void* y, bool y_bf16, int64_t rows, int64_t I, int nt);
 };
 
-// The kernel set compiled for `isa` (AMX and AVX512-BF16 share the AVX-512 one: their matrix
-// units are used by the GEMMs, not here).
+// The kernel set compiled for `isa` (AMX and AVX512-BF16 share one: AVX-512 plus the bf16 dot
+// products, on which the bf16 run's attention runs; the AMX tiles are the GEMMs').
 const Kernels& kernels_for(CpuIsa isa);
 
 }  // namespace vit::fastcpu

@@ -6,9 +6,11 @@
 namespace vit::fastcpu {
 namespace avx2 { extern const Kernels kKernels; }
 namespace avx512 { extern const Kernels kKernels; }
+namespace avx512bf16 { extern const Kernels kKernels; }
 
 const Kernels& kernels_for(CpuIsa isa) {
-  if (static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx512)) return avx512::kKernels;
+  if (static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx512Bf16)) return avx512bf16::kKernels;
+  if (isa == CpuIsa::kAvx512) return avx512::kKernels;
   if (isa == CpuIsa::kAvx2) return avx2::kKernels;
   return base::kKernels;
 }
