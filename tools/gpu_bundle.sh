@@ -15,8 +15,8 @@ STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 LIMIT_MIB=${VIT_BUNDLE_LIMIT_MIB:-40}  # the whole carried tree is limited to 64 MiB
 
-TESTS=(test_gpu_plan test_gpu_kernels test_gpu_engine test_gpu_engine_small test_gpu_preprocess test_gpu_golden
-       test_cli_cuda vit-infer)
+TESTS=(test_gpu_plan test_gpu_kernels test_ops_cuda test_gpu_engine test_gpu_engine_small test_gpu_preprocess
+       test_gpu_golden test_cli_cuda vit-infer)
 BENCH=(vit-bench vit-kernels-bench vit-soak)
 
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVIT_ENABLE_CUDA=ON \

@@ -6,7 +6,8 @@
 # archive per step), summary.txt rewritten after every step.
 #   (0) identity  nvidia-smi, bundle manifest, SASS check (tools/check_sass.sh: HGMMA in the sm_90a
 #                 wgmma kernels, no sm_90 image of them)
-#   (1) kernels   test_gpu_plan + test_gpu_kernels; FAIL if a GpuGemmSm90 test is skipped on a 9.0 GPU
+#   (1) kernels   test_gpu_plan + test_gpu_kernels + test_ops_cuda (the op table on the device, every
+#                 GEMM implementation); FAIL if a GpuGemmSm90 test is skipped on a 9.0 GPU
 #   (2) golden    test_gpu_golden (every fixture, every precision) + test_gpu_engine_small
 #   (3) bench     vit-bench bf16, batches 1,64,256, --gemm auto / cublaslt / custom (rows and JSON
 #                 written as each batch ends) + vit-kernels-bench bf16 rows
@@ -221,6 +222,8 @@ if want kernels; then
   # patch embedding and the runtime's race check; the flash-attention sweep (2 min there) is left out.
   gtest kernels "$BIN/test_gpu_kernels" "$( (( EMU )) && echo 'GpuGemm*:GpuLayerNorm*:GpuHead*:GpuPatchEmbed*:GpuEmuRuntime*:GpuAttention.Rejects*')"
   # A wgmma test that skips on a compute capability 9.0 device means the Hopper kernel never ran.
+  # The declarative op table on the device (the emulator runs it in every CI build: emu.Ops/*).
+  (( EMU )) || gtest ops "$BIN/test_ops_cuda"
   if [[ "$CC" == 9.0 ]] && grep -q 'SKIPPED \] GpuGemmSm90' "$SD/kernels.log" 2>/dev/null; then
     note "GpuGemmSm90 skipped on a 9.0 device"; STEP_FAIL=1
   fi
