@@ -1217,6 +1217,8 @@ TEST(Loader, HfFamiliesConfig) {
       {"hf_dinov2_reg", "DINOv2", 5, 4, 0, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
       {"hf_dinov2_cls", "DINOv2", 1, 0, 5, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
       {"hf_dinov2_reg_cls", "DINOv2", 5, 4, 7, 64, false, true, false, true, true, Activation::kGeluErf, 1e-6f},
+      // A whole CLIPModel: its vision_config, projection_dim 24 (the text tower is not read).
+      {"hf_clip_model", "CLIP tower", 1, 0, 0, 24, false, true, true, false, false, Activation::kQuickGelu, 1e-5f},
   };
   for (const Want& w : wants) {
     SCOPED_TRACE(w.name);
@@ -1237,7 +1239,13 @@ TEST(Loader, HfFamiliesConfig) {
     EXPECT_FLOAT_EQ(c.ln_eps, w.eps);
     EXPECT_EQ(c.tokens(), 16 + w.prefix);
     EXPECT_EQ(c.no_embed_class, w.reg > 0);
-    EXPECT_TRUE(m->warnings.empty()) << m->warnings.front();
+    if (c.hf_class == "CLIPModel") {  // the one warning says which tensors are not read
+      ASSERT_EQ(m->warnings.size(), 1u);
+      EXPECT_NE(m->warnings[0].find("CLIPModel: its text tower (22 tensors) is not used"), std::string::npos)
+          << m->warnings[0];
+    } else {
+      EXPECT_TRUE(m->warnings.empty()) << m->warnings.front();
+    }
     EXPECT_EQ(c.hf_class, m->cfg.hf_class);
     EXPECT_NE(c.describe().find(c.hf_class), std::string::npos) << c.describe();
   }
@@ -1416,7 +1424,6 @@ TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
     std::vector<std::string> frags;
   } refused[] = {
       {"hf_dinov2", nullptr, nullptr, "encoder.layer.0.mlp.w12.weight", {256, 64}, {"SwiGLU", "mlp.w12"}},
-      {"hf_clip", "model_type", "siglip", nullptr, {}, {"whole SigLIP model", "siglip_vision_model"}},
       {"hf_clip", nullptr, nullptr, "head.attention.in_proj_weight", {192, 64}, {"attention-pooling head", "head.attention"}},
   };
   for (const auto& r : refused) {
@@ -1435,6 +1442,23 @@ TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
       for (const std::string& f : r.frags) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
     }
   }
+  // A whole-model model_type without its vision_config is malformed, named; a whole SiglipModel
+  // runs its image tower (the text tower's tensors, logit_scale and logit_bias not read).
+  h = read_hf_case("hf_clip");
+  h.cfg["model_type"] = "siglip";
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"model_type 'siglip'", "SiglipModel", "no vision_config"});
+  {
+    const auto m = load_model(test::data_path("golden_families/hf_siglip_model/model"));
+    EXPECT_EQ(m->cfg.family(), "SigLIP tower");
+    EXPECT_EQ(m->cfg.pool, GlobalPool::kMap);
+    EXPECT_EQ(m->cfg.hf_class, "SiglipModel");
+    ASSERT_EQ(m->warnings.size(), 1u);
+    EXPECT_NE(m->warnings[0].find("SiglipModel: its text tower"), std::string::npos) << m->warnings[0];
+  }
+  // A CLIPModel without its visual projection: the missing tensor named (not a text-tower one).
+  h = read_hf_case("hf_clip_model");
+  h.t.erase("visual_projection.weight");
+  expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"visual_projection.weight"});
   // Two base-model prefixes in one file.
   h = read_hf_case("hf_deit_cls");
   h.t["vit.embeddings.cls_token"] = test::random_tensor({1, 1, 64});

@@ -33,6 +33,10 @@ REPO = mg.REPO
 
 # The HF spelling of make_golden_families.TINY: D 64, depth 2, 4 heads, patch 8 at 32 px (4x4).
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
+# A text tower as small as the image one (a whole CLIPModel / SiglipModel carries it; the engine
+# does not read it).
+TEXT_TINY = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                 max_position_embeddings=16)
 LABELS = ["tench", "goldfish", "white shark", "tiger shark", "hammerhead", "cock", "hen"]
 
 
@@ -55,7 +59,7 @@ def hf_case(d, cls, config, seed, batch, head, run_img=None, **fwd):
     # from_pretrained silently re-initialises keys it cannot match: insist on a full restore.
     for k, v in model.state_dict().items():
         assert torch.equal(v, ref.state_dict()[k]), f"{d.name}: {k} not restored by from_pretrained"
-    img = run_img or config.image_size
+    img = run_img or getattr(config, "image_size", None) or config.vision_config.image_size
     x = mg.make_input((batch, 3, img, img), seed + 1)
     m = ref.double().eval()
     with torch.no_grad():
@@ -104,6 +108,14 @@ def clip_projected(m, x, **fwd):
     return None, out.image_embeds, out.last_hidden_state
 
 
+def image_features(m, x):
+    """A whole CLIPModel / SiglipModel: get_image_features (CLIP: pooler_output = visual_projection of
+    the post-layernormed cls row, image_embeds; SigLIP: the attention-pool head) and the image
+    tower's last_hidden_state."""
+    out = m.get_image_features(pixel_values=x)
+    return None, out.pooler_output, out.last_hidden_state
+
+
 def dinov2_pooled(m, x):
     out = m(pixel_values=x)
     assert mg.torch.equal(out.pooler_output, out.last_hidden_state[:, 0])
@@ -123,6 +135,7 @@ def dinov2_classifier(m, x):
 
 
 def all_cases():
+    from transformers import (CLIPConfig, CLIPModel, SiglipConfig, SiglipModel)
     from transformers import (CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection, DeiTConfig,
                               DeiTForImageClassification, DeiTForImageClassificationWithTeacher, DeiTModel,
                               Dinov2Config, Dinov2ForImageClassification, Dinov2Model, Dinov2WithRegistersConfig,
@@ -173,6 +186,14 @@ def all_cases():
         # second half, I = 88 from mlp_ratio 2), odd batch.
         "hf_dinov2_swiglu": lambda d: hf_case(d, Dinov2Model, Dinov2Config(mlp_ratio=2, use_swiglu_ffn=True, **TINY), 314,
                                               3, dinov2_pooled),
+        # Whole dual-tower checkpoints (the way openai/clip-* and google/siglip-* are published):
+        # the image tower runs, the text tower is not read.
+        "hf_clip_model": lambda d: hf_case(d, CLIPModel,
+                                           CLIPConfig(vision_config=dict(intermediate_size=128, **TINY),
+                                                      text_config=TEXT_TINY, projection_dim=24), 315, 3, image_features),
+        "hf_siglip_model": lambda d: hf_case(d, SiglipModel,
+                                             SiglipConfig(vision_config=dict(intermediate_size=128, **TINY),
+                                                          text_config=TEXT_TINY), 316, 2, image_features),
         "hf_deit_teacher_48": lambda d: hf_case(d, DeiTForImageClassificationWithTeacher, deit(7), 311, 2,
                                                 deit_teacher, run_img=48, interpolate_pos_encoding=True),
     }

@@ -330,6 +330,40 @@ json read_json_file(const std::string& path) {
   }
 }
 
+namespace {
+
+// HF CLIPModel / SiglipModel (model_type "clip" / "siglip"): the image tower as the vision model
+// its vision_config describes (CLIPVisionModelWithProjection with the top-level projection_dim:
+// the embeddings are get_image_features' image_embeds; SiglipVisionModel: pooler_output, the
+// head), the text tower's tensors ignored.
+ConfigHints parse_hf_dual_tower(const json& j, const std::string& mt, const std::string& path) {
+  const bool clip_model = mt == "clip";
+  if (!has(j, "vision_config") || !j.at("vision_config").is_object()) {
+    fail(ErrorCode::kFormat, path + ": model_type '" + mt + "' (a whole " + (clip_model ? "CLIPModel" : "SiglipModel") +
+                                 ") has no vision_config object");
+  }
+  json v = j.at("vision_config");
+  v["model_type"] = clip_model ? "clip_vision_model" : "siglip_vision_model";
+  v.erase("architectures");
+  ConfigHints h = parse_hf_config(v, path + " (vision_config)");
+  h.path = path;
+  h.hf_class = clip_model ? "CLIPModel" : "SiglipModel";
+  if (has(j, "architectures")) {
+    const json& a = j.at("architectures");
+    if (a.is_array() && !a.empty() && a[0].is_string()) h.hf_class = clip(a[0].get<std::string>());
+  }
+  if (clip_model) {
+    // CLIPConfig.projection_dim (default 512) is the visual projection's width.
+    h.proj_dim = has(j, "projection_dim") ? get_int(j, "projection_dim", path, limits::kMaxHidden) : 512;
+    h.ignored_prefixes = {"text_model.", "text_projection.", "logit_scale"};
+  } else {
+    h.ignored_prefixes = {"text_model.", "logit_scale", "logit_bias"};
+  }
+  return h;
+}
+
+}  // namespace
+
 ConfigHints parse_hf_config(const json& j, const std::string& path) {
   if (!j.is_object()) fail(ErrorCode::kFormat, path + ": expected a JSON object");
   ConfigHints h;
@@ -339,18 +373,11 @@ ConfigHints parse_hf_config(const json& j, const std::string& path) {
     std::string mt = "vit";
     if (has(j, "model_type")) {
       mt = get_str(j, "model_type", path);
-      if (mt == "siglip") {
-        unsupported(path, "model_type 'siglip' (a whole SigLIP model, text tower included; save its "
-                          "SiglipVisionModel, model_type 'siglip_vision_model')");
-      }
       if (mt == "aimv2") {
         unsupported(path, "model_type 'aimv2' (a whole AIMv2 model, text tower included; save its "
                           "Aimv2VisionModel, model_type 'aimv2_vision_model')");
       }
-      if (mt == "clip") {
-        unsupported(path, "model_type 'clip' (a full CLIPModel, text and vision towers; save its vision tower with "
-                          "CLIPVisionModelWithProjection.save_pretrained)");
-      }
+      if (mt == "clip" || mt == "siglip") return parse_hf_dual_tower(j, mt, path);
       if (mt != "vit" && mt != "deit" && mt != "dinov2" && mt != "dinov2_with_registers" && mt != "clip_vision_model" &&
           mt != "siglip_vision_model" && mt != "aimv2_vision_model") {
         unsupported(path, "model_type '" + clip(mt) +

@@ -35,6 +35,9 @@ struct ConfigHints {
   std::optional<int> reg_tokens;
   std::vector<std::string> labels;  // empty: none given
   std::optional<PreprocessConfig> preprocess;
+  // A whole dual-tower checkpoint (HF CLIPModel / SiglipModel): the image tower is what runs; the
+  // tensors under these names (the text tower, the logit scale) are not read.
+  std::vector<std::string> ignored_prefixes;
   std::vector<std::string> warnings;
 };
 
@@ -45,9 +48,10 @@ nlohmann::json read_json_file(const std::string& path);
 // HF ViTConfig / DeiTConfig / Dinov2Config / Dinov2WithRegistersConfig / CLIPVisionConfig /
 // SiglipVisionConfig (model_type "vit", "deit", "dinov2", "dinov2_with_registers",
 // "clip_vision_model", "siglip_vision_model": no class token, map pooling; DINOv2's
-// use_swiglu_ffn: the SwiGLU MLP with its fixed SiLU). Throws kUnsupported for other model types
-// (naming a full CLIPModel, ...), and for hidden_act values other than the GELU forms the engine
-// runs (erf, tanh, quick).
+// use_swiglu_ffn: the SwiGLU MLP with its fixed SiLU), and the whole dual-tower CLIPConfig /
+// SiglipConfig ("clip", "siglip": their vision_config, CLIP's projection_dim; the text tower's
+// tensors listed in ignored_prefixes). Throws kUnsupported for other model types (naming a whole
+// AIMv2 model, ...), and for hidden_act values other than the GELU forms the engine runs.
 ConfigHints parse_hf_config(const nlohmann::json& j, const std::string& path);
 
 // timm hub config.json (architecture, num_classes, global_pool, label_names,

@@ -130,6 +130,32 @@ Located locate(const std::string& path) {
   fail(ErrorCode::kIo, "no model.safetensors, *.safetensors or *.npz weights in directory " + path);
 }
 
+// A checkpoint with tensors the model does not read (a dual-tower CLIPModel's text tower): those
+// names hidden, so that "every tensor present, none extra" applies to the image tower.
+class FilteredSource : public TensorSource {
+ public:
+  FilteredSource(std::unique_ptr<TensorSource> inner, const std::vector<std::string>& hidden_prefixes)
+      : inner_(std::move(inner)), prefixes_(hidden_prefixes) {}
+  std::vector<std::string> names() const override {
+    std::vector<std::string> v;
+    for (std::string& n : inner_->names())
+      if (!hidden(n)) v.push_back(std::move(n));
+    return v;
+  }
+  bool has(const std::string& n) const override { return !hidden(n) && inner_->has(n); }
+  Shape shape(const std::string& n) const override { return inner_->shape(n); }
+  Tensor read(const std::string& n) const override { return inner_->read(n); }
+  bool hidden(const std::string& n) const {
+    for (const std::string& p : prefixes_)
+      if (n.compare(0, p.size(), p) == 0) return true;
+    return false;
+  }
+
+ private:
+  std::unique_ptr<TensorSource> inner_;
+  std::vector<std::string> prefixes_;
+};
+
 std::unique_ptr<TensorSource> open_source(const std::string& path) {
   const std::string x = ext_of(path);
   if (x == ".npz" || (x != ".safetensors" && is_zip(path))) return std::make_unique<NpzSource>(path);
@@ -1245,6 +1271,16 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   }
 
   std::unique_ptr<TensorSource> src = open_source(file);
+  if (!hints.ignored_prefixes.empty()) {
+    const size_t all = src->names().size();
+    src = std::make_unique<FilteredSource>(std::move(src), hints.ignored_prefixes);
+    const size_t kept = src->names().size();
+    if (kept < all) {
+      warnings.push_back(file + ": " + hints.hf_class.value_or("a dual-tower model") + ": its text tower (" +
+                         to_s(static_cast<int64_t>(all - kept)) +
+                         " tensors) is not used; the image tower runs, its embeddings are the image features");
+    }
+  }
   const std::vector<std::string> names = src->names();
   for (const std::string& n : names) {
     if (n.size() > limits::kMaxTensorName) {
@@ -1451,12 +1487,17 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     if (L.hf == HFFamily::kCLIP && src->has(h.proj)) {
       cfg.proj_dim = model_dim(need_shape(*src, h.proj, 2, file), 0, 1, limits::kMaxHidden, "projection width", h.proj, file);
       note_conflict(&warnings, hints, hints.proj_dim, cfg.proj_dim, "projection_dim");
+    } else if (L.hf == HFFamily::kCLIP && hints.hf_class == std::optional<std::string>("CLIPModel")) {
+      // A whole CLIPModel's image embeddings are its projection's: never run as a bare tower.
+      fail(ErrorCode::kFormat, file + ": " + hints.path + " says a whole CLIPModel, but its image projection '" + h.proj +
+                                   "' is missing");
     }
     if (hints.hf_class) cfg.hf_class = *hints.hf_class;
     // Dinov2ForImageClassification: its classifier is [C, 2D] (concat(cls, mean of patches)).
     cfg.head_cls_mean = L.hf == HFFamily::kDinov2 && cfg.num_classes > 0;
   } else if (L.layout == WeightLayout::kHFSiglip) {
     cfg.class_token = false;  // SiglipVisionEmbeddings: patches + pos, no prefix tokens
+    if (hints.hf_class) cfg.hf_class = *hints.hf_class;
   } else if (L.layout == WeightLayout::kHFAimv2) {
     // Aimv2VisionEmbeddings: rms_norm(patch_embed(x)) + pos, no prefix tokens; RMSNorm
     // everywhere; a SwiGLU MLP; out_proj's bias follows qkv_bias (the tensors say).
