@@ -198,6 +198,10 @@ void config_json(const uint8_t* data, size_t size) {
     (void)detail::parse_config_json(j, "fuzz/config.json");
   } catch (const Error&) {
   }
+  try {  // the same text as open_clip's open_clip_config.json
+    (void)detail::parse_open_clip_config(j, "fuzz/open_clip_config.json");
+  } catch (const Error&) {
+  }
   try {
     PreprocessConfig pp = detail::hf_default_preprocess(224, 224);
     std::vector<std::string> warnings;

@@ -196,18 +196,38 @@ TEST(ConfigJson, HfConfigRejects) {
   EXPECT_EQ(*a.pool, GlobalPool::kMap);
   EXPECT_EQ(*detail::parse_hf_config({{"model_type", "aimv2_vision_model"}, {"use_head", false}}, "c.json").pool,
             GlobalPool::kAvg);
-  // The HF families the loader maps are accepted; SigLIP, a full CLIPModel and other models are
-  // refused by name, as is quick-GELU outside the CLIP tower. DINOv2's SwiGLU FFN is a gated MLP
-  // with SiLU, whatever hidden_act says (transformers hard-codes it).
+  // The HF families the loader maps are accepted; a whole CLIPModel / SiglipModel is its vision
+  // tower (vision_config; CLIP's projection_dim, default 512; the text tower's names ignored), and
+  // malformed without a vision_config; other models are refused by name, as is quick-GELU outside
+  // the CLIP tower. DINOv2's SwiGLU FFN is a gated MLP with SiLU, whatever hidden_act says
+  // (transformers hard-codes it).
   for (const char* mt : {"deit", "dinov2", "dinov2_with_registers", "clip_vision_model"}) {
     EXPECT_EQ(*detail::parse_hf_config({{"model_type", mt}}, "c.json").hf_model_type, mt);
   }
-  expect_error([] { detail::parse_hf_config({{"model_type", "siglip"}}, "c.json"); }, ErrorCode::kUnsupported,
-               "siglip_vision_model");
+  expect_error([] { detail::parse_hf_config({{"model_type", "siglip"}}, "c.json"); }, ErrorCode::kFormat,
+               "no vision_config");
+  expect_error([] { detail::parse_hf_config({{"model_type", "clip"}}, "c.json"); }, ErrorCode::kFormat,
+               "a whole CLIPModel");
+  {
+    const json whole = {{"model_type", "clip"},
+                        {"architectures", {"CLIPModel"}},
+                        {"projection_dim", 24},
+                        {"vision_config", {{"hidden_size", 64}, {"hidden_act", "quick_gelu"}, {"model_type", "clip"}}}};
+    const detail::ConfigHints c = detail::parse_hf_config(whole, "c.json");
+    EXPECT_EQ(c.hf_model_type, "clip_vision_model");
+    EXPECT_EQ(c.hf_class, "CLIPModel");
+    EXPECT_EQ(c.proj_dim, 24);
+    EXPECT_EQ(c.hidden, 64);
+    EXPECT_EQ(c.act, Activation::kQuickGelu);
+    EXPECT_EQ(c.ignored_prefixes, (std::vector<std::string>{"text_model.", "text_projection.", "logit_scale"}));
+    EXPECT_EQ(detail::parse_hf_config({{"model_type", "clip"}, {"vision_config", json::object()}}, "c.json").proj_dim, 512);
+    const detail::ConfigHints sg = detail::parse_hf_config({{"model_type", "siglip"}, {"vision_config", json::object()}}, "c.json");
+    EXPECT_EQ(sg.hf_model_type, "siglip_vision_model");
+    EXPECT_EQ(sg.hf_class, "SiglipModel");
+    EXPECT_FALSE(sg.proj_dim.has_value());
+  }
   const json no_head = {{"model_type", "siglip_vision_model"}, {"vision_use_head", false}};
   expect_error([&] { detail::parse_hf_config(no_head, "c.json"); }, ErrorCode::kUnsupported, "vision_use_head");
-  expect_error([] { detail::parse_hf_config({{"model_type", "clip"}}, "c.json"); }, ErrorCode::kUnsupported,
-               "full CLIPModel");
   expect_error([] { detail::parse_hf_config({{"model_type", "beit"}}, "c.json"); }, ErrorCode::kUnsupported, "beit");
   const detail::ConfigHints sw =
       detail::parse_hf_config({{"model_type", "dinov2"}, {"use_swiglu_ffn", true}, {"hidden_act", "gelu"}}, "c.json");

@@ -185,7 +185,9 @@ TEST(GoldenData, AllCasesPresent) {
                            // tools/make_golden_hf.py: the HF layouts of the families
                            "hf_deit_teacher", "hf_deit_cls", "hf_deit_bare", "hf_clip", "hf_clip_proj", "hf_dinov2",
                            "hf_dinov2_reg", "hf_dinov2_48", "hf_dinov2_reg_24", "hf_clip_proj_56",
-                           "hf_deit_teacher_48", "hf_dinov2_cls", "hf_dinov2_reg_cls", "hf_clip_model", "hf_siglip_model"}) {
+                           "hf_deit_teacher_48", "hf_dinov2_cls", "hf_dinov2_reg_cls", "hf_clip_model", "hf_siglip_model",
+                           // tools/make_golden_families.py: open_clip's own layout
+                           "oc_openai", "oc_avg_ls"}) {
     EXPECT_TRUE(std::find(fams.begin(), fams.end(), must) != fams.end())
         << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py / make_golden_hf.py";
   }  const std::vector<std::string> dyn = vit::test::list_golden_cases(vit::test::kDynamicSet);

@@ -12,6 +12,9 @@
 #include <fstream>
 #include <initializer_list>
 #include <map>
+#include <string>
+#include <tuple>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -1463,6 +1466,82 @@ TEST(LoaderErrors, HfFamilyRunSizesAndRefusals) {
   h = read_hf_case("hf_deit_cls");
   h.t["vit.embeddings.cls_token"] = test::random_tensor({1, 1, 64});
   expect_error([&] { load_model(hf_dir(h)); }, ErrorCode::kFormat, {"found a mix"});
+}
+
+}  // namespace
+}  // namespace vit
+
+namespace vit {
+namespace {
+
+// open_clip's own layout (the golden fixtures oc_openai / oc_avg_ls, whose numbers test_golden
+// checks): the image tower under timm's names, the text tower not read; what open_clip_config.json
+// says (QuickGELU, heads from head_width, avg pooling with ln_post on the pooled row as fc_norm)
+// and, without it, eps 1e-5 and a warning that GELU is assumed; the variants it does not run
+// refused by name.
+TEST(Loader, OpenClipLayout) {
+  const std::string oc = test::data_path("golden_families/oc_openai/model");
+  {
+    const auto m = load_model(oc);
+    const ViTConfig& c = m->cfg;
+    EXPECT_EQ(c.family(), "CLIP tower");
+    EXPECT_EQ(c.act, Activation::kQuickGelu);
+    EXPECT_EQ(c.heads, 4);
+    EXPECT_FLOAT_EQ(c.ln_eps, 1e-5f);
+    EXPECT_TRUE(c.pre_norm);
+    EXPECT_FALSE(c.patch_bias);
+    EXPECT_EQ(c.proj_dim, 24);
+    EXPECT_EQ(c.embed_dim(), 24);
+    EXPECT_EQ(c.num_classes, 0);
+    EXPECT_TRUE(c.final_norm);
+    EXPECT_EQ(c.preprocess.resize, PreprocessConfig::Resize::kShortestThenCrop);
+    EXPECT_FLOAT_EQ(c.preprocess.crop_pct, 1.0f);
+    EXPECT_TRUE(has_warning(*m, "open_clip CLIP: its text tower (18 tensors) is not used"));
+  }
+  {
+    const auto m = load_model(test::data_path("golden_families/oc_avg_ls/model"));
+    EXPECT_EQ(m->cfg.pool, GlobalPool::kAvg);
+    EXPECT_TRUE(m->cfg.fc_norm);
+    EXPECT_FALSE(m->cfg.final_norm);
+    EXPECT_TRUE(m->cfg.layer_scale);
+    EXPECT_FALSE(m->cfg.pre_norm);
+    EXPECT_EQ(m->cfg.act, Activation::kGeluErf);
+  }
+  // The safetensors file alone: heads from the caller, eps 1e-5, GELU assumed with a warning.
+  TensorMap t;
+  {
+    const SafetensorsFile f(oc + "/open_clip_model.safetensors");
+    for (const std::string& n : f.names()) t[n] = f.read(n);
+  }
+  {
+    const auto m = load_model(make_dir(t, "open_clip_model.safetensors"), heads(4));
+    EXPECT_FLOAT_EQ(m->cfg.ln_eps, 1e-5f);
+    EXPECT_EQ(m->cfg.act, Activation::kGeluErf);
+    EXPECT_TRUE(has_warning(*m, "without open_clip_config.json: GELU (erf) assumed"));
+  }
+  // CoCa's attentional pooler and a missing tensor, each named.
+  TensorMap coca = t;
+  coca["visual.attn_pool.query"] = test::random_tensor({4, 64});
+  expect_error([&] { load_model(make_dir(coca, "open_clip_model.safetensors"), heads(4)); }, ErrorCode::kUnsupported,
+               {"attentional pooler", "visual.attn_pool.query"});
+  TensorMap missing = t;
+  missing.erase("visual.transformer.resblocks.1.mlp.c_fc.bias");
+  expect_error([&] { load_model(make_dir(missing, "open_clip_model.safetensors"), heads(4)); }, ErrorCode::kFormat,
+               {"blocks.1.mlp.fc1.bias"});
+  // open_clip_config.json variants the engine does not run.
+  const json base = json::parse(std::ifstream(oc + "/open_clip_config.json"));
+  for (const auto& [key, value, frag] : std::vector<std::tuple<std::string, json, std::string>>{
+           {"timm_model_name", "vit_base_patch16_siglip_224", "timm trunk"},
+           {"attentional_pool", true, "attentional pooler"},
+           {"qk_norm", true, "qk_norm"},
+           {"pool_type", "none", "pool_type 'none'"}}) {
+    SCOPED_TRACE(key);
+    json cfg = base;
+    cfg["model_cfg"]["vision_cfg"][key] = value;
+    const std::string dir = make_dir(t, "open_clip_model.safetensors");
+    save_json(dir + "/open_clip_config.json", cfg);
+    expect_error([&] { load_model(dir); }, ErrorCode::kUnsupported, {frag});
+  }
 }
 
 }  // namespace

@@ -160,6 +160,51 @@ def case_family(d, arch, seed, batch=2, img=32, forward=None, **kw):
                    "generator": "tools/make_golden_families.py"})
 
 
+def openclip_case(d, seed, batch, quick_gelu, **vision):
+    """An open_clip CLIP (random, every parameter re-randomised; a one-layer text tower beside the
+    image tower), saved as open_clip publishes to the hub (open_clip_model.safetensors +
+    open_clip_config.json), reloaded with open_clip's own local-dir loader, the image tower run in
+    float64: embeddings = encode_image (the projected pooled row), features = the final tokens
+    (after ln_post, or before it when final_ln_after_pool normalises the pooled row only)."""
+    import open_clip
+    import safetensors.torch
+    from open_clip.push_to_hf_hub import save_config_for_hf
+    torch = mg.torch
+    vision_cfg = dict(width=64, layers=2, head_width=16, mlp_ratio=2.0, patch_size=8, image_size=32, **vision)
+    model_cfg = dict(embed_dim=24, quick_gelu=quick_gelu, vision_cfg=vision_cfg,
+                     text_cfg=dict(context_length=8, vocab_size=100, width=32, heads=2, layers=1))
+    torch.manual_seed(seed)
+    model = open_clip.model.CLIP(**{k: v for k, v in model_cfg.items()})
+    mg.randomize(model, seed)
+    out = d / "model"
+    out.mkdir(parents=True)
+    safetensors.torch.save_file(model.state_dict(), str(out / "open_clip_model.safetensors"))
+    # What open_clip.create_model sets from the pretrained tag (OpenAI CLIP's mean / std).
+    model.visual.image_mean = (0.48145466, 0.4578275, 0.40821073)
+    model.visual.image_std = (0.26862954, 0.26130258, 0.27577711)
+    save_config_for_hf(model, out / "open_clip_config.json", model_config=model_cfg)
+    ref = open_clip.create_model(f"local-dir:{out}")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ref.state_dict()[k]), f"{d.name}: {k} not restored by open_clip's loader"
+    m = ref.double().eval()
+    x = mg.make_input((batch, 3, 32, 32), seed + 1)
+    v = m.visual
+    with torch.no_grad():
+        xd = torch.from_numpy(x).double()
+        t = v.transformer(v._embeds(xd))
+        if v.final_ln_after_pool:
+            feats, pooled = t, v.ln_post(t[:, 1:].mean(dim=1) if v.pool_type == "avg" else t[:, 0])
+        else:
+            feats = v.ln_post(t)
+            pooled = feats[:, 1:].mean(dim=1) if v.pool_type == "avg" else feats[:, 0]
+        emb = pooled @ v.proj
+        again = m.encode_image(xd)
+    assert torch.allclose(again, emb, rtol=0, atol=1e-12), f"{d.name}: encode_image is not pooled @ proj"
+    mg.write_case(d, "model", x, None, mg._np32(emb), {"final": mg._np32(feats)}, {},
+                  f"open_clip {open_clip.__version__}", {"model_cfg": model_cfg,
+                                                         "generator": "tools/make_golden_families.py"})
+
+
 def all_cases():
     v = "vit_tiny_patch16_224"
     return {
@@ -234,6 +279,12 @@ def all_cases():
                                                         num_hidden_layers=2, num_attention_heads=4,
                                                         image_size=40, patch_size=8, qkv_bias=True,
                                                         mlp_bias=True, rms_norm_eps=1e-6, use_head=False),
+        # open_clip's own layout (visual.* beside a text tower), as published to the hub: OpenAI's
+        # shape (QuickGELU, ln_pre, token pooling, ln_post over every token), and a LAION-style
+        # variant (GELU, LayerScale, no ln_pre, avg pooling with ln_post on the pooled row).
+        "oc_openai": lambda d: openclip_case(d, 231, 3, True),
+        "oc_avg_ls": lambda d: openclip_case(d, 232, 2, False, ls_init_value=0.1, no_ln_pre=True, pool_type="avg",
+                                             final_ln_after_pool=True),
         # The HF layouts (transformers' DeiT / CLIP vision / DINOv2 classes): make_golden_hf.py.
         **make_golden_hf.all_cases(),
     }

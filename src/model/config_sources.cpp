@@ -659,6 +659,91 @@ ConfigHints parse_config_json(const json& j, const std::string& path) {
                                   "(architecture, pretrained_cfg)");
 }
 
+ConfigHints parse_open_clip_config(const json& j, const std::string& path) {
+  if (!j.is_object() || !has(j, "model_cfg") || !j.at("model_cfg").is_object())
+    fail(ErrorCode::kFormat, path + ": expected an open_clip config (an object with a model_cfg object)");
+  ConfigHints h;
+  h.kind = ConfigKind::kOpenClip;
+  h.path = path;
+  try {
+    const json& mc = j.at("model_cfg");
+    const json vc = has(mc, "vision_cfg") ? mc.at("vision_cfg") : json::object();
+    if (!vc.is_object()) bad(path, "model_cfg.vision_cfg", "must be an object");
+    const std::string vp = path + " model_cfg.vision_cfg";
+    auto truthy = [&](const char* k) { return has(vc, k) && vc.at(k).is_boolean() && vc.at(k).get<bool>(); };
+    if (has(vc, "timm_model_name") && !vc.at("timm_model_name").is_null())
+      unsupported(path, "an open_clip image tower built on a timm trunk (vision_cfg.timm_model_name '" +
+                            clip(get_str(vc, "timm_model_name", vp)) + "')");
+    if (truthy("attentional_pool")) unsupported(path, "open_clip's attentional pooler (vision_cfg.attentional_pool, CoCa)");
+    for (const char* k : {"qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc"})
+      if (truthy(k)) unsupported(path, std::string("open_clip vision_cfg.") + k);
+    if (has(vc, "pos_embed_type") && get_str(vc, "pos_embed_type", vp) != "learnable")
+      unsupported(path, "open_clip position embeddings of type '" + clip(get_str(vc, "pos_embed_type", vp)) + "'");
+    h.hidden = has(vc, "width") ? get_int(vc, "width", vp, limits::kMaxHidden) : 768;
+    h.depth = has(vc, "layers") ? get_int(vc, "layers", vp, limits::kMaxDepth) : 12;
+    const int head_width = has(vc, "head_width") ? get_int(vc, "head_width", vp, limits::kMaxHidden) : 64;
+    if (head_width <= 0 || *h.hidden % head_width != 0)
+      bad(path, "model_cfg.vision_cfg.head_width", "must divide the width " + std::to_string(*h.hidden));
+    h.heads = *h.hidden / head_width;
+    if (has(vc, "patch_size")) h.patch = get_square(vc, "patch_size", vp, limits::kMaxPatch);
+    if (has(vc, "image_size")) {
+      int ih = 0, iw = 0;
+      get_hw(vc, "image_size", vp, limits::kMaxImageSide, &ih, &iw);
+      h.image_h = ih;
+      h.image_w = iw;
+    }
+    const std::string pool = has(vc, "pool_type") ? get_str(vc, "pool_type", vp) : "tok";
+    if (pool == "tok") {
+      h.pool = GlobalPool::kToken;
+    } else if (pool == "avg") {
+      h.pool = GlobalPool::kAvg;
+    } else {
+      unsupported(path, "open_clip vision_cfg.pool_type '" + clip(pool) + "'");
+    }
+    h.ln_post_after_pool = truthy("final_ln_after_pool");
+    h.final_norm = !h.ln_post_after_pool;
+    h.fc_norm = h.ln_post_after_pool;
+    h.ln_eps = 1e-5f;  // open_clip's LayerNorm: torch's default eps
+    if (has(vc, "norm_kwargs") && vc.at("norm_kwargs").is_object() && has(vc.at("norm_kwargs"), "eps"))
+      h.ln_eps = get_eps(vc.at("norm_kwargs"), "eps", vp + ".norm_kwargs");
+    h.act = has(mc, "quick_gelu") && mc.at("quick_gelu").is_boolean() && mc.at("quick_gelu").get<bool>()
+                ? Activation::kQuickGelu
+                : Activation::kGeluErf;
+    h.num_classes = 0;
+    if (has(mc, "embed_dim")) h.proj_dim = get_int(mc, "embed_dim", path + " model_cfg", limits::kMaxHidden);
+    // open_clip's eval transform: Resize(shorter side to image_size) + CenterCrop (torchvision), the
+    // OpenAI CLIP mean / std unless preprocess_cfg says otherwise.
+    PreprocessConfig pp;
+    pp.resize = PreprocessConfig::Resize::kShortestThenCrop;
+    pp.crop_pct = 1.0f;
+    pp.interpolation = "bicubic";
+    pp.mean = {0.48145466f, 0.4578275f, 0.40821073f};
+    pp.std = {0.26862954f, 0.26130258f, 0.27577711f};
+    if (has(j, "preprocess_cfg")) {
+      const json& pc = j.at("preprocess_cfg");
+      if (!pc.is_object()) bad(path, "preprocess_cfg", "must be an object");
+      const std::string pp_path = path + " preprocess_cfg";
+      if (has(pc, "mean")) pp.mean = get_rgb(pc, "mean", pp_path);
+      if (has(pc, "std")) pp.std = get_std(pc, "std", pp_path);
+      if (has(pc, "interpolation")) {
+        const std::string in = get_str(pc, "interpolation", pp_path);
+        if (in == "bicubic" || in == "bilinear") pp.interpolation = in;
+        else h.warnings.push_back(pp_path + ": interpolation '" + clip(in) + "' is not supported; using bicubic");
+      }
+      if (has(pc, "resize_mode")) {
+        const std::string rm = get_str(pc, "resize_mode", pp_path);
+        if (rm == "squash") pp.resize = PreprocessConfig::Resize::kDirect;
+        else if (rm != "shortest")
+          h.warnings.push_back(pp_path + ": resize_mode '" + clip(rm) + "' is not supported; using 'shortest'");
+      }
+    }
+    h.preprocess = pp;
+  } catch (const json::exception& e) {
+    fail(ErrorCode::kFormat, path + ": " + e.what());
+  }
+  return h;
+}
+
 PreprocessConfig hf_default_preprocess(int h, int w) {
   PreprocessConfig pp;
   pp.resize = PreprocessConfig::Resize::kDirect;

@@ -14,7 +14,7 @@
 
 namespace vit::detail {
 
-enum class ConfigKind { kNone, kHF, kTimm };
+enum class ConfigKind { kNone, kHF, kTimm, kOpenClip };
 
 struct ConfigHints {
   ConfigKind kind = ConfigKind::kNone;
@@ -38,6 +38,8 @@ struct ConfigHints {
   // A whole dual-tower checkpoint (HF CLIPModel / SiglipModel): the image tower is what runs; the
   // tensors under these names (the text tower, the logit scale) are not read.
   std::vector<std::string> ignored_prefixes;
+  // open_clip final_ln_after_pool: ln_post normalises the pooled row only (timm's fc_norm), not every token.
+  bool ln_post_after_pool = false;
   std::vector<std::string> warnings;
 };
 
@@ -53,6 +55,14 @@ nlohmann::json read_json_file(const std::string& path);
 // tensors listed in ignored_prefixes). Throws kUnsupported for other model types (naming a whole
 // AIMv2 model, ...), and for hidden_act values other than the GELU forms the engine runs.
 ConfigHints parse_hf_config(const nlohmann::json& j, const std::string& path);
+
+// open_clip's open_clip_config.json ({"model_cfg": {"embed_dim", "quick_gelu", "vision_cfg": {width,
+// layers, head_width, mlp_ratio, patch_size, image_size, pool_type, final_ln_after_pool, ...}},
+// "preprocess_cfg": {mean, std, interpolation, resize_mode}}): the image tower of a native open_clip
+// VisionTransformer (LayerNorm eps 1e-5 unless norm_kwargs say, heads = width / head_width), its
+// projection width (embed_dim) and its eval transform. Throws kUnsupported naming the tower variants
+// the engine does not run (the attentional pooler, timm trunks, qk-norm and the other custom-block norms).
+ConfigHints parse_open_clip_config(const nlohmann::json& j, const std::string& path);
 
 // timm hub config.json (architecture, num_classes, global_pool, label_names,
 // pretrained_cfg, model_args). Throws kUnsupported naming variants we do not run

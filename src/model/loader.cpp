@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -154,6 +155,99 @@ class FilteredSource : public TensorSource {
  private:
   std::unique_ptr<TensorSource> inner_;
   std::vector<std::string> prefixes_;
+};
+
+// An open_clip checkpoint (open_clip_model.safetensors: OpenAI's and LAION's CLIP layout, the image
+// tower under visual.* beside the text tower), presented under timm's names as timm's own
+// _convert_openai_clip maps them: conv1 -> patch_embed.proj, class_embedding -> cls_token,
+// positional_embedding -> pos_embed, ln_pre -> norm_pre, transformer.resblocks.N.{ln_1, attn.in_proj,
+// attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj, ls_1, ls_2} -> blocks.N.{norm1, attn.qkv, attn.proj,
+// norm2, mlp.fc1, mlp.fc2, ls1, ls2}, ln_post -> norm (fc_norm with final_ln_after_pool), and the
+// projection visual.proj [D, E] (x @ proj) -> visual_projection.weight [E, D]. The text tower is not
+// listed. Names it has no mapping for keep their open_clip name (and are reported as unexpected).
+class OpenClipSource : public TensorSource {
+ public:
+  static bool detect(const std::vector<std::string>& names) {
+    return std::binary_search(names.begin(), names.end(), std::string("visual.conv1.weight")) &&
+           std::binary_search(names.begin(), names.end(),
+                              std::string("visual.transformer.resblocks.0.attn.in_proj_weight"));
+  }
+  OpenClipSource(std::unique_ptr<TensorSource> inner, bool ln_post_after_pool, const std::string& file)
+      : inner_(std::move(inner)) {
+    static const std::pair<const char*, const char*> kBlock[] = {
+        {"ln_1.", "norm1."},          {"ln_2.", "norm2."},           {"attn.in_proj_weight", "attn.qkv.weight"},
+        {"attn.in_proj_bias", "attn.qkv.bias"}, {"attn.out_proj.", "attn.proj."}, {"mlp.c_fc.", "mlp.fc1."},
+        {"mlp.c_proj.", "mlp.fc2."},  {"ls_1.gamma", "ls1.gamma"},   {"ls_2.gamma", "ls2.gamma"}};
+    for (const std::string& n : inner_->names()) {
+      if (n.compare(0, 7, "visual.") != 0) {
+        ++text_;
+        continue;
+      }
+      const std::string r = n.substr(7);
+      const auto with = [&](const std::string& pre, const std::string& to) {
+        return r.compare(0, pre.size(), pre) == 0 ? to + r.substr(pre.size()) : std::string();
+      };
+      if (r.compare(0, 10, "attn_pool.") == 0 || r.compare(0, 21, "attn_pool_contrastive") == 0)
+        fail(ErrorCode::kUnsupported, file + ": open_clip's attentional pooler ('" + n + "', CoCa) is not supported by vit-infer");
+      if (r.compare(0, 6, "trunk.") == 0)
+        fail(ErrorCode::kUnsupported, file + ": an open_clip image tower built on a timm trunk ('" + n +
+                                          "') is not supported by vit-infer (load the trunk's timm checkpoint)");
+      Entry e{n, Entry::kAsIs};
+      std::string t;
+      if (r == "conv1.weight") t = "patch_embed.proj.weight";
+      else if (r == "class_embedding") t = "cls_token", e.how = Entry::kLead2;
+      else if (r == "positional_embedding") t = "pos_embed", e.how = Entry::kLead1;
+      else if (r == "proj") t = "visual_projection.weight", e.how = Entry::kTranspose;
+      else if (!(t = with("ln_pre.", "norm_pre.")).empty()) {
+      } else if (!(t = with("ln_post.", ln_post_after_pool ? "fc_norm." : "norm.")).empty()) {
+      } else if (r.compare(0, 22, "transformer.resblocks.") == 0) {
+        const size_t dot = r.find('.', 22);
+        const std::string idx = r.substr(22, dot == std::string::npos ? std::string::npos : dot - 22);
+        const std::string rest = dot == std::string::npos ? std::string() : r.substr(dot + 1);
+        for (const auto& [from, to] : kBlock)
+          if (rest.compare(0, std::strlen(from), from) == 0) t = "blocks." + idx + "." + to + rest.substr(std::strlen(from));
+      }
+      map_[t.empty() ? n : t] = e;
+    }
+  }
+  // Tensors outside visual.* (the text tower, logit_scale).
+  size_t text_tensors() const { return text_; }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> v;
+    for (const auto& [n, e] : map_) v.push_back(n);
+    return v;
+  }
+  bool has(const std::string& n) const override { return map_.count(n) > 0; }
+  Shape shape(const std::string& n) const override {
+    const Entry& e = map_.at(n);
+    Shape s = inner_->shape(e.src);
+    if (e.how == Entry::kLead1) s.insert(s.begin(), 1);
+    if (e.how == Entry::kLead2) s.insert(s.begin(), 2, 1);
+    if (e.how == Entry::kTranspose && s.size() == 2) std::swap(s[0], s[1]);
+    return s;
+  }
+  Tensor read(const std::string& n) const override {
+    const Entry& e = map_.at(n);
+    Tensor t = inner_->read(e.src);
+    if (e.how == Entry::kTranspose && t.shape.size() == 2) return transpose2d(t, t.shape[0], t.shape[1]);
+    t.shape = shape(n);
+    return t;
+  }
+
+ private:
+  struct Entry {
+    std::string src;
+    enum How { kAsIs, kLead1, kLead2, kTranspose } how;
+  };
+  static Tensor transpose2d(const Tensor& t, int64_t rows, int64_t cols) {
+    Tensor o({cols, rows});
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) o.data[static_cast<size_t>(c * rows + r)] = t.data[static_cast<size_t>(r * cols + c)];
+    return o;
+  }
+  std::unique_ptr<TensorSource> inner_;
+  std::map<std::string, Entry> map_;
+  size_t text_ = 0;
 };
 
 std::unique_ptr<TensorSource> open_source(const std::string& path) {
@@ -489,20 +583,20 @@ Names defining_names(const LayoutInfo& L, bool deit_teacher) {
       n = {"embedding/kernel", "embedding/bias", "cls", "Transformer/posembed_input/pos_embedding",
            "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel", "head/kernel", "head/bias",
            "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/bias", "Transformer/encoder_norm/scale",
-           "Transformer/encoderblock_"};
+           "Transformer/encoderblock_", ""};
       break;
     case WeightLayout::kHFSiglip: {  // no cls token, no classifier: those names are left empty
       const std::string& p = L.prefix;
       n = {p + "embeddings.patch_embedding.weight", p + "embeddings.patch_embedding.bias", "",
            p + "embeddings.position_embedding.weight", p + "encoder.layers.0.mlp.fc1.weight", "", "",
-           p + "encoder.layers.0.self_attn.q_proj.bias", p + "post_layernorm.weight", p + "encoder.layers."};
+           p + "encoder.layers.0.self_attn.q_proj.bias", p + "post_layernorm.weight", p + "encoder.layers.", ""};
       break;
     }
     case WeightLayout::kHFAimv2: {  // no cls token, no classifier; gated by its names (gate_proj / up_proj)
       const std::string& p = L.prefix;
       n = {p + "embeddings.patch_embed.weight", p + "embeddings.patch_embed.bias", "",
            p + "embeddings.position_embedding.weight", p + "encoder.layers.0.ffn.gate_proj.weight", "", "",
-           p + "encoder.layers.0.attention.q_proj.bias", p + "rms_norm.weight", p + "encoder.layers."};
+           p + "encoder.layers.0.attention.q_proj.bias", p + "rms_norm.weight", p + "encoder.layers.", ""};
       break;
     }
   }
@@ -712,6 +806,7 @@ std::map<std::string, Shape> expected_tensors(const LayoutInfo& L, const ViTConf
         e["head_dist.bias"] = {C};
       }
     }
+    if (c.proj_dim > 0) e["visual_projection.weight"] = {c.proj_dim, D};  // open_clip (OpenClipSource)
   } else if (L.layout == WeightLayout::kHF) {
     const HFNames h = hf_names(L, c.dist_token && c.dist_head);
     const HFBlockNames bn = hf_block_names(L);
@@ -953,6 +1048,7 @@ void map_timm(const Reader& rd, const ViTConfig& c, const LayoutInfo& L, ViTWeig
       w->head_dist_b = rd("head_dist.bias");
     }
   }
+  if (c.proj_dim > 0) w->proj_w = rd("visual_projection.weight");  // open_clip's visual.proj (OpenClipSource)
 }
 
 void map_hf(const Reader& rd, const ViTConfig& c, const LayoutInfo& L, ViTWeights* w) {
@@ -1248,7 +1344,13 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   ConfigHints hints;
   const fs::path cfg_path = fs::path(loc.dir.empty() ? "." : loc.dir) / "config.json";
   const fs::path pre_path = fs::path(loc.dir.empty() ? "." : loc.dir) / "preprocessor_config.json";
-  if (fs::is_regular_file(cfg_path)) {
+  // open_clip's own config: for its weights file (open_clip_model.safetensors), or the only config.
+  const fs::path oc_path = fs::path(loc.dir.empty() ? "." : loc.dir) / "open_clip_config.json";
+  const bool oc_weights = fs::path(file).filename().string().rfind("open_clip", 0) == 0;
+  if (fs::is_regular_file(oc_path) && (oc_weights || !fs::is_regular_file(cfg_path))) {
+    hints = detail::parse_open_clip_config(detail::read_json_file(oc_path.string()), oc_path.string());
+    warnings.insert(warnings.end(), hints.warnings.begin(), hints.warnings.end());
+  } else if (fs::is_regular_file(cfg_path)) {
     hints = detail::parse_config_json(detail::read_json_file(cfg_path.string()), cfg_path.string());
     warnings.insert(warnings.end(), hints.warnings.begin(), hints.warnings.end());
   }
@@ -1271,6 +1373,24 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
   }
 
   std::unique_ptr<TensorSource> src = open_source(file);
+  bool open_clip = false;
+  if (OpenClipSource::detect(src->names())) {
+    auto oc = std::make_unique<OpenClipSource>(std::move(src), hints.ln_post_after_pool, file);
+    open_clip = true;
+    if (oc->text_tensors() > 0) {
+      warnings.push_back(file + ": open_clip CLIP: its text tower (" + to_s(static_cast<int64_t>(oc->text_tensors())) +
+                         " tensors) is not used; the image tower runs, its embeddings are the image features");
+    }
+    if (hints.kind != ConfigKind::kOpenClip) {
+      // timm's openai / laion CLIP towers: LayerNorm eps 1e-5, QuickGELU for OpenAI's own weights.
+      if (!hints.ln_eps) hints.ln_eps = 1e-5f;
+      if (!hints.act && !ov.architecture)
+        warnings.push_back(file + ": an open_clip checkpoint without open_clip_config.json: GELU (erf) assumed; "
+                                  "OpenAI's own CLIP weights use QuickGELU (pass --arch vit_base_patch16_clip_quickgelu_224 "
+                                  "or the like, or keep the open_clip_config.json beside it)");
+    }
+    src = std::move(oc);
+  }
   if (!hints.ignored_prefixes.empty()) {
     const size_t all = src->names().size();
     src = std::make_unique<FilteredSource>(std::move(src), hints.ignored_prefixes);
@@ -1295,7 +1415,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
 
   ViTConfig cfg;
   cfg.layout = L.layout;
-  cfg.architecture = arch_name;
+  cfg.architecture = arch_name.empty() && open_clip ? "open_clip" : arch_name;  // family(): a CLIP tower
 
   // Shapes of the defining tensors. The layouts differ only in which axis holds what:
   // JAX patch kernel [P, P, C, D] and Dense kernels [in, out]; timm/HF [D, C, P, P] and [out, in].
@@ -1449,6 +1569,13 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
                                            : 0;
     cfg.pre_norm = src->has("norm_pre.weight");
     cfg.patch_bias = src->has("patch_embed.proj.bias");
+    // open_clip's image projection (OpenClipSource: visual.proj as visual_projection.weight [E, D]):
+    // the embeddings are the projected image features, as encode_image gives them.
+    if (src->has("visual_projection.weight")) {
+      cfg.proj_dim = model_dim(need_shape(*src, "visual_projection.weight", 2, file), 0, 1, limits::kMaxHidden,
+                               "projection width", "visual_projection.weight", file);
+      note_conflict(&warnings, hints, hints.proj_dim, cfg.proj_dim, "embed_dim");
+    }
     // aimv2: RmsNorm everywhere (as config.json / the entrypoint says: a missing norm bias alone
     // stays an error), a norm on the patch embeddings, no proj / MLP biases.
     cfg.rms_norm = hints.rms_norm.value_or(false);
@@ -1680,7 +1807,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
 
   // Preprocessing: a timm pretrained_cfg, else HF preprocessor_config.json / defaults by layout.
   bool pp_from_file = false;  // a preprocessor_config.json size that may disagree with the model
-  if (hints.kind == ConfigKind::kTimm && hints.preprocess) {
+  if ((hints.kind == ConfigKind::kTimm || hints.kind == ConfigKind::kOpenClip) && hints.preprocess) {
     cfg.preprocess = *hints.preprocess;
   } else if (fs::is_regular_file(pre_path)) {
     cfg.preprocess = detail::hf_default_preprocess(cfg.image_h, cfg.image_w);
