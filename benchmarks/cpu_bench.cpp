@@ -5,6 +5,8 @@
 //   gemm     the ViT GEMMs (M = 197 * B x N x K) on each candidate GEMM engine: oneDNN fp32 and
 //            bf16 (as DnnlLinear runs them: packed weights, fused bias), OpenBLAS fp32 (as the
 //            reference runs it), MKL sgemm / gemm_bf16bf16f32 when --mkl names libmkl_rt.so
+//   attention  the fast engine's fused attention alone at ViT-B's shapes (T 197, 12 heads of 64;
+//            T 577 at 384), fp32 and bf16, per ISA kernel set: ms and GFLOP/s (QK^T and PV)
 //   ceiling  measured peak of the vector units: AVX-512 fp32 FMA and AVX512-BF16 dot-product
 //            loops on every thread (register-only, no memory), so results read as a fraction
 //            of what the cores can do. AMX is measured by oneDNN's AMX GEMM when the CPU has it.
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
@@ -40,7 +43,7 @@ struct Options {
   std::string model, arch = "vit_base_patch16_224", json_out, mkl;
   std::string engines = "reference,fp32,bf16", batches = "1,8,32";
   int runs = 5, warmup = 2, threads = 2;
-  bool gemm = false, ceiling = false, no_engines = false;
+  bool gemm = false, attention = false, ceiling = false, no_engines = false;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -221,6 +224,14 @@ json bench_gemms(const Options& o) {
         const void* xin = bf16 ? static_cast<const void*>(x16.data()) : x.data();
         add(std::string("onednn ") + (bf16 ? "bf16 " : "fp32 ") + lin.impl_name(M),
             time_it(o.runs * 4, [&] { lin.run(xin, M, y.data(), o.threads); }));
+        // As in a forward: each call reads another layer's weights (12 copies, 40-170 MB in all,
+        // past the last-level cache), so they come from DRAM; the gap to the row above is what
+        // cold weights cost (per call: the median over the 12 layers' calls).
+        std::vector<std::unique_ptr<vit::fastcpu::DnnlLinear>> layers;
+        for (int l = 0; l < 12; ++l) layers.push_back(std::make_unique<vit::fastcpu::DnnlLinear>(w.ptr(), bias.ptr(), spec));
+        int next = 0;
+        add(std::string("onednn ") + (bf16 ? "bf16" : "fp32") + " cold weights",
+            time_it(o.runs * 12, [&] { layers[static_cast<size_t>(next++ % 12)]->run(xin, M, y.data(), o.threads); }));
       }
       {
         vit::ref::BlasSingleThreaded guard;
@@ -239,6 +250,27 @@ json bench_gemms(const Options& o) {
         add("mkl gemm_bf16bf16f32", time_it(o.runs * 4, [&] {
               mkl_bgemm(101, 111, 112, M, s.N, s.K, 1.0f, x16.data(), s.K, w16.data(), s.K, 0.0f, y.data(), s.N);
             }));
+      }
+    }
+  }
+  return rows;
+}
+
+json bench_attention(const Options& o) {
+  const vit::fastcpu::Kernels& k = vit::fastcpu::kernels_for(vit::effective_cpu_isa());
+  json rows = json::array();
+  for (int64_t T : {197, 577}) {
+    for (int64_t B : {1, 8}) {
+      const int64_t H = 12, hd = 64, D = H * hd;
+      const double flop = 4.0 * B * H * T * T * hd;
+      std::vector<float> qkv(static_cast<size_t>(B * T * 3 * D)), out(static_cast<size_t>(B * T * D));
+      for (size_t i = 0; i < qkv.size(); ++i) qkv[i] = static_cast<float>((i * 7919) % 2000) / 1000.0f - 1.0f;
+      for (bool bf16 : {false, true}) {
+        const json t = time_it(o.runs * 4, [&] { k.attention(qkv.data(), out.data(), bf16, B, T, H, hd, o.threads); });
+        const double med = t["median"];
+        rows.push_back({{"T", T}, {"B", B}, {"bf16", bf16}, {"ms", t}, {"gflop_s", flop / (med * 1e6)}});
+        std::printf("attention T %4lld B %2lld %s %8.3f ms  %7.1f GFLOP/s\n", static_cast<long long>(T),
+                    static_cast<long long>(B), bf16 ? "bf16" : "fp32", med, flop / (med * 1e6));
       }
     }
   }
@@ -322,6 +354,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", o.warmup)->capture_default_str();
   app.add_option("-t,--threads", o.threads)->capture_default_str();
   app.add_flag("--gemm", o.gemm, "time the GEMM candidates at the ViT-B shapes");
+  app.add_flag("--attention", o.attention, "time the fused attention kernels at the ViT-B shapes");
   app.add_flag("--ceiling", o.ceiling, "measure the vector-unit peaks");
   app.add_flag("--no-engines", o.no_engines, "skip the whole-model timings");
   app.add_option("--mkl", o.mkl, "path of libmkl_rt.so to time MKL too (e.g. from pip mkl)");
@@ -334,6 +367,7 @@ int main(int argc, char** argv) {
     j["threads"] = o.threads;
     if (o.ceiling) j["ceiling"] = bench_ceiling(o);
     if (o.gemm) j["gemm"] = bench_gemms(o);
+    if (o.attention) j["attention"] = bench_attention(o);
     if (!o.no_engines) {
       auto model = make_model(o);
       j["model"] = model->cfg.architecture;

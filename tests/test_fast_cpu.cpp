@@ -78,6 +78,25 @@ TEST(FastCpuBf16, RoundsToNearestEven) {
   EXPECT_TRUE(std::isnan(fc::from_bf16(fc::to_bf16(kNaN))));
 }
 
+// The kernels' conversion (vectorised on AVX-512, as the attention's output rounding) gives the
+// scalar to_bf16's bits: ties to even, NaN quiet, infinities, subnormals, both signs, a tail.
+TEST(FastCpuKernels, ToBf16MatchesScalarBits) {
+  std::vector<float> x = random_vec(4096 * 2 + 37, -1e4f, 1e4f);
+  const float special[] = {1.00390625f, 1.01171875f, -1.00390625f, 0.0f, -0.0f, 1e-40f, -3e-39f,
+                           std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(), kNaN,
+                           -kNaN, std::numeric_limits<float>::max(), 3.3895313e38f};
+  for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); ++i) x[i * 7] = special[i];
+  const std::vector<uint16_t> want = to_bf16(x);
+  for (CpuIsa isa : kernel_levels()) {
+    SCOPED_TRACE(vit::cpu_isa_name(isa));
+    std::vector<uint16_t> got(x.size(), 0x1234);
+    fc::kernels_for(isa).to_bf16(x.data(), got.data(), static_cast<int64_t>(x.size()), 2);
+    size_t bad = 0;
+    for (size_t i = 0; i < x.size(); ++i) bad += got[i] != want[i];
+    EXPECT_EQ(bad, 0u);
+  }
+}
+
 TEST(FastCpuKernels, LayerNormMatchesReference) {
   for (CpuIsa isa : kernel_levels()) {
     const fc::Kernels& k = fc::kernels_for(isa);
@@ -137,7 +156,9 @@ struct AttnShape {
 
 TEST(FastCpuKernels, FlashAttentionMatchesReference) {
   const AttnShape shapes[] = {{1, 197, 3, 64}, {3, 197, 2, 24}, {1, 50, 4, 80}, {3, 50, 2, 64},
-                              {1, 577, 2, 80}, {3, 577, 1, 24}, {2, 35, 3, 40}, {1, 35, 2, 64}};
+                              {1, 577, 2, 80}, {3, 577, 1, 24}, {2, 35, 3, 40}, {1, 35, 2, 64},
+                              // the bf16 kernel's 512-key softmax steps: a 1-key second step, three steps
+                              {1, 513, 2, 40}, {1, 1100, 1, 64}};
   for (CpuIsa isa : kernel_levels()) {
     const fc::Kernels& k = fc::kernels_for(isa);
     for (const AttnShape& s : shapes) {

@@ -78,10 +78,11 @@ class GraphRunner {
   // Runs the graph for nb images: each kInput tensor reads inputs.at(id) ([nb, shape] in its
   // dtype), the rest live in ws.arena (ws.ptr[t] afterwards: valid until the next run on ws);
   // `out` receives the attention maps the rows write (CpuCtx). Polls `cancel` between nodes.
-  // `profile` (may be null): wall ms and calls per "op / row".
+  // `profile` (may be null): wall ms and calls per "op / row", or with `by_node` per
+  // "op / row / node" with the block index as '*' (blocks.*.attn.qkv: one line per role).
   void run(Workspace& ws, int64_t nb, int threads, const std::map<int, const void*>& inputs, const RunOutputs& out,
            int64_t layer_stride, const std::atomic<bool>* cancel,
-           std::map<std::string, std::pair<double, int64_t>>* profile = nullptr) const;
+           std::map<std::string, std::pair<double, int64_t>>* profile = nullptr, bool by_node = false) const;
 
  private:
   graph::Graph g_;

@@ -15,6 +15,7 @@
 #include <map>
 #include <cstring>
 #include <mutex>
+#include <regex>
 #include <new>
 #include <string>
 #include <vector>
@@ -235,7 +236,7 @@ GraphRunner::GraphRunner(Graph g, const CpuBackend& backend, std::map<std::strin
 
 void GraphRunner::run(Workspace& ws, int64_t nb, int threads, const std::map<int, const void*>& inputs,
                       const RunOutputs& out, int64_t layer_stride, const std::atomic<bool>* cancel,
-                      std::map<std::string, std::pair<double, int64_t>>* profile) const {
+                      std::map<std::string, std::pair<double, int64_t>>* profile, bool by_node) const {
   // This chunk's activations (planned for nb images) packed into ws.arena by lifetime; weights
   // at their host data, inputs at the caller's memory (read only).
   std::vector<ArenaRequest> req;
@@ -274,7 +275,9 @@ void GraphRunner::run(Workspace& ws, int64_t nb, int threads, const std::map<int
     const auto t0 = std::chrono::steady_clock::now();
     rows_[i]->run(ctx, g_.nodes[i], state_[i].get());
     const std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - t0;
-    auto& p = (*profile)[std::string(graph::op_name(g_.nodes[i].op)) + " / " + rows_[i]->name];
+    std::string key = std::string(graph::op_name(g_.nodes[i].op)) + " / " + rows_[i]->name;
+    if (by_node) key += " / " + std::regex_replace(g_.nodes[i].name, std::regex("[0-9]+"), "*");
+    auto& p = (*profile)[key];
     p.first += ms.count();
     ++p.second;
   }
@@ -298,6 +301,7 @@ class CpuEngine final : public Engine {
     if (!model_) fail(ErrorCode::kInvalidArgument, backend_.name + " engine: model is null");
     const char* prof = std::getenv("VIT_CPU_PROFILE");
     profile_ = prof && *prof && std::strcmp(prof, "0") != 0;
+    profile_nodes_ = profile_ && std::strcmp(prof, "nodes") == 0;
     own_ = graph::RunSize{model_->cfg.image_h, model_->cfg.image_w};
     graphs_.emplace(own_, make_sized(own_));  // validates the model and prepares (packs) every weight
     threads_ = threads > 0 ? threads : std::max(1, omp_get_num_procs());
@@ -334,7 +338,7 @@ class CpuEngine final : public Engine {
       o.attention_layers = out.attention_layers ? out.attention_layers + int64_t{b0} * T * T : nullptr;
       // attention_layers is [depth, batch, T, T]: one layer spans the whole batch, not the chunk.
       runner.run(ws_, nb, threads_, {{g.images, images + b0 * image_size}}, o, int64_t{batch} * T * T, cancel,
-                 profile_ ? &prof_ : nullptr);
+                 profile_ ? &prof_ : nullptr, profile_nodes_);
       if (o.embeddings)
         std::memcpy(o.embeddings, ws_.ptr[static_cast<size_t>(g.embeddings)],
                     static_cast<size_t>(nb) * c.embed_dim() * sizeof(float));
@@ -347,8 +351,8 @@ class CpuEngine final : public Engine {
     }
   }
 
-  // VIT_CPU_PROFILE=1: wall time per (op, row) over the engine's life, printed to stderr when it
-  // is destroyed (a development aid: the rows run one after another, so the times add up).
+  // VIT_CPU_PROFILE=1: wall time per (op, row) over the engine's life (=nodes: per node role),
+  // printed to stderr when it is destroyed (a development aid: the rows run one after another, so the times add up).
   ~CpuEngine() override {
     if (!profile_ || prof_.empty()) return;
     std::vector<std::pair<std::string, std::pair<double, int64_t>>> v(prof_.begin(), prof_.end());
@@ -394,7 +398,7 @@ class CpuEngine final : public Engine {
   std::shared_ptr<const Model> model_;
   CpuBackend backend_;
   bool fusion_ = true;
-  bool profile_ = false;
+  bool profile_ = false, profile_nodes_ = false;
   std::map<std::string, std::pair<double, int64_t>> prof_;         // VIT_CPU_PROFILE: ms, calls
   graph::RunSize own_;                                            // the model's size (always cached)
   std::map<graph::RunSize, std::unique_ptr<SizedGraph>> graphs_;  // per run size

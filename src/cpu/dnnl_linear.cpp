@@ -1,4 +1,4 @@
-// vit-infer: DnnlLinear (dnnl_linear.h). The packed weight layout is the one oneDNN prefers for
+// vit-infer: DnnlLinear (dnnl_linear.h); builds against oneDNN 2.x (Debian) and 3.x. The packed weight layout is the one oneDNN prefers for
 // the hint M (the engine's common row count); every other M reuses that layout (a primitive is
 // created with the concrete blocked descriptor), so the weights exist once. Errors from oneDNN
 // (dnnl::error) become vit::Error.
@@ -45,6 +45,15 @@ Context& context() {
   return ctx;
 }
 
+// oneDNN 3 dropped the post-op scale argument (2.x: scale, algorithm, alpha, beta).
+void append_eltwise(dnnl::post_ops& po, dnnl::algorithm alg, float alpha) {
+#if DNNL_VERSION_MAJOR >= 3
+  po.append_eltwise(alg, alpha, 0.0f);
+#else
+  po.append_eltwise(1.0f, alg, alpha, 0.0f);
+#endif
+}
+
 template <class F>
 auto dnnl_call(const char* what, F&& f) -> decltype(f()) {
   try {
@@ -80,16 +89,19 @@ struct DnnlLinear::Impl {
     dnnl::memory::desc dst({M, spec.N}, spec.y_bf16 ? dt::bf16 : dt::f32, tag::ab);
     dnnl::memory::desc b_md = spec.has_bias ? dnnl::memory::desc({1, spec.N}, dt::f32, tag::ab) : dnnl::memory::desc();
     dnnl::post_ops po;
-    if (spec.epi == LinearEpilogue::kBiasGelu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
-    if (spec.epi == LinearEpilogue::kBiasGeluTanh)
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_tanh, 0.0f, 0.0f);
+    if (spec.epi == LinearEpilogue::kBiasGelu) append_eltwise(po, dnnl::algorithm::eltwise_gelu_erf, 0.0f);
+    if (spec.epi == LinearEpilogue::kBiasGeluTanh) append_eltwise(po, dnnl::algorithm::eltwise_gelu_tanh, 0.0f);
     if (spec.epi == LinearEpilogue::kBiasQuickGelu)  // swish: x * sigmoid(alpha x)
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
-    if (spec.epi == LinearEpilogue::kBiasSilu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.0f, 0.0f);
+      append_eltwise(po, dnnl::algorithm::eltwise_swish, 1.702f);
+    if (spec.epi == LinearEpilogue::kBiasSilu) append_eltwise(po, dnnl::algorithm::eltwise_swish, 1.0f);
     if (spec.epi == LinearEpilogue::kBiasAccumulate) po.append_sum(1.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);
+#if DNNL_VERSION_MAJOR >= 3
+    return dnnl::matmul::primitive_desc(context().eng, src, w_md, b_md, dst, attr);
+#else
     return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w_md, b_md, dst), attr, context().eng);
+#endif
   }
 
   dnnl::matmul& prim(int64_t M) {
