@@ -181,11 +181,19 @@ json time_it(int runs, F&& f) {
 }
 
 json bench_gemms(const Options& o) {
+  // epi / bf16_out: what the fast engine's forward asks of each (the residual stream is fp32, fc1's
+  // GELU output feeds fc2 in the run's precision).
+  using vit::fastcpu::LinearEpilogue;
   struct Shape {
     const char* name;
     int64_t N, K;
+    LinearEpilogue epi;
+    bool bf16_out;
   };
-  const Shape shapes[] = {{"qkv", 2304, 768}, {"proj", 768, 768}, {"fc1", 3072, 768}, {"fc2", 768, 3072}};
+  const Shape shapes[] = {{"qkv", 2304, 768, LinearEpilogue::kBias, false},
+                          {"proj", 768, 768, LinearEpilogue::kBiasAccumulate, false},
+                          {"fc1", 3072, 768, LinearEpilogue::kBiasGelu, true},
+                          {"fc2", 768, 3072, LinearEpilogue::kBiasAccumulate, false}};
   void* mkl = o.mkl.empty() ? nullptr : dlopen(o.mkl.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!o.mkl.empty() && !mkl) std::fprintf(stderr, "cpu-bench: cannot dlopen %s: %s\n", o.mkl.c_str(), dlerror());
   auto mkl_sgemm = mkl ? reinterpret_cast<sgemm_t>(dlsym(mkl, "cblas_sgemm")) : nullptr;
@@ -225,12 +233,15 @@ json bench_gemms(const Options& o) {
         add(std::string("onednn ") + (bf16 ? "bf16 " : "fp32 ") + lin.impl_name(M),
             time_it(o.runs * 4, [&] { lin.run(xin, M, y.data(), o.threads); }));
         // As in a forward: each call reads another layer's weights (12 copies, 40-170 MB in all,
-        // past the last-level cache), so they come from DRAM; the gap to the row above is what
-        // cold weights cost (per call: the median over the 12 layers' calls).
+        // past the last-level cache, so they come from DRAM), with the forward's epilogue and
+        // output type; the gap to the row above is what these cost (per call: the median).
+        vit::fastcpu::LinearSpec fwd = spec;
+        fwd.epi = s.epi;
+        fwd.y_bf16 = bf16 && s.bf16_out;
         std::vector<std::unique_ptr<vit::fastcpu::DnnlLinear>> layers;
-        for (int l = 0; l < 12; ++l) layers.push_back(std::make_unique<vit::fastcpu::DnnlLinear>(w.ptr(), bias.ptr(), spec));
+        for (int l = 0; l < 12; ++l) layers.push_back(std::make_unique<vit::fastcpu::DnnlLinear>(w.ptr(), bias.ptr(), fwd));
         int next = 0;
-        add(std::string("onednn ") + (bf16 ? "bf16" : "fp32") + " cold weights",
+        add(std::string("onednn ") + (bf16 ? "bf16" : "fp32") + " as in a forward",
             time_it(o.runs * 12, [&] { layers[static_cast<size_t>(next++ % 12)]->run(xin, M, y.data(), o.threads); }));
       }
       {
