@@ -35,7 +35,8 @@ struct Kernels {
                      const float* g, const float* b, float eps, bool rms, int nt);
   // Multi-head self-attention without a T x T matrix: per (image, head, block of query rows),
   // key blocks stream through an online softmax (running max m and sum l in fp32), so only a
-  // [query block, key block] score tile exists at a time.
+  // [query block, key block] score tile exists at a time (32 x 64 on the AVX2 / baseline levels;
+  // 4 rows x up to 512 keys on the AVX-512 ones, a whole row of ViT at 224).
   //   qkv: [B, T, 3D] fp32, per token q | k | v, each head-major (head h = columns h*hd .. +hd-1)
   //   out: [B, T, D] fp32 or bf16, heads concatenated head-major
   // With a bf16 output on the AVX512-BF16 level, q, k, v and the probabilities go through the bf16
