@@ -21,8 +21,8 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <string>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -239,7 +239,8 @@ json bench_gemms(const Options& o) {
         fwd.epi = s.epi;
         fwd.y_bf16 = bf16 && s.bf16_out;
         std::vector<std::unique_ptr<vit::fastcpu::DnnlLinear>> layers;
-        for (int l = 0; l < 12; ++l) layers.push_back(std::make_unique<vit::fastcpu::DnnlLinear>(w.ptr(), bias.ptr(), fwd));
+        for (int l = 0; l < 12; ++l)
+          layers.push_back(std::make_unique<vit::fastcpu::DnnlLinear>(w.ptr(), bias.ptr(), fwd));
         int next = 0;
         add(std::string("onednn ") + (bf16 ? "bf16" : "fp32") + " as in a forward",
             time_it(o.runs * 12, [&] { layers[static_cast<size_t>(next++ % 12)]->run(xin, M, y.data(), o.threads); }));

@@ -15,7 +15,6 @@
 #include <map>
 #include <cstring>
 #include <mutex>
-#include <regex>
 #include <new>
 #include <string>
 #include <vector>
@@ -276,7 +275,14 @@ void GraphRunner::run(Workspace& ws, int64_t nb, int threads, const std::map<int
     rows_[i]->run(ctx, g_.nodes[i], state_[i].get());
     const std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - t0;
     std::string key = std::string(graph::op_name(g_.nodes[i].op)) + " / " + rows_[i]->name;
-    if (by_node) key += " / " + std::regex_replace(g_.nodes[i].name, std::regex("[0-9]+"), "*");
+    if (by_node) {  // the node's role: each run of digits (the block index) as '*'
+      key += " / ";
+      for (const char ch : g_.nodes[i].name) {
+        const bool digit = ch >= '0' && ch <= '9';
+        if (!digit) key += ch;
+        else if (key.back() != '*') key += '*';
+      }
+    }
     auto& p = (*profile)[key];
     p.first += ms.count();
     ++p.second;
@@ -352,7 +358,8 @@ class CpuEngine final : public Engine {
   }
 
   // VIT_CPU_PROFILE=1: wall time per (op, row) over the engine's life (=nodes: per node role),
-  // printed to stderr when it is destroyed (a development aid: the rows run one after another, so the times add up).
+  // printed to stderr when it is destroyed (a development aid: the rows run one after another,
+  // so the times add up).
   ~CpuEngine() override {
     if (!profile_ || prof_.empty()) return;
     std::vector<std::pair<std::string, std::pair<double, int64_t>>> v(prof_.begin(), prof_.end());

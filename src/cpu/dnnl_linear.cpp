@@ -1,7 +1,7 @@
-// vit-infer: DnnlLinear (dnnl_linear.h); builds against oneDNN 2.x (Debian) and 3.x. The packed weight layout is the one oneDNN prefers for
-// the hint M (the engine's common row count); every other M reuses that layout (a primitive is
-// created with the concrete blocked descriptor), so the weights exist once. Errors from oneDNN
-// (dnnl::error) become vit::Error.
+// vit-infer: DnnlLinear (dnnl_linear.h); builds against oneDNN 2.x (Debian) and 3.x. The packed
+// weight layout is the one oneDNN prefers for the hint M (the engine's common row count); every
+// other M reuses that layout (a primitive is created with the concrete blocked descriptor), so
+// the weights exist once. Errors from oneDNN (dnnl::error) become vit::Error.
 #include "cpu/dnnl_linear.h"
 
 #include <omp.h>
