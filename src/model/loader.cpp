@@ -131,6 +131,21 @@ Located locate(const std::string& path) {
   fail(ErrorCode::kIo, "no model.safetensors, *.safetensors or *.npz weights in directory " + path);
 }
 
+// [rows, cols] -> [cols, rows]
+Tensor transpose2d(const Tensor& t, int64_t rows, int64_t cols) {
+  Tensor o({cols, rows});
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) o.data[c * rows + r] = t.data[r * cols + c];
+  }
+  return o;
+}
+
+// The warning for a dual-tower checkpoint whose text tower (n tensors) is left unread.
+std::string text_tower_unused(const std::string& file, const std::string& what, size_t n) {
+  return file + ": " + what + ": its text tower (" + std::to_string(n) +
+         " tensors) is not used; the image tower runs, its embeddings are the image features";
+}
+
 // A checkpoint with tensors the model does not read (a dual-tower CLIPModel's text tower): those
 // names hidden, so that "every tensor present, none extra" applies to the image tower.
 class FilteredSource : public TensorSource {
@@ -239,12 +254,6 @@ class OpenClipSource : public TensorSource {
     std::string src;
     enum How { kAsIs, kLead1, kLead2, kTranspose } how;
   };
-  static Tensor transpose2d(const Tensor& t, int64_t rows, int64_t cols) {
-    Tensor o({cols, rows});
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) o.data[static_cast<size_t>(c * rows + r)] = t.data[static_cast<size_t>(r * cols + c)];
-    return o;
-  }
   std::unique_ptr<TensorSource> inner_;
   std::map<std::string, Entry> map_;
   size_t text_ = 0;
@@ -916,15 +925,6 @@ void check_tensors(const TensorSource& src, const LayoutInfo& L, const std::map<
 
 // ---- weight mapping --------------------------------------------------------------------
 
-// [rows, cols] -> [cols, rows]
-Tensor transpose2d(const Tensor& t, int64_t rows, int64_t cols) {
-  Tensor o({cols, rows});
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) o.data[c * rows + r] = t.data[r * cols + c];
-  }
-  return o;
-}
-
 Tensor reshaped(Tensor t, Shape s) {
   t.shape = std::move(s);
   return t;
@@ -1378,8 +1378,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     auto oc = std::make_unique<OpenClipSource>(std::move(src), hints.ln_post_after_pool, file);
     open_clip = true;
     if (oc->text_tensors() > 0) {
-      warnings.push_back(file + ": open_clip CLIP: its text tower (" + to_s(static_cast<int64_t>(oc->text_tensors())) +
-                         " tensors) is not used; the image tower runs, its embeddings are the image features");
+      warnings.push_back(text_tower_unused(file, "open_clip CLIP", oc->text_tensors()));
     }
     if (hints.kind != ConfigKind::kOpenClip) {
       // timm's openai / laion CLIP towers: LayerNorm eps 1e-5, QuickGELU for OpenAI's own weights.
@@ -1396,9 +1395,7 @@ std::shared_ptr<const Model> load_model(const std::string& path, const ConfigOve
     src = std::make_unique<FilteredSource>(std::move(src), hints.ignored_prefixes);
     const size_t kept = src->names().size();
     if (kept < all) {
-      warnings.push_back(file + ": " + hints.hf_class.value_or("a dual-tower model") + ": its text tower (" +
-                         to_s(static_cast<int64_t>(all - kept)) +
-                         " tensors) is not used; the image tower runs, its embeddings are the image features");
+      warnings.push_back(text_tower_unused(file, hints.hf_class.value_or("a dual-tower model"), all - kept));
     }
   }
   const std::vector<std::string> names = src->names();
