@@ -10,19 +10,27 @@
 //   ceiling  measured peak of the vector units: AVX-512 fp32 FMA and AVX512-BF16 dot-product
 //            loops on every thread (register-only, no memory), so results read as a fraction
 //            of what the cores can do. AMX is measured by oneDNN's AMX GEMM when the CPU has it.
+//   starts   --starts N: the engines part in N fresh processes, one after the other (this program
+//            re-run without --starts), and each start's median per (engine, batch) side by side:
+//            the spread across starts (slowest start's median / fastest's) is measured, not
+//            guessed from one process's runs.
 // Writes --json (schema in docs/PERF.md, CPU section) and prints a short table.
 #include <dlfcn.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -42,7 +50,7 @@ namespace {
 struct Options {
   std::string model, arch = "vit_base_patch16_224", json_out, mkl;
   std::string engines = "reference,fp32,bf16", batches = "1,8,32";
-  int runs = 5, warmup = 2, threads = 2;
+  int runs = 5, warmup = 2, threads = 2, starts = 0;
   bool gemm = false, attention = false, ceiling = false, no_engines = false;
 };
 
@@ -352,6 +360,72 @@ json bench_ceiling(const Options& o) {
   return j;
 }
 
+// ---- starts ----------------------------------------------------------------------------------
+
+// Runs this program again `o.starts` times, one process after the other, with `args` (the command
+// line without --starts / --json) plus --json to a temporary file, and puts each start's median
+// per (engine, batch) side by side. A start that fails is reported and counted; the others stand.
+json bench_starts(const Options& o, const std::vector<std::string>& args) {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) vit::fail(vit::ErrorCode::kInternal, "--starts: cannot read /proc/self/exe");
+  self[n] = '\0';
+  const std::string tmp = "/tmp/vit-cpu-bench-start-" + std::to_string(getpid()) + ".json";
+  // (engine, batch) -> one median per start, in start order
+  std::map<std::pair<std::string, int>, std::vector<double>> med;
+  json starts = json::array();
+  int failed = 0;
+  for (int s = 0; s < o.starts; ++s) {
+    std::vector<std::string> a = args;
+    a.insert(a.begin(), self);
+    a.push_back("--json");
+    a.push_back(tmp);
+    std::vector<char*> argv;
+    for (auto& x : a) argv.push_back(x.data());
+    argv.push_back(nullptr);
+    std::fflush(stdout);
+    const pid_t pid = fork();
+    if (pid < 0) vit::fail(vit::ErrorCode::kInternal, "--starts: fork failed");
+    if (pid == 0) {
+      execv(self, argv.data());
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    json j;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      std::ifstream f(tmp);
+      j = json::parse(f, nullptr, false);
+    }
+    std::remove(tmp.c_str());
+    if (j.is_discarded() || !j.contains("engines")) {
+      std::fprintf(stderr, "vit-cpu-bench: start %d failed (status %d)\n", s + 1, status);
+      ++failed;
+      continue;
+    }
+    json row = json::array();
+    for (const json& e : j["engines"]) {
+      const double m = e["ms"]["median"];
+      med[{e["engine"].get<std::string>(), e["batch"].get<int>()}].push_back(m);
+      row.push_back({{"engine", e["engine"]}, {"batch", e["batch"]}, {"median_ms", m}});
+    }
+    starts.push_back(row);
+  }
+  std::printf("\n%d starts (%d failed): each start's median ms per (engine, batch)\n", o.starts, failed);
+  json summary = json::array();
+  for (const auto& [key, v] : med) {
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    std::printf("%-10s batch %3d  fastest %8.2f  slowest %8.2f  spread %5.1f %%  |", key.first.c_str(), key.second,
+                *lo, *hi, 100.0 * (*hi / *lo - 1.0));
+    for (double x : v) std::printf(" %.1f", x);
+    std::printf("\n");
+    summary.push_back({{"engine", key.first}, {"batch", key.second}, {"start_medians_ms", v}, {"fastest_ms", *lo},
+                       {"slowest_ms", *hi}, {"spread", *hi / *lo - 1.0}});
+  }
+  if (failed == o.starts) vit::fail(vit::ErrorCode::kInternal, "--starts: every start failed");
+  return {{"starts", starts}, {"summary", summary}, {"failed", failed}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -371,9 +445,30 @@ int main(int argc, char** argv) {
   app.add_flag("--no-engines", o.no_engines, "skip the whole-model timings");
   app.add_option("--mkl", o.mkl, "path of libmkl_rt.so to time MKL too (e.g. from pip mkl)");
   app.add_option("--json", o.json_out, "write the results here");
+  app.add_option("--starts", o.starts,
+                 "run the engines part in N fresh processes and report each start's medians and the spread")
+      ->check(CLI::Range(2, 1000));
   CLI11_PARSE(app, argc, argv);
   try {
     json j;
+    if (o.starts > 0) {
+      // The children get this command line without --starts and --json (each writes its own).
+      std::vector<std::string> args;
+      for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--starts" || a == "--json") {
+          ++i;
+          continue;
+        }
+        if (a.rfind("--starts=", 0) == 0 || a.rfind("--json=", 0) == 0) continue;
+        args.push_back(a);
+      }
+      if (o.no_engines) vit::fail(vit::ErrorCode::kInvalidArgument, "--starts times the engines: drop --no-engines");
+      j = bench_starts(o, args);
+      j["git"] = VIT_GIT_HASH;
+      if (!o.json_out.empty()) std::ofstream(o.json_out) << j.dump(1) << "\n";
+      return 0;
+    }
     j["git"] = VIT_GIT_HASH;
     j["isa"] = vit::cpu_isa_name(vit::effective_cpu_isa());
     j["threads"] = o.threads;
