@@ -194,14 +194,14 @@ def test_a_bad_item_inside_a_batch_fails_alone(demo):
     checks but that the engine refuses fails by itself; the batch's other items get answers."""
     s = vit_infer.Session(demo, device="cpu", max_batch=8)
     good = vit_infer.decode_image(SAMPLES[0].read_bytes())
-    items = [vserve._Item(pixels=good), vserve._Item(pixels=np.zeros((0, 5, 3), np.uint8)),
-             vserve._Item(pixels=good), vserve._Item(array=np.zeros((3, 64, 64), np.float32))]
+    items = [vserve._Item(pixels=[good]), vserve._Item(pixels=[np.zeros((0, 5, 3), np.uint8)]),
+             vserve._Item(pixels=[good, good]), vserve._Item(array=np.zeros((1, 3, 64, 64), np.float32))]
     out = vserve.run_items(s, items)
     assert isinstance(out[1], ValueError) and "images[0] has shape [0, 5, 3]: no pixels" in str(out[1])
     want = s.run_images([good], ("logits", "embeddings"))
-    for k in (0, 2):
-        np.testing.assert_array_equal(out[k]["logits"], want["logits"][0])
-    np.testing.assert_array_equal(out[3]["embeddings"], s.run(np.zeros((1, 3, 64, 64), np.float32), "embeddings")[0])
+    np.testing.assert_array_equal(out[0]["logits"], want["logits"])
+    np.testing.assert_array_equal(out[2]["logits"], s.run_images([good, good], "logits"))  # one item, two rows
+    np.testing.assert_array_equal(out[3]["embeddings"], s.run(np.zeros((1, 3, 64, 64), np.float32), "embeddings"))
 
 
 def test_app_builder_takes_serve_yaml_args():

@@ -1,7 +1,12 @@
-"""``python -m vit_infer classify``: the ``vit-infer classify`` program's table / JSON Lines over the module.
+"""``python -m vit_infer classify | serve``.
 
     python -m vit_infer classify --model models/demo --top-k 5 img.jpg dir/ batch.npy
     python -m vit_infer classify --model M --json --device cuda --precision bf16 inputs/
+    python -m vit_infer serve --model M --port 8000 [--replicas N] [--precision bf16] [--name NAME]
+
+classify: the ``vit-infer classify`` program's table / JSON Lines over the module.
+serve: a local Ray and the Ray Serve app (vit_infer/serve.py: the Open Inference Protocol v2 and
+/classify, /embed) until SIGINT / SIGTERM.
 
 An input is an image file (PNG / JPEG, recognised by its bytes), a directory (recursive, sorted), or
 a preprocessed float32 ``.npy`` array ``[B, 3, H, W]`` / ``[3, H, W]``. A bad input is reported with its
@@ -66,8 +71,8 @@ def _print(path: str, preds: List[List[Prediction]], as_json: bool, array_rows: 
 
 def classify(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m vit_infer classify", description="Top-k classes of images.")
-    default_model = os.environ.get("VIT_INFER_MODEL") or ("models/demo" if os.path.isdir("models/demo") else None)
-    ap.add_argument("--model", default=default_model, required=default_model is None,
+    dm = default_model()
+    ap.add_argument("--model", default=dm, required=dm is None,
                     help="weights file or directory (default: $VIT_INFER_MODEL, else ./models/demo)")
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--json", action="store_true", help="JSON Lines instead of a table")
@@ -106,12 +111,27 @@ def classify(argv: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
+_USAGE = """usage: python -m vit_infer classify [--model M] [--top-k K] [--json] inputs...
+       python -m vit_infer serve --model M [--port P] [--replicas N] [--precision P] [--name NAME]"""
+
+
+def default_model() -> Optional[str]:
+    """$VIT_INFER_MODEL, else ./models/demo when it exists."""
+    return os.environ.get("VIT_INFER_MODEL") or ("models/demo" if os.path.isdir("models/demo") else None)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in ("classify",):
-        print("usage: python -m vit_infer classify [--model M] [--top-k K] [--json] inputs...", file=sys.stderr)
+    if not args or args[0] not in ("classify", "serve"):
+        print(_USAGE, file=sys.stderr)
         return 2
-    return classify(args[1:])
+    if args[0] == "classify":
+        return classify(args[1:])
+    # Ray on Linux would advertise the machine's outward address; a local cluster stays on loopback.
+    # Read when ray is first imported, so before the serving modules are.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from .serve import main as serve_main
+    return serve_main(args[1:])
 
 
 if __name__ == "__main__":
