@@ -1,12 +1,13 @@
-"""``python -m vit_infer classify | serve``.
+"""``python -m vit_infer classify | serve | embed``.
 
     python -m vit_infer classify --model models/demo --top-k 5 img.jpg dir/ batch.npy
     python -m vit_infer classify --model M --json --device cuda --precision bf16 inputs/
     python -m vit_infer serve --model M --port 8000 [--replicas N] [--precision bf16] [--name NAME]
+    python -m vit_infer embed --model M --input DIR|FILE.parquet --output OUT.parquet
 
 classify: the ``vit-infer classify`` program's table / JSON Lines over the module.
 serve: a local Ray and the Ray Serve app (vit_infer/serve.py: the Open Inference Protocol v2 and
-/classify, /embed) until SIGINT / SIGTERM.
+/classify, /embed) until SIGINT / SIGTERM. embed: a Ray Data job (vit_infer/embed.py).
 
 An input is an image file (PNG / JPEG, recognised by its bytes), a directory (recursive, sorted), or
 a preprocessed float32 ``.npy`` array ``[B, 3, H, W]`` / ``[3, H, W]``. A bad input is reported with its
@@ -112,7 +113,8 @@ def classify(argv: Sequence[str]) -> int:
 
 
 _USAGE = """usage: python -m vit_infer classify [--model M] [--top-k K] [--json] inputs...
-       python -m vit_infer serve --model M [--port P] [--replicas N] [--precision P] [--name NAME]"""
+       python -m vit_infer serve --model M [--port P] [--replicas N] [--precision P] [--name NAME]
+       python -m vit_infer embed --model M --input DIR|FILE.parquet --output OUT.parquet"""
 
 
 def default_model() -> Optional[str]:
@@ -122,7 +124,7 @@ def default_model() -> Optional[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in ("classify", "serve"):
+    if not args or args[0] not in ("classify", "serve", "embed"):
         print(_USAGE, file=sys.stderr)
         return 2
     if args[0] == "classify":
@@ -130,8 +132,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Ray on Linux would advertise the machine's outward address; a local cluster stays on loopback.
     # Read when ray is first imported, so before the serving modules are.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from .serve import main as serve_main
-    return serve_main(args[1:])
+    if args[0] == "serve":
+        from .serve import main as serve_main
+        return serve_main(args[1:])
+    from .embed import main as embed_main
+    return embed_main(args[1:])
 
 
 if __name__ == "__main__":
