@@ -1,6 +1,7 @@
 """The Open Inference Protocol v2 routes of ``python -m vit_infer serve``, started by the command as a user
 would start it (a local Ray, two replicas), against the real clients from PyPI, unchanged:
-tritonclient[http] (binary tensors on and off) and kserve's InferenceRESTClient. Answers are compared
+tritonclient[http] (binary tensors on and off) and kserve's InferenceRESTClient over HTTP,
+kserve's InferenceGRPCClient and tritonclient.grpc over gRPC (GRPCInferenceService). Answers are compared
 with ``vit-infer classify`` on the same inputs: logits, embeddings and features bit for bit in fp32
 (requests are sent one at a time, so each engine run holds exactly that request's rows, as the
 program's one run of the same batch does; test_module.py shows the last bits depend on the batch).
@@ -43,12 +44,13 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python -m vit_infer serve` in a subprocess; yields (host:port, Popen, log path)."""
-    port = _free_port()
+    """`python -m vit_infer serve` in a subprocess; yields (host:port, Popen, log path, host:grpc port)."""
+    port, gport = _free_port(), _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "wb") as f:
         p = subprocess.Popen([sys.executable, "-m", "vit_infer", "serve", "--model", str(DEMO), "--port", str(port),
-                              "--replicas", "2", "--max-batch-size", "8", "--max-body-bytes", str(MAX_BODY)],
+                              "--replicas", "2", "--max-batch-size", "8", "--max-body-bytes", str(MAX_BODY),
+                              "--grpc-port", str(gport)],
                              stdout=f, stderr=subprocess.STDOUT, cwd=tmp_path_factory.getbasetemp())
     try:
         deadline = time.monotonic() + 180
@@ -60,7 +62,7 @@ def server(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"the server did not come up in 180 s:\n{log.read_text()}")
             time.sleep(0.5)
-        yield f"127.0.0.1:{port}", p, log
+        yield f"127.0.0.1:{port}", p, log, f"127.0.0.1:{gport}"
     finally:
         if p.poll() is None:
             p.kill()
@@ -301,8 +303,79 @@ def test_concurrent_clients_are_batched_and_answered(server, cli_ref):
                                    atol=1e-5 * np.abs(want["logits"]).max())
 
 
+def test_kserve_grpc_client_equals_the_cli(server, cli_ref):
+    """GRPCInferenceService through Serve's gRPC proxy, with kserve's InferenceGRPCClient unchanged."""
+    import grpc
+    from kserve.protocol.infer_type import RequestedOutput
+    x, want, want_img = cli_ref
+
+    async def go():
+        c = kserve.InferenceGRPCClient(url=server[3], retries=0)
+        try:
+            assert await c.is_server_live() and await c.is_server_ready() and await c.is_model_ready(NAME)
+            inp = kserve.InferInput("pixel_values", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            res = await c.infer(kserve.InferRequest(NAME, [inp], request_outputs=[
+                RequestedOutput("logits"), RequestedOutput("features")]))
+            img = kserve.InferInput("image", [len(SAMPLES)], "BYTES")
+            img.set_data_from_numpy(_images())
+            res_img = await c.infer(kserve.InferRequest(NAME, [img], request_outputs=[
+                RequestedOutput("embeddings"), RequestedOutput("logits", {"classification": 2})]))
+            bad = kserve.InferInput("pixel_values", [1, 3, 8, 8], "FP32")
+            bad.set_data_from_numpy(np.zeros((1, 3, 8, 8), np.float32))
+            errors = []
+            for req in (kserve.InferRequest(NAME, [bad]), kserve.InferRequest("nope", [inp])):
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await c.infer(req)
+                errors.append((e.value.code(), e.value.details()))
+            return res, res_img, errors, await c.is_server_live()
+        finally:
+            await c.close()
+
+    res, res_img, errors, live = asyncio.run(go())
+    got = {o.name: o.as_numpy() for o in res.outputs}
+    np.testing.assert_array_equal(got["logits"], want["logits"])
+    np.testing.assert_array_equal(got["features"], want["features"])
+    got = {o.name: o.as_numpy() for o in res_img.outputs}
+    np.testing.assert_array_equal(got["embeddings"], want_img["embeddings"])
+    labels = vit_infer.Model(DEMO).labels
+    for row, logits in zip(got["logits"], want_img["logits"]):
+        order = np.argsort(-logits, kind="stable")[:2]
+        assert [e.decode() if isinstance(e, bytes) else e for e in row] == [
+            f"{logits[c]:f}:{c}:{labels[c]}" for c in order]
+    assert errors[0][0] == grpc.StatusCode.INVALID_ARGUMENT and "the model takes [B, 3, 64, 64]" in errors[0][1]
+    assert errors[1][0] == grpc.StatusCode.NOT_FOUND and "unknown model 'nope'" in errors[1][1]
+    assert live
+
+
+_TRITON_GRPC = """
+import sys, numpy as np, tritonclient.grpc as g
+c = g.InferenceServerClient(sys.argv[1])
+assert c.is_server_live() and c.is_model_ready("demo")
+assert c.get_model_metadata("demo").inputs[0].name == "pixel_values"
+x = np.load(sys.argv[2])
+i = g.InferInput("pixel_values", list(x.shape), "FP32")
+i.set_data_from_numpy(x)
+r = c.infer("demo", [i], outputs=[g.InferRequestedOutput("logits"), g.InferRequestedOutput("embeddings")])
+np.save(sys.argv[3], r.as_numpy("logits"))
+np.save(sys.argv[4], r.as_numpy("embeddings"))
+"""
+
+
+def test_tritonclient_grpc_equals_the_cli(server, cli_ref, tmp_path):
+    """tritonclient.grpc, in a process of its own: its protobuf package `inference` shares names with
+    kserve's, and one process's descriptor pool takes only one of them."""
+    x, want, _ = cli_ref
+    np.save(tmp_path / "x.npy", x)
+    r = subprocess.run([sys.executable, "-c", _TRITON_GRPC, server[3], str(tmp_path / "x.npy"), str(tmp_path / "l.npy"),
+                        str(tmp_path / "e.npy")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "l.npy"), want["logits"])
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), want["embeddings"])
+
+
 def test_sigterm_stops_the_server_cleanly(server):
-    host, p, log = server
+    host, p, log, _ = server
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=90) == 0, log.read_text()
     text = log.read_text()

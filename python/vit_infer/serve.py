@@ -16,6 +16,9 @@ HTTP (FastAPI ingress):
        K on one gives Triton's top-K strings; default outputs: logits (when the model has a head) and
        embeddings. JSON tensors or the binary tensor extension. Errors: {"error": message} with 400
        (bad tensor, datatype, shape, unknown input / output), 404 (unknown model), 413 (body too large).
+  gRPC: GRPCInferenceService (ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata,
+  ModelInfer) through Serve's gRPC proxy (grpc_options.grpc_servicer_functions = GRPC_SERVICER):
+  the same inputs and outputs as messages, errors as INVALID_ARGUMENT / NOT_FOUND with the message.
   POST /classify?top_k=5   body: an image (JPEG / PNG bytes) or a .npy float32 array [3, H, W] /
                            [1, 3, H, W] (already normalised) -> {"topk": [{"index", "label", "prob"}, ...]}
   POST /embed              same bodies -> {"embedding": [...], "dim": D}
@@ -54,6 +57,8 @@ _INPUT_ERRORS = (vit_infer.FormatError, vit_infer.UnsupportedError, vit_infer.In
                  TypeError)
 #: The outputs the v2 route serves, and those it returns when the request names none.
 V2_OUTPUTS = ("logits", "embeddings", "features")
+#: What Serve's gRPC proxy registers (grpc_options.grpc_servicer_functions) to serve GRPCInferenceService.
+GRPC_SERVICER = "vit_infer._grpc.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
 
 
 @dataclass
@@ -260,13 +265,24 @@ class VitDeployment:
             shapes = {"logits": [-1, i.num_classes], **shapes}
         return shapes
 
-    def _v2_model(self, model_name: str, version: Optional[str]) -> Optional[JSONResponse]:
-        """None for this replica's model (version absent or "1"), else the 404 answer."""
+    def _v2_unknown(self, model_name: str, version: Optional[str]) -> Optional[str]:
+        """None for this replica's model (version absent or "1"), else why not (a 404)."""
         if model_name != self.name:
-            return _v2_error(404, f"unknown model '{model_name}'; this server serves '{self.name}'")
+            return f"unknown model '{model_name}'; this server serves '{self.name}'"
         if version not in (None, "", "1"):
-            return _v2_error(404, f"unknown version '{version}' of model '{model_name}'; it has version '1'")
+            return f"unknown version '{version}' of model '{model_name}'; it has version '1'"
         return None
+
+    def _v2_model(self, model_name: str, version: Optional[str]) -> Optional[JSONResponse]:
+        why = self._v2_unknown(model_name, version)
+        return None if why is None else _v2_error(404, why)
+
+    def _v2_metadata(self) -> Dict[str, Any]:
+        c, h, w = self._shape
+        return {"name": self.name, "versions": ["1"], "platform": "vit-infer",
+                "inputs": [{"name": "pixel_values", "datatype": "FP32", "shape": [-1, c, h, w]},
+                           {"name": "image", "datatype": "BYTES", "shape": [-1]}],
+                "outputs": [{"name": n, "datatype": "FP32", "shape": s} for n, s in self._v2_outputs().items()]}
 
     @api.get("/v2")
     async def v2_server_metadata(self) -> Dict[str, Any]:
@@ -285,13 +301,7 @@ class VitDeployment:
     @api.get("/v2/models/{model_name}/versions/{version}")
     async def v2_model_metadata(self, model_name: str, version: Optional[str] = None) -> Any:
         bad = self._v2_model(model_name, version)
-        if bad is not None:
-            return bad
-        c, h, w = self._shape
-        return {"name": self.name, "versions": ["1"], "platform": "vit-infer",
-                "inputs": [{"name": "pixel_values", "datatype": "FP32", "shape": [-1, c, h, w]},
-                           {"name": "image", "datatype": "BYTES", "shape": [-1]}],
-                "outputs": [{"name": n, "datatype": "FP32", "shape": s} for n, s in self._v2_outputs().items()]}
+        return bad if bad is not None else self._v2_metadata()
 
     @api.get("/v2/models/{model_name}/ready")
     @api.get("/v2/models/{model_name}/versions/{version}/ready")
@@ -341,6 +351,19 @@ class VitDeployment:
             return _Item(pixels=pixels, outputs=outs), wanted
         raise v2.ProtocolError(400, f"unknown input '{t.name}'; the model takes pixel_values or image")
 
+    async def _v2_run(self, item: _Item, wanted: List[v2.RequestedOutput]) -> List[Tuple[str, np.ndarray, Optional[bool]]]:
+        """Runs a checked v2 input: (name, array, binary) per requested output."""
+        r = await self._run(item)
+        if isinstance(r, Exception):
+            raise v2.ProtocolError(400, str(r))
+        outs = []
+        for o in wanted:
+            a = r[o.name]
+            if o.classification:
+                a = v2.classification(a, o.classification, self.model.label if o.name == "logits" else lambda c: None)
+            outs.append((o.name, a, o.binary))
+        return outs
+
     def _v2_parse(self, body: bytes, header: Optional[str], encoding: Optional[str]):
         body = v2.decompress(body, encoding, self.max_body_bytes)
         req = v2.parse_infer_request(body, header)
@@ -361,20 +384,71 @@ class VitDeployment:
                 self._v2_parse, body, request.headers.get(v2.HEADER_LENGTH), request.headers.get("content-encoding"))
         except v2.ProtocolError as e:
             return _v2_error(e.status, str(e))
-        r = await self._run(item)
-        if isinstance(r, Exception):
-            return _v2_error(400, str(r))
-        outs = []
-        for o in wanted:
-            a = r[o.name]
-            if o.classification:
-                a = v2.classification(a, o.classification, self.model.label if o.name == "logits" else lambda c: None)
-            outs.append((o.name, a, o.binary))
+        try:
+            outs = await self._v2_run(item, wanted)
+        except v2.ProtocolError as e:
+            return _v2_error(e.status, str(e))
         payload, json_len = await asyncio.to_thread(v2.encode_response, self.name, req, outs)
         if json_len is None:
             return Response(payload, media_type="application/json")
         return Response(payload, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(json_len)})
+
+    # ---- Open Inference Protocol v2 over gRPC: GRPCInferenceService's RPCs, called by Serve's gRPC
+    # proxy by name with the request message (vit_infer/_grpc; `serve --grpc-port`) ----------------
+
+    @staticmethod
+    def _grpc_fail(grpc_context: Any, status: int, message: str) -> None:
+        """Sets the gRPC status of a v2 error (400 INVALID_ARGUMENT, 404 NOT_FOUND, 413
+        RESOURCE_EXHAUSTED) and raises, so that Serve's proxy answers with it."""
+        import grpc
+        code = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
+                413: grpc.StatusCode.RESOURCE_EXHAUSTED}.get(status, grpc.StatusCode.INTERNAL)
+        if grpc_context is not None:
+            grpc_context.set_code(code)
+            grpc_context.set_details(message)
+        raise v2.ProtocolError(status, message)
+
+    async def ServerLive(self, request: Any, grpc_context: Any = None) -> Any:  # noqa: N802 (the RPC's name)
+        from ._grpc import grpc_predict_v2_pb2 as pb
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, grpc_context: Any = None) -> Any:  # noqa: N802
+        from ._grpc import grpc_predict_v2_pb2 as pb
+        return pb.ServerReadyResponse(ready=True)
+
+    async def ModelReady(self, request: Any, grpc_context: Any = None) -> Any:  # noqa: N802
+        from ._grpc import grpc_predict_v2_pb2 as pb
+        why = self._v2_unknown(request.name, request.version)
+        if why is not None:
+            self._grpc_fail(grpc_context, 404, why)
+        return pb.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(self, request: Any, grpc_context: Any = None) -> Any:  # noqa: N802
+        from ._grpc import grpc_predict_v2_pb2 as pb
+        return pb.ServerMetadataResponse(name="vit-infer", version=vit_infer.__version__, extensions=["classification"])
+
+    async def ModelMetadata(self, request: Any, grpc_context: Any = None) -> Any:  # noqa: N802
+        from ._grpc import grpc_predict_v2_pb2 as pb
+        why = self._v2_unknown(request.name, request.version)
+        if why is not None:
+            self._grpc_fail(grpc_context, 404, why)
+        m = self._v2_metadata()
+        t = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(name=m["name"], versions=m["versions"], platform=m["platform"],
+                                        inputs=[t(**x) for x in m["inputs"]], outputs=[t(**x) for x in m["outputs"]])
+
+    async def ModelInfer(self, request: Any, grpc_context: Any = None) -> Any:  # noqa: N802
+        from ._grpc import grpc_predict_v2_pb2 as pb
+        why = self._v2_unknown(request.model_name, request.model_version)
+        if why is not None:
+            self._grpc_fail(grpc_context, 404, why)
+        try:
+            req = v2.request_from_grpc(request)
+            item, wanted = await asyncio.to_thread(self._v2_item, req)
+            return v2.response_to_grpc(pb, self.name, req, await self._v2_run(item, wanted))
+        except v2.ProtocolError as e:
+            self._grpc_fail(grpc_context, e.status, str(e))
 
     async def check_health(self) -> None:
         """Serve's periodic replica check: a one-image run must succeed (raises, and Serve replaces
@@ -418,6 +492,9 @@ def main(argv: Sequence[str]) -> int:
                     help="weights file or directory (default: $VIT_INFER_MODEL, else ./models/demo)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--grpc-port", type=int, default=None,
+                    help="also serve the Open Inference Protocol's GRPCInferenceService on this port (Serve's "
+                         "gRPC proxy)")
     ap.add_argument("--name", default=None, help="the model's name in /v2/models/NAME (default: the folder's name)")
     ap.add_argument("--replicas", type=int, default=1)
     ap.add_argument("--replica-cpus", type=float, default=None,
@@ -456,7 +533,9 @@ def main(argv: Sequence[str]) -> int:
     ray.init(address=a.address, include_dashboard=False, log_to_driver=a.verbose,
              **({} if a.address else {"num_cpus": max(os.cpu_count() or 1, int(np.ceil(cpus * a.replicas)))}))
     try:
-        serve.start(proxy_location="HeadOnly", http_options={"host": a.host, "port": a.port})
+        grpc_opts = {} if a.grpc_port is None else {"grpc_options": {"port": a.grpc_port,
+                                                                "grpc_servicer_functions": [GRPC_SERVICER]}}
+        serve.start(proxy_location="HeadOnly", http_options={"host": a.host, "port": a.port}, **grpc_opts)
         app = VitDeployment.options(num_replicas=a.replicas, max_ongoing_requests=a.max_ongoing_requests,
                                     ray_actor_options={"num_cpus": cpus, "num_gpus": a.gpus_per_replica}).bind(
             model=model, device=a.device, precision=a.precision, max_batch_size=a.max_batch_size,
@@ -469,8 +548,9 @@ def main(argv: Sequence[str]) -> int:
             url = f"http://{a.host}:{a.port}"
             print(f"vit_infer serve: '{name}' ({info.image_height}px, {a.replicas} replica(s) x {cpus:g} CPU, "
                   f"{a.precision}, batching {'off' if a.no_batching else 'on'}) listening on {url}: "
-                  f"{url}/v2/models/{name}/infer (Open Inference Protocol v2), {url}/classify, {url}/embed; "
-                  "Ctrl-C stops", file=sys.stderr, flush=True)
+                  f"{url}/v2/models/{name}/infer (Open Inference Protocol v2), {url}/classify, {url}/embed"
+                  + ("" if a.grpc_port is None else f"; gRPC GRPCInferenceService on port {a.grpc_port}")
+                  + "; Ctrl-C stops", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
         print(f"vit_infer serve: {signal.Signals(received[0]).name} received, stopping", file=sys.stderr, flush=True)

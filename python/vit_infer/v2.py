@@ -42,6 +42,9 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self):  # Ray carries it between processes (a gRPC error raised in a replica)
+        return (ProtocolError, (self.status, str(self)))
+
 
 @dataclass
 class InputTensor:
@@ -285,3 +288,75 @@ def encode_response(model_name: str, request: InferRequest, outputs: Sequence[Tu
     if not blobs:
         return head, None
     return b"".join([head] + blobs), len(head)
+
+
+# ---- gRPC (GRPCInferenceService, vit_infer/_grpc): the same request and response as messages ----
+
+#: The InferTensorContents field of each datatype (the typed-contents form of a gRPC tensor).
+_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
+             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+
+
+def _param(p: Any) -> Any:
+    which = p.WhichOneof("parameter_choice")
+    return None if which is None else getattr(p, which)
+
+
+def request_from_grpc(msg: Any) -> InferRequest:
+    """An InferRequest from a ModelInferRequest message: tensors from raw_input_contents (one per
+    input, as tritonclient.grpc and kserve send them) or from their typed contents."""
+    raw = list(msg.raw_input_contents)
+    if raw and len(raw) != len(msg.inputs):
+        raise ProtocolError(400, f"{len(raw)} raw_input_contents for {len(msg.inputs)} inputs")
+    if not msg.inputs:
+        raise ProtocolError(400, "the request has no inputs")
+    inputs = []
+    for i, t in enumerate(msg.inputs):
+        where = f"input '{t.name}'"
+        if t.datatype not in DTYPES:
+            raise ProtocolError(400, f"{where}: datatype {t.datatype!r} is not an Open Inference Protocol datatype")
+        shape = tuple(t.shape)
+        if any(d < 0 for d in shape):
+            raise ProtocolError(400, f"{where}: shape {list(shape)} has a negative dimension")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if raw:
+            blob = raw[i]
+            if t.datatype == "BYTES":
+                data: Any = _split_bytes(memoryview(blob), count, where)
+            else:
+                want = count * DTYPES[t.datatype].itemsize
+                if len(blob) != want:
+                    raise ProtocolError(400, f"{where}: {len(blob)} raw bytes for {t.datatype} of shape "
+                                             f"{list(shape)} ({want} bytes)")
+                data = np.frombuffer(blob, DTYPES[t.datatype]).reshape(shape).copy()
+        else:
+            if t.datatype == "FP16":
+                raise ProtocolError(400, f"{where}: FP16 has no typed contents; send raw_input_contents")
+            values = getattr(t.contents, _CONTENTS[t.datatype])
+            if len(values) != count:
+                raise ProtocolError(400, f"{where}: {len(values)} elements in contents for shape {list(shape)} "
+                                         f"({count} elements)")
+            data = list(values) if t.datatype == "BYTES" else np.asarray(values, DTYPES[t.datatype]).reshape(shape)
+        inputs.append(InputTensor(t.name, t.datatype, shape, data, {k: _param(v) for k, v in t.parameters.items()}))
+    outputs = None
+    if msg.outputs:
+        outputs = []
+        for o in msg.outputs:
+            cls = _param(o.parameters["classification"]) if "classification" in o.parameters else 0
+            if not isinstance(cls, int) or isinstance(cls, bool) or cls < 0:
+                raise ProtocolError(400, f"output '{o.name}': classification must be a non-negative integer")
+            outputs.append(RequestedOutput(o.name, None, cls))
+    return InferRequest(msg.id or None, inputs, outputs, False, {k: _param(v) for k, v in msg.parameters.items()})
+
+
+def response_to_grpc(pb: Any, model_name: str, request: InferRequest,
+                     outputs: Sequence[Tuple[str, np.ndarray, Optional[bool]]], version: str = "1") -> Any:
+    """A ModelInferResponse (module `pb`) carrying every output in raw_output_contents."""
+    r = pb.ModelInferResponse(model_name=model_name, model_version=version, id=request.id or "")
+    for name, a, _ in outputs:
+        dt = "BYTES" if a.dtype == object else next(k for k, v in DTYPES.items() if v == a.dtype)
+        r.outputs.add(name=name, datatype=dt, shape=list(a.shape))
+        r.raw_output_contents.append(_bytes_blob(a) if dt == "BYTES" else np.ascontiguousarray(a).tobytes())
+    return r
