@@ -37,6 +37,7 @@
 #include "cpu/cpu_isa.h"
 #include "cpu/dnnl_linear.h"
 #include "cpu/cpu_engine.h"
+#include "cpu/int8.h"
 #include "cpu/fast_kernels.h"
 #include "cpu/ref_ops.h"
 #include "model/model.h"
@@ -49,6 +50,7 @@ namespace {
 
 struct Options {
   std::string model, arch = "vit_base_patch16_224", json_out, mkl;
+  std::string int8_calibration;  // int8: the file; default: next to --model, else calibrated in-process
   std::string engines = "reference,fp32,bf16", batches = "1,8,32";
   int runs = 5, warmup = 2, threads = 2, starts = 0;
   bool gemm = false, attention = false, ceiling = false, no_engines = false;
@@ -102,6 +104,22 @@ std::shared_ptr<const vit::Model> make_model(const Options& o) {
 
 // ---- engines ---------------------------------------------------------------------------------
 
+// The int8 engine's calibration: --int8-calibration, else the file next to --model, else 16 of the
+// bench's own synthetic images calibrated here (random weights).
+vit::Int8Options int8_options(const Options& o, const std::shared_ptr<const vit::Model>& model) {
+  vit::Int8Options opt;
+  opt.calibration_path = o.int8_calibration;
+  if (!o.int8_calibration.empty() || !o.model.empty()) return opt;
+  const vit::ViTConfig& c = model->cfg;
+  const int64_t isz = int64_t{c.in_chans} * c.image_h * c.image_w;
+  std::vector<float> images(static_cast<size_t>(16 * isz));
+  for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>((i * 2246822519u) % 1000) / 500.0f - 1.0f;
+  vit::int8::Calibrator cal(model, o.threads);
+  cal.add(images.data(), 16);
+  opt.calibration = std::make_shared<vit::int8::Calibration>(cal.result());
+  return opt;
+}
+
 json bench_engines(const Options& o, std::shared_ptr<const vit::Model> model) {
   const vit::ViTConfig& c = model->cfg;
   struct E {
@@ -116,6 +134,12 @@ json bench_engines(const Options& o, std::shared_ptr<const vit::Model> model) {
     if (k == "reference") e.e = vit::make_cpu_engine(model, o.threads);
     else if (k == "fp32") e.e = vit::make_fast_cpu_engine(model, vit::DType::F32, o.threads);
     else if (k == "bf16") e.e = vit::make_fast_cpu_engine(model, vit::DType::BF16, o.threads);
+    else if (k == "int8") e.e = vit::make_int8_cpu_engine(model, int8_options(o, model), o.threads);
+    else if (k == "int8dyn") {
+      vit::Int8Options none;
+      none.find_calibration = false;
+      e.e = vit::make_int8_cpu_engine(model, none, o.threads);
+    }
     else vit::fail(vit::ErrorCode::kInvalidArgument, "unknown engine " + k);
     e.rss_create_kib = rss_kib() - before;
     engines.push_back(std::move(e));
@@ -325,6 +349,45 @@ __attribute__((target("avx512f,avx512bf16"))) float dpbf16_loop(long iters) {
   return _mm512_reduce_add_ps(s);
 }
 
+// AVX2 fp32 FMA (the fp32 / bf16 run's unit on a CPU without AVX-512).
+__attribute__((target("avx2,fma"))) float fma_avx2_loop(long iters) {
+  __m256 a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm256_set1_ps(1.0f + i * 1e-3f);
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 16; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
+  alignas(32) float l[8];
+  __m256 t = a[0];
+  for (int i = 1; i < 16; ++i) t = _mm256_add_ps(t, a[i]);
+  _mm256_store_ps(l, t);
+  return l[0] + l[7];
+}
+
+// The int8 GEMM's inner step without VNNI (oneDNN's AVX2 / AVX-512 kernels): vpmaddubsw (u8 x s8
+// pairs to s16) + vpmaddwd (pairs to s32) + vpaddd = 32 multiply-adds (64 ops) per 256-bit triple.
+__attribute__((target("avx2"))) float u8s8_avx2_loop(long iters) {
+  __m256i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_setzero_si256();
+  const __m256i x = _mm256_set1_epi8(3), y = _mm256_set1_epi8(-2), one = _mm256_set1_epi16(1);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_add_epi32(a[i], _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), one));
+  __m256i t = a[0];
+  for (int i = 1; i < 12; ++i) t = _mm256_add_epi32(t, a[i]);
+  return static_cast<float>(_mm256_extract_epi32(t, 0));
+}
+
+// AVX512-VNNI vpdpbusd: 64 u8 x s8 products summed in fours into 16 int32 lanes = 128 ops.
+__attribute__((target("avx512f,avx512vnni"))) float dpbusd_loop(long iters) {
+  __m512i a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_setzero_si512();
+  const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_dpbusd_epi32(a[i], x, y);
+  __m512i t = a[0];
+  for (int i = 1; i < 16; ++i) t = _mm512_add_epi32(t, a[i]);
+  return static_cast<float>(_mm512_reduce_add_epi32(t));
+}
+
 template <class F>
 double gflops_all_threads(int nt, double flop_per_iter, F&& loop) {
   volatile float sink = 0.0f;
@@ -354,6 +417,14 @@ json bench_ceiling(const Options& o) {
   if (static_cast<int>(isa) >= static_cast<int>(vit::CpuIsa::kAvx512Bf16)) {
     j["avx512_bf16_dp_gflop_s"] = gflops_all_threads(o.threads, 16 * 64.0, dpbf16_loop);
     j["avx512_bf16_dp_gflop_s_1thread"] = gflops_all_threads(1, 16 * 64.0, dpbf16_loop);
+  }
+  if (static_cast<int>(isa) >= static_cast<int>(vit::CpuIsa::kAvx2)) {
+    j["avx2_fp32_fma_gflop_s"] = gflops_all_threads(o.threads, 16 * 16.0, fma_avx2_loop);
+    j["avx2_u8s8_gop_s"] = gflops_all_threads(o.threads, 12 * 64.0, u8s8_avx2_loop);
+  }
+  if (__builtin_cpu_supports("avx512vnni")) {
+    j["avx512_vnni_u8s8_gop_s"] = gflops_all_threads(o.threads, 16 * 128.0, dpbusd_loop);
+    j["avx512_vnni_u8s8_gop_s_1thread"] = gflops_all_threads(1, 16 * 128.0, dpbusd_loop);
   }
   j["amx"] = isa == vit::CpuIsa::kAmx;
   for (auto& [k, v] : j.items()) std::printf("ceiling %-34s %s\n", k.c_str(), v.dump().c_str());
@@ -434,7 +505,9 @@ int main(int argc, char** argv) {
   app.add_option("--model", o.model, "checkpoint (else random weights for --arch)");
   app.add_option("--arch", o.arch, "timm architecture (random weights, or the config of a bare --model file)")
       ->capture_default_str();
-  app.add_option("--engines", o.engines, "reference,fp32,bf16")->capture_default_str();
+  app.add_option("--engines", o.engines, "reference,fp32,bf16,int8,int8dyn")->capture_default_str();
+  app.add_option("--int8-calibration", o.int8_calibration,
+                 "int8: the calibration file (default: next to --model, else calibrated on 16 synthetic images)");
   app.add_option("--batches", o.batches)->capture_default_str();
   app.add_option("--runs", o.runs, "timed runs per (engine, batch)")->capture_default_str();
   app.add_option("--warmup", o.warmup)->capture_default_str();

@@ -5,10 +5,16 @@ random timm weights and the same thread count, across
   vit-infer reference   OpenBLAS fp32 (the tests' oracle)         vit-cpu-bench --engines reference
   vit-infer fp32        oneDNN fp32 + flash attention (default)   vit-cpu-bench --engines fp32
   vit-infer bf16        oneDNN bf16 (AMX / AVX512-BF16)           vit-cpu-bench --engines bf16
+  vit-infer int8        W8A8 GEMMs (oneDNN int8), calibrated      vit-cpu-bench --engines int8
   PyTorch eager fp32    timm model, torch.inference_mode
   PyTorch eager bf16    the same under torch.autocast("cpu", bfloat16) (oneDNN, AMX where present)
   ONNX Runtime fp32     torch.onnx.export of the same model, CPU EP, spinning off
   OpenVINO fp32 / bf16  ov.convert_model of the same model, INFERENCE_PRECISION_HINT f32 / bf16
+  OpenVINO INT8         nncf.quantize(ModelType.TRANSFORMER) of that model, the same calibration images
+  ONNX Runtime INT8     quantize_static (QDQ, u8 activations, s8 per-channel weights), the same images
+
+The int8 engines all calibrate on the same --calib-images synthetic images (ours: `vit-infer
+calibrate`, the file next to the weights, where vit-cpu-bench's int8 engine finds it).
 
 Batches 1 / 8 / 32. Every engine runs in its own worker process (so that no runtime's idle
 threads spin beside another's); --rounds rounds visit every engine in turn (interleaved, so load
@@ -37,10 +43,10 @@ from pathlib import Path
 
 ARCH = "vit_base_patch16_224"
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv-peers-cpu"
-PEERS = ["torch-fp32", "torch-bf16", "ort-fp32", "ov-fp32", "ov-bf16"]
-OURS = ["vit-infer-reference", "vit-infer-fp32", "vit-infer-bf16"]
-PIP = ["torch", "torchvision", "timm", "safetensors", "onnx", "onnxruntime", "openvino", "matplotlib", "mkl"]
+VENV = Path(os.environ.get("VIT_PEERS_VENV", str(ROOT / ".venv-peers-cpu")))  # any venv with PIP's packages
+PEERS = ["torch-fp32", "torch-bf16", "ort-fp32", "ort-int8", "ov-fp32", "ov-bf16", "ov-int8"]
+OURS = ["vit-infer-reference", "vit-infer-fp32", "vit-infer-bf16", "vit-infer-int8"]
+PIP = ["torch", "torchvision", "timm", "safetensors", "onnx", "onnxruntime", "openvino", "nncf", "matplotlib", "mkl"]
 
 
 def log(msg: str) -> None:
@@ -51,6 +57,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setup", action="store_true", help="create the venv and pip install the peers, then exit")
     p.add_argument("--cpu-bench", default=str(ROOT / "build/benchmarks/vit-cpu-bench"))
+    p.add_argument("--cli", default=None, help="vit-infer (for `calibrate`; default: beside --cpu-bench's build)")
+    p.add_argument("--calib-images", type=int, default=32, help="calibration images of the int8 engines")
     p.add_argument("--batches", default="1,8,32")
     p.add_argument("--engines", default=",".join(OURS + PEERS))
     p.add_argument("--rounds", type=int, default=3)
@@ -63,6 +71,7 @@ def parse_args(argv=None):
     p.add_argument("--replot", default=None, metavar="JSON", help="rewrite the .md / .png of an earlier run's JSON")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one peer engine
     p.add_argument("--weights", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--calib", default=None, help=argparse.SUPPRESS)  # internal: the calibration images (.npy)
     return p.parse_args(argv)
 
 
@@ -92,6 +101,23 @@ def make_timm(seed: int, weights: str | None):
     return m
 
 
+def ort_session(path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def onnx_export(model, x, path) -> None:
+    import torch
+
+    torch.onnx.export(model, torch.from_numpy(x), str(path), opset_version=17, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+
+
 def worker(args) -> None:
     import numpy as np
     import torch
@@ -112,17 +138,9 @@ def worker(args) -> None:
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
                 return model(torch.from_numpy(x)).float().numpy()
     elif eng == "ort-fp32":
-        import onnxruntime as ort
-
         path = tmp / "vit.onnx"
-        torch.onnx.export(model, torch.from_numpy(inputs[batches[0]]), str(path), opset_version=17,
-                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
-                          dynamo=False)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        onnx_export(model, inputs[batches[0]], path)
+        sess = ort_session(path, args.threads)
 
         def run(x):
             return sess.run(None, {"x": x})[0]
@@ -137,6 +155,42 @@ def worker(args) -> None:
 
         def run(x):
             return compiled(x)[0]
+    elif eng == "ov-int8":
+        import nncf
+        import openvino as ov
+
+        calib = np.load(args.calib)
+        om = ov.convert_model(model, example_input=torch.from_numpy(inputs[batches[0]]))
+        qm = nncf.quantize(om, nncf.Dataset([calib[i:i + 1] for i in range(len(calib))]),
+                           model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calib))
+        compiled = ov.Core().compile_model(qm, "CPU", {"INFERENCE_NUM_THREADS": args.threads,
+                                                       "PERFORMANCE_HINT": "LATENCY"})
+
+        def run(x):
+            return compiled(x)[0]
+    elif eng == "ort-int8":
+        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                              quantize_static)
+
+        calib = np.load(args.calib)
+        fp32, int8 = tmp / "vit.onnx", tmp / "vit-int8.onnx"
+        onnx_export(model, inputs[batches[0]], fp32)
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.it = iter([{"x": calib[i:i + 1]} for i in range(len(calib))])
+
+            def get_next(self):
+                return next(self.it, None)
+
+        # Without VNNI, 7-bit weights (reduce_range), as ORT advises for u8 x s8 on AVX2 / AVX-512.
+        vnni = "avx512_vnni" in open("/proc/cpuinfo").read()
+        quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=not vnni)
+        sess = ort_session(int8, args.threads)
+
+        def run(x):
+            return sess.run(None, {"x": x})[0]
     else:
         raise SystemExit(f"unknown engine {eng}")
     out = {"engine": eng, "ms": {}}
@@ -169,6 +223,7 @@ def run_ours(args, keys, weights: Path, extra=()) -> dict:
 
 def run_peer(args, eng: str, weights: Path) -> dict:
     cmd = [str(venv_python()), __file__, "--worker", eng, "--weights", str(weights), "--batches", args.batches,
+           "--calib", str(weights.parent / "calib.npy"),
            "--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads),
            "--seed", str(args.seed)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
@@ -216,12 +271,24 @@ def main(argv=None) -> int:
                            "m = p.make_timm(%d, None);"
                            "save_file({k: v.contiguous() for k, v in m.state_dict().items()}, %r)"
                            % (str(Path(__file__).parent), args.seed, str(weights))])
+    # The int8 engines' calibration images (the inputs' distribution, another seed), and ours made
+    # from them next to the weights (vit-cpu-bench's int8 engine finds it there).
+    subprocess.check_call([str(venv_python()), "-c",
+                           "import numpy as np; r = np.random.default_rng(2);"
+                           "np.save(%r, (r.random((%d, 3, 224, 224), dtype=np.float32) * 4 - 2))"
+                           % (str(tmp / "calib.npy"), args.calib_images)])
+    if "vit-infer-int8" in ours:
+        cli = args.cli or str(Path(args.cpu_bench).resolve().parent.parent / "vit-infer")
+        subprocess.check_call([cli, "calibrate", "--model", str(weights), "--arch", ARCH, "--images",
+                               str(tmp / "calib.npy"), "--out", str(tmp / "int8_calibration.json"), "-t",
+                               str(args.threads), "--no-progress"], stdout=subprocess.DEVNULL)
     git = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
     report = {"tool": "peers_cpu.py", "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "git_hash": git + ("-dirty" if dirty else ""), "note": args.note, "args": vars(args),
-              "cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count()}
+              "cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
+              "loadavg": " ".join(f"{v:.2f}" for v in os.getloadavg())}
     try:
         flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
         report["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
@@ -256,6 +323,7 @@ def main(argv=None) -> int:
     report["gflop_per_image"] = gflop
     report["results"] = {e: {str(b): summarise(s, b, gflop) for b, s in v.items() if s} for e, v in samples.items()}
     report["samples_ms"] = {e: {str(b): s for b, s in v.items()} for e, v in samples.items()}
+    report["loadavg_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     write_outputs(args, report, engines, batches)
     return 0
 
@@ -272,7 +340,11 @@ def write_outputs(args, report, engines, batches) -> None:
              "", f"CPU: {report.get('cpu_model', '?')}, flags {' '.join(report.get('cpu_flags', []))}. "
              f"{report['note']}", "",
              f"Measured ceilings: AVX-512 fp32 FMA {peak32 and round(peak32)} GFLOP/s, AVX512-BF16 dot product "
-             f"{peak16 and round(peak16)} GFLOP/s (all threads; AMX: {'yes' if ceil.get('amx') else 'not exposed'}). "
+             f"{peak16 and round(peak16)} GFLOP/s, AVX512-VNNI u8 x s8 {ceil.get('avx512_vnni_u8s8_gop_s') and round(ceil['avx512_vnni_u8s8_gop_s'])} GOP/s, "
+             f"AVX2 fp32 FMA {ceil.get('avx2_fp32_fma_gflop_s') and round(ceil['avx2_fp32_fma_gflop_s'])} GFLOP/s, AVX2 u8 x s8 "
+             f"(vpmaddubsw) {ceil.get('avx2_u8s8_gop_s') and round(ceil['avx2_u8s8_gop_s'])} GOP/s "
+             f"(all threads; AMX: {'yes' if ceil.get('amx') else 'not exposed'}). Load average at the start: "
+             f"{report.get('loadavg', '?')}, at the end: {report.get('loadavg_end', '?')}. "
              f"Median of {args.rounds} interleaved rounds x {args.runs} runs; [min .. max].", "",
              "| engine | " + " | ".join(f"batch {b} ms" for b in batches) + " | " +
              " | ".join(f"batch {b} img/s" for b in batches) + " | GFLOP/s (largest batch) | % of ceiling |",
@@ -286,9 +358,13 @@ def write_outputs(args, report, engines, batches) -> None:
                         if str(b) in r else "-" for b in batches)
         ips = " | ".join(f"{r[str(b)]['img_s']:.2f}" if str(b) in r else "-" for b in batches)
         g = r[str(batches[-1])]["gflop_s"] if str(batches[-1]) in r else float("nan")
-        ceiling = peak16 if "bf16" in e and peak16 else peak32
+        peak8 = ceil.get("avx512_vnni_u8s8_gop_s") or ceil.get("avx2_u8s8_gop_s")
+        ceiling = (peak8 if "int8" in e else peak16 if "bf16" in e and peak16 else peak32) or ceil.get("avx2_fp32_fma_gflop_s")
         frac = f"{100 * g / ceiling:.0f}%" if ceiling else "-"
         lines.append(f"| {e} | {ms} | {ips} | {g:.0f} | {frac} |")
+    if report.get("vit_infer_rss_mib"):
+        lines += ["", "vit-infer session memory (RSS growth at creation: packed weights, MiB): " +
+                  ", ".join(f"{k} {v:.0f}" for k, v in report["vit_infer_rss_mib"].items())]
     if report.get("gemm"):
         lines += ["", "GEMM candidates at the ViT-B shapes (M = 197 x batch), GFLOP/s:", "",
                   "| GEMM | M | impl | ms | GFLOP/s |", "|---|---|---|---|---|"]

@@ -4,6 +4,8 @@
 # without the forced ISA the process fails loudly (VIT_CPU_ISA asks for more than it has), so
 # those entries are added only where /proc/cpuinfo lists it.
 vit_add_test(test_fast_cpu test_fast_cpu.cpp model_fixture.cpp LIBS vit_cpu)
+# The int8 run (src/cpu/int8.h): kernels, the int8 GEMM, random models, the calibration file.
+vit_add_test(test_int8 test_int8.cpp model_fixture.cpp LIBS vit_cpu)
 set(_vit_cpuinfo "")
 if(EXISTS /proc/cpuinfo)
   file(READ /proc/cpuinfo _vit_cpuinfo LIMIT 8192)

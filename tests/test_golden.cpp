@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "cpu/cpu_engine.h"
+#include "cpu/int8.h"
 #include "io/npy.h"
 #include "golden_cases.h"
 #include "model/model.h"
@@ -131,6 +132,36 @@ void check_case(const std::string& name, const std::string& set) {
         vit::test::expect_top1(name, "the reference engine", logits.data(), ref_engine_logits.data(), C, b, slack);
       }
     }
+  }
+  // int8 (the fused graph): static, calibrated on the fixture's own images, and dynamic per token,
+  // within the int8 row's tolerance (core/precision.h: these are random-initialised or barely
+  // trained towers of 1-2 blocks, whose activations use the 8-bit range as a trained ViT's do not;
+  // the worst fixture measured 0.15, most under 0.08).
+  const float tol8 = vit::test::tol_golden_rel(vit::Precision::kINT8);
+  auto cal = std::make_shared<vit::int8::Calibration>([&] {
+    vit::int8::Calibrator c(model, 2);
+    c.add(input.ptr(), batch);
+    return c.result();
+  }());
+  for (bool dynamic : {false, true}) {
+    vit::Int8Options opt;
+    opt.find_calibration = false;
+    if (!dynamic) opt.calibration = cal;
+    std::vector<float> logits(static_cast<size_t>(batch) * std::max(C, 0), nan);
+    std::vector<float> emb(static_cast<size_t>(batch) * cfg.embed_dim(), nan);
+    vit::RunOutputs out;
+    out.logits = has_logits ? logits.data() : nullptr;
+    out.embeddings = emb.data();
+    std::unique_ptr<vit::Engine> engine;
+    try {
+      engine = vit::make_int8_cpu_engine(model, opt, 2);
+      engine->run(input.ptr(), batch, out);
+    } catch (const vit::Error& e) {
+      FAIL() << name << " int8: run failed: [" << vit::error_code_name(e.code()) << "] " << e.what();
+    }
+    SCOPED_TRACE(engine->name());
+    expect_close(name, dynamic ? "int8 dynamic embeddings" : "int8 static embeddings", emb, ref_emb, tol8);
+    if (has_logits) expect_close(name, dynamic ? "int8 dynamic logits" : "int8 static logits", logits, ref_logits, tol8);
   }
 }
 

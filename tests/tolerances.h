@@ -29,6 +29,7 @@ inline float tol_rel(DType t) { return t == DType::F32 ? 1e-4f : 2e-2f; }
 // (timm_token) and 2.4% (f16) at worst, 4.2% before the patch GEMM took over the bias and
 // position-embedding adds (one rounding of each patch token instead of two). Top-1 is exact.
 inline float tol_golden_rel(DType t) { return find_precision(t)->logits_rel_tol; }  // core/precision.h
+inline float tol_golden_rel(Precision p) { return precision_info(p).logits_rel_tol; }
 static_assert(kPrecisions[0].logits_rel_tol == 1e-4f && kPrecisions[1].logits_rel_tol == 2e-2f,
               "fp32 / fp16 golden bounds are tol_rel's");
 

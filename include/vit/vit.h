@@ -162,6 +162,10 @@ typedef enum vit_precision VIT_ENUM_INT {
   VIT_PRECISION_FP32 = 0,
   VIT_PRECISION_FP16 = 1,
   VIT_PRECISION_BF16 = 2,
+  /* CPU only: W8A8 GEMMs (weights int8 per output channel, activations u8 per tensor from a
+   * calibration file, else per token; SmoothQuant migration), LayerNorm / softmax / GELU / the
+   * residual stream in float. See vit_session_params.int8_calibration and vit_calibration_*. */
+  VIT_PRECISION_INT8 = 3,
   VIT_PRECISION_FORCE_INT = 0x7fffffff
 } vit_precision;
 typedef enum vit_gemm VIT_ENUM_INT {
@@ -201,6 +205,14 @@ typedef struct vit_session_params {
                               also takes other sizes whose sides are multiples of the patch size
                               and at most this many pixels (each size's graph is built at its first
                               run and cached). */
+  /* -- version 5 -- */
+  /* VIT_PRECISION_INT8 only: the calibration file (vit_calibration_save; `vit-infer calibrate`).
+   * NULL (default): int8_calibration.json next to the model's weights file when it exists, else
+   * none; "": none; else that file. With one, activations are quantised per tensor (static) and
+   * outlier channels migrated into the weights (SmoothQuant); without, per token at run time. A
+   * file that cannot be read, is corrupt, or was made for another model fails the create
+   * (VIT_ERR_IO / VIT_ERR_FORMAT / VIT_ERR_INVALID_ARGUMENT, naming the file). */
+  const char* int8_calibration;
 } vit_session_params;
 #define VIT_LOAD_PARAMS_V1_SIZE sizeof(vit_load_params)
 #define VIT_SESSION_PARAMS_V1_SIZE offsetof(vit_session_params, fusion)
@@ -280,6 +292,25 @@ VIT_API vit_status* vit_session_run_images(vit_session* session, const vit_image
 VIT_API vit_status* vit_image_decode(const void* data, size_t size, const char* name, vit_image* out);
 /* Frees the pixels of an image vit_image_decode filled and zeroes it; NULL or zeroed: no-op. */
 VIT_API void vit_image_free(vit_image* image);
+
+/* ---- int8 calibration ----
+ * Collects, over a set of images, the per-channel range of every int8 GEMM's input (the fp32
+ * forward), for VIT_PRECISION_INT8 sessions: add images (a few dozen representative ones), then
+ * save; a session finds the file next to the model or takes it by path
+ * (vit_session_params.int8_calibration). The file is JSON and records the model's fingerprint. */
+typedef struct vit_calibration vit_calibration;
+/* num_threads: CPU threads, 0 = all. */
+VIT_API vit_status* vit_calibration_create(const vit_model* model, int num_threads, vit_calibration** out);
+VIT_API void vit_calibration_free(vit_calibration* cal);
+/* images [batch, in_chans, image_height, image_width] fp32, normalised (as vit_session_run). */
+VIT_API vit_status* vit_calibration_add(vit_calibration* cal, const float* images, int batch);
+/* Raw RGB8 images, preprocessed as vit_session_run_images does. */
+VIT_API vit_status* vit_calibration_add_images(vit_calibration* cal, const vit_image* images, int count);
+/* Images added so far; -1 for NULL. */
+VIT_API int64_t vit_calibration_get_image_count(const vit_calibration* cal);
+/* Writes the file (replacing one there); path NULL: int8_calibration.json next to the model's
+ * weights file. VIT_ERR_INVALID_ARGUMENT when no image was added, VIT_ERR_IO when unwritable. */
+VIT_API vit_status* vit_calibration_save(const vit_calibration* cal, const char* path);
 
 /* Requests cancellation. The request stays pending until a run consumes it:
  *  - a run in progress stops at its next layer boundary and returns VIT_ERR_CANCELLED

@@ -188,7 +188,7 @@ struct Session {
   int max_batch, max_image_size;
 
   Session(nb::object model_obj, int device, int device_id, int precision, int max_batch_, int threads, int gemm,
-          bool cuda_graphs, bool allow_tf32, int max_image_size_)
+          bool cuda_graphs, bool allow_tf32, int max_image_size_, const std::string& int8_calibration, bool find_calibration)
       : model_ref(model_obj), model(nb::cast<Model*>(model_obj)), max_batch(max_batch_),
         max_image_size(max_image_size_) {
     vit_session_params p = vit_session_default_params();  // fills any field added later
@@ -201,6 +201,8 @@ struct Session {
     p.use_cuda_graphs = cuda_graphs ? 1 : 0;
     p.allow_tf32 = allow_tf32 ? 1 : 0;
     p.max_image_size = max_image_size_;
+    // int8: the file, or "" (none); find_calibration: the library's default (next to the model).
+    p.int8_calibration = find_calibration ? nullptr : int8_calibration.c_str();
     vit_status* st;
     {
       nb::gil_scoped_release nogil;  // a CUDA session times its GEMMs and captures graphs
@@ -295,6 +297,50 @@ struct Session {
   void cancel() { vit_session_cancel(s); }
 };
 
+// vit_calibration: the int8 calibration of a model (images in, the JSON file out).
+struct Calibration {
+  nb::object model_ref;
+  Model* model;
+  vit_calibration* c = nullptr;
+
+  Calibration(nb::object model_obj, int threads) : model_ref(model_obj), model(nb::cast<Model*>(model_obj)) {
+    check(vit_calibration_create(model->m, threads, &c));
+  }
+  ~Calibration() { vit_calibration_free(c); }
+  Calibration(const Calibration&) = delete;
+  Calibration& operator=(const Calibration&) = delete;
+
+  void add(const nb::ndarray<nb::ro>& x) {
+    const Input in = checked_input(x, model->info, 0);
+    vit_status* st;
+    {
+      nb::gil_scoped_release nogil;
+      st = vit_calibration_add(c, in.data, in.batch);
+    }
+    check(st);
+  }
+  void add_images(const std::vector<nb::ndarray<const uint8_t, nb::ndim<3>, nb::c_contig, nb::device::cpu>>& images) {
+    std::vector<vit_image> v;
+    for (size_t k = 0; k < images.size(); ++k) {
+      const auto& a = images[k];
+      if (a.shape(2) != 3 || a.shape(0) > 0x7fffffff || a.shape(1) > 0x7fffffff)
+        throw nb::value_error(("images[" + std::to_string(k) + "] has shape " + shape_str(a) +
+                               "; an RGB image is [height, width, 3] uint8")
+                                  .c_str());
+      v.push_back(vit_image{a.data(), static_cast<int>(a.shape(1)), static_cast<int>(a.shape(0))});
+    }
+    if (v.empty() || v.size() > 0x7fffffff) throw nb::value_error("images: pass 1.. images");
+    vit_status* st;
+    {
+      nb::gil_scoped_release nogil;
+      st = vit_calibration_add_images(c, v.data(), static_cast<int>(v.size()));
+    }
+    check(st);
+  }
+  int64_t image_count() const { return vit_calibration_get_image_count(c); }
+  void save(const std::string& path) { check(vit_calibration_save(c, path.empty() ? nullptr : path.c_str())); }
+};
+
 // Decoded RGB8 pixels [h, w, 3] uint8, owned by the array (the library's buffer, not copied).
 nb::ndarray<nb::numpy, uint8_t> decode_image(nb::bytes data, const std::string& name) {
   vit_image img{};
@@ -346,9 +392,9 @@ NB_MODULE(_vit_infer, m) {
            "The resolved configuration as `vit-infer info` prints it.");
 
   nb::class_<Session>(m, "Session", "An engine instance (vit_session).")
-      .def(nb::init<nb::object, int, int, int, int, int, int, bool, bool, int>(), "model"_a, "device"_a, "device_id"_a,
-           "precision"_a, "max_batch"_a, "threads"_a, "gemm"_a, "cuda_graphs"_a, "allow_tf32"_a,
-           "max_image_size"_a = 0)
+      .def(nb::init<nb::object, int, int, int, int, int, int, bool, bool, int, const std::string&, bool>(), "model"_a,
+           "device"_a, "device_id"_a, "precision"_a, "max_batch"_a, "threads"_a, "gemm"_a, "cuda_graphs"_a,
+           "allow_tf32"_a, "max_image_size"_a = 0, "int8_calibration"_a = "", "find_calibration"_a = true)
       .def_ro("max_batch", &Session::max_batch)
       .def("run", &Session::run, "x"_a, "logits"_a, "embeddings"_a, "attention"_a, "attention_layers"_a,
            "features"_a,
@@ -356,6 +402,14 @@ NB_MODULE(_vit_infer, m) {
       .def("run_images", &Session::run_images, "images"_a, "logits"_a, "embeddings"_a, "attention"_a,
            "attention_layers"_a, "features"_a, "vit_session_run_images on uint8 [h, w, 3] arrays.")
       .def("cancel", &Session::cancel, "vit_session_cancel: stops the run in progress (or the next one).");
+
+  nb::class_<Calibration>(m, "Calibration", "int8 calibration statistics being collected (vit_calibration).")
+      .def(nb::init<nb::object, int>(), "model"_a, "threads"_a = 0)
+      .def("add", &Calibration::add, "x"_a, "vit_calibration_add on a float32 [B, C, H, W] array (normalised).")
+      .def("add_images", &Calibration::add_images, "images"_a, "vit_calibration_add_images on uint8 [h, w, 3] arrays.")
+      .def_prop_ro("image_count", &Calibration::image_count)
+      .def("save", &Calibration::save, "path"_a = "",
+           "vit_calibration_save: the JSON file ('' : int8_calibration.json next to the model).");
 
   // The pointer a run would read for `x`, after the same checks: lets tests prove that an input
   // is not copied (it equals the producer's own data pointer).

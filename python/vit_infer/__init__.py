@@ -30,7 +30,7 @@ _vit_infer._register_errors(dict(ERRORS))
 __version__: str = _vit_infer.version()
 
 __all__ = [
-    "Model", "Session", "ModelInfo", "Preprocess", "Prediction", "OUTPUTS", "decode_image", "softmax",
+    "Model", "Session", "calibrate", "ModelInfo", "Preprocess", "Prediction", "OUTPUTS", "decode_image", "softmax",
     "VitError", "InvalidArgumentError", "IOError", "FormatError", "UnsupportedError", "OutOfMemoryError",
     "DeviceError", "CancelledError", "InternalError",
 ]
@@ -220,12 +220,40 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def calibrate(model: Model, images: Any, out: Optional[Union[str, "os.PathLike[str]"]] = None,
+              threads: int = 0, batch: int = 16) -> str:
+    """The int8 calibration of ``model`` (vit_calibration_*): ``images`` are a float32 [N, C, H, W] array
+    (normalised, at the model's size) or images as ``Session.run_images`` takes them (paths, bytes, PIL
+    images, uint8 [h, w, 3] arrays: preprocessed as the model says); their fp32 forward gives every int8
+    GEMM input's per-channel range, written as JSON to ``out`` (default: int8_calibration.json next to the
+    model, where an int8 Session finds it). Returns the path written."""
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a vit_infer.Model, not {type(model).__name__}")
+    c = _vit_infer.Calibration(model._m, threads)
+    if isinstance(images, np.ndarray) and images.dtype == np.float32:
+        arr = np.ascontiguousarray(images)
+        for i in range(0, arr.shape[0] if arr.ndim == 4 else 1, batch):
+            c.add(arr[i:i + batch] if arr.ndim == 4 else arr)
+    else:
+        items = Session._image_list(images)
+        for i in range(0, len(items), batch):
+            c.add_images([_image_array(img, i + k) for k, img in enumerate(items[i:i + batch])])
+    path = os.fspath(out) if out is not None else ""
+    c.save(path)
+    if path:
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(model.path)) if os.path.isfile(model.path)
+                        else os.path.abspath(model.path), "int8_calibration.json")
+
+
 class Session:
     """An engine instance for one model (vit_session).
 
     ``device``: "cpu", "cuda", or "auto" (CUDA when a CUDA session can be made, else the CPU);
-    ``precision``: "fp32", "fp16", "bf16" (which device supports which is the library's answer: an
-    unsupported pair raises UnsupportedError); ``max_batch``: the largest batch one engine run takes
+    ``precision``: "fp32", "fp16", "bf16", "int8" (which device supports which is the library's answer: an
+    unsupported pair raises UnsupportedError; int8 is the CPU's); ``int8_calibration``: with "int8", the
+    calibration file (``calibrate``); None finds int8_calibration.json next to the model, "" uses none
+    (activations quantised per token at run time); ``max_batch``: the largest batch one engine run takes
     (bigger inputs run in chunks of it); ``threads``: CPU threads, 0 = all; ``max_image_size``: 0 (runs take
     the model's own size), or the largest side of other input sizes run() takes (multiples of the patch;
     the position embeddings are resampled per size as the model's framework does, each size's graph built
@@ -238,25 +266,29 @@ class Session:
 
     def __init__(self, model: Model, device: str = "auto", precision: str = "fp32", max_batch: int = 64,
                  threads: int = 0, *, device_id: int = 0, gemm: str = "auto", cuda_graphs: bool = True,
-                 allow_tf32: bool = False, max_image_size: int = 0) -> None:
+                 allow_tf32: bool = False, max_image_size: int = 0,
+                 int8_calibration: Optional[Union[str, "os.PathLike[str]"]] = None) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"model must be a vit_infer.Model, not {type(model).__name__}")
         self.model = model
         self.precision = precision
         prec = _choice("precision", precision, _PRECISIONS)
         g = _choice("gemm", gemm, _GEMMS)
+        cal = (os.fspath(int8_calibration) if int8_calibration is not None else "", int8_calibration is None)
+        if device == "auto" and precision == "int8":
+            device = "cpu"  # int8 runs on the CPU only
         if device == "auto":
             try:
                 self._s = _vit_infer.Session(model._m, _DEVICES["cuda"], device_id, prec, max_batch, threads, g,
-                                             cuda_graphs, allow_tf32, max_image_size)
+                                             cuda_graphs, allow_tf32, max_image_size, *cal)
                 self.device = "cuda"
             except (DeviceError, UnsupportedError):  # no device, or a build without CUDA
                 self._s = _vit_infer.Session(model._m, _DEVICES["cpu"], device_id, prec, max_batch, threads, g,
-                                             cuda_graphs, allow_tf32, max_image_size)
+                                             cuda_graphs, allow_tf32, max_image_size, *cal)
                 self.device = "cpu"
         else:
             self._s = _vit_infer.Session(model._m, _choice("device", device, _DEVICES), device_id, prec, max_batch,
-                                         threads, g, cuda_graphs, allow_tf32, max_image_size)
+                                         threads, g, cuda_graphs, allow_tf32, max_image_size, *cal)
             self.device = device
         self.max_batch: int = max_batch
         self.max_image_size: int = max_image_size

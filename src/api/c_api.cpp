@@ -23,8 +23,10 @@
 #include "model/limits.h"
 #include "core/precision.h"
 #include "cpu/cpu_engine.h"
+#include "cpu/int8.h"
 #include "gpu/cuda_engine.h"
 #include "image/decode.h"
+#include "image/preprocess.h"
 #include "model/model.h"
 
 struct vit_status {
@@ -329,6 +331,7 @@ vit_session_params vit_session_default_params(void) {
   p.fusion = 1;
   p.outputs_struct_size = sizeof(vit_outputs);
   p.max_image_size = 0;
+  p.int8_calibration = nullptr;
   return p;
 }
 
@@ -375,7 +378,14 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
                                                "(fp32 and bf16 are); use VIT_DEVICE_CUDA for fp16");
       if (p.gemm == VIT_GEMM_CUSTOM || p.gemm == VIT_GEMM_CUBLASLT)
         invalid(fn, "gemm CUSTOM / CUBLASLT select a CUDA GEMM; the CPU device takes AUTO or REFERENCE");
-      if (p.gemm == VIT_GEMM_REFERENCE) {
+      if (p.precision == VIT_PRECISION_INT8 && p.gemm != VIT_GEMM_REFERENCE) {
+        vit::Int8Options o;
+        if (p.int8_calibration) {
+          o.calibration_path = p.int8_calibration;
+          o.find_calibration = false;
+        }
+        s->engine = vit::make_int8_cpu_engine(s->model, o, p.num_threads, p.fusion != 0);
+      } else if (p.gemm == VIT_GEMM_REFERENCE) {
         if (p.precision != VIT_PRECISION_FP32)
           vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": the CPU reference engine (VIT_GEMM_REFERENCE) is "
                                                  "fp32 only, precision " + precision_name(p.precision) + " requested");
@@ -388,6 +398,9 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
     } else {  // VIT_DEVICE_CUDA
       if (p.device_id < 0) invalid(fn, "device_id " + std::to_string(p.device_id) + " is negative");
       if (p.gemm == VIT_GEMM_REFERENCE) invalid(fn, "gemm REFERENCE selects the CPU reference engine (VIT_DEVICE_CPU only)");
+      if (p.precision == VIT_PRECISION_INT8)
+        vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": precision int8 runs on the CPU device only "
+                                               "(VIT_DEVICE_CPU); CUDA runs fp32, fp16 and bf16");
 #ifdef VIT_WITH_CUDA
       if (!vit::cuda_device_available())
         vit::fail(ErrorCode::kDevice, std::string(fn) + ": no CUDA device is available (device_id " +
@@ -519,6 +532,76 @@ vit_status* vit_session_run_images(vit_session* session, const vit_image* images
     pp.input_h = cfg.image_h;
     pp.input_w = cfg.image_w;
     run_locked(fn, session, [&] { session->engine->run_images(views.data(), count, pp, o, &session->cancel); });
+  });
+}
+
+// ---- int8 calibration --------------------------------------------------------------------------
+
+struct vit_calibration {
+  std::unique_ptr<vit::int8::Calibrator> cal;
+};
+
+vit_status* vit_calibration_create(const vit_model* model, int num_threads, vit_calibration** out) {
+  static const char* fn = "vit_calibration_create";
+  if (out) *out = nullptr;
+  return guarded(fn, [&] {
+    require(out, fn, "out");
+    require(model, fn, "model");
+    if (num_threads < 0) invalid(fn, "num_threads " + std::to_string(num_threads) + " is negative");
+    auto c = std::make_unique<vit_calibration>();
+    c->cal = std::make_unique<vit::int8::Calibrator>(model->model, num_threads);
+    *out = c.release();
+  });
+}
+
+void vit_calibration_free(vit_calibration* cal) { delete cal; }
+
+vit_status* vit_calibration_add(vit_calibration* cal, const float* images, int batch) {
+  static const char* fn = "vit_calibration_add";
+  return guarded(fn, [&] {
+    require(cal, fn, "cal");
+    require(images, fn, "images");
+    if (batch < 1) invalid(fn, "batch " + std::to_string(batch) + " must be >= 1");
+    cal->cal->add(images, batch);
+  });
+}
+
+vit_status* vit_calibration_add_images(vit_calibration* cal, const vit_image* images, int count) {
+  static const char* fn = "vit_calibration_add_images";
+  return guarded(fn, [&] {
+    require(cal, fn, "cal");
+    require(images, fn, "images");
+    if (count < 1) invalid(fn, "count " + std::to_string(count) + " must be >= 1");
+    const vit::ViTConfig& cfg = cal->cal->model().cfg;
+    if (cfg.in_chans != 3)
+      vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": the model takes " + std::to_string(cfg.in_chans) +
+                                             " input channels; RGB images have 3 (use vit_calibration_add)");
+    vit::PreprocessConfig pp = cfg.preprocess;
+    pp.input_h = cfg.image_h;
+    pp.input_w = cfg.image_w;
+    const size_t per = static_cast<size_t>(3) * pp.input_h * pp.input_w;
+    std::vector<float> batch(per * static_cast<size_t>(count));
+    for (int i = 0; i < count; ++i) {
+      if (!images[i].rgb || images[i].width < 1 || images[i].height < 1)
+        invalid(fn, "images[" + std::to_string(i) + "] is empty or NULL");
+      vit::Image img;
+      img.w = images[i].width;
+      img.h = images[i].height;
+      img.rgb.assign(images[i].rgb, images[i].rgb + static_cast<size_t>(img.w) * img.h * 3);
+      vit::preprocess_image(img, pp, batch.data() + per * static_cast<size_t>(i));
+    }
+    cal->cal->add(batch.data(), count);
+  });
+}
+
+int64_t vit_calibration_get_image_count(const vit_calibration* cal) { return cal ? cal->cal->images() : -1; }
+
+vit_status* vit_calibration_save(const vit_calibration* cal, const char* path) {
+  static const char* fn = "vit_calibration_save";
+  return guarded(fn, [&] {
+    require(cal, fn, "cal");
+    const std::string where = path && *path ? std::string(path) : vit::int8::default_calibration_path(cal->cal->model());
+    vit::int8::save_calibration(cal->cal->result(), where);
   });
 }
 

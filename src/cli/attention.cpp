@@ -59,7 +59,7 @@ void add_attention_options(CLI::App* cmd, AttentionOptions& o) {
       ->check(CLI::IsMember({"last", "rollout", "both"}))->capture_default_str();
   cmd->add_option("--device", o.device, "cpu | cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
-  cmd->add_option("--precision", o.precision, "fp32 | fp16 | bf16 (cpu: fp32 | bf16)")
+  cmd->add_option("--precision", o.precision, "fp32 | fp16 | bf16 | int8 (cpu: fp32 | bf16 | int8; cuda: fp32 | fp16 | bf16)")
       ->check(CLI::IsMember(precision_choices()))->capture_default_str();
   cmd->add_flag("--reference", o.reference, "cpu: the fp32 reference engine instead of the fast one");
   cmd->add_option("-t,--threads", o.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)

@@ -20,7 +20,7 @@ struct AttentionOptions {
   std::string out;            // PNG path; optional when --json is given
   std::string mode = "both";  // last | rollout | both
   std::string device = "cpu";
-  std::string precision = "fp32";  // fp32 | fp16 | bf16 (cpu: fp32 | bf16)
+  std::string precision = "fp32";  // fp32 | fp16 | bf16 | int8 (cpu: fp32 | bf16 | int8)
   bool reference = false;          // cpu: the fp32 reference engine
   int threads = 0;
   float alpha = 0.6f;  // weight of the colormap in the blend

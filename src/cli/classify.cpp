@@ -28,6 +28,7 @@
 
 #include "cli/commands.h"
 #include "cli/inputs.h"
+#include "cli/progress.h"
 #include "core/error.h"
 #include "io/npy.h"
 
@@ -46,6 +47,8 @@ vit_session_params session_params(const ClassifyOptions& o) {
   p.max_batch = o.batch;
   p.num_threads = o.threads;
   p.max_image_size = o.max_image_size;
+  // o outlives the session; "none": no calibration (dynamic per-token activation scales).
+  if (!o.int8_calibration.empty()) p.int8_calibration = o.int8_calibration == "none" ? "" : o.int8_calibration.c_str();
   return p;
 }
 
@@ -119,54 +122,6 @@ class DecodePool {
   bool stop_ = false;
   std::unordered_map<size_t, Loaded> ready_;
   std::vector<std::thread> workers_;  // last: started after every other member exists
-};
-
-// ---- progress bar -----------------------------------------------------------------------------
-
-// One self-overwriting line on stderr, only when stderr is a terminal (so logs, pipes and
-// --json consumers never see it). Redrawn at most every 100 ms; cleared before anything else
-// is written to the terminal.
-class Progress {
- public:
-  Progress(bool enabled, size_t total) : on_(enabled), total_(total), t0_(Clock::now()) {}
-  ~Progress() { clear(); }
-
-  void update(size_t files_done, int64_t rows_done, bool force = false) {
-    if (!on_) return;
-    auto now = Clock::now();
-    if (!force && drawn_ && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double secs = std::chrono::duration<double>(now - t0_).count();
-    int cols = 80;
-    winsize ws{};
-    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) cols = ws.ws_col;
-    char tail[96];
-    std::snprintf(tail, sizeof tail, " %zu/%zu files  %lld rows  %.1f rows/s", files_done, total_,
-                  static_cast<long long>(rows_done), secs > 0 ? rows_done / secs : 0.0);
-    const int bar = std::max(10, std::min(40, cols - 1 - static_cast<int>(std::strlen(tail)) - 2));
-    const int fill = total_ ? static_cast<int>(static_cast<double>(bar) * files_done / total_) : bar;
-    std::string line = "\r[";
-    for (int i = 0; i < bar; ++i) line += i < fill ? '#' : '.';
-    line += ']';
-    line += tail;
-    if (static_cast<int>(line.size()) > cols) line.resize(static_cast<size_t>(cols));
-    line += "\033[K";
-    std::fputs(line.c_str(), stderr);
-    std::fflush(stderr);
-    drawn_ = true;
-  }
-  void clear() {
-    if (!on_ || !drawn_) return;
-    std::fputs("\r\033[K", stderr);
-    std::fflush(stderr);
-    drawn_ = false;
-  }
-
- private:
-  bool on_;
-  size_t total_;
-  Clock::time_point t0_, last_{};
-  bool drawn_ = false;
 };
 
 // ---- output -------------------------------------------------------------------------------------

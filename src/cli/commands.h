@@ -40,13 +40,26 @@ struct ClassifyOptions {
   std::string logits_out;
   std::string embeddings_out;
   std::string features_out;
+  std::string int8_calibration;  // --int8-calibration: the file (default: next to the model)
   int max_image_size = 0;    // > 0: .npy arrays at other sizes (multiples of the patch, sides <= this) run at theirs
   int decode_threads = 0;    // decode + preprocess workers; 0 = hardware threads
   bool no_progress = false;  // the stderr progress bar (drawn only when stderr is a tty)
   std::vector<std::string> inputs;
 };
 
+// `vit-infer calibrate`: the int8 calibration file of a model (src/cli/calibrate.cpp).
+struct CalibrateOptions {
+  ModelOptions m;
+  std::vector<std::string> images;  // files, directories, @lists
+  std::string out;                  // default: int8_calibration.json next to the model
+  int limit = 0;                    // the first N inputs only (0: all)
+  int batch = 8;
+  int threads = 0;
+  bool no_progress = false;
+};
+
 int run_classify(const ClassifyOptions& o);
+int run_calibrate(const CalibrateOptions& o);
 int run_info(const ModelOptions& o);
 // `vit-infer bench ARGS...`: exec the vit-bench harness with ARGS (see src/cli/bench.cpp).
 int run_bench(const std::vector<std::string>& args);

@@ -47,8 +47,11 @@ int main(int argc, char** argv) {
   add_model_options(classify, c.m);
   classify->add_option("--device", c.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  classify->add_option("--precision", c.precision, "fp32 | fp16 | bf16 (cpu: fp32 | bf16)")
+  classify->add_option("--precision", c.precision, "fp32 | fp16 | bf16 | int8 (cpu: fp32 | bf16 | int8; cuda: fp32 | fp16 | bf16)")
       ->check(CLI::IsMember(vitcli::precision_choices()))->capture_default_str();
+  classify->add_option("--int8-calibration", c.int8_calibration,
+                       "--precision int8: the calibration file (vit-infer calibrate); default: int8_calibration.json "
+                       "next to the model when it exists, else (or with 'none') activations are quantised per token at run time");
   classify->add_option("-k,--top-k", c.top_k, "classes to print per image (clamped to num_classes)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   classify->add_option("--logits-out", c.logits_out, "write float32 logits [rows, classes] (.npy), input order");
@@ -76,6 +79,20 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   classify->add_flag("--no-progress", c.no_progress, "no progress bar (drawn on stderr only when it is a terminal)");
   classify->add_option("inputs", c.inputs, "images, .npy arrays, directories or @LIST files")->required();
+
+  vitcli::CalibrateOptions cal;
+  CLI::App* calibrate = app.add_subcommand(
+      "calibrate",
+      "int8 calibration: run images through the fp32 forward and write the activation ranges of every "
+      "int8 GEMM's input (JSON) for --precision int8 sessions, by default to int8_calibration.json next to "
+      "the model, where they find it. A few dozen images like the ones the model will see are enough.");
+  add_model_options(calibrate, cal.m);
+  calibrate->add_option("--images", cal.images, "images / .npy arrays, directories or @LIST files")->required();
+  calibrate->add_option("--out", cal.out, "the file to write (default: int8_calibration.json next to the model)");
+  calibrate->add_option("--limit", cal.limit, "use the first N inputs only (0: all)")->check(CLI::NonNegativeNumber);
+  calibrate->add_option("-b,--batch", cal.batch, "images per forward")->check(CLI::PositiveNumber)->capture_default_str();
+  calibrate->add_option("-t,--threads", cal.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber);
+  calibrate->add_flag("--no-progress", cal.no_progress, "no progress bar (drawn on stderr only when it is a terminal)");
 
   vitcli::ModelOptions info_opts;
   CLI::App* info = app.add_subcommand("info", "print the resolved model configuration, size and cost");
@@ -108,6 +125,7 @@ int main(int argc, char** argv) {
   try {
     if (*attention && !vitcli::resolve_default_model(attn_opts.m)) return vitcli::kExitFailure;
     if (*classify) return vitcli::run_classify(c);
+    if (*calibrate) return vitcli::run_calibrate(cal);
     if (*info) return vitcli::run_info(info_opts);
     if (*attention) return vitcli::run_attention(attn_opts);
     if (*bench) return vitcli::run_bench(bench->remaining());

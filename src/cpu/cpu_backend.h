@@ -80,9 +80,13 @@ class GraphRunner {
   // `out` receives the attention maps the rows write (CpuCtx). Polls `cancel` between nodes.
   // `profile` (may be null): wall ms and calls per "op / row", or with `by_node` per
   // "op / row / node" with the block index as '*' (blocks.*.attn.qkv: one line per role).
+  // `observe` (may be null) is called before each node with its index and the context (the
+  // int8 calibration reads the GEMM inputs there).
+  using Observer = std::function<void(size_t node, const CpuCtx&)>;
   void run(Workspace& ws, int64_t nb, int threads, const std::map<int, const void*>& inputs, const RunOutputs& out,
            int64_t layer_stride, const std::atomic<bool>* cancel,
-           std::map<std::string, std::pair<double, int64_t>>* profile = nullptr, bool by_node = false) const;
+           std::map<std::string, std::pair<double, int64_t>>* profile = nullptr, bool by_node = false,
+           const Observer* observe = nullptr) const;
 
  private:
   graph::Graph g_;

@@ -235,7 +235,8 @@ GraphRunner::GraphRunner(Graph g, const CpuBackend& backend, std::map<std::strin
 
 void GraphRunner::run(Workspace& ws, int64_t nb, int threads, const std::map<int, const void*>& inputs,
                       const RunOutputs& out, int64_t layer_stride, const std::atomic<bool>* cancel,
-                      std::map<std::string, std::pair<double, int64_t>>* profile, bool by_node) const {
+                      std::map<std::string, std::pair<double, int64_t>>* profile, bool by_node,
+                      const Observer* observe) const {
   // This chunk's activations (planned for nb images) packed into ws.arena by lifetime; weights
   // at their host data, inputs at the caller's memory (read only).
   std::vector<ArenaRequest> req;
@@ -267,6 +268,7 @@ void GraphRunner::run(Workspace& ws, int64_t nb, int threads, const std::map<int
     if (cancel && cancel->load(std::memory_order_relaxed)) {
       fail(ErrorCode::kCancelled, "cpu engine run: cancelled before node '" + g_.nodes[i].name + "'");
     }
+    if (observe) (*observe)(i, ctx);
     if (!profile) {
       rows_[i]->run(ctx, g_.nodes[i], state_[i].get());
       continue;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "engine/engine.h"
 
@@ -19,5 +20,24 @@ std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int 
 // fusion as make_cpu_engine's.
 std::unique_ptr<Engine> make_fast_cpu_engine(std::shared_ptr<const Model> model, DType precision, int threads = 0,
                                              bool fusion = true);
+
+namespace int8 {
+struct Calibration;
+}
+
+// The int8 run (cpu/int8.h): its calibration, in this order of precedence: `calibration` (made
+// in-process), `calibration_path`, or (find_calibration) int8_calibration.json next to the model's
+// weights file when it exists; none: dynamic per-token activation quantisation. A calibration file
+// that is unreadable, corrupt or for another model is an error (int8::load_calibration).
+struct Int8Options {
+  std::shared_ptr<const int8::Calibration> calibration;
+  std::string calibration_path;
+  bool find_calibration = true;
+};
+
+// The fast CPU engine with int8 (W8A8) GEMMs in the transformer blocks; name() says static /
+// dynamic and the ISA, e.g. "cpu-fast int8 static (avx2)".
+std::unique_ptr<Engine> make_int8_cpu_engine(std::shared_ptr<const Model> model, const Int8Options& opt,
+                                             int threads = 0, bool fusion = true);
 
 }  // namespace vit

@@ -54,6 +54,18 @@ void append_eltwise(dnnl::post_ops& po, dnnl::algorithm alg, float alpha) {
 #endif
 }
 
+// The oneDNN eltwise algorithm of an activation epilogue; false for kBias / kBiasAccumulate.
+bool activation(LinearEpilogue e, dnnl::algorithm& alg, float& alpha) {
+  alpha = 0.0f;
+  switch (e) {
+    case LinearEpilogue::kBiasGelu: alg = dnnl::algorithm::eltwise_gelu_erf; return true;
+    case LinearEpilogue::kBiasGeluTanh: alg = dnnl::algorithm::eltwise_gelu_tanh; return true;
+    case LinearEpilogue::kBiasQuickGelu: alg = dnnl::algorithm::eltwise_swish, alpha = 1.702f; return true;  // x sigmoid(1.702 x)
+    case LinearEpilogue::kBiasSilu: alg = dnnl::algorithm::eltwise_swish, alpha = 1.0f; return true;
+    default: return false;
+  }
+}
+
 template <class F>
 auto dnnl_call(const char* what, F&& f) -> decltype(f()) {
   try {
@@ -83,25 +95,46 @@ struct DnnlLinear::Impl {
   std::mutex mu;  // guards prims
   std::map<int64_t, dnnl::matmul> prims;
 
+  dnnl::memory scales;  // int8, oneDNN 3: the per-channel weight scales, a run-time argument
+
+  dt x_type() const { return spec.int8 ? dt::u8 : spec.bf16 ? dt::bf16 : dt::f32; }
+
   dnnl::matmul::primitive_desc make_pd(int64_t M, const dnnl::memory::desc& w_md) const {
-    const dt xt = spec.bf16 ? dt::bf16 : dt::f32;
+    const dt xt = x_type();
     dnnl::memory::desc src({M, spec.K}, xt, tag::ab);
     dnnl::memory::desc dst({M, spec.N}, spec.y_bf16 ? dt::bf16 : dt::f32, tag::ab);
     dnnl::memory::desc b_md = spec.has_bias ? dnnl::memory::desc({1, spec.N}, dt::f32, tag::ab) : dnnl::memory::desc();
     dnnl::post_ops po;
-    if (spec.epi == LinearEpilogue::kBiasGelu) append_eltwise(po, dnnl::algorithm::eltwise_gelu_erf, 0.0f);
-    if (spec.epi == LinearEpilogue::kBiasGeluTanh) append_eltwise(po, dnnl::algorithm::eltwise_gelu_tanh, 0.0f);
-    if (spec.epi == LinearEpilogue::kBiasQuickGelu)  // swish: x * sigmoid(alpha x)
-      append_eltwise(po, dnnl::algorithm::eltwise_swish, 1.702f);
-    if (spec.epi == LinearEpilogue::kBiasSilu) append_eltwise(po, dnnl::algorithm::eltwise_swish, 1.0f);
+    dnnl::algorithm alg;
+    float alpha = 0.0f;
+    if (activation(spec.epi, alg, alpha)) append_eltwise(po, alg, alpha);
     if (spec.epi == LinearEpilogue::kBiasAccumulate) po.append_sum(1.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);
+    if (spec.int8) {
+#if DNNL_VERSION_MAJOR >= 3
+      attr.set_scales_mask(DNNL_ARG_WEIGHTS, 1 << 1);  // per N (dst = scale * acc + bias)
+#else
+      attr.set_output_scales(1 << 1, spec.out_scales);  // per N: dst = scale * (acc + bias)
+#endif
+    }
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl::matmul::primitive_desc(context().eng, src, w_md, b_md, dst, attr);
 #else
     return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w_md, b_md, dst), attr, context().eng);
 #endif
+  }
+
+  // Packs torch's [N, K] row-major weights of type `wt` (the [K, N] matrix with strides {1, K}:
+  // oneDNN's "ba") into the layout the hint M's primitive prefers; a bias buffer [1, N] when asked.
+  void pack(const void* w, dt wt) {
+    Context& ctx = context();
+    dnnl::memory::desc any({spec.K, spec.N}, wt == dt::f32 && spec.bf16 ? dt::bf16 : wt, tag::any);
+    wei_md = make_pd(spec.hint_m, any).weights_desc();
+    dnnl::memory src({{spec.K, spec.N}, wt, tag::ba}, ctx.eng, const_cast<void*>(w));
+    wei = dnnl::memory(wei_md, ctx.eng);
+    dnnl::reorder(src, wei).execute(ctx.strm, src, wei);
+    if (spec.has_bias) bias = dnnl::memory({{1, spec.N}, dt::f32, tag::ab}, ctx.eng);
   }
 
   dnnl::matmul& prim(int64_t M) {
@@ -114,23 +147,38 @@ struct DnnlLinear::Impl {
 
 DnnlLinear::DnnlLinear(const float* w, const float* bias, const LinearSpec& spec) : impl_(std::make_unique<Impl>()) {
   impl_->spec = spec;
-  const int64_t N = spec.N, K = spec.K;
+  const int64_t N = spec.N;
   if (!w || (spec.has_bias && !bias)) fail(ErrorCode::kInvalidArgument, "DnnlLinear: weight / bias missing");
   dnnl_call("packing weights", [&] {
+    impl_->pack(w, dt::f32);
+    if (spec.has_bias) std::copy(bias, bias + N, static_cast<float*>(impl_->bias.get_data_handle()));
+    context().strm.wait();
+  });
+}
+
+DnnlLinear::DnnlLinear(const int8_t* wq, const float* bias, const LinearSpec& spec) : impl_(std::make_unique<Impl>()) {
+  impl_->spec = spec;
+  const int64_t N = spec.N;
+  if (!wq || (spec.has_bias && !bias)) fail(ErrorCode::kInvalidArgument, "DnnlLinear: int8 weight / bias missing");
+  if (!spec.int8 || static_cast<int64_t>(spec.out_scales.size()) != N)
+    fail(ErrorCode::kInvalidArgument, "DnnlLinear: int8 weights need spec.int8 and N output scales");
+  dnnl_call("packing int8 weights", [&] {
     Context& ctx = context();
-    const dt wt = spec.bf16 ? dt::bf16 : dt::f32;
-    dnnl::memory::desc any({K, N}, wt, tag::any);
-    impl_->wei_md = impl_->make_pd(spec.hint_m, any).weights_desc();
-    // torch's [N, K] row-major is the [K, N] matrix with strides {1, K}: oneDNN's "ba".
-    dnnl::memory::desc user({K, N}, dt::f32, tag::ba);
-    dnnl::memory src(user, ctx.eng, const_cast<float*>(w));
-    impl_->wei = dnnl::memory(impl_->wei_md, ctx.eng);
-    dnnl::reorder(src, impl_->wei).execute(ctx.strm, src, impl_->wei);
+    impl_->pack(wq, dt::s8);
     if (spec.has_bias) {
-      dnnl::memory::desc b_md({1, N}, dt::f32, tag::ab);
-      impl_->bias = dnnl::memory(b_md, ctx.eng);
-      std::copy(bias, bias + N, static_cast<float*>(impl_->bias.get_data_handle()));
+      float* b = static_cast<float*>(impl_->bias.get_data_handle());
+#if DNNL_VERSION_MAJOR >= 3
+      std::copy(bias, bias + N, b);
+#else
+      // oneDNN 2.x adds the bias before the output scales: in accumulator units.
+      for (int64_t n = 0; n < N; ++n) b[n] = spec.out_scales[static_cast<size_t>(n)] != 0.0f
+                                                 ? bias[n] / spec.out_scales[static_cast<size_t>(n)] : 0.0f;
+#endif
     }
+#if DNNL_VERSION_MAJOR >= 3
+    impl_->scales = dnnl::memory({{N}, dt::f32, tag::a}, ctx.eng);
+    std::copy(spec.out_scales.begin(), spec.out_scales.end(), static_cast<float*>(impl_->scales.get_data_handle()));
+#endif
     ctx.strm.wait();
   });
 }
@@ -142,13 +190,16 @@ void DnnlLinear::run(const void* x, int64_t M, void* y, int threads) {
     Context& ctx = context();
     dnnl::matmul& p = impl_->prim(M);
     const LinearSpec& s = impl_->spec;
-    dnnl::memory src({{M, s.K}, s.bf16 ? dt::bf16 : dt::f32, tag::ab}, ctx.eng, const_cast<void*>(x));
+    dnnl::memory src({{M, s.K}, impl_->x_type(), tag::ab}, ctx.eng, const_cast<void*>(x));
     dnnl::memory dst({{M, s.N}, s.y_bf16 ? dt::bf16 : dt::f32, tag::ab}, ctx.eng, y);
     // oneDNN (OpenMP build) runs on omp_get_max_threads() of the calling thread.
     const int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
     std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, impl_->wei}, {DNNL_ARG_DST, dst}};
     if (s.has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
+#if DNNL_VERSION_MAJOR >= 3
+    if (s.int8) args.emplace(DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, impl_->scales);
+#endif
     p.execute(ctx.strm, args);
     ctx.strm.wait();
     omp_set_num_threads(saved);
@@ -157,6 +208,49 @@ void DnnlLinear::run(const void* x, int64_t M, void* y, int threads) {
 
 std::string DnnlLinear::impl_name(int64_t M) {
   return dnnl_call("query", [&] { return std::string(impl_->make_pd(M, impl_->wei_md).impl_info_str()); });
+}
+
+struct DnnlEltwise::Impl {
+  dnnl::algorithm alg;
+  float alpha = 0.0f;
+  std::mutex mu;
+  std::map<int64_t, dnnl::eltwise_forward> prims;  // by n
+};
+
+DnnlEltwise::DnnlEltwise(LinearEpilogue act) : impl_(std::make_unique<Impl>()) {
+  if (!activation(act, impl_->alg, impl_->alpha))
+    fail(ErrorCode::kInternal, "DnnlEltwise: the epilogue has no activation");
+}
+
+DnnlEltwise::~DnnlEltwise() = default;
+
+void DnnlEltwise::run(float* y, int64_t n, int threads) const {
+  dnnl_call("eltwise", [&] {
+    Context& ctx = context();
+    dnnl::memory::desc md({n}, dt::f32, tag::a);
+    dnnl::eltwise_forward* p;
+    {
+      std::lock_guard<std::mutex> lock(impl_->mu);
+      auto it = impl_->prims.find(n);
+      if (it == impl_->prims.end()) {
+#if DNNL_VERSION_MAJOR >= 3
+        dnnl::eltwise_forward::primitive_desc pd(ctx.eng, dnnl::prop_kind::forward_inference, impl_->alg, md, md,
+                                                 impl_->alpha, 0.0f);
+#else
+        dnnl::eltwise_forward::primitive_desc pd(
+            dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, impl_->alg, md, impl_->alpha, 0.0f), ctx.eng);
+#endif
+        it = impl_->prims.emplace(n, dnnl::eltwise_forward(pd)).first;
+      }
+      p = &it->second;
+    }
+    dnnl::memory m(md, ctx.eng, y);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    p->execute(ctx.strm, {{DNNL_ARG_SRC, m}, {DNNL_ARG_DST, m}});
+    ctx.strm.wait();
+    omp_set_num_threads(saved);
+  });
 }
 
 int64_t DnnlLinear::packed_bytes() const { return static_cast<int64_t>(impl_->wei_md.get_size()); }

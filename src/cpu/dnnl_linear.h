@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "core/tensor.h"
 #include "cpu/cpu_isa.h"
@@ -28,6 +29,10 @@ struct LinearSpec {
   LinearEpilogue epi = LinearEpilogue::kBias;
   bool has_bias = true;   // false: no bias (the bias tensor is ignored)
   int64_t hint_m = 197;   // the M whose preferred weight layout is packed
+  // int8 (W8A8, the int8 constructor): x u8 [M, K], weights s8, int32 accumulation; then
+  // y = out_scales[n] * acc + bias[n] (bias in y's units) and the epilogue. bf16 is ignored.
+  bool int8 = false;
+  std::vector<float> out_scales;  // [N]
 };
 
 // Sets oneDNN's ISA ceiling to `isa` (once per process, before any primitive exists) and returns
@@ -38,6 +43,9 @@ class DnnlLinear {
  public:
   // w [N, K] fp32 (torch orientation), bias [N] fp32 (null when !spec.has_bias).
   DnnlLinear(const float* w, const float* bias, const LinearSpec& spec);
+  // int8: wq [N, K] int8 (torch orientation, already quantised), bias [N] fp32 in y's units (null
+  // when !spec.has_bias); spec.int8 set, spec.out_scales [N].
+  DnnlLinear(const int8_t* wq, const float* bias, const LinearSpec& spec);
   ~DnnlLinear();
   DnnlLinear(const DnnlLinear&) = delete;
   DnnlLinear& operator=(const DnnlLinear&) = delete;
@@ -48,6 +56,21 @@ class DnnlLinear {
   // oneDNN's name for the kernel it picked for M (e.g. "brg:avx512_core_amx"); for the tests.
   std::string impl_name(int64_t M);
   int64_t packed_bytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// An activation (kBiasGelu .. kBiasSilu: the same function as the linear epilogue's) applied in
+// place to n fp32 values by oneDNN's eltwise primitive (the dynamic int8 GEMM's epilogue).
+class DnnlEltwise {
+ public:
+  explicit DnnlEltwise(LinearEpilogue act);
+  ~DnnlEltwise();
+  DnnlEltwise(const DnnlEltwise&) = delete;
+  DnnlEltwise& operator=(const DnnlEltwise&) = delete;
+  void run(float* y, int64_t n, int threads) const;
 
  private:
   struct Impl;

@@ -1,4 +1,4 @@
-// vit-infer: the fast CPU backend (`--device cpu`, fp32 or bf16): op-table rows (cpu_backend.h)
+// vit-infer: the fast CPU backend (`--device cpu`, fp32, bf16 or int8): op-table rows (cpu_backend.h)
 // for the graph's heavy ops, the reference rows for the rest (embed, pool, cast, the unfused
 // elementwise ops). Linear: oneDNN matmul with weights packed once per node at session creation
 // and the epilogue fused (bias, GELU, residual accumulate; dnnl_linear.h: AMX / AVX512-BF16 for
@@ -8,9 +8,13 @@
 // bf16 is an annotation on the fp32 graph (annotate_bf16): the GEMM inputs that LayerNorm,
 // attention, cross-attention, patchify and GELU-linear nodes produce are stored bf16; the
 // residual stream, the QKV output (attention reads fp32), the head and every output stay fp32.
+// int8 (make_int8_cpu_engine, cpu/int8.h) is an annotation too: the blocks' GEMMs get a QuantSpec
+// and run on the linear_onednn_int8 row (the input quantised to u8 there, oneDNN's u8 x s8 matmul).
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +25,7 @@
 #include "cpu/dnnl_linear.h"
 #include "cpu/cpu_engine.h"
 #include "cpu/fast_kernels.h"
+#include "cpu/int8.h"
 #include "cpu/ref_ops.h"
 
 namespace vit {
@@ -94,6 +99,155 @@ void run_linear(CpuCtx& c, const Node& n, void* state) {
   static_cast<fastcpu::DnnlLinear*>(state)->run(c.v(n.in[0]), M, c.v(n.out[0]), c.nt);
 }
 
+// --- linear, int8 (W8A8): oneDNN's u8 x s8 matmul, the input quantised here (int8.h) -----------
+// Weights: W' = W * smooth (per input channel), int8 per output channel, w_scale[n] = max|W'[n]| /
+// weight_max. Static: q = round(x / (smooth * scale)) + zp, y = scale * w_scale[n] * (acc - zp *
+// colsum[n]) + bias[n]: the zero point folded into the bias, oneDNN's output scales and post-ops
+// (GELU, += residual) the whole epilogue. Dynamic: per row scale / zp, oneDNN's output w_scale[n] *
+// acc into fp32 scratch, the row terms, bias and residual added by dequant_rows, the activation by
+// a oneDNN eltwise pass.
+struct Int8Linear {
+  std::unique_ptr<fastcpu::DnnlLinear> mm;
+  std::unique_ptr<fastcpu::DnnlEltwise> act;  // dynamic, with an activation
+  bool dynamic = true;
+  std::vector<float> mul;     // static: 1 / (smooth[k] * scale)
+  int32_t zp = 0;             // static
+  std::vector<float> inv_smooth;  // dynamic: 1 / smooth[k], empty without smoothing
+  std::vector<float> colsum;  // dynamic: w_scale[n] * sum_k wq[n, k]
+  std::vector<float> bias;    // dynamic: the node's bias (empty without)
+  std::vector<int> outliers;  // input channels in fp32: y += x[:, k] * wo[j] (k = outliers[j])
+  std::vector<float> wo;      // [outliers, N]: their weight columns
+};
+
+// y[m, :] += sum_j x[m, outliers[j]] * wo[j, :] (the outlier channels' exact term).
+void add_outlier_term(const Int8Linear& st, const void* x, bool x_bf16, float* y, int64_t M, int64_t K, int64_t N,
+                      int nt) {
+  const int64_t J = static_cast<int64_t>(st.outliers.size());
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    float* yr = y + m * N;
+    for (int64_t j = 0; j < J; ++j) {
+      const int64_t i = m * K + st.outliers[static_cast<size_t>(j)];
+      const float a = x_bf16 ? fastcpu::from_bf16(static_cast<const uint16_t*>(x)[i]) : static_cast<const float*>(x)[i];
+      const float* w = st.wo.data() + j * N;
+#pragma omp simd
+      for (int64_t n = 0; n < N; ++n) yr[n] += a * w[n];
+    }
+  }
+}
+
+bool supports_linear_int8(const Graph& g, const Node& n) {
+  const auto& p = n.p<graph::LinearParams>();
+  return p.quant && !p.table_residual && !(p.act != graph::Act::kNone && n.input(3) >= 0) && is_f32(g, n.out[0]) &&
+         is_f32(g, n.input(3)) && (is_f32(g, n.in[0]) || is_bf16(g, n.in[0]));
+}
+
+std::shared_ptr<void> prepare_linear_int8(const Graph& g, const Node& n) {
+  const graph::TensorDesc& w = g.t(n.in[1]);
+  const auto& p = n.p<graph::LinearParams>();
+  const graph::QuantSpec& q = *p.quant;
+  const int64_t N = w.shape[0], K = w.cols();
+  const float* W = w.host->ptr();
+  const float* b = n.input(2) >= 0 ? g.t(n.in[2]).host->ptr() : nullptr;
+  auto st = std::make_shared<Int8Linear>();
+  st->dynamic = q.dynamic;
+  std::vector<char> out(static_cast<size_t>(K), 0);
+  st->outliers = q.outliers;
+  st->wo.resize(q.outliers.size() * static_cast<size_t>(N));
+  for (size_t j = 0; j < q.outliers.size(); ++j) {
+    const int k = q.outliers[j];
+    out[static_cast<size_t>(k)] = 1;
+    for (int64_t r = 0; r < N; ++r) st->wo[j * N + r] = W[r * K + k];
+  }
+  std::vector<int8_t> wq(static_cast<size_t>(N * K));
+  std::vector<float> wscale(static_cast<size_t>(N));
+  std::vector<double> colsum(static_cast<size_t>(N));
+  const float wmax = static_cast<float>(q.weight_max);
+  for (int64_t r = 0; r < N; ++r) {
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; ++k)
+      if (!out[k]) amax = std::max(amax, std::fabs(W[r * K + k] * (q.smooth.empty() ? 1.0f : q.smooth[k])));
+    const float s = amax > 0.0f ? amax / wmax : 1.0f;
+    wscale[r] = s;
+    int64_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = W[r * K + k] * (q.smooth.empty() ? 1.0f : q.smooth[k]) / s;
+      const int iv = out[k] ? 0 : static_cast<int>(std::max(-wmax, std::min(wmax, std::nearbyint(v))));
+      wq[static_cast<size_t>(r * K + k)] = static_cast<int8_t>(iv);
+      sum += iv;
+    }
+    colsum[r] = static_cast<double>(sum);
+  }
+  fastcpu::LinearSpec s;
+  s.N = N;
+  s.K = K;
+  s.int8 = true;
+  s.hint_m = g.t(n.in[0]).rows();
+  if (q.dynamic) {
+    s.out_scales = wscale;
+    s.has_bias = false;
+    s.epi = fastcpu::LinearEpilogue::kBias;
+    st->mm = std::make_unique<fastcpu::DnnlLinear>(wq.data(), nullptr, s);
+    st->colsum.resize(static_cast<size_t>(N));
+    for (int64_t r = 0; r < N; ++r) st->colsum[r] = static_cast<float>(wscale[r] * colsum[r]);
+    if (b) st->bias.assign(b, b + N);
+    if (!q.smooth.empty()) {
+      st->inv_smooth.resize(static_cast<size_t>(K));
+      for (int64_t k = 0; k < K; ++k) st->inv_smooth[k] = 1.0f / q.smooth[k];
+    }
+    if (p.act != graph::Act::kNone) st->act = std::make_unique<fastcpu::DnnlEltwise>(linear_epilogue(p.act));
+    return st;
+  }
+  s.out_scales.resize(static_cast<size_t>(N));
+  std::vector<float> bias(static_cast<size_t>(N));
+  for (int64_t r = 0; r < N; ++r) {
+    s.out_scales[r] = q.scale * wscale[r];
+    bias[r] = static_cast<float>((b ? b[r] : 0.0) - double{q.scale} * wscale[r] * q.zero_point * colsum[r]);
+  }
+  s.has_bias = true;
+  s.epi = n.input(3) >= 0 ? fastcpu::LinearEpilogue::kBiasAccumulate : linear_epilogue(p.act);
+  // With fp32 outlier channels the activation follows their term: oneDNN stops at the bias.
+  if (!q.outliers.empty() && p.act != graph::Act::kNone) {
+    s.epi = fastcpu::LinearEpilogue::kBias;
+    st->act = std::make_unique<fastcpu::DnnlEltwise>(linear_epilogue(p.act));
+  }
+  st->mm = std::make_unique<fastcpu::DnnlLinear>(wq.data(), bias.data(), s);
+  st->zp = q.zero_point;
+  st->mul.resize(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) st->mul[k] = out[k] ? 0.0f : 1.0f / ((q.smooth.empty() ? 1.0f : q.smooth[k]) * q.scale);
+  return st;
+}
+
+void run_linear_int8(CpuCtx& c, const Node& n, void* state) {
+  const Int8Linear& st = *static_cast<Int8Linear*>(state);
+  const int64_t M = c.rows(n.in[0]), K = c.g.t(n.in[0]).cols(), N = c.g.t(n.in[1]).shape[0];
+  const bool x_bf16 = is_bf16(c.g, n.in[0]);
+  // scratch: q [M, K] u8, then (dynamic) acc [M, N], row scales and zero points [M] each.
+  const int64_t qf = (M * K + 63) / 64 * 16;
+  grow(c.scratch, qf + (st.dynamic ? M * N + 2 * M : 0));
+  auto* q = reinterpret_cast<uint8_t*>(c.scratch.data());
+  float* y = c.p(n.out[0]);
+  const bool res = n.input(3) >= 0;
+  if (!st.dynamic) {
+    kernels().quantize_u8(c.v(n.in[0]), x_bf16, q, M, K, st.mul.data(), st.zp, c.nt);
+    if (res) cpu::fill_residual(c, n, y, M, N);
+    st.mm->run(q, M, y, c.nt);
+    if (!st.outliers.empty()) add_outlier_term(st, c.v(n.in[0]), x_bf16, y, M, K, N, c.nt);
+    if (st.act) st.act->run(y, M * N, c.nt);
+    return;
+  }
+  float* acc = c.scratch.data() + qf;
+  float* rs = acc + M * N;
+  float* rz = rs + M;
+  kernels().quantize_u8_rows(c.v(n.in[0]), x_bf16, q, rs, rz, M, K, st.inv_smooth.empty() ? nullptr : st.inv_smooth.data(),
+                             c.nt);
+  st.mm->run(q, M, acc, c.nt);
+  if (res) cpu::fill_residual(c, n, y, M, N);
+  kernels().dequant_rows(acc, y, M, N, rs, rz, st.colsum.data(), st.bias.empty() ? nullptr : st.bias.data(), res, c.nt);
+  if (!st.outliers.empty()) add_outlier_term(st, c.v(n.in[0]), x_bf16, y, M, K, N, c.nt);
+  if (st.act) st.act->run(y, M * N, c.nt);
+}
+
 // --- LayerNorm (+ fused residual add) ----------------------------------------------------------
 bool supports_layernorm(const Graph& g, const Node& n) {
   return is_f32(g, n.in[0]) && is_f32(g, n.input(3)) &&
@@ -160,6 +314,7 @@ void run_glu(CpuCtx& c, const Node& n, void*) {
 
 const std::vector<CpuOpRow>& fast_rows() {
   static const std::vector<CpuOpRow> rows = {
+      {Op::kLinear, "linear_onednn_int8", supports_linear_int8, prepare_linear_int8, run_linear_int8},
       {Op::kPatchify, "im2col_bf16", supports_patchify, nullptr, run_patchify},
       {Op::kLinear, "linear_onednn", supports_linear, prepare_linear, run_linear},
       {Op::kLayerNorm, "layernorm_fast", supports_layernorm, nullptr, run_layernorm},
@@ -193,6 +348,26 @@ void annotate_bf16(Graph& g) {
   }
 }
 
+// The int8 run's annotation: the quantised GEMMs' QuantSpecs (int8.h), then, where the CPU has
+// bf16 dot products, the attention and gated-MLP outputs that only quantised GEMMs read stored
+// bf16 (attention then runs as the bf16 run's; the GEMM quantises from bf16).
+void annotate_int8(Graph& g, const int8::Calibration* cal, CpuIsa isa) {
+  int8::annotate(g, cal, int8::weight_max_for(isa));
+  if (static_cast<int>(isa) < static_cast<int>(CpuIsa::kAvx512Bf16)) return;
+  for (const Node& p : g.nodes) {
+    if (p.op != Op::kAttention && p.op != Op::kGlu) continue;
+    const int t = p.out[0];
+    if (g.t(t).keep) continue;
+    bool all = true, any = false;
+    for (int ci : g.consumers(t)) {
+      const Node& r = g.nodes[static_cast<size_t>(ci)];
+      any = true;
+      all = all && r.op == Op::kLinear && r.in[0] == t && r.p<graph::LinearParams>().quant;
+    }
+    if (any && all) g.tensors[static_cast<size_t>(t)].dtype = DType::BF16;
+  }
+}
+
 }  // namespace
 
 namespace cpu {
@@ -213,6 +388,28 @@ CpuBackend fast_backend(DType precision) {
 std::unique_ptr<Engine> make_fast_cpu_engine(std::shared_ptr<const Model> model, DType precision, int threads,
                                              bool fusion) {
   return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::fast_backend(precision));
+}
+
+std::unique_ptr<Engine> make_int8_cpu_engine(std::shared_ptr<const Model> model, const Int8Options& opt, int threads,
+                                             bool fusion) {
+  if (!model) fail(ErrorCode::kInvalidArgument, "int8 cpu engine: model is null");
+  std::shared_ptr<const int8::Calibration> cal = opt.calibration;
+  if (!cal) {
+    std::string path = opt.calibration_path;
+    if (path.empty() && opt.find_calibration) {
+      const std::string next = int8::default_calibration_path(*model);
+      if (std::FILE* f = std::fopen(next.c_str(), "rb")) {
+        std::fclose(f);
+        path = next;
+      }
+    }
+    if (!path.empty()) cal = std::make_shared<int8::Calibration>(int8::load_calibration(path, *model));
+  }
+  const CpuIsa isa = fast_isa();
+  cpu::CpuBackend be = cpu::fast_backend(DType::F32);
+  be.name = std::string("cpu-fast int8 ") + (cal ? "static" : "dynamic") + " (" + cpu_isa_name(isa) + ")";
+  be.annotate = [cal, isa](Graph& g) { annotate_int8(g, cal.get(), isa); };
+  return cpu::make_graph_engine(std::move(model), threads, fusion, std::move(be));
 }
 
 }  // namespace vit

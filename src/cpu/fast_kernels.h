@@ -47,6 +47,21 @@ struct Kernels {
   // The SwiGLU middle: y[r, j] = silu(x[r, j]) * x[r, I + j], x [rows, 2I] fp32 (gate | value),
   // y [rows, I] fp32 or bf16.
   void (*glu_silu)(const float* x, void* y, bool y_bf16, int64_t rows, int64_t I, int nt);
+  // The int8 run's GEMM inputs (cpu/int8.h), x [rows, K] fp32 or bf16 -> q [rows, K] u8, rounded to
+  // nearest even and saturated to 0..255. Static (one scale per tensor, SmoothQuant's per-channel
+  // divisor folded in): q = round(x[r, k] * mul[k]) + zp.
+  void (*quantize_u8)(const void* x, bool x_bf16, uint8_t* q, int64_t rows, int64_t K, const float* mul, int32_t zp,
+                      int nt);
+  // Dynamic, per row (token): x' = x * inv_smooth[k] (null: x), the row's range [lo, hi] with 0 in it
+  // gives scale[r] = (hi - lo) / 255 (1 for a row of zeros) and zp[r] = round(-lo / scale[r]); q =
+  // round(x' / scale[r]) + zp[r]. x' = scale[r] * (q - zp[r]) to within half a step.
+  void (*quantize_u8_rows)(const void* x, bool x_bf16, uint8_t* q, float* scale, float* zp, int64_t rows, int64_t K,
+                           const float* inv_smooth, int nt);
+  // The dynamic int8 GEMM's epilogue: acc [rows, N] = w_scale[n] * sum_k q[r, k] wq[n, k] (oneDNN's
+  // output), y[r, n] = (accumulate ? y[r, n] : 0) + scale[r] * (acc[r, n] - zp[r] * colsum[n]) + bias[n]
+  // (colsum[n] = w_scale[n] * sum_k wq[n, k]; bias may be null).
+  void (*dequant_rows)(const float* acc, float* y, int64_t rows, int64_t N, const float* scale, const float* zp,
+                       const float* colsum, const float* bias, bool accumulate, int nt);
 };
 
 // The kernel set compiled for `isa` (AMX and AVX512-BF16 share one: AVX-512 plus the bf16 dot

@@ -81,6 +81,8 @@ class CudaEngineImpl final : public CudaEngine {
       : model_(std::move(model)), opt_(opt), hooks_(hooks_from_env(hooks)), dt_(storage_type(opt.precision)),
         weights_(dt_) {
     if (!model_) fail(ErrorCode::kInvalidArgument, "make_cuda_engine: model is null");
+    if (opt.precision == Precision::kINT8)
+      fail(ErrorCode::kUnsupported, "make_cuda_engine: precision int8 runs on the CPU only (fp32, fp16, bf16 here)");
     validate();
     int count = 0;
     const cudaError_t e = cudaGetDeviceCount(&count);

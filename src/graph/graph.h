@@ -70,6 +70,18 @@ enum class PoolKind : uint8_t { kCls, kMeanPatches, kMaxPatches, kAvgMaxPatches 
 ActForm act_form(Act a) noexcept;
 PoolMode pool_mode(PoolKind k) noexcept;
 
+// An int8 (W8A8) GEMM's input quantisation, set by the fast CPU backend's int8 annotation
+// (src/cpu/int8.h): x' = x / smooth per input channel (SmoothQuant; the weights carry smooth), then
+// u8 with one scale and zero point per tensor (static, from calibration) or per row (dynamic).
+struct QuantSpec {
+  std::vector<float> smooth;  // per input channel; empty: 1
+  bool dynamic = true;        // per row (token) from the row's own range; else scale / zero_point
+  float scale = 1.0f;         // static: x' = scale * (q - zero_point), q in 0..255
+  int zero_point = 0;
+  int weight_max = 127;       // weights per output channel in -weight_max..weight_max
+  std::vector<int> outliers;  // input channels whose GEMM term stays fp32 (excluded from the scales)
+};
+
 struct LinearParams {
   Act act = Act::kNone;
   // The residual input (in[3]) is a weight table of `rows` rows repeated per image, starting at
@@ -81,6 +93,8 @@ struct LinearParams {
   // as [3, B, heads, T, hd] instead of [B, T, 3D] (the attention node reads either).
   bool qkv_scatter = false;
   int heads = 0;  // with qkv_scatter
+  // Set on an int8 run's GEMMs (the fast CPU backend's annotation): W8A8 with this quantisation.
+  std::shared_ptr<const QuantSpec> quant;
 };
 struct LayerNormParams {
   float eps = 1e-6f;
