@@ -131,14 +131,18 @@ json bench_engines(const Options& o, std::shared_ptr<const vit::Model> model) {
   for (const std::string& k : split(o.engines)) {
     const long before = rss_kib();
     E e{k, nullptr};
-    if (k == "reference") e.e = vit::make_cpu_engine(model, o.threads);
-    else if (k == "fp32") e.e = vit::make_fast_cpu_engine(model, vit::DType::F32, o.threads);
-    else if (k == "bf16") e.e = vit::make_fast_cpu_engine(model, vit::DType::BF16, o.threads);
-    else if (k == "int8") e.e = vit::make_int8_cpu_engine(model, int8_options(o, model), o.threads);
-    else if (k == "int8dyn") {
+    // "<engine>+tome<r>": the same engine with token merging, r tokens per block.
+    const size_t plus = k.find("+tome");
+    const std::string base = k.substr(0, plus);
+    const int tome = plus == std::string::npos ? 0 : std::stoi(k.substr(plus + 5));
+    if (base == "reference") e.e = vit::make_cpu_engine(model, o.threads, true, tome);
+    else if (base == "fp32") e.e = vit::make_fast_cpu_engine(model, vit::DType::F32, o.threads, true, tome);
+    else if (base == "bf16") e.e = vit::make_fast_cpu_engine(model, vit::DType::BF16, o.threads, true, tome);
+    else if (base == "int8") e.e = vit::make_int8_cpu_engine(model, int8_options(o, model), o.threads, true, tome);
+    else if (base == "int8dyn") {
       vit::Int8Options none;
       none.find_calibration = false;
-      e.e = vit::make_int8_cpu_engine(model, none, o.threads);
+      e.e = vit::make_int8_cpu_engine(model, none, o.threads, true, tome);
     }
     else vit::fail(vit::ErrorCode::kInvalidArgument, "unknown engine " + k);
     e.rss_create_kib = rss_kib() - before;
@@ -310,7 +314,7 @@ json bench_attention(const Options& o) {
       std::vector<float> qkv(static_cast<size_t>(B * T * 3 * D)), out(static_cast<size_t>(B * T * D));
       for (size_t i = 0; i < qkv.size(); ++i) qkv[i] = static_cast<float>((i * 7919) % 2000) / 1000.0f - 1.0f;
       for (bool bf16 : {false, true}) {
-        const json t = time_it(o.runs * 4, [&] { k.attention(qkv.data(), out.data(), bf16, B, T, H, hd, o.threads); });
+        const json t = time_it(o.runs * 4, [&] { k.attention(qkv.data(), out.data(), bf16, B, T, H, hd, o.threads, nullptr); });
         const double med = t["median"];
         rows.push_back({{"T", T}, {"B", B}, {"bf16", bf16}, {"ms", t}, {"gflop_s", flop / (med * 1e6)}});
         std::printf("attention T %4lld B %2lld %s %8.3f ms  %7.1f GFLOP/s\n", static_cast<long long>(T),
@@ -505,7 +509,7 @@ int main(int argc, char** argv) {
   app.add_option("--model", o.model, "checkpoint (else random weights for --arch)");
   app.add_option("--arch", o.arch, "timm architecture (random weights, or the config of a bare --model file)")
       ->capture_default_str();
-  app.add_option("--engines", o.engines, "reference,fp32,bf16,int8,int8dyn")->capture_default_str();
+  app.add_option("--engines", o.engines, "reference,fp32,bf16,int8,int8dyn; <engine>+tome<r>: with token merging, r tokens per block (e.g. bf16+tome13)")->capture_default_str();
   app.add_option("--int8-calibration", o.int8_calibration,
                  "int8: the calibration file (default: next to --model, else calibrated on 16 synthetic images)");
   app.add_option("--batches", o.batches)->capture_default_str();

@@ -96,14 +96,16 @@ __global__ void __launch_bounds__(128) attn_tc_kernel(const AttentionParams p) {
       }
     }
 
-    // Scale into the log2 domain, mask keys >= T, online softmax update.
+    // Scale into the log2 domain (+ log2 of the key's size: proportional attention), mask keys
+    // >= T, online softmax update.
     float mx[2] = {-INFINITY, -INFINITY};
+    const float* sz = p.size ? p.size + static_cast<int64_t>(b) * T_ : nullptr;
 #pragma unroll
     for (int ni = 0; ni < NS; ++ni) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = j0 + ni * 8 + (lane % 4) * 2 + (e & 1);
-        const float v = key < T_ ? s[ni][e] * sl2 : -INFINITY;
+        const float v = key < T_ ? s[ni][e] * sl2 + (sz ? log2f(sz[key]) : 0.0f) : -INFINITY;
         s[ni][e] = v;
         mx[e / 2] = fmaxf(mx[e / 2], v);
       }
@@ -221,7 +223,7 @@ __global__ void __launch_bounds__(128) attn_simt_kernel(const AttentionParams p)
       const float* q = Qs[warp * QR + i];
       float s = 0.0f;
       for (int d = 0; d < hd; ++d) s = fmaf(q[d], Ks[lane][d], s);
-      s = valid ? s * p.scale : -INFINITY;
+      s = valid ? s * p.scale + (p.size ? logf(p.size[static_cast<int64_t>(b) * T_ + j0 + lane]) : 0.0f) : -INFINITY;
       const float mn = fmaxf(m[i], kern::warp_max(s));  // finite: lane 0's key is always valid
       const float alpha = expf(m[i] - mn);
       const float pe = valid ? expf(s - mn) : 0.0f;

@@ -2,7 +2,8 @@
 // softmax, no T x T matrix in global memory). Q, K, V element (b, h, t, d) lives at
 // base + b*stride_b + h*stride_h + t*stride_t + d, which covers both [B, H, T, hd] (the GEMM's
 // QKV epilogue) and [B, T, 3, H, hd] (a plain [B*T, 3D] GEMM output). O is [B, T, H*hd]
-// (heads concatenated head-major, ready for proj). Storage F32 / F16 / BF16, fp32 softmax.
+// (heads concatenated head-major, ready for proj). Storage F32 / F16 / BF16, fp32 softmax;
+// optionally a per-key bias log(size) (token merging's proportional attention).
 // F16/BF16 with hd in {32, 48, 64, 80, 96, 112, 128} use tensor cores (mma.sync); other hd
 // <= 128 and F32 use the SIMT kernel. hd > 128 is rejected (kInvalidArgument).
 #pragma once
@@ -27,6 +28,9 @@ struct AttentionParams {
   int B = 0, H = 0, T = 0, head_dim = 0;
   float scale = 0.0f;  // usually head_dim^-0.5
   AttentionKernel kernel = AttentionKernel::kAuto;
+  // [B, T] token sizes, or null: proportional attention (ToMe), every key j's logit gains
+  // log(size[b, j]) after the scaling (tome.cuh makes the sizes).
+  const float* size = nullptr;
 };
 
 // Softmax probabilities of the first `query_rows` query rows: probs [B, H, query_rows, T] fp32

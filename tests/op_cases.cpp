@@ -59,6 +59,17 @@ int OpGraph::node(Op op, const std::string& name, std::vector<int> in, std::vect
   return g_.nodes.back().out[0];
 }
 
+int OpGraph::output(const std::string& name, std::vector<int64_t> shape, DType dt) {
+  graph::TensorDesc d;
+  d.name = name;
+  d.dtype = dt;
+  d.shape = std::move(shape);
+  d.keep = true;
+  const int t = g_.add_tensor(std::move(d));
+  g_.nodes.back().out.push_back(t);
+  return t;
+}
+
 namespace {
 
 using Build = std::function<graph::Graph(DType, uint32_t)>;
@@ -110,14 +121,24 @@ OpCase linear_case(int64_t R, int64_t K, int64_t N, int batch, Act act, int resi
   return c;
 }
 
-// The QKV GEMM feeding attention, with the scatter epilogue where the backend has it.
-OpCase qkv_attention_case(int64_t T, int64_t H, int64_t hd, int batch, bool scatter) {
+// ToMe's attention: the token sizes as an input (proportional attention) and the keys' head mean
+// (the matching metric) as a second output.
+void tome_attention(OpGraph& g, int qkv, int64_t T, int64_t H, int64_t hd) {
+  const int size = g.input("size", {T}, DType::F32);
+  g.node(Op::kAttention, "attention", {qkv, size}, {{T, H * hd}}, graph::AttentionParams{static_cast<int>(H), 0});
+  g.output("attention.metric", {T, hd}, DType::F32);
+}
+
+// The QKV GEMM feeding attention, with the scatter epilogue where the backend has it; tome: the
+// attention of a block after a merge (sizes in, metric out), the metric read through the layout.
+OpCase qkv_attention_case(int64_t T, int64_t H, int64_t hd, int batch, bool scatter, bool tome = false) {
   OpCase c;
   const int64_t D = H * hd;
-  c.name = std::string(scatter ? "qkv_attention/scatter_" : "qkv_attention/plain_") + "T" + std::to_string(T) + "_h" +
-           std::to_string(H) + "_hd" + std::to_string(hd) + "_b" + std::to_string(batch);
+  c.name = std::string(scatter ? "qkv_attention/scatter_" : "qkv_attention/plain_") + (tome ? "tome_" : "") + "T" +
+           std::to_string(T) + "_h" + std::to_string(H) + "_hd" + std::to_string(hd) + "_b" + std::to_string(batch);
   c.batch = batch;
   c.cpu_bf16 = {"x"};
+  if (tome) c.size_inputs = {"size"};
   c.build = [=](DType dt, uint32_t seed) {
     OpGraph g(dt, seed);
     const float a = 2.5f / std::sqrt(static_cast<float>(D));
@@ -127,24 +148,58 @@ OpCase qkv_attention_case(int64_t T, int64_t H, int64_t hd, int batch, bool scat
     p.heads = static_cast<int>(H);
     const int qkv = g.node(Op::kLinear, "qkv", {x, g.weight("W", {3 * D, D}, -a, a), g.weight("bias", {3 * D}), -1},
                            {{T, 3 * D}}, p);
-    // The scattered layout is backend-specific: only the attention output is compared.
-    g.node(Op::kAttention, "attention", {qkv}, {{T, D}}, graph::AttentionParams{static_cast<int>(H), 0});
+    // The scattered layout is backend-specific: only the attention outputs are compared.
+    if (tome) {
+      tome_attention(g, qkv, T, H, hd);
+    } else {
+      g.node(Op::kAttention, "attention", {qkv}, {{T, D}}, graph::AttentionParams{static_cast<int>(H), 0});
+    }
     return g.take();
   };
   return c;
 }
 
-OpCase attention_case(int64_t T, int64_t H, int64_t hd, int batch) {
+OpCase attention_case(int64_t T, int64_t H, int64_t hd, int batch, bool tome = false) {
   OpCase c;
-  c.name = "attention/T" + std::to_string(T) + "_h" + std::to_string(H) + "_hd" + std::to_string(hd) + "_b" +
-           std::to_string(batch);
+  c.name = std::string("attention/") + (tome ? "tome_" : "") + "T" + std::to_string(T) + "_h" + std::to_string(H) +
+           "_hd" + std::to_string(hd) + "_b" + std::to_string(batch);
   c.batch = batch;
   c.input_spread = 3.0f;  // scores of several units: peaked rows, the running max matters
   c.cpu_bf16 = {"attention.out"};
+  if (tome) c.size_inputs = {"size"};
   c.build = [=](DType dt, uint32_t seed) {
     OpGraph g(dt, seed);
     const int qkv = g.input("qkv", {T, 3 * H * hd});
-    g.node(Op::kAttention, "attention", {qkv}, {{T, H * hd}}, graph::AttentionParams{static_cast<int>(H), 0});
+    if (tome) {
+      tome_attention(g, qkv, T, H, hd);
+    } else {
+      g.node(Op::kAttention, "attention", {qkv}, {{T, H * hd}}, graph::AttentionParams{static_cast<int>(H), 0});
+    }
+    return g.take();
+  };
+  return c;
+}
+
+// One block's token merge: x [T, D], the metric [T, hd] fp32 (random directions: the decisions
+// are taken in double from the same fp32 metric on every backend), the sizes (absent in the
+// first block: all ones); r merged, `prefix` rows protected.
+OpCase tome_merge_case(int64_t T, int64_t D, int64_t hd, int r, int prefix, bool sizes, int batch) {
+  OpCase c;
+  c.name = "tome_merge/T" + std::to_string(T) + "_D" + std::to_string(D) + "_hd" + std::to_string(hd) + "_r" +
+           std::to_string(r) + "_prefix" + std::to_string(prefix) + (sizes ? "_sizes" : "") + "_b" +
+           std::to_string(batch);
+  c.batch = batch;
+  if (sizes) c.size_inputs = {"size"};
+  c.build = [=](DType dt, uint32_t seed) {
+    OpGraph g(dt, seed);
+    const int x = g.input("x", {T, D});
+    const int metric = g.input("metric", {T, hd}, DType::F32);
+    const int size = sizes ? g.input("size", {T}, DType::F32) : -1;
+    graph::TomeParams tp;
+    tp.r = r;
+    tp.prefix = prefix;
+    g.node(Op::kTomeMerge, "tome", {x, metric, size}, {{T - r, D}}, tp);
+    g.output("tome.size", {T - r}, DType::F32);
     return g.take();
   };
   return c;
@@ -325,6 +380,22 @@ const std::vector<OpCase>& op_cases() {
     v.push_back(pool_case(graph::PoolKind::kAvgMaxPatches, 21, 64, 5, 3));
     v.push_back(cross_attention_case(1, 50, 4, 16, 1, true, 3));
     v.push_back(cross_attention_case(2, 197, 2, 24, 5, false, 1));
+    // Token merging: proportional attention with the metric out, the merge itself (odd and even
+    // token counts, r at the clip limit (T - prefix) / 2, cls / cls + dist / cls + 4 registers /
+    // no prefix, the first block without sizes).
+    v.push_back(attention_case(197, 2, 64, 3, true));
+    v.back().emulated = false;
+    v.push_back(attention_case(50, 2, 80, 1, true));
+    v.push_back(attention_case(35, 3, 40, 3, true));
+    v.push_back(qkv_attention_case(197, 3, 64, 1, true, true));
+    v.back().emulated = false;
+    v.push_back(qkv_attention_case(50, 2, 24, 1, true, true));
+    v.push_back(tome_merge_case(197, 64, 64, 13, 1, false, 3));
+    v.push_back(tome_merge_case(197, 48, 64, 98, 1, true, 1));
+    v.push_back(tome_merge_case(198, 40, 24, 20, 1, true, 1));
+    v.push_back(tome_merge_case(50, 80, 80, 24, 2, true, 3));
+    v.push_back(tome_merge_case(35, 40, 40, 17, 0, false, 1));
+    v.push_back(tome_merge_case(21, 64, 24, 8, 5, true, 3));
     return v;
   }();
   return cases;

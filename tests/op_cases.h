@@ -32,6 +32,8 @@ class OpGraph {
   // One node; returns its first output (out_shapes[k] per output, all of type `dt`, -1: act()).
   int node(graph::Op op, const std::string& name, std::vector<int> in, std::vector<std::vector<int64_t>> out_shapes,
            graph::OpParams p = {}, int dt = -1);
+  // One more output of the last node, of type dt (e.g. ToMe's fp32 metric and sizes).
+  int output(const std::string& name, std::vector<int64_t> shape, DType dt);
   graph::Graph take() { return std::move(g_); }
 
  private:
@@ -43,6 +45,8 @@ struct OpCase {
   std::string name;  // "<op>/<what>", e.g. "linear/gelu_tanh_197x64x96_b3"
   int batch = 1;
   float input_spread = 1.0f;  // inputs are U(-spread, spread) (attention: peaked softmax rows)
+  // Inputs holding token sizes (ToMe): whole numbers 1..8 instead.
+  std::vector<std::string> size_inputs;
   // The case's graph with activations in `act` (F32 for the reference), weights from `seed`.
   std::function<graph::Graph(DType act, uint32_t seed)> build;
   // Names of the tensors the fast CPU engine stores bf16 in its bf16 variant of this case (as its

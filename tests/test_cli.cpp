@@ -61,9 +61,9 @@ const Fixture& fx() {
 
 // Reference logits [3, 10] for good1 ++ good2 from the internal engine behind `--device cpu`
 // (the fast fp32 engine), one batch of 3.
-std::vector<float> reference_logits() {
+std::vector<float> reference_logits(int tome = 0) {
   auto model = vit::load_model(fx().model);
-  auto eng = vit::make_fast_cpu_engine(model, vit::DType::F32, 2);
+  auto eng = vit::make_fast_cpu_engine(model, vit::DType::F32, 2, true, tome);
   std::vector<float> x = fx().x1;
   x.insert(x.end(), fx().x2.begin(), fx().x2.end());
   std::vector<float> logits(3 * 10, NAN);
@@ -233,6 +233,26 @@ TEST(Cli, ModelAndUsageErrors) {
   EXPECT_EQ(p.rc, 2);
   p = run_cli({});
   EXPECT_EQ(p.rc, 2);
+}
+
+// --tome R: the engine's token merging (same logits as the engine with merging, not the plain
+// ones); a value past the model's limit (17 tokens, 1 protected: 8) and --features-out refused.
+TEST(Cli, TomeMergesTokens) {
+  const std::string out = vit::test::temp_dir() + "/tome.npy";
+  Proc p = run_cli({"classify", "--model", fx().model, "--threads", "2", "--batch", "8", "--tome", "4", "--logits-out",
+                    out, fx().good1, fx().good2});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  const vit::Tensor t = vit::read_npy(out);
+  const std::vector<float> want = reference_logits(4), plain = reference_logits(0);
+  ASSERT_EQ(t.data.size(), want.size());
+  EXPECT_LT(vit::test::max_abs_diff(t.ptr(), want.data(), want.size()), 1e-4f * vit::test::max_abs(want.data(), want.size()));
+  EXPECT_GT(vit::test::max_abs_diff(t.ptr(), plain.data(), plain.size()), 1e-3f) << "--tome 4 merged nothing";
+  p = run_cli({"classify", "--model", fx().model, "--tome", "9", fx().good1});
+  EXPECT_EQ(p.rc, 1);
+  EXPECT_NE(p.err.find("tome 9 is outside 0..8"), std::string::npos) << p.err;
+  p = run_cli({"classify", "--model", fx().model, "--tome", "2", "--features-out", out, fx().good1});
+  EXPECT_EQ(p.rc, 2);
+  EXPECT_NE(p.err.find("--features-out"), std::string::npos) << p.err;
 }
 
 TEST(Cli, InfoPrintsTheConfiguration) {

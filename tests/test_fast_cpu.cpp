@@ -170,10 +170,10 @@ TEST(FastCpuKernels, FlashAttentionMatchesReference) {
       std::vector<float> want(R * D, kNaN), kt(R * D), scratch(2 * s.T);
       vit::ref::attention(qkv.data(), want.data(), nullptr, kt.data(), scratch.data(), s.B, s.T, s.H, s.hd, 2);
       std::vector<float> got(R * D, kNaN);
-      k.attention(qkv.data(), got.data(), false, s.B, s.T, s.H, s.hd, 2);
+      k.attention(qkv.data(), got.data(), false, s.B, s.T, s.H, s.hd, 2, nullptr);
       EXPECT_TRUE(close_rel(got, want, tol_rel(DType::F32)));
       std::vector<uint16_t> got16(R * D, 0xffff);
-      k.attention(qkv.data(), got16.data(), true, s.B, s.T, s.H, s.hd, 2);
+      k.attention(qkv.data(), got16.data(), true, s.B, s.T, s.H, s.hd, 2, nullptr);
       EXPECT_TRUE(close_rel(from_bf16(got16), want, tol_rel(DType::BF16)));
     }
   }

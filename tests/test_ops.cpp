@@ -44,11 +44,13 @@ std::map<int, std::vector<float>> make_inputs(const graph::Graph& g, const OpCas
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-c.input_spread, c.input_spread);
   std::map<int, std::vector<float>> in;
+  std::uniform_int_distribution<int> whole(1, 8);
   for (size_t t = 0; t < g.tensors.size(); ++t) {
     const graph::TensorDesc& d = g.tensors[t];
     if (d.kind != graph::TensorKind::kInput) continue;
     std::vector<float> v(static_cast<size_t>(d.numel() * c.batch));
-    for (float& x : v) x = u(rng);
+    const bool sizes = std::find(c.size_inputs.begin(), c.size_inputs.end(), d.name) != c.size_inputs.end();
+    for (float& x : v) x = sizes ? static_cast<float>(whole(rng)) : u(rng);
     in[static_cast<int>(t)] = round_to_type(d.dtype, std::move(v));
   }
   return in;

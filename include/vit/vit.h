@@ -213,6 +213,15 @@ typedef struct vit_session_params {
    * file that cannot be read, is corrupt, or was made for another model fails the create
    * (VIT_ERR_IO / VIT_ERR_FORMAT / VIT_ERR_INVALID_ARGUMENT, naming the file). */
   const char* int8_calibration;
+  /* -- version 6 -- */
+  int tome;                /* default 0: off. > 0: token merging (ToMe, Bolya et al. 2023), this many
+                              tokens merged per block (bipartite soft matching on the keys, size-weighted
+                              averages, proportional attention; the class / distillation / register
+                              tokens are never merged; each block merges at most half of its mergeable
+                              tokens). Faster, and the numbers change (docs/ACCURACY.md). At most
+                              (num_tokens - prefix tokens) / 2 (VIT_ERR_INVALID_ARGUMENT otherwise); runs
+                              then refuse attention, attention_layers and features
+                              (VIT_ERR_UNSUPPORTED: merged blocks have no per-token grid). */
 } vit_session_params;
 #define VIT_LOAD_PARAMS_V1_SIZE sizeof(vit_load_params)
 #define VIT_SESSION_PARAMS_V1_SIZE offsetof(vit_session_params, fusion)

@@ -188,7 +188,8 @@ struct Session {
   int max_batch, max_image_size;
 
   Session(nb::object model_obj, int device, int device_id, int precision, int max_batch_, int threads, int gemm,
-          bool cuda_graphs, bool allow_tf32, int max_image_size_, const std::string& int8_calibration, bool find_calibration)
+          bool cuda_graphs, bool allow_tf32, int max_image_size_, const std::string& int8_calibration, bool find_calibration,
+          int tome)
       : model_ref(model_obj), model(nb::cast<Model*>(model_obj)), max_batch(max_batch_),
         max_image_size(max_image_size_) {
     vit_session_params p = vit_session_default_params();  // fills any field added later
@@ -203,6 +204,7 @@ struct Session {
     p.max_image_size = max_image_size_;
     // int8: the file, or "" (none); find_calibration: the library's default (next to the model).
     p.int8_calibration = find_calibration ? nullptr : int8_calibration.c_str();
+    p.tome = tome;
     vit_status* st;
     {
       nb::gil_scoped_release nogil;  // a CUDA session times its GEMMs and captures graphs
@@ -392,9 +394,10 @@ NB_MODULE(_vit_infer, m) {
            "The resolved configuration as `vit-infer info` prints it.");
 
   nb::class_<Session>(m, "Session", "An engine instance (vit_session).")
-      .def(nb::init<nb::object, int, int, int, int, int, int, bool, bool, int, const std::string&, bool>(), "model"_a,
+      .def(nb::init<nb::object, int, int, int, int, int, int, bool, bool, int, const std::string&, bool, int>(), "model"_a,
            "device"_a, "device_id"_a, "precision"_a, "max_batch"_a, "threads"_a, "gemm"_a, "cuda_graphs"_a,
-           "allow_tf32"_a, "max_image_size"_a = 0, "int8_calibration"_a = "", "find_calibration"_a = true)
+           "allow_tf32"_a, "max_image_size"_a = 0, "int8_calibration"_a = "", "find_calibration"_a = true,
+           "tome"_a = 0)
       .def_ro("max_batch", &Session::max_batch)
       .def("run", &Session::run, "x"_a, "logits"_a, "embeddings"_a, "attention"_a, "attention_layers"_a,
            "features"_a,

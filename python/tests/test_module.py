@@ -442,6 +442,21 @@ def test_library_errors_carry_their_message(tmp_path, demo):
     assert vit_infer.Session(demo, device="auto").device in ("cpu", "cuda")
 
 
+def test_token_merging_session(demo):
+    x = np.random.default_rng(5).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    plain = vit_infer.Session(demo, device="cpu", threads=2).run(x)
+    s = vit_infer.Session(demo, device="cpu", threads=2, tome=8)
+    assert s.tome == 8
+    merged = s.run(x)
+    assert merged.shape == plain.shape and np.isfinite(merged).all()
+    assert np.abs(merged - plain).max() > 1e-3  # the blocks ran on merged tokens
+    with pytest.raises(vit_infer.UnsupportedError, match="features output is not defined with token merging"):
+        s.run(x, outputs="features")
+    # 64 patches + the class token: at most 32 merged per block.
+    with pytest.raises(vit_infer.InvalidArgumentError, match="tome 33 is outside 0..32"):
+        vit_infer.Session(demo, device="cpu", tome=33)
+
+
 # ---- python -m vit_infer classify ----------------------------------------------------------------
 
 def test_python_m_classify_prints_what_the_program_prints(tmp_path):

@@ -257,7 +257,9 @@ class Session:
     (bigger inputs run in chunks of it); ``threads``: CPU threads, 0 = all; ``max_image_size``: 0 (runs take
     the model's own size), or the largest side of other input sizes run() takes (multiples of the patch;
     the position embeddings are resampled per size as the model's framework does, each size's graph built
-    once); CUDA knobs ``device_id``, ``gemm`` ("auto", "custom", "cublaslt"), ``cuda_graphs``, ``allow_tf32``.
+    once); ``tome``: 0, or token merging (ToMe) of that many tokens in every block (faster; the numbers
+    change, docs/ACCURACY.md; attention maps and features are then refused); CUDA knobs ``device_id``,
+    ``gemm`` ("auto", "custom", "cublaslt"), ``cuda_graphs``, ``allow_tf32``.
 
     Runs release the GIL. A session may be shared by threads: its runs are serialised by the
     library's lock. ``cancel()`` from any thread stops the run in progress (or the next one), which
@@ -267,7 +269,7 @@ class Session:
     def __init__(self, model: Model, device: str = "auto", precision: str = "fp32", max_batch: int = 64,
                  threads: int = 0, *, device_id: int = 0, gemm: str = "auto", cuda_graphs: bool = True,
                  allow_tf32: bool = False, max_image_size: int = 0,
-                 int8_calibration: Optional[Union[str, "os.PathLike[str]"]] = None) -> None:
+                 int8_calibration: Optional[Union[str, "os.PathLike[str]"]] = None, tome: int = 0) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"model must be a vit_infer.Model, not {type(model).__name__}")
         self.model = model
@@ -280,18 +282,19 @@ class Session:
         if device == "auto":
             try:
                 self._s = _vit_infer.Session(model._m, _DEVICES["cuda"], device_id, prec, max_batch, threads, g,
-                                             cuda_graphs, allow_tf32, max_image_size, *cal)
+                                             cuda_graphs, allow_tf32, max_image_size, *cal, tome)
                 self.device = "cuda"
             except (DeviceError, UnsupportedError):  # no device, or a build without CUDA
                 self._s = _vit_infer.Session(model._m, _DEVICES["cpu"], device_id, prec, max_batch, threads, g,
-                                             cuda_graphs, allow_tf32, max_image_size, *cal)
+                                             cuda_graphs, allow_tf32, max_image_size, *cal, tome)
                 self.device = "cpu"
         else:
             self._s = _vit_infer.Session(model._m, _choice("device", device, _DEVICES), device_id, prec, max_batch,
-                                         threads, g, cuda_graphs, allow_tf32, max_image_size, *cal)
+                                         threads, g, cuda_graphs, allow_tf32, max_image_size, *cal, tome)
             self.device = device
         self.max_batch: int = max_batch
         self.max_image_size: int = max_image_size
+        self.tome: int = tome
 
     def __repr__(self) -> str:
         return f"Session({self.model.path!r}, device={self.device!r}, precision={self.precision!r}, " \

@@ -25,6 +25,7 @@
 #include "cpu/cpu_engine.h"
 #include "cpu/int8.h"
 #include "gpu/cuda_engine.h"
+#include "graph/graph.h"
 #include "image/decode.h"
 #include "image/preprocess.h"
 #include "model/model.h"
@@ -44,6 +45,7 @@ struct vit_session {
   std::unique_ptr<vit::Engine> engine;
   int max_batch = 1;
   int max_image_size = 0;  // > 0: vit_session_run_at takes other sizes up to this side
+  int tome = 0;            // > 0: token merging; runs refuse the per-token outputs
   size_t outputs_size = VIT_OUTPUTS_V1_SIZE;  // the caller's sizeof(vit_outputs): fields read
   std::mutex run_mu;  // serialises runs: engines own scratch buffers sized for one run
   // Pending cancellation request; consumed (cleared) by the run that observes it, or by the
@@ -332,6 +334,7 @@ vit_session_params vit_session_default_params(void) {
   p.outputs_struct_size = sizeof(vit_outputs);
   p.max_image_size = 0;
   p.int8_calibration = nullptr;
+  p.tome = 0;
   return p;
 }
 
@@ -367,10 +370,13 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
       invalid(fn, "outputs_struct_size " + std::to_string(outputs_size) + " is not a vit_outputs size (" +
                       std::to_string(VIT_OUTPUTS_V1_SIZE) + ".." + std::to_string(sizeof(vit_outputs)) + ")");
 
+    vit::graph::check_tome(model->model->cfg, p.tome, fn);  // a named error before any engine work
+
     auto s = std::make_unique<vit_session>();
     s->model = model->model;
     s->max_batch = p.max_batch;
     s->max_image_size = p.max_image_size;
+    s->tome = p.tome;
     s->outputs_size = outputs_size;
     if (p.device == VIT_DEVICE_CPU) {
       if (p.precision == VIT_PRECISION_FP16)
@@ -384,16 +390,16 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
           o.calibration_path = p.int8_calibration;
           o.find_calibration = false;
         }
-        s->engine = vit::make_int8_cpu_engine(s->model, o, p.num_threads, p.fusion != 0);
+        s->engine = vit::make_int8_cpu_engine(s->model, o, p.num_threads, p.fusion != 0, p.tome);
       } else if (p.gemm == VIT_GEMM_REFERENCE) {
         if (p.precision != VIT_PRECISION_FP32)
           vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": the CPU reference engine (VIT_GEMM_REFERENCE) is "
                                                  "fp32 only, precision " + precision_name(p.precision) + " requested");
-        s->engine = vit::make_cpu_engine(s->model, p.num_threads, p.fusion != 0);
+        s->engine = vit::make_cpu_engine(s->model, p.num_threads, p.fusion != 0, p.tome);
       } else {
         s->engine = vit::make_fast_cpu_engine(s->model,
                                               vit::storage_type(to_internal(p.precision)),
-                                              p.num_threads, p.fusion != 0);
+                                              p.num_threads, p.fusion != 0, p.tome);
       }
     } else {  // VIT_DEVICE_CUDA
       if (p.device_id < 0) invalid(fn, "device_id " + std::to_string(p.device_id) + " is negative");
@@ -414,6 +420,7 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
       o.allow_tf32 = p.allow_tf32 != 0;
       o.stream = p.cuda_stream;
       o.fusion = p.fusion != 0;
+      o.tome = p.tome;
       s->engine = vit::make_cuda_engine(s->model, o);
 #else
       vit::fail(ErrorCode::kUnsupported, std::string(fn) +
@@ -442,6 +449,7 @@ vit::RunOutputs checked_outputs(const char* fn, const vit_session* session, cons
   if (outputs->logits && session->model->cfg.num_classes == 0)
     invalid(fn, "logits requested but the model has no classifier head (num_classes = 0); "
                 "request embeddings instead");
+  if (session->tome > 0) vit::graph::check_tome_outputs(outputs->attention, outputs->attention_layers, features, fn);
   vit::RunOutputs o;
   o.logits = outputs->logits;
   o.embeddings = outputs->embeddings;

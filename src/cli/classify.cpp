@@ -49,6 +49,7 @@ vit_session_params session_params(const ClassifyOptions& o) {
   p.max_image_size = o.max_image_size;
   // o outlives the session; "none": no calibration (dynamic per-token activation scales).
   if (!o.int8_calibration.empty()) p.int8_calibration = o.int8_calibration == "none" ? "" : o.int8_calibration.c_str();
+  p.tome = o.tome;
   return p;
 }
 
@@ -274,6 +275,11 @@ int run_classify(const ClassifyOptions& o_in) {
 
   if (C == 0 && !o.logits_out.empty()) {
     log_error("--logits-out: the model has no classifier (num_classes 0); use --embeddings-out");
+    return kExitUsage;
+  }
+  if (o.tome > 0 && !o.features_out.empty()) {
+    log_error("--features-out: per-token features are not defined with --tome (merged blocks have no per-token "
+              "grid); use --embeddings-out, or --tome 0");
     return kExitUsage;
   }
   int k = std::min(o.top_k, C);

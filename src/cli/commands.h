@@ -42,6 +42,7 @@ struct ClassifyOptions {
   std::string features_out;
   std::string int8_calibration;  // --int8-calibration: the file (default: next to the model)
   int max_image_size = 0;    // > 0: .npy arrays at other sizes (multiples of the patch, sides <= this) run at theirs
+  int tome = 0;              // > 0: token merging (ToMe), tokens merged per block
   int decode_threads = 0;    // decode + preprocess workers; 0 = hardware threads
   bool no_progress = false;  // the stderr progress bar (drawn only when stderr is a tty)
   std::vector<std::string> inputs;

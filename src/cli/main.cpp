@@ -66,6 +66,12 @@ int main(int argc, char** argv) {
                        "this many pixels; the position embeddings resampled per size as the model's framework "
                        "does); 0: every input must have the model's size")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  classify->add_option("--tome", c.tome,
+                       "token merging (ToMe, Bolya et al. 2023): merge this many tokens in every block (bipartite "
+                       "soft matching on the keys, size-weighted averages, proportional attention; class / "
+                       "distillation / register tokens never merged): faster, and the numbers change (see "
+                       "docs/ACCURACY.md); at most (tokens - prefix tokens) / 2; not with --features-out; 0: off")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   classify->add_option("-b,--batch", c.batch, "largest batch per run")->check(CLI::PositiveNumber)
       ->capture_default_str();
   classify->add_option("-t,--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber)

@@ -98,8 +98,9 @@ class GraphRunner {
 
 // The engine that executes `backend` on the (fused unless `fusion` is false or
 // VIT_DISABLE_FUSION=1) graph of `model`. threads <= 0: all hardware threads.
+// tome > 0: token merging, that many tokens per block (graph::build_vit; graph::check_tome).
 std::unique_ptr<Engine> make_graph_engine(std::shared_ptr<const Model> model, int threads, bool fusion,
-                                          CpuBackend backend);
+                                          CpuBackend backend, int tome = 0);
 
 // The backends: the fp32 reference (rows: none of its own, the reference rows) and the fast one
 // (fast_engine.cpp) in `precision` F32 or BF16 (bf16 annotation only where the CPU has bf16 dot
@@ -119,5 +120,11 @@ void reference_attention(CpuCtx& c, const graph::Node& n, float* out);
 void reference_cross_attention(CpuCtx& c, const graph::Node& n, float* out);
 // Whether this run wants the attention maps of node n's layer.
 bool wants_maps(const CpuCtx& c, const graph::Node& n);
+// An attention node's optional outputs and inputs: its keys' head mean into out[1] when it has
+// one (ToMe's metric), and the token sizes of its proportional attention (in[1], or null).
+void attention_metric(const CpuCtx& c, const graph::Node& n);
+inline const float* attention_sizes(const CpuCtx& c, const graph::Node& n) { return c.p(n.input(1)); }
+// The token merge node n (graph Op::kTomeMerge) by the reference math (ref::tome_merge), fp32.
+void reference_tome_merge(CpuCtx& c, const graph::Node& n);
 
 }  // namespace vit::cpu

@@ -89,9 +89,23 @@ void reference_attention(CpuCtx& c, const Node& n, float* out) {
     grow(c.probs, c.nb * H * T * T, "the per-head attention of attention_layers");
     probs = c.probs.data();
   }
-  ref::attention(c.p(n.in[0]), out, probs, c.kt.data(), c.scratch.data(), c.nb, T, H, hd, c.nt);
+  ref::attention(c.p(n.in[0]), out, probs, c.kt.data(), c.scratch.data(), c.nb, T, H, hd, c.nt,
+                 attention_sizes(c, n));
   if (c.out.attention_layers)
     ref::head_mean(probs, c.out.attention_layers + int64_t{ap.layer} * c.layer_stride, c.nb, H, T, c.nt);
+}
+
+void attention_metric(const CpuCtx& c, const Node& n) {
+  if (n.out.size() < 2) return;
+  const int64_t T = c.g.t(n.in[0]).rows(), D = c.g.t(n.out[0]).cols(), H = n.p<graph::AttentionParams>().heads;
+  ref::key_mean(c.p(n.in[0]), c.p(n.out[1]), c.nb, T, H, D / H, c.nt);
+}
+
+void reference_tome_merge(CpuCtx& c, const Node& n) {
+  const graph::TensorDesc& x = c.g.t(n.in[0]);
+  const auto& tp = n.p<graph::TomeParams>();
+  ref::tome_merge(c.p(n.in[0]), c.p(n.in[1]), c.p(n.input(2)), c.p(n.out[0]), c.p(n.out[1]), c.nb, x.rows(), x.cols(),
+                  c.g.t(n.in[1]).cols(), tp.r, tp.prefix, c.nt);
 }
 
 void reference_cross_attention(CpuCtx& c, const Node& n, float* out) {
@@ -149,7 +163,12 @@ void run_layernorm(CpuCtx& c, const Node& n, void*) {
   ref::layer_norm(x, D, c.p(n.out[0]), D, R, D, c.p(n.in[1]), c.p(n.in[2]), lp.eps, c.nt, lp.rms);
 }
 
-void run_attention(CpuCtx& c, const Node& n, void*) { reference_attention(c, n, c.p(n.out[0])); }
+void run_attention(CpuCtx& c, const Node& n, void*) {
+  reference_attention(c, n, c.p(n.out[0]));
+  attention_metric(c, n);
+}
+
+void run_tome_merge(CpuCtx& c, const Node& n, void*) { reference_tome_merge(c, n); }
 
 void run_add(CpuCtx& c, const Node& n, void*) {
   ref::add(c.p(n.in[0]), c.p(n.in[1]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
@@ -197,6 +216,7 @@ const CpuOpRow kCpuOps[] = {
     {Op::kScale, "scale", all_f32, nullptr, run_scale},
     {Op::kPool, "pool", all_f32, nullptr, run_pool},
     {Op::kMean2, "mean2", all_f32, nullptr, run_mean2},
+    {Op::kTomeMerge, "tome_merge", all_f32, nullptr, run_tome_merge},
     {Op::kCast, "cast", all_f32, nullptr, run_cast},
     {Op::kCrossAttention, "cross_attention", all_f32, nullptr, run_cross_attention},
 };
@@ -304,9 +324,10 @@ struct SizedGraph {
 
 class CpuEngine final : public Engine {
  public:
-  CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend)
-      : model_(std::move(model)), backend_(std::move(backend)), fusion_(fusion) {
+  CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend, int tome)
+      : model_(std::move(model)), backend_(std::move(backend)), fusion_(fusion), tome_(tome) {
     if (!model_) fail(ErrorCode::kInvalidArgument, backend_.name + " engine: model is null");
+    if (tome_ != 0) graph::check_tome(model_->cfg, tome_, (backend_.name + " engine").c_str());
     const char* prof = std::getenv("VIT_CPU_PROFILE");
     profile_ = prof && *prof && std::strcmp(prof, "0") != 0;
     profile_nodes_ = profile_ && std::strcmp(prof, "nodes") == 0;
@@ -330,6 +351,7 @@ class CpuEngine final : public Engine {
     const ViTConfig& c = model_->cfg;
     c.check_run_size(h, w, limits::kMaxImageSide, "cpu engine run");
 
+    if (tome_ > 0) graph::check_tome_outputs(out.attention, out.attention_layers, out.features, "cpu engine run");
     std::lock_guard<std::mutex> lock(mu_);
     const GraphRunner& runner = sized(graph::RunSize{h, w});
     const Graph& g = runner.graph();
@@ -379,7 +401,7 @@ class CpuEngine final : public Engine {
   // prepared state (packed weights) is shared by every size's graph: the same row on the same
   // node name reads the same weights (only the position table, a run-time input, differs).
   std::unique_ptr<SizedGraph> make_sized(graph::RunSize size) {
-    Graph g = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str(), size);
+    Graph g = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str(), size, tome_);
     if (graph::fusion_enabled(fusion_)) graph::fuse(g);
     if (backend_.annotate) backend_.annotate(g);
     return std::make_unique<SizedGraph>(SizedGraph{GraphRunner(std::move(g), backend_, &prepared_), 0});
@@ -407,6 +429,7 @@ class CpuEngine final : public Engine {
   std::shared_ptr<const Model> model_;
   CpuBackend backend_;
   bool fusion_ = true;
+  int tome_ = 0;  // ToMe: tokens merged per block
   bool profile_ = false, profile_nodes_ = false;
   std::map<std::string, std::pair<double, int64_t>> prof_;         // VIT_CPU_PROFILE: ms, calls
   graph::RunSize own_;                                            // the model's size (always cached)
@@ -421,8 +444,8 @@ class CpuEngine final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> make_graph_engine(std::shared_ptr<const Model> model, int threads, bool fusion,
-                                          CpuBackend backend) {
-  return std::make_unique<CpuEngine>(std::move(model), threads, fusion, std::move(backend));
+                                          CpuBackend backend, int tome) {
+  return std::make_unique<CpuEngine>(std::move(model), threads, fusion, std::move(backend), tome);
 }
 
 }  // namespace cpu
@@ -435,8 +458,8 @@ CpuBackend reference_backend() {
 }
 }  // namespace cpu
 
-std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads, bool fusion) {
-  return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::reference_backend());
+std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads, bool fusion, int tome) {
+  return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::reference_backend(), tome);
 }
 
 }  // namespace vit

@@ -12,14 +12,17 @@ namespace vit {
 
 // The fp32 CPU reference. threads <= 0: all hardware threads. fusion: run the fused graph
 // (graph::fuse) unless false or VIT_DISABLE_FUSION=1; both compute the same function.
-std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads = 0, bool fusion = true);
+// tome > 0: token merging (ToMe), that many tokens per block (graph::build_vit, graph::check_tome);
+// attention maps and features are then refused (they have no unmerged tokens).
+std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int threads = 0, bool fusion = true,
+                                        int tome = 0);
 
 // The fast CPU engine (src/cpu/fast_engine.cpp): oneDNN GEMMs with packed weights, flash-style
 // attention; precision F32 or BF16 (bf16 runs as fp32 on a CPU without AMX / AVX512-BF16; name()
 // says which, e.g. "cpu-fast bf16 (amx)"). VIT_CPU_ISA lowers the ISA it uses (cpu/cpu_isa.h).
 // fusion as make_cpu_engine's.
 std::unique_ptr<Engine> make_fast_cpu_engine(std::shared_ptr<const Model> model, DType precision, int threads = 0,
-                                             bool fusion = true);
+                                             bool fusion = true, int tome = 0);
 
 namespace int8 {
 struct Calibration;
@@ -38,6 +41,6 @@ struct Int8Options {
 // The fast CPU engine with int8 (W8A8) GEMMs in the transformer blocks; name() says static /
 // dynamic and the ISA, e.g. "cpu-fast int8 static (avx2)".
 std::unique_ptr<Engine> make_int8_cpu_engine(std::shared_ptr<const Model> model, const Int8Options& opt,
-                                             int threads = 0, bool fusion = true);
+                                             int threads = 0, bool fusion = true, int tome = 0);
 
 }  // namespace vit

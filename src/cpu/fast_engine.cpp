@@ -263,7 +263,9 @@ void run_layernorm(CpuCtx& c, const Node& n, void*) {
 }
 
 // --- attention: flash kernel; the reference one as well when the maps are wanted ---------------
-bool supports_attention(const Graph& g, const Node& n) { return is_f32(g, n.in[0]); }
+bool supports_attention(const Graph& g, const Node& n) {
+  return is_f32(g, n.in[0]) && is_f32(g, n.input(1)) && (n.out.size() < 2 || is_f32(g, n.out[1]));
+}
 
 void run_attention(CpuCtx& c, const Node& n, void*) {
   const int64_t T = c.g.t(n.in[0]).rows(), D = c.g.t(n.out[0]).cols();
@@ -274,7 +276,9 @@ void run_attention(CpuCtx& c, const Node& n, void*) {
     std::vector<float> out(static_cast<size_t>(c.nb * T * D));
     cpu::reference_attention(c, n, out.data());
   }
-  kernels().attention(c.p(n.in[0]), c.v(n.out[0]), is_bf16(c.g, n.out[0]), c.nb, T, H, D / H, c.nt);
+  kernels().attention(c.p(n.in[0]), c.v(n.out[0]), is_bf16(c.g, n.out[0]), c.nb, T, H, D / H, c.nt,
+                      cpu::attention_sizes(c, n));
+  cpu::attention_metric(c, n);  // ToMe's matching metric, when the node has it
 }
 
 // --- cross-attention (the map head): the exact reference math, stored bf16 when annotated ------
@@ -386,12 +390,12 @@ CpuBackend fast_backend(DType precision) {
 }  // namespace cpu
 
 std::unique_ptr<Engine> make_fast_cpu_engine(std::shared_ptr<const Model> model, DType precision, int threads,
-                                             bool fusion) {
-  return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::fast_backend(precision));
+                                             bool fusion, int tome) {
+  return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::fast_backend(precision), tome);
 }
 
 std::unique_ptr<Engine> make_int8_cpu_engine(std::shared_ptr<const Model> model, const Int8Options& opt, int threads,
-                                             bool fusion) {
+                                             bool fusion, int tome) {
   if (!model) fail(ErrorCode::kInvalidArgument, "int8 cpu engine: model is null");
   std::shared_ptr<const int8::Calibration> cal = opt.calibration;
   if (!cal) {
@@ -409,7 +413,7 @@ std::unique_ptr<Engine> make_int8_cpu_engine(std::shared_ptr<const Model> model,
   cpu::CpuBackend be = cpu::fast_backend(DType::F32);
   be.name = std::string("cpu-fast int8 ") + (cal ? "static" : "dynamic") + " (" + cpu_isa_name(isa) + ")";
   be.annotate = [cal, isa](Graph& g) { annotate_int8(g, cal.get(), isa); };
-  return cpu::make_graph_engine(std::move(model), threads, fusion, std::move(be));
+  return cpu::make_graph_engine(std::move(model), threads, fusion, std::move(be), tome);
 }
 
 }  // namespace vit

@@ -39,9 +39,12 @@ struct Kernels {
   // 4 rows x up to 512 keys on the AVX-512 ones, a whole row of ViT at 224).
   //   qkv: [B, T, 3D] fp32, per token q | k | v, each head-major (head h = columns h*hd .. +hd-1)
   //   out: [B, T, D] fp32 or bf16, heads concatenated head-major
+  //   size: [B, T] token sizes or null: proportional attention (ToMe), key j's logit + log size[j]
+  //         (added to the scaled scores before the softmax's max, as ToMeAttention adds it)
   // With a bf16 output on the AVX512-BF16 level, q, k, v and the probabilities go through the bf16
   // dot-product unit (fp32 accumulation and softmax statistics); otherwise everything is fp32.
-  void (*attention)(const float* qkv, void* out, bool out_bf16, int64_t B, int64_t T, int64_t H, int64_t hd, int nt);
+  void (*attention)(const float* qkv, void* out, bool out_bf16, int64_t B, int64_t T, int64_t H, int64_t hd, int nt,
+                    const float* size);
   // dst[i] = bf16(src[i]), i < n.
   void (*to_bf16)(const float* src, uint16_t* dst, int64_t n, int nt);
   // The SwiGLU middle: y[r, j] = silu(x[r, j]) * x[r, I + j], x [rows, 2I] fp32 (gate | value),

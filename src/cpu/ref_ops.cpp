@@ -118,7 +118,7 @@ void layer_norm(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows
 
 // Each (image, head, query row) is independent: one flat parallel loop over rows, no BLAS inside.
 void attention(const float* qkv, float* out, float* probs, float* kt, float* scratch, int64_t B,
-               int64_t T, int64_t H, int64_t hd, int nt) {
+               int64_t T, int64_t H, int64_t hd, int nt, const float* size) {
   const int64_t D = H * hd;
   const int64_t ld = 3 * D;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
@@ -162,6 +162,10 @@ void attention(const float* qkv, float* out, float* probs, float* kt, float* scr
         for (int64_t d = 0; d < hd; ++d) acc += q[d] * scale * k[d * T + j];
         p[j] = acc;
       }
+      if (size) {  // proportional attention (ToMe): key j counts size[j] times
+        const float* sz = size + b * T;
+        for (int64_t j = 0; j < T; ++j) p[j] += static_cast<float>(std::log(static_cast<double>(sz[j])));
+      }
       // Softmax; subtracting the row max keeps exp() in range. The sum is accumulated in double.
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < T; ++j) mx = std::max(mx, p[j]);
@@ -191,6 +195,116 @@ void attention(const float* qkv, float* out, float* probs, float* kt, float* scr
         o[d] = acc;
       }
     }
+  }
+}
+
+void key_mean(const float* qkv, float* metric, int64_t B, int64_t T, int64_t H, int64_t hd, int nt) {
+  const int64_t D = H * hd;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t bt = 0; bt < B * T; ++bt) {
+    const float* k = qkv + bt * 3 * D + D;
+    for (int64_t d = 0; d < hd; ++d) {
+      double s = 0.0;
+      for (int64_t h = 0; h < H; ++h) s += k[h * hd + d];
+      metric[bt * hd + d] = static_cast<float>(s / static_cast<double>(H));
+    }
+  }
+}
+
+namespace {
+
+// One image of tome_merge (see ref_ops.h). Scratch vectors are the caller's (one set per thread).
+struct MergeScratch {
+  std::vector<double> ua, ub, sim, best;
+  std::vector<int64_t> partner, order, rank, src_rows;
+};
+
+void merge_image(const float* x, const float* metric, const float* size, float* y, float* size_out, int64_t T,
+                 int64_t D, int64_t hd, int64_t r, int64_t prefix, MergeScratch& m) {
+  const int64_t na = (T + 1) / 2, nb = T / 2, pa = (prefix + 1) / 2, pb = prefix / 2;
+  // Unit metric rows of A (even rows) and B (odd rows) in double; a zero row stays zero.
+  m.ua.resize(static_cast<size_t>(na * hd));
+  m.ub.resize(static_cast<size_t>(nb * hd));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* mr = metric + t * hd;
+    double n2 = 0.0;
+    for (int64_t d = 0; d < hd; ++d) n2 += static_cast<double>(mr[d]) * mr[d];
+    const double inv = n2 > 0.0 ? 1.0 / std::sqrt(n2) : 0.0;
+    double* u = (t % 2 ? m.ub.data() + (t / 2) * hd : m.ua.data() + (t / 2) * hd);
+    for (int64_t d = 0; d < hd; ++d) u[d] = mr[d] * inv;
+  }
+  // Cosine similarities [na, nb] = UA UB^T (one single-threaded BLAS call per image).
+  m.sim.resize(static_cast<size_t>(na * nb));
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(na), static_cast<blasint>(nb),
+              static_cast<blasint>(hd), 1.0, m.ua.data(), static_cast<blasint>(hd), m.ub.data(),
+              static_cast<blasint>(hd), 0.0, m.sim.data(), static_cast<blasint>(nb));
+  // Each A row's edge: its most similar B row, the lowest on a tie (none for the protected rows:
+  // -inf; the protected B rows take none).
+  m.best.resize(static_cast<size_t>(na));
+  m.partner.resize(static_cast<size_t>(na));
+  for (int64_t a = 0; a < na; ++a) {
+    double bs = -std::numeric_limits<double>::infinity();
+    int64_t bi = 0;
+    const double* srow = m.sim.data() + a * nb;
+    for (int64_t j = pb; a >= pa && j < nb; ++j)
+      if (srow[j] > bs) bs = srow[j], bi = j;
+    m.best[static_cast<size_t>(a)] = bs;
+    m.partner[static_cast<size_t>(a)] = bi;
+  }
+  // The descending edge order (the lower A row first on a tie); the first r merge.
+  m.order.resize(static_cast<size_t>(na));
+  for (int64_t a = 0; a < na; ++a) m.order[static_cast<size_t>(a)] = a;
+  std::stable_sort(m.order.begin(), m.order.end(), [&](int64_t i, int64_t j) { return m.best[i] > m.best[j]; });
+  if (prefix > 0) std::sort(m.order.begin() + r, m.order.end());  // the unmerged rows ascending
+  // Output rows: the unmerged A rows at position u (the prefix ones at their own rows), then the B
+  // rows; a B row that takes merges is the size-weighted mean of itself and its A rows.
+  for (int64_t u = 0; u < na - r; ++u) {
+    const int64_t o = u < pa ? 2 * u : prefix + (u - pa), t = 2 * m.order[static_cast<size_t>(r + u)];
+    std::memcpy(y + o * D, x + t * D, static_cast<size_t>(D) * sizeof(float));
+    size_out[o] = size ? size[t] : 1.0f;
+  }
+  m.rank.assign(static_cast<size_t>(nb), 0);  // merges into each B row
+  for (int64_t k = 0; k < r; ++k) ++m.rank[static_cast<size_t>(m.partner[static_cast<size_t>(m.order[static_cast<size_t>(k)])])];
+  std::vector<double> acc;
+  for (int64_t j = 0; j < nb; ++j) {
+    const int64_t o = j < pb ? 2 * j + 1 : prefix + (na - r - pa) + (j - pb), t = 2 * j + 1;
+    if (m.rank[static_cast<size_t>(j)] == 0) {
+      std::memcpy(y + o * D, x + t * D, static_cast<size_t>(D) * sizeof(float));
+      size_out[o] = size ? size[t] : 1.0f;
+      continue;
+    }
+    m.src_rows.assign(1, t);  // the B row, then its merged A rows, most similar first
+    for (int64_t k = 0; k < r; ++k)
+      if (m.partner[static_cast<size_t>(m.order[static_cast<size_t>(k)])] == j)
+        m.src_rows.push_back(2 * m.order[static_cast<size_t>(k)]);
+    acc.assign(static_cast<size_t>(D), 0.0);
+    double total = 0.0;
+    for (int64_t s : m.src_rows) {
+      const double w = size ? size[s] : 1.0;
+      const float* xr = x + s * D;
+      total += w;
+      for (int64_t d = 0; d < D; ++d) acc[static_cast<size_t>(d)] += w * xr[d];
+    }
+    for (int64_t d = 0; d < D; ++d) y[o * D + d] = static_cast<float>(acc[static_cast<size_t>(d)] / total);
+    size_out[o] = static_cast<float>(total);
+  }
+}
+
+}  // namespace
+
+// One image per task: the per-image work is a [nA, hd] x [hd, nB] product and row copies, ~0.1 ms
+// at ViT-B's 197 tokens, too little to split further.
+void tome_merge(const float* x, const float* metric, const float* size, float* y, float* size_out, int64_t B,
+                int64_t T, int64_t D, int64_t hd, int64_t r, int64_t prefix, int nt) {
+  const int64_t To = T - r;
+  const int team = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, B)));
+#pragma omp parallel num_threads(team)
+  {
+    MergeScratch m;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      merge_image(x + b * T * D, metric + b * T * hd, size ? size + b * T : nullptr, y + b * To * D, size_out + b * To,
+                  T, D, hd, r, prefix, m);
   }
 }
 

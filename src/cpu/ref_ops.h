@@ -28,12 +28,29 @@ void layer_norm(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows
 
 // Multi-head self-attention core.
 //   qkv:     [B, T, 3D]    per token q | k | v, each head-major (head h = columns h*hd .. +hd-1)
-//   out:     [B, T, D]     softmax(q k^T * hd^-0.5) v, heads concatenated head-major
+//   out:     [B, T, D]     softmax(q k^T * hd^-0.5 + log size) v, heads concatenated head-major
 //   probs:   [B, H, T, T]  softmax probabilities, or null (then the scratch row holds them)
 //   kt:      [B, H, hd, T] workspace: K transposed, so the score loop runs over contiguous keys
 //   scratch: [nt, T]       one probability row per thread
+//   size:    [B, T]        token sizes (ToMe's proportional attention: key j's logit + log size[j]),
+//                          or null (no bias)
 void attention(const float* qkv, float* out, float* probs, float* kt, float* scratch, int64_t B, int64_t T,
-               int64_t H, int64_t hd, int nt);
+               int64_t H, int64_t hd, int nt, const float* size = nullptr);
+
+// ToMe's matching metric: metric[b, t, d] = mean over heads of k[b, t, h*hd + d] (qkv as attention's).
+void key_mean(const float* qkv, float* metric, int64_t B, int64_t T, int64_t H, int64_t hd, int nt);
+
+// Token merging (ToMe: bipartite_soft_matching + merge_wavg, graph Op::kTomeMerge), per image:
+//   x [B, T, D], metric [B, T, hd], size [B, T] (null: all ones) -> y [B, T - r, D], size_out [B, T - r].
+// A = rows 0, 2, 4, ..., B = rows 1, 3, ...; cosine similarity of the metric rows (in double; a
+// zero row has similarity 0 to everything); the first `prefix` rows are never merged (their A rows
+// have no edge, their B rows take none); each A row's edge is its most similar B row (the lowest
+// B index on a tie), the r A rows with the most similar edges (descending, the lower index first
+// on a tie) are summed into their partners weighted by size, y = sum(size x) / sum(size). Rows of
+// y: the prefix rows in order, the unmerged A rows (ascending if prefix > 0, else in edge order),
+// then every B row in order. Requires 0 < r <= (T - prefix) / 2.
+void tome_merge(const float* x, const float* metric, const float* size, float* y, float* size_out, int64_t B,
+                int64_t T, int64_t D, int64_t hd, int64_t r, int64_t prefix, int nt);
 
 // Cross-attention (the attention-pool head): per image b, head h, query row l,
 //   out[b, l, h] = softmax_j(q[l, h] . k[b, j, h] * hd^-0.5) v[b, j, h]   over kv rows j = first..T-1

@@ -210,6 +210,7 @@ class CudaEngineImpl final : public CudaEngine {
     if (!images) fail(ErrorCode::kInvalidArgument, "cuda engine run: images is null");
     const ViTConfig& c = model_->cfg;
     c.check_run_size(h, w, limits::kMaxImageSide, "cuda engine run");
+    if (opt_.tome > 0) graph::check_tome_outputs(out.attention, out.attention_layers, out.features, "cuda engine run");
     const int64_t img = int64_t{c.in_chans} * h * w;
     std::lock_guard<std::mutex> lock(mu_);
     DeviceGuard guard(opt_.device_id);
@@ -236,6 +237,8 @@ class CudaEngineImpl final : public CudaEngine {
                                             " channels; RGB images need 3");
     }
     check_images(images, n, "cuda engine run_images");
+    if (opt_.tome > 0)
+      graph::check_tome_outputs(out.attention, out.attention_layers, out.features, "cuda engine run_images");
     std::lock_guard<std::mutex> lock(mu_);
     DeviceGuard guard(opt_.device_id);
     if (!pre_) pre_ = std::make_unique<GpuPreprocessor>();
@@ -530,7 +533,7 @@ class CudaEngineImpl final : public CudaEngine {
                                             std::to_string(st->cfg.tokens()) + " tokens at " + std::to_string(size.h) +
                                             "x" + std::to_string(size.w) + " exceeds the 2^31 row limit");
     }
-    st->L = lower_graph(*model_, dt_, graph::fusion_enabled(opt_.fusion), weights_, size);
+    st->L = lower_graph(*model_, dt_, graph::fusion_enabled(opt_.fusion), weights_, size, opt_.tome);
     for (const graph::Node& n : st->nodes()) {
       const CudaOpRow* r = cuda_op_row(n);
       if (!r) {
@@ -592,6 +595,7 @@ class CudaEngineImpl final : public CudaEngine {
                                         list + " yet (use --device cpu)");
     }
     if (opt_.max_batch < 1) bad("max_batch must be >= 1");
+    if (opt_.tome != 0) graph::check_tome(c, opt_.tome, "make_cuda_engine");
     if (static_cast<int>(model_->w.blocks.size()) != c.depth) bad("model block count differs from config depth");
   }
 

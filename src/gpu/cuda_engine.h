@@ -25,6 +25,8 @@ struct CudaEngineOptions {
   // Run the fused graph (graph::fuse); false (or env VIT_DISABLE_FUSION=1) runs the unfused one,
   // which computes the same function with more nodes (tests compare the two).
   bool fusion = true;
+  // > 0: token merging (ToMe), this many tokens per block (graph::build_vit; graph::check_tome).
+  int tome = 0;
   void* stream = nullptr;   // cudaStream_t of the caller; null = the engine's own stream
 };
 

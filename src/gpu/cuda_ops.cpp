@@ -8,6 +8,7 @@
 #include "head.cuh"
 #include "layernorm.cuh"
 #include "patch_embed.cuh"
+#include "tome.cuh"
 
 namespace vit::gpu {
 
@@ -120,10 +121,44 @@ void run_layernorm(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
   launch_layernorm(p, s);
 }
 
+// With token merging: the sizes' proportional attention (in[1]) and the matching metric (out[1]:
+// the keys averaged over the heads, read where the attention reads them).
 void run_attention(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
   AttentionParams p = c.attention_layout(n);
   p.o = c.t(n.out[0]);
+  if (n.input(1) >= 0) p.size = reinterpret_cast<const float*>(c.t(n.in[1]));
   launch_attention(p, s);
+  if (n.out.size() < 2) return;
+  TomeKeyMeanParams m;
+  m.dtype = p.dtype;
+  m.k = p.k;
+  m.stride_b = p.stride_b;
+  m.stride_h = p.stride_h;
+  m.stride_t = p.stride_t;
+  m.metric = reinterpret_cast<float*>(c.t(n.out[1]));
+  m.B = p.B;
+  m.H = p.H;
+  m.T = p.T;
+  m.head_dim = p.head_dim;
+  launch_tome_key_mean(m, s);
+}
+
+void run_tome_merge(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+  const graph::TomeParams& tp = n.p<graph::TomeParams>();
+  TomeMergeParams p;
+  p.dtype = c.dt();
+  p.x = c.t(n.in[0]);
+  p.metric = reinterpret_cast<const float*>(c.t(n.in[1]));
+  p.size = n.input(2) >= 0 ? reinterpret_cast<const float*>(c.t(n.in[2])) : nullptr;
+  p.y = c.t(n.out[0]);
+  p.size_out = reinterpret_cast<float*>(c.t(n.out[1]));
+  p.B = c.bk.batch;
+  p.T = static_cast<int>(c.L.t(n.in[0]).rows());
+  p.D = static_cast<int>(c.L.t(n.in[0]).cols());
+  p.head_dim = static_cast<int>(c.L.t(n.in[1]).cols());
+  p.r = tp.r;
+  p.prefix = tp.prefix;
+  launch_tome_merge(p, s);
 }
 
 void run_binary(const Ctx& c, const Node& n, cudaStream_t s, BinaryOp op, const void* b) {
@@ -228,6 +263,7 @@ const CudaOpRow kCudaOps[graph::kOpCount] = {
     {graph::Op::kPool, "pool", any, run_pool},
     {graph::Op::kMean2, "mean2", any, run_mean2},
     {graph::Op::kCrossAttention, "cross_attention", any, run_cross_attention},
+    {graph::Op::kTomeMerge, "tome_merge", any, run_tome_merge},
     {graph::Op::kCast, "to_f32", any, run_cast},
 };
 

@@ -141,8 +141,9 @@ GemmNode gemm_node(const LoweredGraph& L, const graph::Node& n, DType dt) {
 
 }  // namespace
 
-LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore& weights, graph::RunSize size) {
-  graph::Graph g = graph::build_vit(model, dt, "make_cuda_engine", size);
+LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore& weights, graph::RunSize size,
+                         int tome) {
+  graph::Graph g = graph::build_vit(model, dt, "make_cuda_engine", size, tome);
   if (fusion) graph::fuse(g);
   return lower_graph(std::move(g), dt, weights);
 }

@@ -126,6 +126,6 @@ LoweredGraph lower_graph(graph::Graph g, DType dt, WeightStore& weights);
 // and so are the rows of the weight that reads them. The last block's Q/K stay alive to the end
 // of the graph (attention probabilities are computed after the forward on request).
 LoweredGraph lower_graph(const Model& model, DType dt, bool fusion, WeightStore& weights,
-                         graph::RunSize size = {});
+                         graph::RunSize size = {}, int tome = 0);
 
 }  // namespace vit::gpu

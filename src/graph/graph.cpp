@@ -52,6 +52,7 @@ const char* op_name(Op op) noexcept {
     case Op::kMean2: return "mean2";
     case Op::kCast: return "cast";
     case Op::kCrossAttention: return "cross_attention";
+    case Op::kTomeMerge: return "tome_merge";
   }
   return "?";
 }
@@ -169,6 +170,13 @@ class Builder {
   }
 
   const std::vector<int64_t>& shape(int t) const { return g_.t(t).shape; }
+  // A second output of the node that produced `first` (a new activation of type dt).
+  int extra_output(int first, const std::string& name, std::vector<int64_t> shape, DType dt) {
+    const int t = act(name, std::move(shape), dt);
+    for (Node& n : g_.nodes)
+      if (!n.out.empty() && n.out[0] == first) n.out.push_back(t);
+    return t;
+  }
 
   // A weight computed here from the model's (owned by the graph).
   int derived(Tensor t, const std::string& name, std::vector<int64_t> shape = {}) {
@@ -204,9 +212,9 @@ Tensor project_latent(const Tensor& latent, const Tensor& qw, const Tensor& qb, 
 // rows first..T-1; y = proj(o); y = y + fc2(act(fc1(norm(y)))); pooled = y[0] (pool 'token').
 // Returns the pooled [D] tensor. Composed of Linear / LayerNorm / Gelu / Add / Pool plus the one
 // cross-attention op, so the fusion pass and every backend's rows apply unchanged.
-int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, const ActParams& act,
+int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, int64_t T, const ActParams& act,
              const LayerNormParams& lnp, const char* who) {
-  const int64_t D = c.hidden, T = c.tokens(), L = c.map_latent_len, M = c.map_mlp_hidden;
+  const int64_t D = c.hidden, L = c.map_latent_len, M = c.map_mlp_hidden;
   if (L <= 0 || M < 0) {
     fail(ErrorCode::kInvalidArgument, std::string(who) + ": map pooling needs the attention-pool weights (latent rows " +
                                           std::to_string(L) + ", mlp width " + std::to_string(M) + ")");
@@ -244,7 +252,33 @@ int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, co
 
 }  // namespace
 
-Graph build_vit(const Model& m, DType act, const char* who, RunSize size) {
+std::vector<int> tome_schedule(int tokens, int prefix, int depth, int r) {
+  std::vector<int> t{tokens};
+  for (int l = 0; l < depth; ++l) t.push_back(t.back() - std::min(r, std::max(0, t.back() - prefix) / 2));
+  return t;
+}
+
+void check_tome(const ViTConfig& c, int r, const char* who) {
+  const int T = c.tokens(), P = c.prefix_tokens(), most = std::max(0, T - P) / 2;
+  if (r < 0 || r > most) {
+    fail(ErrorCode::kInvalidArgument,
+         std::string(who) + ": tome " + std::to_string(r) + " is outside 0.." + std::to_string(most) +
+             " (tokens merged per block: at most half of the " + std::to_string(T - P) + " mergeable tokens, " +
+             std::to_string(T) + " tokens less " + std::to_string(P) + " protected prefix tokens; 0 turns merging off)");
+  }
+}
+
+void check_tome_outputs(bool attention, bool attention_layers, bool features, const char* who) {
+  const char* what = attention ? "attention" : attention_layers ? "attention_layers" : features ? "features" : nullptr;
+  if (what) {
+    fail(ErrorCode::kUnsupported, std::string(who) + ": the " + what +
+                                      " output is not defined with token merging (tome > 0): the blocks after the "
+                                      "first merge have no per-token grid; request logits or embeddings, or run "
+                                      "with tome 0");
+  }
+}
+
+Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int tome_r) {
   if (size.h > 0 || size.w > 0) m.cfg.check_run_size(size.h, size.w, limits::kMaxImageSide, who);
   const bool own_size = size.h <= 0 || (size.h == m.cfg.image_h && size.w == m.cfg.image_w);
   const ViTConfig sized = own_size ? ViTConfig{} : m.cfg.at_size(size.h, size.w);
@@ -271,16 +305,19 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size) {
   if (!(c.ln_eps >= 0.0f)) bad("ln_eps must be >= 0");
   if (static_cast<int>(w.blocks.size()) != c.depth)
     bad("model has " + std::to_string(w.blocks.size()) + " blocks but config depth is " + std::to_string(c.depth));
+  if (tome_r < 0) bad("tome " + std::to_string(tome_r) + " is negative (tokens merged per block)");
 
   Graph g;
   g.act_dtype = act;
   g.depth = c.depth;
   g.heads = c.heads;
   g.tokens = c.tokens();
+  g.tome_r = tome_r;
   g.image_h = c.image_h;
   g.image_w = c.image_w;
   Builder b(g, who);
-  const int64_t D = c.hidden, I = c.mlp_hidden, T = c.tokens(), N = c.num_patches();
+  const int64_t D = c.hidden, I = c.mlp_hidden, N = c.num_patches();
+  int64_t T = c.tokens();  // the tokens of the current block (token merging reduces them)
   const int64_t K = int64_t{c.in_chans} * c.patch * c.patch, C = c.num_classes;
   const LayerNormParams lnp{c.ln_eps, c.rms_norm};
 
@@ -331,8 +368,12 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size) {
                 : c.act == Activation::kSilu      ? Act::kSilu
                                                   : Act::kGelu;
 
+  // ToMe: tokens per block and the merged tokens' sizes (-1 until the first merge: all ones).
+  const std::vector<int> sched = tome_schedule(c.tokens(), c.prefix_tokens(), c.depth, tome_r);
+  int sizes = -1;
   for (int l = 0; l < c.depth; ++l) {
     const BlockWeights& bw = w.blocks[static_cast<size_t>(l)];
+    const int64_t r = T - sched[static_cast<size_t>(l) + 1];  // merged after this block's attention
     const std::string p = "blocks." + std::to_string(l) + ".";
     auto W = [&](const Tensor& t, std::vector<int64_t> s, const char* n) { return b.weight(t, std::move(s), p + n); };
     auto linear = [&](const char* n, int in, const Tensor& wt, const Tensor& bt, int64_t out, int64_t k) {
@@ -344,10 +385,22 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size) {
     int h = b.node(Op::kLayerNorm, p + "norm1", {x, W(bw.ln1_w, {D}, "norm1.weight"), W(bw.ln1_b, {D}, "norm1.bias"), -1},
                    {T, D}, lnp);
     const int qkv = linear("attn.qkv", h, bw.qkv_w, bw.qkv_b, 3 * D, D);
-    h = b.node(Op::kAttention, p + "attn", {qkv}, {T, D}, AttentionParams{c.heads, l});
+    // With merged tokens, proportional attention: the sizes bias every key's logit by log(size).
+    h = b.node(Op::kAttention, p + "attn", sizes >= 0 ? std::vector<int>{qkv, sizes} : std::vector<int>{qkv}, {T, D},
+               AttentionParams{c.heads, l});
+    const int metric = r > 0 ? b.extra_output(h, p + "attn.metric", {T, c.head_dim()}, DType::F32) : -1;
     h = linear("attn.proj", h, bw.proj_w, bw.proj_b, D, D);
     if (c.layer_scale) h = b.node(Op::kScale, p + "ls1", {h, W(bw.ls1, {D}, "ls1.gamma")}, {T, D});
     x = b.node(Op::kAdd, p + "add1", {x, h}, {T, D});
+    if (r > 0) {  // ToMe (ToMeBlock): merge between the attention and the MLP halves
+      TomeParams tp;
+      tp.r = static_cast<int>(r);
+      tp.prefix = c.prefix_tokens();
+      const int merged = b.node(Op::kTomeMerge, p + "tome", {x, metric, sizes}, {T - r, D}, tp);
+      sizes = b.extra_output(merged, p + "tome.size", {T - r}, DType::F32);
+      x = merged;
+      T -= r;
+    }
     // MLP half: x = x + ls2 * fc2(GELU(fc1(norm2(x)))); gated (SwiGLU): fc1 gives the gate and
     // value halves [T, 2I], act(gate) * value feeds fc2.
     h = b.node(Op::kLayerNorm, p + "norm2", {x, W(bw.ln2_w, {D}, "norm2.weight"), W(bw.ln2_b, {D}, "norm2.bias"), -1},
@@ -421,7 +474,7 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size) {
     } else if (c.pool == GlobalPool::kMap) {
       // timm: norm over every token (above), then the attention pool over the patch rows (HF
       // SigLIP: post_layernorm, then the head).
-      pooled = map_head(b, c, w.attn_pool, x, mlp_act, lnp, who);
+      pooled = map_head(b, c, w.attn_pool, x, T, mlp_act, lnp, who);
     } else {
       PoolParams pp;
       pp.kind = c.pool == GlobalPool::kAvg   ? PoolKind::kMeanPatches

@@ -36,8 +36,11 @@ enum class Op : uint8_t {
   // in: {x [R, D], gamma [D], beta [D], residual [R, D] | -1} -> {y [R, D]} or, with a
   // residual, {y, sum}: sum = x + residual, y = LN(sum). Statistics in fp32 or wider.
   kLayerNorm,
-  // in: {qkv [T, 3D]} -> {o [T, D]}: softmax(q k^T / sqrt(hd)) v per head; q | k | v each
-  // head-major. The producer may write qkv scattered (LinearParams::qkv_scatter).
+  // in: {qkv [T, 3D], size [T] f32 | -1} -> {o [T, D], metric [T, hd] f32 (optional)}:
+  // softmax(q k^T / sqrt(hd) + log size) v per head; q | k | v each head-major. The producer may
+  // write qkv scattered (LinearParams::qkv_scatter). size (token merging's proportional attention,
+  // ToMe): every key's logit gains log(size[key]). A second output, when the node has one, is
+  // ToMe's matching metric: the keys averaged over the heads (ToMeAttention's k.mean(1)).
   kAttention,
   // in: {a, b} -> {a + b}, same shapes (the residual adds of a block, before fusion).
   kAdd,
@@ -58,6 +61,15 @@ enum class Op : uint8_t {
   // kv holds k | v, each head-major like qkv. q is a weight (one query for every image: the map
   // head's projected latent) or a per-image activation. Scores and softmax in fp32 or wider.
   kCrossAttention,
+  // in: {x [T, D], metric [T, hd] f32, size [T] f32 | -1 (all ones)} -> {y [T - r, D], size' [T - r] f32}:
+  // token merging (ToMe, Bolya et al. 2023: bipartite soft matching + merge_wavg), TomeParams r
+  // and prefix. Tokens alternate into sets A (even rows) and B (odd rows); each A token's edge is
+  // its most cosine-similar B token (metric rows); the r A tokens with the most similar edges are
+  // merged into their B partners by size-weighted averaging (sizes add). The first `prefix` rows
+  // (cls, dist, registers) are never merged. Output rows: the prefix rows in their order, the
+  // unmerged A rows (ascending when prefix > 0, else in descending edge order as ToMe leaves
+  // them), then the B rows. r <= (T - prefix) / 2.
+  kTomeMerge,
   // in: {x} -> {x as f32} (outputs leave the graph in fp32 whatever the run precision).
   kCast,
 };
@@ -122,8 +134,12 @@ struct CrossAttentionParams {
   int heads = 0;
   int first = 0;  // the first kv row attended to (rows before it are prefix tokens)
 };
+struct TomeParams {
+  int r = 0;       // tokens merged (already clipped to (T - prefix) / 2 by the builder)
+  int prefix = 0;  // protected leading rows (cls, dist, registers)
+};
 using OpParams = std::variant<std::monostate, LinearParams, LayerNormParams, AttentionParams, EmbedParams, PoolParams,
-                              ActParams, CrossAttentionParams>;
+                              ActParams, CrossAttentionParams, TomeParams>;
 
 enum class TensorKind : uint8_t { kInput, kActivation, kWeight };
 
@@ -160,7 +176,8 @@ struct Graph {
   // Output [T, D] in the activation type (kept to the end; a backend converts it to f32 only
   // when a run asks): the final tokens after the final norm, timm's forward_features.
   int features = -1;
-  int depth = 0, heads = 0, tokens = 0;
+  int depth = 0, heads = 0, tokens = 0;  // tokens: the input's (before any merge)
+  int tome_r = 0;                         // tokens merged per block (0: no kTomeMerge nodes)
   int image_h = 0, image_w = 0;  // the run size the graph is built for (its input [C, H, W])
   bool fused = false;
   // Weights the builder derives from the model's (the map head's projected latent query); the
@@ -192,7 +209,20 @@ struct RunSize {
 // graph; every other weight is the model's, shared. Validates every weight against the config
 // (throws vit::Error kInvalidArgument naming the tensor, its shape and the shape the config
 // implies) and the size (ViTConfig::check_run_size). `who` prefixes error messages.
-Graph build_vit(const Model& m, DType act, const char* who, RunSize size = {});
+// tome_r > 0: token merging (ToMe) in every block, between the attention and the MLP halves, r
+// tokens per block clipped as ToMe clips it (to half the unprotected tokens), the attention of
+// every block after the first proportional (log size bias); check_tome says which r can apply.
+Graph build_vit(const Model& m, DType act, const char* who, RunSize size = {}, int tome_r = 0);
+
+// The token counts of a ToMe schedule: entry l is what block l's attention sees, the last entry
+// what the head gets (depth + 1 entries); r_l = min(r, (T_l - prefix) / 2) as ToMe clips it.
+std::vector<int> tome_schedule(int tokens, int prefix, int depth, int r);
+// Throws vit::Error(kInvalidArgument) naming the value unless r can apply to `c` at its own size:
+// 0 <= r <= (T - prefix) / 2, the most the first block can merge. `who` prefixes the message.
+void check_tome(const ViTConfig& c, int r, const char* who);
+// Throws vit::Error(kUnsupported) when a run with token merging asks for an output defined over
+// the unmerged tokens (attention maps, per-token features): a merged block has no such tokens.
+void check_tome_outputs(bool attention, bool attention_layers, bool features, const char* who);
 
 // The fusion pass (fusion.cpp): GEMM + GELU, GEMM + residual add, add + LayerNorm, patch GEMM +
 // bias + pos (periodic table residual), QKV GEMM -> attention scatter. Semantics unchanged.
