@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "core/error.h"
 #include "model/config.h"
 #include "model/config_sources.h"
+#include "model/layout.h"
 #include "test_util.h"
 
 namespace vit {
@@ -40,9 +42,28 @@ ViTConfig arch(const std::string& name) {
 TEST(Config, Names) {
   EXPECT_STREQ(global_pool_name(GlobalPool::kToken), "token");
   EXPECT_STREQ(global_pool_name(GlobalPool::kAvg), "avg");
-  EXPECT_STREQ(layout_name(WeightLayout::kTimm), "timm");
-  EXPECT_STREQ(layout_name(WeightLayout::kHF), "hf");
-  EXPECT_STREQ(layout_name(WeightLayout::kJax), "jax");
+}
+
+// Every row of the layout table is complete, and the HF rows answer to distinct model types.
+TEST(Config, LayoutTableRowsComplete) {
+  std::set<std::string> model_types;
+  size_t hf_rows = 0;
+  for (const detail::LayoutRow* r : detail::layouts()) {
+    SCOPED_TRACE(r->name);
+    ASSERT_NE(r->name, nullptr);
+    EXPECT_TRUE(r->detect && r->names && r->resolve && r->preprocess);
+    EXPECT_GT(r->default_eps, 0.0f);
+    const detail::LayoutNames n = r->names(detail::Match{});
+    EXPECT_FALSE(n.patch.w.empty());
+    EXPECT_FALSE(n.pos.empty());
+    EXPECT_FALSE(n.block_prefix.empty());
+    EXPECT_FALSE(n.block.fc2.w.empty());
+    if (!r->hf_family) continue;
+    ++hf_rows;
+    for (const std::string& mt : r->model_types) EXPECT_TRUE(model_types.insert(mt).second) << mt;
+  }
+  EXPECT_EQ(hf_rows, 4u);
+  EXPECT_EQ(detail::layouts().back(), &detail::kHFViTLayout);  // the HF catch-all comes last
 }
 
 // Exact parameter counts: sum(p.numel() for p in timm.create_model(name).parameters()),

@@ -310,16 +310,16 @@ TEST(Loader, TimmHfJaxGiveIdenticalWeights) {
   auto mh = load_model(make_dir(timm_to_hf(timm, s, "vit."), "weights.safetensors", hf));
   auto mj = load_model(make_dir(timm_to_jax(timm, s, 4), "ViT-X.npz", hf));
   for (const Model* m : {mt.get(), mh.get(), mj.get()}) {
-    SCOPED_TRACE(layout_name(m->cfg.layout));
+    SCOPED_TRACE(m->cfg.layout);
     expect_matches_timm(*m, timm, s);
     EXPECT_EQ(m->cfg.heads, 4);
     EXPECT_EQ(m->cfg.pool, GlobalPool::kToken);
     EXPECT_TRUE(m->cfg.final_norm);
     EXPECT_FALSE(m->cfg.fc_norm);
   }
-  EXPECT_EQ(mt->cfg.layout, WeightLayout::kTimm);
-  EXPECT_EQ(mh->cfg.layout, WeightLayout::kHF);
-  EXPECT_EQ(mj->cfg.layout, WeightLayout::kJax);
+  EXPECT_EQ(mt->cfg.layout, "timm");
+  EXPECT_EQ(mh->cfg.layout, "hf");
+  EXPECT_EQ(mj->cfg.layout, "jax");
   EXPECT_EQ(mh->source_path, fs::path(mh->source_path).parent_path().string() + "/weights.safetensors");
 }
 
@@ -855,7 +855,7 @@ TEST(Loader, HfSiglipVisionModel) {
   for (const char* prefix : {"", "vision_model."}) {  // transformers 5 / 4 save without / with the prefix
     SCOPED_TRACE(prefix);
     auto m = load_model(make_dir(timm_map_to_siglip(t, s, prefix), "model.safetensors", cfg));
-    EXPECT_EQ(m->cfg.layout, WeightLayout::kHFSiglip);
+    EXPECT_EQ(m->cfg.layout, "hf-siglip");
     EXPECT_EQ(m->cfg.pool, GlobalPool::kMap);
     EXPECT_FALSE(m->cfg.class_token);
     EXPECT_EQ(m->cfg.num_classes, 0);
@@ -1131,7 +1131,7 @@ TEST(Loader, HfAimv2VisionModel) {
     HfCase c = read_hf_case("hf_aimv2_vision");
     auto m = load_model(make_dir(c.t, "model.safetensors", with_cfg ? c.cfg : json(nullptr)), with_cfg ? ConfigOverrides{} : heads(4));
     const ViTConfig& k = m->cfg;
-    EXPECT_EQ(k.layout, WeightLayout::kHFAimv2);
+    EXPECT_EQ(k.layout, "hf-aimv2");
     EXPECT_EQ(k.family(), "AIMv2");
     EXPECT_FALSE(k.class_token);
     EXPECT_EQ(k.prefix_tokens(), 0);
@@ -1227,7 +1227,7 @@ TEST(Loader, HfFamiliesConfig) {
     SCOPED_TRACE(w.name);
     const auto m = load_model(test::data_path(std::string("golden_families/") + w.name + "/model"));
     const ViTConfig& c = m->cfg;
-    EXPECT_EQ(c.layout, WeightLayout::kHF);
+    EXPECT_EQ(c.layout, "hf");
     EXPECT_EQ(c.family(), w.family);
     EXPECT_EQ(c.prefix_tokens(), w.prefix);
     EXPECT_EQ(c.reg_tokens, w.reg);

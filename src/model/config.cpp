@@ -51,10 +51,11 @@ std::string ViTConfig::family() const {
   const auto has = [&](const char* s) { return architecture.find(s) != std::string::npos; };
   const auto hf = [&](const char* s) { return hf_class.rfind(s, 0) == 0; };  // HF class name prefix
   if (dist_token) return dist_head ? "DeiT distilled" : "DeiT";
-  if (has("siglip") || layout == WeightLayout::kHFSiglip) return "SigLIP tower";
+  if (!layout_family.empty()) return layout_family;
+  if (has("siglip")) return "SigLIP tower";
   if (has("clip") || hf("CLIP") || (pre_norm && act == Activation::kQuickGelu)) return "CLIP tower";
   if (has("dinov2") || hf("Dinov2")) return "DINOv2";
-  if (has("aimv2") || layout == WeightLayout::kHFAimv2) return "AIMv2";
+  if (has("aimv2")) return "AIMv2";
   if (has("deit")) return "DeiT";
   if (reg_tokens > 0) return "ViT with registers";
   return "ViT";
@@ -94,17 +95,6 @@ std::vector<std::string> ViTConfig::graph_only_features() const {
   // until they do, and the CUDA engine refuses it by name.
   return {};
 }
-const char* layout_name(WeightLayout l) noexcept {
-  switch (l) {
-    case WeightLayout::kTimm: return "timm";
-    case WeightLayout::kHF: return "hf";
-    case WeightLayout::kJax: return "jax";
-    case WeightLayout::kHFSiglip: return "hf-siglip";
-    case WeightLayout::kHFAimv2: return "hf-aimv2";
-  }
-  return "?";
-}
-
 int64_t ViTConfig::param_count() const noexcept {
   const int64_t D = hidden, I = mlp_hidden, C = num_classes;
   const int64_t kpp = static_cast<int64_t>(in_chans) * patch * patch;
@@ -162,7 +152,7 @@ std::string ViTConfig::describe() const {
   char buf[64];
   s << "architecture : "
     << (!architecture.empty() ? architecture : !hf_class.empty() ? hf_class : std::string("(custom)")) << "  ["
-    << layout_name(layout) << " layout]\n";
+    << layout << " layout]\n";
   s << "family       : " << family();
   const std::vector<std::string> feats = variant_features();
   for (size_t i = 0; i < feats.size(); ++i) s << (i ? ", " : " (") << feats[i];

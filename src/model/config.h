@@ -23,9 +23,6 @@ enum class GlobalPool { kToken, kAvg, kAvgMax, kMax, kMap };
 // timm 'gelu_tanh'), quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP, timm 'quick_gelu'), SiLU
 // x * sigmoid(x) (timm 'silu' / nn.SiLU: the gate of a SwiGLU MLP).
 enum class Activation { kGeluErf, kGeluTanh, kQuickGelu, kSilu };
-// kHFSiglip: transformers' SiglipVisionModel (vision_model.embeddings.patch_embedding, ...);
-// kHFAimv2: transformers' Aimv2VisionModel (embeddings.patch_embed, encoder.layers.N.attention, ...).
-enum class WeightLayout { kTimm, kHF, kJax, kHFSiglip, kHFAimv2 };
 
 // How a position table is resampled: timm's resample_abs_pos_embed (F.interpolate bicubic,
 // antialias=True, align_corners=False; also HF Dinov2WithRegisters' interpolate_pos_encoding), or
@@ -34,7 +31,6 @@ enum class WeightLayout { kTimm, kHF, kJax, kHFSiglip, kHFAimv2 };
 enum class PosResample { kTimm, kHF };
 
 const char* global_pool_name(GlobalPool p) noexcept;
-const char* layout_name(WeightLayout l) noexcept;
 const char* activation_name(Activation a) noexcept;
 
 // How an image becomes the model input (timm pretrained_cfg / HF preprocessor_config).
@@ -116,7 +112,12 @@ struct ViTConfig {
   bool map_query_proj = true;
 
   // Provenance.
-  WeightLayout layout = WeightLayout::kTimm;
+  // The checkpoint layout's name (a row of the layout table, model/layout.h): "timm", "hf", "jax",
+  // "hf-siglip", "hf-aimv2", ...
+  std::string layout = "timm";
+  // The family the layout itself implies ("SigLIP tower", "AIMv2"), for family(); empty where the
+  // layout spans families (timm, HF ViT / DeiT / DINOv2 / CLIP).
+  std::string layout_family;
   std::string architecture;  // e.g. "vit_base_patch16_224" when known
   std::string hf_class;      // HF config.json architectures[0], e.g. "Dinov2Model"; empty if unsaid
   int ckpt_grid_h = 14, ckpt_grid_w = 14;  // patch grid of the stored position embeddings
