@@ -246,9 +246,12 @@ def test_run_images_equals_the_c_api_for_every_image_form(capi, demo, demo_sessi
     from_pil = demo_session.run_images([Image.fromarray(d) for d in decoded])
     for other in (from_bytes, from_arrays, from_pil):
         np.testing.assert_array_equal(other, ref["logits"])
-    # Pillow's own decode of the PNGs gives the same answers.
+    # Pillow's own decode of the PNGs gives the same answers as ours, in a batch of the same images
+    # (not a subset of the batch above: oneDNN's AVX2 sgemm rounds differently at other row counts,
+    # 195 rows vs 260 differ by ~5e-7, so only equal batches are bit-equal).
     pngs = [i for i, p in enumerate(paths) if p.endswith(".png")]
-    np.testing.assert_array_equal(demo_session.run_images([pixels[i] for i in pngs]), ref["logits"][pngs])
+    np.testing.assert_array_equal(demo_session.run_images([pixels[i] for i in pngs]),
+                                  capi.run_images(DEMO, demo.info, [decoded[i] for i in pngs])["logits"])
     # A non-RGB PIL image is converted, as Pillow's convert("RGB") would.
     gray = Image.fromarray(decoded[0]).convert("L")
     np.testing.assert_array_equal(demo_session.run_images(gray), demo_session.run_images(gray.convert("RGB")))
