@@ -394,9 +394,9 @@ TEST(GpuPreprocessArgs, RejectedBeforeDeviceWork) {
   EXPECT_EQ(code_of([&] { pre.run(bad, cfg, dst, DType::F32, 0, nullptr); }), ErrorCode::kInvalidArgument);
   Image empty;
   EXPECT_EQ(code_of([&] { pre.run(empty, cfg, dst, DType::F32, 0, nullptr); }), ErrorCode::kInvalidArgument);
-  PreprocessConfig lanczos = cfg;
-  lanczos.interpolation = "lanczos";
-  EXPECT_EQ(code_of([&] { pre.run(img, lanczos, dst, DType::F32, 0, nullptr); }), ErrorCode::kUnsupported);
+  PreprocessConfig unknown = cfg;
+  unknown.interpolation = "sinc";  // not a Pillow filter (lanczos, box, hamming, nearest are)
+  EXPECT_EQ(code_of([&] { pre.run(img, unknown, dst, DType::F32, 0, nullptr); }), ErrorCode::kUnsupported);
   PreprocessConfig zero_std = cfg;
   zero_std.std[2] = 0.0f;
   EXPECT_EQ(code_of([&] { pre.run(img, zero_std, dst, DType::F32, 0, nullptr); }), ErrorCode::kInvalidArgument);

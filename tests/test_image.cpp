@@ -307,7 +307,7 @@ TEST(ImagePreprocess, PlansFollowTorchvisionAndTimm) {
   EXPECT_EQ(p.resize_w, 224);
   EXPECT_EQ(p.resize_h, 224);
   EXPECT_EQ(p.crop_x, 0);
-  c.interpolation = "lanczos";
+  c.interpolation = "sinc";
   EXPECT_THROW(plan_resize_crop(500, 400, c), Error);
 }
 

@@ -532,12 +532,21 @@ TEST(Loader, HfPreprocessorConfig) {
   EXPECT_FLOAT_EQ(p.std[0], 0.4f);
   EXPECT_FLOAT_EQ(p.rescale, 1.0f / 255.0f);
   EXPECT_TRUE(m->warnings.empty());
-  // A processor size that disagrees with the model: the model input wins, with a warning.
+  // A processor size that disagrees with the model: the model runs at the processor's size, as
+  // transformers with interpolate_pos_encoding=True (the only way it runs it), said once.
   save_json(dir + "/preprocessor_config.json", {{"size", {{"height", 16}, {"width", 16}}}});
   m = load_model(dir);
-  EXPECT_EQ(m->cfg.preprocess.input_h, 12);
+  EXPECT_EQ(m->cfg.image_h, 16);
+  EXPECT_EQ(m->cfg.preprocess.input_h, 16);
   ASSERT_EQ(m->warnings.size(), 1u);
-  EXPECT_NE(m->warnings[0].find("16x16"), std::string::npos) << m->warnings[0];
+  EXPECT_NE(m->warnings[0].find("running at 16x16"), std::string::npos) << m->warnings[0];
+  EXPECT_NE(m->warnings[0].find("interpolate_pos_encoding=True"), std::string::npos) << m->warnings[0];
+  // --image-size wins over both, the processor's resize scaled to it.
+  ConfigOverrides ov;
+  ov.image_size = 8;
+  m = load_model(dir, ov);
+  EXPECT_EQ(m->cfg.image_h, 8);
+  EXPECT_EQ(m->cfg.preprocess.input_h, 8);
 }
 
 TEST(Loader, LabelsFile) {
@@ -1276,16 +1285,19 @@ TEST(Loader, HfFamiliesConfig) {
               {{"do_center_crop", true}, {"crop_size", {{"height", 224}, {"width", 224}}},
                {"size", {{"shortest_edge", 256}}}, {"resample", 3}, {"image_mean", {0.485, 0.456, 0.406}},
                {"image_std", {0.229, 0.224, 0.225}}, {"image_processor_type", "BitImageProcessor"}});
+    // The model runs at the processor's 224 crop, its table interpolated as Dinov2Model does on
+    // every forward (issue 25: facebook/dinov2-* ship image_size 518 beside a 224 crop).
     const auto hub = load_model(dir);
     EXPECT_EQ(hub->cfg.preprocess.resize, PreprocessConfig::Resize::kShortestEdgeCrop);
-    EXPECT_EQ(hub->cfg.preprocess.shortest_edge, 37);
-    EXPECT_EQ(hub->cfg.preprocess.input_h, 32);
-    EXPECT_TRUE(has_warning(*hub, "preprocessing size 224x224 differs from the model input 32x32"));
-    // Without the centre crop, shortest_edge stays a square resize (said in a warning).
+    EXPECT_EQ(hub->cfg.preprocess.shortest_edge, 256);
+    EXPECT_EQ(hub->cfg.preprocess.input_h, 224);
+    EXPECT_EQ(hub->cfg.image_h, 224);
+    EXPECT_EQ(hub->cfg.pos_rule, PosResample::kHF);
+    EXPECT_TRUE(has_warning(*hub, "running at 224x224 as transformers does")) << hub->cfg.describe();
+    EXPECT_TRUE(has_warning(*hub, "on every forward"));
+    // Without the centre crop, shortest_edge gives each image its own size: refused by name.
     save_json(dir + "/preprocessor_config.json", {{"size", {{"shortest_edge", 32}}}});
-    const auto sq = load_model(dir);
-    EXPECT_EQ(sq->cfg.preprocess.resize, PreprocessConfig::Resize::kDirect);
-    EXPECT_TRUE(has_warning(*sq, "without a centre crop"));
+    EXPECT_THROW(load_model(dir), Error);
   }
   // The projection's width is what info prints for the embeddings.
   const auto p = load_model(test::data_path("golden_families/hf_clip_proj/model"));

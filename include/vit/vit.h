@@ -133,11 +133,19 @@ typedef enum vit_resize_mode VIT_ENUM_INT {
    * round(image_height / crop_pct) (the processor's size.shortest_edge), centre crop to the size
    * with offsets (side - size) / 2 rounded down */
   VIT_RESIZE_SHORTEST_EDGE_THEN_CROP = 2,
+  /* an HF processor form these fields do not express (resize to a size then centre crop, as
+   * DeiTImageProcessor; a capped longest edge; no resize): vit_model_describe says it, and
+   * vit_model_preprocess_image / vit_session_run_images run it */
+  VIT_RESIZE_OTHER = 3,
   VIT_RESIZE_MODE_FORCE_INT = 0x7fffffff
 } vit_resize_mode;
 typedef enum vit_interpolation VIT_ENUM_INT {
   VIT_INTERP_BICUBIC = 0,
   VIT_INTERP_BILINEAR = 1,
+  VIT_INTERP_NEAREST = 2, /* Pillow's filters (PIL.Image.Resampling), each Pillow-exact */
+  VIT_INTERP_BOX = 3,
+  VIT_INTERP_HAMMING = 4,
+  VIT_INTERP_LANCZOS = 5,
   VIT_INTERPOLATION_FORCE_INT = 0x7fffffff
 } vit_interpolation;
 typedef struct vit_preprocess_info {
@@ -299,6 +307,18 @@ VIT_API vit_status* vit_session_run_images(vit_session* session, const vit_image
  * VIT_ERR_UNSUPPORTED for a recognised format that is not decoded (GIF, BMP, WebP, TIFF),
  * VIT_ERR_INVALID_ARGUMENT for a 0-pixel or oversized image or a NULL argument. */
 VIT_API vit_status* vit_image_decode(const void* data, size_t size, const char* name, vit_image* out);
+/* Decodes an encoded image (as vit_image_decode) the way this model's framework reads an image
+ * file: timm, open_clip and JAX models take Pillow's convert("RGB") (transparency dropped); a model
+ * whose HF preprocessor_config has do_convert_rgb (CLIP, SigLIP, DINOv2, AIMv2 processors) gets
+ * transparency (a PNG alpha channel or tRNS) composited onto white as transformers'
+ * convert_to_rgb does (Pillow's alpha_composite, bit for bit). The pixels vit_session_run_images
+ * should get; release with vit_image_free. Errors as vit_image_decode. */
+VIT_API vit_status* vit_model_decode_image(const vit_model* model, const void* data, size_t size, const char* name,
+                                           vit_image* out);
+/* Prepares one RGB8 image as the model's preprocessing says (resize, crop, rescale, normalise:
+ * what vit_session_run_images does on the host): out is caller-owned [3, image_height,
+ * image_width] fp32 (vit_model_info's size). */
+VIT_API vit_status* vit_model_preprocess_image(const vit_model* model, const vit_image* image, float* out);
 /* Frees the pixels of an image vit_image_decode filled and zeroes it; NULL or zeroed: no-op. */
 VIT_API void vit_image_free(vit_image* image);
 

@@ -343,13 +343,15 @@ struct Calibration {
   void save(const std::string& path) { check(vit_calibration_save(c, path.empty() ? nullptr : path.c_str())); }
 };
 
-// Decoded RGB8 pixels [h, w, 3] uint8, owned by the array (the library's buffer, not copied).
-nb::ndarray<nb::numpy, uint8_t> decode_image(nb::bytes data, const std::string& name) {
+// Decoded RGB8 pixels [h, w, 3] uint8, owned by the array (the library's buffer, not copied);
+// with a model, decoded as its framework reads an image (vit_model_decode_image).
+nb::ndarray<nb::numpy, uint8_t> decode_image_for(const vit_model* model, nb::bytes data, const std::string& name) {
   vit_image img{};
   vit_status* st;
   {
     nb::gil_scoped_release nogil;  // `data` stays referenced by the caller's frame
-    st = vit_image_decode(data.c_str(), data.size(), name.c_str(), &img);
+    st = model ? vit_model_decode_image(model, data.c_str(), data.size(), name.c_str(), &img)
+               : vit_image_decode(data.c_str(), data.size(), name.c_str(), &img);
   }
   check(st);
   auto* held = new vit_image(img);
@@ -359,6 +361,10 @@ nb::ndarray<nb::numpy, uint8_t> decode_image(nb::bytes data, const std::string& 
   });
   size_t shape[3] = {static_cast<size_t>(img.height), static_cast<size_t>(img.width), 3};
   return nb::ndarray<nb::numpy, uint8_t>(const_cast<uint8_t*>(img.rgb), 3, shape, owner);
+}
+
+nb::ndarray<nb::numpy, uint8_t> decode_image(nb::bytes data, const std::string& name) {
+  return decode_image_for(nullptr, data, name);
 }
 
 }  // namespace
@@ -388,6 +394,9 @@ NB_MODULE(_vit_infer, m) {
            "labels_file"_a = "")
       .def("info", &Model::info_dict, "vit_model_get_info as a dict.")
       .def("preprocess", &Model::preprocess_dict, "vit_model_get_preprocess as a dict.")
+      .def("decode_image", [](const Model& self, nb::bytes data, const std::string& name) {
+             return decode_image_for(self.m, data, name);
+           }, "data"_a, "name"_a = "image", "vit_model_decode_image: PNG / JPEG bytes as this model's framework reads them.")
       .def("labels", &Model::labels, "Class labels (empty when the model has none).")
       .def("warnings", &Model::warnings, "Load warnings (NaN/Inf weights, ...).")
       .def("describe", [](const Model& self) { return std::string(vit_model_describe(self.m)); },

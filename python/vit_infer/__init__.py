@@ -45,8 +45,8 @@ _PRECISIONS: Dict[str, int] = dict(_vit_infer._precisions())  # the library's ta
 _GEMMS = {"auto": 0, "custom": 1, "cublaslt": 2}
 _POOLS = {None: 0, "token": 1, "avg": 2}
 _POOL_NAMES = {1: "token", 2: "avg"}
-_RESIZE_NAMES = {0: "shortest_then_crop", 1: "direct", 2: "shortest_edge_then_crop"}
-_INTERP_NAMES = {0: "bicubic", 1: "bilinear"}
+_RESIZE_NAMES = {0: "shortest_then_crop", 1: "direct", 2: "shortest_edge_then_crop", 3: "other"}
+_INTERP_NAMES = {0: "bicubic", 1: "bilinear", 2: "nearest", 3: "box", 4: "hamming", 5: "lanczos"}
 
 ImageLike = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Any]
 OutputsArg = Union[str, Sequence[str]]
@@ -133,6 +133,13 @@ class Model:
         #: Load warnings (NaN/Inf weights, ...).
         self.warnings: Tuple[str, ...] = tuple(self._m.warnings())
 
+    def decode_image(self, data: Union[bytes, bytearray, memoryview], name: str = "image") -> np.ndarray:
+        """Decodes PNG / JPEG bytes to RGB8 ``[h, w, 3]`` uint8 as this model's framework reads an image:
+        HF processors with ``do_convert_rgb`` (CLIP, SigLIP, DINOv2, AIMv2) composite transparency onto
+        white as transformers' ``convert_to_rgb`` does; others drop it (Pillow's ``convert("RGB")``,
+        what ``decode_image`` does). The pixels ``run_images`` takes for this model."""
+        return self._m.decode_image(bytes(data), name)
+
     def describe(self) -> str:
         """The resolved configuration as ``vit-infer info`` prints it."""
         return self._m.describe()
@@ -193,15 +200,23 @@ def decode_image(data: Union[bytes, bytearray, memoryview], name: str = "image")
     return _vit_infer.decode_image(bytes(data), name)
 
 
-def _image_array(img: Any, k: int) -> np.ndarray:
-    """One image as the binding takes it: uint8 [h, w, 3], C-contiguous."""
+def _image_array(img: Any, k: int, model: Any) -> np.ndarray:
+    """One image as the binding takes it: uint8 [h, w, 3], C-contiguous; files, bytes and PIL images
+    with transparency decoded as the model's framework reads them (vit_model_decode_image: HF
+    processors with do_convert_rgb composite transparency onto white, timm drops it)."""
     if isinstance(img, (str, os.PathLike)):
         path = os.fspath(img)
         with open(path, "rb") as f:
-            return decode_image(f.read(), path)
+            return model.decode_image(f.read(), path)
     if isinstance(img, (bytes, bytearray, memoryview)):
-        return decode_image(img, f"images[{k}]")
+        return model.decode_image(bytes(img), f"images[{k}]")
     if hasattr(img, "convert") and hasattr(img, "mode") and hasattr(img, "size"):  # a PIL image
+        if "A" in img.getbands() or img.info.get("transparency") is not None:
+            # Through PNG, which keeps the transparency, so that the library applies the model's rule.
+            import io
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            return model.decode_image(buf.getvalue(), f"images[{k}]")
         img = np.asarray(img.convert("RGB") if img.mode != "RGB" else img)
     a = np.asarray(img)
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
@@ -341,7 +356,7 @@ class Session:
         """
         names, flags = _flags(outputs)
         items = self._image_list(images)
-        arrays = [_image_array(img, k) for k, img in enumerate(items)]
+        arrays = [_image_array(img, k, self.model._m) for k, img in enumerate(items)]
         parts = [self._s.run_images(arrays[i:i + self.max_batch], *flags)
                  for i in range(0, len(arrays), self.max_batch)]
         return _pack(outputs, names, parts)

@@ -274,17 +274,27 @@ vit_status* vit_model_get_preprocess(const vit_model* model, vit_preprocess_info
     require(out, fn, "out");
     const vit::PreprocessConfig& pp = model->model->cfg.preprocess;
     vit_preprocess_info i{};
-    i.resize = pp.resize == vit::PreprocessConfig::Resize::kDirect             ? VIT_RESIZE_DIRECT
-               : pp.resize == vit::PreprocessConfig::Resize::kShortestEdgeCrop ? VIT_RESIZE_SHORTEST_EDGE_THEN_CROP
-                                                                               : VIT_RESIZE_SHORTEST_THEN_CROP;
-    if (pp.interpolation == "bicubic") {
-      i.interpolation = VIT_INTERP_BICUBIC;
-    } else if (pp.interpolation == "bilinear") {
-      i.interpolation = VIT_INTERP_BILINEAR;
-    } else {
+    using R = vit::PreprocessConfig::Resize;
+    const bool direct_crop = pp.resize == R::kDirect && pp.resize_h > 0 &&
+                             (pp.resize_h != pp.input_h || pp.resize_w != pp.input_w);
+    i.resize = pp.resize == R::kCropOnly || direct_crop || (pp.resize == R::kShortestEdgeCrop && pp.longest_edge > 0)
+                   ? VIT_RESIZE_OTHER
+               : pp.resize == R::kDirect           ? VIT_RESIZE_DIRECT
+               : pp.resize == R::kShortestEdgeCrop ? VIT_RESIZE_SHORTEST_EDGE_THEN_CROP
+                                                   : VIT_RESIZE_SHORTEST_THEN_CROP;
+    static const std::pair<const char*, vit_interpolation> kInterp[] = {
+        {"bicubic", VIT_INTERP_BICUBIC}, {"bilinear", VIT_INTERP_BILINEAR}, {"nearest", VIT_INTERP_NEAREST},
+        {"box", VIT_INTERP_BOX},         {"hamming", VIT_INTERP_HAMMING},   {"lanczos", VIT_INTERP_LANCZOS}};
+    bool named = false;
+    for (const auto& [name, value] : kInterp) {
+      if (pp.interpolation == name) {
+        i.interpolation = value;
+        named = true;
+      }
+    }
+    if (!named)
       vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": interpolation '" + pp.interpolation +
                                              "' has no vit_interpolation value");
-    }
     // The HF crop mode's shorter side as a fraction (image_input / vit.h: round(height / crop_pct)).
     i.crop_pct = pp.resize == vit::PreprocessConfig::Resize::kShortestEdgeCrop
                      ? static_cast<float>(static_cast<double>(pp.input_h) / pp.shortest_edge)
@@ -293,7 +303,7 @@ vit_status* vit_model_get_preprocess(const vit_model* model, vit_preprocess_info
       i.mean[k] = pp.mean[k];
       i.std[k] = pp.std[k];
     }
-    i.rescale = pp.rescale;
+    i.rescale = static_cast<float>(pp.rescale);
     *out = i;
   });
 }
@@ -630,6 +640,45 @@ vit_status* vit_image_decode(const void* data, size_t size, const char* name, vi
     auto pixels = std::make_unique<uint8_t[]>(img.rgb.size());
     std::memcpy(pixels.get(), img.rgb.data(), img.rgb.size());
     *out = vit_image{pixels.release(), img.w, img.h};
+  });
+}
+
+vit_status* vit_model_decode_image(const vit_model* model, const void* data, size_t size, const char* name,
+                                   vit_image* out) {
+  static const char* fn = "vit_model_decode_image";
+  if (out) *out = vit_image{nullptr, 0, 0};
+  return guarded(fn, [&] {
+    require(model, fn, "model");
+    require(out, fn, "out");
+    if (!data && size) invalid(fn, "data is NULL but size is " + std::to_string(size));
+    const std::string what = name && *name ? std::string(name) : std::string("image");
+    vit::Image img = vit::decode_image_memory(static_cast<const uint8_t*>(data), data ? size : 0, what);
+    if (model->model->cfg.preprocess.alpha_on_white) vit::composite_on_white(&img);
+    auto pixels = std::make_unique<uint8_t[]>(img.rgb.size());
+    std::memcpy(pixels.get(), img.rgb.data(), img.rgb.size());
+    *out = vit_image{pixels.release(), img.w, img.h};
+  });
+}
+
+vit_status* vit_model_preprocess_image(const vit_model* model, const vit_image* image, float* out) {
+  static const char* fn = "vit_model_preprocess_image";
+  return guarded(fn, [&] {
+    require(model, fn, "model");
+    require(image, fn, "image");
+    require(out, fn, "out");
+    if (!image->rgb) invalid(fn, "image->rgb is NULL");
+    if (image->width < 1 || image->height < 1)
+      invalid(fn, "image is " + std::to_string(image->width) + "x" + std::to_string(image->height) +
+                      " pixels; width and height must be >= 1");
+    const vit::ViTConfig& cfg = model->model->cfg;
+    vit::Image img;
+    img.w = image->width;
+    img.h = image->height;
+    img.rgb.assign(image->rgb, image->rgb + static_cast<size_t>(img.w) * img.h * 3);
+    vit::PreprocessConfig pp = cfg.preprocess;
+    pp.input_h = cfg.image_h;  // as vit_session_run_images
+    pp.input_w = cfg.image_w;
+    vit::preprocess_image(img, pp, out);
   });
 }
 

@@ -30,14 +30,22 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The model's preprocessing at its run size, through the same conversion classify uses.
-vit::PreprocessConfig preprocess_config(const vitpp::Model& model) {
-  InputSpec spec;
-  spec.channels = model.info().in_chans;
-  spec.height = model.info().image_height;
-  spec.width = model.info().image_width;
-  spec.preprocess = model.preprocess();
-  return to_preprocess_config(spec);
+// The 8-bit picture behind a preprocessed input [3, H, W]: each value's level, (x * std + mean) /
+// rescale rounded (the normalisation is a per-channel affine map of the level, so this recovers
+// the level exactly; the padding of a centre crop is level 0 too).
+vit::Image picture_of(const std::vector<float>& input, int h, int w, const vit_preprocess_info& pp) {
+  vit::Image img;
+  img.w = w;
+  img.h = h;
+  const size_t hw = static_cast<size_t>(w) * h;
+  img.rgb.resize(3 * hw);
+  for (int c = 0; c < 3; ++c) {
+    for (size_t i = 0; i < hw; ++i) {
+      const double level = (static_cast<double>(input[c * hw + i]) * pp.std[c] + pp.mean[c]) / pp.rescale;
+      img.rgb[3 * i + c] = static_cast<uint8_t>(std::clamp(std::lround(level), 0L, 255L));
+    }
+  }
+  return img;
 }
 
 nlohmann::json grid_json(const std::vector<float>& m, int gh, int gw) {
@@ -114,16 +122,11 @@ int run_attention(const AttentionOptions& o) {
     if (ext == ".npy")
       vit::fail(vit::ErrorCode::kInvalidArgument,
                 o.image + ": attention needs an image file (PNG/JPEG) to draw on, not a preprocessed .npy array");
-    const vit::Image img = vit::decode_image_file(o.image);  // kIo / kFormat / kUnsupported with the path
-    const vit::PreprocessConfig cfg = preprocess_config(*model);
-    crop = vit::resize_crop(img, vit::plan_resize_crop(img.w, img.h, cfg));
-    const std::vector<float> lut = vit::normalize_lut(cfg);
-    const size_t hw = static_cast<size_t>(crop.w) * crop.h;
-    input.resize(3 * hw);
-    for (int c = 0; c < 3; ++c) {
-      for (size_t i = 0; i < hw; ++i) input[c * hw + i] = lut[c * 256 + crop.rgb[3 * i + c]];
-    }
-  } catch (const vit::Error& e) {
+    const vit::Image img = decode_for_model(model->get(), o.image);  // kIo / kFormat / kUnsupported with the path
+    input.resize(static_cast<size_t>(3) * mi.image_height * mi.image_width);
+    preprocess_for_model(model->get(), img, input.data());
+    crop = picture_of(input, mi.image_height, mi.image_width, model->preprocess());
+  } catch (const std::exception& e) {  // vit::Error (the file), vitpp::Error (the library)
     log_error(e.what());
     return kExitFailure;
   }

@@ -295,6 +295,7 @@ int run_classify(const ClassifyOptions& o_in) {
     spec.height = mi.image_height;
     spec.width = mi.image_width;
     spec.preprocess = model->preprocess();
+    spec.model = model->get();
     spec.max_size = o.max_image_size;
     spec.patch = mi.patch_size;
   } catch (const vitpp::Error& e) {
@@ -318,7 +319,7 @@ int run_classify(const ClassifyOptions& o_in) {
     const InputItem& it = *items[i];
     try {
       if (raw_images && it.is_image()) {
-        r.image = it.decode();
+        r.image = it.decode(spec);
         r.raw = true;
         r.bytes = r.image.rgb.size();
       } else {

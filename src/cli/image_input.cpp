@@ -1,16 +1,22 @@
 // vit-infer CLI: image-file inputs (PNG / JPEG, recognised by content). Decoding and
-// preprocessing belong to src/image (decode.h, preprocess.h); this file only adapts them to
-// InputItem: load() gives the normalised [1, 3, H, W] fp32 row, decode() the raw [h, w, 3] u8
-// pixels for device-side preprocessing. Decoding refuses images over DecodeLimits' pixel cap.
+// preprocessing are the library's, for the model at hand (vit_model_decode_image: its
+// framework's transparency rule; vit_model_preprocess_image: its resize / crop / normalise);
+// this file only adapts them to InputItem: load() gives the normalised [1, 3, H, W] fp32 row,
+// decode() the raw [h, w, 3] u8 pixels for device-side preprocessing. Decoding refuses images
+// over DecodeLimits' pixel cap.
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "cli/inputs.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "image/decode.h"
-#include "image/preprocess.h"
+#include "vit/vit.hpp"
 
 namespace vitcli {
 
@@ -23,27 +29,32 @@ bool is_image_path(const std::string& path) {
   return ext == "jpg" || ext == "jpeg" || ext == "png";
 }
 
-vit::PreprocessConfig to_preprocess_config(const InputSpec& spec) {
-  vit::PreprocessConfig c;
-  const vit_preprocess_info& p = spec.preprocess;
-  c.resize = p.resize == VIT_RESIZE_DIRECT                    ? vit::PreprocessConfig::Resize::kDirect
-             : p.resize == VIT_RESIZE_SHORTEST_EDGE_THEN_CROP ? vit::PreprocessConfig::Resize::kShortestEdgeCrop
-                                                              : vit::PreprocessConfig::Resize::kShortestThenCrop;
-  c.interpolation = p.interpolation == VIT_INTERP_BILINEAR ? "bilinear" : "bicubic";
-  c.crop_pct = p.crop_pct;
-  c.input_h = spec.height;
-  c.input_w = spec.width;
-  if (c.resize == vit::PreprocessConfig::Resize::kShortestEdgeCrop && p.crop_pct > 0.0f)
-    c.shortest_edge = static_cast<int>(std::lround(spec.height / static_cast<double>(p.crop_pct)));
-  for (int k = 0; k < 3; ++k) {
-    c.mean[k] = p.mean[k];
-    c.std[k] = p.std[k];
-  }
-  c.rescale = p.rescale;
-  return c;
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) vit::fail(vit::ErrorCode::kIo, path + ": cannot open image file: " + std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) vit::fail(vit::ErrorCode::kIo, path + ": read error");
+  return bytes;
 }
 
-vit::Image InputItem::decode() const {
+vit::Image decode_for_model(const vit_model* model, const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  vit_image img{};
+  vitpp::detail::check(vit_model_decode_image(model, bytes.data(), bytes.size(), path.c_str(), &img));
+  vit::Image out;
+  out.w = img.width;
+  out.h = img.height;
+  out.rgb.assign(img.rgb, img.rgb + static_cast<size_t>(img.width) * img.height * 3);
+  vit_image_free(&img);
+  return out;
+}
+
+void preprocess_for_model(const vit_model* model, const vit::Image& img, float* out_chw) {
+  const vit_image view{img.rgb.data(), img.w, img.h};
+  vitpp::detail::check(vit_model_preprocess_image(model, &view, out_chw));
+}
+
+vit::Image InputItem::decode(const InputSpec&) const {
   vit::fail(vit::ErrorCode::kInternal, name() + ": not an image input (decode() called on a non-image item)");
 }
 
@@ -55,18 +66,21 @@ class ImageItem final : public InputItem {
   const std::string& name() const noexcept override { return path_; }
   bool is_image() const noexcept override { return true; }
 
-  vit::Image decode() const override { return vit::decode_image_file(path_); }
+  vit::Image decode(const InputSpec& spec) const override {
+    if (!spec.model) vit::fail(vit::ErrorCode::kInternal, path_ + ": no model to decode the image for");
+    return decode_for_model(spec.model, path_);
+  }
 
   vit::Tensor load(const InputSpec& spec) const override {
     if (spec.channels != 3)
       vit::fail(vit::ErrorCode::kUnsupported, path_ + ": the model takes " + std::to_string(spec.channels) +
                                                   " input channels; images decode to RGB (3)");
-    vit::Image img = decode();
+    const vit::Image img = decode(spec);
     vit::Tensor t({1, 3, spec.height, spec.width});  // [1, 3, H, W] fp32
     try {
-      vit::preprocess_image(img, to_preprocess_config(spec), t.ptr());
-    } catch (const vit::Error& e) {
-      vit::fail(e.code(), path_ + ": " + e.what());
+      preprocess_for_model(spec.model, img, t.ptr());
+    } catch (const std::exception& e) {
+      vit::fail(vit::ErrorCode::kInvalidArgument, path_ + ": " + e.what());
     }
     return t;
   }

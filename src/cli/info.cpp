@@ -10,6 +10,19 @@
 
 namespace vitcli {
 
+namespace {
+const char* interpolation_name(vit_interpolation v) {
+  switch (v) {
+    case VIT_INTERP_BILINEAR: return "bilinear";
+    case VIT_INTERP_NEAREST: return "nearest";
+    case VIT_INTERP_BOX: return "box";
+    case VIT_INTERP_HAMMING: return "hamming";
+    case VIT_INTERP_LANCZOS: return "lanczos";
+    default: return "bicubic";
+  }
+}
+}  // namespace
+
 int run_info(const ModelOptions& o_in) {
   ModelOptions o = o_in;
   if (!resolve_default_model(o)) return kExitFailure;
@@ -51,8 +64,9 @@ int run_info(const ModelOptions& o_in) {
     j["preprocess"] = {
         {"resize", pp.resize == VIT_RESIZE_DIRECT                    ? "direct"
                    : pp.resize == VIT_RESIZE_SHORTEST_EDGE_THEN_CROP ? "shortest_edge_then_crop"
+                   : pp.resize == VIT_RESIZE_OTHER                   ? "other (see description)"
                                                                      : "shortest_then_crop"},
-        {"interpolation", pp.interpolation == VIT_INTERP_BILINEAR ? "bilinear" : "bicubic"},
+        {"interpolation", interpolation_name(pp.interpolation)},
         {"crop_pct", pp.crop_pct},
         {"mean", {pp.mean[0], pp.mean[1], pp.mean[2]}},
         {"std", {pp.std[0], pp.std[1], pp.std[2]}},

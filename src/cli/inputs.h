@@ -22,6 +22,9 @@ namespace vitcli {
 struct InputSpec {
   int channels = 3, height = 224, width = 224;
   vit_preprocess_info preprocess{};
+  // The model images are decoded and preprocessed for (vit_model_decode_image /
+  // vit_model_preprocess_image); required by image items.
+  const vit_model* model = nullptr;
   // > 0: arrays of another height x width are taken when both are multiples of `patch` and at
   // most max_size (--max-image-size; they run at their own size); 0: the model's size only.
   int max_size = 0, patch = 16;
@@ -37,7 +40,7 @@ class InputItem {
   // An image file: decode() gives its pixels, for preprocessing elsewhere (on the GPU).
   virtual bool is_image() const noexcept { return false; }
   // [h, w, 3] u8 RGB, refused over the decode limits (image/decode.h). Image items only.
-  virtual vit::Image decode() const;
+  virtual vit::Image decode(const InputSpec& spec) const;
 };
 
 using InputList = std::vector<std::unique_ptr<InputItem>>;
@@ -63,7 +66,10 @@ bool image_inputs_supported() noexcept;
 std::unique_ptr<InputItem> make_image_item(const std::string& path);
 // Whether a file name looks like an image this build decodes (by extension).
 bool is_image_path(const std::string& path);
-// The model's preprocessing at its run size, as src/image wants it.
-vit::PreprocessConfig to_preprocess_config(const InputSpec& spec);
+// An image file decoded as `model`'s framework reads it (vit_model_decode_image), and RGB8
+// pixels preprocessed as the model says (vit_model_preprocess_image: out [3, H, W] fp32 at the
+// model's size). Throw vitpp::Error / vit::Error naming the file.
+vit::Image decode_for_model(const vit_model* model, const std::string& path);
+void preprocess_for_model(const vit_model* model, const vit::Image& img, float* out_chw);
 
 }  // namespace vitcli

@@ -88,7 +88,23 @@ void GpuPreprocessor::run(const uint8_t* rgb, int w, int h, const PreprocessConf
   } img{w, h};
 
   // Host planning: exactly the CPU path's plan, tables and lookup table.
-  const ResizeCropPlan p = plan_resize_crop(img.w, img.h, cfg);  // throws on a bad config
+  ResizeCropPlan p = plan_resize_crop(img.w, img.h, cfg);  // throws on a bad config
+  // Where Pillow runs the vertical pass first (preprocess.h vertical_pass_first), that pass runs
+  // here on the host, as the CPU path runs it, and the device finishes the plan (horizontal pass,
+  // crop, normalisation) from its output.
+  Image first_pass;
+  if (vertical_pass_first(p)) {
+    Image src;
+    src.w = w;
+    src.h = h;
+    src.rgb.assign(rgb, rgb + static_cast<size_t>(w) * h * 3);
+    ResizeCropPlan rest;
+    first_pass = vertical_pass(src, p, &rest);
+    p = rest;
+    rgb = first_pass.rgb.data();
+    img.w = first_pass.w;
+    img.h = first_pass.h;
+  }
   const std::vector<float> lut = normalize_lut(cfg);             // [3 * 256]
   const int x0 = std::max(0, -p.crop_x), x1 = std::max(x0, std::min(p.out_w, p.resize_w - p.crop_x));
   const int y0 = std::max(0, -p.crop_y), y1 = std::max(y0, std::min(p.out_h, p.resize_h - p.crop_y));

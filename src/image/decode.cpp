@@ -2,7 +2,7 @@
 // Both libraries report fatal errors through longjmp: every decoder keeps the objects that
 // must survive the jump (output Image, row buffers, the library handle's guard) declared
 // before its setjmp, and turns the jump into a vit::Error after the library is torn down.
-// Output layout: Image::rgb [h, w, 3] uint8.
+// Output layout: Image::rgb [h, w, 3] uint8; Image::alpha [h, w] u8 when the PNG has transparency.
 #include "image/decode.h"
 
 #include <csetjmp>
@@ -242,6 +242,48 @@ void png_row_to_rgb(const uint8_t* in, uint8_t* out, int w, int color_type, int 
   }
 }
 
+// The PNG's transparency as Pillow's convert("RGBA") reads it: an alpha channel (16-bit: its high
+// byte, as Pillow's LA;16B / RGBA;16B unpackers), a palette tRNS (alpha per index, 255 past its end),
+// or a grey / RGB tRNS colour key (alpha 0 where the sample equals the key). Row in, as
+// png_row_to_rgb takes it; out [w] u8.
+struct PngTransparency {
+  bool any = false;
+  const png_byte* pal_alpha = nullptr;
+  int n_pal_alpha = 0;
+  bool key = false;
+  png_color_16 key_color{};
+};
+
+void png_row_alpha(const uint8_t* in, uint8_t* out, int w, int color_type, int depth, const PngTransparency& t) {
+  const bool b16 = depth == 16;
+  switch (color_type) {
+    case PNG_COLOR_TYPE_GRAY_ALPHA:
+      for (int x = 0; x < w; ++x) out[x] = in[(b16 ? 4 : 2) * x + (b16 ? 2 : 1)];
+      break;
+    case PNG_COLOR_TYPE_RGB_ALPHA:
+      for (int x = 0; x < w; ++x) out[x] = in[(b16 ? 8 : 4) * x + (b16 ? 6 : 3)];
+      break;
+    case PNG_COLOR_TYPE_PALETTE:
+      for (int x = 0; x < w; ++x) out[x] = in[x] < t.n_pal_alpha ? t.pal_alpha[in[x]] : 255;
+      break;
+    case PNG_COLOR_TYPE_GRAY:
+      for (int x = 0; x < w; ++x) {
+        const unsigned v = b16 ? (unsigned(in[2 * x]) << 8 | in[2 * x + 1]) : in[x];
+        out[x] = v == t.key_color.gray ? 0 : 255;
+      }
+      break;
+    case PNG_COLOR_TYPE_RGB:
+      for (int x = 0; x < w; ++x) {
+        const uint8_t* p = in + (b16 ? 6 : 3) * x;
+        auto sample = [&](int c) { return b16 ? (unsigned(p[2 * c]) << 8 | p[2 * c + 1]) : unsigned(p[c]); };
+        out[x] = sample(0) == t.key_color.red && sample(1) == t.key_color.green && sample(2) == t.key_color.blue ? 0 : 255;
+      }
+      break;
+    default:
+      break;
+  }
+}
+
 struct PngState {
   PngCtx ctx;
   png_structp png = nullptr;
@@ -274,6 +316,20 @@ bool png_run(PngState& st, const std::string& what, const DecodeLimits& lim) {
   if (color_type == PNG_COLOR_TYPE_PALETTE) {
     if (png_get_PLTE(png, info, &pal, &npal) == 0) png_error(png, "palette image without a PLTE chunk");
   }
+  PngTransparency trns;
+  trns.any = color_type == PNG_COLOR_TYPE_GRAY_ALPHA || color_type == PNG_COLOR_TYPE_RGB_ALPHA;
+  if (png_get_valid(png, info, PNG_INFO_tRNS)) {
+    png_bytep ta = nullptr;
+    int nt = 0;
+    png_color_16p tc = nullptr;
+    png_get_tRNS(png, info, &ta, &nt, &tc);
+    if (color_type == PNG_COLOR_TYPE_PALETTE && ta && nt > 0) {
+      trns = PngTransparency{true, ta, nt, false, {}};
+    } else if ((color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_RGB) && tc) {
+      trns.any = trns.key = true;
+      trns.key_color = *tc;
+    }
+  }
   if (depth < 8) png_set_packing(png);  // one sample per byte, values not rescaled
   const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
@@ -282,11 +338,16 @@ bool png_run(PngState& st, const std::string& what, const DecodeLimits& lim) {
   st.img.w = w;
   st.img.h = h;
   st.img.rgb.resize(static_cast<size_t>(w) * h * 3);
+  if (trns.any) st.img.alpha.resize(static_cast<size_t>(w) * h);
+  auto convert_row = [&](const uint8_t* row, int y) {
+    png_row_to_rgb(row, &st.img.rgb[static_cast<size_t>(y) * w * 3], w, color_type, depth, pal, npal);
+    if (trns.any) png_row_alpha(row, &st.img.alpha[static_cast<size_t>(y) * w], w, color_type, depth, trns);
+  };
   if (passes == 1) {
     st.raw.resize(rowbytes);
     for (int y = 0; y < h; ++y) {
       png_read_row(png, st.raw.data(), nullptr);
-      png_row_to_rgb(st.raw.data(), &st.img.rgb[static_cast<size_t>(y) * w * 3], w, color_type, depth, pal, npal);
+      convert_row(st.raw.data(), y);
     }
   } else {
     // Adam7: libpng needs the whole raw image to combine the passes.
@@ -294,9 +355,7 @@ bool png_run(PngState& st, const std::string& what, const DecodeLimits& lim) {
     st.rows.resize(h);
     for (int y = 0; y < h; ++y) st.rows[y] = st.raw.data() + rowbytes * static_cast<size_t>(y);
     png_read_image(png, st.rows.data());
-    for (int y = 0; y < h; ++y) {
-      png_row_to_rgb(st.rows[y], &st.img.rgb[static_cast<size_t>(y) * w * 3], w, color_type, depth, pal, npal);
-    }
+    for (int y = 0; y < h; ++y) convert_row(st.rows[y], y);
   }
   png_read_end(png, nullptr);
   return true;

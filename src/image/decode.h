@@ -1,7 +1,7 @@
 // vit-infer: image decoding (PNG via libpng, JPEG via libjpeg-turbo) to interleaved RGB8,
 // reproducing Pillow's `Image.open(path).convert("RGB")` pixel for pixel (alpha dropped
-// without compositing, 16-bit reduced the way Pillow does, CMYK/YCCK JPEG via Pillow's
-// Adobe-inverted CMYK -> RGB formula). Layout of Image::rgb: [h, w, 3] uint8, row-major.
+// without compositing, kept beside as Image::alpha for the frameworks that composite it; 16-bit
+// reduced the way Pillow does, CMYK/YCCK JPEG via Pillow's Adobe-inverted CMYK -> RGB formula). Layout of Image::rgb: [h, w, 3] uint8, row-major.
 // The format is detected from the magic bytes, never from the file name.
 #pragma once
 
@@ -14,7 +14,11 @@ namespace vit {
 
 struct Image {
   int w = 0, h = 0;
-  std::vector<uint8_t> rgb;  // [h, w, 3] uint8 RGB
+  std::vector<uint8_t> rgb;  // [h, w, 3] uint8 RGB (Pillow's convert("RGB"): transparency dropped)
+  // [h, w] uint8, Pillow's convert("RGBA") alpha, when the file has transparency (a PNG alpha
+  // channel or tRNS chunk); empty for an opaque image. Read only where the model's framework
+  // composites it (transformers' convert_to_rgb: preprocess.h composite_on_white).
+  std::vector<uint8_t> alpha;
 };
 
 // Decompression-bomb guard, checked from the file header before any pixel buffer is

@@ -67,10 +67,12 @@ FixedResampleCoeffs fixed_resample_coeffs(int in_size, int out_size, ResampleFil
 }
 
 ResampleFilter resample_filter_from_name(const std::string& name) {
-  if (name == "bicubic") return ResampleFilter::kBicubic;
-  if (name == "bilinear") return ResampleFilter::kBilinear;
+  for (ResampleFilter f : {ResampleFilter::kBicubic, ResampleFilter::kBilinear, ResampleFilter::kNearest,
+                           ResampleFilter::kBox, ResampleFilter::kHamming, ResampleFilter::kLanczos}) {
+    if (name == resample_filter_name(f)) return f;
+  }
   fail(ErrorCode::kUnsupported, "preprocess: interpolation '" + name +
-                                    "' is not supported (use \"bicubic\" or \"bilinear\")");
+                                    "' is not supported (bicubic, bilinear, nearest, box, hamming, lanczos)");
 }
 
 ResizeCropPlan plan_resize(int src_w, int src_h, int out_w, int out_h, ResampleFilter f) {
@@ -100,9 +102,21 @@ ResizeCropPlan plan_resize_crop(int src_w, int src_h, const PreprocessConfig& cf
     fail(ErrorCode::kInvalidArgument, "preprocess: empty image (" + std::to_string(src_w) + "x" +
                                           std::to_string(src_h) + ")");
   }
+  // HF image_transforms.center_crop: offset (side - crop) // 2; a larger crop centres the image
+  // in zeros with the odd pixel on the top / left (ceil).
+  auto hf_crop = [&](ResizeCropPlan p) {
+    p.out_w = cfg.input_w;
+    p.out_h = cfg.input_h;
+    p.crop_x = p.out_w > p.resize_w ? -((p.out_w - p.resize_w + 1) / 2) : (p.resize_w - p.out_w) / 2;
+    p.crop_y = p.out_h > p.resize_h ? -((p.out_h - p.resize_h + 1) / 2) : (p.resize_h - p.out_h) / 2;
+    return p;
+  };
   if (cfg.resize == PreprocessConfig::Resize::kDirect) {
+    if (cfg.resize_h > 0 && cfg.resize_w > 0 && (cfg.resize_h != cfg.input_h || cfg.resize_w != cfg.input_w))
+      return hf_crop(plan_resize(src_w, src_h, cfg.resize_w, cfg.resize_h, f));  // DeiT: 256, crop 224
     return plan_resize(src_w, src_h, cfg.input_w, cfg.input_h, f);
   }
+  if (cfg.resize == PreprocessConfig::Resize::kCropOnly) return hf_crop(plan_resize(src_w, src_h, src_w, src_h, f));
   // torchvision Resize(int) and HF get_resize_output_image_size(default_to_square=False): the
   // shorter side -> s, the longer -> int(s * long / short).
   int rw = 0, rh = 0;
@@ -119,7 +133,29 @@ ResizeCropPlan plan_resize_crop(int src_w, int src_h, const PreprocessConfig& cf
       fail(ErrorCode::kInvalidArgument,
            "preprocess: shortest_edge must be positive (got " + std::to_string(cfg.shortest_edge) + ")");
     }
-    shorter_side_to(cfg.shortest_edge);
+    if (cfg.longest_edge > 0) {
+      // transformers get_size_with_aspect_ratio((h, w), shortest_edge, longest_edge).
+      int size = cfg.shortest_edge;
+      const double mn = std::min(src_w, src_h), mx = std::max(src_w, src_h);
+      double raw = 0.0;
+      const bool capped = mx / mn * size > cfg.longest_edge;
+      if (capped) {
+        raw = cfg.longest_edge * mn / mx;
+        size = static_cast<int>(round_half_even(raw));
+      }
+      if ((src_h <= src_w && src_h == size) || (src_w <= src_h && src_w == size)) {
+        rw = src_w;
+        rh = src_h;
+      } else if (src_w < src_h) {
+        rw = size;
+        rh = static_cast<int>(capped ? raw * src_h / src_w : static_cast<double>(int64_t{size} * src_h) / src_w);
+      } else {
+        rh = size;
+        rw = static_cast<int>(capped ? raw * src_w / src_h : static_cast<double>(int64_t{size} * src_w) / src_h);
+      }
+    } else {
+      shorter_side_to(cfg.shortest_edge);
+    }
   } else {
     if (!(cfg.crop_pct > 0.0f)) {
       fail(ErrorCode::kInvalidArgument, "preprocess: crop_pct must be positive (got " +
@@ -142,15 +178,9 @@ ResizeCropPlan plan_resize_crop(int src_w, int src_h, const PreprocessConfig& cf
                                           " resizes to an empty image");
   }
   ResizeCropPlan p = plan_resize(src_w, src_h, rw, rh, f);
+  if (hf) return hf_crop(p);
   p.out_w = cfg.input_w;
   p.out_h = cfg.input_h;
-  if (hf) {
-    // HF image_transforms.center_crop: offset (side - crop) // 2; a larger crop centres the image
-    // in zeros with the odd pixel on the top / left (ceil).
-    p.crop_x = p.out_w > rw ? -((p.out_w - rw + 1) / 2) : (rw - p.out_w) / 2;
-    p.crop_y = p.out_h > rh ? -((p.out_h - rh + 1) / 2) : (rh - p.out_h) / 2;
-    return p;
-  }
   // torchvision CenterCrop: if the crop is larger, pad (left = (cw - w) // 2) with zeros and
   // crop at 0 along that axis; otherwise offset = int(round((size - crop) / 2.0)).
   p.crop_x = p.out_w > rw ? -((p.out_w - rw) / 2) : half_round_even(rw - p.out_w);
@@ -159,7 +189,48 @@ ResizeCropPlan plan_resize_crop(int src_w, int src_h, const PreprocessConfig& cf
   return p;
 }
 
+bool vertical_pass_first(const ResizeCropPlan& p) {
+  const int dh = p.src_h - p.resize_h, dw = p.src_w - p.resize_w;
+  return p.resize_x && p.resize_y && dh > 0 && dh > dw * 2;
+}
+
+Image vertical_pass(const Image& img, const ResizeCropPlan& p, ResizeCropPlan* rest) {
+  // The output rows [y0, y1) that fall inside the resized image, over every source column.
+  const int y0 = std::max(0, -p.crop_y), y1 = std::min(p.out_h, p.resize_h - p.crop_y);
+  const int ny = std::max(0, y1 - y0);
+  Image tmp;
+  tmp.w = img.w;
+  tmp.h = std::max(ny, 1);
+  tmp.rgb.assign(static_cast<size_t>(tmp.w) * tmp.h * 3, 0);
+  const FixedResampleCoeffs cv = fixed_resample_coeffs(p.src_h, p.resize_h, p.filter);
+  const size_t stride = static_cast<size_t>(img.w) * 3;
+  for (int i = 0; i < ny; ++i) {  // ImagingResampleVertical_8bpc
+    const int o = p.crop_y + y0 + i;
+    const int32_t* k = &cv.k[static_cast<size_t>(o) * cv.ksize];
+    const uint8_t* s = &img.rgb[static_cast<size_t>(cv.first[o]) * stride];
+    uint8_t* d = &tmp.rgb[static_cast<size_t>(i) * stride];
+    const int n = cv.count[o];
+    for (size_t e = 0; e < stride; ++e) {
+      int32_t a = 1 << (kResamplePrecisionBits - 1);
+      for (int t = 0; t < n; ++t) a += s[t * stride + e] * k[t];
+      d[e] = clip8(a);
+    }
+  }
+  *rest = p;
+  rest->src_h = rest->resize_h = tmp.h;
+  rest->resize_y = false;
+  rest->crop_y = -y0;  // output row y0 + i is tmp row i
+  if (ny == 0) rest->crop_y = -p.out_h;  // no output row inside the image: all padding
+  return tmp;
+}
+
 Image resize_crop(const Image& img, const ResizeCropPlan& p) {
+  if (vertical_pass_first(p) && img.w == p.src_w && img.h == p.src_h &&
+      img.rgb.size() == static_cast<size_t>(img.w) * static_cast<size_t>(img.h) * 3) {
+    ResizeCropPlan rest;
+    const Image tmp = vertical_pass(img, p, &rest);
+    return resize_crop(tmp, rest);
+  }
   if (img.w != p.src_w || img.h != p.src_h ||
       img.rgb.size() != static_cast<size_t>(img.w) * static_cast<size_t>(img.h) * 3) {
     fail(ErrorCode::kInvalidArgument, "resize: image is " + std::to_string(img.w) + "x" + std::to_string(img.h) +
@@ -247,25 +318,60 @@ Image resize_image(const Image& img, int out_w, int out_h, ResampleFilter f) {
 
 std::vector<float> normalize_lut(const PreprocessConfig& cfg) {
   std::vector<float> lut(3 * 256);
-  // torchvision ToTensor divides by 255 in fp32; HF multiplies by 1/255 in fp64 and rounds
-  // to fp32, which gives the same fp32 value. Any other factor: multiply in fp32.
-  const bool div255 = std::fabs(static_cast<double>(cfg.rescale) - 1.0 / 255.0) < 1e-9;
+  // torchvision ToTensor divides by 255 in fp32; HF's rescale multiplies by its factor in fp64 and
+  // rounds to fp32 (image_transforms.rescale), which for 1/255 gives the same fp32 value at every
+  // level. Any other factor: as HF.
+  const bool div255 = cfg.rescale == 1.0 / 255.0;
   for (int c = 0; c < 3; ++c) {
     if (!(cfg.std[c] != 0.0f) || !std::isfinite(cfg.std[c])) {
       fail(ErrorCode::kInvalidArgument, "preprocess: std[" + std::to_string(c) + "] must be finite and non-zero");
     }
     for (int x = 0; x < 256; ++x) {
-      const float v = div255 ? static_cast<float>(x) / 255.0f : static_cast<float>(x) * cfg.rescale;
+      const float v = div255 ? static_cast<float>(x) / 255.0f : static_cast<float>(x * cfg.rescale);
       lut[c * 256 + x] = (v - cfg.mean[c]) / cfg.std[c];
     }
   }
   return lut;
 }
 
-void preprocess_image(const Image& img, const PreprocessConfig& cfg, float* out_chw) {
-  const ResizeCropPlan plan = plan_resize_crop(img.w, img.h, cfg);
+void composite_on_white(Image* img) {
+  if (img->alpha.empty()) return;
+  const size_t n = static_cast<size_t>(img->w) * img->h;
+  if (img->alpha.size() != n || img->rgb.size() != n * 3)
+    fail(ErrorCode::kInvalidArgument, "composite_on_white: alpha plane of " + std::to_string(img->alpha.size()) +
+                                          " bytes for a " + std::to_string(img->w) + "x" + std::to_string(img->h) +
+                                          " image");
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t a = img->alpha[i];
+    uint8_t* px = &img->rgb[3 * i];
+    if (a == 0) {
+      px[0] = px[1] = px[2] = 255;  // Pillow copies the background pixel
+      continue;
+    }
+    // libImaging/AlphaComposite.c with dst = opaque white: outa255 = 255 * 255, so
+    // coef1 = a * 128 and coef2 = (255 - a) * 128 (PRECISION_BITS 7).
+    const uint32_t blend = 255u * (255u - a);
+    const uint32_t outa255 = a * 255u + blend;
+    const uint32_t coef1 = a * 255u * 255u * 128u / outa255;
+    const uint32_t coef2 = 255u * 128u - coef1;
+    for (int c = 0; c < 3; ++c) {
+      const uint32_t t = px[c] * coef1 + 255u * coef2 + (0x80u << 7);
+      px[c] = static_cast<uint8_t>((((t >> 8) + t) >> 8) >> 7);
+    }
+  }
+  img->alpha.clear();
+}
+
+void preprocess_image(const Image& img_in, const PreprocessConfig& cfg, float* out_chw) {
+  const ResizeCropPlan plan = plan_resize_crop(img_in.w, img_in.h, cfg);
   const std::vector<float> lut = normalize_lut(cfg);
-  const Image r = resize_crop(img, plan);
+  Image flat;
+  const bool composite = cfg.alpha_on_white && !img_in.alpha.empty();
+  if (composite) {
+    flat = img_in;
+    composite_on_white(&flat);
+  }
+  const Image r = resize_crop(composite ? flat : img_in, plan);
   const size_t hw = static_cast<size_t>(r.w) * r.h;
   for (int c = 0; c < 3; ++c) {
     const float* l = &lut[c * 256];

@@ -34,7 +34,8 @@ FixedResampleCoeffs to_fixed_point(const ResampleCoeffs& c);
 // compute_resample_coeffs (Pillow precompute_coeffs) followed by to_fixed_point.
 FixedResampleCoeffs fixed_resample_coeffs(int in_size, int out_size, ResampleFilter f);
 
-// "bicubic" / "bilinear" (PIL names, case-sensitive lower case); others -> kUnsupported.
+// "bicubic" / "bilinear" / "nearest" / "box" / "hamming" / "lanczos" (PIL names, lower case, as
+// timm's pretrained_cfg spells them); others -> kUnsupported naming the value.
 ResampleFilter resample_filter_from_name(const std::string& name);
 
 // Geometry of resize-then-crop. The output pixel (y, x) is pixel (crop_y + y, crop_x + x) of
@@ -53,10 +54,21 @@ struct ResizeCropPlan {
 // timm (kShortestThenCrop): square target: torchvision Resize(floor(size / crop_pct)) on the
 // shorter side, the longer side int(s * long / short); non-square target: timm ResizeKeepRatio
 // (round(side / ratio)); then CenterCrop (top = round-half-even((h - crop) / 2)).
-// HF / JAX (kDirect): resize straight to input_w x input_h, no crop.
+// HF / JAX (kDirect): resize straight to input_w x input_h, or to resize_w x resize_h and then
+// HF's centre crop; kShortestEdgeCrop: HF's shorter side (capped by longest_edge as transformers'
+// get_size_with_aspect_ratio) and centre crop; kCropOnly: HF's centre crop alone.
 ResizeCropPlan plan_resize_crop(int src_w, int src_h, const PreprocessConfig& cfg);
 // Plain Pillow Image.resize((out_w, out_h), filter) geometry.
 ResizeCropPlan plan_resize(int src_w, int src_h, int out_w, int out_h, ResampleFilter f);
+
+// Pillow (>= the 13.0 the fixtures pin; libImaging/Resample.c ImagingResampleInner) runs the
+// vertical pass first when the height shrinks by more than twice as many pixels as the width:
+// the 8-bit clip between the passes makes the order matter.
+bool vertical_pass_first(const ResizeCropPlan& p);
+// That first pass alone, for the plan's output rows over every source column: the intermediate
+// image, and in *rest the plan that finishes it (the horizontal pass and the crop; resize_y off).
+// Shared with the GPU preprocessing, which runs `rest` on the device.
+Image vertical_pass(const Image& img, const ResizeCropPlan& p, ResizeCropPlan* rest);
 
 // Runs the plan on the CPU: [out_h, out_w, 3] uint8, bit-identical to Pillow (+ torchvision
 // crop). Only the rows/columns that survive the crop are computed (each output sample of
@@ -70,7 +82,13 @@ Image resize_image(const Image& img, int out_w, int out_h, ResampleFilter f);
 // [3 * 256] fp32.
 std::vector<float> normalize_lut(const PreprocessConfig& cfg);
 
-// Full pipeline: resize/crop per cfg, rescale, normalise. out_chw: [3, input_h, input_w] fp32.
+// transformers' convert_to_rgb for an image with transparency: Pillow's alpha_composite onto an
+// opaque white background (libImaging/AlphaComposite.c, bit for bit), then the alpha plane is
+// dropped. No-op for an opaque image (img->alpha empty).
+void composite_on_white(Image* img);
+
+// Full pipeline: transparency per cfg.alpha_on_white, resize/crop per cfg, rescale, normalise.
+// out_chw: [3, input_h, input_w] fp32.
 void preprocess_image(const Image& img, const PreprocessConfig& cfg, float* out_chw);
 
 }  // namespace vit

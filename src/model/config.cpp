@@ -3,6 +3,7 @@
 // (vit_{tiny,small,base,large,huge}_patch{8,14,16,32}_{224,384}[.tag]).
 #include "model/config.h"
 
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -188,18 +189,45 @@ std::string ViTConfig::describe() const {
   const PreprocessConfig& p = preprocess;
   s << "preprocess   : ";
   if (p.resize == PreprocessConfig::Resize::kDirect) {
-    s << "resize to " << p.input_h << "x" << p.input_w;
+    if (p.resize_h > 0 && (p.resize_h != p.input_h || p.resize_w != p.input_w))
+      s << "resize to " << p.resize_h << "x" << p.resize_w << ", center crop ";
+    else
+      s << "resize to ";
+    s << p.input_h << "x" << p.input_w;
   } else if (p.resize == PreprocessConfig::Resize::kShortestEdgeCrop) {
-    s << "resize shorter side to " << p.shortest_edge << ", center crop " << p.input_h << "x" << p.input_w;
+    s << "resize shorter side to " << p.shortest_edge;
+    if (p.longest_edge > 0) s << " (longer side at most " << p.longest_edge << ")";
+    s << ", center crop " << p.input_h << "x" << p.input_w;
+  } else if (p.resize == PreprocessConfig::Resize::kCropOnly) {
+    s << "no resize, center crop " << p.input_h << "x" << p.input_w;
   } else {
     std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(p.crop_pct));
     s << "resize shorter side (crop_pct " << buf << "), center crop " << p.input_h << "x" << p.input_w;
   }
   std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(p.rescale));
   s << " (" << p.interpolation << "), x*" << buf;
+  if (p.alpha_on_white) s << ", transparency onto white";
   s << ", mean (" << p.mean[0] << ", " << p.mean[1] << ", " << p.mean[2] << "), std (" << p.std[0] << ", "
     << p.std[1] << ", " << p.std[2] << ")\n";
   return s.str();
+}
+
+PreprocessConfig PreprocessConfig::at_output_size(int h, int w) const {
+  PreprocessConfig p = *this;
+  if (h == input_h && w == input_w) return p;
+  auto scaled = [](int v, int to, int from) {
+    return v > 0 ? static_cast<int>(std::lround(static_cast<double>(v) * to / from)) : v;
+  };
+  if (resize == Resize::kShortestEdgeCrop) {
+    p.shortest_edge = scaled(shortest_edge, h, input_h);
+    p.longest_edge = scaled(longest_edge, h, input_h);
+  } else if (resize == Resize::kDirect && resize_h > 0) {
+    p.resize_h = scaled(resize_h, h, input_h);
+    p.resize_w = scaled(resize_w, w, input_w);
+  }
+  p.input_h = h;
+  p.input_w = w;
+  return p;
 }
 
 std::string timm_entrypoint_name(const std::string& arch_in) {

@@ -36,18 +36,30 @@ const char* activation_name(Activation a) noexcept;
 // How an image becomes the model input (timm pretrained_cfg / HF preprocessor_config).
 struct PreprocessConfig {
   // kShortestThenCrop: timm (shorter side to floor(size / crop_pct), torchvision centre crop);
-  // kDirect: HF ViTImageProcessor / JAX squash; kShortestEdgeCrop: HF CLIPImageProcessor /
-  // BitImageProcessor (DINOv2): shorter side to shortest_edge, centre crop to the input size with
-  // HF's offsets ((size - crop) // 2).
-  enum class Resize { kShortestThenCrop, kDirect, kShortestEdgeCrop };
+  // kDirect: resize straight to resize_h x resize_w (HF size {height, width}, JAX / open_clip squash),
+  // then, when that is not the input size, HF's centre crop to it (DeiTImageProcessor: 256, crop 224);
+  // kShortestEdgeCrop: HF CLIPImageProcessor / BitImageProcessor (DINOv2): shorter side to
+  // shortest_edge (the longer capped at longest_edge when > 0: transformers'
+  // get_size_with_aspect_ratio), centre crop to the input size with HF's offsets ((size - crop) // 2);
+  // kCropOnly: HF do_resize=false: HF's centre crop (zero padding) of the image as it is.
+  enum class Resize { kShortestThenCrop, kDirect, kShortestEdgeCrop, kCropOnly };
   Resize resize = Resize::kShortestThenCrop;
   int shortest_edge = 0;  // kShortestEdgeCrop (crop_pct is unused there; the C API reports input_h / shortest_edge)
-  std::string interpolation = "bicubic";  // "bicubic" | "bilinear"
+  int longest_edge = 0;   // kShortestEdgeCrop: 0, or the cap on the longer side
+  int resize_h = 0, resize_w = 0;  // kDirect: 0 = the input size (no crop)
+  // PIL filter name: "bicubic" | "bilinear" | "nearest" | "box" | "hamming" | "lanczos"
+  std::string interpolation = "bicubic";
   float crop_pct = 0.9f;
   int input_h = 224, input_w = 224;
   std::array<float, 3> mean{0.5f, 0.5f, 0.5f};
   std::array<float, 3> std{0.5f, 0.5f, 0.5f};
-  float rescale = 1.0f / 255.0f;
+  double rescale = 1.0 / 255.0;  // HF rescale_factor as written (x in fp64 * factor, then fp32)
+  // HF do_convert_rgb (transformers' convert_to_rgb): transparency (an alpha channel, a PNG tRNS)
+  // composited onto white with Pillow's alpha_composite; false: dropped, as Pillow's convert("RGB").
+  bool alpha_on_white = false;
+  // Another output size h x w for the same rule (--image-size, a run at another size): the resize
+  // keeps its share of the crop (DINOv2's 256 for a 224 crop gives 512 for 448).
+  PreprocessConfig at_output_size(int h, int w) const;
 };
 
 struct ViTConfig {

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 
@@ -126,6 +127,14 @@ std::string get_str(const json& j, const std::string& key, const std::string& pa
   const json& v = j.at(key);
   if (!v.is_string()) bad(path, key, "must be a string, got " + brief(v));
   return v.get<std::string>();
+}
+
+// A timm / open_clip interpolation name: Pillow's filters by the names timm's str_to_interp_mode takes.
+std::string checked_interpolation(const std::string& in, const std::string& where) {
+  for (const char* n : {"bicubic", "bilinear", "nearest", "box", "hamming", "lanczos"})
+    if (in == n) return in;
+  fail(ErrorCode::kUnsupported, where + " '" + clip(in) +
+                                    "' is not supported (bicubic, bilinear, nearest, box, hamming, lanczos)");
 }
 
 bool has(const json& j, const char* key) { return j.is_object() && j.contains(key) && !j.at(key).is_null(); }
@@ -505,12 +514,7 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       if (v[0].is_number_integer()) h.in_chans = int_value(v[0], key + " C", path, 1, limits::kMaxInChans);
     }
     if (has(pc, "interpolation")) {
-      const std::string in = get_str(pc, "interpolation", path);
-      if (in == "bicubic" || in == "bilinear") {
-        pp.interpolation = in;
-      } else {
-        h.warnings.push_back(path + ": interpolation '" + clip(in) + "' is not supported; using bicubic");
-      }
+      pp.interpolation = checked_interpolation(get_str(pc, "interpolation", path), path + " pretrained_cfg.interpolation");
     }
     // The resize before the centre crop is size / crop_pct: published values are 0.75..1.0;
     // outside [0.5, 2] the resized image would be absurd (crop_pct 1e-9: 2e11 pixels a side).
@@ -520,7 +524,8 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
       if (cm == "squash") {
         pp.resize = PreprocessConfig::Resize::kDirect;
       } else if (cm != "center") {
-        h.warnings.push_back(path + ": crop_mode '" + clip(cm) + "' is not supported; using center");
+        fail(ErrorCode::kUnsupported, path + ": pretrained_cfg.crop_mode '" + clip(cm) +
+                                          "' is not supported (\"center\" or \"squash\")");
       }
     }
     if (has(pc, "mean")) pp.mean = get_rgb(pc, "mean", path);
@@ -726,15 +731,13 @@ ConfigHints parse_open_clip_config(const json& j, const std::string& path) {
       if (has(pc, "mean")) pp.mean = get_rgb(pc, "mean", pp_path);
       if (has(pc, "std")) pp.std = get_std(pc, "std", pp_path);
       if (has(pc, "interpolation")) {
-        const std::string in = get_str(pc, "interpolation", pp_path);
-        if (in == "bicubic" || in == "bilinear") pp.interpolation = in;
-        else h.warnings.push_back(pp_path + ": interpolation '" + clip(in) + "' is not supported; using bicubic");
+        pp.interpolation = checked_interpolation(get_str(pc, "interpolation", pp_path), pp_path + ".interpolation");
       }
       if (has(pc, "resize_mode")) {
         const std::string rm = get_str(pc, "resize_mode", pp_path);
         if (rm == "squash") pp.resize = PreprocessConfig::Resize::kDirect;
         else if (rm != "shortest")
-          h.warnings.push_back(pp_path + ": resize_mode '" + clip(rm) + "' is not supported; using 'shortest'");
+          fail(ErrorCode::kUnsupported, pp_path + ".resize_mode '" + clip(rm) + "' is not supported (\"shortest\" or \"squash\")");
       }
     }
     h.preprocess = pp;
@@ -753,75 +756,231 @@ PreprocessConfig hf_default_preprocess(int h, int w) {
   pp.input_w = w;
   pp.mean = {0.5f, 0.5f, 0.5f};
   pp.std = {0.5f, 0.5f, 0.5f};
-  pp.rescale = 1.0f / 255.0f;
+  pp.rescale = 1.0 / 255.0;
   return pp;
 }
+
+const char* pil_resample_name(int code) noexcept {
+  // PIL.Image.Resampling: 0 NEAREST, 1 LANCZOS, 2 BILINEAR, 3 BICUBIC, 4 BOX, 5 HAMMING.
+  static const char* const kNames[] = {"nearest", "lanczos", "bilinear", "bicubic", "box", "hamming"};
+  return code >= 0 && code <= 5 ? kNames[code] : nullptr;
+}
+
+namespace {
+
+// The class attributes of transformers' image processors (5.x PilBackend subclasses, the same
+// values as their torchvision twins) that ViT families ship: what a field absent from
+// preprocessor_config.json means. size / crop_size as the class spells them (0 = unset).
+struct HFProcessorClass {
+  const char* name;
+  int resample;                 // PIL code
+  bool imagenet_standard;       // mean = std = 0.5 (IMAGENET_STANDARD); else OpenAI CLIP's
+  int size_h, size_w, shortest; // size {height, width} or {shortest_edge}
+  int crop;                     // crop_size {crop, crop}; 0: none
+  bool do_center_crop, do_convert_rgb, default_to_square;
+};
+
+constexpr HFProcessorClass kHFProcessors[] = {
+    // name                 resample  std0.5  size_h size_w shortest crop  crop   rgb    square
+    {"ViTImageProcessor", 2, true, 224, 224, 0, 0, false, false, true},
+    {"DeiTImageProcessor", 3, true, 256, 256, 0, 224, true, false, true},
+    {"CLIPImageProcessor", 3, false, 0, 0, 224, 224, true, true, false},  // also AIMv2's
+    {"BitImageProcessor", 3, false, 0, 0, 224, 224, true, true, false},   // DINOv2's
+    {"SiglipImageProcessor", 3, true, 224, 224, 0, 0, false, true, false},
+};
+
+// The keys of a preprocessor_config.json that do not change pixels (bookkeeping, output format).
+constexpr const char* kHFInertKeys[] = {"image_processor_type", "feature_extractor_type", "processor_class", "auto_map",
+                                        "_processor_class", "return_tensors", "data_format", "input_data_format",
+                                        "device", "disable_grouping", "model_input_names", "image_seq_length",
+                                        "num_image_tokens", "image_processor_class", "do_pad", "pad_size"};
+
+const HFProcessorClass* hf_processor_class(const json& j, const std::string& path) {
+  std::string type;
+  if (has(j, "image_processor_type")) {
+    type = get_str(j, "image_processor_type", path);
+  } else if (has(j, "feature_extractor_type")) {
+    type = get_str(j, "feature_extractor_type", path);  // the pre-4.x name: ViTFeatureExtractor, ...
+    const auto fe = type.rfind("FeatureExtractor");
+    if (fe != std::string::npos && fe + 16 == type.size()) type = type.substr(0, fe) + "ImageProcessor";
+  } else {
+    return nullptr;
+  }
+  // The backend suffixes name the same processor (transformers 5: *Pil; 4.x: *Fast).
+  for (const char* suffix : {"Pil", "Fast"}) {
+    const size_t n = std::strlen(suffix);
+    if (type.size() > n && type.compare(type.size() - n, n, suffix) == 0) type.resize(type.size() - n);
+  }
+  for (const HFProcessorClass& c : kHFProcessors)
+    if (type == c.name) return &c;
+  if (type == "Siglip2ImageProcessor")
+    fail(ErrorCode::kUnsupported, path + ": image_processor_type 'Siglip2ImageProcessor' (NaFlex: a patch grid per "
+                                         "image from max_num_patches) is not supported");
+  std::string known;
+  for (const HFProcessorClass& c : kHFProcessors) known += std::string(known.empty() ? "" : ", ") + c.name;
+  fail(ErrorCode::kUnsupported, path + ": image_processor_type '" + clip(type) + "' is not supported (known: " + known + ")");
+}
+
+// A transformers size dict (get_size_dict): an int (square, or the shortest edge when the
+// class does not default to square), [h, w], or one of the key sets ViT families use.
+struct HFSize {
+  int h = 0, w = 0, shortest = 0, longest = 0;
+};
+
+HFSize hf_size(const json& v, const std::string& key, const std::string& path, bool default_to_square) {
+  HFSize s;
+  auto side = [&](const json& x, const std::string& k) { return int_value(x, k, path, 1, limits::kMaxImageSide); };
+  if (v.is_number()) {
+    if (default_to_square) s.h = s.w = side(v, key);
+    else s.shortest = side(v, key);
+    return s;
+  }
+  if (v.is_array() && v.size() == 2) {
+    s.h = side(v[0], key + "[0]");
+    s.w = side(v[1], key + "[1]");
+    return s;
+  }
+  if (!v.is_object()) bad(path, key, "must be an integer, [height, width] or a size dict, got " + brief(v));
+  std::vector<std::string> keys;
+  for (auto it = v.begin(); it != v.end(); ++it) keys.push_back(it.key());
+  std::sort(keys.begin(), keys.end());
+  auto is = [&](std::vector<std::string> want) {
+    std::sort(want.begin(), want.end());
+    return keys == want;
+  };
+  if (is({"height", "width"})) {
+    s.h = side(v.at("height"), key + ".height");
+    s.w = side(v.at("width"), key + ".width");
+  } else if (is({"shortest_edge"})) {
+    s.shortest = side(v.at("shortest_edge"), key + ".shortest_edge");
+  } else if (is({"shortest_edge", "longest_edge"})) {
+    s.shortest = side(v.at("shortest_edge"), key + ".shortest_edge");
+    s.longest = side(v.at("longest_edge"), key + ".longest_edge");
+  } else {
+    // transformers' PIL resize itself raises for {longest_edge} alone; {max_height, max_width} and
+    // {min_pixels, max_pixels} give each image its own size.
+    fail(ErrorCode::kUnsupported, path + ": '" + key + "' " + brief(v) +
+                                      " is not a size form the engine runs ({height, width}, {shortest_edge}, "
+                                      "{shortest_edge, longest_edge})");
+  }
+  return s;
+}
+
+}  // namespace
 
 void apply_hf_preprocessor(const json& j, const std::string& path, PreprocessConfig* pp,
                            std::vector<std::string>* warnings) {
   if (!j.is_object()) fail(ErrorCode::kFormat, path + ": expected a JSON object");
   try {
-    pp->resize = PreprocessConfig::Resize::kDirect;
-    pp->crop_pct = 1.0f;
-    if (has(j, "do_resize") && !get_bool(j, "do_resize", path)) {
-      warnings->push_back(path + ": do_resize=false; images are still resized to the model input size");
-    }
-    // CLIPImageProcessor / BitImageProcessor (DINOv2): size {shortest_edge} then a centre crop
-    // of crop_size (an integer or {height, width}).
-    const bool crop = has(j, "do_center_crop") && get_bool(j, "do_center_crop", path) && has(j, "crop_size");
-    // A size given as an integer or {height, width}: true when it was one of those.
-    auto hw = [&](const json& v, const std::string& key) {
-      if (v.is_number_integer()) {
-        pp->input_h = pp->input_w = int_value(v, key, path, 1, limits::kMaxImageSide);
-      } else if (v.is_object() && has(v, "height") && has(v, "width")) {
-        pp->input_h = int_value(v.at("height"), key + ".height", path, 1, limits::kMaxImageSide);
-        pp->input_w = int_value(v.at("width"), key + ".width", path, 1, limits::kMaxImageSide);
-      } else {
-        return false;
-      }
-      return true;
-    };
-    if (has(j, "size")) {
-      const json& s = j.at("size");
-      if (hw(s, "size")) {
-      } else if (s.is_object() && has(s, "shortest_edge")) {
-        const int edge = int_value(s.at("shortest_edge"), "size.shortest_edge", path, 1, limits::kMaxImageSide);
-        if (crop) {
-          pp->resize = PreprocessConfig::Resize::kShortestEdgeCrop;
-          pp->shortest_edge = edge;
-          if (!hw(j.at("crop_size"), "crop_size")) {
-            bad(path, "crop_size", "must be an integer or {height, width}, got " + brief(j.at("crop_size")));
-          }
-        } else {
-          pp->input_h = pp->input_w = edge;
-          warnings->push_back(path + ": size {shortest_edge} without a centre crop treated as a square resize");
-        }
-      } else {
-        bad(path, "size", "must be an integer or {height, width}, got " + brief(s));
-      }
-    }
-    if (has(j, "resample")) {
-      // PIL.Image.Resampling: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming.
-      const int r = get_int(j, "resample", path);
-      if (r == 2) {
-        pp->interpolation = "bilinear";
-      } else if (r == 3) {
-        pp->interpolation = "bicubic";
-      } else {
-        warnings->push_back(path + ": resample=" + std::to_string(r) + " is not supported; using bilinear");
-        pp->interpolation = "bilinear";
-      }
-    }
-    const bool do_rescale = has(j, "do_rescale") ? get_bool(j, "do_rescale", path) : true;
-    const double factor = has(j, "rescale_factor") ? get_float(j, "rescale_factor", path) : 1.0 / 255.0;
-    pp->rescale = do_rescale ? static_cast<float>(factor) : 1.0f;
-    const bool do_normalize = has(j, "do_normalize") ? get_bool(j, "do_normalize", path) : true;
-    if (do_normalize) {
-      if (has(j, "image_mean")) pp->mean = get_rgb(j, "image_mean", path);
-      if (has(j, "image_std")) pp->std = get_std(j, "image_std", path);
+    // The class's attributes first (a field the file leaves out, or writes as null, is the
+    // class's), then the file's fields, as transformers' _set_attributes does.
+    const HFProcessorClass* cls = hf_processor_class(j, path);
+    HFSize size;
+    HFSize crop;
+    bool do_resize = true, do_center_crop = false, default_to_square = true;
+    if (cls) {
+      pp->interpolation = pil_resample_name(cls->resample);
+      pp->mean = cls->imagenet_standard ? std::array<float, 3>{0.5f, 0.5f, 0.5f}
+                                        : std::array<float, 3>{0.48145466f, 0.4578275f, 0.40821073f};
+      pp->std = cls->imagenet_standard ? std::array<float, 3>{0.5f, 0.5f, 0.5f}
+                                       : std::array<float, 3>{0.26862954f, 0.26130258f, 0.27577711f};
+      size.h = cls->size_h;
+      size.w = cls->size_w;
+      size.shortest = cls->shortest;
+      crop.h = crop.w = cls->crop;
+      do_center_crop = cls->do_center_crop;
+      pp->alpha_on_white = cls->do_convert_rgb;
+      default_to_square = cls->default_to_square;
     } else {
+      size.h = pp->input_h;  // no class named: the caller's defaults (ViTImageProcessor's, at the model size)
+      size.w = pp->input_w;
+      if (pp->resize == PreprocessConfig::Resize::kShortestEdgeCrop) {
+        size = HFSize{};
+        size.shortest = pp->shortest_edge;
+        crop.h = pp->input_h;
+        crop.w = pp->input_w;
+        do_center_crop = true;
+      }
+    }
+    pp->crop_pct = 1.0f;
+    pp->rescale = 1.0 / 255.0;
+    if (has(j, "default_to_square")) default_to_square = get_bool(j, "default_to_square", path);
+    if (has(j, "do_resize")) do_resize = get_bool(j, "do_resize", path);
+    if (has(j, "size")) size = hf_size(j.at("size"), "size", path, default_to_square);
+    if (has(j, "do_center_crop")) do_center_crop = get_bool(j, "do_center_crop", path);
+    if (has(j, "crop_size")) crop = hf_size(j.at("crop_size"), "crop_size", path, true);
+    if (has(j, "resample")) {
+      const json& r = j.at("resample");
+      const char* name = r.is_number_integer() ? pil_resample_name(r.get<int>()) : nullptr;
+      if (!name)
+        fail(ErrorCode::kUnsupported, path + ": resample " + brief(r) +
+                                          " is not a PIL filter (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming)");
+      pp->interpolation = name;
+    }
+    if (has(j, "do_rescale") && !get_bool(j, "do_rescale", path)) {
+      pp->rescale = 1.0;
+    } else if (has(j, "rescale_factor")) {
+      const double f = get_num(j, "rescale_factor", path);
+      if (!(f > 0.0 && f <= 1e6))
+        bad(path, "rescale_factor", "is out of range: " + brief(j.at("rescale_factor")) + " (expected > 0 and <= 1e6)");
+      pp->rescale = f;
+    }
+    if (has(j, "image_mean")) pp->mean = get_rgb(j, "image_mean", path);
+    if (has(j, "image_std")) pp->std = get_std(j, "image_std", path);
+    if (has(j, "do_normalize") && !get_bool(j, "do_normalize", path)) {
       pp->mean = {0.0f, 0.0f, 0.0f};
       pp->std = {1.0f, 1.0f, 1.0f};
+    }
+    if (has(j, "do_convert_rgb")) pp->alpha_on_white = get_bool(j, "do_convert_rgb", path);
+    if (has(j, "do_pad") && get_bool(j, "do_pad", path))
+      fail(ErrorCode::kUnsupported, path + ": do_pad=true (padding to pad_size) is not supported");
+    for (const char* k : {"do_flip_channel_order", "do_reduce_labels", "do_color_quantize"})
+      if (has(j, k) && j.at(k).is_boolean() && j.at(k).get<bool>())
+        fail(ErrorCode::kUnsupported, path + ": " + k + "=true is not supported");
+    // Anything else is not read: said once, so that nothing is silent.
+    static const char* const kRead[] = {"default_to_square", "do_resize", "size", "do_center_crop", "crop_size",
+                                        "resample", "do_rescale", "rescale_factor", "image_mean", "image_std",
+                                        "do_normalize", "do_convert_rgb", "do_flip_channel_order",
+                                        "do_reduce_labels", "do_color_quantize"};
+    std::string unread;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& k = it.key();
+      bool known = false;
+      for (const char* r : kRead) known = known || k == r;
+      for (const char* r : kHFInertKeys) known = known || k == r;
+      if (!known && !it.value().is_null()) unread += (unread.empty() ? "" : ", ") + clip(k);
+    }
+    if (!unread.empty()) warnings->push_back(path + ": not read (no effect here): " + unread);
+
+    // The output size: the crop's, else the resize's; a form that gives each image its own size
+    // (transformers would return pixel arrays of different sizes) is refused.
+    const bool has_crop = do_center_crop && crop.h > 0;
+    if (do_center_crop && !(crop.h > 0 && crop.w > 0))
+      bad(path, "crop_size", "must be {height, width} when do_center_crop is true, got " +
+                                 (has(j, "crop_size") ? brief(j.at("crop_size")) : std::string("nothing")));
+    if (!do_resize) {
+      if (!has_crop)
+        fail(ErrorCode::kUnsupported, path + ": do_resize=false without a centre crop keeps every image at its own "
+                                             "size; the engine runs one size (set do_center_crop / crop_size)");
+      pp->resize = PreprocessConfig::Resize::kCropOnly;
+      pp->input_h = crop.h;
+      pp->input_w = crop.w;
+    } else if (size.h > 0) {
+      pp->resize = PreprocessConfig::Resize::kDirect;
+      pp->resize_h = size.h;
+      pp->resize_w = size.w;
+      pp->input_h = has_crop ? crop.h : size.h;
+      pp->input_w = has_crop ? crop.w : size.w;
+    } else {
+      if (!has_crop)
+        fail(ErrorCode::kUnsupported, path + ": size " + brief(has(j, "size") ? j.at("size") : json(size.shortest)) +
+                                          " without a centre crop gives every image its own size; the engine runs "
+                                          "one size (set do_center_crop / crop_size)");
+      pp->resize = PreprocessConfig::Resize::kShortestEdgeCrop;
+      pp->shortest_edge = size.shortest;
+      pp->longest_edge = size.longest;
+      pp->input_h = crop.h;
+      pp->input_w = crop.w;
     }
   } catch (const json::exception& e) {
     fail(ErrorCode::kFormat, path + ": " + e.what());

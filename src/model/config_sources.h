@@ -80,11 +80,23 @@ const char* timm_entrypoint_args(const std::string& architecture);
 // Detects HF vs timm from the keys and dispatches; kFormat if it is neither.
 ConfigHints parse_config_json(const nlohmann::json& j, const std::string& path);
 
-// HF ViTImageProcessor preprocessor_config.json on top of `pp` (Resize::kDirect), or
-// CLIPImageProcessor / BitImageProcessor (size {shortest_edge} + do_center_crop + crop_size:
-// Resize::kShortestEdgeCrop, the input size the crop's).
+// An HF preprocessor_config.json on top of `pp` (what the model family implies), as transformers'
+// PIL image processors run it: the class it names (image_processor_type: ViT / DeiT / CLIP (AIMv2) /
+// Bit (DINOv2) / Siglip ImageProcessor, *Pil / *Fast alike; or the legacy feature_extractor_type)
+// gives every field the file leaves out; then do_resize with size {height, width} (Resize::kDirect),
+// {shortest_edge} or {shortest_edge, longest_edge} (kShortestEdgeCrop, which needs the crop),
+// resample (PIL codes 0-5), do_center_crop / crop_size, do_rescale / rescale_factor,
+// do_normalize / image_mean / image_std, do_convert_rgb (alpha_on_white). The input size is the
+// crop's, else the resize's. Throws kUnsupported naming the field and the value for a class, a
+// resample code or a size form it does not run (a size per image: {shortest_edge} without a crop,
+// {longest_edge}, do_resize=false without a crop), kFormat for a malformed field; keys it does not
+// read are listed in a warning.
 void apply_hf_preprocessor(const nlohmann::json& j, const std::string& path, PreprocessConfig* pp,
                            std::vector<std::string>* warnings);
+
+// PIL.Image.Resampling code -> filter name ("nearest", "lanczos", "bilinear", "bicubic", "box",
+// "hamming"); null for another value.
+const char* pil_resample_name(int code) noexcept;
 
 // The HF ViTImageProcessor defaults: bilinear squash to the model size, x/255, mean=std=0.5.
 PreprocessConfig hf_default_preprocess(int h, int w);

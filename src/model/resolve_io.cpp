@@ -65,12 +65,8 @@ void resolve_preprocess(const LoadState& s, ViTConfig* cfg) {
                           " differs from the model input " + to_s(cfg->image_h) + "x" + to_s(cfg->image_w) +
                           "; using the model input");
   }
-  if (pp.resize == PreprocessConfig::Resize::kShortestEdgeCrop && pp.input_h != cfg->image_h) {
-    // Another run size keeps the crop's share of the shorter side (DINOv2's 224 of 256 at 448: 512).
-    pp.shortest_edge = static_cast<int>(std::lround(static_cast<double>(pp.shortest_edge) * cfg->image_h / pp.input_h));
-  }
-  pp.input_h = cfg->image_h;
-  pp.input_w = cfg->image_w;
+  // Another run size keeps the crop's share of the resize (DINOv2's 224 of 256 at 448: 512).
+  pp = pp.at_output_size(cfg->image_h, cfg->image_w);
 }
 
 }  // namespace vit::detail

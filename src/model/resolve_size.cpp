@@ -1,10 +1,13 @@
 // vit-infer (internal): the resolve steps of the grid and the run size (resolve.h): the stored
 // position table's grid, the size the engine runs at (override > config > architecture name >
 // the stored grid), its limits, and the position table resampled to it.
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "core/error.h"
 #include "model/limits.h"
+#include "model/config_sources.h"
 #include "model/resolve.h"
 
 namespace vit::detail {
@@ -81,8 +84,41 @@ void resolve_grid(LoadState* s, ViTConfig* cfg) {
                            to_s(static_cast<int64_t>(cfg->ckpt_grid_w) * patch) + " at patch " + to_s(patch) +
                            "): running at " + to_s(hint_h) + "x" + to_s(hint_w) + " with the table resampled");
   }
+  // An HF checkpoint runs at the size its image processor produces, as transformers does: the
+  // processor's pixel_values go to the model, which interpolates its position table on every
+  // forward (DINOv2: always; ViT / DeiT / CLIP / SigLIP / AIMv2: with interpolate_pos_encoding=True,
+  // without which transformers refuses another size). facebook/dinov2-* ship image_size 518 with
+  // a 224 crop. Said once; --image-size still wins.
+  const std::filesystem::path pre_path =
+      std::filesystem::path(s->ck.dir.empty() ? "." : s->ck.dir) / "preprocessor_config.json";
+  const bool hf_row = std::string(s->row->name).rfind("hf", 0) == 0;
+  bool size_from_processor = false;
+  if (!ov.image_size && hf_row && hints.kind == ConfigKind::kHF && std::filesystem::is_regular_file(pre_path)) {
+    // The size it would run at otherwise: config.json's, else the stored table's grid.
+    const int64_t base_h = cfg_h > 0 ? cfg_h : static_cast<int64_t>(cfg->ckpt_grid_h) * patch;
+    const int64_t base_w = cfg_w > 0 ? cfg_w : static_cast<int64_t>(cfg->ckpt_grid_w) * patch;
+    PreprocessConfig pp = hf_default_preprocess(static_cast<int>(std::min<int64_t>(base_h, limits::kMaxImageSide)),
+                                                static_cast<int>(std::min<int64_t>(base_w, limits::kMaxImageSide)));
+    std::vector<std::string> ignored;  // said again when the preprocessing is resolved (resolve_io.cpp)
+    apply_hf_preprocessor(read_json_file(pre_path.string()), pre_path.string(), &pp, &ignored);
+    if (pp.input_h != base_h || pp.input_w != base_w) {
+      const bool always = s->row->hf_family && std::string(s->row->hf_family) == "DINOv2";
+      const std::string cls = hints.hf_class.value_or(std::string(s->row->name));
+      s->warnings->push_back((cfg_h > 0 ? hints.path + " says image_size " : std::string("the position table gives ")) +
+                             to_s(base_h) + "x" + to_s(base_w) + " but " + pre_path.filename().string() + " produces " +
+                             to_s(pp.input_h) + "x" + to_s(pp.input_w) + ": running at " + to_s(pp.input_h) + "x" +
+                             to_s(pp.input_w) + " as transformers does, the position table interpolated as " + cls +
+                             "'s interpolate_pos_encoding does" +
+                             (always ? " on every forward"
+                                     : " (transformers runs another size only with interpolate_pos_encoding=True)"));
+      size_from_processor = true;
+    }
+    cfg_h = pp.input_h;
+    cfg_w = pp.input_w;
+  }
   // Where the run size comes from, for the messages below.
   std::string size_from = ov.image_size ? std::string("the image size override")
+                          : size_from_processor ? pre_path.string()
                           : hints.image_h ? hints.path
                           : s->have_arch  ? "architecture '" + s->arch_name + "'"
                                           : std::string();
