@@ -504,7 +504,8 @@ json bench_starts(const Options& o, const std::vector<std::string>& args) {
     for (const json& e : j["engines"]) {
       const double m = e["ms"]["median"];
       med[{e["engine"].get<std::string>(), e["batch"].get<int>()}].push_back(m);
-      row.push_back({{"engine", e["engine"]}, {"batch", e["batch"]}, {"median_ms", m}});
+      row.push_back({{"engine", e["engine"]}, {"batch", e["batch"]}, {"median_ms", m}, {"min_ms", e["ms"]["min"]},
+                     {"max_ms", e["ms"]["max"]}});
     }
     starts.push_back(row);
   }
