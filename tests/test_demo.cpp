@@ -250,7 +250,7 @@ vit::Image random_image(int w, int h) {
   return vit::Image{w, h, vit::test::random_bytes(static_cast<size_t>(w) * h * 3)};
 }
 
-// run_images == host preprocessing (image/preprocess.h) + vit_session_run: same engine, same
+// run_images == host preprocessing (vit_model_preprocess_image) + vit_session_run: same engine, same
 // batch, same fp32 inputs, so the logits must be bit-identical.
 TEST(RunImages, MatchesHostPreprocessingPlusRun) {
   RandomModel rm(4);
@@ -266,9 +266,15 @@ TEST(RunImages, MatchesHostPreprocessingPlusRun) {
   out.embeddings = emb.data();
   ASSERT_VIT_OK(vit_session_run_images(rm.sh.s, views.data(), 4, &out));
 
+  // The host preprocessing the library exports (vit_model_preprocess_image), then a plain run.
+  std::vector<float> x(4 * 3 * 32 * 32, NAN);  // [4, 3, 32, 32]
+  for (int i = 0; i < 4; ++i) ASSERT_VIT_OK(vit_model_preprocess_image(rm.mh.m, &views[i], x.data() + i * 3 * 32 * 32));
+  // ... which is image/preprocess.h run with what vit_preprocess_info reports (timm checkpoint:
+  // bicubic, crop 0.9, mean/std 0.5). The info's rescale is a float while the model keeps its
+  // factor in double (HF rescale_factor as written), so these agree to fp32 rounding, not bits.
   vit_preprocess_info pi{};
   ASSERT_VIT_OK(vit_model_get_preprocess(rm.mh.m, &pi));
-  vit::PreprocessConfig pc;  // as the model says (timm checkpoint: bicubic, crop 0.9, mean/std 0.5)
+  vit::PreprocessConfig pc;
   pc.resize = pi.resize == VIT_RESIZE_DIRECT ? vit::PreprocessConfig::Resize::kDirect
                                              : vit::PreprocessConfig::Resize::kShortestThenCrop;
   pc.interpolation = pi.interpolation == VIT_INTERP_BILINEAR ? "bilinear" : "bicubic";
@@ -279,8 +285,9 @@ TEST(RunImages, MatchesHostPreprocessingPlusRun) {
     pc.std[c] = pi.std[c];
   }
   pc.rescale = pi.rescale;
-  std::vector<float> x(4 * 3 * 32 * 32, NAN);  // [4, 3, 32, 32]
-  for (int i = 0; i < 4; ++i) vit::preprocess_image(imgs[i], pc, x.data() + i * 3 * 32 * 32);
+  std::vector<float> xh(x.size(), NAN);
+  for (int i = 0; i < 4; ++i) vit::preprocess_image(imgs[i], pc, xh.data() + i * 3 * 32 * 32);
+  EXPECT_LT(vit::test::max_abs_diff(x.data(), xh.data(), x.size()), 1e-6f);
   std::vector<float> want(4 * 10, NAN);
   vit_outputs o2{};
   o2.logits = want.data();
