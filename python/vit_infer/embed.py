@@ -51,7 +51,8 @@ class Embedder:
     def __init__(self, model: str, device: str, precision: str, batch: int, threads: int,
                  image_column: Optional[str]) -> None:
         from .serve import _default_threads
-        self.session = vit_infer.Session(vit_infer.Model(model), device=device, precision=precision, max_batch=batch,
+        self.model = vit_infer.Model(model)
+        self.session = vit_infer.Session(self.model, device=device, precision=precision, max_batch=batch,
                                          threads=threads or _default_threads())
         self.image_column = image_column
 
@@ -65,7 +66,7 @@ class Embedder:
                 err[k] = f"{name}: no image bytes"
                 continue
             try:
-                pixels.append(vit_infer.decode_image(b, name))
+                pixels.append(self.model.decode_image(b, name))  # as the model's framework reads it
                 idx.append(k)
             except _IMAGE_ERRORS as e:
                 err[k] = str(e)

@@ -198,7 +198,7 @@ class VitDeployment:
                 want = list(self._shape)
                 raise ValueError(f".npy array has shape {list(a.shape)}; the model takes {want} (or [1, *{want}])")
             return _Item(array=self._checked_array(a[None], ".npy array"))
-        return _Item(pixels=[vit_infer.decode_image(body, "body")])
+        return _Item(pixels=[self.model.decode_image(body, "body")])
 
     async def _item(self, request: Request) -> _Item:
         body = await self._body(request)
@@ -345,7 +345,7 @@ class VitDeployment:
             pixels = []
             for k, b in enumerate(t.data):
                 try:
-                    pixels.append(vit_infer.decode_image(b, f"image[{k}]"))
+                    pixels.append(self.model.decode_image(b, f"image[{k}]"))
                 except _INPUT_ERRORS as e:
                     raise v2.ProtocolError(400, str(e)) from None
             return _Item(pixels=pixels, outputs=outs), wanted
