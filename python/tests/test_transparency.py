@@ -1,7 +1,8 @@
 """Transparent images reach every entry point as the model's framework reads them: an HF model whose
 processor has do_convert_rgb (CLIP here) composites transparency onto white (transformers'
 convert_to_rgb), which the model-agnostic vit_infer.decode_image (Pillow's convert("RGB"), timm)
-does not. Checked for the Ray Serve app's legacy and v2 request parsing (the replica's own methods, without a cluster) and for the
+does not. Checked for PIL images with transparency given to Session.run_images, for the Ray Serve
+app's legacy and v2 request parsing (the replica's own methods, without a cluster) and for the
 `embed` job's actor (its embed(), without Ray Data). Each path must give the composited pixels'
 answer and not the alpha-dropped one (the two differ on these images, which the test asserts)."""
 from __future__ import annotations
@@ -73,6 +74,22 @@ def _close(got: np.ndarray, good: np.ndarray, bad: np.ndarray, what: str) -> Non
     scale = np.abs(good).max()
     assert np.abs(got - good).max() <= 1e-6 * scale, f"{what}: not the composited image's embeddings"
     assert np.abs(got - bad).max() > 1e-3 * scale, f"{what}: the alpha-dropped image's embeddings"
+
+
+def test_pil_images_with_transparency(clip, want):
+    """PIL images as Pillow opens the sources (RGBA, palette + tRNS, LA, RGB and grey + a tRNS
+    colour key) and converted to RGBA: composited as transformers does; a PIL image without
+    transparency takes the plain path (the same answer as its array)."""
+    s, refs = want
+    for p, (good, bad) in zip(PNGS, refs):
+        img = PIL.open(p)
+        img.load()
+        assert "A" in img.getbands() or "transparency" in img.info, f"{p.name}: Pillow sees no transparency"
+        for form, x in ((img.mode, img), ("RGBA", img.convert("RGBA"))):
+            _close(s.run_images([x], "embeddings")[0], good, bad, f"{p.name} as a PIL {form} image")
+    opaque = PIL.open(PNGS[0]).convert("RGB")
+    np.testing.assert_array_equal(s.run_images([opaque], "embeddings"),
+                                  s.run_images([np.asarray(opaque)], "embeddings"))
 
 
 def test_serve_parses_images_as_the_model_reads_them(clip, want):
