@@ -222,7 +222,7 @@ TEST(GoldenData, AllCasesPresent) {
     EXPECT_TRUE(std::find(fams.begin(), fams.end(), must) != fams.end())
         << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py / make_golden_hf.py";
   }  const std::vector<std::string> dyn = vit::test::list_golden_cases(vit::test::kDynamicSet);
-  for (const char* must : {"dyn_vit", "dyn_reg4_gap", "dyn_siglip_map", "dyn_hf_dinov2", "dyn_hf_dinov2_reg", "dyn_hf_siglip"}) {
+  for (const char* must : {"dyn_vit", "dyn_reg4_gap", "dyn_siglip_map", "dyn_hf_dinov2", "dyn_hf_dinov2_reg", "dyn_hf_siglip", "dyn_hf_vit"}) {
     EXPECT_TRUE(std::find(dyn.begin(), dyn.end(), must) != dyn.end())
         << "missing dynamic-size fixture " << must << "; regenerate with tools/make_golden_dynamic.py";
   }

@@ -8,7 +8,8 @@ the framework's own code in float64:
                   resample_abs_pos_embed of the stored table: bicubic, antialias, from the
                   model's grid; the patch conv floors sizes that are not a multiple of the patch)
   transformers    Dinov2Model / Dinov2WithRegistersModel (interpolate_pos_encoding on every
-                  forward), SiglipVisionModel / CLIPVisionModel with interpolate_pos_encoding=True
+                  forward), SiglipVisionModel / ViTForImageClassification with
+                  interpolate_pos_encoding=True
 Layout, under tests/data/golden_dynamic/<case>/:
   model/                      the checkpoint (config.json + model.safetensors)
   runs/<H>x<W>/input.npy      [B, 3, H, W] f32 normalised input
@@ -103,7 +104,7 @@ def case_hf(d, cls, config_cls, cfg_kw, seed, runs, head, **fwd):
 
 def all_cases():
     from transformers import (Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel,
-                              SiglipVisionConfig, SiglipVisionModel)
+                              SiglipVisionConfig, SiglipVisionModel, ViTConfig, ViTForImageClassification)
     return {
         # cls token, pos with a prefix row, token pooling, classifier
         "dyn_vit": lambda d: case_timm(d, "vit_base_patch16_224", 401, TIMM_RUNS),
@@ -123,6 +124,11 @@ def all_cases():
                                            dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                                 num_attention_heads=4, image_size=32, patch_size=8),
                                            406, SHORT_RUNS, siglip_pooled, interpolate_pos_encoding=True),
+        # HF ViT: interpolate_pos_encoding=True (bicubic, no antialias, the square stored grid to
+        # each run's, also when it shrinks), a classifier on the cls row
+        "dyn_hf_vit": lambda d: case_hf(d, ViTForImageClassification, ViTConfig,
+                                        dict(intermediate_size=128, **mhf.TINY, **mhf.labelled(5)), 407, SHORT_RUNS,
+                                        mhf.cls_classifier, interpolate_pos_encoding=True),
     }
 
 

@@ -80,9 +80,10 @@ def deit_teacher(m, x, **fwd):
     return out.logits, (last[:, 0] + last[:, 1]) / 2, last
 
 
-def deit_cls(m, x):
-    out = m(pixel_values=x)
-    last = m.deit(pixel_values=x).last_hidden_state
+def cls_classifier(m, x, **fwd):
+    """ViT / DeiTForImageClassification: the classifier on the layernormed cls row."""
+    out = m(pixel_values=x, **fwd)
+    last = (m.vit if hasattr(m, "vit") else m.deit)(pixel_values=x, **fwd).last_hidden_state
     assert mg.torch.allclose(m.classifier(last[:, 0]), out.logits, rtol=0, atol=1e-12)
     return out.logits, last[:, 0], last
 
@@ -148,7 +149,7 @@ def all_cases():
         # cls + distillation token, both heads: output = their mean; odd batch.
         "hf_deit_teacher": lambda d: hf_case(d, DeiTForImageClassificationWithTeacher, deit(7), 301, 3, deit_teacher),
         # the distillation token attends, the classifier reads the cls row only.
-        "hf_deit_cls": lambda d: hf_case(d, DeiTForImageClassification, deit(5), 302, 1, deit_cls),
+        "hf_deit_cls": lambda d: hf_case(d, DeiTForImageClassification, deit(5), 302, 1, cls_classifier),
         # bare DeiTModel (+ its unused tanh pooler), head dim 24 (D 96, 4 heads).
         "hf_deit_bare": lambda d: hf_case(d, DeiTModel, DeiTConfig(intermediate_size=144, **{**TINY, "hidden_size": 96}),
                                           303, 2, bare_cls_row),

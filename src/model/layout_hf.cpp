@@ -59,7 +59,7 @@ RowResolved common(const ResolveCtx& x, ViTConfig* cfg) {
   return r;
 }
 
-// ---- ViT: the HF ViT layout keeps timm's resampling rule, as before --------------------------
+// ---- ViT: the plain form; another size resamples the table as ViTEmbeddings does ---------------
 
 bool detect_vit(const NameIndex& ix, Match* m) {
   const std::string* p = ix.hf_only_prefix();
@@ -70,7 +70,11 @@ bool detect_vit(const NameIndex& ix, Match* m) {
 
 LayoutNames names_vit(const Match& m) { return vit_names(m.prefix); }
 
-RowResolved resolve_vit(const ResolveCtx& x, ViTConfig* cfg) { return common(x, cfg); }
+// ViTEmbeddings.interpolate_pos_encoding: bicubic without antialias, from the checkpoint's table.
+RowResolved resolve_vit(const ResolveCtx& x, ViTConfig* cfg) {
+  cfg->pos_rule = PosResample::kHF;
+  return common(x, cfg);
+}
 
 // ---- DeiT: a distillation token (a second head only in the WithTeacher class) -----------------
 
