@@ -25,8 +25,6 @@ Usage (the venv of tools/make_golden.py --setup; a built vit-infer):
       [--out docs/hf_walk.md] [--json benchmarks/results/hf-walk.json] [--keep DIR]
 """
 
-import argparse
-import json
 import os
 import re
 import subprocess
@@ -40,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_golden as mg  # noqa: E402  (randomize, the venv's torch / transformers)
 from make_image_fixtures import natural  # noqa: E402
+from walk_common import classify, first_error, fmt_err, rel_err, run_meta, walk_args, write_report  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TOL_IMAGES = 1e-4
@@ -157,34 +156,11 @@ def reference(model, head, px):
     raise ValueError(head)
 
 
-def rel_err(ours, ref):
-    return float(np.max(np.abs(ours.astype(np.float64) - ref)) / max(np.max(np.abs(ref)), 1e-30))
-
-
 def nearest(e):
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
     s = e @ e.T
     np.fill_diagonal(s, -np.inf)
     return s.argmax(1)
-
-
-def first_error(text):
-    for line in text.splitlines():
-        if "error" in line.lower() or "unsupported" in line.lower() or "not supported" in line.lower():
-            return line.strip()
-    return text.strip().splitlines()[-1] if text.strip() else ""
-
-
-def classify(vit, model_dir, inputs, d: Path, tag, want_logits):
-    emb, lg = d / f"{tag}_emb.npy", d / f"{tag}_logits.npy"
-    cmd = [vit, "classify", "-m", str(model_dir), *map(str, inputs), "--embeddings-out", str(emb), "--json",
-           "--no-progress", "-t", "2"]
-    if want_logits:
-        cmd += ["--logits-out", str(lg)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if r.returncode != 0:
-        return None, None, r
-    return np.load(emb), (np.load(lg) if want_logits else None), r
 
 
 def walk_one(name, spec, vit, seed, work: Path, imgs):
@@ -271,17 +247,8 @@ def walk_one(name, spec, vit, seed, work: Path, imgs):
     return row
 
 
-def fmt(v):
-    return "" if v is None else f"{v:.1e}"
-
-
-def write_table(rows, out: Path, meta):
-    counts = {}
-    for r in rows:
-        counts[r["result"]] = counts.get(r["result"], 0) + 1
-    lines = [
-        "# transformers' vision classes through vit-infer, from images",
-        "",
+def write_table(rows, meta, args):
+    intro = (
         f"Made by `tools/hf_walk.py` ({meta['when']}, transformers {meta['transformers']}, torch {meta['torch']}, "
         f"Pillow {meta['pillow']}, vit-infer at {meta['commit']}, {meta['cpu']}). Each class is built by transformers "
         "(random weights, 2 layers, D 64), saved with save_pretrained beside the image processor its family ships "
@@ -294,47 +261,22 @@ def write_table(rows, out: Path, meta):
         "'torchvision backend vs PIL': transformers' own outputs with the processor's torchvision backend (what "
         "`from_pretrained` picks when torchvision is installed) against its PIL backend, same float64 model, same "
         "scale. The processors without do_convert_rgb (ViT, DeiT) get the transparent PNG as Pillow's "
-        "convert(\"RGB\") (transformers refuses 4 channels there).",
-        "",
-        "Totals: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" (of {len(rows)}).",
-        "",
-        "| class | processor | run size | result | from images | from arrays | top-1 same | neighbour same | "
-        "torchvision backend vs PIL | what vit-infer said | message |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-        lines.append(f"| `{r['class']}` | {r['processor']} | {r['run_size']} | {r['result']} | {fmt(r['images_err'])} "
-                     f"| {fmt(r['arrays_err'])} | {r['top1']} | {r['neighbours']} | {fmt(r['torchvision_err'])} | {esc(r['said'])} | "
-                     f"{esc(r['message'])} |")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+        "convert(\"RGB\") (transformers refuses 4 channels there).")
+    columns = ["class", "processor", "run size", "result", "from images", "from arrays", "top-1 same",
+               "neighbour same", "torchvision backend vs PIL", "what vit-infer said", "message"]
+    write_report(rows, meta, args.out, args.json, "transformers' vision classes through vit-infer, from images", intro,
+                 columns, lambda r: [f"`{r['class']}`", r["processor"], r["run_size"], r["result"],
+                                     fmt_err(r["images_err"]), fmt_err(r["arrays_err"]), r["top1"], r["neighbours"],
+                                     fmt_err(r["torchvision_err"]), r["said"], r["message"]])
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--vit", default=str(mg.REPO / "build" / "vit-infer"))
-    ap.add_argument("--filter", default="")
-    ap.add_argument("--seed", type=int, default=2500)
-    ap.add_argument("--out", default=str(mg.REPO / "docs" / "hf_walk.md"))
-    ap.add_argument("--json", default=str(mg.REPO / "benchmarks" / "results" / "hf-walk.json"))
-    ap.add_argument("--keep", default="")
+    ap = walk_args(__doc__.split("\n")[0], "hf_walk.md", "hf-walk.json", 2500)
     args = ap.parse_args()
     mg._imports()
     import PIL
     import transformers
-    commit = subprocess.run(["git", "-C", str(mg.REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    cpu = "CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    meta = {"when": time.strftime("%Y-%m-%d"), "transformers": transformers.__version__, "torch": mg.torch.__version__,
-            "pillow": PIL.__version__, "commit": commit, "cpu": cpu}
+    meta = run_meta(transformers=transformers.__version__, torch=mg.torch.__version__, pillow=PIL.__version__)
     rows = []
     with tempfile.TemporaryDirectory(prefix="hf-walk-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
@@ -345,12 +287,10 @@ def main():
                 continue
             row = walk_one(name, spec, args.vit, args.seed + i, work, imgs)
             rows.append(row)
-            print(f"{name}: {row['result']} images {fmt(row['images_err'])} arrays {fmt(row['arrays_err'])} "
+            print(f"{name}: {row['result']} images {fmt_err(row['images_err'])} arrays {fmt_err(row['arrays_err'])} "
                   f"top1 {row['top1']} nn {row['neighbours']} | {row['said'][:100]} | {row['message'][:150]}",
                   flush=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    write_table(rows, Path(args.out), meta)
+    write_table(rows, meta, args)
     return 1 if any(r["result"] == "MISMATCH" for r in rows) else 0
 
 

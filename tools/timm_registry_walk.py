@@ -22,7 +22,6 @@ Usage (the venv of tools/make_golden.py --setup; a built vit-infer):
       [--depth 1] [--out docs/timm_registry.md] [--json benchmarks/results/timm-registry.json]
 """
 
-import argparse
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_golden as mg  # noqa: E402  (randomize, timm_save, timm_reload, make_input, _np32)
+from walk_common import classify, first_error, fmt_err, rel_err, run_meta, walk_args, write_report  # noqa: E402
 
 # Nothing is downloaded (a hybrid's entrypoint may ask the hub for its CNN's weights): fail fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,14 +56,6 @@ def timm_reference(model, x, dtype):
     return (mg._np32(logits) if logits is not None else None), mg._np32(emb)
 
 
-def rel_err(ours, ref):
-    np = mg.np
-    if ours.shape != ref.shape:
-        return float("inf")
-    scale = float(np.abs(ref).max()) or 1.0
-    return float(np.abs(ours.astype(np.float64) - ref).max()) / scale
-
-
 def family_of(vit, model_dir):
     """vit-infer info's family line ("CLIP tower (pre-norm (norm_pre), ...)"), or ''."""
     r = subprocess.run([vit, "info", "--json", "-m", str(model_dir)], capture_output=True, text=True, timeout=120)
@@ -72,15 +64,6 @@ def family_of(vit, model_dir):
     desc = json.loads(r.stdout).get("description", "")
     m = re.search(r"^family\s*:\s*(.*)$", desc, re.M)
     return m.group(1).strip() if m else ""
-
-
-def first_error(text):
-    """The first line that says 'error' (vit-infer prints progress lines too), else the first."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in lines:
-        if "error" in ln.lower():
-            return ln
-    return lines[0] if lines else ""
 
 
 def walk_one(name, vit, depth, seed, work: Path):
@@ -117,12 +100,8 @@ def walk_one(name, vit, depth, seed, work: Path):
         row["seconds"] = round(time.time() - t0, 1)
         return row
     mg.np.save(d / "input.npy", x)
-    cmd = [vit, "classify", "-m", str(d / "model"), str(d / "input.npy"), "--embeddings-out", str(d / "ours_emb.npy"),
-           "--json", "--no-progress", "-t", "2"]
-    if logits is not None:
-        cmd += ["--logits-out", str(d / "ours_logits.npy")]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        emb_ours, logits_ours, r = classify(vit, d / "model", [d / "input.npy"], d, "ours", logits is not None)
     except subprocess.TimeoutExpired:
         row["result"] = "timeout"
         row["seconds"] = round(time.time() - t0, 1)
@@ -132,12 +111,11 @@ def walk_one(name, vit, depth, seed, work: Path):
         row["result"] = "refused"
         row["message"] = first_error(r.stderr).replace(str(d / "model") + "/", "")[:300]  # no temp paths
     else:
-        emb_ours = mg.np.load(d / "ours_emb.npy")
         tol = max(TOL, 2.0 * row["timm_fp32_err"])
         row["emb_err"] = rel_err(emb_ours, emb)
         ok = row["emb_err"] <= tol
         if logits is not None:
-            row["logits_err"] = rel_err(mg.np.load(d / "ours_logits.npy"), logits)
+            row["logits_err"] = rel_err(logits_ours, logits)
             ok = ok and row["logits_err"] <= tol
         row["result"] = "match" if ok else "MISMATCH"
     row["seconds"] = round(time.time() - t0, 1)
@@ -145,47 +123,23 @@ def walk_one(name, vit, depth, seed, work: Path):
     return row
 
 
-def fmt_err(v):
-    return "" if v is None else f"{v:.1e}"
-
-
-def write_table(rows, out: Path, meta):
-    counts = {}
-    for r in rows:
-        counts[r["result"]] = counts.get(r["result"], 0) + 1
-    lines = [
-        "# timm's ViT registry through vit-infer",
-        "",
-        f"Made by `tools/timm_registry_walk.py` ({meta['when']}, timm {meta['timm']}, torch {meta['torch']}, "
-        f"vit-infer at {meta['commit']}): every entry of timm's {', '.join(MODULES)} modules, random "
-        f"weights, depth cut to {meta['depth']}, one input at the entry's own size, CPU fp32 against timm's "
-        f"float64 forward. A match is max |ours - timm| <= tol x max |timm| on the logits and on the pooled "
-        f"embeddings, tol = max({TOL:g}, 2 x timm's own fp32 error against its float64 forward); errors below "
-        "are those ratios.",
-        "",
-        "Totals: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" (of {len(rows)}).",
-        "",
-        "| timm entry | class | vit-infer family (features) | result | logits err | emb err | timm fp32 err | message |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        msg = r["message"].replace("|", "\\|")
-        fam = r["family"].replace("|", "\\|")
-        lines.append(f"| `{r['model']}` | {r['class']} | {fam} | {r['result']} | {fmt_err(r['logits_err'])} | "
-                     f"{fmt_err(r['emb_err'])} | {fmt_err(r['timm_fp32_err'])} | {msg} |")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+def write_table(rows, meta, args):
+    intro = (f"Made by `tools/timm_registry_walk.py` ({meta['when']}, timm {meta['timm']}, torch {meta['torch']}, "
+             f"vit-infer at {meta['commit']}): every entry of timm's {', '.join(MODULES)} modules, random "
+             f"weights, depth cut to {meta['depth']}, one input at the entry's own size, CPU fp32 against timm's "
+             f"float64 forward. A match is max |ours - timm| <= tol x max |timm| on the logits and on the pooled "
+             f"embeddings, tol = max({TOL:g}, 2 x timm's own fp32 error against its float64 forward); errors below "
+             "are those ratios.")
+    columns = ["timm entry", "class", "vit-infer family (features)", "result", "logits err", "emb err",
+               "timm fp32 err", "message"]
+    write_report(rows, meta, args.out, args.json, "timm's ViT registry through vit-infer", intro, columns,
+                 lambda r: [f"`{r['model']}`", r["class"], r["family"], r["result"], fmt_err(r["logits_err"]),
+                            fmt_err(r["emb_err"]), fmt_err(r["timm_fp32_err"]), r["message"]])
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--vit", default=str(mg.REPO / "build" / "vit-infer"))
-    ap.add_argument("--filter", default="", help="regex over entry names")
+    ap = walk_args(__doc__.split("\n")[0], "timm_registry.md", "timm-registry.json", 900)
     ap.add_argument("--depth", type=int, default=1, help="blocks per model (0: the entry's own depth)")
-    ap.add_argument("--seed", type=int, default=900)
-    ap.add_argument("--out", default=str(mg.REPO / "docs" / "timm_registry.md"))
-    ap.add_argument("--json", default=str(mg.REPO / "benchmarks" / "results" / "timm-registry.json"))
-    ap.add_argument("--keep", default="", help="keep the models under this directory")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --json and walk the rest")
     args = ap.parse_args()
     mg._imports()
@@ -194,10 +148,7 @@ def main():
         for n in mg.timm.list_models(module=mod):
             if n not in names and (not args.filter or re.search(args.filter, n)):
                 names.append(n)
-    commit = subprocess.run(["git", "-C", str(mg.REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    meta = {"when": time.strftime("%Y-%m-%d"), "timm": mg.timm.__version__, "torch": mg.torch.__version__,
-            "commit": commit, "depth": args.depth}
+    meta = run_meta(timm=mg.timm.__version__, torch=mg.torch.__version__, depth=args.depth)
     rows = []
     if args.resume and Path(args.json).exists():
         rows = [r for r in json.loads(Path(args.json).read_text())["rows"] if r["model"] in names]
@@ -213,10 +164,7 @@ def main():
                   f"{fmt_err(row['emb_err'])} {row['message'][:120]} ({row['seconds']} s)", flush=True)
             if not args.keep:
                 subprocess.run(["rm", "-rf", str(work / n)])
-            # Written after every entry: a cut run keeps what it measured.
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-            write_table(rows, Path(args.out), meta)
+            write_table(rows, meta, args)  # after every entry: a cut run keeps what it measured
     bad = [r for r in rows if r["result"] in ("MISMATCH", "timeout")]
     return 1 if bad else 0
 
