@@ -228,7 +228,7 @@ json bench_gemms(const Options& o) {
   };
   const Shape shapes[] = {{"qkv", 2304, 768, LinearEpilogue::kBias, false},
                           {"proj", 768, 768, LinearEpilogue::kBiasAccumulate, false},
-                          {"fc1", 3072, 768, LinearEpilogue::kBiasGelu, true},
+                          {"fc1", 3072, 768, LinearEpilogue::kBiasAct, true},  // GELU erf: LinearSpec::act's default
                           {"fc2", 768, 3072, LinearEpilogue::kBiasAccumulate, false}};
   void* mkl = o.mkl.empty() ? nullptr : dlopen(o.mkl.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!o.mkl.empty() && !mkl) std::fprintf(stderr, "cpu-bench: cannot dlopen %s: %s\n", o.mkl.c_str(), dlerror());
@@ -284,8 +284,7 @@ json bench_gemms(const Options& o) {
       {
         vit::ref::BlasSingleThreaded guard;
         add("openblas fp32 (reference split)", time_it(o.runs * 4, [&] {
-              vit::ref::linear(x.data(), M, s.K, w.ptr(), bias.ptr(), s.N, y.data(), false, vit::ref::Epilogue::kBias,
-                               o.threads);
+              vit::ref::linear(x.data(), M, s.K, w.ptr(), bias.ptr(), s.N, y.data(), false, o.threads);
             }));
       }
       // CBLAS enums: RowMajor 101, NoTrans 111, Trans 112.

@@ -1,6 +1,6 @@
 // vit-infer: device helpers shared by the kernels (included by .cu files only): storage-type
 // conversions (float / __half / __nv_bfloat16, all arithmetic in fp32), warp reductions, the
-// activations (activation.cuh), the inline-PTX wrappers for cp.async, ldmatrix and mma.sync
+// activations (core/activation_math.h), the inline-PTX wrappers for cp.async, ldmatrix and mma.sync
 // m16n8k16; with the launchers' host helpers (launch_common.h: blocks_for, the dtype dispatch).
 #pragma once
 
@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
-#include "activation.cuh"
+#include "core/activation_math.h"
 #include "launch_common.h"
 
 namespace vit::kern {

@@ -202,7 +202,7 @@ void validate_gemm_params(const GemmParams& p, const char* L) {
     require(p.residual_period == 0 || p.residual != p.c, L,
             "a periodic residual (residual_period > 0) must not alias y");
   }
-  if (p.epilogue == GemmEpilogue::kGelu) require(p.bias != nullptr, L, "kGelu expects a bias");
+  if (p.epilogue == GemmEpilogue::kAct) require(p.bias != nullptr, L, "kAct expects a bias");
 
 }
 

@@ -1,4 +1,4 @@
-// vit-infer: GEMM y[M, N] = x[M, K] W[N, K]^T (+ bias) (+ GELU | + residual | QKV scatter),
+// vit-infer: GEMM y[M, N] = x[M, K] W[N, K]^T (+ bias) (+ activation | + residual | QKV scatter),
 // the torch Linear orientation (W row-major [out, in]). Storage F32 / F16 / BF16, fp32
 // accumulation. 16-bit inputs with K, lda, ldw multiples of 8 and 16-byte aligned x/W use the
 // tensor-core kernel (mma.sync m16n8k16, ldmatrix, cp.async double buffering); everything else
@@ -9,14 +9,15 @@
 
 #include <cstdint>
 
-#include "core/op_forms.h"
+#include "core/activation.h"
+#include "core/pool.h"
 #include "core/tensor.h"
 
 namespace vit {
 
 enum class GemmEpilogue {
   kNone,      // y = xW^T (+ bias)
-  kGelu,      // y = GELU(xW^T + bias), GemmParams::gelu says which GELU
+  kAct,       // y = act(xW^T + bias), GemmParams::act says which activation
   kResidual,  // y = xW^T + bias + residual   (residual may alias y: in-place x += ...;
               //   residual_period > 0: residual row r % period, a per-image table)
   kQkv,       // xW^T + bias scattered to c as [3, B, heads, tokens, head_dim] (q | k | v)
@@ -42,7 +43,7 @@ struct GemmParams {
   // then read-only and must not alias y. cuBLASLt has no such epilogue (LtGemm::supports).
   int residual_period = 0;
   GemmEpilogue epilogue = GemmEpilogue::kNone;
-  ActForm gelu = ActForm::kErf;  // kGelu: erf (timm / HF), tanh (SigLIP) or quick (OpenAI CLIP)
+  Activation act = Activation::kGeluErf;  // kAct: core/activation.h
   int M = 0, N = 0, K = 0;
   int tokens = 0, heads = 0, head_dim = 0;  // kQkv: M = B * tokens, N = 3 * heads * head_dim
   GemmKernel kernel = GemmKernel::kAuto;

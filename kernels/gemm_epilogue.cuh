@@ -30,7 +30,7 @@ __device__ __forceinline__ int64_t gemm_out_index(const GemmParams& p, int row, 
 template <typename T>
 __device__ __forceinline__ float gemm_value(const GemmParams& p, int row, int col, float v) {
   if (p.bias) v += to_f(static_cast<const T*>(p.bias)[col]);
-  if (p.epilogue == GemmEpilogue::kGelu) v = gelu(p.gelu, v);
+  if (p.epilogue == GemmEpilogue::kAct) v = act::apply(p.act, v);
   else if (p.epilogue == GemmEpilogue::kResidual) {
     const int rr = p.residual_period > 0 ? row % p.residual_period : row;
     v += to_f(static_cast<const T*>(p.residual)[static_cast<int64_t>(rr) * p.ldr + col]);
@@ -146,7 +146,7 @@ struct GemmTileEpilogue {
 
   __device__ __forceinline__ float value(const Row& r, int col, float bias, float v) const {
     if constexpr (BIAS) v += bias;
-    if constexpr (EPI == GemmEpilogue::kGelu) v = gelu(p.gelu, v);
+    if constexpr (EPI == GemmEpilogue::kAct) v = act::apply(p.act, v);
     if constexpr (EPI == GemmEpilogue::kResidual) v += to_f(static_cast<const T*>(p.residual)[r.res + col]);
     return v;
   }

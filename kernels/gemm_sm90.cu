@@ -250,7 +250,7 @@ template <typename T>
 void launch_t(const GemmParams& p, cudaStream_t stream) {
   switch (p.epilogue) {
     case GemmEpilogue::kNone: return launch_e<T, GemmEpilogue::kNone>(p, stream);
-    case GemmEpilogue::kGelu: return launch_e<T, GemmEpilogue::kGelu>(p, stream);
+    case GemmEpilogue::kAct: return launch_e<T, GemmEpilogue::kAct>(p, stream);
     case GemmEpilogue::kResidual: return launch_e<T, GemmEpilogue::kResidual>(p, stream);
     case GemmEpilogue::kQkv: return launch_e<T, GemmEpilogue::kQkv>(p, stream);
   }

@@ -47,14 +47,14 @@ __global__ void to_f32_kernel(const ToF32Params p) {
 }
 
 template <typename T>
-__global__ void gelu_kernel(const GeluParams p) {
+__global__ void activation_kernel(const ActivationParams p) {
   T* x = static_cast<T*>(p.x);
   const int64_t total = p.rows * p.cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / p.cols, c = i - r * p.cols;
     T* e = x + r * p.ld + c;
-    *e = from_f<T>(kern::gelu(p.form, to_f(*e)));
+    *e = from_f<T>(act::apply(p.act, to_f(*e)));
   }
 }
 
@@ -67,7 +67,7 @@ __global__ void glu_kernel(const GluParams p) {
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / p.cols, c = i - r * p.cols;
     const T* row = x + r * 2 * p.cols;
-    y[i] = from_f<T>(kern::gelu(p.form, to_f(row[c])) * to_f(row[p.cols + c]));
+    y[i] = from_f<T>(act::apply(p.act, to_f(row[c])) * to_f(row[p.cols + c]));
   }
 }
 
@@ -114,12 +114,12 @@ void launch_to_f32(const ToF32Params& p, cudaStream_t stream) {
   VIT_CHECK_LAUNCH("to_f32_kernel");
 }
 
-void launch_gelu(const GeluParams& p, cudaStream_t stream) {
-  const char* L = "launch_gelu";
+void launch_activation(const ActivationParams& p, cudaStream_t stream) {
+  const char* L = "launch_activation";
   cuda::require(p.rows > 0 && p.cols > 0 && p.ld >= p.cols && p.x, L, "bad shape or null x");
   const int64_t total = p.rows * p.cols;
-  VIT_DISPATCH_DTYPE(p.dtype, L, gelu_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
-  VIT_CHECK_LAUNCH("gelu_kernel");
+  VIT_DISPATCH_DTYPE(p.dtype, L, activation_kernel<T><<<kern::blocks_for(total, 256), 256, 0, stream>>>(p));
+  VIT_CHECK_LAUNCH("activation_kernel");
 }
 
 void launch_glu(const GluParams& p, cudaStream_t stream) {

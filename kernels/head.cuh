@@ -2,8 +2,8 @@
 // pool: tokens [B, T, D] -> pooled [B, D] (one row, or the mean / max / avgmax of the patch rows).
 // The final LayerNorm on pooled rows is launch_layernorm (strided cls rows or fc_norm), the
 // classifier is launch_gemm (softmax and top-k of the logits run on the host).
-// to_f32 / gelu: conversions and the GELU (any
-// ActForm) applied after a cuBLASLt bias epilogue or as the unfused graph's GELU node; glu: the
+// to_f32 / activation: conversions and an activation (core/activation.h) applied after a cuBLASLt
+// bias epilogue or as the unfused graph's act node; glu: the
 // gated MLP's act(gate) * value; binary: add / LayerScale / mean of two (DeiT distilled).
 #pragma once
 
@@ -11,12 +11,13 @@
 
 #include <cstdint>
 
-#include "core/op_forms.h"
+#include "core/activation.h"
+#include "core/pool.h"
 #include "core/tensor.h"
 
 namespace vit {
 
-// PoolMode (core/op_forms.h): kRow copies row `first` (the cls / dist token); kMean / kMax /
+// PoolMode (core/pool.h): kRow copies row `first` (the cls / dist token); kMean / kMax /
 // kAvgMax reduce rows first..T-1 (the patch rows after the prefix tokens), the sum in fp32.
 struct PoolParams {
   DType dtype = DType::F32;
@@ -34,11 +35,11 @@ struct ToF32Params {
   int64_t n = 0;
 };
 
-struct GeluParams {
+struct ActivationParams {
   DType dtype = DType::F32;
-  void* x = nullptr;  // [rows, cols], rows ld apart; the GELU applied in place
+  void* x = nullptr;  // [rows, cols], rows ld apart; the activation applied in place
   int64_t rows = 0, cols = 0, ld = 0;
-  ActForm form = ActForm::kErf;
+  Activation act = Activation::kGeluErf;
 };
 
 // The gated MLP's middle (SwiGLU): y[r, c] = act(x[r, c]) * x[r, cols + c], x [rows, 2 * cols]
@@ -48,7 +49,7 @@ struct GluParams {
   const void* x = nullptr;  // [rows, 2 * cols]
   void* y = nullptr;        // [rows, cols]; must not overlap x
   int64_t rows = 0, cols = 0;
-  ActForm form = ActForm::kSilu;
+  Activation act = Activation::kSilu;
 };
 
 // Elementwise binary op over [rows, cols] (contiguous): y = a + b, (a + b) / 2, or y = a * b with
@@ -67,7 +68,7 @@ struct BinaryParams {
 void launch_pool(const PoolParams& p, cudaStream_t stream);
 void launch_binary(const BinaryParams& p, cudaStream_t stream);
 void launch_to_f32(const ToF32Params& p, cudaStream_t stream);
-void launch_gelu(const GeluParams& p, cudaStream_t stream);
+void launch_activation(const ActivationParams& p, cudaStream_t stream);
 void launch_glu(const GluParams& p, cudaStream_t stream);
 
 }  // namespace vit

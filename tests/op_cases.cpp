@@ -11,7 +11,6 @@
 
 namespace vit::test {
 
-using graph::Act;
 using graph::Op;
 
 OpGraph::OpGraph(DType act, uint32_t seed) : seed_(seed) { g_.act_dtype = act; }
@@ -80,16 +79,9 @@ std::string dims(std::initializer_list<int64_t> d) {
   return s;
 }
 
-const char* act_name(Act a) {
-  switch (a) {
-    case Act::kGelu: return "gelu";
-    case Act::kGeluTanh: return "gelu_tanh";
-    case Act::kQuickGelu: return "quick_gelu";
-    case Act::kSilu: return "silu";
-    case Act::kNone: break;
-  }
-  return "none";
-}
+using Act = std::optional<Activation>;  // a Linear's epilogue: none, or an activation
+
+const char* act_name(Act a) { return a ? activation_name(*a) : "none"; }
 
 // y = act(x W^T + b) [+ residual]: residual 0 none, 1 an activation, 2 a periodic weight table
 // of `table_rows` rows starting at row `row0` (the position embeddings in the patch GEMM).
@@ -259,13 +251,13 @@ OpCase layernorm_case(int64_t R, int64_t D, bool rms, bool residual, float eps, 
   return c;
 }
 
-// add / mean2 (two activations), scale (a [D] weight), gelu (forms), cast (to fp32).
-OpCase elementwise_case(Op op, int64_t R, int64_t D, int batch, Act act = Act::kGelu) {
+// add / mean2 (two activations), scale (a [D] weight), act (every activation), cast (to fp32).
+OpCase elementwise_case(Op op, int64_t R, int64_t D, int batch, Activation act = Activation::kGeluErf) {
   OpCase c;
-  c.name = std::string(graph::op_name(op)) + (op == Op::kGelu ? std::string("/") + act_name(act) + "_" : "/") +
+  c.name = std::string(graph::op_name(op)) + (op == Op::kAct ? std::string("/") + activation_name(act) + "_" : "/") +
            dims({R, D}) + "_b" + std::to_string(batch);
   c.batch = batch;
-  c.input_spread = op == Op::kGelu ? 4.0f : 1.0f;  // both tails of the activation
+  c.input_spread = op == Op::kAct ? 4.0f : 1.0f;  // both tails of the activation
   c.build = [=](DType dt, uint32_t seed) {
     OpGraph g(dt, seed);
     const int a = g.input("a", {R, D});
@@ -273,7 +265,7 @@ OpCase elementwise_case(Op op, int64_t R, int64_t D, int batch, Act act = Act::k
       case Op::kAdd:
       case Op::kMean2: g.node(op, graph::op_name(op), {a, g.input("b", {R, D})}, {{R, D}}); break;
       case Op::kScale: g.node(op, "scale", {a, g.weight("gamma", {D}, -1.5f, 1.5f)}, {{R, D}}); break;
-      case Op::kGelu: g.node(op, "gelu", {a}, {{R, D}}, graph::ActParams{act}); break;
+      case Op::kAct: g.node(op, "act", {a}, {{R, D}}, graph::ActParams{act}); break;
       case Op::kCast: g.node(op, "cast", {a}, {{R, D}}, {}, static_cast<int>(DType::F32)); break;
       default: fail(ErrorCode::kInternal, "elementwise_case: not an elementwise op");
     }
@@ -282,9 +274,9 @@ OpCase elementwise_case(Op op, int64_t R, int64_t D, int batch, Act act = Act::k
   return c;
 }
 
-OpCase glu_case(int64_t R, int64_t I, Act act, int batch) {
+OpCase glu_case(int64_t R, int64_t I, Activation act, int batch) {
   OpCase c;
-  c.name = std::string("glu/") + act_name(act) + "_" + dims({R, 2 * I}) + "_b" + std::to_string(batch);
+  c.name = std::string("glu/") + activation_name(act) + "_" + dims({R, 2 * I}) + "_b" + std::to_string(batch);
   c.batch = batch;
   c.input_spread = 4.0f;
   c.cpu_bf16 = {"glu.out"};
@@ -296,18 +288,16 @@ OpCase glu_case(int64_t R, int64_t I, Act act, int batch) {
   return c;
 }
 
-OpCase pool_case(graph::PoolKind kind, int64_t T, int64_t D, int first_or_row, int batch) {
+OpCase pool_case(PoolMode mode, int64_t T, int64_t D, int first, int batch) {
   OpCase c;
-  static const char* const kNames[] = {"row", "mean", "max", "avgmax"};
-  c.name = std::string("pool/") + kNames[static_cast<int>(kind)] + std::to_string(first_or_row) + "_" + dims({T, D}) +
+  c.name = std::string("pool/") + pool_mode_name(mode) + std::to_string(first) + "_" + dims({T, D}) +
            "_b" + std::to_string(batch);
   c.batch = batch;
   c.build = [=](DType dt, uint32_t seed) {
     OpGraph g(dt, seed);
     graph::PoolParams p;
-    p.kind = kind;
-    p.row = first_or_row;
-    p.first = first_or_row;
+    p.mode = mode;
+    p.first = first;
     g.node(Op::kPool, "pool", {g.input("tokens", {T, D})}, {{D}}, p);
     return g.take();
   };
@@ -341,11 +331,11 @@ const std::vector<OpCase>& op_cases() {
     std::vector<OpCase> v;
     v.push_back(patchify_case(3, 40, 24, 8, 3));
     v.push_back(patchify_case(3, 30, 44, 14, 1));  // a 2x3 grid with pixels unread (K = 588: padded on CUDA)
-    for (Act a : {Act::kNone, Act::kGelu, Act::kGeluTanh, Act::kQuickGelu, Act::kSilu})
-      v.push_back(linear_case(197, 64, 96, a == Act::kNone ? 3 : 1, a, 0, true));
-    v.push_back(linear_case(50, 80, 200, 3, Act::kNone, 1, true));
-    v.push_back(linear_case(50, 80, 200, 1, Act::kNone, 0, false));
-    v.push_back(linear_case(16, 192, 48, 3, Act::kNone, 2, true));
+    v.push_back(linear_case(197, 64, 96, 3, std::nullopt, 0, true));
+    for (const ActivationInfo& a : kActivations) v.push_back(linear_case(197, 64, 96, 1, a.act, 0, true));
+    v.push_back(linear_case(50, 80, 200, 3, std::nullopt, 1, true));
+    v.push_back(linear_case(50, 80, 200, 1, std::nullopt, 0, false));
+    v.push_back(linear_case(16, 192, 48, 3, std::nullopt, 2, true));
     v.push_back(qkv_attention_case(197, 3, 64, 1, true));
     v.back().emulated = false;
     v.push_back(qkv_attention_case(197, 1, 64, 1, true));
@@ -368,16 +358,15 @@ const std::vector<OpCase>& op_cases() {
     v.push_back(elementwise_case(Op::kAdd, 197, 48, 3));
     v.push_back(elementwise_case(Op::kMean2, 1, 100, 3));
     v.push_back(elementwise_case(Op::kScale, 50, 80, 3));
-    for (Act a : {Act::kGelu, Act::kGeluTanh, Act::kQuickGelu, Act::kSilu})
-      v.push_back(elementwise_case(Op::kGelu, 50, 96, 1, a));
+    for (const ActivationInfo& a : kActivations) v.push_back(elementwise_case(Op::kAct, 50, 96, 1, a.act));
     v.push_back(elementwise_case(Op::kCast, 197, 48, 3));
-    v.push_back(glu_case(50, 88, Act::kSilu, 3));
-    v.push_back(glu_case(197, 40, Act::kGelu, 1));
-    v.push_back(pool_case(graph::PoolKind::kCls, 197, 48, 0, 3));
-    v.push_back(pool_case(graph::PoolKind::kCls, 50, 48, 1, 1));
-    v.push_back(pool_case(graph::PoolKind::kMeanPatches, 197, 48, 1, 3));
-    v.push_back(pool_case(graph::PoolKind::kMaxPatches, 50, 80, 5, 1));
-    v.push_back(pool_case(graph::PoolKind::kAvgMaxPatches, 21, 64, 5, 3));
+    v.push_back(glu_case(50, 88, Activation::kSilu, 3));
+    v.push_back(glu_case(197, 40, Activation::kGeluErf, 1));
+    v.push_back(pool_case(PoolMode::kRow, 197, 48, 0, 3));
+    v.push_back(pool_case(PoolMode::kRow, 50, 48, 1, 1));
+    v.push_back(pool_case(PoolMode::kMean, 197, 48, 1, 3));
+    v.push_back(pool_case(PoolMode::kMax, 50, 80, 5, 1));
+    v.push_back(pool_case(PoolMode::kAvgMax, 21, 64, 5, 3));
     v.push_back(cross_attention_case(1, 50, 4, 16, 1, true, 3));
     v.push_back(cross_attention_case(2, 197, 2, 24, 5, false, 1));
     // Token merging: proportional attention with the metric out, the merge itself (odd and even
@@ -409,13 +398,13 @@ const std::vector<OpCase>& perf_cases() {
     OpCase qkv = qkv_attention_case(197, 12, 64, 256, true);
     qkv.name = "vitb_b256/qkv_gemm+attention";
     v.push_back(std::move(qkv));
-    OpCase proj = linear_case(197, 768, 768, 256, Act::kNone, 1, true);
+    OpCase proj = linear_case(197, 768, 768, 256, std::nullopt, 1, true);
     proj.name = "vitb_b256/proj_gemm+residual";
     v.push_back(std::move(proj));
-    OpCase fc1 = linear_case(197, 768, 3072, 256, Act::kGelu, 0, true);
+    OpCase fc1 = linear_case(197, 768, 3072, 256, Activation::kGeluErf, 0, true);
     fc1.name = "vitb_b256/fc1_gemm+gelu";
     v.push_back(std::move(fc1));
-    OpCase fc2 = linear_case(197, 3072, 768, 256, Act::kNone, 1, true);
+    OpCase fc2 = linear_case(197, 3072, 768, 256, std::nullopt, 1, true);
     fc2.name = "vitb_b256/fc2_gemm+residual";
     v.push_back(std::move(fc2));
     OpCase attn = attention_case(197, 12, 64, 256);

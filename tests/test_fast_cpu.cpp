@@ -139,7 +139,7 @@ TEST(FastCpuKernels, GluSiluMatchesReference) {
         x[0] = -100.0f;  // silu -> -0 (exp_neg flushes)
         x[1] = 100.0f;   // silu -> the gate itself
         std::vector<float> want(rows * I, kNaN), got(rows * I, kNaN);
-        vit::ref::glu(x.data(), want.data(), rows, I, 2, vit::ActForm::kSilu);
+        vit::ref::glu(x.data(), want.data(), rows, I, 2, vit::Activation::kSilu);
         k.glu_silu(x.data(), got.data(), false, rows, I, 2);
         EXPECT_TRUE(close_rel(got, want, 1e-5f));
         std::vector<uint16_t> got16(rows * I, 0xffff);
@@ -203,12 +203,12 @@ TEST(FastCpuLinear, MatchesReference) {
     if (bf16 && !have_bf16) continue;
     for (const Shape& sh : shapes) {
       for (fc::LinearEpilogue epi :
-           {fc::LinearEpilogue::kBias, fc::LinearEpilogue::kBiasGelu, fc::LinearEpilogue::kBiasAccumulate}) {
+           {fc::LinearEpilogue::kBias, fc::LinearEpilogue::kBiasAct, fc::LinearEpilogue::kBiasAccumulate}) {
         fc::LinearSpec spec;
         spec.N = sh.N;
         spec.K = sh.K;
         spec.bf16 = bf16;
-        spec.y_bf16 = bf16 && epi == fc::LinearEpilogue::kBiasGelu;
+        spec.y_bf16 = bf16 && epi == fc::LinearEpilogue::kBiasAct;  // GELU erf, spec.act's default
         spec.epi = epi;
         spec.hint_m = 197;
         std::vector<float> w = random_vec(sh.N * sh.K), bias = random_vec(sh.N);
@@ -232,8 +232,8 @@ TEST(FastCpuLinear, MatchesReference) {
           const bool acc = epi == fc::LinearEpilogue::kBiasAccumulate;
           std::vector<float> base = acc ? random_vec(M * sh.N) : std::vector<float>(M * sh.N, kNaN);
           std::vector<float> want = base;
-          vit::ref::linear(bf16 ? bf16_round(x).data() : x.data(), M, sh.K, wref.ptr(), bt.ptr(), sh.N, want.data(), acc,
-                           epi == fc::LinearEpilogue::kBiasGelu ? vit::ref::Epilogue::kBiasGelu : vit::ref::Epilogue::kBias, 2);
+          vit::ref::linear(bf16 ? bf16_round(x).data() : x.data(), M, sh.K, wref.ptr(), bt.ptr(), sh.N, want.data(), acc, 2,
+                           epi == fc::LinearEpilogue::kBiasAct ? std::optional<vit::Activation>(spec.act) : std::nullopt);
           std::vector<float> got = base;
           std::vector<uint16_t> x16 = to_bf16(x), y16(M * sh.N, 0xffff);
           const void* xin = bf16 ? static_cast<const void*>(x16.data()) : x.data();

@@ -52,12 +52,12 @@ bool sm90_runs() {
 }
 
 // The MLP activations in double (torch's definitions): erf GELU, tanh approximation, quick-GELU, SiLU.
-double gelu_ref(double x, ActForm form = ActForm::kErf) {
+double gelu_ref(double x, Activation form = Activation::kGeluErf) {
   switch (form) {
-    case ActForm::kTanh: return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
-    case ActForm::kQuick: return x / (1.0 + std::exp(-1.702 * x));
-    case ActForm::kSilu: return x / (1.0 + std::exp(-x));
-    case ActForm::kErf: break;
+    case Activation::kGeluTanh: return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case Activation::kQuickGelu: return x / (1.0 + std::exp(-1.702 * x));
+    case Activation::kSilu: return x / (1.0 + std::exp(-x));
+    case Activation::kGeluErf: break;
   }
   return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
 }
@@ -106,7 +106,7 @@ void expect_gemm(const GemmParams& p, const DevMem& y, const std::vector<float>&
 }
 
 void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, GemmCase gc,
-                   ActForm form = ActForm::kErf) {
+                   Activation form = Activation::kGeluErf) {
   SCOPED_TRACE(std::string(dt_label(dt)) + " M=" + std::to_string(gc.M) + " N=" + std::to_string(gc.N) +
                " K=" + std::to_string(gc.K) + " epi=" + std::to_string(static_cast<int>(epi)) +
                " gelu form " + std::to_string(static_cast<int>(form)) +
@@ -122,14 +122,14 @@ void run_gemm_case(DType dt, GemmKernel kern, GemmEpilogue epi, bool with_bias, 
   GemmParams p = dense_params(dt, dx, dw, dc, M, N, K);
   p.bias = with_bias ? db.get() : nullptr;
   p.epilogue = epi;
-  p.gelu = form;
+  p.act = form;
   p.kernel = kern;
   if (epi == GemmEpilogue::kResidual) {
     p.residual = dr.get();
     p.ldr = N;
   }
   std::vector<float> want = gemm_ref(x, w, with_bias ? &b : nullptr, M, N, K);
-  if (epi == GemmEpilogue::kGelu)
+  if (epi == GemmEpilogue::kAct)
     for (float& v : want) v = static_cast<float>(gelu_ref(v, form));
   if (epi == GemmEpilogue::kResidual)
     for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
@@ -152,12 +152,12 @@ TEST(GpuGemm, AllEpiloguesShapesAndTypes) {
       for (const GemmCase& gc : cases) {
         run_gemm_case(dt, kern, GemmEpilogue::kNone, false, gc);
         run_gemm_case(dt, kern, GemmEpilogue::kNone, true, gc);
-        run_gemm_case(dt, kern, GemmEpilogue::kGelu, true, gc);
+        run_gemm_case(dt, kern, GemmEpilogue::kAct, true, gc);
         run_gemm_case(dt, kern, GemmEpilogue::kResidual, true, gc);
       }
       // The other GELUs (SigLIP's tanh, OpenAI CLIP's quick) in the same epilogue.
-      for (ActForm form : {ActForm::kTanh, ActForm::kQuick, ActForm::kSilu})
-        run_gemm_case(dt, kern, GemmEpilogue::kGelu, true, cases[0], form);
+      for (Activation form : {Activation::kGeluTanh, Activation::kQuickGelu, Activation::kSilu})
+        run_gemm_case(dt, kern, GemmEpilogue::kAct, true, cases[0], form);
     }
   }
 }
@@ -317,7 +317,7 @@ struct Sm90Case {
   bool bias;
   bool in_place;  // kResidual: residual aliases y (x += ...)
   DType dt;
-  ActForm gelu = ActForm::kErf;
+  Activation act = Activation::kGeluErf;
 };
 
 void run_sm90_case(const Sm90Case& c) {
@@ -333,10 +333,10 @@ void run_sm90_case(const Sm90Case& c) {
   GemmParams p = dense_params(c.dt, dx, dw, dc, M, N, K);
   p.bias = c.bias ? db.get() : nullptr;
   p.epilogue = c.epi;
-  p.gelu = c.gelu;
+  p.act = c.act;
   std::vector<float> want = gemm_ref(x, w, c.bias ? &b : nullptr, M, N, K);
-  if (c.epi == GemmEpilogue::kGelu)
-    for (float& v : want) v = static_cast<float>(gelu_ref(v, c.gelu));
+  if (c.epi == GemmEpilogue::kAct)
+    for (float& v : want) v = static_cast<float>(gelu_ref(v, c.act));
   if (c.epi == GemmEpilogue::kResidual) {
     for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
     if (c.in_place) {
@@ -377,13 +377,13 @@ TEST(GpuGemmSm90, VitBaseShapesAndTails) {
   const Sm90Case cases[] = {
       {211, 2304, 768, GemmEpilogue::kQkv, true, false, B},        // attn.qkv
       {211, 768, 768, GemmEpilogue::kResidual, true, false, B},    // attn.proj (separate residual)
-      {211, 3072, 768, GemmEpilogue::kGelu, true, false, B},       // mlp.fc1
+      {211, 3072, 768, GemmEpilogue::kAct, true, false, B},       // mlp.fc1
       {211, 768, 3072, GemmEpilogue::kResidual, true, true, B},    // mlp.fc2 (in place, as the executor)
       {133, 200, 136, GemmEpilogue::kNone, false, false, B},       // tails in M, N and K
       {70, 264, 72, GemmEpilogue::kNone, true, false, H},          // fp16, N tail past one 256 tile
       {211, 768, 768, GemmEpilogue::kResidual, true, false, H},    // fp16 proj
-      {133, 200, 136, GemmEpilogue::kGelu, true, false, B, ActForm::kTanh},   // SigLIP's fc1
-      {70, 264, 72, GemmEpilogue::kGelu, true, false, H, ActForm::kQuick},    // OpenAI CLIP's fc1
+      {133, 200, 136, GemmEpilogue::kAct, true, false, B, Activation::kGeluTanh},   // SigLIP's fc1
+      {70, 264, 72, GemmEpilogue::kAct, true, false, H, Activation::kQuickGelu},    // OpenAI CLIP's fc1
   };
   for (const Sm90Case& c : cases) run_sm90_case(c);
 }
@@ -395,7 +395,7 @@ TEST(GpuGemmSm90, VitBaseShapesAndTails) {
 TEST(GpuGemmSm90, MatchesTheMmaSyncKernel) {
   VIT_SKIP_WITHOUT_GPU();
   if (!sm90_runs()) GTEST_SKIP() << "no sm_90 device or no sm_90a code in this build";
-  // Every epilogue kind with and without bias (kGelu requires one; the wgmma kernel is
+  // Every epilogue kind with and without bias (kAct requires one; the wgmma kernel is
   // instantiated per kind and bias), an N tail past one 256-column tile, a
   // residual table (period), and QKV scatters with head_dim 32 and 13 (odd: pairs straddle heads).
   struct C {
@@ -404,7 +404,7 @@ TEST(GpuGemmSm90, MatchesTheMmaSyncKernel) {
     bool bias;
     int period, tokens, heads, hd;
   };
-  const GemmEpilogue kN = GemmEpilogue::kNone, kG = GemmEpilogue::kGelu, kR = GemmEpilogue::kResidual,
+  const GemmEpilogue kN = GemmEpilogue::kNone, kG = GemmEpilogue::kAct, kR = GemmEpilogue::kResidual,
                      kQ = GemmEpilogue::kQkv;
   const C cases[] = {{68, 64, 192, kN, true, 0, 0, 0, 0},   {68, 64, 192, kN, false, 0, 0, 0, 0},
                      {68, 256, 64, kG, true, 0, 0, 0, 0},   {68, 264, 64, kG, true, 0, 0, 0, 0},
@@ -1034,11 +1034,12 @@ TEST(GpuHead, ToF32AndGelu) {
     launch_to_f32(tp, nullptr);
     sync_or_throw();
     EXPECT_EQ(df.download(), x);  // exact: widening is lossless
-    for (ActForm form : {ActForm::kErf, ActForm::kTanh, ActForm::kQuick, ActForm::kSilu}) {
+    for (const ActivationInfo& ai : kActivations) {
+      const Activation form = ai.act;
       SCOPED_TRACE("GELU form " + std::to_string(static_cast<int>(form)));
       DevMem dg(dt, x);
-      const GeluParams gp{dt, dg.get(), rows, cols, ld, form};  // {dtype, x, rows, cols, ld, form}
-      launch_gelu(gp, nullptr);
+      const ActivationParams gp{dt, dg.get(), rows, cols, ld, form};  // {dtype, x, rows, cols, ld, act}
+      launch_activation(gp, nullptr);
       sync_or_throw();
       std::vector<float> want = x;
       for (int r = 0; r < rows; ++r)
@@ -1059,7 +1060,7 @@ TEST(GpuHead, Glu) {
     SCOPED_TRACE(dt_label(dt));
     const int rows = 197, I = 173;
     const auto x = round_to(dt, random_vec(static_cast<size_t>(rows) * 2 * I, -4.0f, 4.0f));
-    for (ActForm form : {ActForm::kSilu, ActForm::kErf}) {
+    for (Activation form : {Activation::kSilu, Activation::kGeluErf}) {
       SCOPED_TRACE("act form " + std::to_string(static_cast<int>(form)));
       DevMem dx(dt, x), dy(dt, static_cast<size_t>(rows) * I);
       dy.poison();
@@ -1069,7 +1070,7 @@ TEST(GpuHead, Glu) {
       gp.y = dy.get();
       gp.rows = rows;
       gp.cols = I;
-      gp.form = form;
+      gp.act = form;
       launch_glu(gp, nullptr);
       sync_or_throw();
       std::vector<float> want(static_cast<size_t>(rows) * I);

@@ -54,7 +54,7 @@ TEST(Graph, UnfusedLayerOrderOfOneBlock) {
             "add blocks.0.add1 (embed.out, blocks.0.attn.proj.out) -> blocks.0.add1.out\n"
             "layernorm blocks.0.norm2 (blocks.0.add1.out, blocks.0.norm2.weight, blocks.0.norm2.bias, -) -> blocks.0.norm2.out\n"
             "linear blocks.0.mlp.fc1 (blocks.0.norm2.out, blocks.0.mlp.fc1.weight, blocks.0.mlp.fc1.bias, -) -> blocks.0.mlp.fc1.out\n"
-            "gelu blocks.0.mlp.act (blocks.0.mlp.fc1.out) -> blocks.0.mlp.act.out\n"
+            "act blocks.0.mlp.act (blocks.0.mlp.fc1.out) -> blocks.0.mlp.act.out\n"
             "linear blocks.0.mlp.fc2 (blocks.0.mlp.act.out, blocks.0.mlp.fc2.weight, blocks.0.mlp.fc2.bias, -) -> blocks.0.mlp.fc2.out\n"
             "add blocks.0.add2 (blocks.0.add1.out, blocks.0.mlp.fc2.out) -> blocks.0.add2.out\n"
             "layernorm norm (blocks.0.add2.out, norm.weight, norm.bias, -) -> norm.out\n"
@@ -73,12 +73,12 @@ TEST(Graph, FusionFoldsGeluResidualPatchAndQkv) {
     Graph g = graph::build_vit(*m, dt, "test");
     const auto before = op_counts(g);
     EXPECT_EQ(before.at(Op::kAdd), 2 * c.depth);
-    EXPECT_EQ(before.at(Op::kGelu), c.depth);
+    EXPECT_EQ(before.at(Op::kAct), c.depth);
     graph::fuse(g);
     const auto after = op_counts(g);
     EXPECT_TRUE(g.fused);
     EXPECT_EQ(after.count(Op::kAdd), 0u) << g.describe();
-    EXPECT_EQ(after.count(Op::kGelu), 0u) << g.describe();
+    EXPECT_EQ(after.count(Op::kAct), 0u) << g.describe();
     EXPECT_EQ(after.at(Op::kLinear), before.at(Op::kLinear));
     EXPECT_EQ(static_cast<int>(g.nodes.size()), static_cast<int>(graph::build_vit(*m, dt, "t").nodes.size()) - 3 * c.depth);
     int gelu = 0, residual = 0, qkv = 0, table = 0;
@@ -86,7 +86,7 @@ TEST(Graph, FusionFoldsGeluResidualPatchAndQkv) {
       if (n.op == Op::kEmbed) EXPECT_TRUE(n.p<graph::EmbedParams>().patches_final);
       if (n.op != Op::kLinear) continue;
       const auto& p = n.p<graph::LinearParams>();
-      gelu += p.act == graph::Act::kGelu;
+      gelu += p.act == Activation::kGeluErf;
       residual += n.input(3) >= 0 && !p.table_residual;
       table += p.table_residual;
       qkv += p.qkv_scatter;
@@ -208,7 +208,7 @@ TEST(Graph, MapHead) {
   expect_topological(g);
   n = op_counts(g);
   EXPECT_EQ(n[Op::kCrossAttention], 1);
-  EXPECT_EQ(n[Op::kGelu], 0);
+  EXPECT_EQ(n[Op::kAct], 0);
   EXPECT_EQ(n[Op::kAdd], 0);
   // A map config without the head's weights is refused by name.
   mm.w.attn_pool.kv_w = Tensor();

@@ -130,7 +130,7 @@ void run_patchify(CpuCtx& c, const Node& n, void*) {
 
 bool supports_linear(const Graph& g, const Node& n) {
   const auto& p = n.p<graph::LinearParams>();
-  return all_f32(g, n) && !(p.act != graph::Act::kNone && n.input(3) >= 0);
+  return all_f32(g, n) && !(p.act && n.input(3) >= 0);
 }
 
 void run_linear(CpuCtx& c, const Node& n, void*) {
@@ -140,8 +140,7 @@ void run_linear(CpuCtx& c, const Node& n, void*) {
   float* y = c.p(n.out[0]);
   const int r = n.input(3);
   if (r >= 0) fill_residual(c, n, y, M, N);  // the GEMM accumulates onto it (BLAS beta = 1)
-  ref::linear(c.p(n.in[0]), M, K, c.p(n.in[1]), c.p(n.input(2)), N, y, r >= 0,
-              p.act == graph::Act::kNone ? ref::Epilogue::kBias : ref::Epilogue::kBiasGelu, c.nt, graph::act_form(p.act));
+  ref::linear(c.p(n.in[0]), M, K, c.p(n.in[1]), c.p(n.input(2)), N, y, r >= 0, c.nt, p.act);
 }
 
 void run_embed(CpuCtx& c, const Node& n, void*) {
@@ -174,14 +173,13 @@ void run_add(CpuCtx& c, const Node& n, void*) {
   ref::add(c.p(n.in[0]), c.p(n.in[1]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt);
 }
 
-void run_gelu(CpuCtx& c, const Node& n, void*) {
-  ref::gelu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt,
-            graph::act_form(n.p<graph::ActParams>().act));
+void run_act(CpuCtx& c, const Node& n, void*) {
+  ref::activation(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.in[0]) * c.g.t(n.in[0]).cols(), c.nt,
+                  n.p<graph::ActParams>().act);
 }
 
 void run_glu(CpuCtx& c, const Node& n, void*) {
-  ref::glu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.out[0]), c.g.t(n.out[0]).cols(), c.nt,
-           graph::act_form(n.p<graph::ActParams>().act));
+  ref::glu(c.p(n.in[0]), c.p(n.out[0]), c.rows(n.out[0]), c.g.t(n.out[0]).cols(), c.nt, n.p<graph::ActParams>().act);
 }
 
 void run_scale(CpuCtx& c, const Node& n, void*) {
@@ -191,7 +189,7 @@ void run_scale(CpuCtx& c, const Node& n, void*) {
 void run_pool(CpuCtx& c, const Node& n, void*) {
   const graph::TensorDesc& x = c.g.t(n.in[0]);
   const auto& pp = n.p<graph::PoolParams>();
-  ref::pool(c.p(n.in[0]), c.p(n.out[0]), c.nb, x.rows(), x.cols(), graph::pool_mode(pp.kind), pp.first_row(), c.nt);
+  ref::pool(c.p(n.in[0]), c.p(n.out[0]), c.nb, x.rows(), x.cols(), pp.mode, pp.first, c.nt);
 }
 
 void run_mean2(CpuCtx& c, const Node& n, void*) {
@@ -211,7 +209,7 @@ const CpuOpRow kCpuOps[] = {
     {Op::kLayerNorm, "layernorm", all_f32, nullptr, run_layernorm},
     {Op::kAttention, "attention", all_f32, nullptr, run_attention},
     {Op::kAdd, "add", all_f32, nullptr, run_add},
-    {Op::kGelu, "gelu", all_f32, nullptr, run_gelu},
+    {Op::kAct, "act", all_f32, nullptr, run_act},
     {Op::kGlu, "glu", all_f32, nullptr, run_glu},
     {Op::kScale, "scale", all_f32, nullptr, run_scale},
     {Op::kPool, "pool", all_f32, nullptr, run_pool},

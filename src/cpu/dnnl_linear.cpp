@@ -54,16 +54,16 @@ void append_eltwise(dnnl::post_ops& po, dnnl::algorithm alg, float alpha) {
 #endif
 }
 
-// The oneDNN eltwise algorithm of an activation epilogue; false for kBias / kBiasAccumulate.
-bool activation(LinearEpilogue e, dnnl::algorithm& alg, float& alpha) {
+// The oneDNN eltwise algorithm computing activation `a`; false where oneDNN has none.
+bool activation(Activation a, dnnl::algorithm& alg, float& alpha) {
   alpha = 0.0f;
-  switch (e) {
-    case LinearEpilogue::kBiasGelu: alg = dnnl::algorithm::eltwise_gelu_erf; return true;
-    case LinearEpilogue::kBiasGeluTanh: alg = dnnl::algorithm::eltwise_gelu_tanh; return true;
-    case LinearEpilogue::kBiasQuickGelu: alg = dnnl::algorithm::eltwise_swish, alpha = 1.702f; return true;  // x sigmoid(1.702 x)
-    case LinearEpilogue::kBiasSilu: alg = dnnl::algorithm::eltwise_swish, alpha = 1.0f; return true;
-    default: return false;
+  switch (a) {
+    case Activation::kGeluErf: alg = dnnl::algorithm::eltwise_gelu_erf; return true;
+    case Activation::kGeluTanh: alg = dnnl::algorithm::eltwise_gelu_tanh; return true;
+    case Activation::kQuickGelu: alg = dnnl::algorithm::eltwise_swish, alpha = 1.702f; return true;  // x sigmoid(1.702 x)
+    case Activation::kSilu: alg = dnnl::algorithm::eltwise_swish, alpha = 1.0f; return true;
   }
+  return false;
 }
 
 template <class F>
@@ -76,6 +76,12 @@ auto dnnl_call(const char* what, F&& f) -> decltype(f()) {
 }
 
 }  // namespace
+
+bool dnnl_has_activation(Activation a) {
+  dnnl::algorithm alg;
+  float alpha;
+  return activation(a, alg, alpha);
+}
 
 CpuIsa dnnl_set_isa(CpuIsa isa) {
   std::lock_guard<std::mutex> lock(g_isa_mu);
@@ -107,7 +113,11 @@ struct DnnlLinear::Impl {
     dnnl::post_ops po;
     dnnl::algorithm alg;
     float alpha = 0.0f;
-    if (activation(spec.epi, alg, alpha)) append_eltwise(po, alg, alpha);
+    if (spec.epi == LinearEpilogue::kBiasAct) {
+      if (!activation(spec.act, alg, alpha))
+        fail(ErrorCode::kInternal, std::string("DnnlLinear: no oneDNN post-op for ") + activation_name(spec.act));
+      append_eltwise(po, alg, alpha);
+    }
     if (spec.epi == LinearEpilogue::kBiasAccumulate) po.append_sum(1.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);
@@ -217,9 +227,9 @@ struct DnnlEltwise::Impl {
   std::map<int64_t, dnnl::eltwise_forward> prims;  // by n
 };
 
-DnnlEltwise::DnnlEltwise(LinearEpilogue act) : impl_(std::make_unique<Impl>()) {
+DnnlEltwise::DnnlEltwise(Activation act) : impl_(std::make_unique<Impl>()) {
   if (!activation(act, impl_->alg, impl_->alpha))
-    fail(ErrorCode::kInternal, "DnnlEltwise: the epilogue has no activation");
+    fail(ErrorCode::kInternal, std::string("DnnlEltwise: no oneDNN eltwise for ") + activation_name(act));
 }
 
 DnnlEltwise::~DnnlEltwise() = default;

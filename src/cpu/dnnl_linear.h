@@ -1,5 +1,5 @@
 // vit-infer: a Linear layer of the fast CPU engine on oneDNN's matmul: y[M, N] = x[M, K] W^T + b,
-// with the epilogue (GELU erf / tanh / quick, or "+= into y" for the residual) fused as oneDNN post-ops. The
+// with the epilogue (an activation, or "+= into y" for the residual) fused as oneDNN post-ops. The
 // weights are reordered once, at construction, from torch's [N, K] fp32 into the blocked layout
 // oneDNN's kernel wants (bf16 VNNI tiles for AMX / AVX512-BF16, fp32 panels otherwise); the bias
 // stays fp32, accumulation is fp32. x and y are row-major; x is bf16 (uint16) when the weights
@@ -12,21 +12,27 @@
 #include <mutex>
 #include <vector>
 
+#include "core/activation.h"
 #include "core/tensor.h"
 #include "cpu/cpu_isa.h"
 
 namespace vit::fastcpu {
 
-// kBiasGelu: GELU erf (timm/torch default); kBiasGeluTanh: the tanh approximation (SigLIP);
-// kBiasQuickGelu: x * sigmoid(1.702 x) (OpenAI CLIP), oneDNN's swish with alpha 1.702; kBiasSilu
-// x * sigmoid(x), swish with alpha 1.
-enum class LinearEpilogue { kBias, kBiasGelu, kBiasGeluTanh, kBiasQuickGelu, kBiasSilu, kBiasAccumulate };
+// kBiasAct: the bias, then LinearSpec::act as a oneDNN eltwise post-op (dnnl_has_activation);
+// kBiasAccumulate: y += x W^T + b (the residual).
+enum class LinearEpilogue { kBias, kBiasAct, kBiasAccumulate };
+
+// Whether oneDNN has a post-op computing `a` as core/activation_math.h does (GELU erf and tanh;
+// quick-GELU and SiLU as swish with alpha 1.702 / 1). Without one, the fast engine's rows leave
+// the node to the reference rows.
+bool dnnl_has_activation(Activation a);
 
 struct LinearSpec {
   int64_t N = 0, K = 0;
   bool bf16 = false;      // weights and x in bf16 (else fp32)
   bool y_bf16 = false;    // y stored as bf16 (else fp32)
   LinearEpilogue epi = LinearEpilogue::kBias;
+  Activation act = Activation::kGeluErf;  // kBiasAct
   bool has_bias = true;   // false: no bias (the bias tensor is ignored)
   int64_t hint_m = 197;   // the M whose preferred weight layout is packed
   // int8 (W8A8, the int8 constructor): x u8 [M, K], weights s8, int32 accumulation; then
@@ -62,11 +68,11 @@ class DnnlLinear {
   std::unique_ptr<Impl> impl_;
 };
 
-// An activation (kBiasGelu .. kBiasSilu: the same function as the linear epilogue's) applied in
+// An activation (the same function as the linear epilogue's; dnnl_has_activation) applied in
 // place to n fp32 values by oneDNN's eltwise primitive (the dynamic int8 GEMM's epilogue).
 class DnnlEltwise {
  public:
-  explicit DnnlEltwise(LinearEpilogue act);
+  explicit DnnlEltwise(Activation act);
   ~DnnlEltwise();
   DnnlEltwise(const DnnlEltwise&) = delete;
   DnnlEltwise& operator=(const DnnlEltwise&) = delete;

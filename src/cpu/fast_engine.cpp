@@ -62,32 +62,33 @@ void run_patchify(CpuCtx& c, const Node& n, void*) {
 }
 
 // --- linear: oneDNN, packed weights ------------------------------------------------------------
-bool supports_linear(const Graph& g, const Node& n) {
+// An activation epilogue needs oneDNN's post-op for it (else the reference row runs the node).
+bool act_epilogue_ok(const Node& n) {
   const auto& p = n.p<graph::LinearParams>();
-  return !(p.act != graph::Act::kNone && n.input(3) >= 0) && is_f32(g, n.input(3)) && is_f32(g, n.input(2));
+  return !p.act || (n.input(3) < 0 && fastcpu::dnnl_has_activation(*p.act));
 }
 
-// Every activation a Linear node can carry has its oneDNN post-op: none is dropped silently.
-fastcpu::LinearEpilogue linear_epilogue(graph::Act a) {
-  switch (a) {
-    case graph::Act::kNone: return fastcpu::LinearEpilogue::kBias;
-    case graph::Act::kGelu: return fastcpu::LinearEpilogue::kBiasGelu;
-    case graph::Act::kGeluTanh: return fastcpu::LinearEpilogue::kBiasGeluTanh;
-    case graph::Act::kQuickGelu: return fastcpu::LinearEpilogue::kBiasQuickGelu;
-    case graph::Act::kSilu: return fastcpu::LinearEpilogue::kBiasSilu;
-  }
-  fail(ErrorCode::kUnsupported, "fast cpu engine: a linear activation without a oneDNN post-op");
+bool supports_linear(const Graph& g, const Node& n) {
+  return act_epilogue_ok(n) && is_f32(g, n.input(3)) && is_f32(g, n.input(2));
+}
+
+// The node's epilogue: the residual accumulated, or its activation, or the bias alone.
+void set_epilogue(const Node& n, fastcpu::LinearSpec* s) {
+  const auto& p = n.p<graph::LinearParams>();
+  s->epi = n.input(3) >= 0 ? fastcpu::LinearEpilogue::kBiasAccumulate
+           : p.act         ? fastcpu::LinearEpilogue::kBiasAct
+                           : fastcpu::LinearEpilogue::kBias;
+  if (p.act) s->act = *p.act;
 }
 
 std::shared_ptr<void> prepare_linear(const Graph& g, const Node& n) {
   const graph::TensorDesc& w = g.t(n.in[1]);
-  const auto& p = n.p<graph::LinearParams>();
   fastcpu::LinearSpec s;
   s.N = w.shape[0];
   s.K = w.cols();
   s.bf16 = is_bf16(g, n.in[0]);  // the weights follow the input's dtype
   s.y_bf16 = is_bf16(g, n.out[0]);
-  s.epi = n.input(3) >= 0 ? fastcpu::LinearEpilogue::kBiasAccumulate : linear_epilogue(p.act);
+  set_epilogue(n, &s);
   s.has_bias = n.input(2) >= 0;
   s.hint_m = g.t(n.in[0]).rows();  // one image's rows: batch 1 is what latency is about
   return std::make_shared<fastcpu::DnnlLinear>(w.host->ptr(), s.has_bias ? g.t(n.in[2]).host->ptr() : nullptr, s);
@@ -138,7 +139,7 @@ void add_outlier_term(const Int8Linear& st, const void* x, bool x_bf16, float* y
 
 bool supports_linear_int8(const Graph& g, const Node& n) {
   const auto& p = n.p<graph::LinearParams>();
-  return p.quant && !p.table_residual && !(p.act != graph::Act::kNone && n.input(3) >= 0) && is_f32(g, n.out[0]) &&
+  return p.quant && !p.table_residual && act_epilogue_ok(n) && is_f32(g, n.out[0]) &&
          is_f32(g, n.input(3)) && (is_f32(g, n.in[0]) || is_bf16(g, n.in[0]));
 }
 
@@ -195,7 +196,7 @@ std::shared_ptr<void> prepare_linear_int8(const Graph& g, const Node& n) {
       st->inv_smooth.resize(static_cast<size_t>(K));
       for (int64_t k = 0; k < K; ++k) st->inv_smooth[k] = 1.0f / q.smooth[k];
     }
-    if (p.act != graph::Act::kNone) st->act = std::make_unique<fastcpu::DnnlEltwise>(linear_epilogue(p.act));
+    if (p.act) st->act = std::make_unique<fastcpu::DnnlEltwise>(*p.act);
     return st;
   }
   s.out_scales.resize(static_cast<size_t>(N));
@@ -205,11 +206,11 @@ std::shared_ptr<void> prepare_linear_int8(const Graph& g, const Node& n) {
     bias[r] = static_cast<float>((b ? b[r] : 0.0) - double{q.scale} * wscale[r] * q.zero_point * colsum[r]);
   }
   s.has_bias = true;
-  s.epi = n.input(3) >= 0 ? fastcpu::LinearEpilogue::kBiasAccumulate : linear_epilogue(p.act);
+  set_epilogue(n, &s);
   // With fp32 outlier channels the activation follows their term: oneDNN stops at the bias.
-  if (!q.outliers.empty() && p.act != graph::Act::kNone) {
+  if (!q.outliers.empty() && p.act) {
     s.epi = fastcpu::LinearEpilogue::kBias;
-    st->act = std::make_unique<fastcpu::DnnlEltwise>(linear_epilogue(p.act));
+    st->act = std::make_unique<fastcpu::DnnlEltwise>(*p.act);
   }
   st->mm = std::make_unique<fastcpu::DnnlLinear>(wq.data(), bias.data(), s);
   st->zp = q.zero_point;
@@ -302,8 +303,8 @@ bool supports_glu(const Graph& g, const Node& n) { return is_f32(g, n.in[0]); }
 
 void run_glu(CpuCtx& c, const Node& n, void*) {
   const int64_t rows = c.rows(n.out[0]), I = c.g.t(n.out[0]).cols();
-  const ActForm form = graph::act_form(n.p<graph::ActParams>().act);
-  if (form == ActForm::kSilu) {  // SwiGLU (DINOv2 giants, AIMv2): the vectorised kernel
+  const Activation form = n.p<graph::ActParams>().act;
+  if (form == Activation::kSilu) {  // SwiGLU (DINOv2 giants, AIMv2): the vectorised kernel
     kernels().glu_silu(c.p(n.in[0]), c.v(n.out[0]), is_bf16(c.g, n.out[0]), rows, I, c.nt);
     return;
   }

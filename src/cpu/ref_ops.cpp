@@ -2,6 +2,8 @@
 // OpenBLAS calls split over one OpenMP team, LayerNorm / attention / elementwise as plain loops.
 #include "cpu/ref_ops.h"
 
+#include "core/activation_math.h"
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -13,33 +15,6 @@
 
 namespace vit::ref {
 namespace {
-
-inline float gelu_f(float v) {
-  constexpr float kInvSqrt2 = 0.70710678118654752440f;
-  return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2));  // exact erf form, as timm and HF
-}
-
-// torch GELU(approximate='tanh'): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-inline float gelu_tanh_f(float v) {
-  constexpr float kSqrt2OverPi = 0.79788456080286535588f;
-  return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
-}
-
-// timm / open_clip QuickGELU: x * sigmoid(1.702 x).
-inline float quick_gelu_f(float v) { return v / (1.0f + std::exp(-1.702f * v)); }
-
-// torch SiLU: x * sigmoid(x).
-inline float silu_f(float v) { return v / (1.0f + std::exp(-v)); }
-
-inline float gelu_any(float v, ActForm form) {
-  switch (form) {
-    case ActForm::kTanh: return gelu_tanh_f(v);
-    case ActForm::kQuick: return quick_gelu_f(v);
-    case ActForm::kSilu: return silu_f(v);
-    case ActForm::kErf: break;
-  }
-  return gelu_f(v);
-}
 
 // One LayerNorm row, statistics in double (two passes). In-place (y == x) is allowed: every
 // x[j] is read before y[j] is written.
@@ -65,11 +40,11 @@ inline void layer_norm_row(const float* x, float* y, int64_t D, const float* g, 
 // A Linear layer: y[M, N] = x[M, K] W^T + bias (accumulate: y += ...), then the epilogue.
 // W is [N, K] (torch orientation), so BLAS reads it transposed in place.
 // The work is split across the OpenMP team (by columns, or by rows when there are more rows
-// than columns); each part is one single-threaded OpenBLAS call followed by its own bias/GELU,
+// than columns); each part is one single-threaded OpenBLAS call followed by its own bias / activation,
 // so there is one thread pool and one parallel region per layer. (OpenBLAS threading the GEMMs
 // with OpenMP for the other loops makes each pool's idle threads spin while the other works.)
 void linear(const float* x, int64_t M, int64_t K, const float* wp, const float* bp, int64_t N, float* y,
-            bool accumulate, Epilogue epi, int nt, ActForm form) {
+            bool accumulate, int nt, std::optional<Activation> act) {
   auto part = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     if (m1 <= m0 || n1 <= n0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m1 - m0),
@@ -78,8 +53,8 @@ void linear(const float* x, int64_t M, int64_t K, const float* wp, const float* 
                 accumulate ? 1.0f : 0.0f, y + m0 * N + n0, static_cast<blasint>(N));
     for (int64_t m = m0; m < m1; ++m) {
       float* row = y + m * N;
-      if (epi == Epilogue::kBiasGelu) {
-        for (int64_t n = n0; n < n1; ++n) row[n] = gelu_any(bp ? row[n] + bp[n] : row[n], form);
+      if (act) {
+        for (int64_t n = n0; n < n1; ++n) row[n] = act::apply(*act, bp ? row[n] + bp[n] : row[n]);
       } else if (bp) {
 #pragma omp simd
         for (int64_t n = n0; n < n1; ++n) row[n] += bp[n];
@@ -436,17 +411,17 @@ void add(const float* a, const float* b, float* y, int64_t n, int nt) {
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
-void gelu(const float* x, float* y, int64_t n, int nt, ActForm form) {
+void activation(const float* x, float* y, int64_t n, int nt, Activation a) {
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = gelu_any(x[i], form);
+  for (int64_t i = 0; i < n; ++i) y[i] = act::apply(a, x[i]);
 }
 
-void glu(const float* x, float* y, int64_t rows, int64_t I, int nt, ActForm form) {
+void glu(const float* x, float* y, int64_t rows, int64_t I, int nt, Activation a) {
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const float* gate = x + r * 2 * I;
     const float* value = gate + I;
-    for (int64_t j = 0; j < I; ++j) y[r * I + j] = gelu_any(gate[j], form) * value[j];
+    for (int64_t j = 0; j < I; ++j) y[r * I + j] = act::apply(a, gate[j]) * value[j];
   }
 }
 

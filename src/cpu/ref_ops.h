@@ -2,23 +2,21 @@
 // against (tests/test_ops.cpp), and the kernels of the CPU backend (cpu_engine.cpp). All
 // buffers are row-major fp32; `nt` is the OpenMP team size. Linear layers are split into
 // single-threaded OpenBLAS calls (the caller holds OpenBLAS at 1 thread: BlasSingleThreaded)
-// so that one thread pool does all the work; LayerNorm, GELU and attention are plain loops.
+// so that one thread pool does all the work; LayerNorm, the activations and attention are plain loops.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
-#include "core/op_forms.h"
+#include "core/activation.h"
+#include "core/pool.h"
 
 namespace vit::ref {
 
-enum class Epilogue { kBias, kBiasGelu };
-using ::vit::ActForm;  // core/op_forms.h
-using ::vit::PoolMode;
-
-// y[M, N] = x[M, K] W[N, K]^T + bias[N] (accumulate: y += ...), then GELU (`form`) if asked.
-// bias may be null.
+// y[M, N] = x[M, K] W[N, K]^T + bias[N] (accumulate: y += ...), then the activation `act` if
+// there is one (core/activation_math.h). bias may be null.
 void linear(const float* x, int64_t M, int64_t K, const float* w, const float* bias, int64_t N, float* y,
-            bool accumulate, Epilogue epi, int nt, ActForm form = ActForm::kErf);
+            bool accumulate, int nt, std::optional<Activation> act = std::nullopt);
 
 // One LayerNorm per row of x [rows, D] (row strides ldx / ldy; y may be x), statistics in double
 // (two passes) so that large-mean rows and HF's eps 1e-12 lose nothing. rms: RMSNorm (timm
@@ -84,10 +82,10 @@ void mean2(const float* a, const float* b, float* y, int64_t n, int nt);
 
 // Elementwise over n values / [rows, D] rows.
 void add(const float* a, const float* b, float* y, int64_t n, int nt);
-void gelu(const float* x, float* y, int64_t n, int nt, ActForm form = ActForm::kErf);
+void activation(const float* x, float* y, int64_t n, int nt, Activation act);
 // Gated MLP: x [rows, 2I] -> y [rows, I], y = act(x[:, :I]) * x[:, I:] (the gate half first, as
 // timm SwiGLUPacked and HF DINOv2's SwiGLU FFN); y must not alias x.
-void glu(const float* x, float* y, int64_t rows, int64_t I, int nt, ActForm form);
+void glu(const float* x, float* y, int64_t rows, int64_t I, int nt, Activation act);
 void scale_cols(const float* x, const float* gamma, float* y, int64_t rows, int64_t D, int nt);
 
 // Keeps OpenBLAS single-threaded for the scope (the OpenMP team calls it in parallel) and

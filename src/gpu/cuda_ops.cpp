@@ -55,7 +55,7 @@ bool any(const Node&) { return true; }
 bool linear_ok(const Node& n) {
   // The GEMM epilogues apply one of GELU / residual / QKV scatter, not two.
   const graph::LinearParams& p = n.p<graph::LinearParams>();
-  return (p.act != graph::Act::kNone) + (n.input(3) >= 0) + p.qkv_scatter <= 1;
+  return bool{p.act} + (n.input(3) >= 0) + p.qkv_scatter <= 1;
 }
 
 void run_patchify(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
@@ -182,18 +182,18 @@ void run_mean2(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
   run_binary(c, n, s, BinaryOp::kMean, c.t(n.in[1]));
 }
 
-void run_gelu(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
+void run_act(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
   const int64_t rows = c.rows(n.in[0]), cols = c.L.t(n.in[0]).cols();
   VIT_CUDA_CHECK(cudaMemcpyAsync(c.t(n.out[0]), c.t(n.in[0]), static_cast<size_t>(rows * cols) * dtype_size(c.dt()),
                                  cudaMemcpyDeviceToDevice, s));
-  GeluParams p;
+  ActivationParams p;
   p.dtype = c.dt();
   p.x = c.t(n.out[0]);
   p.rows = rows;
   p.cols = cols;
   p.ld = cols;
-  p.form = graph::act_form(n.p<graph::ActParams>().act);
-  launch_gelu(p, s);
+  p.act = n.p<graph::ActParams>().act;
+  launch_activation(p, s);
 }
 
 void run_glu(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
@@ -203,7 +203,7 @@ void run_glu(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
   p.y = c.t(n.out[0]);
   p.rows = c.rows(n.out[0]);
   p.cols = c.L.t(n.out[0]).cols();
-  p.form = graph::act_form(n.p<graph::ActParams>().act);
+  p.act = n.p<graph::ActParams>().act;
   launch_glu(p, s);
 }
 
@@ -236,8 +236,8 @@ void run_pool(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
   p.T = static_cast<int>(c.L.t(n.in[0]).rows());
   p.D = static_cast<int>(c.L.t(n.in[0]).cols());
   const graph::PoolParams& pp = n.p<graph::PoolParams>();
-  p.mode = graph::pool_mode(pp.kind);
-  p.first = pp.first_row();
+  p.mode = pp.mode;
+  p.first = pp.first;
   launch_pool(p, s);
 }
 
@@ -257,7 +257,7 @@ const CudaOpRow kCudaOps[graph::kOpCount] = {
     {graph::Op::kLayerNorm, "layernorm", any, run_layernorm},
     {graph::Op::kAttention, "attention", any, run_attention},
     {graph::Op::kAdd, "add", any, run_add},
-    {graph::Op::kGelu, "gelu", any, run_gelu},
+    {graph::Op::kAct, "act", any, run_act},
     {graph::Op::kGlu, "glu", any, run_glu},
     {graph::Op::kScale, "scale", any, run_scale},
     {graph::Op::kPool, "pool", any, run_pool},

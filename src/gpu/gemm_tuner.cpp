@@ -18,7 +18,7 @@ namespace {
 // tol x max |reference|, all values finite. The reference is cuBLASLt where it supports the
 // shape, else the mma.sync kernel. Why these numbers: outputs are rounded to the storage type
 // (bf16 2^-8, fp16 2^-11 relative), cuBLASLt's GELU nodes round once more before the GELU
-// (launch_gelu), and fp32 accumulation order differs (K <= 3072: ~1e-6). TF32 (allow_tf32) has a
+// (launch_activation), and fp32 accumulation order differs (K <= 3072: ~1e-6). TF32 (allow_tf32) has a
 // 10-bit mantissa against the custom kernels' true fp32. A wrong fragment layout, tail or race
 // is off by O(1) x max |reference|.
 float agreement_tol(DType t, bool tf32) {
@@ -44,9 +44,9 @@ bool named_in(const std::string& list, GemmImpl g) {
 }
 
 // The epilogue as the GEMM choice and its check see it: the kind, a table residual apart
-// (cuBLASLt cannot take that one), and the GELU form.
+// (cuBLASLt cannot take that one), and the activation.
 int epilogue_key(const GemmNode& n) {
-  return (static_cast<int>(n.epi) * 2 + (n.res_w >= 0 ? 1 : 0)) * 4 + static_cast<int>(n.gelu);
+  return (static_cast<int>(n.epi) * 2 + (n.res_w >= 0 ? 1 : 0)) * 4 + static_cast<int>(n.act);
 }
 
 }  // namespace
@@ -62,7 +62,7 @@ GemmParams GemmLauncher::params(const GemmNode& n, const GemmOperands& o, GemmIm
   p.ldc = n.ldc;
   p.bias = wptr(n.b);
   p.epilogue = n.epi;
-  p.gelu = n.gelu;
+  p.act = n.act;
   if (n.res >= 0) {
     p.residual = o.residual;
     p.ldr = n.ldc;
@@ -143,9 +143,10 @@ GemmImpl GemmTuner::choose_one(const GemmNode& n, int batch, const Operands& ope
 }
 
 std::string GemmTuner::shape_text(const GemmNode& n, int batch) const {
-  static const char* const kEpi[] = {"none", "gelu", "residual", "qkv"};
+  static const char* const kEpi[] = {"none", "act", "residual", "qkv"};
+  const std::string epi = n.epi == GemmEpilogue::kAct ? activation_name(n.act) : kEpi[static_cast<int>(n.epi)];
   return "(M=" + std::to_string(batch * n.rows_per_image) + " N=" + std::to_string(n.N) + " K=" + std::to_string(n.K) +
-         ", epilogue " + kEpi[static_cast<int>(n.epi)] + ", " + dtype_name(gl_.dtype()) + ")";
+         ", epilogue " + epi + ", " + dtype_name(gl_.dtype()) + ")";
 }
 
 // Runs `cand` and `ref` on the node's weights, bias and epilogue with the same fresh random

@@ -119,9 +119,9 @@ GemmNode gemm_node(const LoweredGraph& L, const graph::Node& n, DType dt) {
   g.lda = g.K;
   g.ldw = g.K;
   g.ldc = g.N;
-  if (lp.act != graph::Act::kNone) {
-    g.epi = GemmEpilogue::kGelu;
-    g.gelu = graph::act_form(lp.act);
+  if (lp.act) {
+    g.epi = GemmEpilogue::kAct;
+    g.act = *lp.act;
   }
   if (n.input(3) >= 0) {
     g.epi = GemmEpilogue::kResidual;

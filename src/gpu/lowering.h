@@ -14,7 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/op_forms.h"
+#include "core/activation.h"
+#include "core/pool.h"
 #include "core/tensor.h"
 #include "gemm.cuh"
 #include "gpu/cuda_raii.h"
@@ -38,7 +39,7 @@ struct GemmNode {
   int rows_per_image = 0, N = 0, K = 0;
   int64_t lda = 0, ldw = 0, ldc = 0;
   GemmEpilogue epi = GemmEpilogue::kNone;
-  ActForm gelu = ActForm::kErf;  // kGelu
+  Activation act = Activation::kGeluErf;  // kAct
   bool qkv = false;
   int heads = 0;  // qkv: the scatter's heads (head dim = N / 3 / heads; tokens = rows_per_image)
   // kResidual from a weight table: row r adds row r % rows_per_image of the table at this

@@ -143,15 +143,15 @@ void LtGemm::run(const GemmParams& p, cudaStream_t stream) {
   const void* cptr = res ? p.residual : p.c;
   VIT_CUBLAS_CHECK(cublasLtMatmul(handle_, pl.op, &alpha, p.w, pl.a, p.a, pl.b, &beta, cptr, pl.c, p.c, pl.d, &pl.algo,
                                   workspace_, workspace_bytes_, stream));
-  if (p.epilogue == GemmEpilogue::kGelu) {
-    GeluParams g;
+  if (p.epilogue == GemmEpilogue::kAct) {
+    ActivationParams g;
     g.dtype = p.dtype;
     g.x = p.c;
     g.rows = p.M;
     g.cols = p.N;
     g.ld = p.ldc;
-    g.form = p.gelu;
-    launch_gelu(g, stream);
+    g.act = p.act;
+    launch_activation(g, stream);
   }
 }
 

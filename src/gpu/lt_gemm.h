@@ -1,6 +1,6 @@
 // vit-infer: cuBLASLt implementation of the executor's GEMMs, y[M, N] = x[M, K] W[N, K]^T
 // (+ bias via CUBLASLT_EPILOGUE_BIAS) (+ residual via beta = 1, C = residual). GELU nodes run
-// the bias epilogue and then launch_gelu in the node's form: cuBLASLt's GELU epilogue is the
+// the bias epilogue and then launch_activation with the node's activation: cuBLASLt's GELU epilogue is the
 // tanh approximation, not the erf form timm / HF compute (nor quick-GELU). The QKV scatter layout is not offered;
 // the executor reads a plain [M, 3D] output through attention strides instead.
 #pragma once
@@ -26,7 +26,7 @@ class LtGemm {
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;
 
-  // True when cuBLASLt offers an algorithm for p (epilogues kNone / kGelu / kResidual).
+  // True when cuBLASLt offers an algorithm for p (epilogues kNone / kAct / kResidual).
   bool supports(const GemmParams& p);
   // Runs p on `stream`; throws vit::Error(kUnsupported) when !supports(p).
   void run(const GemmParams& p, cudaStream_t stream);

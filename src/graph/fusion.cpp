@@ -2,7 +2,7 @@
 // same semantics; every backend runs either form (the off switch, VIT_DISABLE_FUSION=1 or the
 // session option, keeps the unfused one so tests compare the two). Rules, each applied where
 // the intermediate tensor has no other reader:
-//   linear -> gelu                    => linear with act = GELU
+//   linear -> act                     => linear with that activation as its epilogue
 //   linear -> add(residual, .)        => linear with a residual input (y = xW^T + b + r)
 //   add -> layernorm                  => layernorm with a residual (outputs LN(a + b) and a + b)
 //   patch linear -> embed (pos add)   => linear with the pos table as a periodic residual; the
@@ -35,14 +35,14 @@ void erase_node(std::vector<Node>& nodes, int i) { nodes.erase(nodes.begin() + i
 bool plain_linear(const Node& n) {
   if (n.op != Op::kLinear) return false;
   const LinearParams& p = n.p<LinearParams>();
-  return p.act == Act::kNone && n.input(3) < 0 && !p.qkv_scatter;
+  return !p.act && n.input(3) < 0 && !p.qkv_scatter;
 }
 
 // One rewrite somewhere in `nodes`; false when none applies.
 bool fuse_once(Graph& g, std::vector<Node>& nodes) {
   for (size_t i = 0; i < nodes.size(); ++i) {
     Node& n = nodes[i];
-    if (n.op == Op::kGelu) {
+    if (n.op == Op::kAct) {
       const int pi = producer_of(nodes, n.in[0]);
       if (pi >= 0 && plain_linear(nodes[static_cast<size_t>(pi)]) && readers(g, nodes, n.in[0]) == 1) {
         Node& lin = nodes[static_cast<size_t>(pi)];
@@ -109,7 +109,7 @@ bool fuse_once(Graph& g, std::vector<Node>& nodes) {
       const int pi = producer_of(nodes, n.in[0]);
       if (pi >= 0 && nodes[static_cast<size_t>(pi)].op == Op::kLinear && readers(g, nodes, n.in[0]) == 1) {
         LinearParams& lp = nodes[static_cast<size_t>(pi)].p<LinearParams>();
-        if (!lp.qkv_scatter && nodes[static_cast<size_t>(pi)].input(3) < 0 && lp.act == Act::kNone) {
+        if (!lp.qkv_scatter && nodes[static_cast<size_t>(pi)].input(3) < 0 && !lp.act) {
           lp.qkv_scatter = true;
           lp.heads = n.p<AttentionParams>().heads;
           return true;

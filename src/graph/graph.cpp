@@ -16,27 +16,6 @@
 
 namespace vit::graph {
 
-ActForm act_form(Act a) noexcept {
-  switch (a) {
-    case Act::kGeluTanh: return ActForm::kTanh;
-    case Act::kQuickGelu: return ActForm::kQuick;
-    case Act::kSilu: return ActForm::kSilu;
-    case Act::kNone:
-    case Act::kGelu: break;
-  }
-  return ActForm::kErf;
-}
-
-PoolMode pool_mode(PoolKind k) noexcept {
-  switch (k) {
-    case PoolKind::kCls: return PoolMode::kRow;
-    case PoolKind::kMeanPatches: return PoolMode::kMean;
-    case PoolKind::kMaxPatches: return PoolMode::kMax;
-    case PoolKind::kAvgMaxPatches: return PoolMode::kAvgMax;
-  }
-  return PoolMode::kMean;
-}
-
 const char* op_name(Op op) noexcept {
   switch (op) {
     case Op::kPatchify: return "patchify";
@@ -45,7 +24,7 @@ const char* op_name(Op op) noexcept {
     case Op::kLayerNorm: return "layernorm";
     case Op::kAttention: return "attention";
     case Op::kAdd: return "add";
-    case Op::kGelu: return "gelu";
+    case Op::kAct: return "act";
     case Op::kGlu: return "glu";
     case Op::kScale: return "scale";
     case Op::kPool: return "pool";
@@ -238,13 +217,13 @@ int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, in
   int y = b.node(Op::kCrossAttention, p + "attn", {q, kv}, {L, D}, cp);
   y = linear("proj", y, w.proj_w, w.proj_b, L, D, D);
   PoolParams pp;
-  pp.kind = PoolKind::kCls;  // AttentionPoolLatent pool_type 'token': latent row 0
-  pp.row = 0;
+  pp.mode = PoolMode::kRow;  // AttentionPoolLatent pool_type 'token': latent row 0
+  pp.first = 0;
   if (M == 0) return b.node(Op::kPool, "pool", {y}, {D}, pp);  // HF Aimv2AttentionPoolingHead: no norm, no MLP
   int h = b.node(Op::kLayerNorm, p + "norm", {y, W(w.norm_w, {D}, "norm.weight"), W(w.norm_b, {D}, "norm.bias"), -1},
                  {L, D}, lnp);
   h = linear("mlp.fc1", h, w.fc1_w, w.fc1_b, L, M, D);
-  h = b.node(Op::kGelu, p + "mlp.act", {h}, {L, M}, act);
+  h = b.node(Op::kAct, p + "mlp.act", {h}, {L, M}, act);
   h = linear("mlp.fc2", h, w.fc2_w, w.fc2_b, L, D, M);
   y = b.node(Op::kAdd, p + "add", {y, h}, {L, D});
   return b.node(Op::kPool, "pool", {y}, {D}, pp);
@@ -363,10 +342,7 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
                {T, D}, lnp);
   }
   ActParams mlp_act;
-  mlp_act.act = c.act == Activation::kGeluTanh    ? Act::kGeluTanh
-                : c.act == Activation::kQuickGelu ? Act::kQuickGelu
-                : c.act == Activation::kSilu      ? Act::kSilu
-                                                  : Act::kGelu;
+  mlp_act.act = c.act;
 
   // ToMe: tokens per block and the merged tokens' sizes (-1 until the first merge: all ones).
   const std::vector<int> sched = tome_schedule(c.tokens(), c.prefix_tokens(), c.depth, tome_r);
@@ -410,7 +386,7 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
       h = b.node(Op::kGlu, p + "mlp.glu", {h}, {T, I}, mlp_act);
     } else {
       h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, I, D);
-      h = b.node(Op::kGelu, p + "mlp.act", {h}, {T, I}, mlp_act);
+      h = b.node(Op::kAct, p + "mlp.act", {h}, {T, I}, mlp_act);
     }
     h = linear("mlp.fc2", h, bw.fc2_w, bw.fc2_b, D, I);
     if (c.layer_scale) h = b.node(Op::kScale, p + "ls2", {h, W(bw.ls2, {D}, "ls2.gamma")}, {T, D});
@@ -433,8 +409,8 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
   };
   auto row = [&](int in, int r) {
     PoolParams pp;
-    pp.kind = PoolKind::kCls;
-    pp.row = r;
+    pp.mode = PoolMode::kRow;
+    pp.first = r;
     return b.node(Op::kPool, r == 0 ? "pool" : "pool_dist", {in}, {D}, pp);
   };
   int pooled, logits = -1;
@@ -460,7 +436,7 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
       bad("a cls + patch-mean classifier needs a class token, token pooling, a final norm and classes");
     pooled = row(x, 0);  // x: the normed tokens (above)
     PoolParams pp;
-    pp.kind = PoolKind::kMeanPatches;
+    pp.mode = PoolMode::kMean;
     pp.first = static_cast<int>(P);  // HF: sequence_output[:, 1 + num_register_tokens:]
     const int mean = b.node(Op::kPool, "pool_patch_mean", {x}, {D}, pp);
     const int half = b.node(Op::kLinear, "head_patch_mean",
@@ -477,9 +453,7 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
       pooled = map_head(b, c, w.attn_pool, x, T, mlp_act, lnp, who);
     } else {
       PoolParams pp;
-      pp.kind = c.pool == GlobalPool::kAvg   ? PoolKind::kMeanPatches
-                : c.pool == GlobalPool::kMax ? PoolKind::kMaxPatches
-                                             : PoolKind::kAvgMaxPatches;
+      pp.mode = global_pool_info(c.pool).mode;
       pp.first = static_cast<int>(P);  // timm: x[:, num_prefix_tokens:]
       pooled = b.node(Op::kPool, "pool", {x}, {D}, pp);
     }

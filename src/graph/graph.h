@@ -10,11 +10,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
-#include "core/op_forms.h"
+#include "core/activation.h"
+#include "core/pool.h"
 #include "core/tensor.h"
 #include "model/model.h"
 
@@ -44,8 +46,8 @@ enum class Op : uint8_t {
   kAttention,
   // in: {a, b} -> {a + b}, same shapes (the residual adds of a block, before fusion).
   kAdd,
-  // in: {x} -> {act(x)}: ActParams say which GELU (exact erf as timm and HF, tanh, quick) or SiLU.
-  kGelu,
+  // in: {x} -> {act(x)}: the activation op; ActParams name the activation (core/activation.h).
+  kAct,
   // in: {x [R, 2I]} -> {y [R, I]}: the gated MLP's middle, y = act(x[:, :I]) * x[:, I:] (the gate
   // half first: timm SwiGLUPacked, HF DINOv2's SwiGLU FFN); ActParams say which act (SiLU).
   kGlu,
@@ -76,12 +78,6 @@ enum class Op : uint8_t {
 constexpr int kOpCount = static_cast<int>(Op::kCast) + 1;  // keep kCast last
 const char* op_name(Op op) noexcept;
 
-enum class Act : uint8_t { kNone, kGelu, kGeluTanh, kQuickGelu, kSilu };
-enum class PoolKind : uint8_t { kCls, kMeanPatches, kMaxPatches, kAvgMaxPatches };
-// The forms every backend's kernels take (core/op_forms.h); act_form(kNone) is not asked.
-ActForm act_form(Act a) noexcept;
-PoolMode pool_mode(PoolKind k) noexcept;
-
 // An int8 (W8A8) GEMM's input quantisation, set by the fast CPU backend's int8 annotation
 // (src/cpu/int8.h): x' = x / smooth per input channel (SmoothQuant; the weights carry smooth), then
 // u8 with one scale and zero point per tensor (static, from calibration) or per row (dynamic).
@@ -95,7 +91,7 @@ struct QuantSpec {
 };
 
 struct LinearParams {
-  Act act = Act::kNone;
+  std::optional<Activation> act;  // the epilogue's activation (fusion: linear -> act), if any
   // The residual input (in[3]) is a weight table of `rows` rows repeated per image, starting at
   // row table_row0 of that weight (the position embeddings added in the patch GEMM), rather
   // than an activation.
@@ -121,14 +117,11 @@ struct EmbedParams {
   bool pos_prefix = true;      // pos has prefix rows (false: timm no_embed_class)
 };
 struct PoolParams {
-  PoolKind kind = PoolKind::kCls;
-  int row = 0;    // kCls: the row taken
-  int first = 1;  // the other kinds: the first patch row (the prefix tokens are skipped)
-  // The kernels' `first` argument (PoolMode kRow takes that one row).
-  int first_row() const noexcept { return kind == PoolKind::kCls ? row : first; }
+  PoolMode mode = PoolMode::kRow;  // core/pool.h
+  int first = 0;  // kRow: the row taken; the others: the first row pooled (the prefix tokens skipped)
 };
 struct ActParams {
-  Act act = Act::kGelu;  // kGelu / kGeluTanh / kQuickGelu / kSilu
+  Activation act = Activation::kGeluErf;
 };
 struct CrossAttentionParams {
   int heads = 0;

@@ -1,4 +1,4 @@
-// vit-infer: ViTConfig helpers: enum names, parameter and FLOP counts, the human summary
+// vit-infer: ViTConfig helpers: parameter and FLOP counts, the human summary
 // printed by `vit-infer info`, and the table of standard timm ViT architecture names
 // (vit_{tiny,small,base,large,huge}_patch{8,14,16,32}_{224,384}[.tag]).
 #include "model/config.h"
@@ -12,23 +12,6 @@
 #include "model/limits.h"
 
 namespace vit {
-
-const char* global_pool_name(GlobalPool p) noexcept {
-  switch (p) {
-    case GlobalPool::kToken: return "token";
-    case GlobalPool::kAvg: return "avg";
-    case GlobalPool::kAvgMax: return "avgmax";
-    case GlobalPool::kMax: return "max";
-    case GlobalPool::kMap: return "map";
-  }
-  return "?";
-}
-
-const char* activation_name(Activation a) noexcept {
-  static const char* const kNames[] = {"GELU (erf)", "GELU (tanh)", "quick-GELU", "SiLU"};  // enum order
-  const auto i = static_cast<size_t>(a);
-  return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "?";
-}
 
 void ViTConfig::check_run_size(int h, int w, int max_side, const char* who) const {
   if (h == image_h && w == image_w) return;
@@ -79,7 +62,7 @@ std::vector<std::string> ViTConfig::variant_features() const {
   if (rms_norm) f.push_back("RMSNorm");
   if (embed_norm) f.push_back("patch-embedding norm");
   if (!proj_bias) f.push_back("no proj / MLP bias");
-  if (act != Activation::kGeluErf) f.push_back(activation_name(act));
+  if (act != Activation::kGeluErf) f.push_back(activation_title(act));
   if (pool == GlobalPool::kAvgMax || pool == GlobalPool::kMax) f.push_back(std::string("pool ") + global_pool_name(pool));
   if (layer_scale) f.push_back("LayerScale");
   if (!qkv_bias) f.push_back("no qkv bias");
@@ -169,7 +152,7 @@ std::string ViTConfig::describe() const {
     << (heads > 0 ? hidden / heads : 0) << "), mlp " << mlp_hidden << (qkv_bias ? "" : ", no qkv bias")
     << (layer_scale ? ", LayerScale" : "") << "\n";
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ln_eps));
-  s << "norm/pool    : " << (rms_norm ? "RMSNorm" : "LayerNorm") << " eps " << buf << ", " << activation_name(act) << ", pool " << global_pool_name(pool)
+  s << "norm/pool    : " << (rms_norm ? "RMSNorm" : "LayerNorm") << " eps " << buf << ", " << activation_title(act) << ", pool " << global_pool_name(pool)
     << (final_norm ? ", final norm" : "") << (fc_norm ? ", fc_norm" : "");
   if (pool == GlobalPool::kMap) {
     s << " (attention pool: " << map_latent_len << " latent row(s), " << heads << " heads, ";

@@ -12,17 +12,10 @@
 #include <string>
 #include <vector>
 
-namespace vit {
+#include "core/activation.h"  // Activation: the table of activations
+#include "core/pool.h"        // GlobalPool: the table of poolings
 
-// timm global_pool: the cls (first prefix) row, or over the patch rows (prefix tokens skipped):
-// mean, max, or avgmax = (mean + max) / 2; or map, the attention-pool head (timm
-// AttentionPoolLatent, HF SiglipMultiheadAttentionPoolingHead): a learned latent query attends
-// over the patch rows, then proj, x + mlp(norm(x)), latent row 0.
-enum class GlobalPool { kToken, kAvg, kAvgMax, kMax, kMap };
-// The MLP activation: GELU exact erf (timm / HF default), GELU tanh approximation (SigLIP,
-// timm 'gelu_tanh'), quick-GELU x * sigmoid(1.702 x) (OpenAI CLIP, timm 'quick_gelu'), SiLU
-// x * sigmoid(x) (timm 'silu' / nn.SiLU: the gate of a SwiGLU MLP).
-enum class Activation { kGeluErf, kGeluTanh, kQuickGelu, kSilu };
+namespace vit {
 
 // How a position table is resampled: timm's resample_abs_pos_embed (F.interpolate bicubic,
 // antialias=True, align_corners=False; also HF Dinov2WithRegisters' interpolate_pos_encoding), or
@@ -30,8 +23,6 @@ enum class Activation { kGeluErf, kGeluTanh, kQuickGelu, kSilu };
 // PyTorch's upsample_bicubic2d with a = -0.75.
 enum class PosResample { kTimm, kHF };
 
-const char* global_pool_name(GlobalPool p) noexcept;
-const char* activation_name(Activation a) noexcept;
 
 // How an image becomes the model input (timm pretrained_cfg / HF preprocessor_config).
 struct PreprocessConfig {

@@ -199,12 +199,12 @@ float get_eps(const json& j, const std::string& key, const std::string& path) {
 }
 
 std::optional<GlobalPool> parse_pool(const std::string& s, const std::string& path) {
-  if (s == "token") return GlobalPool::kToken;
-  if (s == "avg") return GlobalPool::kAvg;
-  if (s == "avgmax") return GlobalPool::kAvgMax;
-  if (s == "max") return GlobalPool::kMax;
-  if (s == "map") return GlobalPool::kMap;  // the attention-pool head (attn_pool.* tensors)
-  unsupported(path, "global_pool '" + clip(s) + "' (only 'token', 'avg', 'avgmax' and 'max')");
+  // map: the attention-pool head (attn_pool.* tensors), named but not offered.
+  if (const GlobalPoolInfo* p = find_global_pool(s.c_str())) return p->pool;
+  std::string names;
+  for (int i = 0; i + 1 < kGlobalPoolCount; ++i)
+    names += std::string(i == 0 ? "" : i + 2 == kGlobalPoolCount ? " and " : ", ") + "'" + kGlobalPools[i].name + "'";
+  unsupported(path, "global_pool '" + clip(s) + "' (only " + names + ")");
 }
 
 // timm act_layer names (timm.layers.create_act): the MLP activations the engine runs.
@@ -229,13 +229,21 @@ const char* timm_entrypoint_args(const std::string& architecture) {
 
 namespace {
 
+// "a, b and c" (each quoted when `quote`): the spellings the activation table accepts, for messages.
+std::string activation_spellings(bool hf, bool quote) {
+  std::vector<std::string> v;
+  for (const ActivationInfo& i : kActivations)
+    for (const char* const* n = hf ? i.hf_names : i.timm_names; *n; ++n)
+      if (hf || n == i.timm_names) v.push_back(quote ? "'" + std::string(*n) + "'" : std::string(*n));
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i == 0 ? "" : i + 1 == v.size() ? " and " : ", ") + v[i];
+  return s;
+}
+
 Activation parse_act(const json& a, const std::string& path) {
   const std::string s = a.is_string() ? a.get<std::string>() : std::string();
-  if (s == "gelu") return Activation::kGeluErf;
-  if (s == "gelu_tanh") return Activation::kGeluTanh;
-  if (s == "quick_gelu") return Activation::kQuickGelu;
-  if (s == "silu" || s == "swish" || s == "SiLU") return Activation::kSilu;  // timm names; nn.SiLU as a class
-  unsupported(path, "act_layer=" + brief(a) + " (only gelu, gelu_tanh, quick_gelu and silu)");
+  if (const ActivationInfo* i = find_activation(s.c_str(), false)) return i->act;
+  unsupported(path, "act_layer=" + brief(a) + " (only " + activation_spellings(false, false) + ")");
 }
 
 // timm label_names: a list, or a dict {"<id>": name} when ids have gaps.
@@ -275,12 +283,8 @@ std::vector<std::string> parse_label_names(const json& v, const std::string& pat
 // "quick_gelu" x * sigmoid(1.702 x); "silu" / "swish" x * sigmoid(x) (AIMv2's SwiGLU gate). Others
 // ("gelu_fast" evaluates tanh differently, relu, ...) are refused by name.
 Activation parse_hf_act(const std::string& act, const std::string& path) {
-  if (act == "gelu" || act == "gelu_python") return Activation::kGeluErf;
-  if (act == "gelu_pytorch_tanh" || act == "gelu_new") return Activation::kGeluTanh;
-  if (act == "quick_gelu") return Activation::kQuickGelu;
-  if (act == "silu" || act == "swish") return Activation::kSilu;
-  unsupported(path, "hidden_act '" + clip(act) +
-                        "' (only 'gelu', 'gelu_python', 'gelu_pytorch_tanh', 'gelu_new', 'quick_gelu', 'silu' and 'swish')");
+  if (const ActivationInfo* i = find_activation(act.c_str(), true)) return i->act;
+  unsupported(path, "hidden_act '" + clip(act) + "' (only " + activation_spellings(true, true) + ")");
 }
 
 // transformers' SiglipVisionConfig (model_type "siglip_vision_model"): no class token, the

@@ -28,7 +28,7 @@
 #define __align__(n) __attribute__((aligned(n)))
 #define __grid_constant__
 
-#include <activation.cuh>  // kernels/: the activations, compiled here as host code
+#include "core/activation_math.h"  // the activations, compiled here as host code
 
 // Shared-space address of a pointer into the block's dynamic shared memory (the emulated shared
 // window; static __shared__ arrays are host statics and have no shared address here).

@@ -2,14 +2,15 @@
 // is false for every GEMM, so the engine's kAuto / kCublasLt choices fall back to the custom
 // kernels, which the emulator runs. With env VIT_EMU_CUBLASLT=1 (read at each LtGemm
 // construction) it stands in for cuBLASLt with a plain host reference GEMM run on the stream
-// (double accumulation, bias, residual via beta = 1, then the exact GELU after rounding, as
-// lt_gemm.cpp's bias epilogue + launch_gelu do), so that the executor's agreement check has a
+// (double accumulation, bias, residual via beta = 1, then the activation after rounding, as
+// lt_gemm.cpp's bias epilogue + launch_activation do), so that the executor's agreement check has a
 // cuBLASLt to compare the custom kernels with. The real cuBLASLt path runs only on a GPU.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "core/activation_math.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "emu.h"
@@ -65,9 +66,9 @@ void LtGemm::run(const GemmParams& p, cudaStream_t stream) {
         float v = static_cast<float>(s);
         if (p.bias) v += ld(p.dtype, p.bias, n);
         if (p.epilogue == GemmEpilogue::kResidual) v += ld(p.dtype, p.residual, int64_t{m} * p.ldr + n);
-        if (p.epilogue == GemmEpilogue::kGelu) {
+        if (p.epilogue == GemmEpilogue::kAct) {
           const float r = rnd(p.dtype, v);
-          v = 0.5f * r * (1.0f + std::erf(r * 0.70710678118654752f));
+          v = act::apply(p.act, r);
         }
         st(p.dtype, p.c, int64_t{m} * p.ldc + n, v);
       }
