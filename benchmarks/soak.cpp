@@ -436,7 +436,7 @@ int soak(const Options& o) {
   sp.device = cuda ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
   sp.device_id = o.device_id;
   if (const vit::PrecisionInfo* p = vit::find_precision(o.precision)) {
-    sp.precision = p->c_value;
+    sp.precision = static_cast<vit_precision>(p->c_value);
   } else {
     vit_model_free(model);
     throw StartError("--precision: '" + o.precision + "' is not " + vit::precision_names());

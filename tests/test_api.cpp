@@ -5,6 +5,7 @@
 // run the same code on the same weights with the same thread count.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 
 #include <atomic>
@@ -210,6 +211,20 @@ TEST(CApi, StatusAndVersion) {
   EXPECT_STREQ(vit_version(), VIT_VERSION_STRING);
   EXPECT_STREQ(vit_status_code_name(VIT_ERR_CANCELLED), "cancelled");
   EXPECT_STREQ(vit_status_code_name(VIT_ERR_INVALID_ARGUMENT), "invalid argument");
+}
+
+// vit_precision_name gives the precision table's names (tolerances.h: core/precision.h) for its C
+// values, and NULL past them, so that a binding can list the precisions from the C API alone.
+TEST(CApi, PrecisionNames) {
+  int n = 0;
+  for (const vit::PrecisionInfo& i : vit::kPrecisions) {
+    ASSERT_NE(vit_precision_name(static_cast<vit_precision>(i.c_value)), nullptr) << i.name;
+    EXPECT_STREQ(vit_precision_name(static_cast<vit_precision>(i.c_value)), i.name);
+    n = std::max(n, i.c_value + 1);
+  }
+  EXPECT_EQ(n, static_cast<int>(sizeof vit::kPrecisions / sizeof vit::kPrecisions[0]));
+  EXPECT_EQ(vit_precision_name(static_cast<vit_precision>(n)), nullptr);
+  EXPECT_EQ(vit_precision_name(static_cast<vit_precision>(-1)), nullptr);
 }
 
 TEST(CApi, NullSafety) {

@@ -176,6 +176,9 @@ typedef enum vit_precision VIT_ENUM_INT {
   VIT_PRECISION_INT8 = 3,
   VIT_PRECISION_FORCE_INT = 0x7fffffff
 } vit_precision;
+/* The precision's name ("fp32", "fp16", "bf16", "int8", as the CLI spells it), or NULL for a value
+ * that is no vit_precision: the values from 0 up to the first NULL are every precision there is. */
+VIT_API const char* vit_precision_name(vit_precision precision);
 typedef enum vit_gemm VIT_ENUM_INT {
   VIT_GEMM_AUTO = 0,
   VIT_GEMM_CUSTOM = 1,

@@ -16,7 +16,6 @@
 #include <utility>
 #include <vector>
 
-#include "core/precision.h"
 #include "vit/vit.h"
 
 namespace nb = nanobind;
@@ -376,10 +375,10 @@ NB_MODULE(_vit_infer, m) {
       "_precisions",
       [] {
         nb::dict d;
-        for (const vit::PrecisionInfo& p : vit::kPrecisions) d[p.name] = static_cast<int>(p.c_value);
+        for (int v = 0; const char* name = vit_precision_name(static_cast<vit_precision>(v)); ++v) d[name] = v;
         return d;
       },
-      "The run precisions (core/precision.h): name -> vit_precision value.");
+      "The run precisions (vit_precision_name): name -> vit_precision value.");
   m.def("version", [] { return std::string(vit_version()); }, "The version of the libvit actually loaded.");
   m.def("status_code_name", [](int code) { return std::string(vit_status_code_name(static_cast<vit_status_code>(code))); },
         "code"_a, "Short name of a vit_status_code value.");

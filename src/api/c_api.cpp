@@ -115,7 +115,12 @@ vit_pool to_c_pool(vit::GlobalPool p) {
   return p == vit::GlobalPool::kAvg ? VIT_POOL_AVG : VIT_POOL_TOKEN;
 }
 
-// The precision table (core/precision.h) holds the C values; raw values are range-checked first.
+// The precision table (core/precision.h) holds the C values as numbers; raw values are
+// range-checked first.
+static_assert(vit::kPrecisions[0].c_value == VIT_PRECISION_FP32 && vit::kPrecisions[1].c_value == VIT_PRECISION_FP16 &&
+                  vit::kPrecisions[2].c_value == VIT_PRECISION_BF16 && vit::kPrecisions[3].c_value == VIT_PRECISION_INT8 &&
+                  sizeof vit::kPrecisions / sizeof vit::kPrecisions[0] == 4,
+              "core/precision.h's C values are vit_precision's");
 const char* precision_name(vit_precision p) {
   const vit::PrecisionInfo* i = vit::find_precision(p);
   return i ? i->name : "?";
@@ -171,6 +176,11 @@ void vit_status_free(vit_status* st) {
 }
 
 const char* vit_version(void) { return VIT_VERSION_STRING; }
+
+const char* vit_precision_name(vit_precision precision) {
+  const vit::PrecisionInfo* i = vit::find_precision(static_cast<int>(precision));
+  return i ? i->name : nullptr;
+}
 
 const char* vit_status_code_name(vit_status_code code) {
   const int v = raw_enum(code);

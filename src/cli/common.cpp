@@ -93,7 +93,7 @@ std::vector<std::string> precision_choices() {
 
 vit_precision precision_value(const std::string& name) {
   const vit::PrecisionInfo* p = vit::find_precision(name);
-  return p ? p->c_value : VIT_PRECISION_FP32;  // CLI11 has checked the name (precision_choices)
+  return p ? static_cast<vit_precision>(p->c_value) : VIT_PRECISION_FP32;  // CLI11 has checked the name (precision_choices)
 }
 
 void log_error(const std::string& msg) { std::cerr << "vit-infer: error: " << msg << std::endl; }

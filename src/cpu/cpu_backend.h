@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "cpu/cpu_engine.h"
+#include "engine/engine.h"
 #include "graph/graph.h"
 
 namespace vit::cpu {

@@ -34,6 +34,7 @@
 #include "core/error.h"
 #include "cuda_check.h"
 #include "gemm_sm90.cuh"
+#include "gpu/cuda_engine.h"
 #include "gpu/cuda_ops.h"
 #include "gpu/cuda_raii.h"
 #include "gpu/executor.h"

@@ -6,29 +6,10 @@
 #include <memory>
 #include <string>
 
-#include "core/precision.h"
 #include "engine/engine.h"
+#include "gpu/cuda_types.h"  // CudaEngineOptions, GemmChoice
 
 namespace vit {
-
-// kAuto: per GEMM shape, the fastest of cuBLASLt and the custom kernels that agree with cuBLASLt
-// on a random input; kCustom: the hand-written kernels (the wgmma one on sm_90); kCublasLt.
-enum class GemmChoice { kAuto, kCustom, kCublasLt };
-
-struct CudaEngineOptions {
-  int device_id = 0;
-  Precision precision = Precision::kFP32;
-  int max_batch = 64;
-  GemmChoice gemm = GemmChoice::kAuto;
-  bool cuda_graphs = true;
-  bool allow_tf32 = false;  // fp32 is true fp32 unless asked
-  // Run the fused graph (graph::fuse); false (or env VIT_DISABLE_FUSION=1) runs the unfused one,
-  // which computes the same function with more nodes (tests compare the two).
-  bool fusion = true;
-  // > 0: token merging (ToMe), this many tokens per block (graph::build_vit; graph::check_tome).
-  int tome = 0;
-  void* stream = nullptr;   // cudaStream_t of the caller; null = the engine's own stream
-};
 
 // True when the CUDA runtime reports at least one usable device (never throws).
 bool cuda_device_available() noexcept;

@@ -12,43 +12,10 @@
 #include <utility>
 #include <vector>
 
-#include "gpu/cuda_engine.h"
+#include "engine/engine.h"
+#include "gpu/cuda_types.h"
 
 namespace vit::gpu {
-
-// One node of the forward graph timed by profile_nodes (kind: "patchify", "gemm", "embed",
-// "layernorm", "attention", "pool", "to_f32"; cuBLASLt GEMMs are named "... [cublaslt]").
-struct NodeTiming {
-  std::string name;
-  std::string kind;
-  double ms = 0;
-};
-
-// What the GEMM choice (GemmChoice) has done so far: agreement checks actually run (each
-// distinct (N, K, epilogue, check rows, candidate) once per engine), timed shape comparisons
-// (kAuto), and whether the GPU was warmed up before the first of them.
-struct GemmPickStats {
-  int agreement_checks = 0;
-  int timings = 0;
-  bool warmed = false;
-};
-
-// Test hooks of the CUDA engine, injected by tests (make_cuda_engine below); the product's
-// options (CudaEngineOptions) carry none. Each can also be set from the environment, so that a
-// shipped program can be driven into the same paths (the env wins where both are given).
-struct CudaTestHooks {
-  // Every CUDA graph capture fails (as an illegal call inside the capture would), so that the
-  // fallback to plain launches runs. Env VIT_TEST_FAIL_GRAPH_CAPTURE=1.
-  bool fail_graph_capture = false;
-  // The GEMM agreement check (gemm_tuner.h): implementations ("mma_sync", "wgmma", "cublaslt",
-  // comma-separated) whose check result is perturbed so that the check must reject them, and
-  // ones that kAuto selects whenever they pass the check (instead of timing).
-  // Env VIT_TEST_GEMM_CORRUPT / VIT_TEST_GEMM_PREFER.
-  std::string corrupt_gemm, prefer_gemm;
-  // Rows of the agreement check's input, whole images up to this many (0: 8192), so that small
-  // emulated models reach the size from which buckets share their checks.
-  int check_rows = 0;
-};
 
 class CudaEngine : public Engine {
  public:

@@ -17,8 +17,7 @@
 #include <vector>
 
 #include "gemm.cuh"
-#include "gpu/cuda_engine.h"
-#include "gpu/executor.h"
+#include "gpu/cuda_types.h"
 #include "gpu/lowering.h"
 #include "gpu/lt_gemm.h"
 
