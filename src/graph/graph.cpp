@@ -257,12 +257,10 @@ void check_tome_outputs(bool attention, bool attention_layers, bool features, co
   }
 }
 
-Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int tome_r) {
-  if (size.h > 0 || size.w > 0) m.cfg.check_run_size(size.h, size.w, limits::kMaxImageSide, who);
-  const bool own_size = size.h <= 0 || (size.h == m.cfg.image_h && size.w == m.cfg.image_w);
-  const ViTConfig sized = own_size ? ViTConfig{} : m.cfg.at_size(size.h, size.w);
-  const ViTConfig& c = own_size ? m.cfg : sized;
-  const ViTWeights& w = m.w;
+namespace {
+
+// The config checks every graph needs (and the CUDA engine's validation, through check_model).
+void check_config(const ViTConfig& c, const ViTWeights& w, int tome_r, const char* who) {
   auto bad = [&](const std::string& msg) { fail(ErrorCode::kInvalidArgument, std::string(who) + ": " + msg); };
   auto positive = [&](int v, const char* what) {
     if (v <= 0) bad(std::string("config ") + what + " must be positive, got " + std::to_string(v));
@@ -285,21 +283,40 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
   if (static_cast<int>(w.blocks.size()) != c.depth)
     bad("model has " + std::to_string(w.blocks.size()) + " blocks but config depth is " + std::to_string(c.depth));
   if (tome_r < 0) bad("tome " + std::to_string(tome_r) + " is negative (tokens merged per block)");
+}
 
-  Graph g;
-  g.act_dtype = act;
-  g.depth = c.depth;
-  g.heads = c.heads;
-  g.tokens = c.tokens();
-  g.tome_r = tome_r;
-  g.image_h = c.image_h;
-  g.image_w = c.image_w;
-  Builder b(g, who);
-  const int64_t D = c.hidden, I = c.mlp_hidden, N = c.num_patches();
-  int64_t T = c.tokens();  // the tokens of the current block (token merging reduces them)
-  const int64_t K = int64_t{c.in_chans} * c.patch * c.patch, C = c.num_classes;
-  const LayerNormParams lnp{c.ln_eps, c.rms_norm};
+}  // namespace
 
+void check_model(const Model& m, int tome_r, const char* who) { check_config(m.cfg, m.w, tome_r, who); }
+
+namespace {
+
+// The state build_vit's pieces share: the builder, the config at the run size, the weights, the
+// sizes and the norm / activation params.
+struct Forward {
+  Graph& g;
+  Builder& b;
+  const Model& m;
+  const ViTConfig& c;
+  const ViTWeights& w;
+  bool own_size;
+  const char* who;
+  int64_t D, I, C, P;  // width, MLP width, classes, prefix tokens
+  int64_t T;           // the tokens of the current block (token merging reduces them)
+  LayerNormParams lnp;
+  ActParams mlp_act;
+};
+
+// The input, the patch embedding (the stride-P conv as im2col + GEMM), the prefix rows (cls, dist,
+// registers) then the patch rows with pos (added to the prefix rows too unless the table has none:
+// no_embed_class), norm_pre. Returns the tokens [T, D].
+int embed_tokens(Forward& f) {
+  Graph& g = f.g;
+  Builder& b = f.b;
+  const ViTConfig& c = f.c;
+  const ViTWeights& w = f.w;
+  const int64_t D = f.D, N = c.num_patches(), K = int64_t{c.in_chans} * c.patch * c.patch, P = f.P, T = f.T;
+  const LayerNormParams& lnp = f.lnp;
   {
     TensorDesc in;
     in.name = "images";
@@ -322,12 +339,9 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
                  b.weight(w.patch_norm_b, {D}, "patch_embed.norm.bias"), -1},
                 {N, D}, lnp);
   }
-  // Prefix rows (cls, dist, registers) then the patch rows; pos is added to the prefix rows
-  // too unless the table has none (no_embed_class).
-  const int64_t P = c.prefix_tokens();
   // At another run size the table is resampled for it (owned by the graph); else the model's.
-  const int pos = own_size ? b.weight(w.pos, {c.pos_rows(c.num_patches()), D}, "pos_embed")
-                           : b.derived(pos_embed_at(m, c.grid_h(), c.grid_w()), "pos_embed", {c.pos_rows(c.num_patches()), D});
+  const int pos = f.own_size ? b.weight(w.pos, {c.pos_rows(c.num_patches()), D}, "pos_embed")
+                             : b.derived(pos_embed_at(f.m, c.grid_h(), c.grid_w()), "pos_embed", {c.pos_rows(c.num_patches()), D});
   // The plain ViT's prefix is its cls token alone; the families' rows are concatenated by the loader.
   const bool cls_only = P == 1 && c.class_token;
   const int prefix = P == 0 ? -1
@@ -341,59 +355,77 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
                {x, b.weight(w.norm_pre_w, {D}, "norm_pre.weight"), b.weight(w.norm_pre_b, {D}, "norm_pre.bias"), -1},
                {T, D}, lnp);
   }
-  ActParams mlp_act;
-  mlp_act.act = c.act;
+  return x;
+}
 
-  // ToMe: tokens per block and the merged tokens' sizes (-1 until the first merge: all ones).
-  const std::vector<int> sched = tome_schedule(c.tokens(), c.prefix_tokens(), c.depth, tome_r);
-  int sizes = -1;
-  for (int l = 0; l < c.depth; ++l) {
-    const BlockWeights& bw = w.blocks[static_cast<size_t>(l)];
-    const int64_t r = T - sched[static_cast<size_t>(l) + 1];  // merged after this block's attention
-    const std::string p = "blocks." + std::to_string(l) + ".";
-    auto W = [&](const Tensor& t, std::vector<int64_t> s, const char* n) { return b.weight(t, std::move(s), p + n); };
-    auto linear = [&](const char* n, int in, const Tensor& wt, const Tensor& bt, int64_t out, int64_t k) {
-      return b.node(Op::kLinear, p + n, {in, W(wt, {out, k}, (std::string(n) + ".weight").c_str()),
-                                          W(bt, {out}, (std::string(n) + ".bias").c_str()), -1},
-                    {T, out}, LinearParams{});
-    };
-    // Attention half: x = x + ls1 * proj(attn(norm1(x))) (ls1: LayerScale, when the model has it).
-    int h = b.node(Op::kLayerNorm, p + "norm1", {x, W(bw.ln1_w, {D}, "norm1.weight"), W(bw.ln1_b, {D}, "norm1.bias"), -1},
-                   {T, D}, lnp);
-    const int qkv = linear("attn.qkv", h, bw.qkv_w, bw.qkv_b, 3 * D, D);
-    // With merged tokens, proportional attention: the sizes bias every key's logit by log(size).
-    h = b.node(Op::kAttention, p + "attn", sizes >= 0 ? std::vector<int>{qkv, sizes} : std::vector<int>{qkv}, {T, D},
-               AttentionParams{c.heads, l});
-    const int metric = r > 0 ? b.extra_output(h, p + "attn.metric", {T, c.head_dim()}, DType::F32) : -1;
-    h = linear("attn.proj", h, bw.proj_w, bw.proj_b, D, D);
-    if (c.layer_scale) h = b.node(Op::kScale, p + "ls1", {h, W(bw.ls1, {D}, "ls1.gamma")}, {T, D});
-    x = b.node(Op::kAdd, p + "add1", {x, h}, {T, D});
-    if (r > 0) {  // ToMe (ToMeBlock): merge between the attention and the MLP halves
-      TomeParams tp;
-      tp.r = static_cast<int>(r);
-      tp.prefix = c.prefix_tokens();
-      const int merged = b.node(Op::kTomeMerge, p + "tome", {x, metric, sizes}, {T - r, D}, tp);
-      sizes = b.extra_output(merged, p + "tome.size", {T - r}, DType::F32);
-      x = merged;
-      T -= r;
-    }
-    // MLP half: x = x + ls2 * fc2(GELU(fc1(norm2(x)))); gated (SwiGLU): fc1 gives the gate and
-    // value halves [T, 2I], act(gate) * value feeds fc2.
-    h = b.node(Op::kLayerNorm, p + "norm2", {x, W(bw.ln2_w, {D}, "norm2.weight"), W(bw.ln2_b, {D}, "norm2.bias"), -1},
-               {T, D}, lnp);
-    if (c.glu) {
-      h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, 2 * I, D);
-      h = b.node(Op::kGlu, p + "mlp.glu", {h}, {T, I}, mlp_act);
-    } else {
-      h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, I, D);
-      h = b.node(Op::kAct, p + "mlp.act", {h}, {T, I}, mlp_act);
-    }
-    h = linear("mlp.fc2", h, bw.fc2_w, bw.fc2_b, D, I);
-    if (c.layer_scale) h = b.node(Op::kScale, p + "ls2", {h, W(bw.ls2, {D}, "ls2.gamma")}, {T, D});
-    x = b.node(Op::kAdd, p + "add2", {x, h}, {T, D});
+// Block l on the tokens x [T, D]: x + ls1 * proj(attn(norm1(x))), ToMe's merge when the schedule
+// merges r > 0 tokens here (f.T and *sizes follow it), x + ls2 * mlp(norm2(x)). Returns x.
+int vit_block(Forward& f, int l, int x, int64_t r, int* sizes_io) {
+  Builder& b = f.b;
+  const ViTConfig& c = f.c;
+  const int64_t D = f.D, I = f.I;
+  int64_t& T = f.T;
+  int& sizes = *sizes_io;
+  const LayerNormParams& lnp = f.lnp;
+  const ActParams& mlp_act = f.mlp_act;
+  const BlockWeights& bw = f.w.blocks[static_cast<size_t>(l)];
+  const std::string p = "blocks." + std::to_string(l) + ".";
+  auto W = [&](const Tensor& t, std::vector<int64_t> s, const char* n) { return b.weight(t, std::move(s), p + n); };
+  auto linear = [&](const char* n, int in, const Tensor& wt, const Tensor& bt, int64_t out, int64_t k) {
+    return b.node(Op::kLinear, p + n, {in, W(wt, {out, k}, (std::string(n) + ".weight").c_str()),
+                                        W(bt, {out}, (std::string(n) + ".bias").c_str()), -1},
+                  {T, out}, LinearParams{});
+  };
+  // Attention half: x = x + ls1 * proj(attn(norm1(x))) (ls1: LayerScale, when the model has it).
+  int h = b.node(Op::kLayerNorm, p + "norm1", {x, W(bw.ln1_w, {D}, "norm1.weight"), W(bw.ln1_b, {D}, "norm1.bias"), -1},
+                 {T, D}, lnp);
+  const int qkv = linear("attn.qkv", h, bw.qkv_w, bw.qkv_b, 3 * D, D);
+  // With merged tokens, proportional attention: the sizes bias every key's logit by log(size).
+  h = b.node(Op::kAttention, p + "attn", sizes >= 0 ? std::vector<int>{qkv, sizes} : std::vector<int>{qkv}, {T, D},
+             AttentionParams{c.heads, l});
+  const int metric = r > 0 ? b.extra_output(h, p + "attn.metric", {T, c.head_dim()}, DType::F32) : -1;
+  h = linear("attn.proj", h, bw.proj_w, bw.proj_b, D, D);
+  if (c.layer_scale) h = b.node(Op::kScale, p + "ls1", {h, W(bw.ls1, {D}, "ls1.gamma")}, {T, D});
+  x = b.node(Op::kAdd, p + "add1", {x, h}, {T, D});
+  if (r > 0) {  // ToMe (ToMeBlock): merge between the attention and the MLP halves
+    TomeParams tp;
+    tp.r = static_cast<int>(r);
+    tp.prefix = c.prefix_tokens();
+    const int merged = b.node(Op::kTomeMerge, p + "tome", {x, metric, sizes}, {T - r, D}, tp);
+    sizes = b.extra_output(merged, p + "tome.size", {T - r}, DType::F32);
+    x = merged;
+    T -= r;
   }
+  // MLP half: x = x + ls2 * fc2(GELU(fc1(norm2(x)))); gated (SwiGLU): fc1 gives the gate and
+  // value halves [T, 2I], act(gate) * value feeds fc2.
+  h = b.node(Op::kLayerNorm, p + "norm2", {x, W(bw.ln2_w, {D}, "norm2.weight"), W(bw.ln2_b, {D}, "norm2.bias"), -1},
+             {T, D}, lnp);
+  if (c.glu) {
+    h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, 2 * I, D);
+    h = b.node(Op::kGlu, p + "mlp.glu", {h}, {T, I}, mlp_act);
+  } else {
+    h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, I, D);
+    h = b.node(Op::kAct, p + "mlp.act", {h}, {T, I}, mlp_act);
+  }
+  h = linear("mlp.fc2", h, bw.fc2_w, bw.fc2_b, D, I);
+  if (c.layer_scale) h = b.node(Op::kScale, p + "ls2", {h, W(bw.ls2, {D}, "ls2.gamma")}, {T, D});
+  x = b.node(Op::kAdd, p + "add2", {x, h}, {T, D});
+  return x;
+}
 
-  // Head, in timm's order: forward_features ends with the final norm over every token (the
+// The head, in timm's order (forward_features, then forward_head), on the last block's tokens x;
+// sets the graph's features, logits and embeddings outputs.
+void vit_head(Forward& f, int x) {
+  Graph& g = f.g;
+  Builder& b = f.b;
+  const ViTConfig& c = f.c;
+  const ViTWeights& w = f.w;
+  const char* who = f.who;
+  const int64_t D = f.D, C = f.C, P = f.P, T = f.T;
+  const LayerNormParams& lnp = f.lnp;
+  const ActParams& mlp_act = f.mlp_act;
+  auto bad = [&](const std::string& msg) { fail(ErrorCode::kInvalidArgument, std::string(who) + ": " + msg); };
+  // forward_features ends with the final norm over every token (the
   // features output: the tokens a dense-feature user reads, timm's forward_features, HF's
   // last_hidden_state), then forward_head: pool -> fc_norm -> classifier. (Normalising the
   // pooled rows alone would give the same pooled values; the features need all rows.)
@@ -472,6 +504,33 @@ Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int to
   }
   g.embeddings = b.node(Op::kCast, "embeddings", {pooled}, {c.embed_dim()}, {}, DType::F32, false);
   g.tensors[static_cast<size_t>(g.embeddings)].keep = true;
+}
+
+}  // namespace
+
+Graph build_vit(const Model& m, DType act, const char* who, RunSize size, int tome_r) {
+  if (size.h > 0 || size.w > 0) m.cfg.check_run_size(size.h, size.w, limits::kMaxImageSide, who);
+  const bool own_size = size.h <= 0 || (size.h == m.cfg.image_h && size.w == m.cfg.image_w);
+  const ViTConfig sized = own_size ? ViTConfig{} : m.cfg.at_size(size.h, size.w);
+  const ViTConfig& c = own_size ? m.cfg : sized;
+  check_config(c, m.w, tome_r, who);
+  Graph g;
+  g.act_dtype = act;
+  g.depth = c.depth;
+  g.heads = c.heads;
+  g.tokens = c.tokens();
+  g.tome_r = tome_r;
+  g.image_h = c.image_h;
+  g.image_w = c.image_w;
+  Builder b(g, who);
+  Forward f{g, b, m, c, m.w, own_size, who, c.hidden, c.mlp_hidden, c.num_classes, c.prefix_tokens(), c.tokens(),
+            LayerNormParams{c.ln_eps, c.rms_norm}, ActParams{c.act}};
+  int x = embed_tokens(f);
+  // ToMe: tokens per block and the merged tokens' sizes (-1 until the first merge: all ones).
+  const std::vector<int> sched = tome_schedule(c.tokens(), c.prefix_tokens(), c.depth, tome_r);
+  int sizes = -1;
+  for (int l = 0; l < c.depth; ++l) x = vit_block(f, l, x, f.T - sched[static_cast<size_t>(l) + 1], &sizes);
+  vit_head(f, x);
   return g;
 }
 

@@ -206,6 +206,10 @@ struct RunSize {
 // tokens per block clipped as ToMe clips it (to half the unprotected tokens), the attention of
 // every block after the first proportional (log size bias); check_tome says which r can apply.
 Graph build_vit(const Model& m, DType act, const char* who, RunSize size = {}, int tome_r = 0);
+// The config checks build_vit makes before it builds (sizes positive, hidden divisible by heads, the
+// image at least a patch, eps, the block count, tome_r >= 0), at the model's own size, for an
+// engine that validates before it builds (throws vit::Error kInvalidArgument prefixed `who`).
+void check_model(const Model& m, int tome_r, const char* who);
 
 // The token counts of a ToMe schedule: entry l is what block l's attention sees, the last entry
 // what the head gets (depth + 1 entries); r_l = min(r, (T_l - prefix) / 2) as ToMe clips it.
