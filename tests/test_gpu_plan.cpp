@@ -11,6 +11,8 @@
 #include "gemm.cuh"
 #include "graph/arena.h"
 #include "gpu/cuda_engine.h"
+#include "gpu/cuda_ops.h"
+#include "graph/graph.h"
 #include "layernorm.cuh"
 #include "model_fixture.h"
 #include "patch_embed.cuh"
@@ -133,6 +135,41 @@ TEST(GpuLaunchers, ValidateBeforeLaunching) {
   pp.P = 16;  // smaller than one patch (30 at patch 16 is a floor(30 / 16) = 1 grid, as timm's conv)
   pp.k_pad = 256;
   expect_invalid([&] { launch_patchify(pp, nullptr); });
+}
+
+// The op table's rows hold their limits: an attention node of head dim 136 has no row (the
+// kernels take 1..128) and the refusal names the node and the limits; one of head dim 64 has.
+TEST(GpuOpTable, RowsStateTheirLimits) {
+  for (int64_t hd : {int64_t{64}, int64_t{136}}) {
+    SCOPED_TRACE("head dim " + std::to_string(hd));
+    graph::Graph g;
+    graph::TensorDesc qkv, o;
+    qkv.name = "qkv";
+    qkv.kind = graph::TensorKind::kInput;
+    qkv.shape = {50, 3 * 2 * hd};
+    o.name = "o";
+    o.shape = {50, 2 * hd};
+    graph::Node n;
+    n.op = graph::Op::kAttention;
+    n.name = "blocks.0.attn";
+    n.in = {g.add_tensor(qkv)};
+    n.out = {g.add_tensor(o)};
+    n.params = graph::AttentionParams{2, 0};
+    g.nodes.push_back(n);
+    if (hd <= 128) {
+      EXPECT_NE(gpu::cuda_op_row(g, g.nodes[0]), nullptr);
+      continue;
+    }
+    EXPECT_EQ(gpu::cuda_op_row(g, g.nodes[0]), nullptr);
+    try {
+      gpu::cuda_op_rows(g, "test");
+      ADD_FAILURE() << "expected kUnsupported";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+      EXPECT_NE(std::string(e.what()).find("blocks.0.attn"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("head dims 1..128"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(GpuEngineFactory, CleanErrorWithoutDevice) {

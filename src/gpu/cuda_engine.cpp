@@ -535,14 +535,7 @@ class CudaEngineImpl final : public CudaEngine {
                                             "x" + std::to_string(size.w) + " exceeds the 2^31 row limit");
     }
     st->L = lower_graph(*model_, dt_, graph::fusion_enabled(opt_.fusion), weights_, size, opt_.tome);
-    for (const graph::Node& n : st->nodes()) {
-      const CudaOpRow* r = cuda_op_row(n);
-      if (!r) {
-        fail(ErrorCode::kUnsupported,
-             std::string("make_cuda_engine: no CUDA kernel for ") + graph::op_name(n.op) + " node '" + n.name + "'");
-      }
-      st->row.push_back(r);
-    }
+    st->row = cuda_op_rows(st->L.graph, "make_cuda_engine");
     make_buckets(*st);
     st->segment = weights_.upload();
     // cudaMemset and pageable cudaMemcpy run on the legacy default stream and may still be in
@@ -577,17 +570,7 @@ class CudaEngineImpl final : public CudaEngine {
   // --- configuration checks -------------------------------------------------------------
   void validate() const {
     const ViTConfig& c = model_->cfg;
-    auto bad = [](const std::string& m) { fail(ErrorCode::kInvalidArgument, "make_cuda_engine: " + m); };
-    if (c.image_h <= 0 || c.image_w <= 0 || c.patch <= 0 || c.in_chans <= 0 || c.hidden <= 0 || c.heads <= 0 ||
-        c.mlp_hidden <= 0 || c.depth <= 0 || c.num_classes < 0)
-      bad("config sizes must be positive (depth >= 1, num_classes >= 0)");
-    if (c.hidden % c.heads != 0) bad("hidden " + std::to_string(c.hidden) + " not divisible by heads");
-    if (c.image_h < c.patch || c.image_w < c.patch) bad("image size smaller than the patch size");
-    if (c.head_dim() > 128) {
-      fail(ErrorCode::kUnsupported, "make_cuda_engine: head_dim " + std::to_string(c.head_dim()) +
-                                        " > 128 is not supported by the attention kernels");
-    }
-    if (c.pool == GlobalPool::kAvg && c.tokens() < 2) bad("avg pooling needs at least one patch");
+    graph::check_model(*model_, opt_.tome, "make_cuda_engine");  // what every graph needs
     // A graph feature whose CUDA kernels do not exist yet is refused by family and name.
     if (const std::vector<std::string> f = c.graph_only_features(); !f.empty()) {
       std::string list;
@@ -595,9 +578,8 @@ class CudaEngineImpl final : public CudaEngine {
       fail(ErrorCode::kUnsupported, "make_cuda_engine: the CUDA engine does not run " + c.family() + " models with " +
                                         list + " yet (use --device cpu)");
     }
-    if (opt_.max_batch < 1) bad("max_batch must be >= 1");
+    if (opt_.max_batch < 1) fail(ErrorCode::kInvalidArgument, "make_cuda_engine: max_batch must be >= 1");
     if (opt_.tome != 0) graph::check_tome(c, opt_.tome, "make_cuda_engine");
-    if (static_cast<int>(model_->w.blocks.size()) != c.depth) bad("model block count differs from config depth");
   }
 
 

@@ -4,6 +4,9 @@
 #include "gpu/cuda_ops.h"
 
 #include <cmath>
+#include <string>
+
+#include "core/error.h"
 
 #include "head.cuh"
 #include "layernorm.cuh"
@@ -51,11 +54,48 @@ namespace {
 using Ctx = CudaRunCtx;
 using graph::Node;
 
-bool any(const Node&) { return true; }
-bool linear_ok(const Node& n) {
-  // The GEMM epilogues apply one of GELU / residual / QKV scatter, not two.
+using graph::Graph;
+
+// Each row's limits, stated where the graph can say them (batch-dependent grid limits stay in the
+// launchers, which check them per launch). The rows' `limits` text repeats them for the message.
+bool any(const Graph&, const Node&) { return true; }
+int64_t rows_of(const Graph& g, int t) { return g.t(t).rows(); }
+int64_t cols_of(const Graph& g, int t) { return g.t(t).cols(); }
+
+bool patchify_ok(const Graph& g, const Node& n) {
+  const graph::TensorDesc& img = g.t(n.in[0]);  // [C, H, W]
+  const int64_t K = cols_of(g, n.out[0]);
+  int64_t P = 1;
+  while (img.shape[0] * P * P < K) ++P;
+  return img.shape[0] * P * P == K && img.shape[1] >= P && img.shape[2] >= P;
+}
+bool linear_ok(const Graph& g, const Node& n) {
+  // The GEMM epilogues apply one of an activation / residual / QKV scatter, not two; the grid
+  // takes N up to 65535 tiles of 64.
   const graph::LinearParams& p = n.p<graph::LinearParams>();
-  return bool{p.act} + (n.input(3) >= 0) + p.qkv_scatter <= 1;
+  const int64_t N = g.t(n.in[1]).shape[0];
+  if (bool{p.act} + (n.input(3) >= 0) + p.qkv_scatter > 1 || N > 65535LL * 64) return false;
+  return !p.qkv_scatter || (p.heads > 0 && N % (3 * p.heads) == 0);
+}
+bool layernorm_ok(const Graph&, const Node& n) { return n.p<graph::LayerNormParams>().eps >= 0.0f; }
+bool attention_ok(const Graph& g, const Node& n) {
+  const int64_t H = n.p<graph::AttentionParams>().heads, D = cols_of(g, n.out[0]);
+  return H >= 1 && H <= 65535 && D % H == 0 && D / H >= 1 && D / H <= 128;
+}
+bool cross_attention_ok(const Graph& g, const Node& n) {
+  const graph::CrossAttentionParams& cp = n.p<graph::CrossAttentionParams>();
+  const int64_t D = cols_of(g, n.out[0]), L = rows_of(g, n.in[0]), T = rows_of(g, n.in[1]);
+  return cp.heads >= 1 && cp.heads <= 65535 && D % cp.heads == 0 && D / cp.heads <= 128 && L <= 65535 &&
+         cp.first >= 0 && cp.first < T;
+}
+bool pool_ok(const Graph& g, const Node& n) {
+  const int first = n.p<graph::PoolParams>().first;
+  return first >= 0 && first < rows_of(g, n.in[0]);
+}
+bool tome_ok(const Graph& g, const Node& n) {
+  const graph::TomeParams& tp = n.p<graph::TomeParams>();
+  const int64_t T = rows_of(g, n.in[0]);
+  return tp.prefix >= 0 && tp.prefix <= T && tp.r >= 1 && tp.r <= (T - tp.prefix) / 2;
 }
 
 void run_patchify(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
@@ -251,28 +291,46 @@ void run_cast(const Ctx& c, const Node& n, size_t, cudaStream_t s) {
 }
 
 const CudaOpRow kCudaOps[graph::kOpCount] = {
-    {graph::Op::kPatchify, "patchify", any, run_patchify},
-    {graph::Op::kLinear, "gemm", linear_ok, run_linear},
-    {graph::Op::kEmbed, "embed", any, run_embed},
-    {graph::Op::kLayerNorm, "layernorm", any, run_layernorm},
-    {graph::Op::kAttention, "attention", any, run_attention},
-    {graph::Op::kAdd, "add", any, run_add},
-    {graph::Op::kAct, "act", any, run_act},
-    {graph::Op::kGlu, "glu", any, run_glu},
-    {graph::Op::kScale, "scale", any, run_scale},
-    {graph::Op::kPool, "pool", any, run_pool},
-    {graph::Op::kMean2, "mean2", any, run_mean2},
-    {graph::Op::kCrossAttention, "cross_attention", any, run_cross_attention},
-    {graph::Op::kTomeMerge, "tome_merge", any, run_tome_merge},
-    {graph::Op::kCast, "to_f32", any, run_cast},
+    {graph::Op::kPatchify, "patchify", patchify_ok, run_patchify, "K = C P^2, the image at least a patch"},
+    {graph::Op::kLinear, "gemm", linear_ok, run_linear,
+     "one epilogue (activation, residual or QKV scatter), N <= 65535 * 64, a QKV scatter of 3 x heads x hd"},
+    {graph::Op::kEmbed, "embed", any, run_embed, "any"},
+    {graph::Op::kLayerNorm, "layernorm", layernorm_ok, run_layernorm, "eps >= 0"},
+    {graph::Op::kAttention, "attention", attention_ok, run_attention, "heads 1..65535, head dims 1..128"},
+    {graph::Op::kAdd, "add", any, run_add, "any"},
+    {graph::Op::kAct, "act", any, run_act, "any"},
+    {graph::Op::kGlu, "glu", any, run_glu, "any"},
+    {graph::Op::kScale, "scale", any, run_scale, "any"},
+    {graph::Op::kPool, "pool", pool_ok, run_pool, "the first row pooled inside the tokens"},
+    {graph::Op::kMean2, "mean2", any, run_mean2, "any"},
+    {graph::Op::kCrossAttention, "cross_attention", cross_attention_ok, run_cross_attention,
+     "heads 1..65535, head dims up to 128, at most 65535 query rows, at least one key row"},
+    {graph::Op::kTomeMerge, "tome_merge", tome_ok, run_tome_merge, "r in 1..(T - prefix) / 2"},
+    {graph::Op::kCast, "to_f32", any, run_cast, "any"},
 };
 
 }  // namespace
 
-const CudaOpRow* cuda_op_row(const graph::Node& n) {
+const CudaOpRow* cuda_op_row(const graph::Graph& g, const graph::Node& n) {
   for (const CudaOpRow& r : kCudaOps)
-    if (r.op == n.op && r.supports(n)) return &r;
+    if (r.op == n.op && r.supports(g, n)) return &r;
   return nullptr;
+}
+
+std::vector<const CudaOpRow*> cuda_op_rows(const graph::Graph& g, const char* who) {
+  std::vector<const CudaOpRow*> rows;
+  for (const graph::Node& n : g.nodes) {
+    const CudaOpRow* r = cuda_op_row(g, n);
+    if (!r) {
+      std::string limits;
+      for (const CudaOpRow& k : kCudaOps)
+        if (k.op == n.op) limits += std::string(limits.empty() ? "" : "; ") + k.limits;
+      fail(ErrorCode::kUnsupported, std::string(who) + ": no CUDA kernel for " + graph::op_name(n.op) + " node '" +
+                                        n.name + "'" + (limits.empty() ? "" : " (the kernels take: " + limits + ")"));
+    }
+    rows.push_back(r);
+  }
+  return rows;
 }
 
 }  // namespace vit::gpu

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "attention.cuh"
 #include "gpu/gemm_tuner.h"
@@ -39,11 +40,17 @@ struct CudaRunCtx {
 struct CudaOpRow {
   graph::Op op;
   const char* kind;  // NodeTiming::kind
-  bool (*supports)(const graph::Node&);
+  // Whether the row's kernels take node n of g: the limits that the graph can tell (shapes,
+  // params); those that depend on the batch the launchers check per launch.
+  bool (*supports)(const graph::Graph&, const graph::Node&);
   void (*run)(const CudaRunCtx&, const graph::Node&, size_t node, cudaStream_t);
+  const char* limits;  // what supports() accepts, in words (for the refusal's message)
 };
 
 // The row that runs `n`, or null when no CUDA kernel does.
-const CudaOpRow* cuda_op_row(const graph::Node& n);
+const CudaOpRow* cuda_op_row(const graph::Graph& g, const graph::Node& n);
+// The row of every node of g in order; throws vit::Error(kUnsupported) prefixed `who` naming the
+// first node no row takes and the limits of its op's rows.
+std::vector<const CudaOpRow*> cuda_op_rows(const graph::Graph& g, const char* who);
 
 }  // namespace vit::gpu

@@ -13,13 +13,7 @@ namespace vit::gpu {
 OpRunner::OpRunner(graph::Graph g, DType dt, int batch, GemmImpl gemm) : dt_(dt), weights_(dt) {
   if (batch < 1) fail(ErrorCode::kInvalidArgument, "op runner: batch must be >= 1");
   L_ = lower_graph(std::move(g), dt, weights_);
-  for (const graph::Node& n : L_.nodes()) {
-    const CudaOpRow* r = cuda_op_row(n);
-    if (!r)
-      fail(ErrorCode::kUnsupported,
-           std::string("op runner: no CUDA kernel for ") + graph::op_name(n.op) + " node '" + n.name + "'");
-    rows_.push_back(r);
-  }
+  rows_ = cuda_op_rows(L_.graph, "op runner");
   bk_.batch = batch;
   bk_.plan = L_.plan_for(batch);
   bk_.gemms_chosen = true;
