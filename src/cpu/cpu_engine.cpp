@@ -25,6 +25,7 @@
 #include "cpu/ref_ops.h"
 #include "graph/arena.h"
 #include "graph/graph.h"
+#include "graph/size_cache.h"
 #include "model/limits.h"
 
 namespace vit {
@@ -311,33 +312,29 @@ void GraphRunner::run(Workspace& ws, int64_t nb, int threads, const std::map<int
 
 namespace {
 
-// Run sizes other than the model's own whose graphs stay cached (least recently used dropped).
-constexpr size_t kCachedSizes = 8;
-
-// One run size's executable graph and its last use (the engine's run counter).
+// One run size's executable graph (cached per size: graph::SizeCache).
 struct SizedGraph {
   GraphRunner runner;
-  uint64_t used = 0;
 };
 
 class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend, int tome)
-      : model_(std::move(model)), backend_(std::move(backend)), fusion_(fusion), tome_(tome) {
+      : model_(std::move(model)), backend_(std::move(backend)), fusion_(fusion), tome_(tome),
+        graphs_(graph::RunSize{model_ ? model_->cfg.image_h : 0, model_ ? model_->cfg.image_w : 0}) {
     if (!model_) fail(ErrorCode::kInvalidArgument, backend_.name + " engine: model is null");
     if (tome_ != 0) graph::check_tome(model_->cfg, tome_, (backend_.name + " engine").c_str());
     const char* prof = std::getenv("VIT_CPU_PROFILE");
     profile_ = prof && *prof && std::strcmp(prof, "0") != 0;
     profile_nodes_ = profile_ && std::strcmp(prof, "nodes") == 0;
-    own_ = graph::RunSize{model_->cfg.image_h, model_->cfg.image_w};
-    graphs_.emplace(own_, make_sized(own_));  // validates the model and prepares (packs) every weight
+    sized(graphs_.own_size());  // validates the model and prepares (packs) every weight
     threads_ = threads > 0 ? threads : std::max(1, omp_get_num_procs());
   }
 
   const char* name() const noexcept override { return backend_.name.c_str(); }
 
   void run(const float* images, int batch, const RunOutputs& out, const std::atomic<bool>* cancel) override {
-    run_at(images, batch, own_.h, own_.w, out, cancel);
+    run_at(images, batch, graphs_.own_size().h, graphs_.own_size().w, out, cancel);
   }
 
   void run_at(const float* images, int batch, int h, int w, const RunOutputs& out,
@@ -402,26 +399,12 @@ class CpuEngine final : public Engine {
     Graph g = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str(), size, tome_);
     if (graph::fusion_enabled(fusion_)) graph::fuse(g);
     if (backend_.annotate) backend_.annotate(g);
-    return std::make_unique<SizedGraph>(SizedGraph{GraphRunner(std::move(g), backend_, &prepared_), 0});
+    return std::make_unique<SizedGraph>(SizedGraph{GraphRunner(std::move(g), backend_, &prepared_)});
   }
 
-  // The cached graph of `size` (built at its first run); the least recently used other size is
-  // dropped beyond kCachedSizes. Under mu_.
+  // The cached graph of `size` (built at its first run). Under mu_.
   const GraphRunner& sized(graph::RunSize size) {
-    ++runs_;
-    auto it = graphs_.find(size);
-    if (it == graphs_.end()) {
-      std::unique_ptr<SizedGraph> sg = make_sized(size);  // may throw: the cache is unchanged then
-      if (graphs_.size() > kCachedSizes) {
-        auto victim = graphs_.end();
-        for (auto g = graphs_.begin(); g != graphs_.end(); ++g)
-          if (!(g->first == own_) && (victim == graphs_.end() || g->second->used < victim->second->used)) victim = g;
-        graphs_.erase(victim);
-      }
-      it = graphs_.emplace(size, std::move(sg)).first;
-    }
-    it->second->used = runs_;
-    return it->second->runner;
+    return graphs_.get(size, [&] { return make_sized(size); }, [](SizedGraph&) {}).runner;
   }
 
   std::shared_ptr<const Model> model_;
@@ -430,10 +413,8 @@ class CpuEngine final : public Engine {
   int tome_ = 0;  // ToMe: tokens merged per block
   bool profile_ = false, profile_nodes_ = false;
   std::map<std::string, std::pair<double, int64_t>> prof_;         // VIT_CPU_PROFILE: ms, calls
-  graph::RunSize own_;                                            // the model's size (always cached)
-  std::map<graph::RunSize, std::unique_ptr<SizedGraph>> graphs_;  // per run size
+  graph::SizeCache<SizedGraph> graphs_;                           // per run size (the model's always)
   std::map<std::string, std::shared_ptr<void>> prepared_;         // "row|node" -> prepared state
-  uint64_t runs_ = 0;
   int threads_ = 1;
   std::mutex mu_;  // one run at a time: the workspace is shared
   Workspace ws_;

@@ -10,9 +10,10 @@
 // Memory: the arena is allocated at the first run of a bucket that does not fit the current one
 // (planned per bucket, so small batches never pay for max_batch); moving it re-records graphs.
 // Run sizes: each size (the model's own, or another multiple of the patch; run_at) has its own
-// lowered graph, buckets and CUDA graphs (SizeState), built at its first run and cached (the least
-// recently used of more than kCachedSizes others dropped); the model's weights are one copy that
-// every size reads, a size's resampled position table its own weight segment. The arena is shared.
+// lowered graph, buckets and CUDA graphs (SizeState), built at its first run and cached
+// (graph::SizeCache: the least recently used of more than 8 others dropped); the model's weights
+// are one copy that every size reads, a size's resampled position table its own weight segment.
+// The arena is shared.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -43,6 +44,7 @@
 #include "gpu/lowering.h"
 #include "gpu/lt_gemm.h"
 #include "graph/graph.h"
+#include "graph/size_cache.h"
 #include "model/limits.h"
 
 namespace vit {
@@ -61,9 +63,6 @@ bool cuda_device_available() noexcept {
 namespace gpu {
 namespace {
 
-// Run sizes other than the model's own whose graphs stay cached.
-constexpr size_t kCachedSizes = 8;
-
 // One run size: the graph lowered at that size, its op-table rows, its buckets (arena plans,
 // GEMM choices, CUDA graphs) and the weight segment of its own tables.
 struct SizeState {
@@ -72,7 +71,6 @@ struct SizeState {
   std::vector<const CudaOpRow*> row;  // per node: its op-table row
   std::vector<Bucket> buckets;
   int64_t segment = -1;  // WeightStore segment of the size's own tables (-1: none)
-  uint64_t used = 0;     // last use (the engine's run counter)
   const std::vector<graph::Node>& nodes() const { return L.nodes(); }
 };
 
@@ -80,7 +78,7 @@ class CudaEngineImpl final : public CudaEngine {
  public:
   CudaEngineImpl(std::shared_ptr<const Model> model, const CudaEngineOptions& opt, const CudaTestHooks& hooks)
       : model_(std::move(model)), opt_(opt), hooks_(hooks_from_env(hooks)), dt_(storage_type(opt.precision)),
-        weights_(dt_) {
+        weights_(dt_), sizes_(graph::RunSize{model_ ? model_->cfg.image_h : 0, model_ ? model_->cfg.image_w : 0}) {
     if (!model_) fail(ErrorCode::kInvalidArgument, "make_cuda_engine: model is null");
     if (opt.precision == Precision::kINT8)
       fail(ErrorCode::kUnsupported, "make_cuda_engine: precision int8 runs on the CPU only (fp32, fp16, bf16 here)");
@@ -104,8 +102,7 @@ class CudaEngineImpl final : public CudaEngine {
       stream_.owned = true;
     }
     // Plans every bucket's arena (host only; nothing is allocated for it yet) and uploads the weights.
-    own_size_ = graph::RunSize{model_->cfg.image_h, model_->cfg.image_w};
-    own_ = sizes_.emplace(own_size_, make_size(own_size_)).first->second.get();
+    own_ = &size_state(sizes_.own_size());
     lt_ = std::make_unique<LtGemm>(opt_.allow_tf32 && dt_ == DType::F32);
     gemm_ = std::make_unique<GemmLauncher>(dt_, weights_, lt_.get());
     GemmTunerOptions to;
@@ -128,9 +125,10 @@ class CudaEngineImpl final : public CudaEngine {
     int prev = -1;
     const bool have_prev = cudaGetDevice(&prev) == cudaSuccess;
     if (cudaSetDevice(opt_.device_id) == cudaSuccess && stream_.s) cudaStreamSynchronize(stream_.s);
-    for (auto& [size, st] : sizes_)
-      for (Bucket& b : st->buckets)
+    sizes_.for_each([](graph::RunSize, SizeState& st) {
+      for (Bucket& b : st.buckets)
         if (b.exec) cudaGraphExecDestroy(b.exec);
+    });
     (void)cudaGetLastError();
     if (have_prev) cudaSetDevice(prev);
   }
@@ -180,8 +178,8 @@ class CudaEngineImpl final : public CudaEngine {
        << (graphs_disabled_ ? ", CUDA graphs disabled after a failed capture" : "") << "\n";
     if (sizes_.size() > 1) {
       os << "  run sizes cached:";
-      for (const auto& [size, other] : sizes_) os << " " << size.h << "x" << size.w;
-      os << " (buckets below: the model's own " << own_size_.h << "x" << own_size_.w << ")\n";
+      sizes_.for_each([&](graph::RunSize size, const SizeState&) { os << " " << size.h << "x" << size.w; });
+      os << " (buckets below: the model's own " << sizes_.own_size().h << "x" << sizes_.own_size().w << ")\n";
     }
     for (const Bucket& b : st.buckets) {
       int lt = 0, gem = 0, wg = 0;
@@ -202,7 +200,7 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   void run(const float* images, int batch, const RunOutputs& out, const std::atomic<bool>* cancel) override {
-    run_at(images, batch, own_size_.h, own_size_.w, out, cancel);
+    run_at(images, batch, sizes_.own_size().h, sizes_.own_size().w, out, cancel);
   }
 
   void run_at(const float* images, int batch, int h, int w, const RunOutputs& out,
@@ -513,7 +511,7 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   void drop_graphs() {
-    for (auto& [size, st] : sizes_) drop_graphs(*st);
+    sizes_.for_each([](graph::RunSize, SizeState& st) { drop_graphs(st); });
   }
   static void drop_graphs(SizeState& st) {
     for (Bucket& b : st.buckets) {
@@ -544,26 +542,15 @@ class CudaEngineImpl final : public CudaEngine {
     return st;
   }
 
-  // The state of run size `size`, made at its first run; beyond kCachedSizes other sizes the
-  // least recently used one is dropped (its graphs and weight segment freed). Under mu_.
+  // The state of run size `size`, made at its first run (graph::SizeCache: a dropped size's graphs
+  // and weight segment are freed, after the work in flight that may use them). Under mu_.
   SizeState& size_state(graph::RunSize size) {
-    ++runs_;
-    auto it = sizes_.find(size);
-    if (it == sizes_.end()) {
-      if (sizes_.size() > kCachedSizes) {
-        auto victim = sizes_.end();
-        for (auto v = sizes_.begin(); v != sizes_.end(); ++v)
-          if (v->second.get() != own_ && (victim == sizes_.end() || v->second->used < victim->second->used)) victim = v;
-        // run_device returns with work in flight that may use the victim's graphs and tables.
-        VIT_CUDA_CHECK(cudaStreamSynchronize(stream_.s));
-        drop_graphs(*victim->second);
-        weights_.release(victim->second->segment);
-        sizes_.erase(victim);
-      }
-      it = sizes_.emplace(size, make_size(size)).first;
-    }
-    it->second->used = runs_;
-    return *it->second;
+    return sizes_.get(size, [&] { return make_size(size); },
+                      [&](SizeState& victim) {
+                        VIT_CUDA_CHECK(cudaStreamSynchronize(stream_.s));  // run_device returns with work in flight
+                        drop_graphs(victim);
+                        weights_.release(victim.segment);
+                      });
   }
 
  private:
@@ -685,10 +672,8 @@ class CudaEngineImpl final : public CudaEngine {
   CudaTestHooks hooks_;
   DType dt_;
   WeightStore weights_;
-  graph::RunSize own_size_;                                     // the model's size (always cached)
-  std::map<graph::RunSize, std::unique_ptr<SizeState>> sizes_;  // per run size
-  SizeState* own_ = nullptr;                                    // sizes_[own_size_]
-  uint64_t runs_ = 0;
+  graph::SizeCache<SizeState> sizes_;  // per run size (the model's own always)
+  SizeState* own_ = nullptr;           // sizes_.own()
 
   StreamHolder stream_;
   DeviceBuffer arena_;
