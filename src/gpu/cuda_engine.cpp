@@ -35,12 +35,15 @@
 #include "core/error.h"
 #include "cuda_check.h"
 #include "gemm_sm90.cuh"
+#include "gpu/attention_maps.h"
 #include "gpu/cuda_engine.h"
 #include "gpu/cuda_ops.h"
 #include "gpu/cuda_raii.h"
+#include "gpu/device_arena.h"
 #include "gpu/executor.h"
 #include "gpu/gemm_tuner.h"
 #include "gpu/gpu_preprocess.h"
+#include "gpu/graph_capture.h"
 #include "gpu/lowering.h"
 #include "gpu/lt_gemm.h"
 #include "graph/graph.h"
@@ -134,7 +137,7 @@ class CudaEngineImpl final : public CudaEngine {
   }
 
   const char* name() const noexcept override { return "cuda"; }
-  int64_t arena_bytes() const override { return arena_.bytes; }
+  int64_t arena_bytes() const override { return arena_.bytes(); }
   int64_t arena_bytes_for(int batch) const override {
     if (batch < 1 || batch > opt_.max_batch) {
       fail(ErrorCode::kInvalidArgument, "cuda engine arena_bytes_for: batch must be in 1.." +
@@ -174,7 +177,7 @@ class CudaEngineImpl final : public CudaEngine {
     const SizeState& st = *own_;
     os << "cuda engine: " << st.nodes().size() << (st.L.graph.fused ? " nodes (fused), " : " nodes (unfused), ")
        << st.L.tensors.size() << " tensors, precision " << dtype_name(dt_) << ", max_batch " << opt_.max_batch << "\n";
-    os << "  arena allocated " << mib(arena_.bytes) << " MiB, weights " << mib(weights_.total()) << " MiB"
+    os << "  arena allocated " << mib(arena_.bytes()) << " MiB, weights " << mib(weights_.total()) << " MiB"
        << (graphs_disabled_ ? ", CUDA graphs disabled after a failed capture" : "") << "\n";
     if (sizes_.size() > 1) {
       os << "  run sizes cached:";
@@ -370,7 +373,8 @@ class CudaEngineImpl final : public CudaEngine {
       }
       if (out.attention_layers) {
         // [depth, batch, T, T]: one layer spans the whole batch, this chunk starts at row b0.
-        forward_with_layers(st, bk, nb, out.attention_layers + int64_t{b0} * T * T, int64_t{batch} * T * T);
+        maps_.forward_with_layers(ctx(st, bk), st.nodes(), st.row, nb, out.attention_layers + int64_t{b0} * T * T,
+                                  int64_t{batch} * T * T, s);
       } else {
         forward(st, bk);
       }
@@ -387,8 +391,9 @@ class CudaEngineImpl final : public CudaEngine {
                                        cudaMemcpyDeviceToHost, s));
       }
       if (out.attention) {
-        launch_probs(st, st.L.last_attention, bk, nb);  // the last block's Q/K are kept alive to the end
-        VIT_CUDA_CHECK(cudaMemcpyAsync(out.attention + b0 * H * T * T, probs_.p,
+        // The last block's Q/K are kept alive to the end.
+        const float* probs = maps_.probs(ctx(st, bk), st.nodes()[static_cast<size_t>(st.L.last_attention)], nb, s);
+        VIT_CUDA_CHECK(cudaMemcpyAsync(out.attention + b0 * H * T * T, probs,
                                        static_cast<size_t>(int64_t{nb} * H * T * T) * sizeof(float),
                                        cudaMemcpyDeviceToHost, s));
       }
@@ -398,61 +403,6 @@ class CudaEngineImpl final : public CudaEngine {
       }
       if (out.embeddings) std::memcpy(out.embeddings + b0 * E, h_emb_.p, static_cast<size_t>(nb * E) * sizeof(float));
       if (out.features) widen_to_f32(dt_, h_feat_.p, int64_t{nb} * T * D, out.features + b0 * T * D);
-    }
-  }
-
-  // Softmax probabilities of attention node `attn_node` (its Q / K still in the arena), for the
-  // first nb images of the bucket: probs_ [nb, H, T, T] fp32. Enqueued on the engine's stream.
-  void launch_probs(const SizeState& st, int attn_node, const Bucket& bk, int nb) {
-    const ViTConfig& c = st.cfg;
-    const int64_t n = int64_t{nb} * c.heads * c.tokens() * c.tokens();
-    if (probs_.bytes < n * 4) probs_.alloc(n * 4, "attention probabilities");
-    const AttentionParams lay = ctx(st, bk).attention_layout(st.nodes()[static_cast<size_t>(attn_node)]);
-    AttentionProbsParams ap;
-    ap.dtype = dt_;
-    ap.q = lay.q;
-    ap.k = lay.k;
-    ap.stride_b = lay.stride_b;
-    ap.stride_h = lay.stride_h;
-    ap.stride_t = lay.stride_t;
-    ap.probs = static_cast<float*>(probs_.p);
-    ap.B = nb;
-    ap.H = c.heads;
-    ap.T = c.tokens();
-    ap.head_dim = c.head_dim();
-    ap.query_rows = c.tokens();
-    ap.scale = lay.scale;
-    launch_attention_probs(ap, stream_.s);
-  }
-
-  // The forward without the graph, plus every block's head-mean attention: right after block
-  // l's attention node (its Q/K are alive until then) its probabilities are computed and
-  // averaged over heads into layers_ [depth, nb, T, T]; then D2H, layer l of this chunk to
-  // dst + l * layer_stride (host fp32). Synchronised by the caller.
-  void forward_with_layers(const SizeState& st, const Bucket& bk, int nb, float* dst, int64_t layer_stride) {
-    const ViTConfig& c = st.cfg;
-    const int64_t T = c.tokens(), per_layer = int64_t{nb} * T * T;
-    cudaStream_t s = stream_.s;
-    if (layers_.bytes < c.depth * per_layer * 4) layers_.alloc(c.depth * per_layer * 4, "per-block attention maps");
-    int layer = 0;
-    for (size_t i = 0; i < st.nodes().size(); ++i) {
-      execute_node(st, i, bk, s);
-      if (st.nodes()[i].op != graph::Op::kAttention) continue;
-      launch_probs(st, static_cast<int>(i), bk, nb);
-      AttentionHeadMeanParams hm;
-      hm.probs = static_cast<const float*>(probs_.p);
-      hm.out = static_cast<float*>(layers_.p) + layer * per_layer;
-      hm.out_stride_b = T * T;
-      hm.B = nb;
-      hm.H = c.heads;
-      hm.R = c.tokens();
-      hm.T = c.tokens();
-      launch_attention_head_mean(hm, s);
-      ++layer;
-    }
-    for (int l = 0; l < layer; ++l) {
-      VIT_CUDA_CHECK(cudaMemcpyAsync(dst + l * layer_stride, static_cast<const float*>(layers_.p) + l * per_layer,
-                                     static_cast<size_t>(per_layer) * sizeof(float), cudaMemcpyDeviceToHost, s));
     }
   }
 
@@ -469,45 +419,11 @@ class CudaEngineImpl final : public CudaEngine {
     if (opt_.cuda_graphs && !graphs_disabled_ && !bk.exec && !bk.capture_tried) capture(st, bk);
   }
 
-  // Grows the arena to the bucket's plan. On failure: kOutOfMemory naming the batch and the
-  // bytes, the CUDA error cleared, and the engine still valid (a later, smaller batch allocates
-  // what it needs). A move invalidates every captured graph (their pointers are baked in): they
-  // are destroyed and re-captured at their next use.
+  // Grows the arena to the bucket's plan (DeviceArena: kOutOfMemory naming the batch, the engine
+  // still valid). A move invalidates every captured graph (their pointers are baked in): they are
+  // destroyed and re-captured at their next use.
   void ensure_arena(const Bucket& bk, int nb) {
-    const int64_t need = bk.plan.total;
-    if (need <= arena_.bytes) return;
-    cudaStream_t s = stream_.s;
-    // Work in flight (run_device returns early) may still use the old arena and its graphs.
-    VIT_CUDA_CHECK(cudaStreamSynchronize(s));
-    drop_graphs();
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, static_cast<size_t>(need));
-    if (e == cudaErrorMemoryAllocation && arena_.p) {
-      // Old and new together may not fit where the new one alone does.
-      (void)cudaGetLastError();
-      arena_.reset();
-      e = cudaMalloc(&p, static_cast<size_t>(need));
-    }
-    if (e != cudaSuccess) {
-      // cudaErrorMemoryAllocation is not sticky, but it stays the "last error" until read: clear
-      // it so that the next launch check of a smaller batch does not report it.
-      (void)cudaGetLastError();
-      size_t free_b = 0, total_b = 0;
-      const bool info = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess;
-      (void)cudaGetLastError();
-      std::ostringstream os;
-      os << "cuda engine: batch " << nb << " (bucket " << bk.batch << ") needs an activation arena of " << need
-         << " bytes (" << static_cast<double>(need) / (1024.0 * 1024.0) << " MiB); cudaMalloc failed: "
-         << cudaGetErrorString(e);
-      if (info) os << " (" << free_b << " of " << total_b << " device bytes free)";
-      os << "; the engine stays usable for smaller batches";
-      fail(e == cudaErrorMemoryAllocation ? ErrorCode::kOutOfMemory : ErrorCode::kDevice, os.str());
-    }
-    arena_.reset();
-    arena_.p = p;
-    arena_.bytes = need;
-    // Zeroed once so that nothing ever reads uninitialised device memory.
-    VIT_CUDA_CHECK(cudaMemsetAsync(p, 0, static_cast<size_t>(need), s));
+    arena_.ensure(bk.plan.total, nb, bk.batch, stream_.s, [&] { drop_graphs(); });
   }
 
   void drop_graphs() {
@@ -579,9 +495,9 @@ class CudaEngineImpl final : public CudaEngine {
     return h;
   }
 
-  char* tptr(const Bucket& bk, int t) const { return arena_.c() + bk.plan.offsets[static_cast<size_t>(t)]; }
+  char* tptr(const Bucket& bk, int t) const { return arena_.base() + bk.plan.offsets[static_cast<size_t>(t)]; }
   CudaRunCtx ctx(const SizeState& st, const Bucket& bk) const {
-    return CudaRunCtx{st.L, bk, arena_.c(), *gemm_};
+    return CudaRunCtx{st.L, bk, arena_.base(), *gemm_};
   }
 
   void make_buckets(SizeState& st) const {
@@ -621,48 +537,21 @@ class CudaEngineImpl final : public CudaEngine {
     execute(st, bk, s);
   }
 
+  // One plain pass first: lazy module loading and any one-time library setup (cuBLASLt kernels,
+  // cudaFuncSetAttribute) happen outside the capture, where they are always legal. It overwrites
+  // the arena (the images included): prepare() runs it before the inputs load. A failed capture
+  // turns graphs off for the engine's life, said once.
   void capture(const SizeState& st, Bucket& bk) {
     bk.capture_tried = true;
     cudaStream_t s = stream_.s;
-    // One plain pass first: lazy module loading and any one-time library setup (cuBLASLt
-    // kernels, cudaFuncSetAttribute) happen outside the capture, where they are always legal.
-    // It overwrites the arena (the images included): prepare() runs it before the inputs load.
     execute(st, bk, s);
-    auto give_up = [&](const std::string& why) {
-      (void)cudaGetLastError();
-      graphs_disabled_ = true;
-      if (!capture_warned_) {
-        log_line("CUDA graph capture failed (" + why + "); running with plain launches");
-        capture_warned_ = true;
-      }
-    };
-    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
-    if (e != cudaSuccess) return give_up(std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e));
-    try {
-      execute(st, bk, s);
-    } catch (const std::exception& ex) {
-      cudaGraph_t g = nullptr;
-      cudaStreamEndCapture(s, &g);
-      if (g) cudaGraphDestroy(g);
-      return give_up(ex.what());
-    }
-    if (hooks_.fail_graph_capture) {
-      // Testing (VIT_TEST_FAIL_GRAPH_CAPTURE): a call that is illegal during capture invalidates
-      // it, exactly as a library doing a hidden synchronisation would.
-      (void)cudaStreamSynchronize(s);
-    }
-    cudaGraph_t g = nullptr;
-    e = cudaStreamEndCapture(s, &g);
-    if (e != cudaSuccess || !g || hooks_.fail_graph_capture) {
-      if (g) cudaGraphDestroy(g);
-      return give_up(std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e) +
-                     (hooks_.fail_graph_capture ? " (forced by VIT_TEST_FAIL_GRAPH_CAPTURE)" : ""));
-    }
-    e = cudaGraphInstantiate(&bk.exec, g, 0);
-    cudaGraphDestroy(g);
-    if (e != cudaSuccess) {
-      bk.exec = nullptr;
-      return give_up(std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e));
+    std::string why;
+    bk.exec = capture_graph(s, [&] { execute(st, bk, s); }, hooks_.fail_graph_capture, &why);
+    if (bk.exec) return;
+    graphs_disabled_ = true;
+    if (!capture_warned_) {
+      log_line("CUDA graph capture failed (" + why + "); running with plain launches");
+      capture_warned_ = true;
     }
   }
 
@@ -676,9 +565,8 @@ class CudaEngineImpl final : public CudaEngine {
   SizeState* own_ = nullptr;           // sizes_.own()
 
   StreamHolder stream_;
-  DeviceBuffer arena_;
-  DeviceBuffer probs_;   // [nb, H, T, T] fp32, on request
-  DeviceBuffer layers_;  // [depth, nb, T, T] fp32, on request (attention_layers)
+  DeviceArena arena_;
+  AttentionMaps maps_;  // attention / attention_layers, on request
   PinnedBuffer h_images_, h_logits_, h_emb_, h_feat_;
   std::unique_ptr<LtGemm> lt_;
   std::unique_ptr<GemmLauncher> gemm_;
