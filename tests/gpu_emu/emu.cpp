@@ -7,7 +7,19 @@
 #include "core/tensor.h"
 #include "cuda.h"
 
+#if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define VIT_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VIT_EMU_ASAN 1
+#endif
+#endif
+#ifdef VIT_EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include <cstdio>
 #include <cstdlib>
@@ -51,8 +63,56 @@ struct WgOp {
   bool bf16;
 };
 
+// The fiber switch. On x86-64 a stack-pointer swap (emu_switch below: the callee-saved registers,
+// MXCSR and the x87 control word), not glibc's swapcontext, which makes two rt_sigprocmask system
+// calls per switch (~30 % of an emulated run's CPU time went to them) and whose ASan interceptor
+// clears the shadow of the whole 256 KiB target stack at every switch; ASan is told of each switch
+// through its fiber interface instead. Elsewhere ucontext.
+#if defined(__x86_64__)
+struct Ctx {
+  void* sp = nullptr;
+};
+extern "C" void vit_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .p2align 4
+  .globl vit_emu_switch
+  .hidden vit_emu_switch
+  .type vit_emu_switch, @function
+vit_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size vit_emu_switch, .-vit_emu_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+#else
+struct Ctx {
+  ucontext_t uc{};
+};
+#endif
+
 struct Fiber {
-  ucontext_t ctx{};
+  Ctx ctx;
   std::unique_ptr<char[]> stack;
   int tid = 0;
   St st = St::kRun;
@@ -98,7 +158,11 @@ struct PendingTma {
 };
 
 constexpr size_t kStack = 256 * 1024;
-ucontext_t g_sched;
+Ctx g_sched;
+#ifdef VIT_EMU_ASAN
+const void* g_sched_stack = nullptr;  // the scheduler's stack, as ASan's fiber interface reports it
+size_t g_sched_stack_size = 0;
+#endif
 std::vector<Fiber> g_fibers;
 Fiber* g_cur = nullptr;
 const std::function<void()>* g_body = nullptr;
@@ -122,7 +186,36 @@ void land(const Copy& c) {
   else std::memset(c.dst, 0, 16);
 }
 
+// Switches from the running context (`from`: the scheduler or a fiber) to `to`, whose stack is
+// [bottom, bottom + size) (ASan's bookkeeping; `last`: the running fiber never resumes).
+void switch_to(Ctx& from, Ctx& to, const void* bottom, size_t size, bool last = false) {
+#ifdef VIT_EMU_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(last ? nullptr : &fake, bottom, size);
+#else
+  (void)bottom, (void)size, (void)last;
+#endif
+#if defined(__x86_64__)
+  vit_emu_switch(&from.sp, to.sp);
+#else
+  swapcontext(&from.uc, &to.uc);
+#endif
+#ifdef VIT_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+}
+void to_scheduler(bool last = false) {
+#ifdef VIT_EMU_ASAN
+  switch_to(g_cur->ctx, g_sched, g_sched_stack, g_sched_stack_size, last);
+#else
+  switch_to(g_cur->ctx, g_sched, nullptr, 0, last);
+#endif
+}
+
 void trampoline() {
+#ifdef VIT_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &g_sched_stack, &g_sched_stack_size);  // the switch that started us
+#endif
   (*g_body)();
   bool pending = !g_cur->open.empty();
   for (const auto& grp : g_cur->groups) pending |= !grp.empty();
@@ -136,12 +229,42 @@ void trampoline() {
   if (!g_cur->wg_open.empty() || !g_cur->wg_groups.empty())
     error("thread exited with wgmma.mma_async operations it never waited for (wgmma.wait_group)");
   g_cur->st = St::kDone;
-  swapcontext(&g_cur->ctx, &g_sched);
+  to_scheduler(/*last=*/true);
+  std::abort();  // unreachable: a finished fiber is never resumed
+}
+
+#if defined(__x86_64__)
+extern "C" void vit_emu_fiber_entry() { trampoline(); }
+#endif
+
+// A fresh context on `f`'s stack that starts in trampoline().
+void make_fiber(Fiber& f) {
+#if defined(__x86_64__)
+  // What vit_emu_switch pops: MXCSR + x87 control word, r15 r14 r13 r12 rbx rbp, then `ret` into
+  // the entry with the stack as after a call (rsp = 8 mod 16 at entry: a null return address).
+  uintptr_t top = reinterpret_cast<uintptr_t>(f.stack.get() + kStack) & ~static_cast<uintptr_t>(15);
+  auto* sp = reinterpret_cast<uint64_t*>(top);
+  *--sp = 0;                                                // the entry's (null) return address
+  *--sp = reinterpret_cast<uint64_t>(&vit_emu_fiber_entry);  // where vit_emu_switch's ret goes
+  for (int i = 0; i < 6; ++i) *--sp = 0;                    // rbp rbx r12 r13 r14 r15
+  uint32_t mxcsr = 0;
+  uint16_t fpcw = 0;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpcw));
+  *--sp = mxcsr | (static_cast<uint64_t>(fpcw) << 32);  // the running thread's floating-point modes
+  f.ctx.sp = sp;
+#else
+  getcontext(&f.ctx.uc);
+  f.ctx.uc.uc_stack.ss_sp = f.stack.get();
+  f.ctx.uc.uc_stack.ss_size = kStack;
+  f.ctx.uc.uc_link = nullptr;
+  makecontext(&f.ctx.uc, trampoline, 0);
+#endif
 }
 
 void yield(St st) {
   g_cur->st = st;
-  swapcontext(&g_cur->ctx, &g_sched);
+  to_scheduler();
 }
 
 void run_block(int nthreads) {
@@ -160,11 +283,7 @@ void run_block(int nthreads) {
     f.wg_groups.clear();
     f.wg_fenced = false;
     f.wg_shadow.clear();
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack.get();
-    f.ctx.uc_stack.ss_size = kStack;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, trampoline, 0);
+    make_fiber(f);
   }
   const int warps = (nthreads + 31) / 32;
   // Release the warp barrier of warp w if every lane has arrived (exited lanes are an error).
@@ -207,7 +326,7 @@ void run_block(int nthreads) {
         threadIdx.x = static_cast<unsigned>(i % blockDim.x);
         threadIdx.y = static_cast<unsigned>((i / blockDim.x) % blockDim.y);
         threadIdx.z = static_cast<unsigned>(i / (blockDim.x * blockDim.y));
-        swapcontext(&g_sched, &f.ctx);
+        switch_to(g_sched, f.ctx, f.stack.get(), kStack);
       }
       g_cur = nullptr;
       try_release(w);
