@@ -4,7 +4,8 @@
 // in every precision", checked through the program itself (argument parsing, .npy input, the C
 // API, device softmax / top-k, JSON Lines, --logits-out / --embeddings-out). Built twice: with
 // the real program (skips without a CUDA device) and with vit-infer-emu (the same sources linked
-// with the CPU emulator of the CUDA engine; ctest "emu.CliCuda*"), so it runs in every build.
+// with the CPU emulator of the CUDA engine; ctest "emu.Golden/CliCuda*"), so it runs in every build:
+// there one run per precision (emulated_runs.h: the `golden` set's family rotation).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,6 +17,7 @@
 
 #include "cli_runner.h"
 #include "core/tensor.h"
+#include "emulated_runs.h"
 #include "golden_cases.h"
 #include "io/npy.h"
 #include "test_util.h"
@@ -64,10 +66,16 @@ bool no_cuda_device(const Proc& p) {
   return ::testing::AssertionSuccess();
 }
 
-class CliCuda : public ::testing::TestWithParam<std::string> {};
+#ifdef VIT_CLI_CUDA_EMULATED
+constexpr bool kEmulated = true;
+#else
+constexpr bool kEmulated = false;
+#endif
+
+class CliCuda : public ::testing::TestWithParam<GoldenRun> {};
 
 TEST_P(CliCuda, SameTop1AsCpuEveryPrecision) {
-  const GoldenCase gc = load_golden_case(GetParam());
+  const GoldenCase gc = load_golden_case(GetParam().name);
   SCOPED_TRACE(gc.name + " (" + gc.framework + ")");
   const int batch = gc.batch();
 
@@ -82,8 +90,9 @@ TEST_P(CliCuda, SameTop1AsCpuEveryPrecision) {
   }
 
   const float logit_scale = gc.has_logits ? max_abs(gc.logits.ptr(), static_cast<size_t>(gc.logits.numel())) : 0.0f;
-  const std::pair<const char*, DType> precisions[] = {{"fp32", DType::F32}, {"fp16", DType::F16}, {"bf16", DType::BF16}};
-  for (const auto& [prec, dt] : precisions) {
+  for (Precision p : GetParam().precisions) {
+    const char* prec = precision_name(p);
+    const DType dt = storage_type(p);
     SCOPED_TRACE(prec);
     Classified gpu;
     bool skipped = false;
@@ -101,9 +110,9 @@ TEST_P(CliCuda, SameTop1AsCpuEveryPrecision) {
   }
 }
 
-std::string case_test_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+std::string run_test_name(const ::testing::TestParamInfo<GoldenRun>& info) { return info.param.test_name(); }
 
-INSTANTIATE_TEST_SUITE_P(Golden, CliCuda, ::testing::ValuesIn(list_golden_cases()), case_test_name);
+INSTANTIATE_TEST_SUITE_P(Golden, CliCuda, ::testing::ValuesIn(golden_runs(kGoldenSet, kEmulated)), run_test_name);
 
 TEST(CliCudaData, CasesPresent) { EXPECT_GE(list_golden_cases().size(), 9u); }
 

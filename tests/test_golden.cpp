@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
+#include <iterator>
 #include <limits>
+#include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "core/error.h"
 #include "cpu/cpu_engine.h"
 #include "cpu/int8.h"
+#include "emulated_runs.h"
 #include "io/npy.h"
 #include "golden_cases.h"
 #include "model/model.h"
@@ -225,6 +229,40 @@ TEST(GoldenData, AllCasesPresent) {
   for (const char* must : {"dyn_vit", "dyn_reg4_gap", "dyn_siglip_map", "dyn_hf_dinov2", "dyn_hf_dinov2_reg", "dyn_hf_siglip", "dyn_hf_vit"}) {
     EXPECT_TRUE(std::find(dyn.begin(), dyn.end(), must) != dyn.end())
         << "missing dynamic-size fixture " << must << "; regenerate with tools/make_golden_dynamic.py";
+  }
+}
+
+// Every fixture belongs to exactly one emulated family (emulated_runs.h: the emulator runs one
+// fixture per family and precision, so a fixture in no family would lose its emulated CUDA coverage
+// unseen, and a fixture listed twice or a family of fixtures that do not exist would count wrong).
+TEST(GoldenData, EveryFixtureInOneEmulatedFamily) {
+  for (const char* set : {vit::test::kGoldenSet, vit::test::kFamilySet, vit::test::kDynamicSet}) {
+    SCOPED_TRACE(set);
+    std::map<std::string, std::string> family_of;
+    for (const vit::test::EmulatedFamily& f : vit::test::emulated_families()) {
+      if (std::string(f.set) != set) continue;
+      EXPECT_FALSE(f.cases.empty()) << f.name;
+      for (const std::string& c : f.cases) {
+        const auto [it, fresh] = family_of.emplace(c, f.name);
+        EXPECT_TRUE(fresh) << c << " is listed in '" << it->second << "' and in '" << f.name << "'";
+      }
+    }
+    const std::vector<std::string> cases = vit::test::list_golden_cases(set);
+    for (const std::string& c : cases)
+      EXPECT_TRUE(family_of.count(c)) << "fixture " << set << "/" << c
+                                      << " is in no emulated family: add it to a row of tests/emulated_runs.cpp";
+    for (const auto& [c, fam] : family_of)
+      EXPECT_TRUE(std::find(cases.begin(), cases.end(), c) != cases.end())
+          << "'" << fam << "' lists " << c << ", which is not a fixture of tests/data/" << set;
+    // The emulator's runs: every family of the set once in each CUDA precision.
+    std::map<std::string, std::set<vit::Precision>> ran;
+    for (const vit::test::GoldenRun& r : vit::test::golden_runs(set, true)) {
+      ASSERT_EQ(r.precisions.size(), 1u) << r.name;
+      EXPECT_TRUE(ran[r.family].insert(r.precisions[0]).second) << r.family << " runs " << r.test_name() << " twice";
+    }
+    for (const vit::test::EmulatedFamily& f : vit::test::emulated_families())
+      if (std::string(f.set) == set && (f.asan || !vit::test::sanitizer_build()))
+        EXPECT_EQ(ran[f.name].size(), std::size(vit::test::kCudaPrecisions)) << f.name;
   }
 }
 
