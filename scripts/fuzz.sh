@@ -11,6 +11,7 @@
 #   VIT_FUZZ_JOBS        targets fuzzed at once (default: nproc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/times.sh
 build=${VIT_FUZZ_BUILD_DIR:-build-fuzz}
 seconds=${VIT_FUZZ_SECONDS:-30}
 jobs=${VIT_FUZZ_JOBS:-$(nproc)}
@@ -21,7 +22,7 @@ t0=$(date +%s)
 CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVIT_ENABLE_CUDA=OFF \
   -DVIT_SANITIZE=ON -DVIT_BUILD_FUZZERS=ON -DVIT_BUILD_TESTS=OFF -DVIT_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$build" --target fuzzers -j"$(nproc)"
-echo "fuzz.sh: built in $(( $(date +%s) - t0 )) s" >&2
+vit_lap "fuzz: build"
 
 # Leaks in a parser that throws are real bugs too; keep ASan's defaults otherwise.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
@@ -38,7 +39,7 @@ for t in $targets; do
     fail=1
   fi
 done
-echo "fuzz.sh: replay done ($(( $(date +%s) - t0 )) s)" >&2
+vit_lap "fuzz: corpus replay"
 
 # (b) bounded fuzzing, $jobs targets at a time.
 if [ "$seconds" -gt 0 ]; then
@@ -71,5 +72,6 @@ if [ "$seconds" -gt 0 ]; then
     fi
   done
 fi
+[ "$seconds" -gt 0 ] && vit_lap "fuzz: ${seconds} s per target, ${jobs} at a time"
 echo "fuzz.sh: done in $(( $(date +%s) - t0 )) s, $([ $fail = 0 ] && echo 'no crashes' || echo 'CRASHES FOUND')" >&2
 exit $fail

@@ -9,6 +9,7 @@
 #   VIT_SKIP_APT=1      do not touch apt (packages already present)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/times.sh
 
 pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libopenblas-dev libzip-dev
       libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
@@ -36,8 +37,16 @@ if ! "$py" -c 'import ensurepip, os, sysconfig; assert os.path.exists(os.path.jo
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-dev python3-venv >/dev/null
   fi
 fi
+vit_lap "setup: apt"
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r python/requirements.txt
+# What the build needs first (nanobind; numpy for the stub generator), then the rest (Ray, the
+# serving and test packages: network-bound) in the background while the compiler has the CPUs.
+pip_q=(-m pip install -q --disable-pip-version-check)
+"$venv/bin/python" "${pip_q[@]}" $(grep -E '^(nanobind|numpy)==' python/requirements.txt)
+pip_log=$(mktemp)
+"$venv/bin/python" "${pip_q[@]}" -r python/requirements.txt > "$pip_log" 2>&1 &
+pip_pid=$!
+vit_lap "setup: venv (build packages)"
 
 build=${VIT_BUILD_DIR:-build}
 if [ -z "${VIT_CUDA_ARCHS:-}" ]; then
@@ -64,6 +73,14 @@ fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_flags[@]}" \
   -DVIT_BUILD_PYTHON=ON "-DPython_EXECUTABLE=$PWD/$venv/bin/python" >/dev/null
 cmake --build "$build" -j"$(nproc)"
+vit_lap "setup: release build"
+if ! wait "$pip_pid"; then
+  cat "$pip_log" >&2
+  echo "setup: pip install -r python/requirements.txt failed" >&2
+  exit 1
+fi
+rm -f "$pip_log"
+vit_lap "setup: venv (the rest, waited for)"
 # The module into the venv: scikit-build-core reuses $build (libvit and the extension are built
 # already), so this only installs. `pip install .` / `pip wheel .` without it build from scratch.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
@@ -71,3 +88,4 @@ cmake --build "$build" -j"$(nproc)"
 
 echo "setup: built $build/vit-infer; running the demo:" >&2
 "$build/vit-infer" classify --top-k 5 models/demo/samples
+vit_lap "setup: module install + demo"

@@ -9,24 +9,24 @@
 # VIT_TEST_QUICK=1 runs steps 3 and 4 only. Extra arguments go to the step-3 ctest (e.g. -R Golden).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/times.sh
 build=${VIT_BUILD_DIR:-build}
 [ -d "$build" ] || { echo "test.sh: no $build/: run scripts/setup.sh first" >&2; exit 2; }
 
 if [ "${VIT_TEST_QUICK:-0}" != 1 ]; then
-  t=$(date +%s)
   bash scripts/sanitize.sh
-  echo "test.sh: sanitizer suite took $(( $(date +%s) - t )) s" >&2
-  t=$(date +%s)
   bash scripts/fuzz.sh
-  echo "test.sh: fuzzing took $(( $(date +%s) - t )) s" >&2
+  _VIT_LAP_T=$(date +%s) _VIT_LAP_C=$(_vit_cpu_ticks)  # both scripts recorded their own laps
 fi
-ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "$@"
+# OpenMP threads that spin at their barriers waste the cores the other ctest job needs (two jobs
+# of two threads each on two cores): they sleep instead.
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "$@"
+vit_lap "ctest (plain build)"
 
 venv=${VIT_VENV:-.venv}
 [ -x "$venv/bin/python" ] || { echo "test.sh: no $venv/: run scripts/setup.sh first" >&2; exit 2; }
-t=$(date +%s)
 rc=0
 VIT_BUILD_DIR="$build" "$venv/bin/python" -m pytest -q -rs python/tests || rc=$?
-echo "test.sh: pytest took $(( $(date +%s) - t )) s" >&2
+vit_lap "pytest"
 # pytest's 5 is "no tests collected": a failure here, like any other non-zero status.
 [ "$rc" -eq 0 ] || { echo "test.sh: pytest failed (exit $rc)" >&2; exit 1; }

@@ -66,31 +66,34 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET vit_cpu)
   foreach(t test_gpu_emu test_gpu_emu_engine test_gpu_emu_golden test_gpu_emu_preprocess)
     target_link_libraries(${t} PRIVATE vit_gpu_emu vit_test_util vit_golden_cases GTest::gtest_main)
     gtest_discover_tests(${t} TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                         PROPERTIES TIMEOUT 900)
+                         PROPERTIES TIMEOUT 900 COST 50)  # COST: tests/CMakeLists.txt
   endforeach()
 
-  # vit_emu_rt: the shipped C API (src/api) linked with the emulated engine, as a shared library
-  # exporting vit_* AND the emulated CUDA runtime (cuda*): programs that call cudaMemGetInfo /
-  # cudaGetDeviceProperties themselves (vit-soak) must reach the same emulated device the session
-  # allocates on, not a second copy of the runtime linked into the program.
-  # vit-infer-emu: the shipped program (src/cli) on it, so `vit-infer-emu classify --device cuda`
-  # runs the whole CUDA path of the product, argument to output, on the CPU (test_cli_cuda.cpp).
-  file(GLOB _emu_rt_api_src ${PROJECT_SOURCE_DIR}/src/api/*.cpp)
-  set(_emu_rt_map ${CMAKE_CURRENT_BINARY_DIR}/gpu_emu_gen/vit_emu_rt.map)
-  file(WRITE ${_emu_rt_map}.in
-       "/* vit_emu_rt (tests/gpu.cmake): the C API and the emulated CUDA runtime. */\n"
-       "{\n  global:\n    vit_*;\n    extern \"C++\" { cuda*; };\n  local: *;\n};\n")
-  configure_file(${_emu_rt_map}.in ${_emu_rt_map} COPYONLY)  # rewritten only when it changes
-  add_library(vit_emu_rt SHARED ${_emu_rt_api_src})
-  target_include_directories(vit_emu_rt PUBLIC ${PROJECT_SOURCE_DIR}/include)
-  target_link_libraries(vit_emu_rt PRIVATE vit_gpu_emu vit_image)
-  set_target_properties(vit_emu_rt PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
-  target_link_options(vit_emu_rt PRIVATE "LINKER:--version-script=${_emu_rt_map}")
-  set_property(TARGET vit_emu_rt APPEND PROPERTY LINK_DEPENDS ${_emu_rt_map})
-  file(GLOB _cli_src ${PROJECT_SOURCE_DIR}/src/cli/*.cpp)
-  add_executable(vit-infer-emu ${_cli_src})
-  target_link_libraries(vit-infer-emu PRIVATE vit_emu_rt vit_core vit_image CLI11::CLI11)
-  target_compile_definitions(vit-infer-emu PRIVATE VIT_INSTALL_DATADIR="${PROJECT_SOURCE_DIR}")
+  # Only with VIT_TEST_EMU_PROGRAMS (tests/CMakeLists.txt; the sanitizer build leaves them out).
+  if(VIT_TEST_EMU_PROGRAMS)
+    # vit_emu_rt: the shipped C API (src/api) linked with the emulated engine, as a shared library
+    # exporting vit_* AND the emulated CUDA runtime (cuda*): programs that call cudaMemGetInfo /
+    # cudaGetDeviceProperties themselves (vit-soak) must reach the same emulated device the session
+    # allocates on, not a second copy of the runtime linked into the program.
+    # vit-infer-emu: the shipped program (src/cli) on it, so `vit-infer-emu classify --device cuda`
+    # runs the whole CUDA path of the product, argument to output, on the CPU (test_cli_cuda.cpp).
+    file(GLOB _emu_rt_api_src ${PROJECT_SOURCE_DIR}/src/api/*.cpp)
+    set(_emu_rt_map ${CMAKE_CURRENT_BINARY_DIR}/gpu_emu_gen/vit_emu_rt.map)
+    file(WRITE ${_emu_rt_map}.in
+         "/* vit_emu_rt (tests/gpu.cmake): the C API and the emulated CUDA runtime. */\n"
+         "{\n  global:\n    vit_*;\n    extern \"C++\" { cuda*; };\n  local: *;\n};\n")
+    configure_file(${_emu_rt_map}.in ${_emu_rt_map} COPYONLY)  # rewritten only when it changes
+    add_library(vit_emu_rt SHARED ${_emu_rt_api_src})
+    target_include_directories(vit_emu_rt PUBLIC ${PROJECT_SOURCE_DIR}/include)
+    target_link_libraries(vit_emu_rt PRIVATE vit_gpu_emu vit_image)
+    set_target_properties(vit_emu_rt PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+    target_link_options(vit_emu_rt PRIVATE "LINKER:--version-script=${_emu_rt_map}")
+    set_property(TARGET vit_emu_rt APPEND PROPERTY LINK_DEPENDS ${_emu_rt_map})
+    file(GLOB _cli_src ${PROJECT_SOURCE_DIR}/src/cli/*.cpp)
+    add_executable(vit-infer-emu ${_cli_src})
+    target_link_libraries(vit-infer-emu PRIVATE vit_emu_rt vit_core vit_image CLI11::CLI11)
+    target_compile_definitions(vit-infer-emu PRIVATE VIT_INSTALL_DATADIR="${PROJECT_SOURCE_DIR}")
+  endif()
 endif()
 
 # `vit-infer classify --device cuda` on every golden fixture, every precision, vs the CPU path:
@@ -104,10 +107,11 @@ endif()
 if(TARGET vit-infer-emu)
   add_executable(test_cli_cuda_emu test_cli_cuda.cpp cli_runner.cpp)
   target_link_libraries(test_cli_cuda_emu PRIVATE vit_golden_cases vit_test_util GTest::gtest_main)
-  target_compile_definitions(test_cli_cuda_emu PRIVATE VIT_INFER_BIN="$<TARGET_FILE:vit-infer-emu>")
+  target_compile_definitions(test_cli_cuda_emu PRIVATE VIT_INFER_BIN="$<TARGET_FILE:vit-infer-emu>"
+                             VIT_CLI_CUDA_EMULATED=1)
   add_dependencies(test_cli_cuda_emu vit-infer-emu)
   gtest_discover_tests(test_cli_cuda_emu TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                       PROPERTIES TIMEOUT 900)
+                       PROPERTIES TIMEOUT 900 COST 50)  # COST: tests/CMakeLists.txt
 endif()
 
 # sass.*: the shipped library (libvit) carries a Hopper GEMM that can run: an sm_90a cubin with

@@ -9,7 +9,7 @@
 #                   soak's own cudaMemGetInfo sees the device its session allocates on)
 #   test_bench_emu  tests/test_bench_emu.cpp: runs both programs (ctest "emu.EmuBench.*",
 #                   "emu.EmuSoak.*") and unit-tests bench_util / random_model ("emu.EmuBenchUtil.*")
-if(TARGET vit_gpu_emu)
+if(TARGET vit_gpu_emu AND TARGET vit_emu_rt)  # vit_emu_rt: VIT_TEST_EMU_PROGRAMS
   set(_bench_src ${PROJECT_SOURCE_DIR}/benchmarks)
   set(_bench_util_emu ${CMAKE_CURRENT_BINARY_DIR}/gpu_emu_gen/bench_util_emu.cpp)
   add_custom_command(OUTPUT ${_bench_util_emu}
@@ -57,5 +57,5 @@ if(TARGET vit_gpu_emu)
                                                     VIT_EMU_GIT_HASH="${_emu_git_hash}")
   add_dependencies(test_bench_emu vit-bench-emu vit-soak-emu)
   gtest_discover_tests(test_bench_emu TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                       PROPERTIES TIMEOUT 300)
+                       PROPERTIES TIMEOUT 300 COST 50)  # COST: tests/CMakeLists.txt
 endif()

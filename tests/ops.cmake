@@ -15,5 +15,5 @@ if(TARGET vit_gpu_emu)
   target_compile_definitions(test_gpu_emu_ops PRIVATE VIT_TEST_OPS_CUDA=1)
   target_link_libraries(test_gpu_emu_ops PRIVATE vit_gpu_emu vit_test_util vit_op_cases GTest::gtest_main)
   gtest_discover_tests(test_gpu_emu_ops TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                       PROPERTIES TIMEOUT 900)
+                       PROPERTIES TIMEOUT 900 COST 50)  # COST: tests/CMakeLists.txt
 endif()

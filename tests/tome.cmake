@@ -12,5 +12,5 @@ if(TARGET vit_gpu_emu)
   target_compile_definitions(test_gpu_emu_tome PRIVATE VIT_TEST_TOME_CUDA=1)
   target_link_libraries(test_gpu_emu_tome PRIVATE vit_gpu_emu vit_test_util GTest::gtest_main)
   gtest_discover_tests(test_gpu_emu_tome TEST_PREFIX "emu." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                       PROPERTIES TIMEOUT 900)
+                       PROPERTIES TIMEOUT 900 COST 50)  # COST: tests/CMakeLists.txt
 endif()
