@@ -48,7 +48,8 @@ const std::vector<EmulatedFamily>& emulated_families() {
       // tables are resampled on the host by build_vit, the same code for every backend: the CPU
       // Dynamic/* tests check each fixture's framework rule).
       {"per-run sizes (timm dynamic_img_size, HF interpolate_pos_encoding)", kDynamicSet,
-       {"dyn_vit", "dyn_hf_dinov2_reg", "dyn_siglip_map", "dyn_reg4_gap", "dyn_hf_dinov2", "dyn_hf_siglip"},
+       {"dyn_vit", "dyn_hf_dinov2_reg", "dyn_siglip_map", "dyn_reg4_gap", "dyn_hf_dinov2", "dyn_hf_siglip",
+        "dyn_hf_vit"},
        false},
   };
   return t;
