@@ -198,13 +198,16 @@ TEST(FastCpuLinear, MatchesReference) {
   struct Shape {
     int64_t N, K;
   };
-  const Shape shapes[] = {{2304, 768}, {240, 80}, {96, 384}};
+  // 300 columns: two tiles' blocks of 128 and a block of 44; 240 and 96 are never tiled.
+  const Shape shapes[] = {{2304, 768}, {300, 64}, {240, 80}, {96, 384}};
   for (bool bf16 : {false, true}) {
     if (bf16 && !have_bf16) continue;
     for (const Shape& sh : shapes) {
+      for (fc::LinearTiles tiles : {fc::LinearTiles::kOn, fc::LinearTiles::kOff})
       for (fc::LinearEpilogue epi :
            {fc::LinearEpilogue::kBias, fc::LinearEpilogue::kBiasAct, fc::LinearEpilogue::kBiasAccumulate}) {
         fc::LinearSpec spec;
+        spec.tiles = tiles;
         spec.N = sh.N;
         spec.K = sh.K;
         spec.bf16 = bf16;
@@ -214,11 +217,14 @@ TEST(FastCpuLinear, MatchesReference) {
         std::vector<float> w = random_vec(sh.N * sh.K), bias = random_vec(sh.N);
         vit::Tensor wt = tensor_of(w, {sh.N, sh.K}), bt = tensor_of(bias, {sh.N});
         fc::DnnlLinear lin(wt.ptr(), bt.ptr(), spec);
+        EXPECT_EQ(lin.tiled(), tiles == fc::LinearTiles::kOn && sh.N >= 256);
         // The reference sees the bf16-rounded operands, so only accumulation / output rounding differ.
         vit::Tensor wref = tensor_of(bf16 ? bf16_round(w) : w, {sh.N, sh.K});
-        for (int64_t M : {int64_t{197}, int64_t{3 * 197}, int64_t{50}, int64_t{577}, int64_t{1}}) {
+        // 4 x 197 rows at 2 threads: a tiled layer runs each block with oneDNN's threading.
+        for (int64_t M : {int64_t{197}, int64_t{3 * 197}, int64_t{50}, int64_t{577}, int64_t{1}, int64_t{4 * 197}}) {
           SCOPED_TRACE(std::string(bf16 ? "bf16" : "fp32") + " M " + std::to_string(M) + " N " + std::to_string(sh.N) +
-                       " K " + std::to_string(sh.K) + " epi " + std::to_string(static_cast<int>(epi)));
+                       " K " + std::to_string(sh.K) + " epi " + std::to_string(static_cast<int>(epi)) +
+                       (lin.tiled() ? " tiled" : ""));
           const std::string impl = lin.impl_name(M);
           // oneDNN runs a one-row bf16 product on the AVX512-BF16 brgemm even where AMX is there
           // (tiles of 16 rows would be 1/16 used): either is the ceiling's own ISA family.

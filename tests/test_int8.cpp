@@ -131,23 +131,29 @@ TEST(Int8Linear, ExactOnIntegersAtTheSaturationCorner) {
   struct Shape {
     int64_t N, K;
   };
-  for (const Shape& sh : {Shape{2304, 768}, Shape{240, 80}, Shape{96, 384}}) {
+  // Tiled (LinearTiles::kOn: 2304 in 9 blocks, 300 in 128 + 128 + 44) and not: each tile's
+  // columns carry their own scales and bias, so both are exact.
+  for (const Shape& sh : {Shape{2304, 768}, Shape{300, 64}, Shape{240, 80}, Shape{96, 384}}) {
     std::vector<int8_t> w(sh.N * sh.K);
     for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % (2 * wmax + 1)) - wmax);
     for (int64_t k = 0; k < sh.K; ++k) w[k] = static_cast<int8_t>(wmax);  // row 0: all +wmax
     for (int64_t k = 0; k < sh.K; ++k) w[sh.K + k] = static_cast<int8_t>(-wmax);  // row 1: all -wmax
     std::vector<float> bias(sh.N);
     for (int64_t n = 0; n < sh.N; ++n) bias[n] = static_cast<float>(n % 7) - 3.0f;
+    for (fc::LinearTiles tiles : {fc::LinearTiles::kOn, fc::LinearTiles::kOff})
     for (fc::LinearEpilogue epi : {fc::LinearEpilogue::kBias, fc::LinearEpilogue::kBiasAccumulate}) {
       fc::LinearSpec s;
+      s.tiles = tiles;
       s.N = sh.N;
       s.K = sh.K;
       s.int8 = true;
       s.epi = epi;
       s.out_scales.assign(static_cast<size_t>(sh.N), 1.0f);
       fc::DnnlLinear lin(w.data(), bias.data(), s);
-      for (int64_t M : {int64_t{1}, int64_t{197}, int64_t{3 * 197}}) {
-        SCOPED_TRACE("M " + std::to_string(M) + " N " + std::to_string(sh.N) + " K " + std::to_string(sh.K));
+      EXPECT_EQ(lin.tiled(), tiles == fc::LinearTiles::kOn && sh.N >= 256);
+      for (int64_t M : {int64_t{1}, int64_t{197}, int64_t{3 * 197}, int64_t{577}}) {
+        SCOPED_TRACE("M " + std::to_string(M) + " N " + std::to_string(sh.N) + " K " + std::to_string(sh.K) +
+                     (lin.tiled() ? " tiled" : ""));
         const std::string impl = lin.impl_name(M);
         EXPECT_EQ(impl.find("ref"), std::string::npos) << impl;
         if (static_cast<int>(vit::effective_cpu_isa()) >= static_cast<int>(CpuIsa::kAvx512))

@@ -27,6 +27,16 @@ enum class LinearEpilogue { kBias, kBiasAct, kBiasAccumulate };
 // the node to the reference rows.
 bool dnnl_has_activation(Activation a);
 
+// How the product is shared by the threads. kOn: the weights packed in column blocks of 128 / 256;
+// a batch of fewer than two images per thread runs as tiles of (whole images' rows) x (a block),
+// dynamically scheduled over the team, each a one-thread oneDNN call (a thread on a slower core
+// takes fewer); a larger batch runs each block with oneDNN's own threading. kOff: one oneDNN call
+// with its own static partition. kAuto: VIT_CPU_GEMM_TILES=1 turns tiles on, else off (on the Zen 3
+// AVX2 guest ViT-B batch 1 ran 1.2x faster tiled, batch 8 ~8 % slower: docs/PERF.md 6.7). Both give
+// the same numbers up to the order of float additions; a layer narrower than two blocks is never
+// tiled.
+enum class LinearTiles { kAuto, kOn, kOff };
+
 struct LinearSpec {
   int64_t N = 0, K = 0;
   bool bf16 = false;      // weights and x in bf16 (else fp32)
@@ -34,7 +44,8 @@ struct LinearSpec {
   LinearEpilogue epi = LinearEpilogue::kBias;
   Activation act = Activation::kGeluErf;  // kBiasAct
   bool has_bias = true;   // false: no bias (the bias tensor is ignored)
-  int64_t hint_m = 197;   // the M whose preferred weight layout is packed
+  int64_t hint_m = 197;   // the M whose preferred weight layout is packed (one image's rows)
+  LinearTiles tiles = LinearTiles::kAuto;
   // int8 (W8A8, the int8 constructor): x u8 [M, K], weights s8, int32 accumulation; then
   // y = out_scales[n] * acc + bias[n] (bias in y's units) and the epilogue. bf16 is ignored.
   bool int8 = false;
@@ -62,6 +73,7 @@ class DnnlLinear {
   // oneDNN's name for the kernel it picked for M (e.g. "brg:avx512_core_amx"); for the tests.
   std::string impl_name(int64_t M);
   int64_t packed_bytes() const;
+  bool tiled() const;  // the tile policy chose tiles for this layer
 
  private:
   struct Impl;
