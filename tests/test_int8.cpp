@@ -8,6 +8,7 @@
 // move by about one activation step per GEMM summed over the blocks; kInt8ModelTol below bounds it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -267,54 +269,98 @@ TEST(Int8Engine, RunsAtOtherSizes) {
   EXPECT_TRUE(close_rel(a, b, 2 * kInt8ModelTol));
 }
 
-// Outlier channels (a few LayerNorm gamma channels x 30, as trained ViTs have them): SmoothQuant
-// with the outlier channels' fp32 term keeps the static int8 run close to fp32; without them
-// (VIT_INT8_NO_SMOOTHING=1, plain per-tensor scales) one outlier stretches the scale of every
-// channel and the error grows several fold. Embedding cosine against the reference, averaged over the images.
+// Outlier channels, as trained ViTs grow them: a few LayerNorm channels x30 (gamma and beta) in
+// the GEMM inputs, their weight columns / 30 in qkv and fc1, so the fp32 model is the clean one's
+// function (the same numbers up to rounding) and only the quantiser sees the outliers; beside
+// them every other channel of those inputs spread over x1..8 (log-uniform, compensated likewise:
+// the smaller range differences SmoothQuant equalises, under the outlier threshold). Checked:
+// the annotation takes exactly the outlier channels out of qkv / fc1 (none elsewhere), the static
+// int8 run with SmoothQuant + the fp32 outlier term stays as close to fp32 as on the clean model,
+// and plain per-tensor scales (VIT_INT8_NO_SMOOTHING=1) lose an order of magnitude more.
+//
+// Why compensated: with gamma x30 alone (this test until 2026-12) the random q / k weights turn the
+// outliers into attention logits of std ~25 (clean model ~1), attention is near argmax (mean top
+// probability 0.87 vs 0.13) and the fp32 function itself chaotic: adding only the int8 step's
+// uniform rounding noise to the fp32 run (no clipping, no weight rounding) moved single images'
+// embeddings to cosine 0.966 (400 images; p1 0.992), the int8 run alike (min 0.915, p1 0.986), so
+// a mean over 4 fresh images failed now and then whatever the quantiser did. Clipping at the
+// calibrated range was not it (20 % headroom or 64 calibration images: the same tail).
+//
+// Statistic: the median over 8 images of 1 - cosine (a clean random model has a rare image near
+// 0.997 too; the median is immune to one). Measured over 200 runs of this test (fresh inputs, Zen 3
+// AVX2, 7-bit weights; min / median / max): clean 1.2e-4 / 1.8e-4 / 2.8e-4, outliers 1.2e-4 /
+// 1.8e-4 / 2.5e-4 (ratio to clean 0.77 / 0.98 / 1.25), plain 4.8e-3 / 6.3e-3 / 9.0e-3 (23-65x
+// ours). Per image (200): outliers min cosine 0.9966, p1 0.9983, median 0.99982. Broken on purpose:
+// without smoothing (outlier term kept) ours is 4.6-6.6x the clean error (fails the 2x bar);
+// without the outlier term the annotation check fails; without both, it fails too.
 TEST(Int8Engine, SmoothingTamesOutlierChannels) {
   vit::ViTConfig cfg = vit::test::small_config(112, 112, 16, 96, 4, 3, 0);
+  constexpr int kImages = 8, kCalib = 8;
   const size_t img = size_t{3} * 112 * 112;
-  const std::vector<float> calib = random_vec(8 * img), images = random_vec(4 * img);
-  const int64_t E = cfg.embed_dim();
-  // Mean embedding cosine of the static int8 run against the reference, on `model`.
-  auto cosine = [&](const std::shared_ptr<vit::Model>& model, bool smooth) {
+  const std::vector<float> calib = random_vec(kCalib * img), images = random_vec(kImages * img);
+  const int64_t E = cfg.embed_dim(), D = cfg.hidden;
+  const std::vector<int> outlier_ch = {3, 40, 77};
+  auto clean = vit::test::random_model(cfg, 5), outliers = vit::test::random_model(cfg, 5);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> spread(0.0f, std::log(8.0f));
+  for (vit::BlockWeights& b : outliers->w.blocks)
+    for (auto [g, beta, w] : {std::tuple{&b.ln1_w, &b.ln1_b, &b.qkv_w}, std::tuple{&b.ln2_w, &b.ln2_b, &b.fc1_w}}) {
+      const int64_t N = static_cast<int64_t>(w->data.size()) / D;
+      for (int64_t k = 0; k < D; ++k) {
+        const bool outlier = std::find(outlier_ch.begin(), outlier_ch.end(), k) != outlier_ch.end();
+        const float f = outlier ? 30.0f : std::exp(spread(rng));
+        g->data[k] *= f;
+        beta->data[k] *= f;
+        for (int64_t r = 0; r < N; ++r) w->data[r * D + k] /= f;
+      }
+    }
+  // Median over the images of 1 - embedding cosine of the static int8 run against the reference.
+  auto error = [&](const std::shared_ptr<vit::Model>& model, bool smooth) {
     auto ref = vit::make_cpu_engine(model, 2);
-    const std::vector<float> want = run(*ref, images, 4, E, false);
+    const std::vector<float> want = run(*ref, images, kImages, E, false);
     vit::int8::Calibrator cal(model, 2);
-    cal.add(calib.data(), 8);
+    cal.add(calib.data(), kCalib);
+    const vit::int8::Calibration c = cal.result();
     if (!smooth) setenv("VIT_INT8_NO_SMOOTHING", "1", 1);
+    if (smooth && model == outliers) {  // the annotation: exactly the outlier channels in fp32
+      vit::graph::Graph g = vit::graph::build_vit(*model, vit::DType::F32, "test");
+      vit::graph::fuse(g);
+      vit::int8::annotate(g, &c, 63);
+      int gemms = 0;
+      for (const vit::graph::Node& n : g.nodes)
+        if (vit::int8::quantised_gemm(n)) {
+          const bool ln_fed = n.name.find("qkv") != std::string::npos || n.name.find("fc1") != std::string::npos;
+          EXPECT_EQ(n.p<vit::graph::LinearParams>().quant->outliers, ln_fed ? outlier_ch : std::vector<int>{}) << n.name;
+          ++gemms;
+        }
+      EXPECT_EQ(gemms, 4 * cfg.depth);
+    }
     vit::Int8Options opt;
-    opt.calibration = std::make_shared<vit::int8::Calibration>(cal.result());
+    opt.calibration = std::make_shared<vit::int8::Calibration>(c);
     auto e = vit::make_int8_cpu_engine(model, opt, 2);
     unsetenv("VIT_INT8_NO_SMOOTHING");
-    const std::vector<float> got = run(*e, images, 4, E, false);
-    double mean = 0;
-    for (int b = 0; b < 4; ++b) {
+    const std::vector<float> got = run(*e, images, kImages, E, false);
+    std::vector<double> err;
+    for (int b = 0; b < kImages; ++b) {
       double d = 0, na = 0, nb = 0;
       for (int64_t j = 0; j < E; ++j) {
         d += double{got[b * E + j]} * want[b * E + j];
         na += double{got[b * E + j]} * got[b * E + j];
         nb += double{want[b * E + j]} * want[b * E + j];
       }
-      mean += d / std::sqrt(na * nb) / 4;
+      err.push_back(1.0 - d / std::sqrt(na * nb));
     }
-    return mean;
+    std::sort(err.begin(), err.end());
+    return (err[kImages / 2 - 1] + err[kImages / 2]) / 2;
   };
-  auto clean = vit::test::random_model(cfg, 5), outliers = vit::test::random_model(cfg, 5);
-  for (vit::BlockWeights& b : outliers->w.blocks)
-    for (int ch : {3, 40, 77}) {
-      b.ln1_w.data[ch] *= 30.0f;
-      b.ln2_w.data[ch] *= 30.0f;
-    }
-  const double base = cosine(clean, true), smooth = cosine(outliers, true), plain = cosine(outliers, false);
-  SCOPED_TRACE("int8 cosine: no outliers " + std::to_string(base) + ", outliers " + std::to_string(smooth) +
+  const double base = error(clean, true), smooth = error(outliers, true), plain = error(outliers, false);
+  SCOPED_TRACE("int8 median 1 - cosine: clean model " + std::to_string(base) + ", outliers " + std::to_string(smooth) +
                ", outliers without smoothing " + std::to_string(plain));
-  // The bar for outlier towers, and within a few times the same model's without them...
-  EXPECT_GT(smooth, 0.998);
-  EXPECT_LT(1.0 - smooth, 8.0 * (1.0 - base) + 1e-4);
-  // ... while plain per-tensor scales lose an order of magnitude more (measured: 0.9998 clean,
-  // 0.9991 ours, 0.979 plain).
-  EXPECT_GT(1.0 - plain, 10.0 * (1.0 - smooth));
+  // The bar for outlier towers (cosine 0.998), and about the clean model's error...
+  EXPECT_LT(smooth, 2e-3);
+  EXPECT_LT(smooth, 2.0 * base + 5e-5);
+  // ... while plain per-tensor scales lose an order of magnitude more.
+  EXPECT_GT(plain, 10.0 * smooth);
 }
 
 // --- the calibration file ---------------------------------------------------------------------
