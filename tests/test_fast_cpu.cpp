@@ -157,8 +157,10 @@ struct AttnShape {
 TEST(FastCpuKernels, FlashAttentionMatchesReference) {
   const AttnShape shapes[] = {{1, 197, 3, 64}, {3, 197, 2, 24}, {1, 50, 4, 80}, {3, 50, 2, 64},
                               {1, 577, 2, 80}, {3, 577, 1, 24}, {2, 35, 3, 40}, {1, 35, 2, 64},
-                              // the bf16 kernel's 512-key softmax steps: a 1-key second step, three steps
-                              {1, 513, 2, 40}, {1, 1100, 1, 64}};
+                              {1, 197, 6, 32}, {3, 197, 4, 48}, {5, 65, 3, 48},
+                              // the 512-key softmax steps (AVX-512, bf16): a 1-key second step, three
+                              // steps; the AVX2 kernel's 1024-key steps: a 1-key and a 76-key second one
+                              {1, 513, 2, 40}, {1, 1100, 1, 64}, {1, 1025, 2, 48}};
   for (CpuIsa isa : kernel_levels()) {
     const fc::Kernels& k = fc::kernels_for(isa);
     for (const AttnShape& s : shapes) {
