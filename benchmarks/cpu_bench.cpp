@@ -282,6 +282,30 @@ json bench_gemms(const Options& o) {
             time_it(o.runs * 12, [&] { layers[static_cast<size_t>(next++ % 12)]->run(xin, M, y.data(), o.threads); }));
       }
       {
+        // int8 (the int8 engine's static GEMM): u8 x s8 -> s32, per-N output scales, fp32 bias and
+        // the forward's epilogue; weights in -63..63 as below VNNI (int8.h), 8-bit with it.
+        const int wmax = vit::int8::weight_max_for(vit::effective_cpu_isa());
+        std::vector<int8_t> wq(w.data.size());
+        for (size_t i = 0; i < wq.size(); ++i) wq[i] = static_cast<int8_t>(static_cast<int>((i * 7919) % (2 * wmax + 1)) - wmax);
+        std::vector<uint8_t> xq(x.size());
+        for (size_t i = 0; i < xq.size(); ++i) xq[i] = static_cast<uint8_t>((i * 2654435761u) >> 24);
+        vit::fastcpu::LinearSpec spec;
+        spec.N = s.N;
+        spec.K = s.K;
+        spec.int8 = true;
+        spec.out_scales.assign(static_cast<size_t>(s.N), 1e-4f);
+        spec.hint_m = 197;
+        vit::fastcpu::DnnlLinear lin(wq.data(), bias.ptr(), spec);
+        add("onednn u8s8 " + lin.impl_name(M), time_it(o.runs * 4, [&] { lin.run(xq.data(), M, y.data(), o.threads); }));
+        vit::fastcpu::LinearSpec fwd = spec;
+        fwd.epi = s.epi;
+        std::vector<std::unique_ptr<vit::fastcpu::DnnlLinear>> layers;
+        for (int l = 0; l < 12; ++l) layers.push_back(std::make_unique<vit::fastcpu::DnnlLinear>(wq.data(), bias.ptr(), fwd));
+        int next = 0;
+        add("onednn u8s8 as in a forward",
+            time_it(o.runs * 12, [&] { layers[static_cast<size_t>(next++ % 12)]->run(xq.data(), M, y.data(), o.threads); }));
+      }
+      {
         vit::ref::BlasSingleThreaded guard;
         add("openblas fp32 (reference split)", time_it(o.runs * 4, [&] {
               vit::ref::linear(x.data(), M, s.K, w.ptr(), bias.ptr(), s.N, y.data(), false, o.threads);
