@@ -120,6 +120,12 @@ dnnl::stream& thread_stream() {
 
 }  // namespace
 
+// A primitive for one M (primitives and their memory descriptors are created once per M).
+struct Prim {
+  dnnl::matmul matmul;
+  size_t scratch_bytes;  // the size of its user scratchpad
+};
+
 // A column block of the layer, [n0, n0 + n) of y: its packed weights, bias, int8 scales and one
 // primitive per M. An untiled layer is one block of all N columns.
 struct LinearBlock {
@@ -129,8 +135,7 @@ struct LinearBlock {
   dnnl::memory scales;             // int8, oneDNN 3: the block's weight scales, a run-time argument
   std::vector<float> out_scales;   // int8, oneDNN 2: the block's output scales (an attribute)
   std::mutex mu;                   // guards prims
-  std::map<int64_t, dnnl::matmul> prims;
-  std::map<int64_t, size_t> scratch;  // by M: the primitive's scratchpad bytes
+  std::map<int64_t, Prim> prims;   // by M
 };
 
 struct DnnlLinear::Impl {
@@ -220,25 +225,20 @@ struct DnnlLinear::Impl {
     }
   }
 
-  dnnl::matmul& prim(LinearBlock& b, int64_t M) {
+  Prim& prim(LinearBlock& b, int64_t M) {
     std::lock_guard<std::mutex> lock(b.mu);
     auto it = b.prims.find(M);
     if (it == b.prims.end()) {
       const auto pd = make_pd(M, b, b.wei_md);
-      b.scratch[M] = pd.scratchpad_desc().get_size();
-      it = b.prims.emplace(M, dnnl::matmul(pd)).first;
+      it = b.prims.emplace(M, Prim{dnnl::matmul(pd), pd.scratchpad_desc().get_size()}).first;
     }
     return it->second;
   }
 
   // Rows [m0, m0 + M) of x and y, block b's columns, on stream s.
-  void execute(LinearBlock& b, dnnl::matmul& p, dnnl::stream& s, const void* x, int64_t m0, int64_t M, void* y) const {
+  void execute(const LinearBlock& b, const Prim& p, dnnl::stream& s, const void* x, int64_t m0, int64_t M, void* y) const {
     Context& ctx = context();
-    size_t scratch_bytes;
-    {
-      std::lock_guard<std::mutex> lock(b.mu);
-      scratch_bytes = b.scratch.at(M);
-    }
+    const size_t scratch_bytes = p.scratch_bytes;
     const size_t xe = spec.int8 ? 1 : spec.bf16 ? 2 : 4, ye = spec.y_bf16 ? 2 : 4;
     const char* xp = static_cast<const char*>(x) + static_cast<size_t>(m0 * spec.K) * xe;
     char* yp = static_cast<char*>(y) + static_cast<size_t>(m0 * spec.N + b.n0) * ye;
@@ -257,7 +257,7 @@ struct DnnlLinear::Impl {
       base += (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64;
       args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory({{static_cast<int64_t>(scratch_bytes)}, dt::u8, tag::a}, ctx.eng, base));
     }
-    p.execute(s, args);
+    p.matmul.execute(s, args);
     s.wait();
   }
 };
@@ -303,7 +303,7 @@ void DnnlLinear::run(const void* x, int64_t M, void* y, int threads) {
     if (im.m_tile == 0) {
       // oneDNN (OpenMP build) runs on omp_get_max_threads() of the calling thread.
       LinearBlock& b = *im.blocks.front();
-      dnnl::matmul& p = im.prim(b, M);
+      Prim& p = im.prim(b, M);
       const int saved = omp_get_max_threads();
       omp_set_num_threads(threads);
       im.execute(b, p, context().strm, x, 0, M, y);
@@ -329,7 +329,7 @@ void DnnlLinear::run(const void* x, int64_t M, void* y, int threads) {
     const int64_t rows = im.m_tile * std::max<int64_t>(1, images / std::max(1, threads));
     const int64_t chunks = (M + rows - 1) / rows, nb = static_cast<int64_t>(im.blocks.size());
     const int64_t last = M - (chunks - 1) * rows;
-    std::vector<dnnl::matmul*> full(static_cast<size_t>(nb)), tail(static_cast<size_t>(nb));
+    std::vector<Prim*> full(static_cast<size_t>(nb)), tail(static_cast<size_t>(nb));
     for (int64_t j = 0; j < nb; ++j) {
       full[j] = chunks > 1 ? &im.prim(*im.blocks[j], rows) : nullptr;
       tail[j] = &im.prim(*im.blocks[j], last);
