@@ -3,9 +3,9 @@
 # processes, from /proc) since the previous lap or the sourcing, prints them to stderr and, when
 # VIT_CI_TIMES names a file, appends "NAME<TAB>wall<TAB>cpu" to it; .ci/run prints that file as the
 # run's summary. The CPU seconds tell a step's cost apart from the load of a shared machine.
-_vit_cpu_ticks() {  # user + sys ticks of this shell's waited-for children (fields 16 and 17)
+_vit_cpu_ticks() {  # user + sys ticks of the script's waited-for children (fields 16 and 17; $$, not the $(...) subshell's $BASHPID)
   local s
-  s=$(cat "/proc/$BASHPID/stat" 2>/dev/null) || { echo 0; return; }
+  s=$(cat "/proc/$$/stat" 2>/dev/null) || { echo 0; return; }
   s=${s##*) }
   # shellcheck disable=SC2086
   set -- $s
