@@ -18,6 +18,7 @@
 #endif
 #endif
 #ifdef VIT_EMU_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -163,6 +164,24 @@ Ctx g_sched;
 const void* g_sched_stack = nullptr;  // the scheduler's stack, as ASan's fiber interface reports it
 size_t g_sched_stack_size = 0;
 #endif
+
+// Fibers run without ASan's fake stacks (detect_stack_use_after_return): every fresh fiber would
+// map a fake stack of its own and unmap it when it ends, one mmap + munmap per thread per block
+// (the emulated op tests spent 30x their time in the kernel: 4.2 s of system time for one 197x48
+// add). The flag is read by every instrumented function at entry, so clearing it for the span of
+// a launch covers the fibers only; the host code around the launch keeps the check.
+#ifdef VIT_EMU_ASAN
+extern "C" int __asan_option_detect_stack_use_after_return;
+struct NoFakeStacks {
+  int saved = __asan_option_detect_stack_use_after_return;
+  NoFakeStacks() { __asan_option_detect_stack_use_after_return = 0; }
+  ~NoFakeStacks() { __asan_option_detect_stack_use_after_return = saved; }
+  NoFakeStacks(const NoFakeStacks&) = delete;
+  NoFakeStacks& operator=(const NoFakeStacks&) = delete;
+};
+#else
+struct NoFakeStacks {};
+#endif
 std::vector<Fiber> g_fibers;
 Fiber* g_cur = nullptr;
 const std::function<void()>* g_body = nullptr;
@@ -212,10 +231,17 @@ void to_scheduler(bool last = false) {
 #endif
 }
 
-void trampoline() {
+// The first thing a fresh fiber does: completes, for ASan, the switch that started it. It must
+// precede any call the compiler knows never returns (trampoline() ends in one): ASan's
+// __asan_handle_no_return, inserted before such a call, unpoisons "the current stack", and before
+// this it would take the fiber's stack for the scheduler's.
+void fiber_started() {
 #ifdef VIT_EMU_ASAN
-  __sanitizer_finish_switch_fiber(nullptr, &g_sched_stack, &g_sched_stack_size);  // the switch that started us
+  __sanitizer_finish_switch_fiber(nullptr, &g_sched_stack, &g_sched_stack_size);
 #endif
+}
+
+void trampoline() {
   (*g_body)();
   bool pending = !g_cur->open.empty();
   for (const auto& grp : g_cur->groups) pending |= !grp.empty();
@@ -234,11 +260,34 @@ void trampoline() {
 }
 
 #if defined(__x86_64__)
-extern "C" void vit_emu_fiber_entry() { trampoline(); }
+extern "C" void vit_emu_fiber_entry() {
+#else
+void vit_emu_fiber_entry() {
 #endif
+  fiber_started();
+  trampoline();
+}
 
 // A fresh context on `f`'s stack that starts in trampoline().
 void make_fiber(Fiber& f) {
+#ifdef VIT_EMU_ASAN
+  // A reused stack still holds the redzones of the frames its last fiber never returned from
+  // (a finished fiber is switched away from, not unwound): clear them, or the new fiber's first
+  // uninstrumented write there (ASan's own sigaltstack call) reads as a stack-buffer-overflow.
+  // Those frames lie between the fiber's last saved stack pointer and the top (frames below it
+  // returned and cleared their own); clearing the whole 256 KiB would cost ASan an madvise per
+  // fiber per block (its large-region path), minutes of system time over the suite.
+  if (f.stack) {
+    char* top = f.stack.get() + kStack;
+#if defined(__x86_64__)
+    char* low = f.ctx.sp ? static_cast<char*>(f.ctx.sp) : top;
+    if (low < f.stack.get() || low > top) low = f.stack.get();
+#else
+    char* low = f.stack.get();
+#endif
+    ASAN_UNPOISON_MEMORY_REGION(low, static_cast<size_t>(top - low));
+  }
+#endif
 #if defined(__x86_64__)
   // What vit_emu_switch pops: MXCSR + x87 control word, r15 r14 r13 r12 rbx rbp, then `ret` into
   // the entry with the stack as after a call (rsp = 8 mod 16 at entry: a null return address).
@@ -258,7 +307,7 @@ void make_fiber(Fiber& f) {
   f.ctx.uc.uc_stack.ss_sp = f.stack.get();
   f.ctx.uc.uc_stack.ss_size = kStack;
   f.ctx.uc.uc_link = nullptr;
-  makecontext(&f.ctx.uc, trampoline, 0);
+  makecontext(&f.ctx.uc, vit_emu_fiber_entry, 0);
 #endif
 }
 
@@ -392,6 +441,7 @@ void run_grid(dim3 grid, dim3 block, size_t dyn_smem, const std::function<void()
   g_body = &body;
   blockDim = block;
   gridDim = grid;
+  [[maybe_unused]] const NoFakeStacks no_fake_stacks;
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
