@@ -41,6 +41,8 @@ const std::vector<EmulatedFamily>& emulated_families() {
       {"DeiT (distillation token: two heads, or the cls head only)", kFamilySet,
        {"fam_deit_distilled", "hf_deit_cls", "hf_deit_teacher", "hf_deit_bare", "hf_deit_teacher_48"},
        true},
+      {"ResPostBlock (norms after the branches) and pool_include_prefix (map / avg over the prefix rows too)",
+       kFamilySet, {"fam_respost", "fam_prefix_map", "fam_prefix_avg"}, false},
       {"plain-ViT variants (tanh-GELU / no qkv bias / no final norm; a grid that leaves pixels unread)", kFamilySet,
        {"fam_nonorm", "fam_patch_floor"},
        false},

@@ -468,7 +468,8 @@ TEST(ConfigJson, TimmConfigRejectsVariants) {
 // arguments are in timm's entrypoint, which timm_archs.inc holds (tools/gen_timm_archs.py): the head
 // count of vit_base_patch16_gap_224 is 16, not the 12 of every other base model, and its pool,
 // class token and fc_norm come from there too; config model_args override the entrypoint's;
-// an entrypoint whose block we do not run (rpn: ResPostBlock) is refused by name.
+// the block kind (rpn: ResPostBlock) and pool_include_prefix come from there too; an entrypoint
+// whose block we do not run (18x2: ParallelThingsBlock) is refused by name.
 TEST(ConfigJson, TimmEntrypointArguments) {
   auto parse = [](const std::string& arch, json model_args) {
     json j = {{"architecture", arch}, {"num_classes", 10}};
@@ -493,7 +494,16 @@ TEST(ConfigJson, TimmEntrypointArguments) {
   h = parse("vit_base_patch16_siglip_gap_224", nullptr);
   EXPECT_EQ(h.class_token, false);
   EXPECT_EQ(h.fc_norm, false);
-  expect_error([&] { parse("vit_base_patch16_rpn_224", nullptr); }, ErrorCode::kUnsupported, "ResPostBlock");
+  h = parse("vit_base_patch16_rpn_224", nullptr);
+  EXPECT_EQ(h.res_post, true);
+  EXPECT_EQ(h.pool, GlobalPool::kAvg);
+  EXPECT_EQ(parse("vit_base_patch16_224", nullptr).res_post.value_or(false), false);
+  h = parse("test_vit3", nullptr);
+  EXPECT_EQ(h.pool_include_prefix, true);
+  EXPECT_EQ(h.pool, GlobalPool::kMap);
+  EXPECT_EQ(parse("test_vit3", {{"pool_include_prefix", false}}).pool_include_prefix, false);  // model_args win
+  expect_error([&] { parse("vit_base_patch16_18x2_224", nullptr); }, ErrorCode::kUnsupported, "ParallelThingsBlock");
+  expect_error([&] { parse("vit_base_patch16_224", {{"block_fn", 3}}); }, ErrorCode::kUnsupported, "block_fn=3");
   expect_error([&] { parse("vit_base_r50_s16_224", nullptr); }, ErrorCode::kUnsupported, "hybrid CNN stem");
   EXPECT_EQ(detail::timm_entrypoint_args("not_a_timm_model"), nullptr);
   EXPECT_NE(detail::timm_entrypoint_args("deit_base_distilled_patch16_224"), nullptr);

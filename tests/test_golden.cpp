@@ -222,7 +222,9 @@ TEST(GoldenData, AllCasesPresent) {
                            "hf_dinov2_reg", "hf_dinov2_48", "hf_dinov2_reg_24", "hf_clip_proj_56",
                            "hf_deit_teacher_48", "hf_dinov2_cls", "hf_dinov2_reg_cls", "hf_clip_model", "hf_siglip_model",
                            // tools/make_golden_families.py: open_clip's own layout
-                           "oc_openai", "oc_avg_ls"}) {
+                           "oc_openai", "oc_avg_ls",
+                           // block / pool variants: ResPostBlock, pool_include_prefix
+                           "fam_respost", "fam_prefix_map", "fam_prefix_avg"}) {
     EXPECT_TRUE(std::find(fams.begin(), fams.end(), must) != fams.end())
         << "missing family fixture " << must << "; regenerate with tools/make_golden_families.py / make_golden_hf.py";
   }  const std::vector<std::string> dyn = vit::test::list_golden_cases(vit::test::kDynamicSet);

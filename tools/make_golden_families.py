@@ -259,6 +259,15 @@ def all_cases():
         # patch 14): 62 px at patch 14, a 4x4 grid over the first 56 px, the rest unread by the conv.
         "fam_patch_floor": lambda d: case_family(d, "vit_so400m_patch14_siglip_gap_384", 220, img=62,
                                                  **dict(TINY, patch_size=14)),
+        # ResPostBlock (vit_base_patch16_rpn_224): each block's norm after its branch,
+        # x + norm1(attn(x)), x + norm2(mlp(x)); no class token, avg pool, no qkv bias.
+        "fam_respost": lambda d: case_family(d, "vit_base_patch16_rpn_224", 225, batch=3, **TINY),
+        # pool_include_prefix (test_vit3): the attention-pool head over every token, the register
+        # row too (no class token, 1 register, LayerScale).
+        "fam_prefix_map": lambda d: case_family(d, "test_vit3", 226, **TINY),
+        # pool_include_prefix with avg pooling: cls + 2 registers averaged with the patch rows.
+        "fam_prefix_avg": lambda d: case_family(d, v, 227, batch=3, reg_tokens=2, global_pool="avg",
+                                                pool_include_prefix=True, **TINY),
         # transformers' SiglipVisionModel: head dim 24, 5x5 grid, gelu_pytorch_tanh, eps 1e-6.
         "hf_siglip_vision": lambda d: case_hf_siglip(d, 217, hidden_size=96, intermediate_size=160,
                                                      num_hidden_layers=2, num_attention_heads=4,

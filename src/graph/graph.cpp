@@ -213,7 +213,7 @@ int map_head(Builder& b, const ViTConfig& c, const AttnPoolWeights& w, int x, in
   const int kv = linear("kv", x, w.kv_w, w.kv_b, T, 2 * D, D);
   CrossAttentionParams cp;
   cp.heads = c.heads;
-  cp.first = c.prefix_tokens();  // timm: x[:, num_prefix_tokens:] before attn_pool
+  cp.first = c.pool_include_prefix ? 0 : c.prefix_tokens();  // timm: x[:, num_prefix_tokens:] before attn_pool
   int y = b.node(Op::kCrossAttention, p + "attn", {q, kv}, {L, D}, cp);
   y = linear("proj", y, w.proj_w, w.proj_b, L, D, D);
   PoolParams pp;
@@ -359,7 +359,9 @@ int embed_tokens(Forward& f) {
 }
 
 // Block l on the tokens x [T, D]: x + ls1 * proj(attn(norm1(x))), ToMe's merge when the schedule
-// merges r > 0 tokens here (f.T and *sizes follow it), x + ls2 * mlp(norm2(x)). Returns x.
+// merges r > 0 tokens here (f.T and *sizes follow it), x + ls2 * mlp(norm2(x)); with res_post
+// (ResPostBlock) each norm follows its branch instead: x + norm1(proj(attn(x))), x + norm2(mlp(x)).
+// Returns x.
 int vit_block(Forward& f, int l, int x, int64_t r, int* sizes_io) {
   Builder& b = f.b;
   const ViTConfig& c = f.c;
@@ -376,15 +378,20 @@ int vit_block(Forward& f, int l, int x, int64_t r, int* sizes_io) {
                                         W(bt, {out}, (std::string(n) + ".bias").c_str()), -1},
                   {T, out}, LinearParams{});
   };
+  auto norm = [&](const char* n, int in, const Tensor& gt, const Tensor& bt) {
+    return b.node(Op::kLayerNorm, p + n, {in, W(gt, {D}, (std::string(n) + ".weight").c_str()),
+                                          W(bt, {D}, (std::string(n) + ".bias").c_str()), -1},
+                  {T, D}, lnp);
+  };
   // Attention half: x = x + ls1 * proj(attn(norm1(x))) (ls1: LayerScale, when the model has it).
-  int h = b.node(Op::kLayerNorm, p + "norm1", {x, W(bw.ln1_w, {D}, "norm1.weight"), W(bw.ln1_b, {D}, "norm1.bias"), -1},
-                 {T, D}, lnp);
+  int h = c.res_post ? x : norm("norm1", x, bw.ln1_w, bw.ln1_b);
   const int qkv = linear("attn.qkv", h, bw.qkv_w, bw.qkv_b, 3 * D, D);
   // With merged tokens, proportional attention: the sizes bias every key's logit by log(size).
   h = b.node(Op::kAttention, p + "attn", sizes >= 0 ? std::vector<int>{qkv, sizes} : std::vector<int>{qkv}, {T, D},
              AttentionParams{c.heads, l});
   const int metric = r > 0 ? b.extra_output(h, p + "attn.metric", {T, c.head_dim()}, DType::F32) : -1;
   h = linear("attn.proj", h, bw.proj_w, bw.proj_b, D, D);
+  if (c.res_post) h = norm("norm1", h, bw.ln1_w, bw.ln1_b);
   if (c.layer_scale) h = b.node(Op::kScale, p + "ls1", {h, W(bw.ls1, {D}, "ls1.gamma")}, {T, D});
   x = b.node(Op::kAdd, p + "add1", {x, h}, {T, D});
   if (r > 0) {  // ToMe (ToMeBlock): merge between the attention and the MLP halves
@@ -398,8 +405,7 @@ int vit_block(Forward& f, int l, int x, int64_t r, int* sizes_io) {
   }
   // MLP half: x = x + ls2 * fc2(GELU(fc1(norm2(x)))); gated (SwiGLU): fc1 gives the gate and
   // value halves [T, 2I], act(gate) * value feeds fc2.
-  h = b.node(Op::kLayerNorm, p + "norm2", {x, W(bw.ln2_w, {D}, "norm2.weight"), W(bw.ln2_b, {D}, "norm2.bias"), -1},
-             {T, D}, lnp);
+  h = c.res_post ? x : norm("norm2", x, bw.ln2_w, bw.ln2_b);
   if (c.glu) {
     h = linear("mlp.fc1", h, bw.fc1_w, bw.fc1_b, 2 * I, D);
     h = b.node(Op::kGlu, p + "mlp.glu", {h}, {T, I}, mlp_act);
@@ -408,6 +414,7 @@ int vit_block(Forward& f, int l, int x, int64_t r, int* sizes_io) {
     h = b.node(Op::kAct, p + "mlp.act", {h}, {T, I}, mlp_act);
   }
   h = linear("mlp.fc2", h, bw.fc2_w, bw.fc2_b, D, I);
+  if (c.res_post) h = norm("norm2", h, bw.ln2_w, bw.ln2_b);
   if (c.layer_scale) h = b.node(Op::kScale, p + "ls2", {h, W(bw.ls2, {D}, "ls2.gamma")}, {T, D});
   x = b.node(Op::kAdd, p + "add2", {x, h}, {T, D});
   return x;
@@ -486,7 +493,7 @@ void vit_head(Forward& f, int x) {
     } else {
       PoolParams pp;
       pp.mode = global_pool_info(c.pool).mode;
-      pp.first = static_cast<int>(P);  // timm: x[:, num_prefix_tokens:]
+      pp.first = c.pool_include_prefix ? 0 : static_cast<int>(P);  // timm: x[:, num_prefix_tokens:]
       pooled = b.node(Op::kPool, "pool", {x}, {D}, pp);
     }
     if (c.fc_norm) pooled = norm("fc_norm", pooled, w.fc_norm_w, w.fc_norm_b, {D});

@@ -65,6 +65,8 @@ std::vector<std::string> ViTConfig::variant_features() const {
   if (act != Activation::kGeluErf) f.push_back(activation_title(act));
   if (pool == GlobalPool::kAvgMax || pool == GlobalPool::kMax) f.push_back(std::string("pool ") + global_pool_name(pool));
   if (layer_scale) f.push_back("LayerScale");
+  if (res_post) f.push_back("residual-post norms (ResPostBlock)");
+  if (pool_include_prefix && prefix_tokens() > 0 && pool != GlobalPool::kToken) f.push_back("pool over the prefix tokens too");
   if (!qkv_bias) f.push_back("no qkv bias");
   if (!final_norm) f.push_back("no final norm");
   if (fc_norm) f.push_back("fc_norm");

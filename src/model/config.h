@@ -94,6 +94,12 @@ struct ViTConfig {
   bool pre_norm = false;        // LayerNorm norm_pre after the embedding (CLIP towers)
   bool patch_bias = true;       // the patch conv has a bias (CLIP's has none)
   bool layer_scale = false;  // timm init_values: each block's branches scaled by ls1 / ls2.gamma
+  // timm block_fn=ResPostBlock: each block's norm after its branch, x + norm1(attn(x)), then
+  // x + norm2(mlp(x)) (the same tensor names as the pre-norm Block; only config.json tells).
+  bool res_post = false;
+  // timm pool_include_prefix: the avg / max / avgmax pool and the attention-pool head read every
+  // token, the prefix rows (cls, registers) too, not only the patch rows.
+  bool pool_include_prefix = false;
   // > 0: the pooled row is projected by a bias-free [proj_dim, D] Linear and that is the
   // embeddings output (HF CLIPVisionModelWithProjection: image_embeds = visual_projection(pooled)).
   int proj_dim = 0;

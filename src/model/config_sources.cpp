@@ -576,10 +576,20 @@ ConfigHints parse_timm_config(const json& j, const std::string& path) {
           unsupported(path, "mlp_layer=" + brief(m) + " (only Mlp, SwiGLUPacked and SwiGLU)");
         }
       }
-      if (has(ma, "block_fn")) unsupported(path, "block_fn=" + brief(ma.at("block_fn")) + " (parallel / residual-post blocks)");
+      if (has(ma, "block_fn")) {
+        // Block (pre-norm) and ResPostBlock (norm after each branch) share their tensors; the
+        // parallel blocks (ParallelThingsBlock, ParallelScalingBlock, DiffParallelScalingBlock) do not run.
+        const json& bf = ma.at("block_fn");
+        const std::string b = bf.is_string() ? bf.get<std::string>() : std::string();
+        if (b == "ResPostBlock" || b == "Block") {
+          h.res_post = b == "ResPostBlock";
+        } else {
+          unsupported(path, "block_fn=" + brief(bf) + " (only Block and ResPostBlock; not the parallel blocks)");
+        }
+      }
       if (truthy("scale_attn_norm")) unsupported(path, "scale_attn_norm=True");
       if (truthy("scale_mlp_norm")) unsupported(path, "scale_mlp_norm=True");
-      if (truthy("pool_include_prefix")) unsupported(path, "pool_include_prefix=True");
+      if (has(ma, "pool_include_prefix")) h.pool_include_prefix = get_bool(ma, "pool_include_prefix", mp);
       if (has(ma, "proj_bias")) h.proj_bias = get_bool(ma, "proj_bias", mp);
       if (has(ma, "backbone")) unsupported(path, "a hybrid CNN stem (backbone=" + brief(ma.at("backbone")) + ")");
       if (has(ma, "embed_args")) unsupported(path, "embed_args=" + brief(ma.at("embed_args")) + " (a custom patch stem)");

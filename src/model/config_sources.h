@@ -32,6 +32,7 @@ struct ConfigHints {
   std::optional<bool> glu;  // a gated (SwiGLU) MLP: timm mlp_layer=SwiGLUPacked / SwiGLU, HF use_swiglu_ffn
   std::optional<bool> rms_norm, embed_norm, proj_bias;  // timm norm_layer=RmsNorm, embed_norm_layer, proj_bias
   std::optional<bool> class_token, no_embed_class;
+  std::optional<bool> res_post, pool_include_prefix;  // timm block_fn=ResPostBlock, pool_include_prefix
   std::optional<int> reg_tokens;
   std::vector<std::string> labels;  // empty: none given
   std::optional<PreprocessConfig> preprocess;

@@ -135,6 +135,8 @@ RowResolved resolve(const ResolveCtx& x, ViTConfig* cfg) {
                                  (cfg->embed_norm ? "hold" : "lack") + " patch_embed.norm.weight");
   }
   cfg->proj_bias = hints.proj_bias ? *hints.proj_bias : src.has("blocks.0.attn.proj.bias");
+  cfg->res_post = hints.res_post.value_or(false);
+  cfg->pool_include_prefix = hints.pool_include_prefix.value_or(false);
   if (hints.class_token && *hints.class_token != cfg->class_token) {
     x.warnings->push_back(hints.path + " says class_token " + (*hints.class_token ? "true" : "false") +
                           " but the tensors " + (cfg->class_token ? "hold" : "lack") + " cls_token; using the tensors");
