@@ -124,12 +124,14 @@ def walk_one(name, vit, depth, seed, work: Path):
 
 
 def write_table(rows, meta, args):
+    resumed = (f" {meta['rewalked']} entries walked again on {meta['rewalked_when']} at {meta['rewalked_commit']} "
+               f"(--resume; the other rows are the first run's)." if meta.get("rewalked") else "")
     intro = (f"Made by `tools/timm_registry_walk.py` ({meta['when']}, timm {meta['timm']}, torch {meta['torch']}, "
              f"vit-infer at {meta['commit']}): every entry of timm's {', '.join(MODULES)} modules, random "
              f"weights, depth cut to {meta['depth']}, one input at the entry's own size, CPU fp32 against timm's "
              f"float64 forward. A match is max |ours - timm| <= tol x max |timm| on the logits and on the pooled "
              f"embeddings, tol = max({TOL:g}, 2 x timm's own fp32 error against its float64 forward); errors below "
-             "are those ratios.")
+             "are those ratios." + resumed)
     columns = ["timm entry", "class", "vit-infer family (features)", "result", "logits err", "emb err",
                "timm fp32 err", "message"]
     write_report(rows, meta, args.out, args.json, "timm's ViT registry through vit-infer", intro, columns,
@@ -151,8 +153,15 @@ def main():
     meta = run_meta(timm=mg.timm.__version__, torch=mg.torch.__version__, depth=args.depth)
     rows = []
     if args.resume and Path(args.json).exists():
-        rows = [r for r in json.loads(Path(args.json).read_text())["rows"] if r["model"] in names]
+        old = json.loads(Path(args.json).read_text())
+        rows = [r for r in old["rows"] if r["model"] in names]
+        # The kept rows are the first run's: its date and commit stay, the re-walked entries are
+        # counted with their own (the table is in the registry's order either way).
+        now = meta
+        meta = dict(old["meta"], rewalked=len(names) - len(rows), rewalked_when=now["when"],
+                    rewalked_commit=now["commit"])
     done = {r["model"] for r in rows}
+    order = {n: i for i, n in enumerate(names)}
     with tempfile.TemporaryDirectory(prefix="timm-walk-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
         for i, n in enumerate(names):
@@ -164,6 +173,7 @@ def main():
                   f"{fmt_err(row['emb_err'])} {row['message'][:120]} ({row['seconds']} s)", flush=True)
             if not args.keep:
                 subprocess.run(["rm", "-rf", str(work / n)])
+            rows.sort(key=lambda r: order[r["model"]])
             write_table(rows, meta, args)  # after every entry: a cut run keeps what it measured
     bad = [r for r in rows if r["result"] in ("MISMATCH", "timeout")]
     return 1 if bad else 0
