@@ -252,7 +252,7 @@ def calibrate(model: Model, images: Any, out: Optional[Union[str, "os.PathLike[s
     else:
         items = Session._image_list(images)
         for i in range(0, len(items), batch):
-            c.add_images([_image_array(img, i + k) for k, img in enumerate(items[i:i + batch])])
+            c.add_images([_image_array(img, i + k, model._m) for k, img in enumerate(items[i:i + batch])])
     path = os.fspath(out) if out is not None else ""
     c.save(path)
     if path:

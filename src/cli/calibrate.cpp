@@ -47,6 +47,7 @@ int run_calibrate(const CalibrateOptions& o_in) {
   spec.width = mi.image_width;
   if (!ok(vit_model_get_preprocess(model.get(), &spec.preprocess))) return kExitFailure;
   spec.patch = mi.patch_size;
+  spec.model = model.get();  // images decode as the model's framework reads them (transparency)
 
   vit_calibration* raw_cal = nullptr;
   if (!ok(vit_calibration_create(model.get(), o.threads, &raw_cal))) return kExitFailure;
