@@ -128,6 +128,10 @@ json bench_engines(const Options& o, std::shared_ptr<const vit::Model> model) {
     long rss_create_kib = 0;
   };
   std::vector<E> engines;
+  // The engines are made for the largest batch timed, as a session with that max_batch is (the
+  // GEMMs' packing follows it: cpu/dnnl_linear.h LinearTiles); --batches 1 times a latency session.
+  int max_batch = 1;
+  for (const std::string& b : split(o.batches)) max_batch = std::max(max_batch, std::stoi(b));
   for (const std::string& k : split(o.engines)) {
     const long before = rss_kib();
     E e{k, nullptr};
@@ -136,13 +140,13 @@ json bench_engines(const Options& o, std::shared_ptr<const vit::Model> model) {
     const std::string base = k.substr(0, plus);
     const int tome = plus == std::string::npos ? 0 : std::stoi(k.substr(plus + 5));
     if (base == "reference") e.e = vit::make_cpu_engine(model, o.threads, true, tome);
-    else if (base == "fp32") e.e = vit::make_fast_cpu_engine(model, vit::DType::F32, o.threads, true, tome);
-    else if (base == "bf16") e.e = vit::make_fast_cpu_engine(model, vit::DType::BF16, o.threads, true, tome);
-    else if (base == "int8") e.e = vit::make_int8_cpu_engine(model, int8_options(o, model), o.threads, true, tome);
+    else if (base == "fp32") e.e = vit::make_fast_cpu_engine(model, vit::DType::F32, o.threads, true, tome, max_batch);
+    else if (base == "bf16") e.e = vit::make_fast_cpu_engine(model, vit::DType::BF16, o.threads, true, tome, max_batch);
+    else if (base == "int8") e.e = vit::make_int8_cpu_engine(model, int8_options(o, model), o.threads, true, tome, max_batch);
     else if (base == "int8dyn") {
       vit::Int8Options none;
       none.find_calibration = false;
-      e.e = vit::make_int8_cpu_engine(model, none, o.threads, true, tome);
+      e.e = vit::make_int8_cpu_engine(model, none, o.threads, true, tome, max_batch);
     }
     else vit::fail(vit::ErrorCode::kInvalidArgument, "unknown engine " + k);
     e.rss_create_kib = rss_kib() - before;

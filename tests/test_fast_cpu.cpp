@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -192,6 +193,38 @@ std::string expected_impl_isa(bool bf16) {
     case CpuIsa::kScalar: return "gemm:jit";  // oneDNN's jit sgemm, which obeys the ceiling itself
   }
   return "?";
+}
+
+// LinearTiles::kAuto: tiles for an fp32 GEMM on a CPU without AVX-512 whose session runs fewer than
+// two images per thread (VIT_CPU_GEMM_TILES=1 / 0 decides instead when set); never bf16 or narrow.
+TEST(FastCpuLinear, AutoTilesForSmallSessionsWhereMeasured) {
+  fc::dnnl_set_isa(vit::effective_cpu_isa());
+  const char* env = std::getenv("VIT_CPU_GEMM_TILES");
+  const bool have_bf16 = static_cast<int>(vit::effective_cpu_isa()) >= static_cast<int>(CpuIsa::kAvx512Bf16);
+  const bool below_avx512 = static_cast<int>(vit::effective_cpu_isa()) < static_cast<int>(CpuIsa::kAvx512);
+  struct C {
+    int max_images, threads;
+    bool small;  // fewer than two images per thread
+  } cases[] = {{1, 2, true}, {3, 2, true}, {4, 2, false}, {8, 2, false}, {1, 1, false}, {0, 2, false}, {7, 4, true}};
+  std::vector<float> w = random_vec(768 * 64), bias = random_vec(768);
+  const vit::Tensor wt = tensor_of(w, {768, 64}), bt = tensor_of(bias, {768});
+  for (bool bf16 : {false, true}) {
+    if (bf16 && !have_bf16) continue;
+    for (const C& c : cases) {
+      fc::LinearSpec spec;
+      spec.N = 768;
+      spec.K = 64;
+      spec.bf16 = bf16;
+      spec.max_images = c.max_images;
+      spec.threads = c.threads;
+      fc::DnnlLinear lin(wt.ptr(), bt.ptr(), spec);
+      const bool want = env && *env ? std::string(env) == "1" : !bf16 && below_avx512 && c.small;
+      EXPECT_EQ(lin.tiled(), want) << "max_images " << c.max_images << " threads " << c.threads << (bf16 ? " bf16" : "");
+      spec.N = 200;  // narrower than two blocks of 128: never tiled
+      fc::DnnlLinear narrow(wt.ptr(), bt.ptr(), spec);
+      EXPECT_FALSE(narrow.tiled());
+    }
+  }
 }
 
 TEST(FastCpuLinear, MatchesReference) {

@@ -410,7 +410,7 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
           o.calibration_path = p.int8_calibration;
           o.find_calibration = false;
         }
-        s->engine = vit::make_int8_cpu_engine(s->model, o, p.num_threads, p.fusion != 0, p.tome);
+        s->engine = vit::make_int8_cpu_engine(s->model, o, p.num_threads, p.fusion != 0, p.tome, p.max_batch);
       } else if (p.gemm == VIT_GEMM_REFERENCE) {
         if (p.precision != VIT_PRECISION_FP32)
           vit::fail(ErrorCode::kUnsupported, std::string(fn) + ": the CPU reference engine (VIT_GEMM_REFERENCE) is "
@@ -419,7 +419,7 @@ vit_status* vit_session_create(const vit_model* model, const vit_session_params*
       } else {
         s->engine = vit::make_fast_cpu_engine(s->model,
                                               vit::storage_type(to_internal(p.precision)),
-                                              p.num_threads, p.fusion != 0, p.tome);
+                                              p.num_threads, p.fusion != 0, p.tome, p.max_batch);
       }
     } else {  // VIT_DEVICE_CUDA
       if (p.device_id < 0) invalid(fn, "device_id " + std::to_string(p.device_id) + " is negative");

@@ -99,8 +99,10 @@ class GraphRunner {
 // The engine that executes `backend` on the (fused unless `fusion` is false or
 // VIT_DISABLE_FUSION=1) graph of `model`. threads <= 0: all hardware threads.
 // tome > 0: token merging, that many tokens per block (graph::build_vit; graph::check_tome).
+// max_batch > 0: the most images the caller runs at once (the session's), which the backend's
+// rows may prepare for (Graph::max_images); 0: not said.
 std::unique_ptr<Engine> make_graph_engine(std::shared_ptr<const Model> model, int threads, bool fusion,
-                                          CpuBackend backend, int tome = 0);
+                                          CpuBackend backend, int tome = 0, int max_batch = 0);
 
 // The backends: the fp32 reference (rows: none of its own, the reference rows) and the fast one
 // (fast_engine.cpp) in `precision` F32 or BF16 (bf16 annotation only where the CPU has bf16 dot

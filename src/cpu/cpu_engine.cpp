@@ -319,16 +319,17 @@ struct SizedGraph {
 
 class CpuEngine final : public Engine {
  public:
-  CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend, int tome)
+  CpuEngine(std::shared_ptr<const Model> model, int threads, bool fusion, CpuBackend backend, int tome, int max_batch)
       : model_(std::move(model)), backend_(std::move(backend)), fusion_(fusion), tome_(tome),
+        max_images_(max_batch > 0 ? std::min(max_batch, kChunk) : 0),
         graphs_(graph::RunSize{model_ ? model_->cfg.image_h : 0, model_ ? model_->cfg.image_w : 0}) {
     if (!model_) fail(ErrorCode::kInvalidArgument, backend_.name + " engine: model is null");
     if (tome_ != 0) graph::check_tome(model_->cfg, tome_, (backend_.name + " engine").c_str());
     const char* prof = std::getenv("VIT_CPU_PROFILE");
     profile_ = prof && *prof && std::strcmp(prof, "0") != 0;
     profile_nodes_ = profile_ && std::strcmp(prof, "nodes") == 0;
-    sized(graphs_.own_size());  // validates the model and prepares (packs) every weight
     threads_ = threads > 0 ? threads : std::max(1, omp_get_num_procs());
+    sized(graphs_.own_size());  // validates the model and prepares (packs) every weight
   }
 
   const char* name() const noexcept override { return backend_.name.c_str(); }
@@ -399,6 +400,8 @@ class CpuEngine final : public Engine {
     Graph g = graph::build_vit(*model_, backend_.precision, (backend_.name + " engine").c_str(), size, tome_);
     if (graph::fusion_enabled(fusion_)) graph::fuse(g);
     if (backend_.annotate) backend_.annotate(g);
+    g.max_images = max_images_;  // a run goes in chunks of kChunk images at most
+    g.threads = threads_;
     return std::make_unique<SizedGraph>(SizedGraph{GraphRunner(std::move(g), backend_, &prepared_)});
   }
 
@@ -411,6 +414,7 @@ class CpuEngine final : public Engine {
   CpuBackend backend_;
   bool fusion_ = true;
   int tome_ = 0;  // ToMe: tokens merged per block
+  int max_images_ = 0;  // the most images one graph run takes (0: not said)
   bool profile_ = false, profile_nodes_ = false;
   std::map<std::string, std::pair<double, int64_t>> prof_;         // VIT_CPU_PROFILE: ms, calls
   graph::SizeCache<SizedGraph> graphs_;                           // per run size (the model's always)
@@ -423,8 +427,8 @@ class CpuEngine final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> make_graph_engine(std::shared_ptr<const Model> model, int threads, bool fusion,
-                                          CpuBackend backend, int tome) {
-  return std::make_unique<CpuEngine>(std::move(model), threads, fusion, std::move(backend), tome);
+                                          CpuBackend backend, int tome, int max_batch) {
+  return std::make_unique<CpuEngine>(std::move(model), threads, fusion, std::move(backend), tome, max_batch);
 }
 
 }  // namespace cpu

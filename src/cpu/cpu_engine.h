@@ -20,9 +20,10 @@ std::unique_ptr<Engine> make_cpu_engine(std::shared_ptr<const Model> model, int 
 // The fast CPU engine (src/cpu/fast_engine.cpp): oneDNN GEMMs with packed weights, flash-style
 // attention; precision F32 or BF16 (bf16 runs as fp32 on a CPU without AMX / AVX512-BF16; name()
 // says which, e.g. "cpu-fast bf16 (amx)"). VIT_CPU_ISA lowers the ISA it uses (cpu/cpu_isa.h).
-// fusion as make_cpu_engine's.
+// fusion as make_cpu_engine's. max_batch > 0: the most images a run will take (a session's
+// max_batch), which the GEMMs' packing is chosen for (cpu/dnnl_linear.h LinearTiles); 0: not said.
 std::unique_ptr<Engine> make_fast_cpu_engine(std::shared_ptr<const Model> model, DType precision, int threads = 0,
-                                             bool fusion = true, int tome = 0);
+                                             bool fusion = true, int tome = 0, int max_batch = 0);
 
 namespace int8 {
 struct Calibration;
@@ -41,6 +42,6 @@ struct Int8Options {
 // The fast CPU engine with int8 (W8A8) GEMMs in the transformer blocks; name() says static /
 // dynamic and the ISA, e.g. "cpu-fast int8 static (avx2)".
 std::unique_ptr<Engine> make_int8_cpu_engine(std::shared_ptr<const Model> model, const Int8Options& opt,
-                                             int threads = 0, bool fusion = true, int tome = 0);
+                                             int threads = 0, bool fusion = true, int tome = 0, int max_batch = 0);
 
 }  // namespace vit

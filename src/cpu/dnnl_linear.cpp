@@ -99,17 +99,20 @@ CpuIsa dnnl_set_isa(CpuIsa isa) {
 
 namespace {
 
-// The tile policy (dnnl_linear.h, LinearSpec::tiles): VIT_CPU_GEMM_TILES=1 / 0 when kAuto, else
-// off. Measured on the Zen 3 AVX2 guest with oneDNN 2.x's gemm:jit (docs/PERF.md 6.7, quiet-run):
-// ViT-B/16 fp32 batch 1 at 2 threads 1.2x faster tiled, batch 8 ~8 % slower (the blocked weights
-// make every block's call pack its panels again), so not on by default.
-bool tiles_wanted(LinearTiles t) {
-  if (t != LinearTiles::kAuto) return t == LinearTiles::kOn;
-  static const bool env = [] {
+// The tile policy (dnnl_linear.h, LinearSpec::tiles). Measured on the Zen 3 AVX2 guest with
+// oneDNN 2.x's gemm:jit (docs/PERF.md 6.7, quiet-run): ViT-B/16 fp32 batch 1 at 2 threads 1.2x
+// faster tiled, batch 8 ~8 % slower (the blocked weights make every block's call pack its panels
+// again). So kAuto tiles only there: fp32, no AVX-512 (brgemm ran at 97-100 % of its ceiling
+// untiled, 6.4g), a session of fewer than two images per thread; VIT_CPU_GEMM_TILES=1 / 0 overrides.
+bool tiles_wanted(const LinearSpec& s) {
+  if (s.tiles != LinearTiles::kAuto) return s.tiles == LinearTiles::kOn;
+  static const int env = [] {
     const char* e = std::getenv("VIT_CPU_GEMM_TILES");
-    return e && std::string(e) == "1";
+    return !e || !*e ? -1 : std::string(e) == "1" ? 1 : 0;
   }();
-  return env;
+  if (env >= 0) return env == 1;
+  const bool measured = !s.int8 && !s.bf16 && static_cast<int>(effective_cpu_isa()) < static_cast<int>(CpuIsa::kAvx512);
+  return measured && s.max_images > 0 && s.threads > 1 && s.max_images < 2 * s.threads;
 }
 
 // One CPU stream per thread: tiles execute primitives from every thread of the team at once.
@@ -192,7 +195,7 @@ struct DnnlLinear::Impl {
     // Tiles when there are at least two blocks to share: 128 columns for N <= 1024 (ViT-B's
     // proj / fc2: 6 blocks), else 256 (qkv 9, fc1 12).
     const int64_t width = N <= 1024 ? 128 : 256;
-    const bool tiled = tiles_wanted(spec.tiles) && N >= 2 * width;
+    const bool tiled = tiles_wanted(spec) && N >= 2 * width;
     m_tile = tiled ? spec.hint_m * std::max<int64_t>(1, 256 / std::max<int64_t>(1, spec.hint_m)) : 0;
     for (int64_t n0 = 0; n0 < N; n0 += tiled ? width : N) {
       auto b = std::make_unique<LinearBlock>();

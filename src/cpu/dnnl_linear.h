@@ -31,10 +31,11 @@ bool dnnl_has_activation(Activation a);
 // a batch of fewer than two images per thread runs as tiles of (whole images' rows) x (a block),
 // dynamically scheduled over the team, each a one-thread oneDNN call (a thread on a slower core
 // takes fewer); a larger batch runs each block with oneDNN's own threading. kOff: one oneDNN call
-// with its own static partition. kAuto: VIT_CPU_GEMM_TILES=1 turns tiles on, else off (on the Zen 3
-// AVX2 guest ViT-B batch 1 ran 1.2x faster tiled, batch 8 ~8 % slower: docs/PERF.md 6.7). Both give
-// the same numbers up to the order of float additions; a layer narrower than two blocks is never
-// tiled.
+// with its own static partition. kAuto: VIT_CPU_GEMM_TILES=1 / 0 when set; else tiles for an fp32
+// GEMM on a CPU without AVX-512 (oneDNN's gemm:jit, where they were measured) whose session runs
+// fewer than two images per thread (max_images < 2 x threads; on the Zen 3 AVX2 guest ViT-B batch 1
+// ran 1.2x faster tiled, batch 8 ~8 % slower: docs/PERF.md 6.7), off otherwise. Both give the same
+// numbers up to the order of float additions; a layer narrower than two blocks is never tiled.
 enum class LinearTiles { kAuto, kOn, kOff };
 
 struct LinearSpec {
@@ -46,6 +47,8 @@ struct LinearSpec {
   bool has_bias = true;   // false: no bias (the bias tensor is ignored)
   int64_t hint_m = 197;   // the M whose preferred weight layout is packed (one image's rows)
   LinearTiles tiles = LinearTiles::kAuto;
+  // What the session will run (kAuto's policy): the most images in one run and the threads (0: unknown).
+  int max_images = 0, threads = 0;
   // int8 (W8A8, the int8 constructor): x u8 [M, K], weights s8, int32 accumulation; then
   // y = out_scales[n] * acc + bias[n] (bias in y's units) and the epilogue. bf16 is ignored.
   bool int8 = false;

@@ -91,6 +91,8 @@ std::shared_ptr<void> prepare_linear(const Graph& g, const Node& n) {
   set_epilogue(n, &s);
   s.has_bias = n.input(2) >= 0;
   s.hint_m = g.t(n.in[0]).rows();  // one image's rows: batch 1 is what latency is about
+  s.max_images = g.max_images;
+  s.threads = g.threads;
   return std::make_shared<fastcpu::DnnlLinear>(w.host->ptr(), s.has_bias ? g.t(n.in[2]).host->ptr() : nullptr, s);
 }
 
@@ -184,6 +186,8 @@ std::shared_ptr<void> prepare_linear_int8(const Graph& g, const Node& n) {
   s.K = K;
   s.int8 = true;
   s.hint_m = g.t(n.in[0]).rows();
+  s.max_images = g.max_images;
+  s.threads = g.threads;
   if (q.dynamic) {
     s.out_scales = wscale;
     s.has_bias = false;
@@ -391,12 +395,12 @@ CpuBackend fast_backend(DType precision) {
 }  // namespace cpu
 
 std::unique_ptr<Engine> make_fast_cpu_engine(std::shared_ptr<const Model> model, DType precision, int threads,
-                                             bool fusion, int tome) {
-  return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::fast_backend(precision), tome);
+                                             bool fusion, int tome, int max_batch) {
+  return cpu::make_graph_engine(std::move(model), threads, fusion, cpu::fast_backend(precision), tome, max_batch);
 }
 
 std::unique_ptr<Engine> make_int8_cpu_engine(std::shared_ptr<const Model> model, const Int8Options& opt, int threads,
-                                             bool fusion, int tome) {
+                                             bool fusion, int tome, int max_batch) {
   if (!model) fail(ErrorCode::kInvalidArgument, "int8 cpu engine: model is null");
   std::shared_ptr<const int8::Calibration> cal = opt.calibration;
   if (!cal) {
@@ -414,7 +418,7 @@ std::unique_ptr<Engine> make_int8_cpu_engine(std::shared_ptr<const Model> model,
   cpu::CpuBackend be = cpu::fast_backend(DType::F32);
   be.name = std::string("cpu-fast int8 ") + (cal ? "static" : "dynamic") + " (" + cpu_isa_name(isa) + ")";
   be.annotate = [cal, isa](Graph& g) { annotate_int8(g, cal.get(), isa); };
-  return cpu::make_graph_engine(std::move(model), threads, fusion, std::move(be), tome);
+  return cpu::make_graph_engine(std::move(model), threads, fusion, std::move(be), tome, max_batch);
 }
 
 }  // namespace vit

@@ -172,6 +172,9 @@ struct Graph {
   int depth = 0, heads = 0, tokens = 0;  // tokens: the input's (before any merge)
   int tome_r = 0;                         // tokens merged per block (0: no kTomeMerge nodes)
   int image_h = 0, image_w = 0;  // the run size the graph is built for (its input [C, H, W])
+  // What the engine will run the graph with (0: not said): the most images in one run and the
+  // threads. A backend may prepare for them (the fast CPU GEMMs' tile policy, cpu/dnnl_linear.h).
+  int max_images = 0, threads = 0;
   bool fused = false;
   // Weights the builder derives from the model's (the map head's projected latent query); the
   // tensor table's host pointers point into these, so they live as long as the graph.
