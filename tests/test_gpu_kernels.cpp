@@ -15,15 +15,18 @@
 #include <string>
 #include <vector>
 
+#include "activation.cuh"
 #include "attention.cuh"
 #include "core/error.h"
 #include "gemm.cuh"
 #include "gemm_sm90.cuh"
-#include "head.cuh"
+#include "glu.cuh"
 #include "layernorm.cuh"
 #include "patch_embed.cuh"
+#include "pool.cuh"
 #include "test_gpu_util.h"
 #include "test_util.h"
+#include "to_f32.cuh"
 
 #ifdef VIT_GPU_EMU_BUILD
 #include "emu.h"

@@ -8,9 +8,13 @@
 
 #include "core/error.h"
 
-#include "head.cuh"
+#include "activation.cuh"
+#include "binary.cuh"
+#include "glu.cuh"
 #include "layernorm.cuh"
 #include "patch_embed.cuh"
+#include "pool.cuh"
+#include "to_f32.cuh"
 #include "tome.cuh"
 
 namespace vit::gpu {

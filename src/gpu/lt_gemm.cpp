@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "cuda_check.h"
-#include "head.cuh"
+#include "activation.cuh"
 
 namespace vit::gpu {
 
